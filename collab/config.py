@@ -1,0 +1,74 @@
+"""Every setting and limit of the server, with its default.
+
+Each field becomes a `collab serve` flag (`--max-message-bytes`) and an environment variable
+(`COLLAB_MAX_MESSAGE_BYTES`); see `collab.cli`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
+    port: int = field(default=8000, metadata={"help": "port to listen on"})
+    data_dir: Path = field(
+        default=Path("collab-data"), metadata={"help": "where documents are stored"}
+    )
+    fsync: Literal["always", "never"] = field(
+        default="always",
+        metadata={"help": "fsync each write batch before anyone sees it ('never': tests only)"},
+    )
+    text_name: str = field(
+        default="text", metadata={"help": "name of the shared Y.Text inside each document"}
+    )
+    max_name_length: int = field(
+        default=256, metadata={"help": "longest document name, in characters"}
+    )
+    max_message_bytes: int = field(
+        default=8 * MiB, metadata={"help": "largest WebSocket message accepted (close 1009)"}
+    )
+    max_document_bytes: int = field(
+        default=64 * MiB, metadata={"help": "largest document state accepted"}
+    )
+    send_queue_bytes: int = field(
+        default=4 * MiB,
+        metadata={"help": "bytes queued for one peer before it is resynced or dropped"},
+    )
+    idle_unload_seconds: float = field(
+        default=30.0, metadata={"help": "keep an unused document in memory this long"}
+    )
+    ping_interval: float = field(
+        default=30.0, metadata={"help": "seconds between WebSocket pings"}
+    )
+    ping_timeout: float = field(
+        default=30.0, metadata={"help": "drop a peer that does not answer a ping in this time"}
+    )
+    compact_log_bytes: int = field(
+        default=8 * MiB, metadata={"help": "write a snapshot when the log passes this size"}
+    )
+    compact_log_records: int = field(
+        default=10_000, metadata={"help": "write a snapshot when the log passes this count"}
+    )
+    keep_history: bool = field(
+        default=True,
+        metadata={"help": "keep old log segments after compaction (history and replay)"},
+    )
+    history_in_memory: int = field(
+        default=10_000,
+        metadata={"help": "revisions kept in memory for text clients to catch up"},
+    )
+    record: Path | None = field(
+        default=None, metadata={"help": "write every inbound message to this file"}
+    )
+    log_level: str = field(default="info", metadata={"help": "debug, info, warning, error"})
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some settings changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
