@@ -1,0 +1,644 @@
+"""Fan-out benchmark: R documents x P Yjs peers through real sockets, against three servers.
+
+Every peer appends small edits to its document's shared text at a fixed rate; the server
+relays each edit to the document's P-1 other peers. The same load runs, one after another,
+against
+
+- baseline: `bench/bare_relay.py`, a bare relay of the same bytes on the same stack,
+- durable:  `collab serve --fsync always`,
+- fast:     `collab serve --fsync never`,
+
+each a fresh subprocess on a free loopback port, and the results print as one table:
+delivered edits per second, latency p50/p99 (an edit's send time to each other peer's
+receive time), and the server's CPU seconds per delivered edit (utime+stime of the server
+process tree from /proc, over the measured window), with its ratio to the bare relay.
+
+How edits are made and counted cheaply:
+
+- Each edit inserts an ASCII marker `#<sender>.<seq>.<send-time-us>;` at the end of the
+  peer's own previous insert. The Yjs update for that is a fixed byte pattern, encoded here
+  by hand (`EditEncoder`, checked against pycrdt at start-up): no CRDT work in the generator.
+- The marker travels as plain UTF-8 inside whatever update the server sends, so a regex on
+  the raw message finds every edit in it, including when collab merges several edits into
+  one message (group commit). Deliveries are counted per edit, not per message, and each
+  (receiver, sender, seq) is counted once.
+- The send time is in the marker (CLOCK_MONOTONIC is system-wide on Linux), so the
+  generator can run in several processes (`--procs`) and still measure latency.
+
+    python bench/fanout.py                      # all three, default load
+    python bench/fanout.py --only baseline --only fast --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+REPO = Path(__file__).resolve().parent.parent
+TARGETS = ("baseline", "durable", "fast")
+MARKER = re.compile(rb"#(\d+)\.(\d+)\.(\d+);")
+SYNC_STEP1_EMPTY = b"\x00\x00\x01\x00"  # sync, step1, state vector of 0 clients
+SYNC_STEP2_EMPTY = b"\x00\x01\x02\x00\x00"  # sync, step2, the empty update
+SYNC_STEP2_PREFIX = b"\x00\x01"
+
+
+# --- Yjs updates, by hand ---------------------------------------------------------------
+
+
+def varuint(n: int) -> bytes:
+    """lib0 variable-length unsigned integer."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def varbytes(data: bytes) -> bytes:
+    return varuint(len(data)) + data
+
+
+class EditEncoder:
+    """The y-websocket update messages of one Yjs client appending ASCII text after itself.
+
+    Each edit is one item whose left origin is the last character of the client's previous
+    item; the first is placed at the start of the root text type. This is exactly what a
+    Yjs client that only ever sees its own edits would send, at a few microseconds per edit.
+    """
+
+    def __init__(self, client_id: int, text_name: str = "text") -> None:
+        self.client = varuint(client_id)
+        self.clock = 0
+        self.parent = b"\x01" + varbytes(text_name.encode())  # parent is a root type by key
+
+    def message(self, ascii_text: str) -> bytes:
+        content = ascii_text.encode("ascii")
+        if self.clock == 0:
+            item = b"\x04" + self.parent + varbytes(content)  # string content, no origin
+        else:
+            # 0x84: string content with a left origin (client, clock of the previous char).
+            item = b"\x84" + self.client + varuint(self.clock - 1) + varbytes(content)
+        update = b"\x01\x01" + self.client + varuint(self.clock) + item + b"\x00"
+        self.clock += len(content)
+        return b"\x00\x02" + varbytes(update)  # sync message, update
+
+
+def check_encoder() -> None:
+    """Apply hand-made updates to a pycrdt document: the bytes must mean what we think."""
+    from pycrdt import Doc, Text
+
+    doc = Doc()
+    text = doc.get("text", type=Text)
+    encoders = {1234567890: EditEncoder(1234567890), 7: EditEncoder(7)}
+    expected = dict.fromkeys(encoders, "")
+    for i in range(300):
+        client = (1234567890, 7)[i % 2]
+        marker = f"#{client}.{i}.{i * 1000};"
+        expected[client] += marker
+        message = encoders[client].message(marker)
+        assert message[:2] == b"\x00\x02", "not a sync update message"
+        doc.apply_update(unwrap_varbytes(message[2:]))
+    got = str(text)
+    ok = all(v in got for v in expected.values()) and len(got) == sum(map(len, expected.values()))
+    assert ok, "hand-encoded Yjs updates do not apply as expected"
+
+
+def unwrap_varbytes(data: bytes) -> bytes:
+    """The payload of a lib0 varUint8Array."""
+    length, shift, i = 0, 0, 0
+    while True:
+        byte = data[i]
+        length |= (byte & 0x7F) << shift
+        i += 1
+        if byte < 0x80:
+            return data[i : i + length]
+        shift += 7
+
+
+# --- the load generator (runs in worker processes) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Load:
+    url: str  # ws://127.0.0.1:P
+    docs: int
+    peers: int
+    rate: float
+    handshake: bool  # wait for the server's sync step2 (not from the bare relay: it never answers)
+    doc_prefix: str
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Monotonic times: sending starts at `start`, the measured window is [t0, t1)."""
+
+    start: float
+    t0: float
+    t1: float
+    drain: float  # after t1, wait this long at most for stragglers
+
+
+@dataclass
+class WorkerResult:
+    sent_total: int = 0
+    sent_window: int = 0
+    delivered_total: int = 0  # unique (receiver, sender, seq), whole run
+    delivered_window: int = 0  # unique, received inside the window
+    duplicates: int = 0
+    echoes: int = 0  # a peer got its own edit back
+    messages_window: int = 0
+    latencies_us: list[int] = field(default_factory=list)  # deliveries inside the window
+    send_lag_us: list[int] = field(default_factory=list)  # how late sends were vs. schedule
+    cpu_window: float = 0.0  # this process's CPU seconds inside the window
+    closed: list[str] = field(default_factory=list)  # peers the server closed, and why
+    received_per_sender: dict[int, int] = field(default_factory=dict)
+
+
+class Peer:
+    def __init__(self, ident: int, doc: int, ws: ClientConnection) -> None:
+        self.ident = ident
+        self.doc = doc
+        self.ws = ws
+        self.encoder = EditEncoder(random.getrandbits(31) | 1)
+        self.last_seq: dict[int, int] = {}
+
+
+async def open_peer(load: Load, doc: int, index: int) -> Peer:
+    url = f"{load.url}/yjs/{load.doc_prefix}{doc}"
+    ws = await connect(url, compression=None, max_size=None, ping_interval=None, open_timeout=30)
+    peer = Peer(doc * load.peers + index, doc, ws)
+    await ws.send(SYNC_STEP1_EMPTY)
+    if load.handshake:
+        async with asyncio.timeout(30):
+            while True:
+                message = await ws.recv()
+                if isinstance(message, bytes) and message[:2] == b"\x00\x00":
+                    await ws.send(SYNC_STEP2_EMPTY)  # our state: nothing yet
+                elif isinstance(message, bytes) and message[:2] == SYNC_STEP2_PREFIX:
+                    break
+    return peer
+
+
+async def send_edits(peer: Peer, load: Load, timing: Timing, result: WorkerResult) -> None:
+    """Open loop: one edit every 1/rate seconds on a fixed schedule, late or not."""
+    interval = 1.0 / load.rate
+    due = timing.start + random.random() * interval
+    seq = 0
+    loop = asyncio.get_running_loop()
+    while due < timing.t1:
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        now = time.monotonic()
+        seq += 1
+        message = peer.encoder.message(f"#{peer.ident}.{seq}.{int(now * 1e6)};")
+        try:
+            await peer.ws.send(message)
+        except ConnectionClosed:
+            return
+        result.sent_total += 1
+        if timing.t0 <= now < timing.t1:
+            result.sent_window += 1
+            result.send_lag_us.append(int((now - due) * 1e6))
+        due += interval
+
+
+async def receive_edits(
+    peer: Peer, timing: Timing, result: WorkerResult, last: list[float]
+) -> None:
+    """Count every edit marker in every message, once per (sender, seq)."""
+    t0_us, t1_us = int(timing.t0 * 1e6), int(timing.t1 * 1e6)
+    last_seq = peer.last_seq
+    per_sender = result.received_per_sender
+    try:
+        async for message in peer.ws:
+            now_us = int(time.monotonic() * 1e6)
+            last[0] = now_us / 1e6
+            if not isinstance(message, bytes):
+                continue
+            inside = t0_us <= now_us < t1_us
+            if inside:
+                result.messages_window += 1
+            for sender_b, seq_b, sent_b in MARKER.findall(message):
+                sender, seq = int(sender_b), int(seq_b)
+                if sender == peer.ident:
+                    result.echoes += 1
+                    continue
+                if seq <= last_seq.get(sender, 0):
+                    result.duplicates += 1
+                    continue
+                last_seq[sender] = seq
+                per_sender[sender] = per_sender.get(sender, 0) + 1
+                result.delivered_total += 1
+                if inside:
+                    result.delivered_window += 1
+                    result.latencies_us.append(now_us - int(sent_b))
+    except ConnectionClosed:
+        pass
+    close = peer.ws.close_code
+    if close is not None and close != 1000 and time.monotonic() < timing.t1 + timing.drain:
+        result.closed.append(f"peer {peer.ident}: {close} {peer.ws.close_reason}")
+
+
+async def cpu_at(moment: float, into: list[float]) -> None:
+    await asyncio.sleep(max(0.0, moment - time.monotonic()))
+    into.append(time.process_time())
+
+
+async def run_worker(load: Load, slots: list[tuple[int, int]], conn: Connection) -> None:
+    peers = await asyncio.gather(*(open_peer(load, doc, index) for doc, index in slots))
+    conn.send("ready")
+    timing: Timing = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+    result = WorkerResult()
+    last_receive = [time.monotonic()]
+    receivers = [asyncio.create_task(receive_edits(p, timing, result, last_receive)) for p in peers]
+    cpu: list[float] = []
+    meters = [
+        asyncio.create_task(cpu_at(timing.t0, cpu)),
+        asyncio.create_task(cpu_at(timing.t1, cpu)),
+    ]
+    await asyncio.gather(*(send_edits(p, load, timing, result) for p in peers), *meters)
+    result.cpu_window = cpu[1] - cpu[0]
+    # Drain: until nothing arrived for a while, or the drain time is up.
+    while time.monotonic() < timing.t1 + timing.drain and time.monotonic() - last_receive[0] < 0.5:
+        await asyncio.sleep(0.05)
+    await asyncio.gather(*(p.ws.close() for p in peers), return_exceptions=True)
+    for task in receivers:
+        task.cancel()
+    await asyncio.gather(*receivers, return_exceptions=True)
+    conn.send(result)
+
+
+def worker_main(load: Load, slots: list[tuple[int, int]], conn: Connection) -> None:
+    try:
+        asyncio.run(run_worker(load, slots, conn))
+    except BaseException as error:
+        conn.send(f"error: {error!r}")
+        raise
+
+
+# --- the servers under test ---------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One server under test as a subprocess; stopped with SIGTERM on exit."""
+
+    def __init__(self, target: str, workdir: Path, extra: list[str]) -> None:
+        self.target = target
+        self.port = free_port()
+        self.log_path = workdir / f"{target}.log"
+        if target == "baseline":
+            self.command = [sys.executable, str(REPO / "bench" / "bare_relay.py")]
+        else:
+            fsync = "always" if target == "durable" else "never"
+            data_dir = workdir / f"data-{target}"
+            self.command = [sys.executable, "-m", "collab", "serve", "--data-dir", str(data_dir)]
+            self.command += ["--fsync", fsync, *extra]
+        self.command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+            )
+        deadline = time.monotonic() + 30
+        while not self._healthy():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.target} did not start:\n{self.log()}")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    return stat[stat.rfind(")") + 2 :].split()  # fields from 3 (state) on
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (uvicorn might run workers in child processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                children.setdefault(int(_stat_fields(int(entry))[1]), []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes (all their threads), in seconds."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = _stat_fields(pid)
+            total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# --- one run ------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    target: str
+    seconds: float
+    deliveries_per_s: float
+    edits_per_s: float
+    messages_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    server_cpu_s: float
+    cpu_us_per_delivery: float
+    server_rss_mib: float
+    expected_deliveries: int
+    missing: int
+    duplicates: int
+    echoes: int
+    generator_cpu_pct: list[float]
+    send_lag_p99_ms: float
+    closed: list[str]
+
+
+def percentile(sorted_values: list[int], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def split_slots(docs: int, peers: int, procs: int) -> list[list[tuple[int, int]]]:
+    slots: list[list[tuple[int, int]]] = [[] for _ in range(procs)]
+    for n, slot in enumerate((d, p) for d in range(docs) for p in range(peers)):
+        slots[n % procs].append(slot)
+    return [s for s in slots if s]
+
+
+def run_load(server: Server, args: argparse.Namespace) -> Outcome:
+    load = Load(
+        url=server.url,
+        docs=args.docs,
+        peers=args.peers,
+        rate=args.rate,
+        handshake=server.target != "baseline",
+        doc_prefix="bench-",
+    )
+    context = multiprocessing.get_context("fork")
+    workers = []
+    for slots in split_slots(args.docs, args.peers, args.procs):
+        parent, child = context.Pipe()
+        process = context.Process(target=worker_main, args=(load, slots, child), daemon=True)
+        process.start()
+        workers.append((process, parent))
+    try:
+        return _measure(server, args, workers)
+    finally:
+        for process, _ in workers:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+
+
+def start_profiler(server: Server, args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
+    """`--py-spy DIR`: sample the server over the measured window into DIR/<target>.svg."""
+    if not args.py_spy:
+        return None
+    args.py_spy.mkdir(parents=True, exist_ok=True)
+    output = args.py_spy / f"{server.target}.svg"
+    command = ["py-spy", "record", "--pid", str(server.pid), "--nonblocking", "--output"]
+    command += [str(output), "--duration", str(max(1, int(args.seconds)))]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _receive(conn: Connection, timeout: float) -> object:
+    if not conn.poll(timeout):
+        raise RuntimeError("a load generator process did not answer in time")
+    message = conn.recv()
+    if isinstance(message, str) and message.startswith("error"):
+        raise RuntimeError(f"load generator failed: {message}")
+    return message
+
+
+def _measure(server: Server, args: argparse.Namespace, workers: list) -> Outcome:
+    for _, conn in workers:
+        if _receive(conn, 60) != "ready":
+            raise RuntimeError("load generator did not get ready")
+    start = time.monotonic() + 0.2
+    timing = Timing(start, start + args.warmup, start + args.warmup + args.seconds, args.drain)
+    for _, conn in workers:
+        conn.send(timing)
+    pids = process_tree(server.pid)
+    time.sleep(max(0.0, timing.t0 - time.monotonic()))
+    cpu0 = cpu_seconds(pids)
+    profiler = start_profiler(server, args)
+    time.sleep(max(0.0, timing.t1 - time.monotonic()))
+    cpu1 = cpu_seconds(pids)
+    rss = rss_mib(server.pid)
+    if profiler:
+        profiler.wait(60)
+    results: list[WorkerResult] = [
+        _receive(conn, args.drain + 60)  # type: ignore[misc]
+        for _, conn in workers
+    ]
+    return summarize(server.target, args, results, cpu1 - cpu0, rss)
+
+
+def summarize(
+    target: str, args: argparse.Namespace, results: list[WorkerResult], cpu: float, rss: float
+) -> Outcome:
+    latencies = sorted(v for r in results for v in r.latencies_us)
+    lags = sorted(v for r in results for v in r.send_lag_us)
+    delivered = sum(r.delivered_window for r in results)
+    sent_total = sum(r.sent_total for r in results)
+    expected = sent_total * (args.peers - 1)
+    return Outcome(
+        target=target,
+        seconds=args.seconds,
+        deliveries_per_s=delivered / args.seconds,
+        edits_per_s=sum(r.sent_window for r in results) / args.seconds,
+        messages_per_s=sum(r.messages_window for r in results) / args.seconds,
+        p50_ms=percentile(latencies, 0.50) / 1000,
+        p99_ms=percentile(latencies, 0.99) / 1000,
+        max_ms=(latencies[-1] / 1000) if latencies else float("nan"),
+        server_cpu_s=cpu,
+        cpu_us_per_delivery=cpu / delivered * 1e6 if delivered else float("nan"),
+        server_rss_mib=rss,
+        expected_deliveries=expected,
+        missing=expected - sum(r.delivered_total for r in results),
+        duplicates=sum(r.duplicates for r in results),
+        echoes=sum(r.echoes for r in results),
+        generator_cpu_pct=[round(100 * r.cpu_window / args.seconds, 1) for r in results],
+        send_lag_p99_ms=percentile(lags, 0.99) / 1000,
+        closed=[c for r in results for c in r.closed],
+    )
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+def print_table(outcomes: list[Outcome]) -> None:
+    base = next((o for o in outcomes if o.target == "baseline"), None)
+    head = (
+        f"{'server':<9} {'deliv/s':>8} {'msgs/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+        f"{'cpu s':>6} {'us/deliv':>8} {'ratio':>6} {'rss MiB':>7} {'missing':>7} "
+        f"{'gen cpu %':>10} {'lag p99':>7}"
+    )
+    print(head)
+    print("-" * len(head))
+    for o in outcomes:
+        ratio = o.cpu_us_per_delivery / base.cpu_us_per_delivery if base else float("nan")
+        gen = "+".join(f"{p:.0f}" for p in o.generator_cpu_pct)
+        print(
+            f"{o.target:<9} {o.deliveries_per_s:>8.0f} {o.messages_per_s:>8.0f} "
+            f"{o.p50_ms:>7.2f} {o.p99_ms:>7.2f} {o.max_ms:>7.1f} {o.server_cpu_s:>6.2f} "
+            f"{o.cpu_us_per_delivery:>8.1f} {ratio:>6.2f} {o.server_rss_mib:>7.0f} "
+            f"{o.missing:>7} {gen:>10} {o.send_lag_p99_ms:>7.1f}"
+        )
+    for o in outcomes:
+        if o.closed:
+            print(f"{o.target}: the server closed {len(o.closed)} peers, e.g. {o.closed[0]}")
+        if o.duplicates or o.echoes:
+            print(f"{o.target}: {o.duplicates} duplicate deliveries, {o.echoes} echoes to sender")
+        if any(p > 85 for p in o.generator_cpu_pct):
+            print(f"{o.target}: a generator process was near a full core: try --procs 2")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Fan-out benchmark of collab against a bare relay, through real sockets."
+    )
+    parser.add_argument("--docs", type=int, default=10, help="documents (default 10)")
+    parser.add_argument("--peers", type=int, default=10, help="Yjs peers per document (10)")
+    parser.add_argument("--rate", type=float, default=20.0, help="edits/s per peer (20)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured window (20)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="load before measuring (3)")
+    parser.add_argument("--drain", type=float, default=5.0, help="max wait for stragglers (5)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=TARGETS,
+        help="run only this server (repeatable); default: all three",
+    )
+    parser.add_argument("--procs", type=int, default=1, help="load generator processes (default 1)")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra flag for collab serve, e.g. --server-arg=--log-level=warning",
+    )
+    parser.add_argument(
+        "--py-spy", type=Path, help="profile each server over the window into DIR/<server>.svg"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' logs and data")
+    args = parser.parse_args(argv)
+    if min(args.docs, args.peers, args.procs) < 1 or args.peers < 2 or args.rate <= 0:
+        parser.error("need --docs >= 1, --peers >= 2, --procs >= 1, --rate > 0")
+    if args.seconds <= 0 or args.seconds > 600 or args.warmup < 0:
+        parser.error("--seconds must be in (0, 600], --warmup >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    check_encoder()
+    targets = [t for t in TARGETS if t in (args.only or TARGETS)]
+    print(
+        f"load: {args.docs} docs x {args.peers} peers x {args.rate:g} edits/s = "
+        f"{args.docs * args.peers * args.rate:g} edits/s in, "
+        f"{args.docs * args.peers * (args.peers - 1) * args.rate:g} deliveries/s out; "
+        f"{args.warmup:g} s warm-up, {args.seconds:g} s measured; "
+        f"{args.procs} generator process(es)",
+        flush=True,
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="collab-fanout-"))
+    outcomes = []
+    try:
+        for target in targets:
+            with Server(target, workdir, args.server_arg) as server:
+                print(f"{target} (pid {server.pid}): {' '.join(server.command[1:])}", flush=True)
+                outcomes.append(run_load(server, args))
+    finally:
+        if args.keep:
+            print(f"logs and data kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print_table(outcomes)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(o) for o in outcomes], indent=2))
+
+
+if __name__ == "__main__":
+    main()
