@@ -1,0 +1,195 @@
+"""The Starlette edge: WebSocket endpoints, the HTTP API and the frontend's files.
+
+Thin on purpose: each endpoint turns a socket or request into hub/session calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketState
+
+from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
+from collab.names import InvalidNameError
+from collab.session import CLOSE_INTERNAL, CLOSE_TOO_BIG
+from collab.store import CorruptDocumentError
+
+log = logging.getLogger(__name__)
+
+CLOSE_BAD_NAME = 4400
+
+
+def frontend_dir() -> Path:
+    """The frontend's files: installed beside the package, or the source checkout's."""
+    installed = Path(__file__).resolve().parent / "frontend"
+    if (installed / "editor.html").exists():
+        return installed
+    return Path(__file__).resolve().parent.parent / "frontend"
+
+
+class StarletteConnection:
+    """A Starlette WebSocket as the hub's `Connection`."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+
+    async def send(self, data: bytes | str) -> None:
+        if isinstance(data, bytes):
+            await self.websocket.send_bytes(data)
+        else:
+            await self.websocket.send_text(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.websocket.application_state != WebSocketState.DISCONNECTED:
+            await self.websocket.close(code, reason)
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class WebApp:
+    """The routes of one hub: mount them anywhere (see `collab.engine`)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
+        routes: list[BaseRoute] = [
+            WebSocketRoute("/yjs/{name:path}", self.yjs_endpoint),
+            WebSocketRoute("/ot/{name:path}", self.text_endpoint),
+        ]
+        if http_api:
+            routes += [
+                Route("/healthz", self.healthz),
+                Route("/api/docs", self.list_documents),
+                Route("/api/docs/{name:path}/text", self.document_text),
+                Route("/api/docs/{name:path}/update", self.document_update),
+            ]
+        if frontend:
+            files = frontend_dir()
+            routes += [
+                Route("/", self.page("index.html")),
+                Route("/d/{name:path}", self.page("editor.html")),
+                Mount("/static", StaticFiles(directory=files, check_dir=False), name="static"),
+            ]
+        return routes
+
+    # ------------------------------------------------------------------ WebSockets
+
+    async def yjs_endpoint(self, websocket: WebSocket) -> None:
+        await self.serve_peer(websocket, "yjs")
+
+    async def text_endpoint(self, websocket: WebSocket) -> None:
+        await self.serve_peer(websocket, "text")
+
+    async def serve_peer(self, websocket: WebSocket, kind: str) -> None:
+        await websocket.accept()
+        connection = StarletteConnection(websocket)
+        try:
+            name = self.hub.validate(websocket.path_params["name"])
+        except InvalidNameError as error:
+            await connection.close(CLOSE_BAD_NAME, f"invalid document name: {error}"[:120])
+            return
+        user, readonly = None, False
+        runner = await self._open(connection, name)
+        if runner is None:
+            return
+        peer_id = runner.connect(connection, kind, user, readonly)
+        try:
+            await self._receive_loop(websocket, runner, peer_id)
+        finally:
+            runner.disconnect(peer_id)
+
+    async def _open(self, connection: StarletteConnection, name: str) -> DocumentRunner | None:
+        if self.hub.closing:
+            await connection.close(1001, "server shutting down")
+            return None
+        try:
+            return await self.hub.open(name)
+        except CorruptDocumentError as error:
+            log.error("%s: cannot load: %s", name, error)
+            await connection.close(CLOSE_INTERNAL, "document cannot be loaded: damaged on disk")
+        except Exception:
+            log.exception("%s: cannot load", name)
+            await connection.close(CLOSE_INTERNAL, "document cannot be loaded")
+        return None
+
+    async def _receive_loop(
+        self, websocket: WebSocket, runner: DocumentRunner, peer_id: Any
+    ) -> None:
+        limit = self.hub.settings.max_message_bytes
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            channel = runner.channels.get(peer_id)
+            if channel is None or channel.closed:
+                return
+            data = message.get("bytes")
+            if data is None:
+                data = message.get("text", "")
+            if len(data) > limit:
+                channel.close(CLOSE_TOO_BIG, f"message of {len(data)} bytes is over {limit}")
+                return
+            runner.receive(peer_id, data)
+
+    # ------------------------------------------------------------------ HTTP
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "documents_loaded": len(self.hub.runners)})
+
+    async def list_documents(self, request: Request) -> Response:
+        documents: dict[str, dict[str, Any]] = {}
+        for info in await self.hub.store.list():
+            documents[info.name] = {
+                "name": info.name,
+                "size_bytes": info.size_bytes,
+                "rev": info.rev,
+                "peers": 0,
+                "loaded": False,
+            }
+        for name, runner in self.hub.runners.items():
+            session = runner.session
+            entry = documents.setdefault(name, {"name": name, "size_bytes": session.state_bytes})
+            entry.update(rev=session.rev, peers=len(runner.channels), loaded=True)
+        return JSONResponse({"documents": sorted(documents.values(), key=lambda d: d["name"])})
+
+    async def document_text(self, request: Request) -> Response:
+        runner = await self._existing(request)
+        if isinstance(runner, Response):
+            return runner
+        return PlainTextResponse(runner.session.mirror, media_type="text/plain; charset=utf-8")
+
+    async def document_update(self, request: Request) -> Response:
+        runner = await self._existing(request)
+        if isinstance(runner, Response):
+            return runner
+        return Response(runner.session.state, media_type="application/octet-stream")
+
+    async def _existing(self, request: Request) -> DocumentRunner | Response:
+        try:
+            name = self.hub.validate(request.path_params["name"])
+            return await self.hub.open(name, create=False)
+        except InvalidNameError as error:
+            return error_response(400, f"invalid document name: {error}")
+        except DocumentNotFoundError:
+            return error_response(404, "no such document")
+        except CorruptDocumentError as error:
+            return error_response(500, f"document cannot be loaded: {error}")
+
+    @staticmethod
+    def page(filename: str) -> Any:
+        async def serve(request: Request) -> Response:
+            path = frontend_dir() / filename
+            if not path.exists():
+                return error_response(404, f"{filename} is missing from the frontend")
+            return FileResponse(path, media_type="text/html; charset=utf-8")
+
+        return serve
