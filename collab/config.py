@@ -44,9 +44,7 @@ class Settings:
     idle_unload_seconds: float = field(
         default=30.0, metadata={"help": "keep an unused document in memory this long"}
     )
-    ping_interval: float = field(
-        default=30.0, metadata={"help": "seconds between WebSocket pings"}
-    )
+    ping_interval: float = field(default=30.0, metadata={"help": "seconds between WebSocket pings"})
     ping_timeout: float = field(
         default=30.0, metadata={"help": "drop a peer that does not answer a ping in this time"}
     )
