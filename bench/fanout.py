@@ -42,6 +42,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -310,15 +311,15 @@ def free_port() -> int:
 class Server:
     """One server under test as a subprocess; stopped with SIGTERM on exit."""
 
-    def __init__(self, target: str, workdir: Path, extra: list[str]) -> None:
+    def __init__(self, target: str, workdir: Path, extra: list[str], round_: int = 1) -> None:
         self.target = target
         self.port = free_port()
-        self.log_path = workdir / f"{target}.log"
+        self.log_path = workdir / f"{target}-{round_}.log"
         if target == "baseline":
             self.command = [sys.executable, str(REPO / "bench" / "bare_relay.py")]
         else:
             fsync = "always" if target == "durable" else "never"
-            data_dir = workdir / f"data-{target}"
+            data_dir = workdir / f"data-{target}-{round_}"
             self.command = [sys.executable, "-m", "collab", "serve", "--data-dir", str(data_dir)]
             self.command += ["--fsync", fsync, *extra]
         self.command += ["--host", "127.0.0.1", "--port", str(self.port)]
@@ -413,6 +414,8 @@ def rss_mib(pid: int) -> float:
 @dataclass
 class Outcome:
     target: str
+    round: int
+    load_average: float  # the machine's 1-minute load average at the end of the window
     seconds: float
     deliveries_per_s: float
     edits_per_s: float
@@ -517,6 +520,7 @@ def _measure(server: Server, args: argparse.Namespace, workers: list) -> Outcome
 def summarize(
     target: str, args: argparse.Namespace, results: list[WorkerResult], cpu: float, rss: float
 ) -> Outcome:
+    """One row of the table from the workers' counts (round is filled in by the caller)."""
     latencies = sorted(v for r in results for v in r.latencies_us)
     lags = sorted(v for r in results for v in r.send_lag_us)
     delivered = sum(r.delivered_window for r in results)
@@ -524,6 +528,8 @@ def summarize(
     expected = sent_total * (args.peers - 1)
     return Outcome(
         target=target,
+        round=1,
+        load_average=os.getloadavg()[0],
         seconds=args.seconds,
         deliveries_per_s=delivered / args.seconds,
         edits_per_s=sum(r.sent_window for r in results) / args.seconds,
@@ -548,23 +554,28 @@ def summarize(
 
 
 def print_table(outcomes: list[Outcome]) -> None:
-    base = next((o for o in outcomes if o.target == "baseline"), None)
+    """All rows; `ratio` is CPU per delivery relative to the baseline of the same round."""
+    rounds = max(o.round for o in outcomes)
+    bases = {o.round: o.cpu_us_per_delivery for o in outcomes if o.target == "baseline"}
     head = (
-        f"{'server':<9} {'deliv/s':>8} {'msgs/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+        f"{'server':<11} {'deliv/s':>8} {'msgs/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
         f"{'cpu s':>6} {'us/deliv':>8} {'ratio':>6} {'rss MiB':>7} {'missing':>7} "
-        f"{'gen cpu %':>10} {'lag p99':>7}"
+        f"{'gen cpu %':>10} {'lag p99':>7} {'load':>5}"
     )
     print(head)
     print("-" * len(head))
     for o in outcomes:
-        ratio = o.cpu_us_per_delivery / base.cpu_us_per_delivery if base else float("nan")
+        name = o.target if rounds == 1 else f"{o.target}#{o.round}"
+        ratio = o.cpu_us_per_delivery / bases.get(o.round, float("nan"))
         gen = "+".join(f"{p:.0f}" for p in o.generator_cpu_pct)
         print(
-            f"{o.target:<9} {o.deliveries_per_s:>8.0f} {o.messages_per_s:>8.0f} "
+            f"{name:<11} {o.deliveries_per_s:>8.0f} {o.messages_per_s:>8.0f} "
             f"{o.p50_ms:>7.2f} {o.p99_ms:>7.2f} {o.max_ms:>7.1f} {o.server_cpu_s:>6.2f} "
             f"{o.cpu_us_per_delivery:>8.1f} {ratio:>6.2f} {o.server_rss_mib:>7.0f} "
-            f"{o.missing:>7} {gen:>10} {o.send_lag_p99_ms:>7.1f}"
+            f"{o.missing:>7} {gen:>10} {o.send_lag_p99_ms:>7.1f} {o.load_average:>5.1f}"
         )
+    if rounds > 1:
+        print_medians(outcomes, bases)
     for o in outcomes:
         if o.closed:
             print(f"{o.target}: the server closed {len(o.closed)} peers, e.g. {o.closed[0]}")
@@ -572,6 +583,27 @@ def print_table(outcomes: list[Outcome]) -> None:
             print(f"{o.target}: {o.duplicates} duplicate deliveries, {o.echoes} echoes to sender")
         if any(p > 85 for p in o.generator_cpu_pct):
             print(f"{o.target}: a generator process was near a full core: try --procs 2")
+
+
+def print_medians(outcomes: list[Outcome], bases: dict[int, float]) -> None:
+    print()
+    for target in dict.fromkeys(o.target for o in outcomes):
+        rows = [o for o in outcomes if o.target == target]
+        cpu = statistics.median(o.cpu_us_per_delivery for o in rows)
+        ratio = statistics.median(o.cpu_us_per_delivery / bases[o.round] for o in rows)
+        p99 = statistics.median(o.p99_ms for o in rows)
+        print(
+            f"median of {len(rows)} {target}: {cpu:.1f} us/delivery, ratio {ratio:.2f}, "
+            f"p99 {p99:.1f} ms"
+        )
+
+
+def run_target(target: str, workdir: Path, args: argparse.Namespace, round_: int) -> Outcome:
+    with Server(target, workdir, args.server_arg, round_) as server:
+        print(f"{target} (pid {server.pid}): {' '.join(server.command[1:])}", flush=True)
+        outcome = run_load(server, args)
+        outcome.round = round_
+        return outcome
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -600,11 +632,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--py-spy", type=Path, help="profile each server over the window into DIR/<server>.svg"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run all servers this many times, interleaved"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the servers' logs and data")
     args = parser.parse_args(argv)
-    if min(args.docs, args.peers, args.procs) < 1 or args.peers < 2 or args.rate <= 0:
-        parser.error("need --docs >= 1, --peers >= 2, --procs >= 1, --rate > 0")
+    if min(args.docs, args.peers, args.procs, args.repeat) < 1 or args.peers < 2 or args.rate <= 0:
+        parser.error("need --docs, --procs, --repeat >= 1, --peers >= 2, --rate > 0")
     if args.seconds <= 0 or args.seconds > 600 or args.warmup < 0:
         parser.error("--seconds must be in (0, 600], --warmup >= 0")
     return args
@@ -625,17 +660,20 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="collab-fanout-"))
     outcomes = []
     try:
-        for target in targets:
-            with Server(target, workdir, args.server_arg) as server:
-                print(f"{target} (pid {server.pid}): {' '.join(server.command[1:])}", flush=True)
-                outcomes.append(run_load(server, args))
+        for round_ in range(1, args.repeat + 1):
+            for target in targets:
+                try:
+                    outcomes.append(run_target(target, workdir, args, round_))
+                except RuntimeError as error:  # one broken server must not lose the others
+                    print(f"{target}: FAILED: {error}", flush=True)
     finally:
         if args.keep:
             print(f"logs and data kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     print()
-    print_table(outcomes)
+    if outcomes:
+        print_table(outcomes)
     if args.json:
         args.json.write_text(json.dumps([asdict(o) for o in outcomes], indent=2))
 
