@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from collab import textops
 from collab.config import Settings
+from collab.hooks import Authenticate, OnChange, OnLoad
 from collab.hub import Hub
 from collab.store import FileStore, Store
 from collab.web import WebApp
@@ -18,10 +20,26 @@ class Collab:
     """Collaborative documents: sessions, storage and the web endpoints.
 
     ``Collab()`` stores documents in ``settings.data_dir`` with the file store; pass
-    ``store=`` to bring another backend.
+    ``store=`` to bring another backend. Mount it in an existing app::
+
+        engine = Collab(store=FileStore(Path("data")), authenticate=check_login)
+        app = Starlette(routes=[Mount("/collab", routes=engine.routes())],
+                        lifespan=lambda app: engine.lifespan())
+
+    Hooks may be sync or async: ``authenticate(connection, name) -> Access | None``
+    (raise ``AccessDenied`` to refuse), ``on_change(change)`` after each change is on
+    disk, ``on_load(name) -> bytes | None`` the initial state of a new document.
     """
 
-    def __init__(self, store: Store | None = None, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        store: Store | None = None,
+        settings: Settings | None = None,
+        *,
+        authenticate: Authenticate | None = None,
+        on_change: OnChange | None = None,
+        on_load: OnLoad | None = None,
+    ) -> None:
         self.settings = settings or Settings()
         if store is None:
             store = FileStore(
@@ -30,24 +48,59 @@ class Collab:
                 keep_history=self.settings.keep_history,
             )
         self.store = store
-        self.hub = Hub(store, self.settings)
-        self.web = WebApp(self.hub)
+        self.hub = Hub(store, self.settings, on_change=on_change, on_load=on_load)
+        self.web = WebApp(self.hub, authenticate)
+
+    # ------------------------------------------------------------------ mounting
 
     def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
-        """Routes to mount in an app: `Mount("/collab", routes=engine.routes())`."""
+        """Routes to mount under any prefix: ``Mount("/collab", routes=engine.routes())``.
+
+        WebSockets at ``/yjs/{name}`` and ``/ot/{name}``; with `http_api` the JSON API
+        under ``/api``; with `frontend` the pages at ``/`` and ``/d/{name}``.
+        """
         return self.web.routes(http_api=http_api, frontend=frontend)
 
     def app(self) -> Starlette:
         """A standalone Starlette app that closes the engine on shutdown."""
+        return Starlette(routes=self.routes(), lifespan=lambda app: self.lifespan())
 
-        @contextlib.asynccontextmanager
-        async def lifespan(app: Starlette) -> AsyncIterator[None]:
-            yield
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[Collab]:
+        """Use in the host app's lifespan: closes peers and saves documents at shutdown."""
+        try:
+            yield self
+        finally:
             await self.close()
-
-        return Starlette(routes=self.routes(), lifespan=lifespan)
 
     async def close(self) -> None:
         """Close every peer with 1001, save every document, close the store. Idempotent."""
         if not self.hub.closing:
             await self.hub.close()
+
+    # ------------------------------------------------------------------ server-side text
+
+    async def get_text(self, name: str) -> str:
+        """The shared text of document `name` (loading it if needed; KeyError if unknown)."""
+        runner = await self.hub.open(self.hub.validate(name), create=False)
+        return runner.session.mirror
+
+    async def edit(
+        self, name: str, op: textops.Op, *, origin: str = "server", user: str | None = None
+    ) -> int:
+        """Apply a code-point op to the current text; returns the new revision once it
+        is on disk and sent to every peer (Yjs peers get an update, text peers an op)."""
+        runner = await self.hub.open(self.hub.validate(name))
+        runner.session.edit_text(op, origin=f"server:{origin}", user=user)
+        runner.kick()
+        await runner.flush()
+        return runner.session.rev
+
+    async def set_text(
+        self, name: str, text: str, *, origin: str = "server", user: str | None = None
+    ) -> int:
+        """Make the text equal to `text` with the smallest single change (see `edit`)."""
+        runner = await self.hub.open(self.hub.validate(name))
+        return await self.edit(
+            name, textops.diff(runner.session.mirror, text), origin=origin, user=user
+        )

@@ -12,10 +12,11 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 from collab.config import Settings
+from collab.hooks import Change, OnChange, OnLoad, call_hook
 from collab.names import validate_name
 from collab.session import CLOSE_INTERNAL, CLOSE_TOO_SLOW, Output, PeerId, Session
 from collab.store import Store
@@ -167,6 +168,11 @@ class DocumentRunner:
         if not self.channels:
             self._schedule_idle_unload()
 
+    async def flush(self) -> None:
+        """Return once everything the session produced so far is on disk and sent."""
+        while await self._deliver_pending():
+            pass
+
     def kick(self) -> None:
         """Something happened: the pump takes the session's output soon."""
         self._wake.set()
@@ -205,7 +211,7 @@ class DocumentRunner:
                 self._fail("storage failure: reconnect")
                 return
             self.session.log_bytes += sum(len(r.update) for r in output.records)
-            await self.hub.changed(self.name, output.records)
+            await self.hub.changed(self.name, output)
         for peer_id, data in output.messages:
             channel = self.channels.get(peer_id)
             if channel is not None:
@@ -266,8 +272,7 @@ class DocumentRunner:
             return False
         self.unloading = True
         self._wake.set()
-        while await self._deliver_pending():
-            pass
+        await self.flush()
         for channel in list(self.channels.values()):
             await channel.flush_and_close(code, reason)
         if not await self.compact():
@@ -287,7 +292,8 @@ class Hub:
         self,
         store: Store,
         settings: Settings | None = None,
-        on_change: Callable[[str, list], Awaitable[None] | None] | None = None,
+        on_change: OnChange | None = None,
+        on_load: OnLoad | None = None,
         recorder: Callable[[str, PeerId, bytes | str], None] | None = None,
     ) -> None:
         self.store = store
@@ -295,6 +301,7 @@ class Hub:
         self.runners: dict[str, DocumentRunner] = {}
         self.peer_ids = itertools.count(1)
         self.on_change = on_change
+        self.on_load = on_load
         self.recorder = recorder
         self._loading: dict[str, asyncio.Future[DocumentRunner]] = {}
         self.closing = False
@@ -325,9 +332,15 @@ class Hub:
         self._loading[name] = future
         try:
             stored = await self.store.load(name)
-            if stored is None and not create:
+            initial = None
+            if stored is None and self.on_load is not None:
+                initial = await call_hook(self.on_load, name)
+            if stored is None and initial is None and not create:
                 raise DocumentNotFoundError(name)
-            runner = DocumentRunner(self, Session(name, self.settings, stored))
+            session = Session(name, self.settings, stored)
+            if initial:
+                session.apply_update(initial, origin="import")
+            runner = DocumentRunner(self, session)
             self.runners[name] = runner
             future.set_result(runner)
             return runner
@@ -345,15 +358,24 @@ class Hub:
         runner.unloaded.set()
         runner._pump_task.cancel()
 
-    async def changed(self, name: str, records: list) -> None:
+    async def changed(self, name: str, output: Output) -> None:
+        """Tell the on_change hook about durable changes; its errors are logged, not raised."""
         if self.on_change is None:
             return
-        try:
-            result = self.on_change(name, records)
-            if asyncio.iscoroutine(result):
-                await result
-        except Exception:
-            log.exception("%s: on_change hook failed", name)
+        for record, revision in zip(output.records, output.revisions, strict=True):
+            change = Change(
+                name,
+                record.rev,
+                record.time,
+                record.origin,
+                record.user,
+                record.update,
+                revision.op,
+            )
+            try:
+                await call_hook(self.on_change, change)
+            except Exception:
+                log.exception("%s: on_change hook failed at rev %d", name, record.rev)
 
     def record_inbound(self, name: str, peer_id: PeerId, data: bytes | str) -> None:
         if self.recorder is not None:

@@ -96,6 +96,7 @@ class Output:
     """What the driver must do, in this order: persist, send, close."""
 
     records: list[Record] = field(default_factory=list)
+    revisions: list[Revision] = field(default_factory=list)  # the records as text changes
     messages: list[tuple[PeerId, bytes | str]] = field(default_factory=list)
     closes: list[tuple[PeerId, int, str]] = field(default_factory=list)
 
@@ -150,6 +151,7 @@ class Session:
         self.acked: dict[str, tuple[int, int]] = {}  # text client -> (last seq, its rev)
         self._out: dict[PeerId, list[bytes | str | _Updates]] = {}
         self._records: list[Record] = []
+        self._revisions: list[Revision] = []
         self._closes: list[tuple[PeerId, int, str]] = []
         self._captured_update: bytes | None = None
         self._captured_deltas: list[list[dict[str, Any]]] = []
@@ -234,7 +236,7 @@ class Session:
 
     def take_output(self) -> Output:
         """Everything the driver must do now: persist `records`, then send, then close."""
-        output = Output(self._records, [], self._closes)
+        output = Output(self._records, self._revisions, [], self._closes)
         merged: dict[tuple[int, ...], bytes] = {}
         for peer_id, items in self._out.items():
             for item in items:
@@ -242,7 +244,7 @@ class Session:
                     output.messages.append((peer_id, self._merged_message(item, merged)))
                 else:
                     output.messages.append((peer_id, item))
-        self._records, self._closes, self._out = [], [], {}
+        self._records, self._revisions, self._closes, self._out = [], [], [], {}
         return output
 
     # ------------------------------------------------------------------ server-side edits
@@ -351,7 +353,7 @@ class Session:
         record = Record(self.rev + 1, self.clock(), origin, user, effective)
         op = self._op_from_deltas(deltas)
         revision = self._add_revision(record, op)
-        self._records.append(record)
+        self._emit(record, revision)
         self._broadcast_update(effective, exclude=sender)
         self._broadcast_revision(revision, exclude=None)
         return record
@@ -523,9 +525,8 @@ class Session:
             )
         if all(isinstance(part, int) and part > 0 for part in op):
             return None  # changes nothing: no revision
-        new_text = textops.apply(self.mirror, op)
-        growth = len(new_text.encode()) - len(self.mirror.encode())
-        if self.state_bytes + max(growth, 0) > self.settings.max_document_bytes:
+        inserted = sum(len(part.encode()) for part in op if isinstance(part, str))
+        if self.state_bytes + inserted > self.settings.max_document_bytes:
             raise SessionError(
                 "too-large", f"document would exceed {self.settings.max_document_bytes} bytes"
             )
@@ -541,7 +542,7 @@ class Session:
             return None
         record = Record(self.rev + 1, self.clock(), origin, user, effective)
         revision = self._add_revision(record, textops.normalize(op), client, seq)
-        self._records.append(record)
+        self._emit(record, revision)
         self._broadcast_update(effective, exclude=None)
         self._broadcast_revision(revision, exclude=self._peer_of(client))
         return revision
@@ -671,6 +672,11 @@ class Session:
         self.state_bytes += len(record.update)
         self.log_records += 1
         return revision
+
+    def _emit(self, record: Record, revision: Revision) -> None:
+        """A new revision for the driver to make durable."""
+        self._records.append(record)
+        self._revisions.append(revision)
 
     def _remember_ack(self, client: str, seq: int, rev: int) -> None:
         """Remember a text client's last applied op so a resubmission is acked, not re-applied."""

@@ -9,12 +9,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketState
 
+from collab.hooks import Access, AccessDenied, Authenticate, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
 from collab.names import InvalidNameError
 from collab.session import CLOSE_INTERNAL, CLOSE_TOO_BIG
@@ -57,8 +58,22 @@ def error_response(status: int, message: str) -> JSONResponse:
 class WebApp:
     """The routes of one hub: mount them anywhere (see `collab.engine`)."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, authenticate: Authenticate | None = None) -> None:
         self.hub = hub
+        self.authenticate = authenticate
+
+    async def access(self, connection: HTTPConnection, name: str) -> Access:
+        """Ask the authenticate hook; raises AccessDenied. A hook that fails refuses."""
+        if self.authenticate is None:
+            return Access()
+        try:
+            granted = await call_hook(self.authenticate, connection, name)
+        except AccessDenied:
+            raise
+        except Exception as error:
+            log.exception("authenticate hook failed for %r", name)
+            raise AccessDenied(f"authentication failed: {type(error).__name__}", 403) from None
+        return granted if isinstance(granted, Access) else Access()
 
     def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
@@ -97,11 +112,15 @@ class WebApp:
         except InvalidNameError as error:
             await connection.close(CLOSE_BAD_NAME, f"invalid document name: {error}"[:120])
             return
-        user, readonly = None, False
+        try:
+            access = await self.access(websocket, name)
+        except AccessDenied as denied:
+            await connection.close(denied.close_code, denied.reason[:120])
+            return
         runner = await self._open(connection, name)
         if runner is None:
             return
-        peer_id = runner.connect(connection, kind, user, readonly)
+        peer_id = runner.connect(connection, kind, access.user, access.readonly)
         try:
             await self._receive_loop(websocket, runner, peer_id)
         finally:
@@ -176,9 +195,12 @@ class WebApp:
     async def _existing(self, request: Request) -> DocumentRunner | Response:
         try:
             name = self.hub.validate(request.path_params["name"])
+            await self.access(request, name)
             return await self.hub.open(name, create=False)
         except InvalidNameError as error:
             return error_response(400, f"invalid document name: {error}")
+        except AccessDenied as denied:
+            return error_response(denied.status, denied.reason)
         except DocumentNotFoundError:
             return error_response(404, "no such document")
         except CorruptDocumentError as error:

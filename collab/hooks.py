@@ -1,0 +1,74 @@
+"""The hooks an embedding server gives the engine: who may connect, and what changed.
+
+Every hook may be a plain function or a coroutine function.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from starlette.requests import HTTPConnection
+
+from collab import textops
+
+T = TypeVar("T")
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the authenticate hook grants a connection."""
+
+    user: str | None = None
+    readonly: bool = False
+
+
+class AccessDenied(Exception):
+    """Raise from the authenticate hook to refuse a connection.
+
+    `status` 401 (who are you?) closes the WebSocket with 4401 and answers HTTP 401;
+    403 (not allowed) closes with 4403 and answers HTTP 403.
+    """
+
+    def __init__(self, reason: str = "access denied", status: int = 403) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+    @property
+    def close_code(self) -> int:
+        return CLOSE_UNAUTHORIZED if self.status == 401 else CLOSE_FORBIDDEN
+
+
+@dataclass(frozen=True)
+class Change:
+    """One durable change, as the on_change hook sees it."""
+
+    name: str
+    rev: int
+    time: float
+    origin: str
+    user: str | None
+    update: bytes  # the Yjs update
+    op: textops.Op  # the change to the shared text, in code points
+
+
+# authenticate(connection, document_name) -> Access | None (None: default access)
+Authenticate = Callable[[HTTPConnection, str], "Access | Awaitable[Access | None] | None"]
+# on_change(change) -> None, called after the change is on disk
+OnChange = Callable[[Change], "Awaitable[None] | None"]
+# on_load(document_name) -> initial Yjs state for a document the store does not have, or None
+OnLoad = Callable[[str], "bytes | Awaitable[bytes | None] | None"]
+
+
+async def call_hook(hook: Callable[..., Any], *args: Any) -> Any:
+    """Call a sync or async hook and return its result."""
+    result = hook(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
