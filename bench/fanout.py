@@ -39,6 +39,7 @@ import multiprocessing
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -311,7 +312,9 @@ def free_port() -> int:
 class Server:
     """One server under test as a subprocess; stopped with SIGTERM on exit."""
 
-    def __init__(self, target: str, workdir: Path, extra: list[str], round_: int = 1) -> None:
+    def __init__(
+        self, target: str, workdir: Path, args: argparse.Namespace, round_: int = 1
+    ) -> None:
         self.target = target
         self.port = free_port()
         self.log_path = workdir / f"{target}-{round_}.log"
@@ -320,8 +323,8 @@ class Server:
         else:
             fsync = "always" if target == "durable" else "never"
             data_dir = workdir / f"data-{target}-{round_}"
-            self.command = [sys.executable, "-m", "collab", "serve", "--data-dir", str(data_dir)]
-            self.command += ["--fsync", fsync, *extra]
+            self.command = [*shlex.split(args.collab_command), "--data-dir", str(data_dir)]
+            self.command += ["--fsync", fsync, *args.server_arg]
         self.command += ["--host", "127.0.0.1", "--port", str(self.port)]
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -599,7 +602,7 @@ def print_medians(outcomes: list[Outcome], bases: dict[int, float]) -> None:
 
 
 def run_target(target: str, workdir: Path, args: argparse.Namespace, round_: int) -> Outcome:
-    with Server(target, workdir, args.server_arg, round_) as server:
+    with Server(target, workdir, args, round_) as server:
         print(f"{target} (pid {server.pid}): {' '.join(server.command[1:])}", flush=True)
         outcome = run_load(server, args)
         outcome.round = round_
@@ -628,6 +631,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         help="extra flag for collab serve, e.g. --server-arg=--log-level=warning",
+    )
+    parser.add_argument(
+        "--collab-command",
+        default=f"{shlex.quote(sys.executable)} -m collab serve",
+        help="how to start collab (default: %(default)s)",
     )
     parser.add_argument(
         "--py-spy", type=Path, help="profile each server over the window into DIR/<server>.svg"
