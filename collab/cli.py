@@ -79,7 +79,7 @@ def serve(settings: Settings) -> int:
         engine.app(),
         host=settings.host,
         port=settings.port,
-        ws="websockets",
+        ws="websockets-sansio",
         ws_max_size=settings.max_message_bytes + 1024,
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=settings.ping_timeout,

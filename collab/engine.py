@@ -66,10 +66,10 @@ class Collab:
         return Starlette(routes=self.routes(), lifespan=lambda app: self.lifespan())
 
     @contextlib.asynccontextmanager
-    async def lifespan(self) -> AsyncIterator[Collab]:
+    async def lifespan(self) -> AsyncIterator[None]:
         """Use in the host app's lifespan: closes peers and saves documents at shutdown."""
         try:
-            yield self
+            yield
         finally:
             await self.close()
 
