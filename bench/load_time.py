@@ -1,0 +1,91 @@
+"""How long loading a document with many small edits takes: from its log vs from a snapshot.
+
+    python bench/load_time.py [--edits 100000]
+
+Prints, for each case, the time `FileStore.load` takes (read + decode + checks) and the time
+to rebuild the pycrdt document from what it returned (apply the updates), in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from pycrdt import Doc, Text
+
+from collab.records import Record
+from collab.store import FileStore, StoredDocument
+
+PIECES = ["a", "é", "中", "😀", " ", "\r\n"]
+
+
+def make_records(count: int) -> tuple[list[Record], bytes, str]:
+    """`count` one-character edits (every tenth deletes one), the final state and text."""
+    doc = Doc()
+    text = doc.get("text", type=Text)
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    length = 0  # in UTF-8 bytes, the unit pycrdt counts in
+    for i in range(count):
+        if i % 10 == 9 and length:
+            first = len(str(text)[0].encode())
+            del text[0:first]
+            length -= first
+        else:
+            piece = PIECES[i % len(PIECES)]
+            text.insert(length, piece)
+            length += len(piece.encode())
+    now = time.time()
+    records = [Record(i + 1, now, f"yjs:{i % 7}", None, u) for i, u in enumerate(updates)]
+    return records, doc.get_update(), str(text)
+
+
+def rebuild(stored: StoredDocument) -> str:
+    doc = Doc()
+    text = doc.get("text", type=Text)
+    if stored.snapshot is not None:
+        doc.apply_update(stored.snapshot)
+    for record in stored.records:
+        doc.apply_update(record.update)
+    return str(text)
+
+
+async def measure(store: FileStore, name: str, expected: str) -> tuple[float, float]:
+    started = time.perf_counter()
+    stored = await store.load(name)
+    loaded = time.perf_counter()
+    assert stored is not None
+    assert rebuild(stored) == expected
+    return loaded - started, time.perf_counter() - loaded
+
+
+async def main(edits: int) -> None:
+    started = time.perf_counter()
+    records, snapshot, expected = make_records(edits)
+    print(f"made {edits} edits in {time.perf_counter() - started:.2f}s")
+    with tempfile.TemporaryDirectory() as data_dir:
+        store = FileStore(Path(data_dir), fsync=False)
+        for i in range(0, edits, 1000):
+            await store.append("log", records[i : i + 1000])
+            await store.append("snap", records[i : i + 1000])
+        await store.compact("snap", snapshot, edits)
+        log_file = store.segments("log")[-1].log
+        snap_file = store.segments("snap")[-1].snapshot
+        assert snap_file is not None
+        await store.close()
+
+        print(f"log:      {log_file.stat().st_size:>10,} bytes")
+        print(f"snapshot: {snap_file.stat().st_size:>10,} bytes (text {len(expected):,} chars)")
+        for name, label in (("log", "from the log"), ("snap", "from the snapshot")):
+            fresh = FileStore(Path(data_dir), fsync=False)  # nothing cached
+            load, apply = await measure(fresh, name, expected)
+            print(f"{label:<18} load {load:6.3f}s  rebuild doc {apply:6.3f}s")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edits", type=int, default=100_000)
+    asyncio.run(main(parser.parse_args().edits))

@@ -1,0 +1,570 @@
+"""The stores: round trips, group commit, compaction, crash recovery, hostile names.
+
+Contract tests run against both FileStore and MemoryStore; file-level tests damage the
+files the way crashes and bad disks do and check what `load` makes of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pycrdt import Doc, Text
+
+from collab.config import Settings
+from collab.records import (
+    Record,
+    RecordFormatError,
+    decode_records,
+    encode_record,
+    encode_records,
+)
+from collab.store import (
+    LOG_HEADER,
+    CompactionError,
+    CorruptDocumentError,
+    DocumentInfo,
+    FileStore,
+    MemoryStore,
+    Store,
+    StoredDocument,
+    read_log_file,
+    read_snapshot_file,
+)
+
+PIECES = ["héllo", " 😀", " 👨‍👩‍👧", " 👍🏽🇫🇷", " 中文", " e\u0301", "\r\n", "line 2\r\n"]
+UNICODE_NAMES = ["notes", "Café", "cafe\u0301", "中文 doc", "😀/👨‍👩‍👧", "🇫🇷 👍🏽"]
+
+
+class Editor:
+    """A pycrdt document that turns each edit into the Record a session would store."""
+
+    def __init__(self) -> None:
+        self.doc = Doc()
+        self.text = self.doc.get("text", type=Text)
+        self.rev = 0
+        self._updates: list[bytes] = []
+        self.doc.observe(lambda event: self._updates.append(event.update))
+
+    def edit(self, pieces: Sequence[str]) -> list[Record]:
+        records = []
+        for i, piece in enumerate(pieces):
+            with self.doc.transaction():  # one revision
+                self.text += piece
+                if i % 3 == 2:  # deletes too: the first character (pycrdt counts UTF-8 bytes)
+                    del self.text[0 : len(str(self.text)[0].encode())]
+            self.rev += 1
+            update = self._updates.pop()
+            user = None if i % 2 else "zoë 😀"
+            origin = f"ot:client-中:{i}" if i % 2 else f"yjs:{i}"
+            records.append(Record(self.rev, 1_700_000_000.25 + i, origin, user, update))
+        return records
+
+    def snapshot(self) -> bytes:
+        return self.doc.get_update()
+
+
+def text_of(stored: StoredDocument) -> str:
+    doc = Doc()
+    text = doc.get("text", type=Text)
+    if stored.snapshot is not None:
+        doc.apply_update(stored.snapshot)
+    for record in stored.records:
+        doc.apply_update(record.update)
+    return str(text)
+
+
+def files_in(root: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(params=["file", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    yield FileStore(tmp_path) if request.param == "file" else MemoryStore()
+
+
+@pytest.fixture
+def file_store(tmp_path: Path) -> FileStore:
+    return FileStore(tmp_path / "data")
+
+
+def only_doc_dir(store: FileStore) -> Path:
+    (directory,) = (store.docs_dir).iterdir()
+    return directory
+
+
+def current_log(store: FileStore, name: str) -> Path:
+    return store.segments(name)[-1].log
+
+
+# --- Contract: both stores ---------------------------------------------------------------------
+
+
+async def test_unknown_document_loads_as_none(store: Store) -> None:
+    assert await store.load("never stored") is None
+
+
+async def test_append_then_load_round_trips_every_field(store: Store) -> None:
+    editor = Editor()
+    first, second = editor.edit(PIECES[:3]), editor.edit(PIECES[3:])
+    await store.append("doc 😀", first)
+    await store.append("doc 😀", second)
+
+    stored = await store.load("doc 😀")
+
+    assert stored is not None
+    assert stored.snapshot is None and stored.snapshot_rev == 0
+    assert stored.records == first + second
+    assert stored.rev == len(PIECES)
+    assert stored.log_bytes == len(encode_records(first + second))
+    assert text_of(stored) == str(editor.text)
+    assert "👨‍👩‍👧" in text_of(stored) and "\r\n" in text_of(stored)
+
+
+async def test_append_refuses_revisions_that_do_not_follow(store: Store) -> None:
+    editor = Editor()
+    records = editor.edit(PIECES[:4])
+    await store.append("d", records[:2])
+    with pytest.raises(ValueError, match="rev 4"):
+        await store.append("d", records[3:])
+    with pytest.raises(ValueError):
+        await store.append("d", records[:1])  # a duplicate
+    stored = await store.load("d")
+    assert stored is not None and stored.records == records[:2]
+
+
+async def test_compaction_round_trip_and_appends_after_it(store: Store) -> None:
+    editor = Editor()
+    await store.append("d", editor.edit(PIECES[:5]))
+    await store.compact("d", editor.snapshot(), 5)
+    later = editor.edit(PIECES[5:])
+    await store.append("d", later)
+
+    stored = await store.load("d")
+
+    assert stored is not None
+    assert stored.snapshot_rev == 5 and stored.records == later
+    assert stored.log_bytes == len(encode_records(later))
+    assert text_of(stored) == str(editor.text)
+
+
+async def test_compaction_keeps_records_past_the_snapshot(store: Store) -> None:
+    editor = Editor()
+    await store.append("d", editor.edit(PIECES[:3]))
+    snapshot_at_3 = editor.snapshot()
+    later = editor.edit(PIECES[3:])
+    await store.append("d", later)
+
+    await store.compact("d", snapshot_at_3, 3)
+
+    stored = await store.load("d")
+    assert stored is not None
+    assert stored.snapshot_rev == 3 and stored.records == later
+    assert text_of(stored) == str(editor.text)
+
+
+async def test_a_snapshot_that_does_not_match_the_log_is_refused(store: Store) -> None:
+    editor = Editor()
+    await store.append("d", editor.edit(PIECES[:3]))
+    missing_rev_4 = editor.snapshot()
+    await store.append("d", editor.edit(PIECES[3:4]))
+    before = await store.load("d")
+    other = Editor()
+    other.edit(PIECES[:4])  # same text, different client: a different document
+    editor.edit(PIECES[4:5])
+    with_rev_5 = editor.snapshot()
+
+    for wrong in (other.snapshot(), missing_rev_4, with_rev_5, b"junk", b""):
+        with pytest.raises(CompactionError):
+            await store.compact("d", wrong, 4)
+    with pytest.raises(CompactionError):
+        await store.compact("d", editor.snapshot(), 9)  # past the end of the log
+
+    assert await store.load("d") == before
+
+
+async def test_list_and_delete(store: Store) -> None:
+    for i, name in enumerate(UNICODE_NAMES):
+        records = Editor().edit(PIECES[: i + 1])
+        await store.append(name, records)
+
+    listed = await store.list()
+
+    assert sorted(info.name for info in listed) == sorted(UNICODE_NAMES)
+    for info in listed:
+        assert isinstance(info, DocumentInfo)
+        assert info.rev == UNICODE_NAMES.index(info.name) + 1
+        assert info.size_bytes > 0
+    await store.delete("Café")
+    await store.delete("never existed")
+    assert await store.load("Café") is None
+    assert await store.load("cafe\u0301") is not None  # NFD is another document
+    assert "Café" not in [info.name for info in await store.list()]
+
+
+async def test_unstorable_names_are_refused(store: Store) -> None:
+    for name in ["", "a\x00b", "\ud800"]:
+        with pytest.raises(ValueError):
+            await store.append(name, Editor().edit(["x"]))
+        with pytest.raises(ValueError):
+            await store.load(name)
+
+
+# --- FileStore: durability and layout ----------------------------------------------------------
+
+
+async def test_documents_survive_a_new_store_instance(tmp_path: Path) -> None:
+    editor = Editor()
+    first = FileStore(tmp_path)
+    await first.append("d", editor.edit(PIECES))
+    await first.close()
+
+    again = FileStore(tmp_path)
+    stored = await again.load("d")
+
+    assert stored is not None and text_of(stored) == str(editor.text)
+    assert await again.list() == [
+        DocumentInfo("d", sum(len(b) for b in files_in(tmp_path).values()), len(PIECES))
+    ]
+
+
+async def test_one_fsync_per_append_call(
+    file_store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    editor = Editor()
+    await file_store.append("d", editor.edit(["create"]))
+    calls: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd)))
+
+    await file_store.append("d", editor.edit(PIECES))  # 8 records
+    assert len(calls) == 1
+    await file_store.append("d", editor.edit(["one more"]))
+    assert len(calls) == 2
+
+
+async def test_concurrent_appends_are_written_in_call_order(store: Store) -> None:
+    records = Editor().edit(PIECES * 3)
+    await asyncio.gather(*(store.append("d", [record]) for record in records))
+    stored = await store.load("d")
+    assert stored is not None and stored.records == records
+
+
+async def test_many_documents_with_few_open_files(tmp_path: Path) -> None:
+    store = FileStore(tmp_path, max_open_logs=2)
+    editors = {name: Editor() for name in UNICODE_NAMES}
+    for _ in range(3):
+        for name, editor in editors.items():
+            await store.append(name, editor.edit(PIECES[:2]))
+    assert sum(state.handle is not None for state in store._logs.values()) <= 2
+    await store.release(UNICODE_NAMES[-1])
+    await store.close()
+    for name, editor in editors.items():
+        stored = await FileStore(tmp_path).load(name)
+        assert stored is not None and text_of(stored) == str(editor.text)
+
+
+async def test_no_fsync_when_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(os, "fsync", calls.append)
+    store = FileStore(tmp_path, fsync=False)
+    editor = Editor()
+    await store.append("d", editor.edit(PIECES))
+    await store.compact("d", editor.snapshot(), editor.rev)
+    assert calls == []
+
+
+def test_from_settings(tmp_path: Path) -> None:
+    store = FileStore.from_settings(Settings(data_dir=tmp_path, fsync="never", keep_history=False))
+    assert store.data_dir == tmp_path and not store.fsync and not store.keep_history
+
+
+async def test_layout_on_disk(file_store: FileStore) -> None:
+    await file_store.append("My Doc", Editor().edit(["x"]))
+    directory = only_doc_dir(file_store)
+    assert directory.name == "n-%4Dy%20%44oc"
+    assert (directory / "name").read_bytes() == b"My Doc"
+    assert sorted(p.name for p in directory.iterdir()) == ["log-000000000000.ylog", "name"]
+
+
+async def test_compaction_keeps_history_by_default(file_store: FileStore) -> None:
+    editor = Editor()
+    early = editor.edit(PIECES[:4])
+    await file_store.append("d", early)
+    snapshot_at_4 = editor.snapshot()
+    await file_store.compact("d", snapshot_at_4, 4)
+    await file_store.append("d", editor.edit(PIECES[4:]))
+
+    segments = file_store.segments("d")
+
+    assert [s.start_rev for s in segments] == [0, 4]
+    assert segments[0].snapshot is None and read_log_file(segments[0].log) == early
+    assert segments[1].snapshot is not None
+    assert read_snapshot_file(segments[1].snapshot, 4) == snapshot_at_4
+    stored = await file_store.load("d")
+    assert stored is not None and text_of(stored) == str(editor.text)
+
+
+async def test_compaction_without_history_removes_old_segments(tmp_path: Path) -> None:
+    store = FileStore(tmp_path, keep_history=False)
+    editor = Editor()
+    for start in (0, 3, 6):
+        await store.append("d", editor.edit(PIECES[start : start + 3]))
+        await store.compact("d", editor.snapshot(), editor.rev)
+
+    directory = only_doc_dir(store)
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "log-000000000008.ylog",
+        "name",
+        "snapshot-000000000008.ysnap",
+    ]
+    stored = await store.load("d")
+    assert stored is not None and stored.records == [] and stored.snapshot_rev == 8
+    assert text_of(stored) == str(editor.text)
+
+
+async def test_failed_compaction_leaves_every_file_untouched(file_store: FileStore) -> None:
+    editor = Editor()
+    await file_store.append("d", editor.edit(PIECES[:4]))
+    await file_store.compact("d", editor.snapshot(), 4)
+    await file_store.append("d", editor.edit(PIECES[4:]))
+    before = files_in(file_store.data_dir)
+    wrong = Editor()
+    wrong.edit(PIECES)
+
+    with pytest.raises(CompactionError):
+        await file_store.compact("d", wrong.snapshot(), editor.rev)
+
+    assert files_in(file_store.data_dir) == before
+
+
+async def test_unfinished_compaction_is_ignored(file_store: FileStore) -> None:
+    """A crash after the snapshot was written but before its log: the old pair is current."""
+    editor = Editor()
+    await file_store.append("d", editor.edit(PIECES))
+    directory = only_doc_dir(file_store)
+    (directory / "snapshot-000000000008.ysnap").write_bytes(b"half-written, never committed")
+
+    stored = await file_store.load("d")
+
+    assert stored is not None and stored.snapshot_rev == 0 and len(stored.records) == 8
+    await file_store.compact("d", editor.snapshot(), 8)  # replaces the orphan
+    stored = await file_store.load("d")
+    assert stored is not None and stored.snapshot_rev == 8 and text_of(stored) == str(editor.text)
+
+
+# --- FileStore: damage ------------------------------------------------------------------------
+
+
+async def stored_with_three_records(store: FileStore) -> tuple[Path, list[Record], list[int]]:
+    """A document "d" with three records appended one by one: its log, records, offsets."""
+    records = Editor().edit(PIECES[:3])
+    for record in records:
+        await store.append("d", [record])
+    await store.close()
+    offsets = [LOG_HEADER.size]
+    for record in records:
+        offsets.append(offsets[-1] + len(encode_record(record)))
+    return current_log(store, "d"), records, offsets
+
+
+@pytest.mark.parametrize("cut", [1, 5, 9, 20])
+async def test_torn_tail_is_cut_with_a_warning(
+    file_store: FileStore, caplog: pytest.LogCaptureFixture, cut: int
+) -> None:
+    log_path, records, offsets = await stored_with_three_records(file_store)
+    with open(log_path, "r+b") as file:
+        file.truncate(offsets[3] - cut)
+
+    with caplog.at_level(logging.WARNING, logger="collab.store"):
+        stored = await file_store.load("d")
+
+    assert stored is not None and stored.records == records[:2]
+    assert log_path.stat().st_size == offsets[2]
+    assert str(log_path) in caplog.text and f"offset {offsets[2]}" in caplog.text
+    await file_store.append("d", records[2:])  # the lost revision can be written again
+    stored = await FileStore(file_store.data_dir).load("d")
+    assert stored is not None and stored.records == records
+
+
+async def test_torn_crc_and_zero_filled_tails_are_cut(file_store: FileStore) -> None:
+    log_path, records, offsets = await stored_with_three_records(file_store)
+    data = bytearray(log_path.read_bytes())
+    data[-1] ^= 0xFF  # last record: its CRC fails, nothing follows
+    log_path.write_bytes(bytes(data) + bytes(4096))  # and zeros after it, as after a crash
+
+    stored = await file_store.load("d")
+
+    assert stored is not None and stored.records == records[:2]
+    assert log_path.stat().st_size == offsets[2]
+
+
+@pytest.mark.parametrize("where", ["crc", "length", "body"])
+async def test_corruption_in_the_middle_raises_and_changes_nothing(
+    file_store: FileStore, where: str
+) -> None:
+    log_path, _, offsets = await stored_with_three_records(file_store)
+    data = bytearray(log_path.read_bytes())
+    position = {"length": offsets[1] + 1, "crc": offsets[1] + 5, "body": offsets[1] + 20}[where]
+    data[position] ^= 0x55
+    log_path.write_bytes(bytes(data))
+    before = files_in(file_store.data_dir)
+
+    with pytest.raises(CorruptDocumentError) as caught:
+        await file_store.load("d")
+
+    assert caught.value.path == log_path and caught.value.offset == offsets[1]
+    assert str(log_path) in str(caught.value) and f"offset {offsets[1]}" in str(caught.value)
+    assert files_in(file_store.data_dir) == before
+    with pytest.raises(CorruptDocumentError):
+        read_log_file(log_path)
+
+
+async def test_revisions_with_a_gap_on_disk_raise(file_store: FileStore) -> None:
+    log_path, records, offsets = await stored_with_three_records(file_store)
+    header = log_path.read_bytes()[: LOG_HEADER.size]
+    log_path.write_bytes(header + encode_records([records[0], records[2]]))
+
+    with pytest.raises(CorruptDocumentError, match="rev 3, expected 2") as caught:
+        await file_store.load("d")
+    assert caught.value.offset == offsets[1]
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "magic", "empty"])
+async def test_damaged_snapshot_raises_without_falling_back(
+    file_store: FileStore, damage: str
+) -> None:
+    editor = Editor()
+    await file_store.append("d", editor.edit(PIECES))
+    await file_store.compact("d", editor.snapshot(), 8)
+    await file_store.close()
+    snapshot = file_store.segments("d")[-1].snapshot
+    assert snapshot is not None
+    data = bytearray(snapshot.read_bytes())
+    if damage == "flip":
+        data[-10] ^= 1
+    elif damage == "truncate":
+        del data[-10:]
+    elif damage == "magic":
+        data[0:4] = b"XXXX"
+    else:
+        data.clear()
+    snapshot.write_bytes(bytes(data))
+    before = files_in(file_store.data_dir)
+
+    with pytest.raises(CorruptDocumentError) as caught:
+        await file_store.load("d")
+
+    assert caught.value.path == snapshot and str(snapshot) in str(caught.value)
+    assert files_in(file_store.data_dir) == before
+
+
+async def test_a_damaged_log_header_raises(file_store: FileStore) -> None:
+    log_path, _, _ = await stored_with_three_records(file_store)
+    log_path.write_bytes(b"XLOG" + log_path.read_bytes()[4:])
+    with pytest.raises(CorruptDocumentError, match="not a log file"):
+        await file_store.load("d")
+
+
+async def test_read_log_file_reads_a_copy(file_store: FileStore, tmp_path: Path) -> None:
+    log_path, records, _ = await stored_with_three_records(file_store)
+    copy = tmp_path / "copy.ylog"
+    copy.write_bytes(log_path.read_bytes()[:-2])  # copied while torn
+
+    assert read_log_file(copy) == records[:2]
+    assert copy.stat().st_size == log_path.stat().st_size - 2  # not modified
+
+
+# --- FileStore: hostile names -------------------------------------------------------------------
+
+HOSTILE = ["../x", "a/b", ".", "..", "%2e%2e", "..\\x", "/etc/passwd", "CON", "A", "a", "~"]
+
+
+async def test_hostile_names_stay_inside_the_data_dir(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    store = FileStore(data_dir)
+    for name in [*HOSTILE, "x" * 1000, "😀" * 300]:
+        await store.append(name, Editor().edit([name]))
+
+    for path in tmp_path.rglob("*"):
+        assert path.resolve().is_relative_to(data_dir.resolve()), path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    doc_dirs = list((data_dir / "docs").iterdir())
+    assert len(doc_dirs) == len(HOSTILE) + 2
+    assert len({d.name.lower() for d in doc_dirs}) == len(doc_dirs)
+    assert sorted(info.name for info in await store.list()) == sorted(
+        [*HOSTILE, "x" * 1000, "😀" * 300]
+    )
+    for name in HOSTILE:
+        stored = await FileStore(data_dir).load(name)
+        assert stored is not None and text_of(stored) == name
+
+
+# --- The record format -------------------------------------------------------------------------
+
+records_strategy = st.lists(
+    st.builds(
+        Record,
+        rev=st.integers(0, 2**64 - 1),
+        time=st.floats(allow_nan=False),
+        origin=st.text(max_size=30),
+        user=st.none() | st.text(max_size=30),
+        update=st.binary(max_size=60),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=200)
+@given(records_strategy)
+def test_records_round_trip(records: list[Record]) -> None:
+    decoded = decode_records(encode_records(records))
+    assert decoded.records == records and decoded.torn is None
+
+
+@settings(max_examples=200)
+@given(records_strategy, st.data())
+def test_any_truncation_is_a_torn_tail(records: list[Record], data: st.DataObject) -> None:
+    encoded = encode_records(records)
+    cut = data.draw(st.integers(0, len(encoded) - 1))
+    decoded = decode_records(encoded[:cut])
+    assert decoded.records == records[: len(decoded.records)]
+    assert decoded.end <= cut and (decoded.torn is not None or decoded.end == cut)
+
+
+@settings(max_examples=200)
+@given(records_strategy, st.data())
+def test_a_damaged_record_is_torn_if_last_and_corrupt_if_not(
+    records: list[Record], data: st.DataObject
+) -> None:
+    chunks = [encode_record(r) for r in records]
+    which = data.draw(st.integers(0, len(chunks) - 1))
+    at = data.draw(st.integers(0, len(chunks[which]) - 1))
+    damaged = bytearray(chunks[which])
+    damaged[at] ^= data.draw(st.integers(1, 255))
+    buffer = b"".join(chunks[:which]) + bytes(damaged) + b"".join(chunks[which + 1 :])
+    start = sum(len(c) for c in chunks[:which])
+
+    if which == len(chunks) - 1:
+        decoded = decode_records(buffer)
+        assert decoded.records == records[:which] and decoded.end == start
+        assert decoded.torn is not None
+    else:
+        with pytest.raises(RecordFormatError) as caught:
+            decode_records(buffer)
+        assert caught.value.offset == start
+
+
+def test_origin_and_user_limits() -> None:
+    record = Record(1, 0.0, "o" * 70_000, None, b"")
+    with pytest.raises(ValueError, match="origin"):
+        encode_record(record)
+    with pytest.raises(ValueError, match="user"):
+        encode_record(Record(1, 0.0, "o", "u" * 65_535, b""))
