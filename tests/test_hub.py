@@ -1,0 +1,223 @@
+"""The hub: loading once, unloading safely, failing loudly. In-process, no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from pycrdt import Doc, Text
+
+from collab import protocol
+from collab.config import Settings
+from collab.hub import DocumentNotFoundError, Hub
+from collab.records import Record
+from collab.store import CorruptDocumentError, MemoryStore, StoredDocument
+
+
+async def until(condition: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:
+    """Wait for a condition, re-checking on every loop turn (no fixed sleeps)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await asyncio.sleep(0.002)
+
+
+class FakeConnection:
+    """A peer's socket: records what the hub sends; `stuck` never finishes a send."""
+
+    def __init__(self, stuck: bool = False) -> None:
+        self.sent: list[bytes | str] = []
+        self.closed: tuple[int, str] | None = None
+        self.stuck = stuck
+
+    async def send(self, data: bytes | str) -> None:
+        if self.stuck:
+            await asyncio.Event().wait()
+        self.sent.append(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    def texts(self) -> list[dict]:
+        return [json.loads(m) for m in self.sent if isinstance(m, str)]
+
+
+class ControlledStore(MemoryStore):
+    """A MemoryStore whose operations can be held, failed and counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+        self.load_gate = asyncio.Event()
+        self.load_gate.set()
+        self.compact_gate = asyncio.Event()
+        self.compact_gate.set()
+        self.fail_load: Exception | None = None
+        self.fail_append = False
+        self.fail_compact = False
+
+    async def load(self, name: str) -> StoredDocument | None:
+        self.loads += 1
+        await self.load_gate.wait()
+        if self.fail_load is not None:
+            raise self.fail_load
+        return await super().load(name)
+
+    async def append(self, name: str, records: Sequence[Record]) -> None:
+        if self.fail_append:
+            raise OSError("disk full")
+        await super().append(name, records)
+
+    async def compact(self, name: str, snapshot: bytes, rev: int) -> None:
+        await self.compact_gate.wait()
+        if self.fail_compact:
+            raise OSError("disk full")
+        await super().compact(name, snapshot, rev)
+
+
+def hello(client: str) -> str:
+    return json.dumps({"type": "hello", "client": client, "rev": None})
+
+
+def insert_op(seq: int, rev: int, at: int, text: str, length: int) -> str:
+    op: list = [at, text, length - at] if length - at else [at, text]
+    return json.dumps({"type": "op", "seq": seq, "rev": rev, "op": [p for p in op if p != 0]})
+
+
+@pytest.fixture
+def store() -> ControlledStore:
+    return ControlledStore()
+
+
+def make_hub(store: ControlledStore, **settings: object) -> Hub:
+    return Hub(store, Settings(**{"idle_unload_seconds": 60.0, **settings}))
+
+
+async def write(hub: Hub, name: str, text: str) -> None:
+    """Put `text` into a new document through a text peer, and wait for the ack."""
+    runner = await hub.open(name)
+    connection = FakeConnection()
+    peer = runner.connect(connection, "text", None, False)
+    runner.receive(peer, hello("writer"))
+    runner.receive(peer, json.dumps({"type": "op", "seq": 1, "rev": 0, "op": [text]}))
+    await until(lambda: any(m["type"] == "ack" for m in connection.texts()), what="ack")
+    runner.disconnect(peer)
+
+
+async def test_many_joiners_share_one_load(store: ControlledStore) -> None:
+    hub = make_hub(store)
+    store.load_gate.clear()
+    opening = [asyncio.create_task(hub.open("new 😀")) for _ in range(20)]
+    await until(lambda: store.loads == 1, what="the load to start")
+    assert not any(task.done() for task in opening)  # nobody gets a session before the load
+    store.load_gate.set()
+    runners = await asyncio.gather(*opening)
+    assert store.loads == 1 and len({id(r) for r in runners}) == 1
+
+
+async def test_failed_load_is_not_cached_and_writes_nothing(store: ControlledStore) -> None:
+    hub = make_hub(store)
+    await write(hub, "doc", "kept 中文")
+    hub.forget(hub.runners["doc"])
+    store.fail_load = CorruptDocumentError("log-0.ylog", 42, "bad checksum")
+    with pytest.raises(CorruptDocumentError):
+        await hub.open("doc")
+    assert "doc" not in hub.runners
+    store.fail_load = None
+    runner = await hub.open("doc")
+    assert runner.session.mirror == "kept 中文"
+
+
+async def test_unknown_document_is_not_created_by_reading(store: ControlledStore) -> None:
+    hub = make_hub(store)
+    with pytest.raises(DocumentNotFoundError):
+        await hub.open("nobody", create=False)
+    assert await store.list() == []
+
+
+async def test_idle_document_is_saved_then_unloaded(store: ControlledStore) -> None:
+    hub = make_hub(store, idle_unload_seconds=0.05)
+    await write(hub, "idle", "saved 👍🏽")
+    await until(lambda: "idle" not in hub.runners, what="unload")
+    stored = await store.load("idle")
+    assert stored is not None and stored.snapshot_rev == 1 and stored.records == []
+    assert (await hub.open("idle")).session.mirror == "saved 👍🏽"
+
+
+async def test_peer_joining_during_unload_gets_the_full_state(store: ControlledStore) -> None:
+    hub = make_hub(store, idle_unload_seconds=0.01)
+    await write(hub, "busy", "all of it 🇫🇷")
+    store.compact_gate.clear()
+    await until(lambda: hub.runners["busy"].unloading, what="the unload to start")
+    joining = asyncio.create_task(hub.open("busy"))
+    await asyncio.sleep(0)
+    assert not joining.done()
+    store.compact_gate.set()
+    runner = await joining
+    assert runner.session.mirror == "all of it 🇫🇷" and not runner.unloading
+
+
+async def test_document_that_cannot_be_saved_stays_in_memory(
+    store: ControlledStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub = make_hub(store, idle_unload_seconds=0.01)
+    store.fail_compact = True
+    with caplog.at_level(logging.ERROR):
+        await write(hub, "stuck", "unsaved e\u0301")
+        await until(lambda: "compaction" in caplog.text, what="the save to fail")
+    assert hub.runners["stuck"].session.mirror == "unsaved e\u0301"
+    assert not hub.runners["stuck"].unloading
+
+
+async def test_failed_write_shows_the_edit_to_nobody(store: ControlledStore) -> None:
+    hub = make_hub(store)
+    await write(hub, "disk", "on disk")
+    runner = hub.runners["disk"]
+    writer, reader = FakeConnection(), FakeConnection()
+    w = runner.connect(writer, "text", None, False)
+    r = runner.connect(reader, "text", None, False)
+    runner.receive(w, hello("w"))
+    runner.receive(r, hello("r"))
+    await until(lambda: reader.texts(), what="welcome")
+    store.fail_append = True
+    runner.receive(w, insert_op(1, 1, 7, "!", 7))
+    await until(lambda: writer.closed and reader.closed, what="peers closed")
+    assert writer.closed[0] == reader.closed[0] == 1011
+    assert not any(m["type"] in ("op", "ack") for m in writer.texts() + reader.texts())
+    store.fail_append = False
+    assert (await hub.open("disk")).session.mirror == "on disk"
+
+
+async def test_slow_peer_is_resynced_then_dropped_while_others_flow(
+    store: ControlledStore,
+) -> None:
+    hub = make_hub(store, send_queue_bytes=2_000)
+    runner = await hub.open("fan")
+    slow, fast, writer = FakeConnection(stuck=True), FakeConnection(), FakeConnection()
+    slow_id = runner.connect(slow, "yjs", None, False)
+    fast_id = runner.connect(fast, "yjs", None, False)
+    w = runner.connect(writer, "text", None, False)
+    runner.receive(w, hello("w"))
+    quick = [runner.channels[fast_id], runner.channels[w]]
+    length = 0
+    for seq in range(1, 200):
+        runner.receive(w, insert_op(seq, seq - 1, length, "x😀" * 25, length))
+        length += 50
+        await runner.flush()
+        await until(lambda: not any(c.queue for c in quick), what="quick peers to drain")
+        channel = runner.channels.get(slow_id)
+        assert channel is None or channel.closed or channel.queued_bytes <= 2_000 + 20_000
+    await until(lambda: slow.closed is not None, what="the slow peer to be dropped")
+    assert slow.closed[0] == 4001
+    replica = Doc()
+    for message in fast.sent:
+        decoded = protocol.decode(message)
+        if isinstance(decoded, protocol.SyncUpdate | protocol.SyncStep2):
+            replica.apply_update(decoded.update)
+    assert str(replica.get("text", type=Text)) == runner.session.mirror == "x😀" * 25 * 199
+    assert writer.closed is None
