@@ -41,13 +41,7 @@ class Collab:
         on_load: OnLoad | None = None,
     ) -> None:
         self.settings = settings or Settings()
-        if store is None:
-            store = FileStore(
-                self.settings.data_dir,
-                fsync=self.settings.fsync == "always",
-                keep_history=self.settings.keep_history,
-            )
-        self.store = store
+        self.store = store or FileStore.from_settings(self.settings)
         self.hub = Hub(store, self.settings, on_change=on_change, on_load=on_load)
         self.web = WebApp(self.hub, authenticate)
 

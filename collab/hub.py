@@ -281,7 +281,7 @@ class DocumentRunner:
             return False
         self._pump_task.cancel()
         self.hub.forget(self)
-        self.unloaded.set()
+        await self.hub.store.release(self.name)
         return True
 
 

@@ -111,6 +111,10 @@ class Store(Protocol):
 
     async def delete(self, name: str) -> None: ...
 
+    async def release(self, name: str) -> None:
+        """The document left memory: close what is held open for it (files, handles)."""
+        ...
+
     async def close(self) -> None: ...
 
 
