@@ -120,11 +120,170 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- collab replay
+
+
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target",
+        help="the document's name (with --data-dir), else a path: a document's directory, "
+        "one .ylog file, or with --recording the document to print",
+    )
+    parser.add_argument("--data-dir", type=Path, help="the data directory of `collab serve`")
+    parser.add_argument(
+        "--recording", type=Path, help="replay a `collab serve --record` file instead of a log"
+    )
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--at", type=int, metavar="REV", help="the text as it was at this revision")
+    when.add_argument("--time", metavar="ISO-8601", help="the text as it was at this time (UTC)")
+    parser.add_argument(
+        "--steps",
+        action="store_true",
+        help="print every revision in turn, one JSON object a line: rev, time, origin, user, "
+        "size, text",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="check checksums, revisions, and that a replay from the start equals the snapshots",
+    )
+    parser.add_argument("--text-name", default="text", help="name of the shared Y.Text")
+
+
+class Progress:
+    """A progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, total: int, label: str, stream: typing.TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.total = max(total, 1)
+        self.label = label
+        self.active = self.stream.isatty() and total >= 1000
+        self._drawn = -1
+
+    def __call__(self, done: int) -> None:
+        if not self.active:
+            return
+        percent = min(100, done * 100 // self.total)
+        if percent == self._drawn:
+            return
+        self._drawn = percent
+        bar = "#" * (percent * 30 // 100)
+        self.stream.write(f"\r{self.label} [{bar:<30}] {percent:3d}% {done}/{self.total}")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.active and self._drawn >= 0:
+            self.stream.write("\r" + " " * (len(self.label) + 60) + "\r")
+            self.stream.flush()
+
+
+def _write(text: str) -> None:
+    """Print exactly the text (no newline added, \\r\\n kept)."""
+    sys.stdout.buffer.write(text.encode("utf-8"))
+    sys.stdout.flush()
+
+
+def replay(args: argparse.Namespace) -> int:
+    """`collab replay`: print a document's text, its revisions, or what is wrong with it."""
+    from collab import history
+
+    try:
+        if args.recording is not None:
+            return _replay_recording(args)
+        if args.data_dir is not None:
+            segments = history.document_segments(args.data_dir, args.target)
+        else:
+            segments = history.segments_at(Path(args.target))
+        if not segments:
+            print(f"collab replay: no document {args.target!r} in {args.data_dir}", file=sys.stderr)
+            return 2
+        if args.verify:
+            return _verify(segments, args.text_name)
+        log = history.read_history(segments)
+        if args.steps:
+            _print_steps(log, args.text_name)
+            return 0
+        rev = args.at
+        if args.time is not None:
+            rev = history.rev_at_time(log, history.parse_time(args.time))
+        count = (log.last_rev if rev is None else min(rev, log.last_rev)) - log.base_rev
+        progress = Progress(count, "replaying")
+        try:
+            text = history.replay_text(log, rev, args.text_name, progress)
+        finally:
+            progress.done()
+        _write(text)
+        return 0
+    except BrokenPipeError:  # `collab replay ... | head`
+        sys.stderr.close()
+        return 0
+    except (history.HistoryError, history.RevisionNotFoundError, ValueError, OSError) as error:
+        print(f"collab replay: {error}", file=sys.stderr)
+        return 1
+
+
+def _print_steps(log: Any, text_name: str) -> None:
+    import json
+
+    from collab.history import RevisionInfo, texts
+
+    for record, text in texts(log, text_name):
+        info = RevisionInfo(record.rev, record.time, record.origin, record.user, len(record.update))
+        _write(json.dumps({**info.as_json(), "text": text}, ensure_ascii=False) + "\n")
+
+
+def _verify(segments: list[Any], text_name: str) -> int:
+    from collab import history
+
+    progress = Progress(_estimate_revisions(segments), "verifying")
+    try:
+        report = history.verify(segments, text_name, progress)
+    finally:
+        progress.done()
+    for problem in report.problems:
+        print(problem)
+    verdict = "OK" if report.ok else "DAMAGED"
+    print(
+        f"{verdict}: {report.records} revisions (last {report.last_rev}) in "
+        f"{report.segments} segments, {report.snapshots} snapshots checked, "
+        f"{len(report.problems)} problems"
+    )
+    return 0 if report.ok else 1
+
+
+def _estimate_revisions(segments: list[Any]) -> int:
+    """How many revisions verify will go through, from the file names and sizes (~64 B each)."""
+    if not segments:
+        return 0
+    try:
+        return segments[-1].start_rev + max(1, segments[-1].log.stat().st_size // 64)
+    except OSError:
+        return 0
+
+
+def _replay_recording(args: argparse.Namespace) -> int:
+    from collab.recording import replay_recording
+
+    sessions = replay_recording(args.recording)
+    session = sessions.get(args.target)
+    if session is None:
+        known = ", ".join(repr(name) for name in sorted(sessions)) or "none"
+        print(
+            f"collab replay: no document {args.target!r} in the recording ({known})",
+            file=sys.stderr,
+        )
+        return 2
+    _write(session.mirror)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="collab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the server")
     add_settings_arguments(serve_parser)
+    replay_parser = commands.add_parser("replay", help="replay a document's log or a recording")
+    add_replay_arguments(replay_parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(args, "log_level", "info").upper(),
@@ -132,3 +291,5 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.command == "serve":
         sys.exit(serve(settings_from(args)))
+    if args.command == "replay":
+        sys.exit(replay(args))
