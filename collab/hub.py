@@ -145,6 +145,8 @@ class DocumentRunner:
         self.channels[peer_id] = PeerChannel(
             peer_id, connection, self.hub.settings.send_queue_bytes, self._overflowed
         )
+        if hasattr(self.hub.recorder, "connect"):  # collab.recording.Recorder
+            self.hub.recorder.connect(self.session, peer_id, kind, user, readonly)
         if kind == "yjs":
             self.session.connect_yjs(peer_id, user, readonly)
         else:
@@ -163,6 +165,8 @@ class DocumentRunner:
         if channel is not None and not channel.closed:
             channel.closed = True
             channel._task.cancel()
+        if hasattr(self.hub.recorder, "disconnect"):
+            self.hub.recorder.disconnect(self.name, peer_id)
         self.session.disconnect(peer_id)
         self.kick()
         if not self.channels:
