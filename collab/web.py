@@ -5,6 +5,7 @@ Thin on purpose: each endpoint turns a socket or request into hub/session calls.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketState
 
+from collab.history import HistoryCache, HistoryError, parse_time
 from collab.hooks import Access, AccessDenied, Authenticate, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
 from collab.names import InvalidNameError
@@ -85,6 +87,7 @@ class WebApp:
                 Route("/healthz", self.healthz),
                 Route("/api/docs", self.list_documents),
                 Route("/api/docs/{name:path}/text", self.document_text),
+                Route("/api/docs/{name:path}/history", self.document_history),
                 Route("/api/docs/{name:path}/update", self.document_update),
             ]
         if frontend:
@@ -184,6 +187,8 @@ class WebApp:
         runner = await self._existing(request)
         if isinstance(runner, Response):
             return runner
+        if "at" in request.query_params or "time" in request.query_params:
+            return await self.document_text_at(request, runner.name)
         return PlainTextResponse(runner.session.mirror, media_type="text/plain; charset=utf-8")
 
     async def document_update(self, request: Request) -> Response:
@@ -191,6 +196,69 @@ class WebApp:
         if isinstance(runner, Response):
             return runner
         return Response(runner.session.state, media_type="application/octet-stream")
+
+    # ------------------------------------------------------------------ HTTP: history
+
+    async def document_history(self, request: Request) -> Response:
+        """The revisions, newest first: ``?limit=50&before=REV`` pages back in time."""
+        runner = await self._existing(request)
+        if isinstance(runner, Response):
+            return runner
+        try:
+            limit = min(max(int(request.query_params.get("limit", "50")), 1), 1000)
+            before = request.query_params.get("before")
+            before_rev = None if before is None else int(before)
+        except ValueError:
+            return error_response(400, "limit and before must be integers")
+        history = await self._history(runner.name)
+        if isinstance(history, Response):
+            return history
+        page = await asyncio.to_thread(history.page, before_rev, limit)
+        more = bool(page) and page[-1].rev > history.base_rev + 1
+        return JSONResponse(
+            {
+                "name": runner.name,
+                "first_rev": history.base_rev,
+                "last_rev": history.last_rev,
+                "revisions": [revision.as_json() for revision in page],
+                "next_before": page[-1].rev if more else None,
+            }
+        )
+
+    async def document_text_at(self, request: Request, name: str) -> Response:
+        """The text as it was: ``?at=REV`` or ``?time=ISO-8601``."""
+        history = await self._history(name)
+        if isinstance(history, Response):
+            return history
+        try:
+            if "at" in request.query_params:
+                rev = int(request.query_params["at"])
+            else:
+                rev = history.rev_at_time(parse_time(request.query_params["time"]))
+        except ValueError as error:
+            return error_response(400, f"at must be a revision number, time ISO-8601: {error}")
+        if rev > history.last_rev:
+            return error_response(404, f"no revision {rev}: the latest is {history.last_rev}")
+        if rev < history.base_rev:
+            return error_response(410, f"revisions before {history.base_rev} are no longer kept")
+        text = await asyncio.to_thread(history.text_at, rev)
+        headers = {"X-Collab-Rev": str(rev)}
+        return PlainTextResponse(text, media_type="text/plain; charset=utf-8", headers=headers)
+
+    async def _history(self, name: str) -> Any:
+        """The document's history index, up to date with the disk (built in a thread)."""
+        segments = getattr(self.hub.store, "segments", None)
+        if segments is None:
+            return error_response(501, "history needs a store that keeps log segments")
+        if not hasattr(self, "_histories"):
+            self._histories = HistoryCache(segments, self.hub.settings.text_name)
+        try:
+            history = await asyncio.to_thread(self._histories.get, name)
+        except (HistoryError, CorruptDocumentError) as error:
+            return error_response(500, f"history cannot be read: {error}")
+        if not history.exists:
+            return error_response(404, "no history: the document has not been saved yet")
+        return history
 
     async def _existing(self, request: Request) -> DocumentRunner | Response:
         try:
