@@ -8,7 +8,6 @@ import re
 
 import httpx
 import pytest
-
 from conftest import ServerProcess
 from pyclient import YClient
 

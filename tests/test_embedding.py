@@ -27,7 +27,9 @@ def readme_example() -> str:
 
 
 @pytest.fixture
-async def example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[types.ModuleType]:
+async def example(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[types.ModuleType]:
     """The example module, served by uvicorn on a free port; `module.base` is its URL."""
     monkeypatch.chdir(tmp_path)
     module = types.ModuleType("app")

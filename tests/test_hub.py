@@ -8,7 +8,6 @@ import logging
 from collections.abc import Callable, Sequence
 
 import pytest
-
 from pycrdt import Doc, Text
 
 from collab import protocol
