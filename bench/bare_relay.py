@@ -66,7 +66,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--ws", default="websockets", help="uvicorn WebSocket implementation")
+    parser.add_argument(
+        "--ws",
+        default="websockets-sansio",
+        help="uvicorn WebSocket implementation (as collab serve)",
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args()
     uvicorn.run(app, host=args.host, port=args.port, ws=args.ws, log_level=args.log_level)
