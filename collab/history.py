@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import datetime
+import math
 import os
 import re
 import tempfile
@@ -81,8 +82,9 @@ class RevisionInfo:
 
 
 def iso_time(unix: float) -> str:
-    """`2025-01-31T12:00:00.123Z`."""
-    moment = datetime.datetime.fromtimestamp(unix, datetime.UTC)
+    """`2025-01-31T12:00:00.123Z`, rounded up to the millisecond: asking for the text at
+    a revision's listed time then includes that revision."""
+    moment = datetime.datetime.fromtimestamp(math.ceil(unix * 1000) / 1000, datetime.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -375,6 +377,8 @@ class DocumentHistory:
     # ------------------------------------------------------------------ queries
 
     def _check_rev(self, rev: int) -> None:
+        if not self.exists:
+            raise RevisionNotFoundError("the document has no history")
         if rev > self.last_rev:
             raise RevisionNotFoundError(f"no revision {rev}: the latest is {self.last_rev}")
         if rev < self.base_rev:

@@ -1,0 +1,263 @@
+"""History: every revision's text, metadata and paging, from the files the store keeps."""
+
+from __future__ import annotations
+
+import json
+import random
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyclient import YClient, connect_options, url_name
+from websockets.asyncio.client import connect
+
+from collab.config import Settings
+from collab.history import (
+    DocumentHistory,
+    HistoryCache,
+    LogReader,
+    RevisionNotFoundError,
+    document_segments,
+    iso_time,
+    parse_time,
+)
+from collab.session import Session
+from collab.store import FileStore
+
+PIECES = ["😀", "👨‍👩‍👧", "👍🏽", "🇫🇷", "中文", "e\u0301", "\r\n", "ab", " "]
+
+
+class Writer:
+    """Makes revisions through a real Session and stores them in a FileStore."""
+
+    def __init__(self, data_dir: Path, name: str = "notes/é 😀", **store_options: Any) -> None:
+        self.store = FileStore(data_dir, fsync=False, **store_options)
+        self.data_dir, self.name = data_dir, name
+        self.now = 1_700_000_000.0
+        self.session = Session(name, Settings(), clock=lambda: self.now)
+        self.texts: dict[int, str] = {0: ""}
+
+    async def write(self, new_text: str, user: str | None = None, at: float | None = None) -> int:
+        self.now = self.now + 1 if at is None else at
+        self.session.replace_text(new_text, origin="server:test", user=user)
+        await self.store.append(self.name, self.session.take_output().records)
+        self.texts[self.session.rev] = self.session.mirror
+        return self.session.rev
+
+    async def compact(self) -> None:
+        await self.store.compact(self.name, self.session.state, self.session.rev)
+
+    def history(self, interval: int = 7) -> DocumentHistory:
+        reader = LogReader(lambda: document_segments(self.data_dir, self.name))
+        history = DocumentHistory(reader, interval=interval)
+        history.refresh()
+        return history
+
+
+def random_edit(text: str, rnd: random.Random) -> str:
+    pos = rnd.randint(0, len(text))
+    if text and rnd.random() < 0.35:
+        return text[:pos] + text[pos + rnd.randint(1, 4) :]
+    return text[:pos] + rnd.choice(PIECES) + text[pos:]
+
+
+async def test_text_at_every_revision_across_compactions(tmp_path: Path) -> None:
+    writer = Writer(tmp_path)
+    rnd = random.Random(7)
+    for step in range(1, 121):
+        await writer.write(random_edit(writer.session.mirror, rnd), user=f"user{step % 3}")
+        if step % 25 == 0:
+            await writer.compact()
+    history = writer.history(interval=7)
+    assert history.base_rev == 0 and history.last_rev == writer.session.rev
+    revisions = list(writer.texts)
+    rnd.shuffle(revisions)
+    for rev in revisions + sorted(revisions):  # random jumps, then forward steps
+        assert history.text_at(rev) == writer.texts[rev], rev
+
+
+async def test_metadata_and_paging_newest_first(tmp_path: Path) -> None:
+    writer = Writer(tmp_path)
+    for i, piece in enumerate(PIECES, start=1):
+        await writer.write(writer.session.mirror + piece, user="ada" if i % 2 else None)
+    history = writer.history()
+    first = history.page(limit=4)
+    assert [info.rev for info in first] == [9, 8, 7, 6]
+    assert [info.rev for info in history.page(before=6, limit=4)] == [5, 4, 3, 2]
+    assert [info.rev for info in history.page(before=2, limit=4)] == [1]
+    assert history.page(before=1) == []
+    info = history.info(1)
+    assert (info.origin, info.user, info.time) == ("server:test", "ada", 1_700_000_001.0)
+    assert info.size > 0
+    assert info.as_json()["time"] == "2023-11-14T22:13:21.000Z"
+
+
+async def test_refresh_follows_new_revisions_and_compactions(tmp_path: Path) -> None:
+    writer = Writer(tmp_path)
+    for piece in PIECES[:4]:
+        await writer.write(writer.session.mirror + piece)
+    history = writer.history(interval=3)
+    assert history.last_rev == 4
+    await writer.compact()
+    for piece in PIECES[4:]:
+        await writer.write(piece + writer.session.mirror)
+    await writer.compact()
+    await writer.write(writer.session.mirror + "!")
+    assert history.refresh() == 6
+    assert history.last_rev == 10
+    for rev, text in writer.texts.items():
+        assert history.text_at(rev) == text
+
+
+async def test_history_starts_at_the_oldest_snapshot_kept(tmp_path: Path) -> None:
+    writer = Writer(tmp_path, keep_history=False)
+    for piece in PIECES[:5]:
+        await writer.write(writer.session.mirror + piece)
+    await writer.compact()
+    await writer.write(writer.session.mirror + "👋")
+    history = writer.history()
+    assert (history.base_rev, history.last_rev) == (5, 6)
+    assert history.text_at(5) == writer.texts[5]
+    assert history.text_at(6) == writer.texts[6]
+    with pytest.raises(RevisionNotFoundError, match="no longer kept"):
+        history.text_at(4)
+    with pytest.raises(RevisionNotFoundError, match="latest is 6"):
+        history.text_at(7)
+
+
+async def test_revision_at_time_with_a_clock_that_steps_back(tmp_path: Path) -> None:
+    writer = Writer(tmp_path)
+    await writer.write("a", at=100.0)
+    await writer.write("ab", at=200.0)
+    await writer.write("abc", at=150.0)  # the clock stepped back
+    await writer.write("abcd", at=300.0)
+    history = writer.history()
+    assert history.rev_at_time(50.0) == 0
+    assert history.rev_at_time(100.0) == 1
+    assert history.rev_at_time(250.0) == 3
+    assert history.rev_at_time(1e12) == 4
+
+
+def test_iso_times() -> None:
+    assert parse_time("2023-11-14T22:13:20Z") == 1_700_000_000.0
+    assert parse_time("2023-11-14T23:13:20+01:00") == 1_700_000_000.0
+    assert parse_time("2023-11-14T22:13:20") == 1_700_000_000.0  # UTC when no zone
+    assert iso_time(1_700_000_000.5) == "2023-11-14T22:13:20.500Z"
+    assert iso_time(1_700_000_000.0001) == "2023-11-14T22:13:20.001Z"
+    with pytest.raises(ValueError):
+        parse_time("yesterday")
+
+
+async def test_cache_keeps_a_bounded_number_of_documents(tmp_path: Path) -> None:
+    writers = [Writer(tmp_path, name=f"doc{i}") for i in range(3)]
+    for writer in writers:
+        await writer.write(f"{writer.name} 😀")
+    cache = HistoryCache(lambda name: document_segments(tmp_path, name), max_documents=2)
+    for writer in writers:
+        assert cache.get(writer.name).text_at(1) == f"{writer.name} 😀"
+    assert list(cache._histories) == ["doc1", "doc2"]
+    assert not cache.get("never-written").exists
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, 10**6), st.sampled_from(PIECES), st.booleans()), max_size=40
+    ),
+    interval=st.integers(1, 9),
+    compact_every=st.integers(3, 50),
+    data=st.data(),
+)
+async def test_any_revision_property(
+    tmp_path_factory: pytest.TempPathFactory,
+    edits: list[tuple[int, str, bool]],
+    interval: int,
+    compact_every: int,
+    data: st.DataObject,
+) -> None:
+    writer = Writer(tmp_path_factory.mktemp("history"))
+    for count, (where, piece, delete) in enumerate(edits, start=1):
+        text = writer.session.mirror
+        pos = where % (len(text) + 1)
+        new = text[:pos] + text[pos + 2 :] if delete and text else text[:pos] + piece + text[pos:]
+        if new != text:
+            await writer.write(new)
+        if count % compact_every == 0 and writer.session.rev > writer.session.snapshot_rev:
+            await writer.compact()
+            writer.session.compacted(writer.session.rev, 0)
+    history = writer.history(interval)
+    if not history.exists:  # nothing was ever written
+        assert writer.session.rev == 0
+        with pytest.raises(RevisionNotFoundError):
+            history.text_at(0)
+        return
+    revisions = data.draw(st.lists(st.sampled_from(sorted(writer.texts)), max_size=15))
+    for rev in revisions:
+        assert history.text_at(rev) == writer.texts[rev]
+
+
+# ---------------------------------------------------------------------- over HTTP
+
+
+def get(url: str) -> tuple[int, bytes, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), dict(error.headers)
+
+
+async def test_history_and_text_at_over_http(server: Any) -> None:
+    name = "hist/ory 😀"
+    base = f"{server.http_url}/api/docs/{url_name(name)}"
+    async with await YClient.connect(f"{server.ws_url}/yjs/{url_name(name)}") as yjs:
+        await yjs.synced()
+        yjs.insert(0, "héllo 👨‍👩‍👧")
+        async with connect(f"{server.ws_url}/ot/{url_name(name)}", **connect_options()) as ot:
+            await ot.send(json.dumps({"type": "hello", "client": "c1", "rev": None}))
+            welcome = json.loads(await ot.recv())
+            while welcome["type"] != "welcome":
+                welcome = json.loads(await ot.recv())
+            rev, text = welcome["rev"], welcome.get("text", "")
+            while text != "héllo 👨‍👩‍👧":  # wait until the Yjs edit is in
+                message = json.loads(await ot.recv())
+                if message["type"] == "op":
+                    rev = message["rev"]
+                    text = "héllo 👨‍👩‍👧"
+            op = [len(text), " 🇫🇷\r\n"]
+            await ot.send(json.dumps({"type": "op", "seq": 1, "rev": rev, "op": op}))
+            while json.loads(await ot.recv())["type"] != "ack":
+                pass
+        await yjs.wait_text("héllo 👨‍👩‍👧 🇫🇷\r\n")
+
+    status, body, _ = get(f"{base}/history")
+    assert status == 200
+    page = json.loads(body)
+    assert page["first_rev"] == 0 and page["last_rev"] == 2
+    assert [r["rev"] for r in page["revisions"]] == [2, 1]
+    assert page["revisions"][0]["origin"] == "ot:c1:1"
+    assert page["revisions"][1]["origin"].startswith("yjs:")
+    assert page["next_before"] is None
+
+    status, body, headers = get(f"{base}/text?at=1")
+    assert (status, body.decode()) == (200, "héllo 👨‍👩‍👧")
+    assert headers["x-collab-rev"] == "1"
+    assert get(f"{base}/text?at=2")[1].decode() == "héllo 👨‍👩‍👧 🇫🇷\r\n"
+    assert get(f"{base}/text?at=0")[1] == b""
+    when = page["revisions"][1]["time"]
+    assert get(f"{base}/text?time={urllib.parse.quote(when)}")[1].decode() == "héllo 👨‍👩‍👧"
+    assert get(f"{base}/text?time=2000-01-01T00:00:00Z")[1] == b""
+
+    status, body, _ = get(f"{base}/history?limit=1")
+    assert json.loads(body)["next_before"] == 2
+    assert get(f"{base}/text?at=3")[0] == 404
+    assert get(f"{base}/text?at=x")[0] == 400
+    assert get(f"{base}/text?time=soon")[0] == 400
+    assert get(f"{server.http_url}/api/docs/nobody/history")[0] == 404
