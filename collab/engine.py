@@ -42,7 +42,7 @@ class Collab:
     ) -> None:
         self.settings = settings or Settings()
         self.store = store or FileStore.from_settings(self.settings)
-        self.hub = Hub(store, self.settings, on_change=on_change, on_load=on_load)
+        self.hub = Hub(self.store, self.settings, on_change=on_change, on_load=on_load)
         self.web = WebApp(self.hub, authenticate)
 
     # ------------------------------------------------------------------ mounting
