@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import urllib.error
@@ -261,3 +262,54 @@ async def test_history_and_text_at_over_http(server: Any) -> None:
     assert get(f"{base}/text?at=x")[0] == 400
     assert get(f"{base}/text?time=soon")[0] == 400
     assert get(f"{server.http_url}/api/docs/nobody/history")[0] == 404
+
+
+# ---------------------------------------------------------------------- the history page
+
+
+@pytest.mark.browser
+async def test_history_page_slides_over_revisions(server: Any) -> None:
+    from conftest import require
+
+    chromium = Path("/usr/bin/chromium")
+    require(chromium.exists(), "chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    name = "page/hist 😀"
+    async with await YClient.connect(f"{server.ws_url}/yjs/{url_name(name)}") as yjs:
+        await yjs.synced()
+        for piece in ["héllo", " 👨‍👩‍👧", " 中文"]:
+            yjs.append(piece)
+        await history_reaches(server, name, 3)
+
+    def run() -> None:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"]
+            )
+            page = browser.new_page()
+            page.set_default_timeout(15_000)
+            page.goto(f"{server.http_url}/static/history.html#{url_name(name)}")
+            page.wait_for_function("document.getElementById('text').textContent.endsWith('中文')")
+            assert page.text_content("#text") == "héllo 👨‍👩‍👧 中文"
+            assert "yjs:" in page.text_content("#who")
+            page.click("#prev")
+            page.wait_for_function("document.getElementById('rev').textContent === 'rev 2 / 3'")
+            page.wait_for_function("document.getElementById('text').textContent === 'héllo 👨‍👩‍👧'")
+            page.fill("#slider", "0")
+            page.wait_for_function("document.getElementById('text').textContent === ''")
+            assert page.locator("#revisions li").count() == 3
+            browser.close()
+
+    await asyncio.to_thread(run)
+
+
+async def history_reaches(server: Any, name: str, rev: int, timeout: float = 10) -> None:
+    """Wait until the server's history (what is on disk) has revision `rev`."""
+    url = f"{server.http_url}/api/docs/{url_name(name)}/history?limit=1"
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        status, body, _ = await asyncio.to_thread(get, url)
+        if status == 200 and json.loads(body)["last_rev"] >= rev:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the history never reached rev {rev}")
