@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -277,3 +278,29 @@ async def test_recorded_server_session_replays_byte_for_byte(
     replica = Doc()
     replica.apply_update(state)
     assert str(replica.get("text", type=Text)) == session.mirror
+
+
+async def test_a_long_replay_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    from collab.store import FileStore
+
+    store = FileStore(tmp_path, fsync=False)
+    session = Session("long")
+    for number in range(1200):
+        session.replace_text(session.mirror + ("😀" if number % 2 else "\r\n"))
+    await store.append("long", session.take_output().records)
+    await store.close()
+    controller, terminal = pty.openpty()
+    command = [sys.executable, "-m", "collab", "replay", "--data-dir", str(tmp_path), "long"]
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=terminal, timeout=60)
+    os.close(terminal)
+    chunks = []
+    with contextlib.suppress(OSError):  # EIO: the terminal is closed and drained
+        while chunk := os.read(controller, 65536):
+            chunks.append(chunk)
+    os.close(controller)
+    shown = b"".join(chunks).decode()
+    assert result.stdout.decode() == session.mirror
+    assert "replaying [" in shown and "100% 1200/1200" in shown
