@@ -15,23 +15,17 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 from pycrdt import Doc, Text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from collab import protocol
-from collab.protocol import AwarenessEntry, ProtocolError
-
-try:
-    from collab.textops import cp_to_utf8
-except ImportError:  # textops is being written in parallel
-
-    def cp_to_utf8(text: str, index: int) -> int:
-        """UTF-8 byte offset of code point `index` in `text`."""
-        return len(text[:index].encode())
+from collab.protocol import AwarenessEntry, ProtocolError, Reader
+from collab.textops import cp_to_utf8
 
 
 def connect_options(**overrides: Any) -> dict[str, Any]:
@@ -206,3 +200,27 @@ async def round_trip(sender: YClient, receiver: YClient, timeout: float = 10) ->
     sender.append(marker)
     await receiver.until(lambda: marker in receiver.text, timeout, f"{marker} to arrive")
     return time.monotonic() - start
+
+
+def url_name(name: str) -> str:
+    """A document name as one URL path segment (dots escaped so nothing normalises them)."""
+    return quote(name, safe="").replace(".", "%2E")
+
+
+def state_vector(update: bytes) -> dict[int, int]:
+    """The state vector of a whole-document update, as {client id: clock}."""
+    doc = Doc()
+    doc.apply_update(update)
+    reader = Reader(doc.get_state())
+    pairs = [(reader.var_uint(), reader.var_uint()) for _ in range(reader.var_uint())]
+    return dict(pairs)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[object]], expected: object, timeout: float = 10
+) -> None:
+    """Wait until `await probe()` returns `expected`."""
+    deadline = time.monotonic() + timeout
+    while (value := await probe()) != expected:
+        assert time.monotonic() < deadline, f"still {value!r}, expected {expected!r}"
+        await asyncio.sleep(0.05)
