@@ -214,10 +214,14 @@ class Session:
         peer = self.peers.get(peer_id)
         if peer is None:
             return
-        if peer.kind == "yjs":
-            self._receive_yjs(peer, data)
-        else:
-            self._receive_text(peer, data)
+        try:
+            if peer.kind == "yjs":
+                self._receive_yjs(peer, data)
+            else:
+                self._receive_text(peer, data)
+        except Exception:  # a bug must cost one connection, not the document
+            log.exception("%s: error handling a message from peer %s", self.name, peer_id)
+            self.close_peer(peer_id, CLOSE_INTERNAL, "internal error handling your message")
 
     def close_peer(self, peer_id: PeerId, code: int, reason: str) -> None:
         """Ask the driver to close a peer (it will also call `disconnect`)."""

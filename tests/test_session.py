@@ -290,3 +290,22 @@ def test_resync_replaces_queued_updates_with_full_state(session: Session) -> Non
     assert session.resync("b")
     pump(session, {"a": a, "b": b})
     assert str(b.text) == "lost in queue"
+
+
+def test_a_bug_while_handling_a_message_closes_only_that_peer(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = YPeer(session, "a"), YPeer(session, "b")
+    peers = {"a": a, "b": b}
+    pump(session, peers)
+
+    def broken(*args: object) -> None:
+        raise KeyError("bug")
+
+    monkeypatch.setattr(session, "_receive_awareness", broken)
+    session.receive("b", protocol.encode_awareness([protocol.AwarenessEntry(1, 1, {})]))
+    pump(session, peers)
+    assert b.closed is not None and b.closed[0] == 1011
+    a.edit(0, "still works 😀")
+    pump(session, peers)
+    assert session.mirror == "still works 😀" and a.closed is None
