@@ -245,6 +245,7 @@ def test_restart_keeps_data_and_providers_resync_without_duplicates(start_server
     stays = node().peer(server.ws_url, "durable")  # connected through the crash
     leaves = node().peer(server.ws_url, "durable")  # offline during the crash
     stays.insert(0, UNICODE)
+    leaves.wait_text(UNICODE)
     leaves.insert(0, "first line 😀\r\n")
     expected = "first line 😀\r\n" + UNICODE
     stays.wait_text(expected)
