@@ -71,6 +71,33 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)})
 
 
+def websocket_protocol() -> type:
+    """uvicorn's sans-I/O WebSocket protocol, answering a handshake it cannot parse.
+
+    uvicorn 0.54 drops the response websockets prepares for an upgrade request it cannot
+    parse (414 for a URL over 8 KiB) and leaves the socket open and silent: any client
+    could hold connections that way. We send that response, or a 400, and hang up.
+    """
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    class WebSocketProtocol(WebSocketsSansIOProtocol):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.handshake_exc is None or self.handshake_complete:
+                return
+            if self.transport.is_closing():
+                return
+            response = b"".join(self.conn.data_to_send())
+            if not response:
+                body = b"cannot parse the WebSocket handshake"
+                response = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n"
+                response += b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            self.transport.write(response)
+            self.transport.close()
+
+    return WebSocketProtocol
+
+
 def serve(settings: Settings) -> int:
     """Run the server until SIGINT/SIGTERM; returns the exit code."""
     import uvicorn
@@ -82,7 +109,7 @@ def serve(settings: Settings) -> int:
         engine.app(),
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
+        ws=websocket_protocol(),
         ws_max_size=settings.max_message_bytes + 1024,
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=settings.ping_timeout,
