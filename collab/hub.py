@@ -61,6 +61,7 @@ class PeerChannel:
         self.queued_bytes = 0
         self.overflows = 0
         self.closed = False
+        self._closer: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._drained = asyncio.Event()
         self._task = asyncio.create_task(self._drain(), name=f"send-{peer_id}")
@@ -87,6 +88,12 @@ class PeerChannel:
         self.queue.clear()
         self._task.cancel()
         self._closer = asyncio.create_task(self._close(code, reason))
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait (at most `timeout`) until the close frame has gone out."""
+        if self._closer is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._closer), timeout)
 
     async def flush_and_close(self, code: int, reason: str, timeout: float = 5.0) -> None:
         """Send what is queued (within `timeout`), then close."""
@@ -198,22 +205,30 @@ class DocumentRunner:
             await self._deliver_pending()
 
     async def _deliver_pending(self) -> bool:
-        """Take the session's output and deliver it; False when there was none."""
+        """Take the session's output and deliver it; False when there was none.
+
+        When compaction is due, the snapshot is taken at the same instant as the output:
+        the state then holds exactly the records written by this delivery, no more.
+        """
         async with self._delivering:
             output = self.session.take_output()
             if not output:
                 return False
-            await self._deliver(output)
+            due = self.session.needs_compaction()
+            snapshot, rev = (self.session.state, self.session.rev) if due else (b"", 0)
+            if await self._deliver(output) and due:
+                await self._write_snapshot(snapshot, rev)
             return True
 
-    async def _deliver(self, output: Output) -> None:
+    async def _deliver(self, output: Output) -> bool:
+        """Persist, then send, then close. False when the store refused the records."""
         if output.records:
             try:
                 await self.hub.store.append(self.name, output.records)
             except Exception:
                 log.exception("%s: could not write %d records", self.name, len(output.records))
                 self._fail("storage failure: reconnect")
-                return
+                return False
             self.session.log_bytes += sum(len(r.update) for r in output.records)
             await self.hub.changed(self.name, output)
         for peer_id, data in output.messages:
@@ -224,8 +239,7 @@ class DocumentRunner:
             channel = self.channels.get(peer_id)
             if channel is not None:
                 channel.close(code, reason)
-        if self.session.needs_compaction():
-            await self.compact()
+        return True
 
     def _fail(self, reason: str) -> None:
         """The store refused a write: nobody may see state that is not on disk.
@@ -238,17 +252,26 @@ class DocumentRunner:
         self.hub.forget(self)
 
     async def compact(self) -> bool:
-        """Write a snapshot of the current state; the log starts again. True on success."""
-        session = self.session
-        if session.rev == session.snapshot_rev:
+        """Deliver what is pending, then write a snapshot; the log starts again.
+
+        True on success (or when there is nothing to compact).
+        """
+        async with self._delivering:
+            output = self.session.take_output()
+            snapshot, rev = self.session.state, self.session.rev
+            if output and not await self._deliver(output):
+                return False
+            return await self._write_snapshot(snapshot, rev)
+
+    async def _write_snapshot(self, snapshot: bytes, rev: int) -> bool:
+        if rev == self.session.snapshot_rev:
             return True
-        snapshot, rev = session.state, session.rev
         try:
             await self.hub.store.compact(self.name, snapshot, rev)
         except Exception:
             log.exception("%s: compaction at rev %d failed; the log is kept", self.name, rev)
             return False
-        session.compacted(rev, len(snapshot))
+        self.session.compacted(rev, len(snapshot))
         return True
 
     # ------------------------------------------------------------------ unloading

@@ -26,6 +26,7 @@ from collab.store import CorruptDocumentError
 log = logging.getLogger(__name__)
 
 CLOSE_BAD_NAME = 4400
+CLOSE_FRAME_TIMEOUT = 10.0
 
 
 def frontend_dir() -> Path:
@@ -152,7 +153,12 @@ class WebApp:
             if message["type"] == "websocket.disconnect":
                 return
             channel = runner.channels.get(peer_id)
-            if channel is None or channel.closed:
+            if channel is None:
+                return
+            if channel.closed:
+                # A slow peer's close frame waits for its socket to drain: give it time,
+                # or the peer only sees the connection drop (1006) and not why.
+                await channel.wait_closed(CLOSE_FRAME_TIMEOUT)
                 return
             data = message.get("bytes")
             if data is None:

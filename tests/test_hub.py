@@ -14,6 +14,7 @@ from collab import protocol
 from collab.config import Settings
 from collab.hub import DocumentNotFoundError, Hub
 from collab.records import Record
+from collab.session import Session
 from collab.store import CorruptDocumentError, MemoryStore, StoredDocument
 
 
@@ -220,3 +221,21 @@ async def test_slow_peer_is_resynced_then_dropped_while_others_flow(
             replica.apply_update(decoded.update)
     assert str(replica.get("text", type=Text)) == runner.session.mirror == "x😀" * 25 * 199
     assert writer.closed is None
+
+
+async def test_compaction_under_a_burst_snapshots_only_what_is_written(
+    store: ControlledStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    hub = make_hub(store, compact_log_records=5)
+    runner = await hub.open("burst")
+    writer = FakeConnection()
+    w = runner.connect(writer, "text", None, False)
+    runner.receive(w, hello("w"))
+    for seq in range(1, 60):  # ops arrive while earlier batches are still being written
+        runner.receive(w, insert_op(seq, seq - 1, seq - 1, "中", seq - 1))
+        await asyncio.sleep(0)
+    await runner.flush()
+    assert "compaction" not in caplog.text
+    stored = await store.load("burst")
+    assert stored is not None and stored.snapshot_rev >= 50
+    assert Session("burst", stored=stored).mirror == "中" * 59
