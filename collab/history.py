@@ -446,20 +446,25 @@ class HistoryCache:
         """The index of `name`, brought up to date with what is on disk."""
         with self._lock:
             history = self._histories.pop(name, None)
+            fresh = history is None
             if history is None:
-                reader = LogReader(lambda: self.list_segments(name))
-                history = DocumentHistory(reader, self.text_name)
+                history = self._new(name)
             self._histories[name] = history  # most recent last
             while len(self._histories) > self.max_documents:
                 self._histories.pop(next(iter(self._histories))).close()
         try:
             history.refresh()
         except HistoryError:
-            with self._lock:  # the log changed under us (e.g. history removed): start again
+            with self._lock:
                 if self._histories.get(name) is history:
                     del self._histories[name]
-            raise
+            if fresh:
+                raise
+            return self.get(name)  # the files changed under the index (history removed)
         return history
+
+    def _new(self, name: str) -> DocumentHistory:
+        return DocumentHistory(LogReader(lambda: self.list_segments(name)), self.text_name)
 
 
 # ---------------------------------------------------------------------- verify

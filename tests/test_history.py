@@ -313,3 +313,17 @@ async def history_reaches(server: Any, name: str, rev: int, timeout: float = 10)
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"the history never reached rev {rev}")
+
+
+async def test_cache_starts_again_when_old_segments_are_removed(tmp_path: Path) -> None:
+    writer = Writer(tmp_path, keep_history=False)
+    await writer.write("a😀")
+    cache = HistoryCache(lambda name: document_segments(tmp_path, name))
+    assert cache.get(writer.name).text_at(1) == "a😀"
+    await writer.compact()
+    await writer.write("a😀b")
+    await writer.compact()  # the log the index was reading is gone
+    await writer.write("a😀bc")
+    history = cache.get(writer.name)
+    assert (history.base_rev, history.last_rev) == (2, 3)
+    assert history.text_at(3) == "a😀bc"
