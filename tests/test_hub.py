@@ -69,6 +69,7 @@ class ControlledStore(MemoryStore):
         return await super().load(name)
 
     async def append(self, name: str, records: Sequence[Record]) -> None:
+        await asyncio.sleep(0)  # like a real store, let others run while writing
         if self.fail_append:
             raise OSError("disk full")
         await super().append(name, records)
