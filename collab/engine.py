@@ -12,6 +12,7 @@ from collab import textops
 from collab.config import Settings
 from collab.hooks import Authenticate, OnChange, OnLoad
 from collab.hub import Hub
+from collab.recording import Recorder
 from collab.store import FileStore, Store
 from collab.web import WebApp
 
@@ -42,7 +43,15 @@ class Collab:
     ) -> None:
         self.settings = settings or Settings()
         self.store = store or FileStore.from_settings(self.settings)
-        self.hub = Hub(self.store, self.settings, on_change=on_change, on_load=on_load)
+        record = self.settings.record
+        self.recorder = Recorder(record, self.settings) if record else None
+        self.hub = Hub(
+            self.store,
+            self.settings,
+            on_change=on_change,
+            on_load=on_load,
+            recorder=self.recorder,
+        )
         self.web = WebApp(self.hub, authenticate)
 
     # ------------------------------------------------------------------ mounting
@@ -71,6 +80,8 @@ class Collab:
         """Close every peer with 1001, save every document, close the store. Idempotent."""
         if not self.hub.closing:
             await self.hub.close()
+            if self.recorder is not None:
+                self.recorder.close()
 
     # ------------------------------------------------------------------ server-side text
 

@@ -18,6 +18,7 @@ from typing import Protocol
 from collab.config import Settings
 from collab.hooks import Change, OnChange, OnLoad, call_hook
 from collab.names import validate_name
+from collab.recording import Recorder
 from collab.session import CLOSE_INTERNAL, CLOSE_TOO_SLOW, Output, PeerId, Session
 from collab.store import Store
 
@@ -152,7 +153,7 @@ class DocumentRunner:
         self.channels[peer_id] = PeerChannel(
             peer_id, connection, self.hub.settings.send_queue_bytes, self._overflowed
         )
-        if hasattr(self.hub.recorder, "connect"):  # collab.recording.Recorder
+        if self.hub.recorder is not None:
             self.hub.recorder.connect(self.session, peer_id, kind, user, readonly)
         if kind == "yjs":
             self.session.connect_yjs(peer_id, user, readonly)
@@ -172,7 +173,7 @@ class DocumentRunner:
         if channel is not None and not channel.closed:
             channel.closed = True
             channel._task.cancel()
-        if hasattr(self.hub.recorder, "disconnect"):
+        if self.hub.recorder is not None:
             self.hub.recorder.disconnect(self.name, peer_id)
         self.session.disconnect(peer_id)
         self.kick()
@@ -321,7 +322,7 @@ class Hub:
         settings: Settings | None = None,
         on_change: OnChange | None = None,
         on_load: OnLoad | None = None,
-        recorder: Callable[[str, PeerId, bytes | str], None] | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.store = store
         self.settings = settings or Settings()

@@ -21,7 +21,6 @@ crash loses at most the frame being written; a torn last frame is ignored on rea
 
 from __future__ import annotations
 
-import contextlib
 import json
 import struct
 import time
@@ -303,31 +302,9 @@ class Replayer:
         stored: StoredDocument | None = None
         if base or records:
             stored = StoredDocument(base, base_rev, list(records), 0)
-        with _doc_client_id(client_id):
-            return Session(name, self._run_settings, stored, clock=lambda: self.now)
-
-
-@contextlib.contextmanager
-def _doc_client_id(client_id: int | None) -> Iterator[None]:
-    """Make the next `Session` own a Yjs document with the server's client id.
-
-    The client id is in every update the server makes itself (text peers' edits), so the
-    replayed state is only byte-identical with the same id. `Session` has no parameter
-    for it, so its module's `Doc` is swapped for the duration of the constructor.
-    """
-    if client_id is None:
-        yield
-        return
-    from collab import session as session_module
-
-    original = session_module.Doc
-    session_module.Doc = lambda *args, **kwargs: original(  # type: ignore[assignment]
-        *args, **{**kwargs, "client_id": client_id}
-    )
-    try:
-        yield
-    finally:
-        session_module.Doc = original  # type: ignore[assignment]
+        return Session(
+            name, self._run_settings, stored, clock=lambda: self.now, client_id=client_id
+        )
 
 
 def replay_recording(path: str | Path, settings: Settings | None = None) -> dict[str, Session]:

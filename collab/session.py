@@ -133,11 +133,14 @@ class Session:
         settings: Settings | None = None,
         stored: StoredDocument | None = None,
         clock: Callable[[], float] = time.time,
+        client_id: int | None = None,
     ) -> None:
         self.name = name
         self.settings = settings or Settings()
         self.clock = clock
-        self.doc = Doc()
+        # The server's own Yjs client id is in every update it makes (text peers' edits):
+        # a replay passes the recorded one to rebuild the document byte for byte.
+        self.doc = Doc(client_id=client_id)
         self.text = self.doc.get(self.settings.text_name, type=Text)
         self.mirror = ""  # the shared text as a Python str (code points)
         self.rev = 0
@@ -490,6 +493,7 @@ class Session:
             welcome["text"] = self.mirror
         else:
             welcome["ops"] = [revision.as_message() for revision in missed]
+        welcome["acked"] = self.acked.get(client, (0, 0))[0]
         welcome["presence"] = self._presence_list(exclude=peer.id)
         self._send_json(peer.id, welcome)
         self._announce_presence(peer)

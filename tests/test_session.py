@@ -168,6 +168,7 @@ def test_text_op_acked_relayed_and_visible_to_yjs(session: Session) -> None:
         "type": "welcome",
         "rev": 0,
         "text": "",
+        "acked": 0,
         "presence": [],
     }
     t1.send({"type": "op", "seq": 1, "rev": 0, "op": [UNICODE]})
@@ -200,6 +201,7 @@ def test_resubmitted_op_is_acked_not_applied_twice(session: Session) -> None:
     pump(session, {"t1b": again})
     welcome = again.of_type("welcome")[0]
     assert welcome["ops"][0]["client"] == "c1" and welcome["ops"][0]["seq"] == 1
+    assert welcome["acked"] == 1
     again.send({"type": "op", "seq": 1, "rev": 0, "op": ["x"]})
     pump(session, {"t1b": again})
     assert session.mirror == "x"
