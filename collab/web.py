@@ -278,7 +278,8 @@ class WebApp:
         except DocumentNotFoundError:
             return error_response(404, "no such document")
         except CorruptDocumentError as error:
-            return error_response(500, f"document cannot be loaded: {error}")
+            log.error("%s: cannot load: %s", request.path_params["name"], error)
+            return error_response(500, "document cannot be loaded: damaged on disk")
 
     @staticmethod
     def page(filename: str) -> Any:
