@@ -423,6 +423,7 @@ export class OTClient {
     this.presenceDirty = false;
     this.lastPresence = 0;
     this.selection = null;
+    this.resyncs = 0; // times this tab fell out of step with the server (errors, bugs)
   }
 
   // --- connection -----------------------------------------------------------------------
@@ -528,6 +529,7 @@ export class OTClient {
     } catch (error) {
       // Out of step with the server (a bug somewhere): fetch its whole text and rebase.
       console.error("collab: cannot apply a message, resynchronising", error, message);
+      this.resyncs += 1;
       this.rev = null;
       this.reconnect();
     }
@@ -598,6 +600,7 @@ export class OTClient {
     } catch (error) {
       // What is pending no longer fits its base: the server's text wins.
       console.error("collab: cannot rebase local changes", error);
+      this.resyncs += 1;
       this.inflight = null;
       this.buffer = null;
       this.showChange(diffOp(this.text, text));
@@ -667,6 +670,7 @@ export class OTClient {
 
   onError(message) {
     console.warn("collab: server error", message);
+    this.resyncs += 1;
     if (message.code === "readonly") {
       this.inflight = null;
       this.buffer = null;

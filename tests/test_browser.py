@@ -125,7 +125,10 @@ def wait_converged(base_url: str, name: str, pages: list) -> str:
             return text
         return None
 
-    return wait_until(agree, 20, f"pages and server agree on {name!r}")  # type: ignore[return-value]
+    text = wait_until(agree, 20, f"pages and server agree on {name!r}")
+    # ... and got there without an error from the server or a fallback resync
+    assert [page.evaluate("window.collab.client.resyncs") for page in pages] == [0] * len(pages)
+    return text  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------------------ editing
@@ -311,6 +314,47 @@ def test_typing_through_a_server_restart(start_server, open_page) -> None:
     server.start()
     text = wait_converged(server.http_url, "restart", [a])
     assert text == "before 😀 racing 中文 while down 👍🏽 e\u0301\n"
+
+
+@pytest.mark.parametrize("catch_up", ["ops", "text", "text-without-acked"])
+def test_an_op_whose_ack_was_lost_lands_once(start_server, open_page, catch_up: str) -> None:
+    """The server wrote an op, the page never saw the ack, then it reconnects: catch-up by
+    ops (after a server restart), by the whole text, and by the whole text from a server
+    that does not say `acked` (the page finds out from the re-sent op's old ack)."""
+    server = start_server("--fsync", "always")
+    a = open_page(server.http_url, "lost-ack")
+    b = open_page(server.http_url, "lost-ack")
+    a.keyboard.type("one ")
+    wait_value(b, "one ")
+    a.wait_for_function(SAVED)
+    a.evaluate(
+        """() => { const c = window.collab.client;
+        window.realReceive = c.receive; c.receive = () => {}; }"""
+    )  # the page hears nothing more: acks are lost
+    a.keyboard.type("two 😀")  # "t" goes out, the rest waits in the buffer
+    wait_until(lambda: server_text(server.http_url, "lost-ack") == "one t", 10, "the op written")
+    if catch_up == "ops":
+        server.kill()
+        a.wait_for_function("window.collab.client.state === 'offline'")
+        a.evaluate("() => { window.collab.client.receive = window.realReceive; }")
+        server.start()
+    else:
+        set_caret(b, 0)
+        b.keyboard.type("中")  # so the page's old base text is not the server's minus its op
+        b.wait_for_function(SAVED)
+        strip = "delete message.acked;" if catch_up == "text-without-acked" else ""
+        a.evaluate(
+            """strip => { const c = window.collab.client;
+            c.receive = (message) => {
+                if (message.type === 'welcome') eval(strip);
+                window.realReceive.call(c, message);
+            };
+            c.rev = null;  // too far behind: the server sends its whole text
+            c.reconnect(); }""",
+            strip,
+        )
+    expected = "one two 😀" if catch_up == "ops" else "中one two 😀"
+    assert wait_converged(server.http_url, "lost-ack", [a, b]) == expected
 
 
 def test_page_reconnects_after_a_kill_with_another_writer(start_server, open_page) -> None:
