@@ -365,7 +365,9 @@ class Hub:
                 initial = await call_hook(self.on_load, name)
             if stored is None and initial is None and not create:
                 raise DocumentNotFoundError(name)
-            session = Session(name, self.settings, stored)
+            # Follow the text as ops only while text peers need them, unless on_change does.
+            track_text = self.on_change is not None
+            session = Session(name, self.settings, stored, track_text=track_text)
             if initial:
                 session.apply_update(initial, origin="import")
             runner = DocumentRunner(self, session)

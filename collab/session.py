@@ -134,7 +134,11 @@ class Session:
         stored: StoredDocument | None = None,
         clock: Callable[[], float] = time.time,
         client_id: int | None = None,
+        track_text: bool = True,
     ) -> None:
+        """`track_text=False` follows the text as code-point ops only while text peers are
+        connected: Yjs-only documents then skip that work (a copy of the text per edit).
+        """
         self.name = name
         self.settings = settings or Settings()
         self.clock = clock
@@ -142,7 +146,9 @@ class Session:
         # a replay passes the recorded one to rebuild the document byte for byte.
         self.doc = Doc(client_id=client_id)
         self.text = self.doc.get(self.settings.text_name, type=Text)
-        self.mirror = ""  # the shared text as a Python str (code points)
+        self.always_track_text = track_text
+        self._mirror: str | None = None  # the text as a Python str, while tracking
+        self._text_subscription: Any = None
         self.rev = 0
         self.snapshot_rev = 0
         self.state_bytes = 0  # size of the stored state: snapshot + updates since
@@ -159,9 +165,10 @@ class Session:
         self._captured_update: bytes | None = None
         self._captured_deltas: list[list[dict[str, Any]]] = []
         self.doc.observe(self._on_transaction)
-        self.text.observe(self._on_text_event)
         if stored is not None:
             self._load(stored)
+        if track_text:
+            self._track_text(True)
 
     # ------------------------------------------------------------------ loading
 
@@ -169,14 +176,44 @@ class Session:
         if stored.snapshot:
             self.doc.apply_update(stored.snapshot)
             self._take_captured()
-            self.mirror = str(self.text)
             self.state_bytes = len(stored.snapshot)
         self.rev = self.snapshot_rev = stored.snapshot_rev
+        self._track_text(self.always_track_text)  # the history starts after the snapshot
         for record in stored.records:
             self.doc.apply_update(record.update)
             _, deltas = self._take_captured()
             self._add_revision(record, self._op_from_deltas(deltas))
         self.log_bytes = stored.log_bytes
+
+    # ------------------------------------------------------------------ the text as ops
+
+    @property
+    def mirror(self) -> str:
+        """The shared text as a Python str (code points)."""
+        return self._mirror if self._mirror is not None else str(self.text)
+
+    @property
+    def tracking_text(self) -> bool:
+        return self._mirror is not None
+
+    def _track_text(self, on: bool) -> None:
+        """Start or stop following the text as code-point ops (history for text peers).
+
+        Starting takes the text as it is now: the history of ops begins here, so a text
+        client that comes back from before is sent the whole text instead.
+        """
+        if on and self._mirror is None:
+            self._mirror = str(self.text)
+            self.history.clear()
+            self._text_subscription = self.text.observe(self._on_text_event)
+        elif not on and self._mirror is not None:
+            self.text.unobserve(self._text_subscription)
+            self._mirror, self._text_subscription = None, None
+            self.history.clear()
+
+    def _update_text_tracking(self) -> None:
+        needed = self.always_track_text or any(p.kind == "text" for p in self.peers.values())
+        self._track_text(needed)
 
     # ------------------------------------------------------------------ events
 
@@ -193,6 +230,7 @@ class Session:
     ) -> None:
         """A text-operation peer connected; it says hello next."""
         self.peers[peer_id] = Peer(peer_id, "text", user, readonly)
+        self._track_text(True)
 
     def disconnect(self, peer_id: PeerId) -> None:
         """A peer left: forget it and tell the others its awareness/presence is gone."""
@@ -200,6 +238,8 @@ class Session:
         self._out.pop(peer_id, None)
         if peer is None:
             return
+        if peer.kind == "text":
+            self._update_text_tracking()
         gone = [
             protocol.AwarenessEntry(cid, self.awareness[cid][0] + 1, None)
             for cid in sorted(peer.awareness_ids)
@@ -526,10 +566,10 @@ class Session:
         self, op: textops.Op, origin: str, user: str | None, client: str | None, seq: int | None
     ) -> Revision | None:
         """Apply a code-point op to the shared text: one transaction, one revision."""
-        if textops.base_length(op) != len(self.mirror):
+        text = self.mirror
+        if textops.base_length(op) != len(text):
             raise SessionError(
-                "bad-op",
-                f"op base length {textops.base_length(op)} != text length {len(self.mirror)}",
+                "bad-op", f"op base length {textops.base_length(op)} != text length {len(text)}"
             )
         if all(isinstance(part, int) and part > 0 for part in op):
             return None  # changes nothing: no revision
@@ -538,7 +578,7 @@ class Session:
             raise SessionError(
                 "too-large", f"document would exceed {self.settings.max_document_bytes} bytes"
             )
-        steps = textops.op_to_utf8_steps(self.mirror, op)
+        steps = textops.op_to_utf8_steps(text, op)
         with self.doc.transaction(origin=origin):
             for kind, start, value in steps:
                 if kind == "insert":
@@ -674,8 +714,9 @@ class Session:
         if client is not None and seq is not None:
             self._remember_ack(client, seq, record.rev)
         revision = Revision(record.rev, op, record.origin, record.user, client, seq)
-        self.history.append(revision)
-        self.mirror = textops.apply(self.mirror, op)
+        if self._mirror is not None:
+            self.history.append(revision)
+            self._mirror = textops.apply(self._mirror, op)
         self.rev = record.rev
         self.state_bytes += len(record.update)
         self.log_records += 1
@@ -694,8 +735,15 @@ class Session:
             del self.acked[next(iter(self.acked))]
 
     def _op_from_deltas(self, deltas: list[list[dict[str, Any]]]) -> textops.Op:
-        """The code-point op of one transaction's text events (the mirror is the old text)."""
-        text = self.mirror
+        """The code-point op of one transaction's text events (the mirror is the old text).
+
+        An empty op when the text is not tracked (no text peers: nobody needs it).
+        """
+        if self._mirror is None:
+            return []
+        text = self._mirror
+        if len(deltas) == 1:
+            return textops.delta_to_op(text, deltas[0])
         op: textops.Op = [len(text)] if text else []
         for delta in deltas:
             step = textops.delta_to_op(textops.apply(text, op), delta)

@@ -311,3 +311,22 @@ def test_a_bug_while_handling_a_message_closes_only_that_peer(
     a.edit(0, "still works 😀")
     pump(session, peers)
     assert session.mirror == "still works 😀" and a.closed is None
+
+
+def test_text_is_followed_as_ops_only_while_text_peers_need_it() -> None:
+    session = Session("lazy", track_text=False)
+    y = YPeer(session, "y")
+    pump(session, {"y": y})
+    y.edit(0, "yjs only 😀")
+    pump(session, {"y": y})
+    assert not session.tracking_text and session.mirror == "yjs only 😀"
+    t = TextPeer(session, "t", "c", rev=0)  # from before the ops were followed
+    peers = {"y": y, "t": t}
+    pump(session, peers)
+    assert session.tracking_text
+    assert t.of_type("welcome")[0]["text"] == "yjs only 😀"
+    y.edit(0, "中")
+    pump(session, peers)
+    assert t.of_type("op")[0]["op"] == ["中", 10]
+    session.disconnect("t")
+    assert not session.tracking_text and session.mirror == "中yjs only 😀"
