@@ -460,7 +460,10 @@ class FileStore:
         if not records:
             return
         async with self._lock(key):
-            await asyncio.to_thread(self._append, name, key, records)
+            if self.fsync:
+                await asyncio.to_thread(self._append, name, key, records)
+            else:  # a buffered write does not block: a thread hop would cost more
+                self._append(name, key, records)
         self._close_idle_handles()
 
     async def compact(self, name: str, snapshot: bytes, rev: int) -> None:
