@@ -568,3 +568,32 @@ def test_origin_and_user_limits() -> None:
         encode_record(record)
     with pytest.raises(ValueError, match="user"):
         encode_record(Record(1, 0.0, "o", "u" * 65_535, b""))
+
+
+async def test_slow_appends_move_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fast disk's append runs inline; once appends are slow they run in a thread."""
+    import threading
+    import time as clock
+
+    store = FileStore(tmp_path, fsync=True)
+    threads: list[bool] = []
+    real_append = store._append
+
+    def slow_append(*args: object) -> None:
+        threads.append(threading.current_thread() is threading.main_thread())
+        clock.sleep(0.002)  # a slow disk
+        real_append(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "_append", slow_append)
+    doc = Doc()
+    text = doc.get("text", type=Text)
+    for rev in range(1, 8):
+        before = doc.get_state()
+        text.insert(len(text), "中😀")
+        await store.append("slow", [Record(rev, 0.0, "yjs:1", None, doc.get_update(before))])
+    assert threads[0] is True and threads[-1] is False
+    stored = await store.load("slow")
+    assert stored is not None and [r.rev for r in stored.records] == list(range(1, 8))
+    await store.close()
