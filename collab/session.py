@@ -164,7 +164,6 @@ class Session:
         self._closes: list[tuple[PeerId, int, str]] = []
         self._captured_update: bytes | None = None
         self._captured_deltas: list[list[dict[str, Any]]] = []
-        self.doc.observe(self._on_transaction)
         if stored is not None:
             self._load(stored)
         if track_text:
@@ -386,22 +385,26 @@ class Session:
                 "too-large",
                 f"document would exceed {self.settings.max_document_bytes} bytes",
             )
+        # Only deletions: new ones change the document's delete set, known ones do not.
+        deletions_only = update[:1] == b"\x00"
+        deleted_before = self._delete_set() if deletions_only else b""
         try:
-            with self.doc.transaction(origin=origin):
-                self.doc.apply_update(update)
+            self.doc.apply_update(update)
         except BaseException as error:  # pyo3 panics derive from BaseException
             if isinstance(error, KeyboardInterrupt | SystemExit):
                 raise
             self._take_captured()
             raise SessionError("bad-update", "invalid Yjs update") from None
-        effective, deltas = self._take_captured()
-        if effective is None:
-            return None  # nothing new (a duplicate, or waiting for missing parts)
-        record = Record(self.rev + 1, self.clock(), origin, user, effective)
+        _, deltas = self._take_captured()
+        if deletions_only and self._delete_set() == deleted_before:
+            return None  # nothing new: no revision, nothing relayed
+        # The update is stored and relayed as it came (as the reference server relays
+        # it): parts still waiting for missing ones must be on disk too.
+        record = Record(self.rev + 1, self.clock(), origin, user, update)
         op = self._op_from_deltas(deltas)
         revision = self._add_revision(record, op)
         self._emit(record, revision)
-        self._broadcast_update(effective, exclude=sender)
+        self._broadcast_update(update, exclude=sender)
         self._broadcast_revision(revision, exclude=None)
         return record
 
@@ -579,12 +582,16 @@ class Session:
                 "too-large", f"document would exceed {self.settings.max_document_bytes} bytes"
             )
         steps = textops.op_to_utf8_steps(text, op)
-        with self.doc.transaction(origin=origin):
-            for kind, start, value in steps:
-                if kind == "insert":
-                    self.text.insert(start, value)
-                else:
-                    del self.text[start:value]
+        subscription = self.doc.observe(self._on_transaction)  # to catch its update
+        try:
+            with self.doc.transaction(origin=origin):
+                for kind, start, value in steps:
+                    if kind == "insert":
+                        self.text.insert(start, value)
+                    else:
+                        del self.text[start:value]
+        finally:
+            self.doc.unobserve(subscription)
         effective, _ = self._take_captured()
         if effective is None:
             return None
@@ -749,6 +756,10 @@ class Session:
             step = textops.delta_to_op(textops.apply(text, op), delta)
             op = textops.compose(op, step)
         return textops.normalize(op)
+
+    def _delete_set(self) -> bytes:
+        """The document's whole delete set, encoded (a diff against its own state)."""
+        return self.doc.get_update(self.doc.get_state())
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         update = event.update

@@ -103,14 +103,20 @@ def test_updates_to_one_peer_in_one_batch_are_merged(session: Session) -> None:
     assert str(b.text) == "xxxxx"
 
 
-def test_duplicate_update_makes_no_revision(session: Session) -> None:
+def test_known_deletions_make_no_revision(session: Session) -> None:
+    """A reconnecting client's step 2 (its whole delete set, nothing new) changes nothing."""
     a = YPeer(session, "a")
     pump(session, {"a": a})
-    a.edit(0, "once")
-    assert len(pump(session, {"a": a})) == 1
-    session.receive("a", protocol.encode_sync_update(a.doc.get_update()))
+    a.edit(0, "once 😀")
+    before = a.doc.get_state()
+    del a.text[0:1]
+    deletion = a.doc.get_update(before)
+    session.receive("a", protocol.encode_sync_update(deletion))
+    assert len(pump(session, {"a": a})) == 2
+    session.receive("a", protocol.encode_sync_step2(a.doc.get_update(session.doc.get_state())))
+    session.receive("a", protocol.encode_sync_update(deletion))
     assert pump(session, {"a": a}) == []
-    assert session.rev == 1
+    assert session.rev == 2 and session.mirror == "nce 😀"
 
 
 @pytest.mark.parametrize(
