@@ -156,6 +156,7 @@ class Session:
         self.log_bytes = 0
         self.history: deque[Revision] = deque(maxlen=max(1, self.settings.history_in_memory))
         self.peers: dict[PeerId, Peer] = {}
+        self._yjs_peers: list[PeerId] = []  # the Yjs peers' ids, for the hot broadcast loop
         self.awareness: dict[int, tuple[int, dict[str, Any] | None]] = {}
         self.acked: dict[str, tuple[int, int]] = {}  # text client -> (last seq, its rev)
         self._out: dict[PeerId, list[bytes | str | _Updates]] = {}
@@ -219,6 +220,7 @@ class Session:
     def connect_yjs(self, peer_id: PeerId, user: str | None = None, readonly: bool = False) -> None:
         """A Yjs peer connected: send it sync step 1 and the awareness states we know."""
         self.peers[peer_id] = Peer(peer_id, "yjs", user, readonly)
+        self._yjs_peers.append(peer_id)
         self._send(peer_id, protocol.encode_sync_step1(self.doc.get_state()))
         entries = self._awareness_entries()
         if entries:
@@ -237,6 +239,8 @@ class Session:
         self._out.pop(peer_id, None)
         if peer is None:
             return
+        if peer.kind == "yjs":
+            self._yjs_peers.remove(peer_id)
         if peer.kind == "text":
             self._update_text_tracking()
         gone = [
@@ -283,13 +287,14 @@ class Session:
     def take_output(self) -> Output:
         """Everything the driver must do now: persist `records`, then send, then close."""
         output = Output(self._records, self._revisions, [], self._closes)
-        merged: dict[tuple[int, ...], bytes] = {}
+        merged: dict[object, bytes] = {}
+        messages = output.messages
         for peer_id, items in self._out.items():
             for item in items:
-                if isinstance(item, _Updates):
-                    output.messages.append((peer_id, self._merged_message(item, merged)))
+                if type(item) is _Updates:
+                    messages.append((peer_id, self._merged_message(item, merged)))
                 else:
-                    output.messages.append((peer_id, item))
+                    messages.append((peer_id, item))  # type: ignore[arg-type]
         self._records, self._revisions, self._closes, self._out = [], [], [], {}
         return output
 
@@ -409,20 +414,26 @@ class Session:
         return record
 
     def _broadcast_update(self, update: bytes, exclude: PeerId | None) -> None:
-        for peer in self.peers.values():
-            if peer.kind == "yjs" and peer.id != exclude:
-                items = self._out.setdefault(peer.id, [])
-                if items and isinstance(items[-1], _Updates):
-                    items[-1].updates.append(update)
-                else:
-                    items.append(_Updates([update]))
+        """Queue a Yjs update for every Yjs peer but `exclude` (hot path: kept lean)."""
+        out = self._out
+        for peer_id in self._yjs_peers:
+            if peer_id == exclude:
+                continue
+            items = out.get(peer_id)
+            if items is None:
+                out[peer_id] = [_Updates([update])]
+            elif type(items[-1]) is _Updates:
+                items[-1].updates.append(update)  # type: ignore[union-attr]
+            else:
+                items.append(_Updates([update]))
 
     @staticmethod
-    def _merged_message(item: _Updates, cache: dict[tuple[int, ...], bytes]) -> bytes:
-        key = tuple(id(update) for update in item.updates)
+    def _merged_message(item: _Updates, cache: dict[object, bytes]) -> bytes:
+        """One update message per distinct run of updates, shared by the peers that get it."""
+        updates = item.updates
+        key: object = id(updates[0]) if len(updates) == 1 else tuple(map(id, updates))
         message = cache.get(key)
         if message is None:
-            updates = item.updates
             update = updates[0] if len(updates) == 1 else merge_updates(*updates)
             message = cache[key] = protocol.encode_sync_update(update)
         return message
