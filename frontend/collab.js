@@ -510,6 +510,7 @@ export class OTClient {
 
   refreshState() {
     if (this.state === "saved" || this.state === "unsaved") this.setState("saved");
+    else this.view.onState(this.state); // "offline" may now have unsaved changes
   }
 
   // --- IME: keep server messages until the composition ends ------------------------------
@@ -919,7 +920,9 @@ class TextareaView {
     }
     if (state === "error") label = `Disconnected: ${this.client.error}`;
     status.textContent = label;
-    if (this.client && this.client.loaded && !this.readOnly) {
+    if (state === "error") {
+      this.textarea.readOnly = true; // nothing typed now could be saved; copying still works
+    } else if (this.client && this.client.loaded && !this.readOnly) {
       this.textarea.readOnly = false;
       this.textarea.placeholder = "Start typing…";
     }
@@ -1006,7 +1009,10 @@ function startEditor() {
   });
   window.addEventListener("online", () => client.hurry());
   window.addEventListener("beforeunload", (event) => {
-    if (client.inflight || client.buffer) event.preventDefault();
+    if (client.inflight || client.buffer) {
+      event.preventDefault();
+      event.returnValue = "";
+    }
   });
   window.collab = { client, view };
   client.connect();

@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-TIMEOUT_MS = 15_000
+TIMEOUT_MS = 30_000  # the machine is shared: generous, never a fixed sleep
 
 # What the page's client state is, and whether everything typed reached the server.
 SAVED = "window.collab && window.collab.client.state === 'saved'"
@@ -125,7 +125,7 @@ def wait_converged(base_url: str, name: str, pages: list) -> str:
             return text
         return None
 
-    text = wait_until(agree, 20, f"pages and server agree on {name!r}")
+    text = wait_until(agree, 30, f"pages and server agree on {name!r}")
     # ... and got there without an error from the server or a fallback resync
     assert [page.evaluate("window.collab.client.resyncs") for page in pages] == [0] * len(pages)
     return text  # type: ignore[return-value]
@@ -200,6 +200,28 @@ def test_selection_survives_remote_edits(server: ServerProcess, open_page) -> No
         "#text", "ta => [ta.selectionStart, ta.selectionEnd, ta.selectionDirection]"
     )
     assert selection == [7, 10, "backward"]
+
+
+def test_remote_lines_above_keep_the_caret_line_in_place(server: ServerProcess, open_page) -> None:
+    a = open_page(server.http_url, "scroll")
+    b = open_page(server.http_url, "scroll")
+    a.keyboard.insert_text("".join(f"line {n} 😀\n" for n in range(200)))
+    wait_converged(server.http_url, "scroll", [a, b])
+    set_caret(a, units(value(a)[: value(a).index("line 150")]))
+    a.eval_on_selector("#text", "ta => { ta.scrollTop = 150 * 24 - 100; }")  # 16px * 1.5
+    top = a.eval_on_selector("#text", "ta => ta.scrollTop")
+    at = caret(a)
+
+    set_caret(b, 0)
+    b.keyboard.insert_text("中文 👍🏽\n" * 10)  # ten lines above a's caret
+    a.wait_for_function("document.querySelector('#text').value.startsWith('中文')")
+    assert caret(a) == at + 10 * units("中文 👍🏽\n")
+    assert a.eval_on_selector("#text", "ta => ta.scrollTop") == pytest.approx(top + 240, abs=2)
+
+    set_caret(b, units(value(b)))
+    b.keyboard.insert_text("below\n")  # under the caret: nothing moves
+    a.wait_for_function("document.querySelector('#text').value.endsWith('below\\n')")
+    assert a.eval_on_selector("#text", "ta => ta.scrollTop") == pytest.approx(top + 240, abs=2)
 
 
 def test_yjs_peer_and_page_converge(server: ServerProcess, open_page) -> None:
