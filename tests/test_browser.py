@@ -319,6 +319,27 @@ def test_remote_ops_wait_for_the_end_of_a_composition(server: ServerProcess, ope
     assert wait_converged(server.http_url, "ime", [a, b]) == "😀Xhello中"
 
 
+def test_real_ime_composition_through_the_devtools_protocol(
+    server: ServerProcess, open_page
+) -> None:
+    """The same with the browser's own composition events (Input.imeSetComposition)."""
+    a = open_page(server.http_url, "ime-cdp")
+    b = open_page(server.http_url, "ime-cdp")
+    a.keyboard.type("hello")
+    wait_value(b, "hello")
+    devtools = a.context.new_cdp_session(a)
+    devtools.send("Input.imeSetComposition", {"text": "ni", "selectionStart": 2, "selectionEnd": 2})
+    set_caret(b, 0)
+    b.keyboard.type("👍🏽")
+    a.wait_for_function("window.collab.client.held.length > 0")
+    assert value(a) == "helloni"
+    devtools.send("Input.imeSetComposition", {"text": "你", "selectionStart": 1, "selectionEnd": 1})
+    devtools.send("Input.insertText", {"text": "你"})
+    wait_value(a, "👍🏽hello你")
+    assert caret(a) == units("👍🏽hello你")
+    assert wait_converged(server.http_url, "ime-cdp", [a, b]) == "👍🏽hello你"
+
+
 # ------------------------------------------------------------------------------ outages
 
 
