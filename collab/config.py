@@ -41,6 +41,13 @@ class Settings:
         default=4 * MiB,
         metadata={"help": "bytes queued for one peer before it is resynced or dropped"},
     )
+    batch_window: float = field(
+        default=0.025,
+        metadata={
+            "help": "seconds: under load, deliver at most once per window per document "
+            "(what arrives together goes out merged); 0 delivers every message at once"
+        },
+    )
     idle_unload_seconds: float = field(
         default=30.0, metadata={"help": "keep an unused document in memory this long"}
     )

@@ -200,10 +200,20 @@ class DocumentRunner:
     # ------------------------------------------------------------------ the pump
 
     async def _pump(self) -> None:
+        """Deliver the session's output: at once after a quiet spell, then at most once
+        per batch window, so that what arrives together goes out together (one merged
+        message per peer, one fsync) instead of one by one."""
+        loop = asyncio.get_running_loop()
+        window = self.hub.settings.batch_window
+        last = -window
         while True:
             await self._wake.wait()
+            wait = last + window - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._wake.clear()
             await self._deliver_pending()
+            last = loop.time()
 
     async def _deliver_pending(self) -> bool:
         """Take the session's output and deliver it; False when there was none.

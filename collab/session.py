@@ -106,9 +106,15 @@ class Output:
 
 @dataclass
 class _Updates:
-    """Yjs updates queued for one peer, sent as one merged update message."""
+    """Yjs updates queued for one peer, sent as one merged update message.
+
+    A peer's own updates are included (as the reference server echoes them) so that
+    every peer of a batch gets the very same message, merged and encoded once; a peer
+    whose batch holds only its own updates is sent nothing.
+    """
 
     updates: list[bytes]
+    only_own: bool
 
 
 def parse_origin(origin: str) -> tuple[str, int] | None:
@@ -292,7 +298,8 @@ class Session:
         for peer_id, items in self._out.items():
             for item in items:
                 if type(item) is _Updates:
-                    messages.append((peer_id, self._merged_message(item, merged)))
+                    if not item.only_own:  # type: ignore[union-attr]
+                        messages.append((peer_id, self._merged_message(item, merged)))
                 else:
                     messages.append((peer_id, item))  # type: ignore[arg-type]
         self._records, self._revisions, self._closes, self._out = [], [], [], {}
@@ -409,23 +416,24 @@ class Session:
         op = self._op_from_deltas(deltas)
         revision = self._add_revision(record, op)
         self._emit(record, revision)
-        self._broadcast_update(update, exclude=sender)
+        self._broadcast_update(update, sender=sender)
         self._broadcast_revision(revision, exclude=None)
         return record
 
-    def _broadcast_update(self, update: bytes, exclude: PeerId | None) -> None:
-        """Queue a Yjs update for every Yjs peer but `exclude` (hot path: kept lean)."""
+    def _broadcast_update(self, update: bytes, sender: PeerId | None) -> None:
+        """Queue a Yjs update for every Yjs peer (hot path: kept lean)."""
         out = self._out
         for peer_id in self._yjs_peers:
-            if peer_id == exclude:
-                continue
+            own = peer_id == sender
             items = out.get(peer_id)
-            if items is None:
-                out[peer_id] = [_Updates([update])]
-            elif type(items[-1]) is _Updates:
-                items[-1].updates.append(update)  # type: ignore[union-attr]
+            last = items[-1] if items else None
+            if type(last) is _Updates:
+                last.updates.append(update)  # type: ignore[union-attr]
+                last.only_own = last.only_own and own  # type: ignore[union-attr]
+            elif items is None:
+                out[peer_id] = [_Updates([update], own)]
             else:
-                items.append(_Updates([update]))
+                items.append(_Updates([update], own))
 
     @staticmethod
     def _merged_message(item: _Updates, cache: dict[object, bytes]) -> bytes:
@@ -609,7 +617,7 @@ class Session:
         record = Record(self.rev + 1, self.clock(), origin, user, effective)
         revision = self._add_revision(record, textops.normalize(op), client, seq)
         self._emit(record, revision)
-        self._broadcast_update(effective, exclude=None)
+        self._broadcast_update(effective, sender=None)
         self._broadcast_revision(revision, exclude=self._peer_of(client))
         return revision
 

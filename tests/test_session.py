@@ -336,3 +336,22 @@ def test_text_is_followed_as_ops_only_while_text_peers_need_it() -> None:
     assert t.of_type("op")[0]["op"] == ["中", 10]
     session.disconnect("t")
     assert not session.tracking_text and session.mirror == "中yjs only 😀"
+
+
+def test_one_batch_is_one_message_for_every_peer(session: Session) -> None:
+    """Peers of a batch get the same merged message (own updates echoed, as the
+    reference server does); a batch of only your own updates sends you nothing."""
+    a, b, c = YPeer(session, "a"), YPeer(session, "b"), YPeer(session, "c")
+    peers = {"a": a, "b": b, "c": c}
+    pump(session, peers)
+    a.edit(0, "a😀")
+    pump(session, peers)
+    assert [len(p.inbox) for p in (a, b, c)] == [1, 2, 2]  # a: its step1 only
+    a.edit(0, "x")
+    b.edit(0, "中")
+    output = session.take_output()
+    sent = {peer: data for peer, data in output.messages}
+    assert sent["a"] == sent["b"] == sent["c"]
+    for peer_id, data in output.messages:
+        peers[peer_id].deliver(data)
+    assert str(a.text) == str(b.text) == str(c.text) == session.mirror
