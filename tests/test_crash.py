@@ -59,6 +59,7 @@ async def test_no_edit_any_peer_saw_is_lost_across_50_kills(start_server) -> Non
         lost = [token for token in seen if text.count(token) != 1]
         assert not lost, f"round {round_no}: {len(lost)} seen edits lost or doubled: {lost[:5]}"
     assert len(seen) >= KILLS
+    print(f"{KILLS} SIGKILLs, {len(seen)} edits seen by a peer, 0 lost or doubled")
 
 
 async def test_sigterm_closes_peers_with_1001_and_keeps_everything(start_server) -> None:
