@@ -56,6 +56,8 @@ from pathlib import Path
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from collab.protocol import write_var_uint
+
 REPO = Path(__file__).resolve().parent.parent
 TARGETS = ("baseline", "durable", "fast")
 MARKER = re.compile(rb"#(\d+)\.(\d+)\.(\d+);")
@@ -67,18 +69,8 @@ SYNC_STEP2_PREFIX = b"\x00\x01"
 # --- Yjs updates, by hand ---------------------------------------------------------------
 
 
-def varuint(n: int) -> bytes:
-    """lib0 variable-length unsigned integer."""
-    out = bytearray()
-    while n > 0x7F:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def varbytes(data: bytes) -> bytes:
-    return varuint(len(data)) + data
+    return write_var_uint(len(data)) + data
 
 
 class EditEncoder:
@@ -90,7 +82,7 @@ class EditEncoder:
     """
 
     def __init__(self, client_id: int, text_name: str = "text") -> None:
-        self.client = varuint(client_id)
+        self.client = write_var_uint(client_id)
         self.clock = 0
         self.parent = b"\x01" + varbytes(text_name.encode())  # parent is a root type by key
 
@@ -100,8 +92,8 @@ class EditEncoder:
             item = b"\x04" + self.parent + varbytes(content)  # string content, no origin
         else:
             # 0x84: string content with a left origin (client, clock of the previous char).
-            item = b"\x84" + self.client + varuint(self.clock - 1) + varbytes(content)
-        update = b"\x01\x01" + self.client + varuint(self.clock) + item + b"\x00"
+            item = b"\x84" + self.client + write_var_uint(self.clock - 1) + varbytes(content)
+        update = b"\x01\x01" + self.client + write_var_uint(self.clock) + item + b"\x00"
         self.clock += len(content)
         return b"\x00\x02" + varbytes(update)  # sync message, update
 

@@ -34,12 +34,11 @@ from pycrdt import Doc, Text
 from collab.records import RECORD_HEADER, Record, RecordFormatError, decode_records
 from collab.store import (
     LOG_HEADER,
-    LOG_MAGIC,
-    LOG_VERSION,
     CompactionError,
     CorruptDocumentError,
     FileStore,
     Segment,
+    check_log_header,
     read_snapshot_file,
     verify_snapshot,
 )
@@ -152,14 +151,10 @@ def _read_log_bytes(path: Path, offset: int) -> bytes:
     try:
         with open(path, "rb") as file:
             if offset <= LOG_HEADER.size:
-                header = file.read(LOG_HEADER.size)
-                if len(header) < LOG_HEADER.size:
-                    raise HistoryError(path, 0, "log shorter than its header")
-                magic, version = LOG_HEADER.unpack(header)
-                if magic != LOG_MAGIC:
-                    raise HistoryError(path, 0, f"not a log file (magic {magic!r})")
-                if version != LOG_VERSION:
-                    raise HistoryError(path, 4, f"unknown log version {version}")
+                try:
+                    check_log_header(path, file.read(LOG_HEADER.size))
+                except CorruptDocumentError as error:
+                    raise HistoryError(path, error.offset, error.reason) from None
                 offset = LOG_HEADER.size
             file.seek(offset)
             return file.read()

@@ -362,15 +362,20 @@ def read_snapshot_file(path: Path, rev: int | None = None) -> bytes:
     return state
 
 
-def _decode_log(path: Path, data: bytes) -> tuple[list[Record], list[int], int, str | None]:
-    """Records, their offsets, the end of the last good one, and why the rest is torn."""
-    if len(data) < LOG_HEADER.size:
+def check_log_header(path: Path, header: bytes) -> None:
+    """Raise CorruptDocumentError unless `header` is a log file's header of our version."""
+    if len(header) < LOG_HEADER.size:
         raise CorruptDocumentError(path, 0, "log shorter than its header")
-    magic, version = LOG_HEADER.unpack_from(data)
+    magic, version = LOG_HEADER.unpack(header)
     if magic != LOG_MAGIC:
         raise CorruptDocumentError(path, 0, f"not a log file (magic {magic!r})")
     if version != LOG_VERSION:
         raise CorruptDocumentError(path, 4, f"unknown log version {version}")
+
+
+def _decode_log(path: Path, data: bytes) -> tuple[list[Record], list[int], int, str | None]:
+    """Records, their offsets, the end of the last good one, and why the rest is torn."""
+    check_log_header(path, data[: LOG_HEADER.size])
     try:
         decoded = decode_records(data, LOG_HEADER.size)
     except RecordFormatError as error:
