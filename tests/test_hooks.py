@@ -1,0 +1,114 @@
+"""Hooks that fail, or that are async, cost one connection at most: never the session."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import uvicorn
+from conftest import free_port
+from pyclient import YClient
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection
+from starlette.routing import Mount
+from websockets.asyncio.client import connect
+
+from collab import Access, AccessDenied, Change, Collab, MemoryStore, Settings
+
+
+async def serve(engine: Collab) -> AsyncIterator[str]:
+    app = Starlette(routes=[Mount("/c", routes=engine.routes())])
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio", log_level="error")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done()
+        await asyncio.sleep(0.01)
+    yield f"ws://127.0.0.1:{port}/c"
+    await engine.close()
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Callable[..., Any]]:
+    """Start an engine with the given hooks; yields a function returning its base URL."""
+    servers: list[AsyncIterator[str]] = []
+
+    async def start(**hooks: Any) -> str:
+        generator = serve(Collab(MemoryStore(), Settings(batch_window=0), **hooks))
+        servers.append(generator)
+        return await anext(generator)
+
+    yield start
+    for generator in servers:
+        with pytest.raises(StopAsyncIteration):
+            await anext(generator)
+
+
+async def test_a_raising_authenticate_hook_refuses_that_connection_only(running) -> None:
+    async def authenticate(connection: HTTPConnection, name: str) -> Access:
+        await asyncio.sleep(0)  # an async hook
+        if connection.query_params.get("token") == "boom":
+            raise RuntimeError("the session database is down")
+        if connection.query_params.get("token") != "ok":
+            raise AccessDenied("who are you?", status=401)
+        return Access(user="ada")
+
+    base = await running(authenticate=authenticate)
+    good = await YClient.connect(f"{base}/yjs/doc?token=ok")
+    await good.synced()
+    broken = await YClient.connect(f"{base}/yjs/doc?token=boom")
+    code, reason = await broken.wait_closed()
+    assert code == 4403 and reason == "authentication failed: RuntimeError"
+    nobody = await YClient.connect(f"{base}/yjs/doc")
+    assert await nobody.wait_closed() == (4401, "who are you?")
+    good.append("still editing 😀")
+    second = await YClient.connect(f"{base}/yjs/doc?token=ok")
+    await second.wait_text("still editing 😀")
+    for client in (good, broken, nobody, second):
+        await client.close()
+
+
+async def test_a_raising_on_change_hook_loses_nothing(running) -> None:
+    seen: list[Change] = []
+
+    def on_change(change: Change) -> None:
+        seen.append(change)
+        raise ValueError("the search index is down")
+
+    base = await running(on_change=on_change)
+    async with connect(f"{base}/ot/doc", proxy=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "client": "c1", "rev": None}))
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        for seq, op in enumerate([["中文 e\u0301"], [5, "\r\n"]], start=1):
+            await ws.send(json.dumps({"type": "op", "seq": seq, "rev": seq - 1, "op": op}))
+            assert json.loads(await ws.recv()) == {"type": "ack", "seq": seq, "rev": seq}
+    assert [(c.rev, c.origin, c.op) for c in seen] == [
+        (1, "ot:c1:1", ["中文 e\u0301"]),
+        (2, "ot:c1:2", [5, "\r\n"]),
+    ]
+
+
+async def test_on_load_gives_a_new_document_its_first_state(running) -> None:
+    from pycrdt import Doc, Text
+
+    template = Doc()
+    template.get("text", type=Text).insert(0, "# Notes 👍🏽\n")
+
+    async def on_load(name: str) -> bytes | None:
+        return template.get_update() if name.startswith("notes/") else None
+
+    base = await running(on_load=on_load)
+    client = await YClient.connect(f"{base}/yjs/notes/monday")
+    await client.wait_text("# Notes 👍🏽\n")
+    other = await YClient.connect(f"{base}/yjs/scratch")
+    await other.synced()
+    assert other.text == ""
+    await client.close()
+    await other.close()
