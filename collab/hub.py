@@ -25,6 +25,7 @@ from collab.store import Store
 log = logging.getLogger(__name__)
 
 RESYNCS_BEFORE_DROP = 3
+HOOK_DRAIN_SECONDS = 10.0
 CLOSE_GOING_AWAY = 1001
 
 
@@ -108,9 +109,16 @@ class PeerChannel:
         self._task.cancel()
         await self._close(code, reason)
 
+    def abandon(self) -> None:
+        """The peer is gone: stop sending, nothing to close."""
+        self.closed = True
+        self._task.cancel()
+
     async def _close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
+        try:
             await self.connection.close(code, reason)
+        except Exception as error:  # already gone: nothing left to tell it
+            log.debug("peer %s: close failed: %r", self.peer_id, error)
 
     async def _drain(self) -> None:
         try:
@@ -124,7 +132,8 @@ class PeerChannel:
                 self._drained.set()
         except asyncio.CancelledError:
             raise
-        except Exception:  # the socket went away: the receive side will see it
+        except Exception as error:  # the socket went away: the receive side will see it
+            log.debug("peer %s: send failed: %r", self.peer_id, error)
             self.closed = True
 
 
@@ -170,9 +179,8 @@ class DocumentRunner:
 
     def disconnect(self, peer_id: PeerId) -> None:
         channel = self.channels.pop(peer_id, None)
-        if channel is not None and not channel.closed:
-            channel.closed = True
-            channel._task.cancel()
+        if channel is not None:
+            channel.abandon()
         if self.hub.recorder is not None:
             self.hub.recorder.disconnect(self.name, peer_id)
         self.session.disconnect(peer_id)
@@ -241,7 +249,6 @@ class DocumentRunner:
                 self._fail("storage failure: reconnect")
                 return False
             self.session.log_bytes += sum(len(r.update) for r in output.records)
-            await self.hub.changed(self.name, output)
         for peer_id, data in output.messages:
             channel = self.channels.get(peer_id)
             if channel is not None:
@@ -250,6 +257,7 @@ class DocumentRunner:
             channel = self.channels.get(peer_id)
             if channel is not None:
                 channel.close(code, reason)
+        self.hub.changed(self.name, output)
         return True
 
     def _fail(self, reason: str) -> None:
@@ -309,18 +317,23 @@ class DocumentRunner:
         if self.unloading or (self.channels and not reason):
             return False
         self.unloading = True
-        self._wake.set()
         await self.flush()
-        for channel in list(self.channels.values()):
-            await channel.flush_and_close(code, reason)
+        channels = list(self.channels.values())
+        await asyncio.gather(*(channel.flush_and_close(code, reason) for channel in channels))
         if not await self.compact():
             self.unloading = False
             self._schedule_idle_unload()
             return False
-        self._pump_task.cancel()
         self.hub.forget(self)
         await self.hub.store.release(self.name)
         return True
+
+    def stop(self) -> None:
+        """Leave the hub: the pump stops and waiters for the unload go on."""
+        self._cancel_idle_unload()
+        self.unloading = True
+        self.unloaded.set()
+        self._pump_task.cancel()
 
 
 class Hub:
@@ -342,6 +355,7 @@ class Hub:
         self.on_load = on_load
         self.recorder = recorder
         self._loading: dict[str, asyncio.Future[DocumentRunner]] = {}
+        self._changes: asyncio.Queue[Change] | None = None
         self.closing = False
 
     def validate(self, name: str) -> str:
@@ -394,28 +408,41 @@ class Hub:
     def forget(self, runner: DocumentRunner) -> None:
         if self.runners.get(runner.name) is runner:
             del self.runners[runner.name]
-        runner.unloading = True
-        runner.unloaded.set()
-        runner._pump_task.cancel()
+        runner.stop()
 
-    async def changed(self, name: str, output: Output) -> None:
-        """Tell the on_change hook about durable changes; its errors are logged, not raised."""
-        if self.on_change is None:
+    def changed(self, name: str, output: Output) -> None:
+        """Queue durable changes for the on_change hook, in order.
+
+        The hook runs in its own task: a slow one delays later hook calls, never peers.
+        """
+        if self.on_change is None or not output.records:
             return
+        if self._changes is None:
+            self._changes = asyncio.Queue()
+            self._change_task = asyncio.create_task(self._call_on_change(self._changes))
         for record, revision in zip(output.records, output.revisions, strict=True):
-            change = Change(
-                name,
-                record.rev,
-                record.time,
-                record.origin,
-                record.user,
-                record.update,
-                revision.op,
+            self._changes.put_nowait(
+                Change(
+                    name,
+                    record.rev,
+                    record.time,
+                    record.origin,
+                    record.user,
+                    record.update,
+                    revision.op,
+                )
             )
+
+    async def _call_on_change(self, changes: asyncio.Queue[Change]) -> None:
+        assert self.on_change is not None
+        while True:
+            change = await changes.get()
             try:
                 await call_hook(self.on_change, change)
             except Exception:
-                log.exception("%s: on_change hook failed at rev %d", name, record.rev)
+                log.exception("%s: on_change hook failed at rev %d", change.name, change.rev)
+            finally:
+                changes.task_done()
 
     def record_inbound(self, name: str, peer_id: PeerId, data: bytes | str) -> None:
         if self.recorder is not None:
@@ -424,6 +451,10 @@ class Hub:
     async def close(self) -> None:
         """Shutdown: close every peer with 1001 after what is in flight, save, unload."""
         self.closing = True
-        for runner in list(self.runners.values()):
-            await runner.unload(CLOSE_GOING_AWAY, "server shutting down")
+        runners = list(self.runners.values())
+        await asyncio.gather(*(r.unload(CLOSE_GOING_AWAY, "server shutting down") for r in runners))
+        if self._changes is not None:  # the hook hears about every change made before
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changes.join(), HOOK_DRAIN_SECONDS)
+            self._change_task.cancel()
         await self.store.close()

@@ -84,6 +84,10 @@ async def test_users_edit_and_read_only_users_cannot(example: types.ModuleType) 
     probe = await YClient.connect(url + "?token=token-ada")
     await probe.synced()
     assert probe.text == "Ada wrote 👩🏽‍💻 中文\r\n"
+    for _ in range(500):  # the hook runs in its own task: wait for it, not for a time
+        if example.changes:
+            break
+        await asyncio.sleep(0.01)
     assert [(c.user, c.op) for c in example.changes] == [("ada", ["Ada wrote 👩🏽‍💻 中文\r\n"])]
     for client in (ada, bob, probe):
         await client.close()

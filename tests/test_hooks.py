@@ -35,6 +35,13 @@ async def serve(engine: Collab) -> AsyncIterator[str]:
     await task
 
 
+async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
 @pytest.fixture
 async def running() -> AsyncIterator[Callable[..., Any]]:
     """Start an engine with the given hooks; yields a function returning its base URL."""
@@ -89,6 +96,7 @@ async def test_a_raising_on_change_hook_loses_nothing(running) -> None:
         for seq, op in enumerate([["中文 e\u0301"], [5, "\r\n"]], start=1):
             await ws.send(json.dumps({"type": "op", "seq": seq, "rev": seq - 1, "op": op}))
             assert json.loads(await ws.recv()) == {"type": "ack", "seq": seq, "rev": seq}
+    await until(lambda: len(seen) == 2)  # the hook runs in its own task, after the acks
     assert [(c.rev, c.origin, c.op) for c in seen] == [
         (1, "ot:c1:1", ["中文 e\u0301"]),
         (2, "ot:c1:2", [5, "\r\n"]),
