@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketState
 
-from collab.history import HistoryCache, HistoryError, parse_time
+from collab.history import DocumentHistory, HistoryCache, HistoryError, parse_time
 from collab.hooks import Access, AccessDenied, Authenticate, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
 from collab.names import InvalidNameError
@@ -64,6 +64,9 @@ class WebApp:
     def __init__(self, hub: Hub, authenticate: Authenticate | None = None) -> None:
         self.hub = hub
         self.authenticate = authenticate
+        # History reads the retained log segments: only stores that keep them have it.
+        segments = getattr(hub.store, "segments", None)
+        self.histories = HistoryCache(segments, hub.settings.text_name) if segments else None
 
     async def access(self, connection: HTTPConnection, name: str) -> Access:
         """Ask the authenticate hook; raises AccessDenied. A hook that fails refuses."""
@@ -251,17 +254,15 @@ class WebApp:
         headers = {"X-Collab-Rev": str(rev)}
         return PlainTextResponse(text, media_type="text/plain; charset=utf-8", headers=headers)
 
-    async def _history(self, name: str) -> Any:
+    async def _history(self, name: str) -> DocumentHistory | Response:
         """The document's history index, up to date with the disk (built in a thread)."""
-        segments = getattr(self.hub.store, "segments", None)
-        if segments is None:
+        if self.histories is None:
             return error_response(501, "history needs a store that keeps log segments")
-        if not hasattr(self, "_histories"):
-            self._histories = HistoryCache(segments, self.hub.settings.text_name)
         try:
-            history = await asyncio.to_thread(self._histories.get, name)
+            history = await asyncio.to_thread(self.histories.get, name)
         except (HistoryError, CorruptDocumentError) as error:
-            return error_response(500, f"history cannot be read: {error}")
+            log.error("%s: history cannot be read: %s", name, error)
+            return error_response(500, "history cannot be read: damaged on disk")
         if not history.exists:
             return error_response(404, "no history: the document has not been saved yet")
         return history
