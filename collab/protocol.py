@@ -59,6 +59,14 @@ _MIN_AWARENESS_ENTRY_BYTES = 5
 _MAX_REASON_BYTES = 120
 
 
+def close_reason(text: str) -> str:
+    """`text` cut to 120 UTF-8 bytes on a character boundary: it fits in a close frame."""
+    encoded = text.encode()
+    if len(encoded) <= _MAX_REASON_BYTES:
+        return text
+    return encoded[:_MAX_REASON_BYTES].decode(errors="ignore")
+
+
 class ProtocolError(ValueError):
     """A frame that is not one valid y-websocket message.
 
@@ -67,9 +75,7 @@ class ProtocolError(ValueError):
     """
 
     def __init__(self, reason: str, close_code: int = CLOSE_PROTOCOL_ERROR) -> None:
-        encoded = reason.encode()
-        if len(encoded) > _MAX_REASON_BYTES:
-            reason = encoded[:_MAX_REASON_BYTES].decode(errors="ignore")
+        reason = close_reason(reason)
         super().__init__(reason)
         self.reason = reason
         self.close_code = close_code

@@ -277,7 +277,7 @@ class Session:
 
     def close_peer(self, peer_id: PeerId, code: int, reason: str) -> None:
         """Ask the driver to close a peer (it will also call `disconnect`)."""
-        self._closes.append((peer_id, code, reason[:120]))
+        self._closes.append((peer_id, code, protocol.close_reason(reason)))
 
     def resync(self, peer_id: PeerId) -> bool:
         """A peer fell behind and its queued messages were dropped: send it the full state.

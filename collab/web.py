@@ -20,6 +20,7 @@ from collab.history import DocumentHistory, HistoryCache, HistoryError, parse_ti
 from collab.hooks import Access, AccessDenied, Authenticate, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
 from collab.names import InvalidNameError
+from collab.protocol import close_reason
 from collab.session import CLOSE_INTERNAL, CLOSE_TOO_BIG
 from collab.store import CorruptDocumentError
 
@@ -51,7 +52,7 @@ class StarletteConnection:
 
     async def close(self, code: int, reason: str) -> None:
         if self.websocket.application_state != WebSocketState.DISCONNECTED:
-            await self.websocket.close(code, reason)
+            await self.websocket.close(code, close_reason(reason))
 
 
 def error_response(status: int, message: str) -> JSONResponse:
@@ -117,12 +118,12 @@ class WebApp:
         try:
             name = self.hub.validate(websocket.path_params["name"])
         except InvalidNameError as error:
-            await connection.close(CLOSE_BAD_NAME, f"invalid document name: {error}"[:120])
+            await connection.close(CLOSE_BAD_NAME, f"invalid document name: {error}")
             return
         try:
             access = await self.access(websocket, name)
         except AccessDenied as denied:
-            await connection.close(denied.close_code, denied.reason[:120])
+            await connection.close(denied.close_code, denied.reason)
             return
         runner = await self._open(connection, name)
         if runner is None:

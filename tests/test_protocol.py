@@ -19,6 +19,7 @@ from collab.protocol import (
     SyncStep1,
     SyncStep2,
     SyncUpdate,
+    close_reason,
     decode,
     encode_auth_denied,
     encode_awareness,
@@ -370,3 +371,10 @@ def test_awareness_with_unicode_agrees_with_pycrdt(state: dict) -> None:
     ours = encode_awareness([AwarenessEntry(7, 1, state)])
     reader.apply_awareness_update(pycrdt.read_message(ours[1:]), "test")
     assert reader.states[7] == state
+
+
+@given(st.text(alphabet=st.sampled_from(["a", "é", "中", "😀", "👨‍👩‍👧"]), max_size=200))
+def test_close_reason_fits_a_close_frame_and_never_cuts_a_character(text: str) -> None:
+    reason = close_reason(text)
+    assert len(reason.encode()) <= 120
+    assert text.startswith(reason)
