@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 PeerId = int | str
 EMPTY_UPDATE = b"\x00\x00"
 MAX_REMEMBERED_CLIENTS = 10_000
+MAX_AWARENESS_PER_PEER = 64  # client ids one connection may speak for
 
 # Close codes (RFC 6455 and the 4000-4999 application range).
 CLOSE_PROTOCOL_ERROR = 1002
@@ -462,6 +463,11 @@ class Session:
                     {"type": "presence", "client": f"yjs:{entry.client_id}", "left": True}
                 )
             else:
+                if entry.client_id not in peer.awareness_ids and (
+                    len(peer.awareness_ids) >= MAX_AWARENESS_PER_PEER
+                ):
+                    self.close_peer(peer.id, CLOSE_POLICY, "too many awareness states")
+                    return
                 self.awareness[entry.client_id] = (entry.clock, entry.state)
                 peer.awareness_ids.add(entry.client_id)
                 self._presence_from_awareness(entry.client_id, entry.state)
@@ -656,8 +662,11 @@ class Session:
         self._broadcast_text(self._presence_message(peer), exclude=peer.id)
         assert peer.client is not None and peer.presence is not None
         cid = awareness_id_for(peer.client)
-        clock = self.awareness.get(cid, (0, None))[0] + 1
+        clock, known = self.awareness.get(cid, (0, None))
         state = {"user": peer.presence["user"], "collab": {"kind": "text", "client": peer.client}}
+        if state == known:
+            return  # only the selection moved: Yjs peers do not see text clients' carets
+        clock += 1
         self.awareness[cid] = (clock, state)
         peer.awareness_ids.add(cid)
         self._broadcast_yjs(protocol.encode_awareness([protocol.AwarenessEntry(cid, clock, state)]))

@@ -355,3 +355,14 @@ def test_one_batch_is_one_message_for_every_peer(session: Session) -> None:
     for peer_id, data in output.messages:
         peers[peer_id].deliver(data)
     assert str(a.text) == str(b.text) == str(c.text) == session.mirror
+
+
+def test_a_peer_cannot_flood_awareness_with_client_ids(session: Session) -> None:
+    a, b = YPeer(session, "a"), YPeer(session, "b")
+    peers = {"a": a, "b": b}
+    pump(session, peers)
+    flood = [protocol.AwarenessEntry(i, 1, {"user": {"name": f"bot {i}"}}) for i in range(1000)]
+    session.receive("b", protocol.encode_awareness(flood))
+    pump(session, peers)
+    assert b.closed == (1008, "too many awareness states")
+    assert len(session.awareness) <= 64 and a.closed is None
