@@ -96,10 +96,7 @@ class Collab:
         """Apply a code-point op to the current text; returns the new revision once it
         is on disk and sent to every peer (Yjs peers get an update, text peers an op)."""
         runner = await self.hub.open(self.hub.validate(name))
-        runner.session.edit_text(op, origin=f"server:{origin}", user=user)
-        runner.kick()
-        await runner.flush()
-        return runner.session.rev
+        return await runner.edit(op, f"server:{origin}", user)
 
     async def set_text(
         self, name: str, text: str, *, origin: str = "server", user: str | None = None

@@ -188,6 +188,18 @@ class DocumentRunner:
         if not self.channels:
             self._schedule_idle_unload()
 
+    async def edit(self, op: list[int | str], origin: str, user: str | None) -> int:
+        """A change made by server code: applied, written and sent like any peer's.
+
+        Returns the document's revision once the change is on disk and sent.
+        """
+        self.session.edit_text(op, origin=origin, user=user)  # raises if it does not fit
+        if self.hub.recorder is not None:
+            self.hub.recorder.edit(self.name, op, origin, user)
+        self.kick()
+        await self.flush()
+        return self.session.rev
+
     async def flush(self) -> None:
         """Return once everything the session produced so far is on disk and sent."""
         while await self._deliver_pending():

@@ -15,7 +15,8 @@ Kinds: ``start`` (a server run began; meta holds the settings that shape replay)
 ``connect`` (meta: doc, peer, kind "yjs"/"text", user, readonly, the server document's
 Yjs client id and revision; payload: the document's whole state the first time the run
 sees the document, else empty), ``binary`` / ``text`` (a WebSocket message; payload: its
-bytes, or its UTF-8 text), ``disconnect``. The file is flushed after every frame, so a
+bytes, or its UTF-8 text), ``disconnect``, ``edit`` (a change made by server code,
+`Collab.edit`; meta: doc, op, origin, user). The file is flushed after every frame, so a
 crash loses at most the frame being written; a torn last frame is ignored on reading.
 """
 
@@ -44,7 +45,7 @@ _FRAME = struct.Struct(">II")  # body length, crc32
 _BODY = struct.Struct(">BdI")  # kind, time, meta length
 MAX_FRAME_BYTES = 1 << 30
 
-KINDS = {1: "start", 2: "connect", 3: "binary", 4: "text", 5: "disconnect"}
+KINDS = {1: "start", 2: "connect", 3: "binary", 4: "text", 5: "disconnect", 6: "edit"}
 KIND_CODES = {kind: code for code, kind in KINDS.items()}
 
 # Settings that change what a session does with the same input: kept in the start frame.
@@ -136,6 +137,10 @@ class Recorder:
 
     def disconnect(self, name: str, peer_id: PeerId) -> None:
         self._write("disconnect", {"doc": name, "peer": peer_id})
+
+    def edit(self, name: str, op: list[int | str], origin: str, user: str | None) -> None:
+        """Server code changed the text (call right after the session applied it)."""
+        self._write("edit", {"doc": name, "op": op, "origin": origin, "user": user})
 
     def close(self) -> None:
         self._file.close()
@@ -241,6 +246,9 @@ class Replayer:
         elif event.kind == "disconnect":
             self._peers.pop(event.peer, None)
             session.disconnect(event.peer)
+        elif event.kind == "edit":
+            meta = event.meta
+            session.edit_text(meta["op"], origin=meta["origin"], user=meta.get("user"))
         document.records += session.take_output().records
         return session
 

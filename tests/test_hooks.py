@@ -10,16 +10,17 @@ from typing import Any
 import pytest
 import uvicorn
 from conftest import free_port
-from pyclient import YClient
+from pyclient import YClient, state_vector
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 from starlette.routing import Mount
 from websockets.asyncio.client import connect
 
 from collab import Access, AccessDenied, Change, Collab, MemoryStore, Settings
+from collab.recording import replay_recording
 
 
-async def serve(engine: Collab) -> AsyncIterator[str]:
+async def serve(engine: Collab) -> AsyncIterator[tuple[str, Collab]]:
     app = Starlette(routes=[Mount("/c", routes=engine.routes())])
     port = free_port()
     server = uvicorn.Server(
@@ -29,7 +30,7 @@ async def serve(engine: Collab) -> AsyncIterator[str]:
     while not server.started:
         assert not task.done()
         await asyncio.sleep(0.01)
-    yield f"ws://127.0.0.1:{port}/c"
+    yield f"ws://127.0.0.1:{port}/c", engine
     await engine.close()
     server.should_exit = True
     await task
@@ -42,13 +43,24 @@ async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def until_text(engine: Collab, expected: str) -> None:
+    """Wait until the server's text is `expected` (a peer's own text changes at once)."""
+    text = ""
+    for _ in range(500):
+        if (text := await engine.get_text("doc")) == expected:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the server has {text!r}, expected {expected!r}")
+
+
 @pytest.fixture
 async def running() -> AsyncIterator[Callable[..., Any]]:
-    """Start an engine with the given hooks; yields a function returning its base URL."""
-    servers: list[AsyncIterator[str]] = []
+    """Start an engine with the given hooks; yields a function returning (base URL, engine)."""
+    servers: list[AsyncIterator[tuple[str, Collab]]] = []
 
-    async def start(**hooks: Any) -> str:
-        generator = serve(Collab(MemoryStore(), Settings(batch_window=0), **hooks))
+    async def start(settings: Settings | None = None, **hooks: Any) -> tuple[str, Collab]:
+        engine = Collab(MemoryStore(), settings or Settings(batch_window=0), **hooks)
+        generator = serve(engine)
         servers.append(generator)
         return await anext(generator)
 
@@ -67,7 +79,7 @@ async def test_a_raising_authenticate_hook_refuses_that_connection_only(running)
             raise AccessDenied("who are you?", status=401)
         return Access(user="ada")
 
-    base = await running(authenticate=authenticate)
+    base, _ = await running(authenticate=authenticate)
     good = await YClient.connect(f"{base}/yjs/doc?token=ok")
     await good.synced()
     broken = await YClient.connect(f"{base}/yjs/doc?token=boom")
@@ -89,7 +101,7 @@ async def test_a_raising_on_change_hook_loses_nothing(running) -> None:
         seen.append(change)
         raise ValueError("the search index is down")
 
-    base = await running(on_change=on_change)
+    base, _ = await running(on_change=on_change)
     async with connect(f"{base}/ot/doc", proxy=None) as ws:
         await ws.send(json.dumps({"type": "hello", "client": "c1", "rev": None}))
         assert json.loads(await ws.recv())["type"] == "welcome"
@@ -112,7 +124,7 @@ async def test_on_load_gives_a_new_document_its_first_state(running) -> None:
     async def on_load(name: str) -> bytes | None:
         return template.get_update() if name.startswith("notes/") else None
 
-    base = await running(on_load=on_load)
+    base, _ = await running(on_load=on_load)
     client = await YClient.connect(f"{base}/yjs/notes/monday")
     await client.wait_text("# Notes 👍🏽\n")
     other = await YClient.connect(f"{base}/yjs/scratch")
@@ -120,3 +132,22 @@ async def test_on_load_gives_a_new_document_its_first_state(running) -> None:
     assert other.text == ""
     await client.close()
     await other.close()
+
+
+async def test_server_edits_are_recorded_and_replay_byte_for_byte(running, tmp_path) -> None:
+    recording = tmp_path / "embedded.rec"
+    base, engine = await running(Settings(batch_window=0, record=recording))
+    peer = await YClient.connect(f"{base}/yjs/doc")
+    await peer.synced()
+    peer.append("from a peer 😀 ")
+    await until_text(engine, "from a peer 😀 ")
+    await engine.edit("doc", ["from the server 中文 ", len("from a peer 😀 ")])
+    await peer.wait_text("from the server 中文 from a peer 😀 ")
+    peer.append("\r\n")
+    await until_text(engine, "from the server 中文 from a peer 😀 \r\n")
+    state = (await engine.hub.open("doc")).session.state
+    await engine.close()
+    await peer.close()
+    replayed = replay_recording(recording)["doc"]
+    assert replayed.mirror == "from the server 中文 from a peer 😀 \r\n"
+    assert state_vector(replayed.state) == state_vector(state)
