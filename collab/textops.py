@@ -218,9 +218,6 @@ class _Reader:
     def is_insert(self) -> bool:
         return isinstance(self.head, str)
 
-    def is_retain(self) -> bool:
-        return isinstance(self.head, int) and self.head > 0
-
     def is_delete(self) -> bool:
         return isinstance(self.head, int) and self.head < 0
 
