@@ -18,12 +18,24 @@ from collab import protocol
 from collab.store import FileStore
 
 
-def readme_example() -> str:
+def readme_examples() -> list[str]:
+    """The python blocks of the README's embedding section, in order."""
     readme = (REPO / "README.md").read_text()
     section = readme[readme.index("## Embedding") :]
-    match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, "the README's embedding section has no python example"
-    return match.group(1)
+    section = section.split("\n## ", 1)[0]  # up to the next section
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert blocks, "the README's embedding section has no python example"
+    return blocks
+
+
+def readme_example() -> str:
+    """The example app: the block that defines `app`."""
+    return next(block for block in readme_examples() if "\napp = " in block)
+
+
+def test_driving_a_session_by_hand_works_as_the_readme_shows() -> None:
+    (block,) = [b for b in readme_examples() if "take_output()" in b]
+    exec(compile(block, "README.md:by-hand", "exec"), {})
 
 
 @pytest.fixture
