@@ -460,11 +460,17 @@ class Hub:
         if self.recorder is not None:
             self.recorder(name, peer_id, data)
 
+    @staticmethod
+    async def _shut(runner: DocumentRunner) -> None:
+        if runner.unloading:  # an idle unload is saving it: let it finish
+            await runner.unloaded.wait()
+        else:
+            await runner.unload(CLOSE_GOING_AWAY, "server shutting down")
+
     async def close(self) -> None:
         """Shutdown: close every peer with 1001 after what is in flight, save, unload."""
         self.closing = True
-        runners = list(self.runners.values())
-        await asyncio.gather(*(r.unload(CLOSE_GOING_AWAY, "server shutting down") for r in runners))
+        await asyncio.gather(*(self._shut(runner) for runner in list(self.runners.values())))
         if self._changes is not None:  # the hook hears about every change made before
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changes.join(), HOOK_DRAIN_SECONDS)

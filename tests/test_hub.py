@@ -240,3 +240,17 @@ async def test_compaction_under_a_burst_snapshots_only_what_is_written(
     stored = await store.load("burst")
     assert stored is not None and stored.snapshot_rev >= 50
     assert Session("burst", stored=stored).mirror == "中" * 59
+
+
+async def test_shutdown_waits_for_an_unload_in_progress(store: ControlledStore) -> None:
+    hub = make_hub(store, idle_unload_seconds=0.01)
+    await write(hub, "saving", "half way 😀")
+    store.compact_gate.clear()
+    await until(lambda: hub.runners["saving"].unloading, what="the unload to start")
+    closing = asyncio.create_task(hub.close())
+    await asyncio.sleep(0)
+    assert not closing.done()
+    store.compact_gate.set()
+    await closing
+    stored = await store.load("saving")
+    assert stored is not None and stored.snapshot_rev == 1
