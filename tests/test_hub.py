@@ -60,6 +60,7 @@ class ControlledStore(MemoryStore):
         self.fail_load: Exception | None = None
         self.fail_append = False
         self.fail_compact = False
+        self.closed = False
 
     async def load(self, name: str) -> StoredDocument | None:
         self.loads += 1
@@ -74,8 +75,12 @@ class ControlledStore(MemoryStore):
             raise OSError("disk full")
         await super().append(name, records)
 
+    async def close(self) -> None:
+        self.closed = True
+
     async def compact(self, name: str, snapshot: bytes, rev: int) -> None:
         await self.compact_gate.wait()
+        assert not self.closed, "compacting in a closed store"
         if self.fail_compact:
             raise OSError("disk full")
         await super().compact(name, snapshot, rev)
@@ -248,9 +253,11 @@ async def test_shutdown_waits_for_an_unload_in_progress(store: ControlledStore) 
     store.compact_gate.clear()
     await until(lambda: hub.runners["saving"].unloading, what="the unload to start")
     closing = asyncio.create_task(hub.close())
-    await asyncio.sleep(0)
-    assert not closing.done()
+    for _ in range(50):  # let shutdown run as far as it goes on its own
+        await asyncio.sleep(0)
+    assert not store.closed, "the store was closed while a document was being saved"
     store.compact_gate.set()
     await closing
+    assert store.closed
     stored = await store.load("saving")
     assert stored is not None and stored.snapshot_rev == 1
