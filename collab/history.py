@@ -31,6 +31,7 @@ from typing import Any
 
 from pycrdt import Doc, Text
 
+from collab.crdt import InvalidUpdateError, apply_update
 from collab.records import RECORD_HEADER, Record, RecordFormatError, decode_records
 from collab.store import (
     LOG_HEADER,
@@ -357,10 +358,8 @@ class DocumentHistory:
     @staticmethod
     def _apply(doc: Doc, update: bytes, rev: int) -> None:
         try:
-            doc.apply_update(update)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as error:  # pycrdt panics derive from BaseException
+            apply_update(doc, update)
+        except InvalidUpdateError as error:
             message = f"the update of rev {rev} does not apply: {error}"
             raise HistoryError("log", 0, message) from None
 

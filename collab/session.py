@@ -27,6 +27,7 @@ from pycrdt import Doc, Text, TextEvent, TransactionEvent, merge_updates
 
 from collab import protocol, textops
 from collab.config import Settings
+from collab.crdt import InvalidUpdateError, apply_update
 from collab.records import Record
 
 if TYPE_CHECKING:
@@ -402,10 +403,8 @@ class Session:
         deletions_only = update[:1] == b"\x00"
         deleted_before = self._delete_set() if deletions_only else b""
         try:
-            self.doc.apply_update(update)
-        except BaseException as error:  # pyo3 panics derive from BaseException
-            if isinstance(error, KeyboardInterrupt | SystemExit):
-                raise
+            apply_update(self.doc, update)
+        except InvalidUpdateError:
             self._take_captured()
             raise SessionError("bad-update", "invalid Yjs update") from None
         _, deltas = self._take_captured()

@@ -28,6 +28,7 @@ from typing import BinaryIO, Protocol
 from pycrdt import Doc, Text
 
 from collab.config import Settings
+from collab.crdt import InvalidUpdateError, apply_update
 from collab.names import storage_key
 from collab.records import (
     MIN_BODY,
@@ -152,10 +153,8 @@ def verify_snapshot(
 
 def _apply(doc: Doc, update: bytes, what: str) -> None:
     try:
-        doc.apply_update(update)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as error:  # pycrdt panics derive from BaseException
+        apply_update(doc, update)
+    except InvalidUpdateError as error:
         raise CompactionError(f"cannot apply {what}: {error}") from None
 
 
