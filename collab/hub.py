@@ -260,7 +260,6 @@ class DocumentRunner:
                 log.exception("%s: could not write %d records", self.name, len(output.records))
                 self._fail("storage failure: reconnect")
                 return False
-            self.session.log_bytes += sum(len(r.update) for r in output.records)
         for peer_id, data in output.messages:
             channel = self.channels.get(peer_id)
             if channel is not None:

@@ -14,6 +14,7 @@ sends any of the messages.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -174,9 +175,9 @@ class Session:
         self._captured_update: bytes | None = None
         self._captured_deltas: list[list[dict[str, Any]]] = []
         if stored is not None:
-            self._load(stored)
-        if track_text:
-            self._track_text(True)
+            self._load(stored)  # starts following the text after the snapshot
+        else:
+            self._track_text(track_text)
 
     # ------------------------------------------------------------------ loading
 
@@ -346,11 +347,17 @@ class Session:
         self.state_bytes = snapshot_bytes
 
     def revisions_since(self, rev: int) -> list[Revision] | None:
-        """The revisions after `rev`, or None when they are no longer in memory."""
+        """The revisions after `rev`, or None when they are no longer in memory.
+
+        Taken from the newest end: a client is usually zero or a few revisions behind,
+        and the history holds thousands.
+        """
         first = self.history[0].rev if self.history else self.rev + 1
         if rev < first - 1 or rev > self.rev:
             return None
-        return list(self.history)[rev - first + 1 :]
+        missed = list(itertools.islice(reversed(self.history), self.rev - rev))
+        missed.reverse()
+        return missed
 
     # ------------------------------------------------------------------ Yjs peers
 
@@ -502,10 +509,9 @@ class Session:
             "kind": "yjs",
         }
 
-    def _broadcast_yjs(self, message: bytes, exclude: PeerId | None = None) -> None:
-        for peer in self.peers.values():
-            if peer.kind == "yjs" and peer.id != exclude:
-                self._send(peer.id, message)
+    def _broadcast_yjs(self, message: bytes) -> None:
+        for peer_id in self._yjs_peers:
+            self._send(peer_id, message)
 
     # ------------------------------------------------------------------ text peers
 
@@ -754,6 +760,7 @@ class Session:
         self.rev = record.rev
         self.state_bytes += len(record.update)
         self.log_records += 1
+        self.log_bytes += len(record.update)
         return revision
 
     def _emit(self, record: Record, revision: Revision) -> None:
