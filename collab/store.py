@@ -253,11 +253,11 @@ class MemoryStore:
         doc = self._docs.get(name)
         if doc is None:
             raise CompactionError(f"no document {name!r} to compact")
-        covered = _split_at(doc.snapshot_rev, doc.records, rev)
-        if covered is None:
+        stored = StoredDocument(doc.snapshot, doc.snapshot_rev, doc.records, doc.log_bytes)
+        replaced = _replaced_by(stored, snapshot, rev)
+        if replaced is None:
             return
-        verify_snapshot(doc.snapshot, covered, snapshot)
-        doc.records = doc.records[len(covered) :]
+        doc.records = doc.records[replaced:]
         doc.snapshot, doc.snapshot_rev = snapshot, rev
         doc.log_bytes = len(encode_records(doc.records))
 
@@ -285,14 +285,18 @@ def _last_rev(snapshot_rev: int, records: Sequence[Record]) -> int:
     return records[-1].rev if records else snapshot_rev
 
 
-def _split_at(snapshot_rev: int, records: Sequence[Record], rev: int) -> list[Record] | None:
-    """The records a snapshot at `rev` replaces; None when there is nothing to compact."""
+def _replaced_by(stored: StoredDocument, snapshot: bytes, rev: int) -> int | None:
+    """How many of `stored`'s records a snapshot at `rev` replaces, once it is checked to
+    hold exactly them; None when there is nothing to compact."""
+    snapshot_rev, records = stored.snapshot_rev, stored.records
     last = _last_rev(snapshot_rev, records)
     if rev == snapshot_rev:
         return None
     if not snapshot_rev < rev <= last:
         raise CompactionError(f"cannot compact at rev {rev}: the log holds {snapshot_rev}..{last}")
-    return list(records[: rev - snapshot_rev])
+    count = rev - snapshot_rev
+    verify_snapshot(stored.snapshot, records[:count], snapshot)
+    return count
 
 
 # --- FileStore: files ---------------------------------------------------------------------------
@@ -703,15 +707,14 @@ class FileStore:
         stored = self._load(name, key)
         if stored is None:
             raise CompactionError(f"no document {name!r} to compact")
-        covered = _split_at(stored.snapshot_rev, stored.records, rev)
-        if covered is None:
+        replaced = _replaced_by(stored, snapshot, rev)
+        if replaced is None:
             return
-        verify_snapshot(stored.snapshot, covered, snapshot)
         directory = self.docs_dir / key
         self._forget(key)
         self._write_new_file(_snapshot_path(directory, rev), encode_snapshot(rev, snapshot))
         log_data = LOG_HEADER.pack(LOG_MAGIC, LOG_VERSION) + encode_records(
-            stored.records[len(covered) :]
+            stored.records[replaced:]
         )
         self._write_new_file(_log_path(directory, rev), log_data)
         self._remember(key, _OpenLog(_log_path(directory, rev), stored.rev, len(log_data)))
