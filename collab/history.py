@@ -587,10 +587,8 @@ def _verify_log(
             report.problems.append(Problem(path, base + offset, message))
         try:
             if doc is not None:
-                doc.apply_update(record.update)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as error:
+                apply_update(doc, record.update)
+        except InvalidUpdateError as error:
             message = f"the update of rev {record.rev} does not apply: {error}"
             report.problems.append(Problem(path, base + offset, message))
         expected = record.rev

@@ -680,8 +680,13 @@ class FileStore:
     def _undo_append(self, key: str, state: _OpenLog) -> None:
         """After a failed write or fsync: cut a partial write, and re-read the log next time
         (after a failed fsync nobody knows what reached the disk)."""
-        with contextlib.suppress(OSError), open(state.path, "r+b") as file:
-            file.truncate(state.size)
+        try:
+            with open(state.path, "r+b") as file:
+                file.truncate(state.size)
+        except OSError as error:  # the next load finds the torn tail and cuts it
+            log.warning(
+                "%s: cannot cut a failed write at byte %d: %s", state.path, state.size, error
+            )
         self._forget(key)
 
     def _create(self, name: str, key: str) -> None:
