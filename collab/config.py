@@ -37,6 +37,10 @@ class Settings:
     max_document_bytes: int = field(
         default=64 * MiB, metadata={"help": "largest document state accepted"}
     )
+    max_op_components: int = field(
+        default=1_000,
+        metadata={"help": "most components in one text operation (error bad-op)"},
+    )
     send_queue_bytes: int = field(
         default=4 * MiB,
         metadata={"help": "bytes queued for one peer before it is resynced or dropped"},

@@ -86,15 +86,23 @@ class Collab:
     # ------------------------------------------------------------------ server-side text
 
     async def get_text(self, name: str) -> str:
-        """The shared text of document `name` (loading it if needed; KeyError if unknown)."""
+        """The shared text of document `name`, loading it if needed.
+
+        Raises `DocumentNotFoundError` (a `LookupError`) when the document does not exist,
+        `InvalidNameError` for a name that is not valid.
+        """
         runner = await self.hub.open(self.hub.validate(name), create=False)
-        return runner.session.mirror
+        return runner.text
 
     async def edit(
         self, name: str, op: textops.Op, *, origin: str = "server", user: str | None = None
     ) -> int:
         """Apply a code-point op to the current text; returns the new revision once it
-        is on disk and sent to every peer (Yjs peers get an update, text peers an op)."""
+        is on disk and sent to every peer (Yjs peers get an update, text peers an op).
+
+        Raises `textops.OpError` for an op that is not well formed, `ChangeRefused` for
+        one that does not fit the text or the document's size limit.
+        """
         runner = await self.hub.open(self.hub.validate(name))
         return await runner.edit(op, f"server:{origin}", user)
 
@@ -103,6 +111,4 @@ class Collab:
     ) -> int:
         """Make the text equal to `text` with the smallest single change (see `edit`)."""
         runner = await self.hub.open(self.hub.validate(name))
-        return await self.edit(
-            name, textops.diff(runner.session.mirror, text), origin=origin, user=user
-        )
+        return await runner.set_text(text, f"server:{origin}", user)

@@ -13,9 +13,7 @@ from typing import Any
 from starlette.requests import HTTPConnection
 
 from collab import textops
-
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN = 4403
+from collab.wire import CloseCode
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class AccessDenied(Exception):
 
     @property
     def close_code(self) -> int:
-        return CLOSE_UNAUTHORIZED if self.status == 401 else CLOSE_FORBIDDEN
+        return CloseCode.UNAUTHORIZED if self.status == 401 else CloseCode.FORBIDDEN
 
 
 @dataclass(frozen=True)

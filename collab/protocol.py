@@ -30,9 +30,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeAlias
 
-CLOSE_PROTOCOL_ERROR = 1002
+from collab.wire import CloseCode
+
+CLOSE_PROTOCOL_ERROR = CloseCode.PROTOCOL_ERROR
 """Close code for a malformed, truncated or otherwise invalid message."""
-CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_UNSUPPORTED_DATA = CloseCode.UNSUPPORTED
 """Close code for a message type we do not accept (unknown type or sub-type, text frame)."""
 
 MESSAGE_SYNC = 0
@@ -273,6 +275,8 @@ def _decode_awareness_update(update: memoryview) -> tuple[AwarenessEntry, ...]:
     for _ in range(count):
         client_id = reader.var_uint()
         clock = reader.var_uint()
+        if clock >= MAX_VAR_UINT:  # its "gone" entry (clock + 1) could not be encoded
+            raise ProtocolError(f"awareness clock {clock} is out of range")
         try:
             text = reader.var_string()
         except ProtocolError as error:

@@ -125,9 +125,9 @@ class Recorder:
             "kind": kind,
             "user": user,
             "readonly": readonly,
-            "client_id": session.doc.client_id,
+            "client_id": session.document.client_id,
             "rev": session.rev,
-            "snapshot_rev": session.snapshot_rev,
+            "snapshot_rev": session.document.base_rev,
         }
         state = b""
         if session.name not in self._seen:
@@ -272,7 +272,7 @@ class Replayer:
             session = self._new_session(event.doc, base, base_rev, [], client_id)
             document = _Document(session, base, base_rev)
             self.documents[event.doc] = document
-        elif client_id is not None and document.session.doc.client_id != client_id:
+        elif client_id is not None and document.session.document.client_id != client_id:
             self._reload(event.doc, document, meta)
         self._peers[event.peer] = event.doc
         user, readonly = meta.get("user"), bool(meta.get("readonly"))
@@ -294,7 +294,7 @@ class Replayer:
         snapshot_rev = int(meta.get("snapshot_rev", 0))
         while session.history and session.history[0].rev <= snapshot_rev:
             session.history.popleft()
-        session.snapshot_rev = snapshot_rev
+        session.document.base_rev = snapshot_rev
         document.session = session
 
     def _new_session(

@@ -82,6 +82,7 @@ class StoredDocument:
     snapshot_rev: int  # 0 when there is no snapshot
     records: list[Record]  # every record after snapshot_rev, in order
     log_bytes: int  # size of the current log segment's records (drives compaction)
+    snapshot_meta: bytes = b""  # the session's metadata saved with the snapshot
 
     @property
     def rev(self) -> int:

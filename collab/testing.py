@@ -89,7 +89,7 @@ def _check_step(session: Session, record: Record, applied: Record | None) -> Non
         raise ReplayMismatchError(f"rev {record.rev}: the update changed nothing on replay")
     if applied.rev != record.rev:
         raise ReplayMismatchError(f"rev {record.rev} replayed as rev {applied.rev}")
-    yjs_text = str(session.text)
+    yjs_text = str(session.document.text)
     if session.mirror != yjs_text:
         raise ReplayMismatchError(
             f"rev {record.rev}: the engine's text {session.mirror!r} != Yjs text {yjs_text!r}"

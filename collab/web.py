@@ -21,12 +21,11 @@ from collab.hooks import Access, AccessDenied, Authenticate, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
 from collab.names import InvalidNameError
 from collab.protocol import close_reason
-from collab.session import CLOSE_INTERNAL, CLOSE_TOO_BIG
 from collab.store import CorruptDocumentError
+from collab.wire import CloseCode
 
 log = logging.getLogger(__name__)
 
-CLOSE_BAD_NAME = 4400
 CLOSE_FRAME_TIMEOUT = 10.0
 
 
@@ -118,7 +117,7 @@ class WebApp:
         try:
             name = self.hub.validate(websocket.path_params["name"])
         except InvalidNameError as error:
-            await connection.close(CLOSE_BAD_NAME, f"invalid document name: {error}")
+            await connection.close(CloseCode.BAD_NAME, f"invalid document name: {error}")
             return
         try:
             access = await self.access(websocket, name)
@@ -136,16 +135,16 @@ class WebApp:
 
     async def _open(self, connection: StarletteConnection, name: str) -> DocumentRunner | None:
         if self.hub.closing:
-            await connection.close(1001, "server shutting down")
+            await connection.close(CloseCode.GOING_AWAY, "server shutting down")
             return None
         try:
             return await self.hub.open(name)
         except CorruptDocumentError as error:
             log.error("%s: cannot load: %s", name, error)
-            await connection.close(CLOSE_INTERNAL, "document cannot be loaded: damaged on disk")
+            await connection.close(CloseCode.INTERNAL, "document cannot be loaded: damaged on disk")
         except Exception:
             log.exception("%s: cannot load", name)
-            await connection.close(CLOSE_INTERNAL, "document cannot be loaded")
+            await connection.close(CloseCode.INTERNAL, "document cannot be loaded")
         return None
 
     async def _receive_loop(
@@ -156,19 +155,18 @@ class WebApp:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            channel = runner.channels.get(peer_id)
-            if channel is None:
-                return
-            if channel.closed:
+            if not runner.is_open(peer_id):
                 # A slow peer's close frame waits for its socket to drain: give it time,
                 # or the peer only sees the connection drop (1006) and not why.
-                await channel.wait_closed(CLOSE_FRAME_TIMEOUT)
+                await runner.wait_closed(peer_id, CLOSE_FRAME_TIMEOUT)
                 return
             data = message.get("bytes")
             if data is None:
                 data = message.get("text", "")
             if len(data) > limit:
-                channel.close(CLOSE_TOO_BIG, f"message of {len(data)} bytes is over {limit}")
+                runner.close_peer(
+                    peer_id, CloseCode.TOO_BIG, f"message of {len(data)} bytes is over {limit}"
+                )
                 return
             runner.receive(peer_id, data)
 
@@ -188,9 +186,8 @@ class WebApp:
                 "loaded": False,
             }
         for name, runner in self.hub.runners.items():
-            session = runner.session
-            entry = documents.setdefault(name, {"name": name, "size_bytes": session.state_bytes})
-            entry.update(rev=session.rev, peers=len(runner.channels), loaded=True)
+            entry = documents.setdefault(name, {"name": name, "size_bytes": runner.size_bytes})
+            entry.update(rev=runner.rev, peers=runner.peer_count, loaded=True)
         return JSONResponse({"documents": sorted(documents.values(), key=lambda d: d["name"])})
 
     async def document_text(self, request: Request) -> Response:
@@ -199,13 +196,13 @@ class WebApp:
             return runner
         if "at" in request.query_params or "time" in request.query_params:
             return await self.document_text_at(request, runner.name)
-        return PlainTextResponse(runner.session.mirror, media_type="text/plain; charset=utf-8")
+        return PlainTextResponse(runner.text, media_type="text/plain; charset=utf-8")
 
     async def document_update(self, request: Request) -> Response:
         runner = await self._existing(request)
         if isinstance(runner, Response):
             return runner
-        return Response(runner.session.state, media_type="application/octet-stream")
+        return Response(runner.state, media_type="application/octet-stream")
 
     # ------------------------------------------------------------------ HTTP: history
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import uvicorn
 from conftest import free_port
-from ot_ids import secret_for
+from ot_ids import client_of, secret_for
 from pyclient import YClient, state_vector
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
@@ -111,8 +111,8 @@ async def test_a_raising_on_change_hook_loses_nothing(running) -> None:
             assert json.loads(await ws.recv()) == {"type": "ack", "seq": seq, "rev": seq}
     await until(lambda: len(seen) == 2)  # the hook runs in its own task, after the acks
     assert [(c.rev, c.origin, c.op) for c in seen] == [
-        (1, "ot:c1:1", ["中文 e\u0301"]),
-        (2, "ot:c1:2", [5, "\r\n"]),
+        (1, f"ot:{client_of('c1')}:1", ["中文 e\u0301"]),
+        (2, f"ot:{client_of('c1')}:2", [5, "\r\n"]),
     ]
 
 
@@ -146,7 +146,7 @@ async def test_server_edits_are_recorded_and_replay_byte_for_byte(running, tmp_p
     await peer.wait_text("from the server 中文 from a peer 😀 ")
     peer.append("\r\n")
     await until_text(engine, "from the server 中文 from a peer 😀 \r\n")
-    state = (await engine.hub.open("doc")).session.state
+    state = (await engine.hub.open("doc")).state
     await engine.close()
     await peer.close()
     replayed = replay_recording(recording)["doc"]

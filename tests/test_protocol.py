@@ -50,7 +50,8 @@ json_values = st.recursive(
 )
 states = st.none() | st.dictionaries(texts, json_values, max_size=5)
 var_uints = st.integers(0, MAX_SAFE) | st.sampled_from([0, 127, 128, 2**32 - 1, MAX_SAFE])
-entries = st.builds(AwarenessEntry, var_uints, var_uints, states)
+clocks = st.integers(0, MAX_SAFE - 1)  # a "gone" entry is sent at clock + 1
+entries = st.builds(AwarenessEntry, var_uints, clocks, states)
 payloads = st.binary(max_size=300)
 
 SYNC_KINDS = [
@@ -381,3 +382,9 @@ def test_close_reason_fits_a_close_frame_and_never_cuts_a_character(text: str) -
     reason = close_reason(text)
     assert len(reason.encode()) <= 120
     assert text.startswith(reason)
+
+
+def test_awareness_clock_at_the_protocol_limit_is_refused() -> None:
+    """Its "gone" entry (clock + 1) could not be encoded when the peer leaves."""
+    with pytest.raises(ProtocolError, match="clock"):
+        decode(encode_awareness([AwarenessEntry(7, MAX_SAFE, {"user": {"name": "x"}})]))

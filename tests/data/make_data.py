@@ -110,8 +110,8 @@ async def make_recording(path: Path) -> dict[str, str]:
     ot = runner.connect(Connection(), "text", "bob", False)
     runner.receive(ot, json.dumps({"type": "hello", "secret": "secret-of-bob-1-xyz", "rev": None}))
     await runner.flush()
-    rev = runner.session.rev
-    end = len(runner.session.mirror)
+    rev = runner.rev
+    end = len(runner.text)
     runner.receive(ot, json.dumps({"type": "op", "seq": 1, "rev": rev, "op": [end, "👨‍👩‍👧 中文"]}))
     runner.receive(yjs, yjs_edit(doc, text, 6, "🇫🇷 "))  # concurrent with bob's op
     runner.receive(ot, json.dumps({"type": "op", "seq": 1, "rev": rev, "op": [end, "dup"]}))
@@ -121,7 +121,7 @@ async def make_recording(path: Path) -> dict[str, str]:
 
     late = Doc(client_id=777)
     late_text = late.get("text", type=Text)
-    late.apply_update(runner.session.state)
+    late.apply_update(runner.state)
     again = runner.connect(Connection(), "yjs", None, False)
     runner.receive(again, protocol.encode_sync_step1(late.get_state()))
     runner.receive(again, yjs_edit(late, late_text, 0, "e\u0301 👍🏽 "))
@@ -130,7 +130,7 @@ async def make_recording(path: Path) -> dict[str, str]:
     runner.disconnect(ot)
     await hub.close()
     recorder.close()
-    return {name: r.session.mirror for name, r in [("shared 中文", runner)]}
+    return {"shared 中文": runner.text}
 
 
 async def main() -> None:

@@ -1,0 +1,123 @@
+"""The hub: every document of one server by name, loaded once, unloaded when idle."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+
+from collab.config import Settings
+from collab.hooks import OnChange, OnLoad, call_hook
+from collab.hub.changes import ChangeFeed
+from collab.hub.runner import DocumentRunner, LogSize
+from collab.names import validate_name
+from collab.recording import Recorder
+from collab.session import Output, Session
+from collab.store import Store
+from collab.wire import CloseCode, OriginPrefix
+
+log = logging.getLogger(__name__)
+
+
+class DocumentNotFoundError(LookupError):
+    """The document has never been stored and the caller did not ask to create it."""
+
+
+class Hub:
+    """All documents of one server: load once, drive, unload when idle."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings | None = None,
+        on_change: OnChange | None = None,
+        on_load: OnLoad | None = None,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings or Settings()
+        self.runners: dict[str, DocumentRunner] = {}
+        self.peer_ids = itertools.count(1)
+        self.on_load = on_load
+        self.recorder = recorder
+        self.closing = False
+        self._feed = ChangeFeed(on_change) if on_change is not None else None
+        self._loading: dict[str, asyncio.Future[DocumentRunner]] = {}
+
+    def validate(self, name: str) -> str:
+        return validate_name(name, self.settings.max_name_length)
+
+    async def open(self, name: str, create: bool = True) -> DocumentRunner:
+        """The running document `name`, loaded from the store once.
+
+        Many callers at the same moment share one load; nobody gets a session before the
+        load has finished, and a failed load is not cached. Raises `DocumentNotFoundError`
+        when the store does not have it and `create` is False.
+        """
+        while True:
+            runner = self.runners.get(name)
+            if runner is not None and not runner.unloading:
+                return runner
+            if runner is not None:
+                await runner.unloaded.wait()
+                continue
+            loading = self._loading.get(name)
+            if loading is not None:
+                return await asyncio.shield(loading)
+            return await self._load(name, create)
+
+    async def _load(self, name: str, create: bool) -> DocumentRunner:
+        future: asyncio.Future[DocumentRunner] = asyncio.get_running_loop().create_future()
+        self._loading[name] = future
+        try:
+            runner = await self._start(name, create)
+            self.runners[name] = runner
+            future.set_result(runner)
+            return runner
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._loading[name]
+
+    async def _start(self, name: str, create: bool) -> DocumentRunner:
+        stored = await self.store.load(name)
+        initial = None
+        if stored is None and self.on_load is not None:
+            initial = await call_hook(self.on_load, name)
+        if stored is None and initial is None and not create:
+            raise DocumentNotFoundError(name)
+        # Follow the text as ops only while text peers need them, unless on_change does.
+        session = Session(name, self.settings, stored, track_text=self._feed is not None)
+        if initial:
+            session.apply_update(initial, origin=OriginPrefix.IMPORT.value)
+        log_size = LogSize()
+        if stored is not None:
+            log_size.records, log_size.bytes = len(stored.records), stored.log_bytes
+        return DocumentRunner(self, session, log_size)
+
+    def forget(self, runner: DocumentRunner) -> None:
+        if self.runners.get(runner.name) is runner:
+            del self.runners[runner.name]
+        runner.stop()
+
+    def changed(self, name: str, output: Output) -> None:
+        """Durable changes: the on_change hook hears of them, in order."""
+        if self._feed is not None:
+            self._feed.publish(name, output)
+
+    @staticmethod
+    async def _shut(runner: DocumentRunner) -> None:
+        if runner.unloading:  # an idle unload is saving it: let it finish
+            await runner.unloaded.wait()
+        else:
+            await runner.unload(CloseCode.GOING_AWAY, "server shutting down")
+
+    async def close(self) -> None:
+        """Shutdown: close every peer with 1001 after what is in flight, save, unload."""
+        self.closing = True
+        await asyncio.gather(*(self._shut(runner) for runner in list(self.runners.values())))
+        if self._feed is not None:
+            await self._feed.close()
+        await self.store.close()

@@ -1,0 +1,86 @@
+"""Awareness: who is here, as y-protocols keeps it (client id -> clock and JSON state).
+
+The table is the server's copy of every awareness state its peers announced, so that a
+peer that joins learns who is already here, and a peer that leaves takes its states with
+it (no ghost cursors). Each connection may speak for a bounded number of client ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from collab.protocol import AwarenessEntry
+
+MAX_AWARENESS_PER_PEER = 64  # client ids one connection may speak for
+
+
+class TooManyStates(Exception):
+    """A connection tried to speak for more awareness client ids than allowed."""
+
+
+@dataclass
+class AwarenessChange:
+    """What one awareness message changed."""
+
+    changed: bool = False
+    updated: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # new states
+    removed: list[int] = field(default_factory=list)  # client ids whose state is gone
+
+
+class AwarenessTable:
+    """Every known awareness state, and which connection speaks for which client id."""
+
+    def __init__(self) -> None:
+        self.states: dict[int, tuple[int, dict[str, Any] | None]] = {}
+
+    def receive(self, owned: set[int], entries: Iterable[AwarenessEntry]) -> AwarenessChange:
+        """Entries from the connection that owns the client ids in `owned` (updated here).
+
+        Entries older than what is known are ignored. Raises `TooManyStates` when the
+        connection would speak for more than `MAX_AWARENESS_PER_PEER` client ids; the
+        entries before the offending one are kept.
+        """
+        change = AwarenessChange()
+        for entry in entries:
+            known = self.states.get(entry.client_id)
+            if known is not None and entry.clock < known[0]:
+                continue
+            change.changed = True
+            if entry.state is None:
+                self.states.pop(entry.client_id, None)
+                owned.discard(entry.client_id)
+                change.removed.append(entry.client_id)
+                continue
+            if entry.client_id not in owned and len(owned) >= MAX_AWARENESS_PER_PEER:
+                raise TooManyStates
+            self.states[entry.client_id] = (entry.clock, entry.state)
+            owned.add(entry.client_id)
+            change.updated.append((entry.client_id, entry.state))
+        return change
+
+    def set(self, client_id: int, state: dict[str, Any]) -> AwarenessEntry | None:
+        """The server sets a state (a text client mirrored); None when it is unchanged."""
+        clock, known = self.states.get(client_id, (0, None))
+        if state == known:
+            return None
+        self.states[client_id] = (clock + 1, state)
+        return AwarenessEntry(client_id, clock + 1, state)
+
+    def remove(self, client_ids: Iterable[int]) -> list[AwarenessEntry]:
+        """Forget these states; returns the entries that tell the others they are gone."""
+        gone = []
+        for client_id in sorted(client_ids):
+            known = self.states.pop(client_id, None)
+            if known is not None:
+                gone.append(AwarenessEntry(client_id, known[0] + 1, None))
+        return gone
+
+    def entries(self) -> list[AwarenessEntry]:
+        """Every state known, for a peer that joins or asks."""
+        return [
+            AwarenessEntry(client_id, clock, state)
+            for client_id, (clock, state) in self.states.items()
+            if state is not None
+        ]

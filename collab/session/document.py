@@ -1,0 +1,300 @@
+"""One document: the pycrdt `Doc`, its shared text as code-point ops, and its revisions.
+
+Every change, whatever its source, goes through here and becomes one revision with its
+`Record` (what the log stores) and its `Revision` (what text clients see).
+
+**Memory never holds what the log does not.** The document keeps the state it was loaded
+or last compacted from and the updates logged since. A change that fails halfway (pycrdt
+raised or panicked, or the shared text took content the text protocol cannot carry, such
+as an embed) is undone by rebuilding the pycrdt document from them, so what the peers, the
+log and a replay see never drift apart.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pycrdt import Doc, Text, TextEvent, TransactionEvent
+
+from collab import textops
+from collab.config import Settings
+from collab.crdt import InvalidUpdateError, apply_update
+from collab.records import Record
+from collab.session.revision import ChangeRefused, Revision
+from collab.wire import ErrorCode, parse_text_origin
+
+if TYPE_CHECKING:
+    from collab.store import StoredDocument
+
+log = logging.getLogger(__name__)
+
+EMPTY_UPDATE = b"\x00\x00"
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A change that became a revision: the record to log, the op text clients see."""
+
+    record: Record
+    revision: Revision
+
+
+class Document:
+    """The shared state of one document and its linear history of revisions."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        stored: StoredDocument | None = None,
+        clock: Callable[[], float] | None = None,
+        client_id: int | None = None,
+        track_text: bool = True,
+    ) -> None:
+        """`track_text=False` follows the text as code-point ops only while `track_text(True)`
+        is in force (text peers connected): Yjs-only documents then skip that work.
+        `client_id` is the server's own Yjs client id (a replay passes the recorded one)."""
+        self.settings = settings
+        self.clock = clock or time.time
+        self.always_track_text = track_text
+        self.rev = 0
+        self.base_rev = 0  # the revision of the state the log starts from
+        self.state_bytes = 0  # size of the stored state: snapshot + updates since
+        self.history: deque[Revision] = deque(maxlen=max(1, settings.history_in_memory))
+        self._base = b""  # the state the log starts from (the snapshot)
+        self._logged: list[tuple[int, bytes]] = []  # (rev, update) logged since the base
+        self._mirror: str | None = None  # the text as a Python str, while tracking
+        self._text_subscription: Any = None
+        self._captured_update: bytes | None = None
+        self._captured_deltas: list[list[dict[str, Any]]] = []
+        self.doc = Doc(client_id=client_id)
+        self.client_id: int = self.doc.client_id
+        self.text = self.doc.get(settings.text_name, type=Text)
+        if stored is not None:
+            self._load(stored)
+        else:
+            self.track_text(track_text)
+
+    def _load(self, stored: StoredDocument) -> None:
+        if stored.snapshot:
+            self.doc.apply_update(stored.snapshot)
+            self._base = stored.snapshot
+            self.state_bytes = len(stored.snapshot)
+        self.rev = self.base_rev = stored.snapshot_rev
+        self.track_text(self.always_track_text)  # the history starts after the snapshot
+        for record in stored.records:
+            self.doc.apply_update(record.update)
+            _, deltas = self._take_captured()
+            self._add(record, self._op_from_deltas(deltas))
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def mirror(self) -> str:
+        """The shared text as a Python str (code points)."""
+        return self._mirror if self._mirror is not None else str(self.text)
+
+    @property
+    def tracking_text(self) -> bool:
+        return self._mirror is not None
+
+    @property
+    def state(self) -> bytes:
+        """The whole document as one Yjs update."""
+        return self.doc.get_update()
+
+    def revisions_since(self, rev: int) -> list[Revision] | None:
+        """The revisions after `rev`, or None when they are no longer in memory.
+
+        Taken from the newest end: a client is usually zero or a few revisions behind,
+        and the history holds thousands.
+        """
+        first = self.history[0].rev if self.history else self.rev + 1
+        if rev < first - 1 or rev > self.rev:
+            return None
+        missed = list(itertools.islice(reversed(self.history), self.rev - rev))
+        missed.reverse()
+        return missed
+
+    # ------------------------------------------------------------------ following the text
+
+    def track_text(self, on: bool) -> None:
+        """Start or stop following the text as code-point ops (history for text peers).
+
+        Starting takes the text as it is now: the history of ops begins here, so a text
+        client that comes back from before is sent the whole text instead.
+        """
+        on = on or self.always_track_text
+        if on and self._mirror is None:
+            self._mirror = str(self.text)
+            self.history.clear()
+            self._text_subscription = self.text.observe(self._on_text_event)
+        elif not on and self._mirror is not None:
+            self.text.unobserve(self._text_subscription)
+            self._mirror, self._text_subscription = None, None
+            self.history.clear()
+
+    # ------------------------------------------------------------------ changes
+
+    def apply_update(self, update: bytes, origin: str, user: str | None) -> Committed | None:
+        """Apply a Yjs update; None when it changed nothing (no revision).
+
+        Raises `ChangeRefused` when it does not fit; the document is then as it was.
+        """
+        self._check_size(len(update))
+        # Only deletions: new ones change the document's delete set, known ones do not.
+        deletions_only = update[:1] == b"\x00"
+        deleted_before = self._delete_set() if deletions_only else b""
+        try:
+            apply_update(self.doc, update)
+            _, deltas = self._take_captured()
+            op = self._op_from_deltas(deltas)
+            self._check_plain_text()
+        except (InvalidUpdateError, textops.OpError) as error:
+            self._undo(f"{origin}: {error}")
+            raise ChangeRefused(ErrorCode.BAD_MESSAGE, f"update refused: {error}") from None
+        if deletions_only and self._delete_set() == deleted_before:
+            return None  # nothing new: no revision, nothing relayed
+        # The update is stored and relayed as it came (as the reference server relays
+        # it): parts still waiting for missing ones must be on disk too.
+        record = Record(self.rev + 1, self.clock(), origin, user, update)
+        return Committed(record, self._add(record, op))
+
+    def apply_op(
+        self,
+        op: textops.Op,
+        origin: str,
+        user: str | None,
+        client: str | None = None,
+        seq: int | None = None,
+    ) -> Committed | None:
+        """Apply a code-point op to the shared text: one transaction, one revision.
+
+        None when the op changes nothing. Raises `ChangeRefused` when it does not fit.
+        """
+        text = self.mirror
+        if textops.base_length(op) != len(text):
+            raise ChangeRefused(
+                ErrorCode.BAD_OP,
+                f"op base length {textops.base_length(op)} != text length {len(text)}",
+            )
+        if all(isinstance(part, int) and part > 0 for part in op):
+            return None
+        self._check_size(sum(len(part.encode()) for part in op if isinstance(part, str)))
+        steps = textops.op_to_utf8_steps(text, op)
+        subscription = self.doc.observe(self._on_transaction)  # to catch its update
+        try:
+            with self.doc.transaction(origin=origin):
+                for kind, start, value in steps:
+                    if kind == "insert":
+                        self.text.insert(start, value)
+                    else:
+                        del self.text[start:value]
+        except BaseException as error:  # pycrdt panics are BaseExceptions
+            if isinstance(error, KeyboardInterrupt | SystemExit):
+                raise
+            self._undo(f"{origin}: {error!r}")
+            raise ChangeRefused(ErrorCode.BAD_OP, "the op could not be applied") from None
+        finally:
+            self.doc.unobserve(subscription)
+        update, _ = self._take_captured()
+        if update is None:
+            return None
+        record = Record(self.rev + 1, self.clock(), origin, user, update)
+        return Committed(record, self._add(record, textops.normalize(op), client, seq))
+
+    def compacted(self, rev: int, state: bytes) -> None:
+        """A snapshot of `state` at `rev` was written: the log now starts there."""
+        self._base, self.base_rev = state, rev
+        self._logged = [(r, update) for r, update in self._logged if r > rev]
+        self.state_bytes = len(state) + sum(len(update) for _, update in self._logged)
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_size(self, added: int) -> None:
+        limit = self.settings.max_document_bytes
+        if self.state_bytes + added > limit:
+            raise ChangeRefused(ErrorCode.TOO_LARGE, f"document would exceed {limit} bytes")
+
+    def _check_plain_text(self) -> None:
+        """The shared text holds only characters: an embed (counted by pycrdt, left out of
+        its str) would put every text client's positions off by one."""
+        if self._mirror is None and len(self.text) != len(str(self.text).encode()):
+            raise textops.OpError("the shared text may hold only text, not embeds")
+
+    def _add(
+        self, record: Record, op: textops.Op, client: str | None = None, seq: int | None = None
+    ) -> Revision:
+        if client is None and (parsed := parse_text_origin(record.origin)):
+            client, seq = parsed
+        revision = Revision(record.rev, op, record.origin, record.user, client, seq)
+        if self._mirror is not None:
+            self.history.append(revision)
+            self._mirror = textops.apply(self._mirror, op)
+        self.rev = record.rev
+        self.state_bytes += len(record.update)
+        self._logged.append((record.rev, record.update))
+        return revision
+
+    def _undo(self, why: str) -> None:
+        """A change failed halfway: rebuild the pycrdt document from the base and the log.
+
+        Every logged change replays as it did before, so the text is the one every peer
+        and the history already have.
+        """
+        log.warning("change refused, document rebuilt from its log: %s", why)
+        tracking = self._mirror is not None
+        if tracking:
+            self.text.unobserve(self._text_subscription)
+        self.doc = Doc(client_id=self.client_id)
+        self.text = self.doc.get(self.settings.text_name, type=Text)
+        if self._base:
+            self.doc.apply_update(self._base)
+        for _, update in self._logged:
+            self.doc.apply_update(update)
+        self._take_captured()
+        if tracking:
+            rebuilt = str(self.text)
+            if rebuilt != self._mirror:  # never expected: the history no longer applies
+                log.error("text mirror differed from the log; history of ops restarted")
+                self.history.clear()
+            self._mirror = rebuilt
+            self._text_subscription = self.text.observe(self._on_text_event)
+
+    def _op_from_deltas(self, deltas: list[list[dict[str, Any]]]) -> textops.Op:
+        """The code-point op of one transaction's text events (the mirror is the old text).
+
+        An empty op when the text is not tracked (no text peers: nobody needs it).
+        """
+        if self._mirror is None:
+            return []
+        text = self._mirror
+        if len(deltas) == 1:
+            return textops.delta_to_op(text, deltas[0])
+        op: textops.Op = [len(text)] if text else []
+        for delta in deltas:
+            step = textops.delta_to_op(textops.apply(text, op), delta)
+            op = textops.compose(op, step)
+        return textops.normalize(op)
+
+    def _delete_set(self) -> bytes:
+        """The document's whole delete set, encoded (a diff against its own state)."""
+        return self.doc.get_update(self.doc.get_state())
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        update = event.update
+        if update and update != EMPTY_UPDATE:
+            self._captured_update = update
+
+    def _on_text_event(self, event: TextEvent) -> None:
+        self._captured_deltas.append(list(event.delta))
+
+    def _take_captured(self) -> tuple[bytes | None, list[list[dict[str, Any]]]]:
+        update, deltas = self._captured_update, self._captured_deltas
+        self._captured_update, self._captured_deltas = None, []
+        return update, deltas

@@ -1,0 +1,86 @@
+"""The outbox: messages for peers, kept until the driver takes them, updates merged.
+
+Yjs updates queued for one peer in a row go out as one merged update message, and every
+peer of a batch gets the very same message object (merged and encoded once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+
+from pycrdt import merge_updates
+
+from collab import protocol
+
+PeerId = Hashable
+
+
+@dataclass
+class _Updates:
+    """Yjs updates queued for one peer, sent as one merged update message.
+
+    A peer's own updates are included (as the reference server echoes them) so that
+    every peer of a batch gets the very same message; a peer whose batch holds only its
+    own updates is sent nothing.
+    """
+
+    updates: list[bytes]
+    only_own: bool
+
+
+class Outbox:
+    """Messages per peer, in order, until `take`."""
+
+    def __init__(self) -> None:
+        self._out: dict[PeerId, list[bytes | str | _Updates]] = {}
+
+    def send(self, peer_id: PeerId, data: bytes | str) -> None:
+        self._out.setdefault(peer_id, []).append(data)
+
+    def send_update(self, peer_ids: Iterable[PeerId], update: bytes, sender: PeerId) -> None:
+        """Queue a Yjs update for each of `peer_ids` (the hot path: kept lean)."""
+        out = self._out
+        for peer_id in peer_ids:
+            own = peer_id == sender
+            items = out.get(peer_id)
+            last = items[-1] if items else None
+            if type(last) is _Updates:
+                last.updates.append(update)  # type: ignore[union-attr]
+                last.only_own = last.only_own and own  # type: ignore[union-attr]
+            elif items is None:
+                out[peer_id] = [_Updates([update], own)]
+            else:
+                items.append(_Updates([update], own))
+
+    def replace(self, peer_id: PeerId, data: bytes | str) -> None:
+        """Drop what is queued for a peer and queue `data` instead (a resync)."""
+        self._out[peer_id] = [data]
+
+    def drop(self, peer_id: PeerId) -> None:
+        self._out.pop(peer_id, None)
+
+    def take(self) -> list[tuple[PeerId, bytes | str]]:
+        """Every queued message, in order per peer; the outbox is empty after."""
+        merged: dict[object, bytes] = {}
+        messages: list[tuple[PeerId, bytes | str]] = []
+        for peer_id, items in self._out.items():
+            for item in items:
+                if type(item) is _Updates:
+                    if not item.only_own:  # type: ignore[union-attr]
+                        messages.append((peer_id, _merged_message(item, merged)))  # type: ignore[arg-type]
+                else:
+                    messages.append((peer_id, item))  # type: ignore[arg-type]
+        self._out = {}
+        return messages
+
+
+def _merged_message(item: _Updates, cache: dict[object, bytes]) -> bytes:
+    """One update message per distinct run of updates, shared by the peers that get it."""
+    updates = item.updates
+    key: object = id(updates[0]) if len(updates) == 1 else tuple(map(id, updates))
+    message = cache.get(key)
+    if message is None:
+        update = updates[0] if len(updates) == 1 else merge_updates(*updates)
+        message = cache[key] = protocol.encode_sync_update(update)
+    return message

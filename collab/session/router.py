@@ -1,0 +1,471 @@
+"""The session: one document and everyone connected to it, as a sans-I/O state machine.
+
+Drivers feed it events (a peer connected, a message arrived, a peer left, server code
+changed the text) and take its output: records to make durable, then messages to send,
+then connections to close. It never awaits, opens a socket or touches a file, so the web
+server, an embedding server, the replay tools and the tests all drive the very same code.
+
+The session routes; the parts decide: the `Document` (state and revisions), the
+`OTServer` (text clients' ops), the `AwarenessTable`, presence, and the `Outbox`.
+
+Durable before visible: `take_output()` hands back the records of every change together
+with the messages that reveal them. The driver writes the records (one fsync) before it
+sends any of the messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from collab import protocol, textops
+from collab.config import Settings
+from collab.records import Record
+from collab.session import presence
+from collab.session.acks import AckTable
+from collab.session.awareness import AwarenessTable, TooManyStates
+from collab.session.document import Committed, Document
+from collab.session.ot_server import OTServer
+from collab.session.outbox import Outbox
+from collab.session.peers import Peer, PeerId, PeerKind, PeerState
+from collab.session.revision import ChangeRefused, Revision
+from collab.session.text_messages import (
+    Hello,
+    MessageError,
+    OpMessage,
+    PresenceMessage,
+    parse,
+)
+from collab.wire import CloseCode, ErrorCode, client_id_from_secret, parse_text_origin
+
+if TYPE_CHECKING:
+    from collab.store import StoredDocument
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Output:
+    """What the driver must do, in this order: persist, send, close."""
+
+    records: list[Record] = field(default_factory=list)
+    revisions: list[Revision] = field(default_factory=list)  # the records as text changes
+    messages: list[tuple[PeerId, bytes | str]] = field(default_factory=list)
+    closes: list[tuple[PeerId, int, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.messages or self.closes)
+
+
+class Session:
+    """One document and everyone connected to it."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings | None = None,
+        stored: StoredDocument | None = None,
+        clock: Callable[[], float] = time.time,
+        client_id: int | None = None,
+        track_text: bool = True,
+    ) -> None:
+        """`track_text=False` follows the text as code-point ops only while text peers are
+        connected: Yjs-only documents then skip that work (a copy of the text per edit).
+        """
+        self.name = name
+        self.settings = settings or Settings()
+        self.document = Document(self.settings, stored, clock, client_id, track_text)
+        self.acks = _acks_of(stored)
+        self.ot = OTServer(self.document, self.acks)
+        self.awareness = AwarenessTable()
+        self.outbox = Outbox()
+        self.peers: dict[PeerId, Peer] = {}
+        self._yjs_peers: list[PeerId] = []  # the Yjs peers' ids, for the hot broadcast loop
+        self._records: list[Record] = []
+        self._revisions: list[Revision] = []
+        self._closes: list[tuple[PeerId, int, str]] = []
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def rev(self) -> int:
+        return self.document.rev
+
+    @property
+    def mirror(self) -> str:
+        """The shared text as a Python str (code points)."""
+        return self.document.mirror
+
+    @property
+    def state(self) -> bytes:
+        """The whole document as one Yjs update."""
+        return self.document.state
+
+    @property
+    def history(self) -> deque[Revision]:
+        """The revisions kept in memory for text clients to catch up (oldest first)."""
+        return self.document.history
+
+    @property
+    def tracking_text(self) -> bool:
+        return self.document.tracking_text
+
+    @property
+    def snapshot_meta(self) -> bytes:
+        """What a snapshot taken now must carry besides the state (the ack table)."""
+        return self.acks.encode()
+
+    # ------------------------------------------------------------------ events
+
+    def connect_yjs(self, peer_id: PeerId, user: str | None = None, readonly: bool = False) -> None:
+        """A Yjs peer connected: send it sync step 1 and the awareness states we know."""
+        self.peers[peer_id] = Peer(peer_id, PeerKind.YJS, user, readonly)
+        self._yjs_peers.append(peer_id)
+        self._send(peer_id, protocol.encode_sync_step1(self.document.doc.get_state()))
+        entries = self.awareness.entries()
+        if entries:
+            self._send(peer_id, protocol.encode_awareness(entries))
+
+    def connect_text(
+        self, peer_id: PeerId, user: str | None = None, readonly: bool = False
+    ) -> None:
+        """A text-operation peer connected; it says hello next."""
+        self.peers[peer_id] = Peer(peer_id, PeerKind.TEXT, user, readonly)
+        self.document.track_text(True)
+
+    def disconnect(self, peer_id: PeerId) -> None:
+        """A peer left: forget it and tell the others its awareness/presence is gone."""
+        peer = self.peers.pop(peer_id, None)
+        self.outbox.drop(peer_id)
+        if peer is None:
+            return
+        if peer.kind is PeerKind.YJS:
+            self._yjs_peers.remove(peer_id)
+        else:
+            self.document.track_text(any(p.kind is PeerKind.TEXT for p in self.peers.values()))
+        gone = self.awareness.remove(peer.awareness_ids)
+        if peer.client is not None:
+            self._broadcast_text(presence.left(peer.client))
+        if gone:
+            self._broadcast_yjs(protocol.encode_awareness(gone))
+
+    def receive(self, peer_id: PeerId, data: bytes | str) -> None:
+        """One WebSocket message from a peer. Bad input closes that peer, never the session."""
+        peer = self.peers.get(peer_id)
+        if peer is None or peer.closing:
+            return
+        try:
+            if peer.kind is PeerKind.YJS:
+                self._receive_yjs(peer, data)
+            else:
+                self._receive_text(peer, data)
+        except Exception:  # a bug must cost one connection, not the document
+            log.exception("%s: error handling a message from peer %s", self.name, peer_id)
+            self.close_peer(peer_id, CloseCode.INTERNAL, "internal error handling your message")
+
+    def close_peer(self, peer_id: PeerId, code: int, reason: str) -> None:
+        """Ask the driver to close a peer (it will also call `disconnect`).
+
+        From now on the peer's messages are ignored.
+        """
+        peer = self.peers.get(peer_id)
+        if peer is not None:
+            peer.state = PeerState.CLOSING
+        self._closes.append((peer_id, code, protocol.close_reason(reason)))
+
+    def resync(self, peer_id: PeerId) -> bool:
+        """A peer fell behind and its queued messages were dropped: send it the full state.
+
+        Returns False when the peer cannot be resynced (text peers reconnect instead).
+        """
+        peer = self.peers.get(peer_id)
+        if peer is None or peer.kind is not PeerKind.YJS:
+            return False
+        self.outbox.replace(peer_id, protocol.encode_sync_step2(self.document.state))
+        return True
+
+    def take_output(self) -> Output:
+        """Everything the driver must do now: persist `records`, then send, then close."""
+        output = Output(self._records, self._revisions, self.outbox.take(), self._closes)
+        self._records, self._revisions, self._closes = [], [], []
+        return output
+
+    def compacted(self, rev: int, state: bytes) -> None:
+        """The driver wrote a snapshot of `state` at `rev`: the log now starts there."""
+        self.document.compacted(rev, state)
+
+    # ------------------------------------------------------------------ server-side edits
+
+    def edit_text(
+        self, op: textops.Op, origin: str = "server", user: str | None = None
+    ) -> Revision | None:
+        """Apply a code-point op made by server code to the current text.
+
+        Raises `ChangeRefused` when the op does not fit the text, `textops.OpError` when
+        it is not a well-formed op.
+        """
+        textops.check(op)
+        committed = self.document.apply_op(op, origin, user)
+        if committed is None:
+            return None
+        self._publish(committed, sender=None)
+        return committed.revision
+
+    def replace_text(self, new_text: str, origin: str = "server", user: str | None = None) -> None:
+        """Make the shared text equal to `new_text` with the smallest single change."""
+        self.edit_text(textops.diff(self.mirror, new_text), origin, user)
+
+    def apply_update(self, update: bytes, origin: str, user: str | None = None) -> Record | None:
+        """Apply a Yjs update from server code (or an import); returns its record, if any."""
+        committed = self.document.apply_update(update, origin, user)
+        if committed is None:
+            return None
+        self._publish(committed, sender=None)
+        return committed.record
+
+    # ------------------------------------------------------------------ Yjs peers
+
+    def _receive_yjs(self, peer: Peer, data: bytes | str) -> None:
+        if isinstance(data, str):
+            self.close_peer(
+                peer.id, CloseCode.UNSUPPORTED, "text frames are not y-websocket messages"
+            )
+            return
+        try:
+            message = protocol.decode(data)
+        except protocol.ProtocolError as error:
+            self.close_peer(peer.id, error.close_code, error.reason)
+            return
+        try:
+            self._handle_yjs(peer, message, data)
+        except ChangeRefused as error:
+            too_big = error.code is ErrorCode.TOO_LARGE
+            code = CloseCode.TOO_BIG if too_big else CloseCode.PROTOCOL_ERROR
+            self.close_peer(peer.id, code, error.message)
+
+    def _handle_yjs(self, peer: Peer, message: protocol.Message, data: bytes) -> None:
+        if isinstance(message, protocol.SyncStep1):
+            self._answer_step1(peer, message.state_vector)
+        elif isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
+            if peer.readonly:
+                self._send(peer.id, protocol.encode_auth_denied("read-only: update not applied"))
+                return
+            committed = self.document.apply_update(message.update, f"yjs:{peer.id}", peer.user)
+            if committed is not None:
+                self._publish(committed, sender=peer.id)
+        elif isinstance(message, protocol.Awareness):
+            self._receive_awareness(peer, message, data)
+        elif isinstance(message, protocol.QueryAwareness):
+            self._send(peer.id, protocol.encode_awareness(self.awareness.entries()))
+        else:
+            self.close_peer(peer.id, CloseCode.UNSUPPORTED, "unexpected message from a client")
+
+    def _answer_step1(self, peer: Peer, state_vector: bytes) -> None:
+        try:
+            update = self.document.doc.get_update(state_vector)
+        except Exception:
+            raise ChangeRefused(
+                ErrorCode.BAD_MESSAGE, "invalid state vector in sync step 1"
+            ) from None
+        self._send(peer.id, protocol.encode_sync_step2(update))
+
+    def _receive_awareness(self, peer: Peer, message: protocol.Awareness, data: bytes) -> None:
+        try:
+            change = self.awareness.receive(peer.awareness_ids, message.entries)
+        except TooManyStates:
+            self.close_peer(peer.id, CloseCode.POLICY, "too many awareness states")
+            return
+        for client_id in change.removed:
+            self._broadcast_text(presence.left(presence.yjs_client(client_id)))
+        for client_id, state in change.updated:
+            shown = presence.yjs_presence(client_id, state)
+            if shown is not None:
+                self._broadcast_text(shown)
+        if change.changed:
+            self._broadcast_yjs(data)
+
+    def _broadcast_yjs(self, message: bytes) -> None:
+        for peer_id in self._yjs_peers:
+            self._send(peer_id, message)
+
+    # ------------------------------------------------------------------ text peers
+
+    def _receive_text(self, peer: Peer, data: bytes | str) -> None:
+        if isinstance(data, bytes):
+            self.close_peer(
+                peer.id, CloseCode.UNSUPPORTED, "binary frames are not text-protocol messages"
+            )
+            return
+        try:
+            message = parse(data, self.settings.max_op_components)
+            if isinstance(message, Hello):
+                self._hello(peer, message)
+            elif not peer.joined:
+                raise MessageError(ErrorCode.NOT_JOINED, "say hello first")
+            elif isinstance(message, OpMessage):
+                self._text_op(peer, message)
+            else:
+                self._presence(peer, message)
+        except MessageError as error:
+            self._send_error(peer, error.code, error.message, error.seq)
+        except ChangeRefused as error:
+            seq = message.seq if isinstance(message, OpMessage) else None
+            self._send_error(peer, error.code, error.message, seq)
+        except textops.OpError as error:
+            seq = message.seq if isinstance(message, OpMessage) else None
+            self._send_error(peer, ErrorCode.BAD_OP, str(error), seq)
+
+    def _hello(self, peer: Peer, hello: Hello) -> None:
+        if peer.joined:
+            raise MessageError(ErrorCode.BAD_MESSAGE, "hello was already said")
+        client = client_id_from_secret(hello.secret)
+        older = self._peer_of(client)
+        if older is not None:  # the same client reconnected before its old socket died
+            self._supersede(self.peers[older])
+        peer.client, peer.state = client, PeerState.JOINED
+        peer.presence = {"user": hello.user, "selection": None}
+        welcome: dict[str, Any] = {"type": "welcome", "client": client, "rev": self.rev}
+        missed = None if hello.rev is None else self.document.revisions_since(hello.rev)
+        if missed is None:
+            welcome["text"] = self.mirror
+        else:
+            welcome["ops"] = [revision.as_message() for revision in missed]
+        welcome["acked"] = self.acks.last_seq(client)
+        welcome["presence"] = self._presence_list(exclude=peer.id)
+        self._send_json(peer.id, welcome)
+        self._announce_presence(peer)
+
+    def _supersede(self, old: Peer) -> None:
+        """Close an older connection of a text client; the new one takes its presence."""
+        assert old.client is not None
+        old.awareness_ids.discard(presence.awareness_id_for(old.client))
+        old.client = None
+        self.close_peer(old.id, CloseCode.SUPERSEDED, "a newer connection of this client")
+
+    def _text_op(self, peer: Peer, message: OpMessage) -> None:
+        assert peer.client is not None
+        submitted = self.ot.submit(
+            peer.client, message.seq, message.rev, message.op, peer.user, peer.readonly
+        )
+        if submitted.committed is not None:
+            self._publish(submitted.committed, sender=peer.id)
+        self._send_json(peer.id, {"type": "ack", "seq": message.seq, "rev": submitted.ack_rev})
+
+    def _presence(self, peer: Peer, message: PresenceMessage) -> None:
+        assert peer.presence is not None
+        if message.user is not None:
+            peer.presence["user"] = message.user
+        selection = message.selection
+        if selection is not None:
+            assert message.rev is not None
+            if message.rev > self.rev:
+                raise MessageError(ErrorCode.BAD_MESSAGE, "presence needs the rev of its selection")
+            lag_ok = self.rev - message.rev <= presence.MAX_PRESENCE_LAG
+            missed = self.document.revisions_since(message.rev) if lag_ok else None
+            if missed is None:
+                return  # too old to place: the client sends a fresher one soon
+            ops = [revision.op for revision in missed]
+            selection = presence.transform_selection(selection, ops, len(self.mirror))
+        peer.presence["selection"] = selection
+        self._announce_presence(peer)
+
+    def _announce_presence(self, peer: Peer) -> None:
+        """Tell text peers and Yjs peers (as awareness) where this text client is."""
+        assert peer.client is not None and peer.presence is not None
+        self._broadcast_text(self._presence_message(peer), exclude=peer.id)
+        awareness_id = presence.awareness_id_for(peer.client)
+        state = presence.awareness_state(peer.client, peer.presence["user"])
+        entry = self.awareness.set(awareness_id, state)
+        peer.awareness_ids.add(awareness_id)
+        if entry is not None:  # only the selection moved: Yjs peers do not see text carets
+            self._broadcast_yjs(protocol.encode_awareness([entry]))
+
+    @staticmethod
+    def _presence_message(peer: Peer) -> dict[str, Any]:
+        assert peer.client is not None and peer.presence is not None
+        return presence.text_presence(
+            peer.client, peer.presence["user"], peer.presence["selection"]
+        )
+
+    def _presence_list(self, exclude: PeerId) -> list[dict[str, Any]]:
+        present = [
+            self._presence_message(peer)
+            for peer in self.peers.values()
+            if peer.joined and peer.client is not None and peer.id != exclude
+        ]
+        for client_id, (_, state) in self.awareness.states.items():
+            shown = presence.yjs_presence(client_id, state)
+            if shown is not None:
+                present.append(shown)
+        return present
+
+    # ------------------------------------------------------------------ publishing changes
+
+    def _publish(self, committed: Committed, sender: PeerId | None) -> None:
+        """A new revision: to the log first, then to every peer."""
+        record, revision = committed.record, committed.revision
+        self._records.append(record)
+        self._revisions.append(revision)
+        self.ot.observe(revision)
+        # A text client's change is echoed to Yjs peers; a Yjs peer's own update is
+        # echoed to it too (as the reference server does) unless the batch is all its own.
+        self.outbox.send_update(self._yjs_peers, record.update, sender)
+        author = self._peer_of(revision.client)
+        self._broadcast_revision(revision, exclude=author)
+
+    def _broadcast_revision(self, revision: Revision, exclude: PeerId | None) -> None:
+        message = None
+        for peer in self.peers.values():
+            if peer.joined and peer.id != exclude:
+                message = message or json.dumps(revision.as_message(), ensure_ascii=False)
+                self._send(peer.id, message)
+        for peer in self.peers.values():
+            if peer.presence and peer.presence.get("selection"):
+                peer.presence["selection"] = presence.move_selection(
+                    peer.presence["selection"], revision.op
+                )
+
+    def _broadcast_text(self, message: dict[str, Any], exclude: PeerId | None = None) -> None:
+        encoded = None
+        for peer in self.peers.values():
+            if peer.joined and peer.id != exclude:
+                encoded = encoded or json.dumps(message, ensure_ascii=False)
+                self._send(peer.id, encoded)
+
+    def _peer_of(self, client: str | None) -> PeerId | None:
+        if client is None:
+            return None
+        for peer in self.peers.values():
+            if peer.client == client and not peer.closing:
+                return peer.id
+        return None
+
+    def _send_error(self, peer: Peer, code: str, message: str, seq: int | None = None) -> None:
+        error: dict[str, Any] = {"type": "error", "code": str(code), "message": message}
+        if seq is not None:
+            error["seq"] = seq
+        self._send_json(peer.id, error)
+
+    def _send_json(self, peer_id: PeerId, message: dict[str, Any]) -> None:
+        self._send(peer_id, json.dumps(message, ensure_ascii=False))
+
+    def _send(self, peer_id: PeerId, data: bytes | str) -> None:
+        if peer_id in self.peers:
+            self.outbox.send(peer_id, data)
+
+
+def _acks_of(stored: StoredDocument | None) -> AckTable:
+    """The ack table as the store has it: the snapshot's, then the records' origins."""
+    if stored is None:
+        return AckTable()
+    acks = AckTable.decode(stored.snapshot_meta)
+    for record in stored.records:
+        parsed = parse_text_origin(record.origin)
+        if parsed is not None:
+            acks.applied(parsed[0], parsed[1], record.rev)
+    return acks
