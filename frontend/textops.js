@@ -69,10 +69,13 @@ export function isNoop(op) {
   return op.every(isRetain);
 }
 
-/** Walks an op component by component, splitting components by code points. */
+/**
+ * Walks an op component by component, splitting components by code points. Empty
+ * components (0, "") are skipped, as collab.textops does.
+ */
 class Cursor {
   constructor(op) {
-    this.op = op;
+    this.op = op.filter((c) => c !== 0 && c !== "");
     this.index = 0;
     this.offset = 0; // code points of op[index] already taken
     this.unit = 0; // UTF-16 units of an insert already taken
