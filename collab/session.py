@@ -30,6 +30,7 @@ from collab import protocol, textops
 from collab.config import Settings
 from collab.crdt import InvalidUpdateError, apply_update
 from collab.records import Record
+from collab.wire import SECRET_LENGTH, CloseCode, client_id_from_secret
 
 if TYPE_CHECKING:
     from collab.store import StoredDocument
@@ -89,6 +90,7 @@ class Peer:
     user: str | None
     readonly: bool
     awareness_ids: set[int] = field(default_factory=set)
+    closing: bool = False  # asked to be closed: its messages are ignored
     # text peers only
     client: str | None = None
     presence: dict[str, Any] | None = None
@@ -267,7 +269,7 @@ class Session:
     def receive(self, peer_id: PeerId, data: bytes | str) -> None:
         """One WebSocket message from a peer. Bad input closes that peer, never the session."""
         peer = self.peers.get(peer_id)
-        if peer is None:
+        if peer is None or peer.closing:
             return
         try:
             if peer.kind == "yjs":
@@ -279,7 +281,13 @@ class Session:
             self.close_peer(peer_id, CLOSE_INTERNAL, "internal error handling your message")
 
     def close_peer(self, peer_id: PeerId, code: int, reason: str) -> None:
-        """Ask the driver to close a peer (it will also call `disconnect`)."""
+        """Ask the driver to close a peer (it will also call `disconnect`).
+
+        From now on the peer's messages are ignored and it speaks for no text client.
+        """
+        peer = self.peers.get(peer_id)
+        if peer is not None:
+            peer.closing = True
         self._closes.append((peer_id, code, protocol.close_reason(reason)))
 
     def resync(self, peer_id: PeerId) -> bool:
@@ -550,17 +558,24 @@ class Session:
             raise SessionError("bad-message", f"unknown message type {kind!r}")
 
     def _hello(self, peer: Peer, message: dict[str, Any]) -> None:
-        client = message.get("client")
-        if not isinstance(client, str) or not 0 < len(client) <= 64:
-            raise SessionError("bad-message", "hello needs a client id of 1 to 64 characters")
+        secret = message.get("secret")
+        shortest, longest = SECRET_LENGTH
+        if not isinstance(secret, str) or not shortest <= len(secret) <= longest:
+            raise SessionError(
+                "bad-message", f"hello needs a secret of {shortest} to {longest} characters"
+            )
         if peer.client is not None:
             raise SessionError("bad-message", "hello was already said")
         rev = message.get("rev")
         if rev is not None and not _is_int(rev):
             raise SessionError("bad-message", "rev must be an integer or null")
+        client = client_id_from_secret(secret)
+        older = self._peer_of(client)
+        if older is not None:  # the same client reconnected before its old socket died
+            self._supersede(self.peers[older])
         peer.client = client
         peer.presence = {"user": _clean_user(message.get("user")), "selection": None}
-        welcome: dict[str, Any] = {"type": "welcome", "rev": self.rev}
+        welcome: dict[str, Any] = {"type": "welcome", "client": client, "rev": self.rev}
         missed = None if rev is None else self.revisions_since(rev)
         if missed is None:
             welcome["text"] = self.mirror
@@ -570,6 +585,13 @@ class Session:
         welcome["presence"] = self._presence_list(exclude=peer.id)
         self._send_json(peer.id, welcome)
         self._announce_presence(peer)
+
+    def _supersede(self, old: Peer) -> None:
+        """Close an older connection of a text client; the new one takes its presence."""
+        assert old.client is not None
+        old.awareness_ids.discard(awareness_id_for(old.client))
+        old.client = None
+        self.close_peer(old.id, CloseCode.SUPERSEDED, "a newer connection of this client")
 
     def _text_op(self, peer: Peer, message: dict[str, Any]) -> None:
         seq, base = message.get("seq"), message.get("rev")
@@ -727,7 +749,7 @@ class Session:
         if client is None:
             return None
         for peer in self.peers.values():
-            if peer.client == client:
+            if peer.client == client and not peer.closing:
                 return peer.id
         return None
 

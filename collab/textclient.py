@@ -5,7 +5,7 @@ a buffer meanwhile, server ops transformed over both, reconnects that re-send th
 flight with the same `seq` so it is never applied twice. It owns no socket: feed it the
 server's messages, send what it returns.
 
-    client = TextClient("c-1")
+    client = TextClient()  # a random secret; client.client_id is its public id
     socket.send(client.hello())
     for message in client.receive(welcome): socket.send(message)
     for message in client.edit([0, "hi"]): socket.send(message)
@@ -13,11 +13,13 @@ server's messages, send what it returns.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from collab import textops
 from collab.textops import Op
+from collab.wire import client_id_from_secret
 
 
 @dataclass
@@ -29,9 +31,11 @@ class InFlight:
 class TextClient:
     """One client of one document."""
 
-    def __init__(self, client_id: str, user: dict[str, str] | None = None) -> None:
-        self.client_id = client_id
-        self.user = user or {"name": client_id}
+    def __init__(self, secret: str | None = None, user: dict[str, str] | None = None) -> None:
+        """`secret` proves who this client is across reconnects: keep it private."""
+        self.secret = secret or secrets.token_hex(16)
+        self.client_id = client_id_from_secret(self.secret)
+        self.user = user or {"name": self.client_id}
         self.text = ""  # what the user sees: the server's text plus pending edits
         self.server_text = ""  # the text at `rev`, as the server has it
         self.rev: int | None = None
@@ -46,7 +50,7 @@ class TextClient:
     def hello(self) -> dict[str, Any]:
         """The first message on every (re)connection."""
         self.joined = False
-        return {"type": "hello", "client": self.client_id, "rev": self.rev, "user": self.user}
+        return {"type": "hello", "secret": self.secret, "rev": self.rev, "user": self.user}
 
     def edit(self, op: Op) -> list[dict[str, Any]]:
         """The user changed the text by `op`; returns what to send now."""

@@ -8,6 +8,7 @@ the same test fails when the file is stale).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from enum import IntEnum, StrEnum
@@ -67,6 +68,19 @@ class OriginPrefix(StrEnum):
     TEXT = "ot:"  # ot:<client id>:<seq>
     SERVER = "server:"  # server:<tag> (Collab.edit and friends)
     IMPORT = "import"  # the on_load hook's initial state
+
+
+SECRET_LENGTH = (16, 128)  # characters of a text client's secret
+
+
+def client_id_from_secret(secret: str) -> str:
+    """A text client's public id, derived from the secret only it knows.
+
+    Ids are public (presence, history origins); the secret never leaves the client and the
+    server. Whoever says hello with an id's secret is that client: nobody else can advance
+    or reuse its sequence numbers.
+    """
+    return "c-" + hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 def text_origin(client: str, seq: int) -> str:

@@ -14,6 +14,7 @@ import random
 import httpx
 import pytest
 from conftest import ServerProcess
+from ot_ids import secret_for
 from pyclient import YClient
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -30,7 +31,7 @@ class LiveTextClient:
 
     def __init__(self, url: str, client_id: str) -> None:
         self.url = url
-        self.client = TextClient(client_id)
+        self.client = TextClient(secret_for(client_id))
         self.ws: ClientConnection | None = None
         self.reader: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ot_ids import secret_for
 from pyclient import YClient, connect_options, url_name
 from websockets.asyncio.client import connect
 
@@ -222,7 +223,7 @@ async def test_history_and_text_at_over_http(server: Any) -> None:
         await yjs.synced()
         yjs.insert(0, "héllo 👨‍👩‍👧")
         async with connect(f"{server.ws_url}/ot/{url_name(name)}", **connect_options()) as ot:
-            await ot.send(json.dumps({"type": "hello", "client": "c1", "rev": None}))
+            await ot.send(json.dumps({"type": "hello", "secret": secret_for("c1"), "rev": None}))
             welcome = json.loads(await ot.recv())
             while welcome["type"] != "welcome":
                 welcome = json.loads(await ot.recv())

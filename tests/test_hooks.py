@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import uvicorn
 from conftest import free_port
+from ot_ids import secret_for
 from pyclient import YClient, state_vector
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
@@ -103,7 +104,7 @@ async def test_a_raising_on_change_hook_loses_nothing(running) -> None:
 
     base, _ = await running(on_change=on_change)
     async with connect(f"{base}/ot/doc", proxy=None) as ws:
-        await ws.send(json.dumps({"type": "hello", "client": "c1", "rev": None}))
+        await ws.send(json.dumps({"type": "hello", "secret": secret_for("c1"), "rev": None}))
         assert json.loads(await ws.recv())["type"] == "welcome"
         for seq, op in enumerate([["中文 e\u0301"], [5, "\r\n"]], start=1):
             await ws.send(json.dumps({"type": "op", "seq": seq, "rev": seq - 1, "op": op}))

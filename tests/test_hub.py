@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 import pytest
+from ot_ids import secret_for
 from pycrdt import Doc, Text
 
 from collab import protocol
@@ -87,7 +88,7 @@ class ControlledStore(MemoryStore):
 
 
 def hello(client: str) -> str:
-    return json.dumps({"type": "hello", "client": client, "rev": None})
+    return json.dumps({"type": "hello", "secret": secret_for(client), "rev": None})
 
 
 def insert_op(seq: int, rev: int, at: int, text: str, length: int) -> str:

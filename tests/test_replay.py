@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ot_ids import secret_for
 from pyclient import YClient, connect_options, state_vector, url_name
 from pycrdt import Doc, Text
 from websockets.asyncio.client import connect
@@ -214,7 +215,7 @@ def test_recording_replays_a_reloaded_document_byte_for_byte(tmp_path: Path) -> 
         recorder.connect(server, peer_id, "text", None, False)
         server.connect_text(peer_id)
         for message in (
-            {"type": "hello", "client": client, "rev": None},
+            {"type": "hello", "secret": secret_for(client), "rev": None},
             {"type": "op", "seq": 1, "rev": server.rev, "op": [len(server.mirror), value]},
         ):
             recorder("d", peer_id, json.dumps(message))
@@ -259,7 +260,7 @@ async def test_recorded_server_session_replays_byte_for_byte(
         ada.insert(0, "👍🏽 ")
         ada.set_awareness({"user": {"name": "Ada"}})
         async with connect(f"{server.ws_url}/ot/{url_name(name)}", **connect_options()) as ot:
-            await ot.send(json.dumps({"type": "hello", "client": "cat", "rev": None}))
+            await ot.send(json.dumps({"type": "hello", "secret": secret_for("cat"), "rev": None}))
             while (welcome := json.loads(await ot.recv()))["type"] != "welcome":
                 pass
             length = len(welcome["text"])

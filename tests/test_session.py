@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from ot_ids import client_of, secret_for
 from pycrdt import Doc, Text
 
 from collab import protocol, textops
@@ -46,10 +47,12 @@ class TextPeer:
     """A text-operation client (no transform logic: tests wait for acks)."""
 
     def __init__(self, session: Session, peer_id: str, client: str, rev: int | None = None):
-        self.session, self.id, self.client = session, peer_id, client
+        self.session, self.id, self.client = session, peer_id, client_of(client)
         self.inbox: list[dict[str, Any]] = []
         session.connect_text(peer_id)
-        self.send({"type": "hello", "client": client, "rev": rev, "user": {"name": client}})
+        self.send(
+            {"type": "hello", "secret": secret_for(client), "rev": rev, "user": {"name": client}}
+        )
 
     def send(self, message: dict[str, Any]) -> None:
         self.session.receive(self.id, json.dumps(message))
@@ -172,6 +175,7 @@ def test_text_op_acked_relayed_and_visible_to_yjs(session: Session) -> None:
     pump(session, peers)
     assert t1.of_type("welcome")[0] == {
         "type": "welcome",
+        "client": t1.client,
         "rev": 0,
         "text": "",
         "acked": 0,
@@ -179,7 +183,7 @@ def test_text_op_acked_relayed_and_visible_to_yjs(session: Session) -> None:
     }
     t1.send({"type": "op", "seq": 1, "rev": 0, "op": [UNICODE]})
     records = pump(session, peers)
-    assert records[0].origin == "ot:c1:1"
+    assert records[0].origin == f"ot:{t1.client}:1"
     assert t1.of_type("ack") == [{"type": "ack", "seq": 1, "rev": 1}]
     assert t2.of_type("op")[0]["op"] == [UNICODE]
     assert str(y.text) == UNICODE
@@ -206,7 +210,7 @@ def test_resubmitted_op_is_acked_not_applied_twice(session: Session) -> None:
     again = TextPeer(session, "t1b", "c1", rev=0)
     pump(session, {"t1b": again})
     welcome = again.of_type("welcome")[0]
-    assert welcome["ops"][0]["client"] == "c1" and welcome["ops"][0]["seq"] == 1
+    assert welcome["ops"][0]["client"] == client_of("c1") and welcome["ops"][0]["seq"] == 1
     assert welcome["acked"] == 1
     again.send({"type": "op", "seq": 1, "rev": 0, "op": ["x"]})
     pump(session, {"t1b": again})
@@ -287,7 +291,7 @@ def test_session_reloads_revisions_and_acks_from_records(session: Session) -> No
     stored = StoredDocument(snapshot=None, snapshot_rev=0, records=records, log_bytes=0)
     reloaded = Session("doc", session.settings, stored)
     assert reloaded.mirror == UNICODE + "!" and reloaded.rev == 2
-    assert reloaded.acked["c"] == (2, 2)
+    assert reloaded.acked[t.client] == (2, 2)
     assert [r.op for r in reloaded.revisions_since(0)] == [[UNICODE], [len(UNICODE), "!"]]
 
 
@@ -366,3 +370,48 @@ def test_a_peer_cannot_flood_awareness_with_client_ids(session: Session) -> None
     pump(session, peers)
     assert b.closed == (1008, "too many awareness states")
     assert len(session.awareness) <= 64 and a.closed is None
+
+
+def test_client_id_comes_from_the_secret_and_cannot_be_taken_over(session: Session) -> None:
+    victim = TextPeer(session, "victim", "v")
+    pump(session, {"victim": victim})
+    victim.send({"type": "op", "seq": 1, "rev": 0, "op": ["mine"]})
+    pump(session, {"victim": victim})
+    # The attacker knows the victim's public id, not its secret: it gets an id of its own.
+    attacker = TextPeer(session, "attacker", "a")
+    session.receive("attacker", json.dumps({"type": "hello", "client": victim.client}))
+    attacker.send({"type": "op", "seq": 2**53 - 1, "rev": 1, "op": [4]})
+    pump(session, {"victim": victim, "attacker": attacker})
+    assert attacker.of_type("welcome")[0]["client"] != victim.client
+    victim.send({"type": "op", "seq": 2, "rev": 1, "op": [4, "!"]})
+    pump(session, {"victim": victim, "attacker": attacker})
+    assert session.mirror == "mine!"
+    assert victim.of_type("ack")[-1] == {"type": "ack", "seq": 2, "rev": 2}
+
+
+def test_hello_without_a_secret_is_refused(session: Session) -> None:
+    session.connect_text("t")
+    peer = TextPeer.__new__(TextPeer)
+    peer.session, peer.id, peer.inbox = session, "t", []
+    for hello in ({"type": "hello", "client": "c1"}, {"type": "hello", "secret": "short"}):
+        peer.send(hello)
+    pump(session, {"t": peer})
+    assert [m["code"] for m in peer.of_type("error")] == ["bad-message", "bad-message"]
+    assert peer.of_type("welcome") == []
+
+
+def test_a_newer_connection_of_a_client_supersedes_the_older(session: Session) -> None:
+    old = TextPeer(session, "old", "c1")
+    other = TextPeer(session, "other", "c2")
+    peers = {"old": old, "other": other}
+    pump(session, peers)
+    new = TextPeer(session, "new", "c1", rev=0)
+    peers["new"] = new
+    old.send({"type": "op", "seq": 1, "rev": 0, "op": ["stale"]})  # ignored: closing
+    pump(session, peers)
+    assert old.closed == (4409, "a newer connection of this client")
+    assert session.mirror == ""
+    assert not any(m.get("left") for m in other.of_type("presence"))
+    new.send({"type": "op", "seq": 1, "rev": 0, "op": ["fresh"]})
+    pump(session, peers)
+    assert session.mirror == "fresh"

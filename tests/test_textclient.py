@@ -13,6 +13,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ot_ids import secret_for
 
 from collab.session import Session
 from collab.textclient import TextClient
@@ -34,7 +35,7 @@ class Link:
 class World:
     def __init__(self, clients: int) -> None:
         self.session = Session("fuzz")
-        self.links = [Link(TextClient(f"c{i}"), f"c{i}-0") for i in range(clients)]
+        self.links = [Link(TextClient(secret_for(f"c{i}")), f"c{i}-0") for i in range(clients)]
         self.generation = 0
         for link in self.links:
             self.connect(link)

@@ -108,7 +108,7 @@ async def make_recording(path: Path) -> dict[str, str]:
     await runner.flush()
 
     ot = runner.connect(Connection(), "text", "bob", False)
-    runner.receive(ot, json.dumps({"type": "hello", "client": "bob-1", "rev": None}))
+    runner.receive(ot, json.dumps({"type": "hello", "secret": "secret-of-bob-1-xyz", "rev": None}))
     await runner.flush()
     rev = runner.session.rev
     end = len(runner.session.mirror)
