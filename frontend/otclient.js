@@ -13,11 +13,15 @@ function closeMessage(code, reason) {
   return reason || `closed (${code})`;
 }
 
-/** The random id of this tab: "c-" and 16 hex digits. */
-function randomId() {
-  const bytes = new Uint8Array(8);
+/**
+ * This tab's secret: 32 random hex digits, said in every hello and never shown to anyone
+ * else. The server derives the tab's public client id from it, so no other connection
+ * can speak for this tab (and one with the same secret takes over: close 4409).
+ */
+function randomSecret() {
+  const bytes = new Uint8Array(16);
   crypto.getRandomValues(bytes);
-  return "c-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**
@@ -31,7 +35,8 @@ export class OTClient {
   constructor(socket, user, view) {
     this.socket = socket;
     this.view = view;
-    this.client = randomId();
+    this.secret = randomSecret(); // kept for the tab's life, across reconnects
+    this.client = null; // the public id the server derived from the secret (welcome)
     this.rev = null; // the last server revision this tab has
     this.serverText = ""; // the text at `rev`
     this.text = ""; // what the user sees
@@ -72,7 +77,7 @@ export class OTClient {
   }
 
   sayHello() {
-    const hello = { type: "hello", client: this.client, rev: this.rev, user: this.user };
+    const hello = { type: "hello", secret: this.secret, rev: this.rev, user: this.user };
     this.socket.send(JSON.stringify(hello));
   }
 
@@ -163,6 +168,7 @@ export class OTClient {
 
   onWelcome(message) {
     this.socket.succeeded();
+    this.client = message.client;
     if (Array.isArray(message.ops)) this.catchUp(message.ops);
     else this.rebase(message.text, message.rev, message.acked);
     this.loaded = true;
