@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ot_ids import secret_for
+from ot_ids import client_of, secret_for
 from pyclient import YClient, connect_options, url_name
 from websockets.asyncio.client import connect
 
@@ -244,7 +244,7 @@ async def test_history_and_text_at_over_http(server: Any) -> None:
     page = json.loads(body)
     assert page["first_rev"] == 0 and page["last_rev"] == 2
     assert [r["rev"] for r in page["revisions"]] == [2, 1]
-    assert page["revisions"][0]["origin"] == "ot:c1:1"
+    assert page["revisions"][0]["origin"] == f"ot:{client_of('c1')}:1"
     assert page["revisions"][1]["origin"].startswith("yjs:")
     assert page["next_before"] is None
 
