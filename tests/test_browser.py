@@ -418,6 +418,32 @@ def test_page_reconnects_after_a_kill_with_another_writer(start_server, open_pag
     assert text == "A😀 shared B中"
 
 
+def test_a_newer_connection_with_the_same_secret_takes_over(
+    server: ServerProcess, open_page
+) -> None:
+    """Another connection says hello with this tab's secret: the page is closed with 4409,
+    says so, does not reconnect, and keeps its text readable."""
+    a = open_page(server.http_url, "taken")
+    a.keyboard.type("mine 😀")
+    a.wait_for_function(SAVED)
+    own_id = a.evaluate("window.collab.client.client")
+    assert own_id.startswith("c-") and len(own_id) == 18
+    welcome = a.evaluate(
+        """() => new Promise((resolve) => {
+            const socket = new WebSocket(`ws://${location.host}/ot/taken`);
+            socket.onopen = () => socket.send(JSON.stringify(
+                {type: 'hello', secret: window.collab.client.secret, rev: null}));
+            socket.onmessage = (event) => resolve(JSON.parse(event.data));
+        })"""
+    )
+    assert welcome["client"] == own_id
+    a.wait_for_function("window.collab.client.state === 'error'")
+    assert a.text_content("#status") == "Disconnected: opened in another tab or window"
+    assert a.evaluate("window.collab.client.socket.timer") is None  # no reconnect
+    assert a.eval_on_selector("#text", "ta => ta.readOnly")
+    assert value(a) == "mine 😀"
+
+
 # ------------------------------------------------------------------------------ pages
 
 
@@ -539,11 +565,13 @@ def test_pages_work_under_a_mount_prefix(mounted_server: str, open_page, browser
 
 
 def test_ot_core_laws_in_the_page(server: ServerProcess, open_page) -> None:
-    """The page's own transform/compose/diff on random Unicode edits (the module itself)."""
+    """The page's own transform/compose/diff on random Unicode edits (the modules it loads)."""
     page = open_page(server.http_url, "laws")
     failures = page.evaluate(
         """async () => {
-        const C = await import(document.querySelector('script[type=module]').src);
+        const base = document.querySelector('script[type=module]').src;
+        const C = {...await import(new URL('textops.js', base)),
+                   ...await import(new URL('positions.js', base))};
         const alphabet = ['a', 'b', '😀', '中', '\\n', 'e\\u0301', '👍🏽', '🇫🇷', '\\r\\n'];
         let seed = 7;
         const random = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };

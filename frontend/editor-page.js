@@ -1,0 +1,100 @@
+// The editor page (editor.html, `/d/{name}`): a textarea, the connection state, who is
+// here and the user's name, wired to an OTClient on `<prefix>/ot/{name}`.
+
+import { OTClient } from "./otclient.js";
+import { encodeName, mountPrefix } from "./paths.js";
+import { PeersList, safeColor } from "./peers-list.js";
+import { ReconnectingSocket } from "./socket.js";
+import { TextareaView } from "./textarea.js";
+
+const COLORS = ["#d81b60", "#8e24aa", "#3949ab", "#1e88e5", "#00897b", "#43a047", "#f4511e"];
+const STATE_LABELS = {
+  connecting: "Connecting…",
+  saved: "Saved",
+  unsaved: "Unsaved changes",
+  offline: "Offline",
+  error: "Disconnected",
+};
+
+const $ = (id) => document.getElementById(id);
+
+/** The user's name and colour, remembered in localStorage (a guest name until set). */
+function loadUser() {
+  let name = localStorage.getItem("collab.name");
+  let color = localStorage.getItem("collab.color");
+  if (!name) name = "Guest " + Math.floor(1000 + Math.random() * 9000);
+  if (!color || safeColor(color) !== color) {
+    color = COLORS[Math.floor(Math.random() * COLORS.length)];
+    localStorage.setItem("collab.color", color);
+  }
+  return { name, color };
+}
+
+function statusLabel(client, state) {
+  if (state === "error") return `Disconnected: ${client.error}`;
+  if (state === "offline" && client.unsaved) return "Offline — unsaved changes";
+  return STATE_LABELS[state] || state;
+}
+
+/** What the client tells its view, handed to the textarea, the status and the peers. */
+function pageView(textarea, status, peers) {
+  return {
+    onChange(op, oldText) {
+      textarea.onChange(op, oldText);
+      peers.render();
+    },
+    onPresence: () => peers.render(),
+    onReadOnly() {
+      textarea.onReadOnly();
+      status.title = "This document is read-only for you";
+    },
+    onState(state) {
+      status.dataset.state = state;
+      status.textContent = statusLabel(textarea.client, state);
+      textarea.onState(state);
+    },
+  };
+}
+
+function watchUserName(client, peers, user) {
+  $("user-name").value = user.name;
+  $("user-name").addEventListener("change", (event) => {
+    const name = event.target.value.trim().slice(0, 64) || user.name;
+    event.target.value = name;
+    localStorage.setItem("collab.name", name);
+    client.setUser({ name, color: user.color });
+    peers.render();
+  });
+}
+
+function start() {
+  const prefix = mountPrefix();
+  const path = location.pathname;
+  const name = decodeURIComponent(path.slice(path.indexOf("/d/") + 3));
+  document.title = `${name} — collab`;
+  $("doc-name").textContent = name;
+  $("home").href = prefix + "/";
+  $("history-link").href = `${prefix}/static/history.html#${encodeName(name)}`;
+
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new ReconnectingSocket(`${scheme}//${location.host}${prefix}/ot/${encodeName(name)}`);
+  const textarea = new TextareaView($("text"));
+  const peers = new PeersList($("peers"), null);
+  const user = loadUser();
+  const client = new OTClient(socket, user, pageView(textarea, $("status"), peers));
+  peers.client = client;
+  textarea.attach(client);
+  peers.render();
+  watchUserName(client, peers, user);
+  window.addEventListener("online", () => socket.hurry());
+  window.addEventListener("beforeunload", (event) => {
+    if (client.unsaved) {
+      event.preventDefault();
+      event.returnValue = "";
+    }
+  });
+  window.collab = { client, view: textarea };
+  client.connect();
+}
+
+start();

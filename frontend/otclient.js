@@ -1,0 +1,342 @@
+// The text-operation protocol client (docs/text-protocol.md): one op in flight, the rest
+// buffered (otstates.js), ack/op/welcome from the server, catch-up after a reconnect,
+// presence.
+
+import { Synchronized } from "./otstates.js";
+import { moveSelections, OwnPresence, updatePeers } from "./presence.js";
+import { applyOp, diffOp, invert, isNoop } from "./textops.js";
+import { CloseCode, ErrorCode } from "./wire.js";
+
+/** Why a fatal close stops this tab, for the status line. */
+function closeMessage(code, reason) {
+  if (code === CloseCode.SUPERSEDED) return "opened in another tab or window";
+  return reason || `closed (${code})`;
+}
+
+/**
+ * This tab's secret: 32 random hex digits, said in every hello and never shown to anyone
+ * else. The server derives the tab's public client id from it, so no other connection
+ * can speak for this tab (and one with the same secret takes over: close 4409).
+ */
+function randomSecret() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The document as this tab sees it: `text` = `serverText` (at revision `rev`) + what is
+ * pending in `sync`. `socket` is a ReconnectingSocket (or anything with its interface).
+ * The view hears of every change to `text` (`onChange(op, oldText)`), of presence
+ * (`onPresence()`), of the connection state (`onState(state)`) and of `onReadOnly()`.
+ * `state` is "connecting", "saved", "unsaved", "offline" or "error".
+ */
+export class OTClient {
+  constructor(socket, user, view) {
+    this.socket = socket;
+    this.view = view;
+    this.secret = randomSecret(); // kept for the tab's life, across reconnects
+    this.client = null; // the public id the server derived from the secret (welcome)
+    this.rev = null; // the last server revision this tab has
+    this.serverText = ""; // the text at `rev`
+    this.text = ""; // what the user sees
+    this.seq = 0; // the last seq given to an op
+    this.sync = new Synchronized();
+    this.presence = new Map(); // the others: client -> {user, selection, kind}
+    this.own = new OwnPresence(user, () => this.sendPresence());
+    this.held = []; // messages kept while the view cannot take changes (IME)
+    this.holding = false;
+    this.state = "connecting";
+    this.error = "";
+    this.joined = false;
+    this.loaded = false;
+    this.rejections = new Map(); // seq -> errors for it
+    this.resyncs = 0; // times this tab fell out of step with the server (errors, bugs)
+    socket.handlers = {
+      onOpen: () => this.sayHello(),
+      onMessage: (text) => this.onMessage(text),
+      onClose: (code, reason, fatal) => this.onClosed(code, reason, fatal),
+    };
+  }
+
+  get user() {
+    return this.own.user;
+  }
+
+  /** Is something typed here not on the server yet? */
+  get unsaved() {
+    return this.sync.inflight !== null || this.sync.buffer !== null;
+  }
+
+  // --- connection -----------------------------------------------------------------------
+
+  connect() {
+    this.joined = false;
+    this.setState(this.loaded ? "offline" : "connecting");
+    this.socket.connect();
+  }
+
+  sayHello() {
+    const hello = { type: "hello", secret: this.secret, rev: this.rev, user: this.user };
+    this.socket.send(JSON.stringify(hello));
+  }
+
+  onMessage(text) {
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (this.holding) this.held.push(message);
+    else this.receive(message);
+  }
+
+  onClosed(code, reason, fatal) {
+    this.joined = false;
+    this.presence.clear();
+    this.view.onPresence();
+    if (fatal) {
+      this.error = closeMessage(code, reason);
+      this.setState("error");
+    } else {
+      this.setState(this.loaded ? "offline" : "connecting");
+    }
+  }
+
+  /** Drop the socket and connect again (after an error, to resynchronise). */
+  reconnect() {
+    this.socket.reconnect();
+  }
+
+  send(message) {
+    if (!this.joined || !this.socket.open) return false;
+    this.socket.send(JSON.stringify(message));
+    return true;
+  }
+
+  setState(state) {
+    if (state === "saved" || state === "unsaved") state = this.unsaved ? "unsaved" : "saved";
+    this.state = state;
+    this.view.onState(state);
+  }
+
+  refreshState() {
+    if (this.state === "saved" || this.state === "unsaved") this.setState("saved");
+    else this.view.onState(this.state); // "offline" may now have unsaved changes
+  }
+
+  // --- IME: keep server messages until the composition ends ------------------------------
+
+  hold() {
+    this.holding = true;
+  }
+
+  release() {
+    this.holding = false;
+    while (this.held.length && !this.holding) this.receive(this.held.shift());
+  }
+
+  receive(message) {
+    try {
+      this.handle(message);
+    } catch (error) {
+      // Out of step with the server (a bug somewhere): fetch its whole text and rebase.
+      console.error("collab: cannot apply a message, resynchronising", error, message);
+      this.resyncs += 1;
+      this.rev = null;
+      this.reconnect();
+    }
+  }
+
+  // --- messages from the server ---------------------------------------------------------
+
+  handle(message) {
+    switch (message.type) {
+      case "welcome":
+        return this.onWelcome(message);
+      case "ack":
+        return this.onAck(message.seq, message.rev);
+      case "op":
+        return this.onRemoteOp(message);
+      case "presence":
+        return this.onPresence(message);
+      case "error":
+        return this.onError(message);
+    }
+  }
+
+  onWelcome(message) {
+    this.socket.succeeded();
+    this.client = message.client;
+    if (Array.isArray(message.ops)) this.catchUp(message.ops);
+    else this.rebase(message.text, message.rev, message.acked);
+    this.loaded = true;
+    this.presence.clear();
+    for (const entry of message.presence || []) this.onPresence(entry, false);
+    this.view.onPresence();
+    this.joined = true;
+    if (this.sync.inflight) this.sendInflight();
+    this.setState("saved");
+    this.own.sendNow();
+  }
+
+  /** The revisions this tab missed, in order; its own in-flight op among them is its ack. */
+  catchUp(entries) {
+    for (const entry of entries) {
+      const inflight = this.sync.inflight;
+      if (entry.client === this.client && inflight && entry.seq === inflight.seq) {
+        this.onAck(entry.seq, entry.rev);
+      } else {
+        this.onRemoteOp(entry);
+      }
+    }
+  }
+
+  /**
+   * The server sent its whole text at `rev`: replay what this tab typed on top of it. The
+   * change between the old base and the new text counts as one server op.
+   */
+  rebase(text, rev, acked) {
+    const inflight = this.sync.inflight;
+    if (inflight) {
+      // The in-flight op may be in that text already (written, then the ack was lost).
+      // The server says so with `acked`; without it, guess from the text.
+      const after = applyOp(inflight.op, this.serverText);
+      const applied = typeof acked === "number" ? acked >= inflight.seq : after === text;
+      if (applied) {
+        this.serverText = after;
+        this.setSync(this.sync.confirmed(this.seq + 1));
+      }
+    }
+    const base = this.serverText;
+    this.serverText = text;
+    this.rev = rev;
+    try {
+      this.applyServerOp(diffOp(base, text));
+    } catch (error) {
+      // What is pending no longer fits its base: the server's text wins.
+      console.error("collab: cannot rebase local changes", error);
+      this.resyncs += 1;
+      this.sync = new Synchronized();
+      this.showChange(diffOp(this.text, text));
+    }
+  }
+
+  onAck(seq, rev) {
+    const inflight = this.sync.inflight;
+    if (!inflight || seq !== inflight.seq) return;
+    const next = this.sync.confirmed(this.seq + 1);
+    if (rev <= this.rev && !isNoop(inflight.op)) {
+      // Acked at a revision this tab already has: the server had applied the op before
+      // (its ack was lost, then we rebased it onto a fresh text). Take the copy out here.
+      const [undo, afterUndo] = next.remote(invert(inflight.op, this.serverText));
+      this.setSync(afterUndo);
+      this.showChange(undo);
+    } else {
+      this.serverText = applyOp(inflight.op, this.serverText);
+      this.rev = rev;
+      this.setSync(next);
+    }
+    this.rejections.delete(seq);
+    this.refreshState();
+    this.own.sendDue();
+  }
+
+  onRemoteOp(message) {
+    this.serverText = applyOp(message.op, this.serverText);
+    this.rev = message.rev;
+    this.applyServerOp(message.op);
+  }
+
+  /** Transform a server op over what is pending here and apply it to `text`. */
+  applyServerOp(op) {
+    const [change, next] = this.sync.remote(op);
+    this.setSync(next);
+    this.showChange(change);
+  }
+
+  /** `text` changes by `change`, not made here: move the others' carets, tell the view. */
+  showChange(change) {
+    if (isNoop(change)) return;
+    const old = this.text;
+    this.text = applyOp(change, old);
+    moveSelections(this.presence, change);
+    this.view.onChange(change, old);
+  }
+
+  onPresence(message, render = true) {
+    if (!message.client || message.client === this.client) return;
+    updatePeers(this.presence, message);
+    if (render) this.view.onPresence();
+  }
+
+  onError(message) {
+    console.warn("collab: server error", message);
+    this.resyncs += 1;
+    const inflight = this.sync.inflight;
+    if (message.code === ErrorCode.READONLY) {
+      this.sync = new Synchronized();
+      this.view.onReadOnly();
+      this.rev = null;
+    } else if (message.code === ErrorCode.TOO_OLD) {
+      // Nothing wrong with the op: its base is older than the server keeps. Hello again.
+    } else if (inflight && (message.seq === inflight.seq || message.seq == null)) {
+      this.countRejection(inflight);
+    }
+    this.reconnect();
+  }
+
+  /** After three refusals of one op, drop what is pending and take the server's text. */
+  countRejection(inflight) {
+    const count = (this.rejections.get(inflight.seq) || 0) + 1;
+    this.rejections.set(inflight.seq, count);
+    if (count < 3) return;
+    console.error("collab: dropping a change the server refuses", inflight.op);
+    this.sync = new Synchronized();
+    this.rev = null;
+  }
+
+  // --- changes made here ----------------------------------------------------------------
+
+  /** The user changed `text` by `op`. */
+  submit(op) {
+    if (isNoop(op)) return;
+    this.text = applyOp(op, this.text);
+    moveSelections(this.presence, op);
+    this.setSync(this.sync.local(op, this.seq + 1));
+    this.refreshState();
+  }
+
+  /** Enter state `next`; an op that just became in flight goes out. */
+  setSync(next) {
+    this.sync = next;
+    if (next.inflight && next.inflight.seq > this.seq) {
+      this.seq = next.inflight.seq;
+      this.sendInflight();
+    }
+  }
+
+  sendInflight() {
+    const { seq, op } = this.sync.inflight;
+    this.send({ type: "op", seq, rev: this.rev, op });
+  }
+
+  // --- presence -------------------------------------------------------------------------
+
+  /** The local selection as [anchor, head] in code points, or null. */
+  setSelection(selection) {
+    this.own.setSelection(selection);
+  }
+
+  setUser(user) {
+    this.own.setUser(user);
+  }
+
+  /** Send this tab's presence; positions must be at `rev`, so only when nothing is pending. */
+  sendPresence() {
+    if (this.unsaved) return false;
+    const selection = this.own.selection ? [this.own.selection] : null;
+    return this.send({ type: "presence", rev: this.rev, selection, user: this.user });
+  }
+}

@@ -1,0 +1,55 @@
+// Who is here: this tab's user first, then every peer that has a name, with its colour and
+// the line its caret is on.
+
+import { lineOf } from "./positions.js";
+
+/** `color` if it is a CSS hex colour, else grey (names and colours come from other users). */
+export function safeColor(color) {
+  return typeof color === "string" && /^#[0-9a-fA-F]{3,8}$/.test(color) ? color : "#757575";
+}
+
+export class PeersList {
+  constructor(list, client) {
+    this.list = list;
+    this.client = client;
+    this.pending = false;
+  }
+
+  /** Redraw, at most once a frame. */
+  render() {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => {
+      this.pending = false;
+      this.draw();
+    });
+  }
+
+  draw() {
+    const items = [this.item(this.client.user, "you", null)];
+    for (const peer of this.client.presence.values()) {
+      if (!peer.user || !peer.user.name) continue;
+      items.push(this.item(peer.user, peer.kind === "yjs" ? "Yjs" : "", peer.selection));
+    }
+    this.list.replaceChildren(...items);
+  }
+
+  item(user, note, selection) {
+    const item = document.createElement("li");
+    const dot = document.createElement("span");
+    dot.className = "dot";
+    dot.style.background = safeColor(user && user.color);
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = String((user && user.name) || "Anonymous").slice(0, 64);
+    item.append(dot, name);
+    const line = selection && selection[0] && lineOf(this.client.text, selection[0][1]);
+    const extra = [note, line ? `line ${line}` : ""].filter(Boolean).join(", ");
+    if (extra) {
+      const small = document.createElement("small");
+      small.textContent = extra;
+      item.append(small);
+    }
+    return item;
+  }
+}

@@ -1,0 +1,125 @@
+// The textarea bound to an OTClient: what the user does becomes ops (a diff of the old and
+// new value, the caret saying where in a run of equal characters); what others do is
+// written into it with the selection and the scroll position kept. Nothing is written
+// during an IME composition: the client holds server messages until it ends.
+
+import { cpLength, cpToDisplay, display, displayToCp } from "./positions.js";
+import { diffText } from "./textdiff.js";
+import { firstChange, replaceOp, transformPosition } from "./textops.js";
+
+export class TextareaView {
+  constructor(textarea) {
+    this.textarea = textarea;
+    this.shown = ""; // what the textarea held after the last change we know of
+    this.composing = false;
+    this.client = null;
+    this.readOnly = false;
+  }
+
+  attach(client) {
+    this.client = client;
+    const ta = this.textarea;
+    ta.addEventListener("input", () => {
+      if (!this.composing) this.flush();
+      this.sendSelection();
+    });
+    ta.addEventListener("compositionstart", () => {
+      this.composing = true;
+      client.hold();
+    });
+    ta.addEventListener("compositionend", () => this.endComposition());
+    ta.addEventListener("blur", () => {
+      if (this.composing) this.endComposition();
+      client.setSelection(null);
+    });
+    for (const type of ["select", "keyup", "mouseup", "focus"]) {
+      ta.addEventListener(type, () => this.sendSelection());
+    }
+    document.addEventListener("selectionchange", () => {
+      if (document.activeElement === ta) this.sendSelection();
+    });
+  }
+
+  endComposition() {
+    if (!this.composing) return;
+    this.composing = false;
+    this.flush();
+    this.client.release();
+  }
+
+  /** The textarea's value with "\r\n" and "\r" made "\n" (a paste may bring them). */
+  normalizedValue() {
+    const ta = this.textarea;
+    const value = ta.value;
+    if (!value.includes("\r")) return value;
+    const caret = display(value.slice(0, ta.selectionEnd)).length;
+    ta.value = display(value);
+    ta.setSelectionRange(caret, caret);
+    return ta.value;
+  }
+
+  /** Turn whatever the user did to the textarea since the last look into one op. */
+  flush() {
+    const value = this.normalizedValue();
+    if (value === this.shown) return;
+    const text = this.client.text;
+    const { start, endBefore, endAfter } = diffText(this.shown, value, this.textarea.selectionEnd);
+    const from = displayToCp(text, start);
+    const to = displayToCp(text, endBefore);
+    const op = replaceOp(cpLength(text), from, to, value.slice(start, endAfter));
+    this.shown = value;
+    this.client.submit(op);
+    if (display(this.client.text) !== value) this.redraw(); // a lone "\r" met a "\n"
+  }
+
+  sendSelection() {
+    if (this.composing || !this.client) return;
+    const ta = this.textarea;
+    if (document.activeElement !== ta) return;
+    const text = this.client.text;
+    const start = displayToCp(text, ta.selectionStart);
+    const end = displayToCp(text, ta.selectionEnd);
+    const backward = ta.selectionDirection === "backward";
+    this.client.setSelection(backward ? [end, start] : [start, end]);
+  }
+
+  /** The client's text changed by `op` (someone else's change, transformed): show it. */
+  onChange(op, oldText) {
+    const ta = this.textarea;
+    const newText = this.client.text;
+    const cpStart = displayToCp(oldText, ta.selectionStart);
+    const cpEnd = displayToCp(oldText, ta.selectionEnd);
+    const direction = ta.selectionDirection;
+    const above = firstChange(op) < cpStart;
+    const top = ta.scrollTop;
+    const height = ta.scrollHeight;
+    this.shown = display(newText);
+    ta.value = this.shown;
+    ta.setSelectionRange(
+      cpToDisplay(newText, transformPosition(cpStart, op)),
+      cpToDisplay(newText, transformPosition(cpEnd, op)),
+      direction,
+    );
+    // Keep the caret's line where it was on screen when text changed above it.
+    ta.scrollTop = above ? top + ta.scrollHeight - height : top;
+  }
+
+  redraw() {
+    this.onChange([cpLength(this.client.text)], this.client.text);
+  }
+
+  onReadOnly() {
+    this.readOnly = true;
+    this.textarea.readOnly = true;
+  }
+
+  /** Editable once loaded, unless read-only; after a fatal close copying still works. */
+  onState(state) {
+    if (state === "error") {
+      this.textarea.readOnly = true;
+    } else if (this.client.loaded && !this.readOnly) {
+      this.textarea.readOnly = false;
+      this.textarea.placeholder = "Start typing…";
+    }
+  }
+}
