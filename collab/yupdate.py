@@ -50,6 +50,7 @@ MAX_ANY_DEPTH = 64
 """Deepest nesting of lib0 Any values accepted: Yrs and lib0 decode them recursively, and a
 stack overflow in Rust aborts the process."""
 
+_LONG_VAR_UINT = re.compile(rb"[\x80-\xff]{2,7}[\x00-\x7f]")
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _XML_ELEMENT = 3  # its node name follows
 _XML_HOOK = 5
@@ -96,17 +97,40 @@ class Update(NamedTuple):
 class _Input:
     """Reads lib0 fields from bytes; every read is bounds-checked."""
 
-    __slots__ = ("data", "pos")
+    __slots__ = ("data", "long_uints", "pos")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
+        self.long_uints: dict[bytes, int] = {}
+        """Values of the long varUints read so far: client IDs (7-8 bytes) repeat a lot."""
 
     def left(self) -> int:
         return len(self.data) - self.pos
 
     def uint(self) -> int:
-        value, self.pos = read_var_uint(self.data, self.pos)
+        """A varUint; the 1- and 2-byte cases and repeated long ones without a loop."""
+        data, pos = self.data, self.pos
+        if pos + 1 < len(data):
+            first = data[pos]
+            if first < 0x80:
+                self.pos = pos + 1
+                return first
+            second = data[pos + 1]
+            if second < 0x80:
+                self.pos = pos + 2
+                return (first & 0x7F) | second << 7
+            match = _LONG_VAR_UINT.match(data, pos)
+            if match is not None:
+                raw = match.group()
+                value = self.long_uints.get(raw)
+                if value is not None:
+                    self.pos = match.end()
+                    return value
+        value, end = read_var_uint(data, pos)  # also raises the errors
+        if end - pos > 2:
+            self.long_uints[data[pos:end]] = value
+        self.pos = end
         return value
 
     def count(self, what: str, min_bytes: int = 1) -> int:
