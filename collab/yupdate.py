@@ -51,6 +51,9 @@ MAX_ANY_DEPTH = 64
 stack overflow in Rust aborts the process."""
 
 _LONG_VAR_UINT = re.compile(rb"[\x80-\xff]{2,7}[\x00-\x7f]")
+_LONG_UINTS: dict[bytes, int] = {}
+"""Encoded long varUints -> values: client IDs (7-8 bytes) recur in every update."""
+_LONG_UINTS_MAX = 4096
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _XML_ELEMENT = 3  # its node name follows
 _XML_HOOK = 5
@@ -97,13 +100,11 @@ class Update(NamedTuple):
 class _Input:
     """Reads lib0 fields from bytes; every read is bounds-checked."""
 
-    __slots__ = ("data", "long_uints", "pos")
+    __slots__ = ("data", "pos")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
-        self.long_uints: dict[bytes, int] = {}
-        """Values of the long varUints read so far: client IDs (7-8 bytes) repeat a lot."""
 
     def left(self) -> int:
         return len(self.data) - self.pos
@@ -123,13 +124,15 @@ class _Input:
             match = _LONG_VAR_UINT.match(data, pos)
             if match is not None:
                 raw = match.group()
-                value = self.long_uints.get(raw)
+                value = _LONG_UINTS.get(raw)
                 if value is not None:
                     self.pos = match.end()
                     return value
         value, end = read_var_uint(data, pos)  # also raises the errors
         if end - pos > 2:
-            self.long_uints[data[pos:end]] = value
+            if len(_LONG_UINTS) >= _LONG_UINTS_MAX:
+                _LONG_UINTS.clear()
+            _LONG_UINTS[data[pos:end]] = value
         self.pos = end
         return value
 
