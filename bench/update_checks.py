@@ -1,0 +1,129 @@
+"""Cost of the checks run on every incoming Yjs update (collab.ychecks), in µs.
+
+    python bench/update_checks.py              # defaults: 500 KB sync step 2
+    python bench/update_checks.py --kb 200 --repeat 5
+
+Two updates: a one-character insert in the middle of a text with emoji (the common case)
+and a sync step 2 (the whole document as one update) of about `--kb` KB, built from random
+typing, pastes and deletes by two clients, with emoji. Each is timed for decoding alone,
+then `missing_dependencies` + `splits_pair` on the decoded update, then both from bytes
+(`check_update`), against the server's state vector and a SurrogateIndex holding the
+document. pycrdt's own apply time is printed for scale. Best of `--repeat` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pycrdt import Doc, Text
+
+from collab.ychecks import SurrogateIndex, check_update, missing_dependencies
+from collab.yupdate import decode_state_vector, decode_update
+
+PIECES = ["a", "b", "c", " ", "é", "中", "😀", "👍🏽", "🇫🇷", "👨‍👩‍👧", "\n", "the quick "]
+
+
+def best_us(fn: Callable[[], object], repeat: int, min_seconds: float = 0.2) -> float:
+    """Best per-call time in µs over `repeat` rounds of enough calls to last `min_seconds`."""
+    calls = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        if time.perf_counter() - start >= min_seconds / 4 or calls >= 1 << 20:
+            break
+        calls *= 2
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best * 1e6
+
+
+def edit(doc: Doc, rnd: random.Random) -> None:
+    text = doc.get("text", type=Text)
+    current = str(text)
+    at = rnd.randint(0, len(current))
+    offset = len(current[:at].encode())
+    if current and rnd.random() < 0.2:
+        end = min(len(current), at + rnd.randint(1, 5))
+        del text[offset : offset + len(current[at:end].encode())]
+    elif rnd.random() < 0.02:
+        text.insert(offset, "".join(rnd.choices(PIECES, k=200)))
+    else:
+        text.insert(offset, rnd.choice(PIECES))
+
+
+def build(kb: int, seed: int = 1) -> tuple[Doc, Doc]:
+    """Two docs kept in sync, edited in turn until the state is about `kb` KB."""
+    rnd = random.Random(seed)
+    a, b = Doc(), Doc()
+    while len(a.get_update()) < kb * 1000:
+        for _ in range(500):
+            source, target = (a, b) if rnd.random() < 0.5 else (b, a)
+            before = target.get_state()
+            edit(source, rnd)
+            target.apply_update(source.get_update(before))
+    return a, b
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kb", type=int, default=500, help="size of the sync step 2 (KB)")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    a, b = build(args.kb)
+    size = len(a.get_update()) / 1000
+    print(f"built a {size:.0f} KB document in {time.perf_counter() - started:.1f} s")
+    server = Doc()
+    server.apply_update(a.get_update())
+    state = decode_state_vector(server.get_state())
+    index = SurrogateIndex()
+    index.add(server.get_update())
+
+    text = b.get("text", type=Text)
+    middle = str(text)[: len(str(text)) // 2]
+    sent: list[bytes] = []
+    b.observe(lambda event: sent.append(event.update))  # what a peer sends: one transaction
+    text.insert(len(middle.encode()), "x")
+    (small,) = sent
+    big = a.get_update()  # what a client with everything sends to an empty server
+    empty_state: dict[int, int] = {}
+
+    print(f"index: {len(index)} high surrogates, {len(state)} clients")
+    print(f"{'update':>22} {'bytes':>8} {'structs':>8} {'decode':>10} {'checks':>10} {'total':>10}")
+    for name, update, known in (("one character", small, state), ("sync step 2", big, empty_state)):
+        decoded = decode_update(update)
+        assert missing_dependencies(decoded, known) is None
+        assert index.splits_pair(decoded) is None
+        decode = best_us(lambda u=update: decode_update(u), args.repeat)
+        checks = best_us(
+            lambda d=decoded, k=known: (missing_dependencies(d, k), index.splits_pair(d)),
+            args.repeat,
+        )
+        total = best_us(lambda u=update, k=known: check_update(u, k, index), args.repeat)
+        print(
+            f"{name:>22} {len(update):>8} {len(decoded.structs):>8}"
+            f" {decode:>8.1f}µs {checks:>8.1f}µs {total:>8.1f}µs"
+        )
+
+    def apply_big() -> None:
+        Doc().apply_update(big)
+
+    apply_us = best_us(apply_big, 3)
+    print(f"for scale, pycrdt applying the sync step 2 to an empty doc: {apply_us:.0f}µs")
+
+
+if __name__ == "__main__":
+    main()

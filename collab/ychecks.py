@@ -1,0 +1,207 @@
+"""Refuse a Yjs update before applying it, when applying it would split memory from the log.
+
+Two kinds of updates pycrdt accepts but the server must not (issue 9, "the log is the truth"):
+
+- `missing_dependencies`: an update whose structs depend on items the server does not have.
+  pycrdt keeps such structs *pending*; the next update of the peer they point at then
+  half-applies and pycrdt raises. A single-server y-websocket client never sends one:
+  everything it references came through the server, or from itself in the same or an
+  earlier update.
+- `SurrogateIndex.splits_pair`: an insert or delete between the two UTF-16 halves of an
+  astral character (😀, 👍🏽, 🇫🇷). Yjs peers then show two U+FFFD halves while Yrs keeps
+  the character whole: replicas diverge for good.
+
+All functions take raw bytes or an `Update` already decoded by `collab.yupdate`, so that a
+caller checking both decodes once (`check_update` does exactly that). Malformed bytes raise
+`UpdateFormatError`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+
+from collab.yupdate import GC, ID, SKIP, Struct, Update, UpdateFormatError, decode_update
+
+__all__ = [
+    "SurrogateIndex",
+    "Update",
+    "UpdateFormatError",
+    "check_update",
+    "missing_dependencies",
+]
+
+
+def _decoded(update: bytes | Update) -> Update:
+    return update if isinstance(update, Update) else decode_update(update)
+
+
+def _show(dep: ID) -> str:
+    return f"{dep[0]}:{dep[1]}"
+
+
+def missing_dependencies(update: bytes | Update, state: Mapping[int, int]) -> str | None:
+    """Why `update` would not integrate fully into a document with this state vector, or None.
+
+    Refused: (a) a struct starting past the next clock known for its client (a gap; a Skip
+    is a gap unless what it skips is known), (b) an item whose origin, right origin or
+    parent ID is neither known (clock < state[client]) nor in a struct of the update that
+    can integrate before it (same client: an earlier clock; dependencies between clients of
+    one update are resolved in order, so a cycle is refused too), (c) a deleted range past
+    what is known or in the update. Already-known structs are checked too, as Yjs does.
+    """
+    update = _decoded(update)
+    available: dict[int, int] = {}  # client -> end of what is known or in the update
+    waits: list[tuple[Struct, ID]] = []  # dependencies on another client's new structs
+    for s in update.structs:
+        client = s.client
+        avail = available.get(client)
+        if avail is None:
+            avail = available[client] = state.get(client, 0)
+        if s.ref == SKIP:
+            continue
+        if s.clock > avail:
+            return f"client {client}: struct at clock {s.clock}, but only {avail} are known"
+        if s.clock + s.length > avail:
+            available[client] = s.clock + s.length
+        for dep in (s.origin, s.right_origin, s.parent):
+            if dep is None:
+                continue
+            if dep[0] == client:
+                if dep[1] >= s.clock:
+                    return f"item {_show((client, s.clock))} depends on its own later {_show(dep)}"
+            elif dep[1] >= state.get(dep[0], 0):
+                waits.append((s, dep))
+    for s, dep in waits:
+        if dep[1] >= available.get(dep[0], 0):
+            return f"item {_show((s.client, s.clock))} depends on unknown item {_show(dep)}"
+    if waits and (stuck := _cannot_integrate(update, state)):
+        return stuck
+    for client, clock, length in update.deletes:
+        if clock + length > available.get(client, state.get(client, 0)):
+            return f"deletes {client}:{clock}+{length}, past the known or sent clocks"
+    return None
+
+
+def _blocker(s: Struct, done: dict[int, int], state: Mapping[int, int]) -> ID | None:
+    """A dependency of `s` on another client's struct that is not integrated yet."""
+    for dep in (s.origin, s.right_origin, s.parent):
+        if dep is None or dep[0] == s.client:
+            continue
+        if dep[1] >= done.get(dep[0], state.get(dep[0], 0)):
+            return dep
+    return None
+
+
+def _cannot_integrate(update: Update, state: Mapping[int, int]) -> str | None:
+    """Integrate the structs in dependency order, as Yjs does; report any left stuck.
+
+    Each client's structs go in clock order; a client blocked on another's clock waits in
+    that client's heap and is woken once the clock is integrated: O(n log n).
+    """
+    queues: dict[int, list[Struct]] = {}
+    for s in update.structs:
+        if s.ref != SKIP:
+            queues.setdefault(s.client, []).append(s)
+    done = {client: state.get(client, 0) for client in queues}
+    next_index = dict.fromkeys(queues, 0)
+    waiting: dict[int, list[tuple[int, int]]] = {}
+    ready = list(queues)
+    while ready:
+        client = ready.pop()
+        queue, i = queues[client], next_index[client]
+        while i < len(queue):
+            blocker = _blocker(queue[i], done, state)
+            if blocker is not None:
+                heapq.heappush(waiting.setdefault(blocker[0], []), (blocker[1], client))
+                break
+            done[client] = max(done[client], queue[i].clock + queue[i].length)
+            i += 1
+        next_index[client] = i
+        heap = waiting.get(client)
+        while heap and heap[0][0] < done[client]:
+            ready.append(heapq.heappop(heap)[1])
+    for client, queue in queues.items():
+        if next_index[client] < len(queue):
+            s = queue[next_index[client]]
+            return f"item {_show((client, s.clock))} is in a dependency cycle"
+    return None
+
+
+class SurrogateIndex:
+    """Where UTF-16 high surrogates sit, per Yjs client, to refuse edits between the halves.
+
+    Feed it every update the server accepts (`add`) and, once at load, the full state
+    (``doc.get_update()``). It keeps one clock per astral character in string content, so
+    memory grows with the number of astral characters ever added, not with the text.
+
+    Covered: an item whose origin is a high-surrogate clock or whose right origin is the
+    low-surrogate clock just after one (an insert between the halves, whatever the item's
+    content), and a delete range that starts on a low half or ends just after a high half,
+    including pairs in strings of the checked update itself. Not covered: characters whose
+    items the document had already garbage-collected when it was loaded (their text is
+    gone from the state: they are deleted, so a split cannot show), and pairs in strings
+    that were never `add`-ed.
+    """
+
+    __slots__ = ("_highs",)
+
+    def __init__(self) -> None:
+        self._highs: dict[int, set[int]] = {}
+
+    def __len__(self) -> int:
+        """Number of high surrogates remembered."""
+        return sum(map(len, self._highs.values()))
+
+    def add(self, update: bytes | Update, known: Mapping[int, int] | None = None) -> None:
+        """Remember the high surrogates of `update`'s strings.
+
+        `known` is the state vector before the update was applied: clocks below it were
+        ignored by the document (already there), so their content, which a peer may have
+        forged, is ignored here too.
+        """
+        for s in _decoded(update).structs:
+            if s.highs:
+                highs = s.highs
+                if known is not None and s.clock < (floor := known.get(s.client, 0)):
+                    highs = tuple(h for h in highs if h >= floor)
+                self._highs.setdefault(s.client, set()).update(highs)
+
+    def splits_pair(self, update: bytes | Update) -> str | None:
+        """Why `update` would split a surrogate pair, or None."""
+        update = _decoded(update)
+        highs = self._highs
+        own: dict[int, set[int]] = {}
+        for s in update.structs:
+            if s.highs:
+                own.setdefault(s.client, set()).update(s.highs)
+
+        def is_high(client: int, clock: int) -> bool:
+            return clock in highs.get(client, ()) or clock in own.get(client, ())
+
+        for s in update.structs:
+            if s.ref == GC or s.ref == SKIP:
+                continue
+            if s.origin is not None and is_high(*s.origin):
+                return f"item {s.client}:{s.clock} inserts after high surrogate {_show(s.origin)}"
+            right = s.right_origin
+            if right is not None and is_high(right[0], right[1] - 1):
+                return f"item {s.client}:{s.clock} inserts before low surrogate {_show(right)}"
+        for client, clock, length in update.deletes:
+            if is_high(client, clock - 1):
+                return f"deletes {client}:{clock}+{length}, starting on a low surrogate"
+            if is_high(client, clock + length - 1):
+                return f"deletes {client}:{clock}+{length}, ending after a high surrogate"
+        return None
+
+
+def check_update(
+    update: bytes, state: Mapping[int, int], surrogates: SurrogateIndex
+) -> tuple[Update, str | None]:
+    """Decode once and run both checks: the decoded update and the first reason to refuse it.
+
+    Raises `UpdateFormatError` if the bytes are not an update. Pass the decoded update to
+    ``surrogates.add(decoded, state)`` once the document has accepted it.
+    """
+    decoded = decode_update(update)
+    return decoded, missing_dependencies(decoded, state) or surrogates.splits_pair(decoded)
