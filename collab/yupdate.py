@@ -46,6 +46,9 @@ ID: TypeAlias = tuple[int, int]
 GC, DELETED, JSON_, BINARY, STRING, EMBED, FORMAT, TYPE, ANY, DOC, SKIP = range(11)
 """Content refs (``info & 0x1F``); GC and SKIP are not items."""
 
+NON_TEXT_CONTENT = frozenset({JSON_, BINARY, EMBED, TYPE, ANY, DOC})
+"""Content that is not characters: inside a shared text it would be an embed."""
+
 MAX_ANY_DEPTH = 64
 """Deepest nesting of lib0 Any values accepted: Yrs and lib0 decode them recursively, and a
 stack overflow in Rust aborts the process."""
@@ -87,6 +90,10 @@ class Update(NamedTuple):
     structs: list[Struct]
     deletes: list[tuple[int, int, int]]
     """(client, clock, length) ranges of the delete set."""
+
+    def refs(self) -> set[int]:
+        """The content refs the update's structs carry."""
+        return {s.ref for s in self.structs}
 
     def ranges(self) -> dict[int, tuple[int, int]]:
         """Client -> (first clock, end clock) of its struct group."""

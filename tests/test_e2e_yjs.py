@@ -206,14 +206,13 @@ def test_query_string_is_not_part_of_the_name(server: ServerProcess, node) -> No
 
 
 def test_insert_between_the_halves_of_a_surrogate_pair(server: ServerProcess, node) -> None:
-    """A JS peer that splits an emoji: the server stays up, and here is what everyone sees.
+    """A JS peer that splits an emoji is refused: everyone else keeps one text.
 
-    Yjs (JS) splits the emoji's string item and shows each half as U+FFFD; the server
-    (pycrdt/Yrs) keeps the character whole and puts the insert after it (see
-    notes/pycrdt-facts.md). A JS peer that joins later builds its text from the server's
-    state and gets a third version. Replicas diverge: the server accepts the update as any
-    reference server would. This test pins down today's behaviour; if the server starts
-    refusing or repairing such updates, change it on purpose.
+    Yjs (JS) would split the emoji's string item and show each half as U+FFFD, while the
+    server (pycrdt/Yrs) keeps the character whole and puts the insert after it: three
+    texts for one document (notes/pycrdt-facts.md). The server refuses such an update
+    before applying it (close 1002, nothing stored or relayed), so every other replica,
+    the log and a late joiner agree.
     """
     a = node().peer(server.ws_url, "split")
     b = node().peer(server.ws_url, "split")
@@ -224,20 +223,21 @@ def test_insert_between_the_halves_of_a_surrogate_pair(server: ServerProcess, no
 
     a.insert(2, "X")  # between \ud83d and \ude00
     assert a.text() == "a\ufffdX\ufffdb"
-    b.wait_text("a\ufffdX\ufffdb")  # the JS peers agree with each other
-    wait_until(lambda: server_text(server, "split") == "a😀Xb", 10, "the server's text")
-    assert http_get(server, "/healthz")[0] == 200
+    wait_until(lambda: any(e["code"] == 1002 for e in a.events("close")), 10, "the refusal (1002)")
+    close = next(e for e in a.events("close") if e["code"] == 1002)
+    assert "surrogate" in close["reason"]
 
+    # The document still takes edits; the refused insert reached nobody.
+    b.insert(4, "!")
+    wait_until(lambda: server_text(server, "split") == "a😀b!", 10, "the server's text")
+    b.wait_text("a😀b!")
     late = node().peer(server.ws_url, "split")
-    late.wait_text("a\ufffdXb\ufffd")
-
-    # The document still takes edits, and the other documents never noticed.
+    late.wait_text("a😀b!")
     late.insert(0, "中")
-    for peer in (a, b):
-        peer.wait_text("中a\ufffdX\ufffdb")
-    wait_until(lambda: server_text(server, "split") == "中a😀Xb", 10, "the server's text")
+    b.wait_text("中a😀b!")
+    assert server_text(server, "split") == "中a😀b!"
     assert server_text(server, "unrelated") == "untouched 😀"
-    node().peer(server.ws_url, "unrelated").wait_text("untouched 😀")
+    assert http_get(server, "/healthz")[0] == 200
 
 
 def test_restart_keeps_data_and_providers_resync_without_duplicates(start_server, node) -> None:

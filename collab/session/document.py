@@ -28,6 +28,8 @@ from collab.crdt import InvalidUpdateError, apply_update
 from collab.records import Record
 from collab.session.revision import ChangeRefused, Revision
 from collab.wire import ErrorCode, parse_text_origin
+from collab.ychecks import SurrogateIndex, check_update
+from collab.yupdate import NON_TEXT_CONTENT, Update, UpdateFormatError, decode_state_vector
 
 if TYPE_CHECKING:
     from collab.store import StoredDocument
@@ -75,8 +77,10 @@ class Document:
         self.doc = Doc(client_id=client_id)
         self.client_id: int = self.doc.client_id
         self.text = self.doc.get(settings.text_name, type=Text)
+        self._surrogates = SurrogateIndex()  # where edits would split a character
         if stored is not None:
             self._load(stored)
+            self._surrogates.add(self.doc.get_update())
         else:
             self.track_text(track_text)
 
@@ -145,8 +149,13 @@ class Document:
         """Apply a Yjs update; None when it changed nothing (no revision).
 
         Raises `ChangeRefused` when it does not fit; the document is then as it was.
+        Refused before applying: updates that depend on items the document does not have
+        (pycrdt would keep them pending and half-apply a later one) and edits between the
+        halves of a surrogate pair (Yjs and Yrs replicas would diverge).
         """
         self._check_size(len(update))
+        known = decode_state_vector(self.doc.get_state())
+        decoded = self._check_update(update, known)
         # Only deletions: new ones change the document's delete set, known ones do not.
         deletions_only = update[:1] == b"\x00"
         deleted_before = self._delete_set() if deletions_only else b""
@@ -154,10 +163,12 @@ class Document:
             apply_update(self.doc, update)
             _, deltas = self._take_captured()
             op = self._op_from_deltas(deltas)
-            self._check_plain_text()
+            if not self.tracking_text and NON_TEXT_CONTENT.intersection(decoded.refs()):
+                self._check_plain_text()
         except (InvalidUpdateError, textops.OpError) as error:
             self._undo(f"{origin}: {error}")
             raise ChangeRefused(ErrorCode.BAD_MESSAGE, f"update refused: {error}") from None
+        self._surrogates.add(decoded, known)
         if deletions_only and self._delete_set() == deleted_before:
             return None  # nothing new: no revision, nothing relayed
         # The update is stored and relayed as it came (as the reference server relays
@@ -220,6 +231,15 @@ class Document:
         limit = self.settings.max_document_bytes
         if self.state_bytes + added > limit:
             raise ChangeRefused(ErrorCode.TOO_LARGE, f"document would exceed {limit} bytes")
+
+    def _check_update(self, update: bytes, known: dict[int, int]) -> Update:
+        try:
+            decoded, problem = check_update(update, known, self._surrogates)
+        except UpdateFormatError as error:
+            raise ChangeRefused(ErrorCode.BAD_MESSAGE, f"invalid Yjs update: {error}") from None
+        if problem is not None:
+            raise ChangeRefused(ErrorCode.BAD_MESSAGE, f"update refused: {problem}")
+        return decoded
 
     def _check_plain_text(self) -> None:
         """The shared text holds only characters: an embed (counted by pycrdt, left out of
