@@ -18,9 +18,9 @@ from typing import Protocol
 from collab.config import Settings
 from collab.hooks import Change, OnChange, OnLoad, call_hook
 from collab.names import validate_name
-from collab.recording import Recorder
 from collab.session import CLOSE_INTERNAL, CLOSE_TOO_SLOW, Output, PeerId, Session
-from collab.store import Store
+from collab.storage.contract import Snapshot, Store
+from collab.storage.recording import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ class DocumentRunner:
         if rev == self.session.snapshot_rev:
             return True
         try:
-            await self.hub.store.compact(self.name, snapshot, rev)
+            await self.hub.store.compact(self.name, Snapshot(rev, snapshot))
         except Exception:
             log.exception("%s: compaction at rev %d failed; the log is kept", self.name, rev)
             return False

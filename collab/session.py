@@ -29,10 +29,10 @@ from pycrdt import Doc, Text, TextEvent, TransactionEvent, merge_updates
 from collab import protocol, textops
 from collab.config import Settings
 from collab.crdt import InvalidUpdateError, apply_update
-from collab.records import Record
+from collab.storage.contract import Record
 
 if TYPE_CHECKING:
-    from collab.store import StoredDocument
+    from collab.storage.contract import StoredDocument
 
 log = logging.getLogger(__name__)
 

@@ -18,17 +18,11 @@ from pyclient import YClient, connect_options, url_name
 from websockets.asyncio.client import connect
 
 from collab.config import Settings
-from collab.history import (
-    DocumentHistory,
-    HistoryCache,
-    LogReader,
-    RevisionNotFoundError,
-    document_segments,
-    iso_time,
-    parse_time,
-)
 from collab.session import Session
-from collab.store import FileStore
+from collab.storage.contract import Snapshot
+from collab.storage.files import FileStore
+from collab.storage.history import DocumentHistory, HistoryCache, iso_time, parse_time
+from collab.storage.logs import LogReader, RevisionNotFoundError, document_segments
 
 PIECES = ["😀", "👨‍👩‍👧", "👍🏽", "🇫🇷", "中文", "e\u0301", "\r\n", "ab", " "]
 
@@ -51,7 +45,7 @@ class Writer:
         return self.session.rev
 
     async def compact(self) -> None:
-        await self.store.compact(self.name, self.session.state, self.session.rev)
+        await self.store.compact(self.name, Snapshot(self.session.rev, self.session.state))
 
     def history(self, interval: int = 7) -> DocumentHistory:
         reader = LogReader(lambda: document_segments(self.data_dir, self.name))

@@ -18,19 +18,15 @@ from pycrdt import Doc, Text
 from websockets.asyncio.client import connect
 
 from collab import protocol
-from collab.history import segments_at, verify
-from collab.recording import Recorder, RecordingError, read_events, replay_recording
-from collab.records import RECORD_HEADER, encode_records
 from collab.session import Session
-from collab.store import (
-    LOG_HEADER,
-    LOG_MAGIC,
-    LOG_VERSION,
-    StoredDocument,
-    encode_snapshot,
-    read_log_file,
-)
-from collab.testing import ReplayMismatchError, recording_steps, replay_log
+from collab.storage.contract import Snapshot, StoredDocument
+from collab.storage.errors import RecordingError
+from collab.storage.files import FileStore
+from collab.storage.format import FRAME, LOG_HEADER, encode_log, encode_snapshot, read_log_file
+from collab.storage.logs import segments_at
+from collab.storage.recording import Recorder, read_events
+from collab.storage.verify import verify
+from collab.testing import ReplayMismatchError, recording_steps, replay_log, replay_recording
 
 DATA = Path(__file__).resolve().parent / "data"
 EXPECTED = json.loads((DATA / "expected.json").read_text())
@@ -69,7 +65,7 @@ def test_replay_log_notices_when_the_engine_does_not_reproduce_it(tmp_path: Path
     records = read_log_file(DATA / "unicode-notes" / "log-000000000000.ylog")
     records[1] = dataclasses.replace(records[1], update=b"\x00\x00")  # changes nothing
     log = tmp_path / "log-000000000000.ylog"
-    log.write_bytes(LOG_HEADER.pack(LOG_MAGIC, LOG_VERSION) + encode_records(records))
+    log.write_bytes(encode_log(records))
     steps = replay_log(log)
     assert next(steps).text == NOTES["texts"][0]
     with pytest.raises(ReplayMismatchError, match="rev 2: the update changed nothing"):
@@ -145,8 +141,8 @@ def test_verify_ok(data_dir: Path) -> None:
 def test_verify_names_the_file_and_offset_of_a_bad_checksum(data_dir: Path) -> None:
     log = data_dir / "docs" / "notes" / "log-000000000000.ylog"
     data = bytearray(log.read_bytes())
-    second = LOG_HEADER.size + RECORD_HEADER.size + RECORD_HEADER.unpack_from(data, 8)[0]
-    data[second + RECORD_HEADER.size + 20] ^= 0xFF  # a byte inside the second record's body
+    second = LOG_HEADER.size + FRAME.size + FRAME.unpack_from(data, 8)[0]
+    data[second + FRAME.size + 20] ^= 0xFF  # a byte inside the second record's body
     log.write_bytes(bytes(data))
     result = collab(data_dir / "docs" / "notes", "--verify")
     assert result.returncode == 1
@@ -159,7 +155,9 @@ def test_verify_finds_a_snapshot_that_is_not_the_replay(data_dir: Path) -> None:
     directory = data_dir / "docs" / "notes"
     other = Doc()
     other.get("text", type=Text).insert(0, "not what the log says")
-    (directory / "snapshot-000000000006.ysnap").write_bytes(encode_snapshot(6, other.get_update()))
+    (directory / "snapshot-000000000006.ysnap").write_bytes(
+        encode_snapshot(Snapshot(6, other.get_update()))
+    )
     report = verify(segments_at(directory))
     assert not report.ok
     (problem,) = report.problems
@@ -189,7 +187,7 @@ def test_recording_survives_a_torn_tail_and_reports_corruption(tmp_path: Path) -
     data = bytearray(path.read_bytes())
     data[events[3].offset + 20] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(RecordingError, match=f"at byte {events[3].offset}: checksum"):
+    with pytest.raises(RecordingError, match=f"at offset {events[3].offset}: checksum"):
         list(read_events(path))
 
 
@@ -283,8 +281,6 @@ async def test_recorded_server_session_replays_byte_for_byte(
 async def test_a_long_replay_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     import os
     import pty
-
-    from collab.store import FileStore
 
     store = FileStore(tmp_path, fsync=False)
     session = Session("long")
