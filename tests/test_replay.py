@@ -6,9 +6,11 @@ import contextlib
 import dataclasses
 import json
 import shutil
+import struct
 import subprocess
 import sys
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,16 @@ from collab.session import Session
 from collab.storage.contract import Snapshot, StoredDocument
 from collab.storage.errors import RecordingError
 from collab.storage.files import FileStore
-from collab.storage.format import FRAME, LOG_HEADER, encode_log, encode_snapshot, read_log_file
-from collab.storage.logs import segments_at
+from collab.storage.format import (
+    FRAME,
+    LOG_HEADER,
+    encode_log,
+    encode_snapshot,
+    read_log_file,
+    read_snapshot_file,
+)
+from collab.storage.history import DocumentHistory
+from collab.storage.logs import LogReader, segments_at
 from collab.storage.recording import Recorder, read_events
 from collab.storage.verify import verify
 from collab.testing import ReplayMismatchError, recording_steps, replay_log, replay_recording
@@ -151,6 +161,23 @@ def test_verify_names_the_file_and_offset_of_a_bad_checksum(data_dir: Path) -> N
     assert out.splitlines()[-1].startswith("DAMAGED")
 
 
+def test_verify_history_and_replay_read_a_version_1_snapshot(data_dir: Path) -> None:
+    """A directory written before snapshot meta existed (snapshot format version 1)."""
+    directory = data_dir / "docs" / "notes"
+    snapshot = directory / "snapshot-000000000006.ysnap"
+    state = read_snapshot_file(snapshot).state
+    header = struct.pack("<4sIQIQ", b"CSNP", 1, 6, zlib.crc32(state), len(state))
+    snapshot.write_bytes(header + state)
+
+    assert verify(segments_at(directory)).problems == []
+    assert [step.text for step in replay_log(directory)] == NOTES["texts"]
+    assert collab(directory, "--at", "7").stdout.decode() == NOTES["texts"][6]
+    history = DocumentHistory(LogReader(lambda: segments_at(directory)), interval=4)
+    history.refresh()
+    assert [history.text_at(rev) for rev in range(1, 10)] == NOTES["texts"]
+    history.close()
+
+
 def test_verify_finds_a_snapshot_that_is_not_the_replay(data_dir: Path) -> None:
     directory = data_dir / "docs" / "notes"
     other = Doc()
@@ -189,6 +216,15 @@ def test_recording_survives_a_torn_tail_and_reports_corruption(tmp_path: Path) -
     path.write_bytes(bytes(data))
     with pytest.raises(RecordingError, match=f"at offset {events[3].offset}: checksum"):
         list(read_events(path))
+
+
+def test_a_version_1_recording_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "old.rec"
+    path.write_bytes(b"CLBREC\x00\x01" + bytes(40))  # big-endian, before frames were shared
+    with pytest.raises(RecordingError, match="at offset 6: a version 1 recording"):
+        list(read_events(path))
+    with pytest.raises(RecordingError, match="version 1"):
+        Recorder(path)
 
 
 def test_recording_replays_a_reloaded_document_byte_for_byte(tmp_path: Path) -> None:

@@ -18,7 +18,14 @@ import pytest
 from pycrdt import Doc, Text
 
 from collab.config import Settings
-from collab.storage.contract import DocumentInfo, Record, Snapshot, Store, StoredDocument
+from collab.storage.contract import (
+    DocumentInfo,
+    HistoryStore,
+    Record,
+    Snapshot,
+    Store,
+    StoredDocument,
+)
 from collab.storage.errors import CompactionError, CorruptDocumentError
 from collab.storage.files import FileStore
 from collab.storage.format import (
@@ -294,6 +301,11 @@ async def test_no_fsync_when_disabled(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_from_settings(tmp_path: Path) -> None:
     store = FileStore.from_settings(Settings(data_dir=tmp_path, fsync="never", keep_history=False))
     assert store.data_dir == tmp_path and not store.fsync and not store.keep_history
+
+
+def test_only_the_file_store_keeps_history(tmp_path: Path) -> None:
+    assert isinstance(FileStore(tmp_path), HistoryStore)
+    assert not isinstance(MemoryStore(), HistoryStore)
 
 
 async def test_layout_on_disk(file_store: FileStore) -> None:
