@@ -6,15 +6,14 @@ import contextlib
 import dataclasses
 import json
 import shutil
-import struct
 import subprocess
 import sys
 import urllib.request
-import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import v1_snapshot
 from pyclient import YClient, connect_options, state_vector, url_name
 from pycrdt import Doc, Text
 from websockets.asyncio.client import connect
@@ -166,8 +165,7 @@ def test_verify_history_and_replay_read_a_version_1_snapshot(data_dir: Path) -> 
     directory = data_dir / "docs" / "notes"
     snapshot = directory / "snapshot-000000000006.ysnap"
     state = read_snapshot_file(snapshot).state
-    header = struct.pack("<4sIQIQ", b"CSNP", 1, 6, zlib.crc32(state), len(state))
-    snapshot.write_bytes(header + state)
+    snapshot.write_bytes(v1_snapshot(6, state))
 
     assert verify(segments_at(directory)).problems == []
     assert [step.text for step in replay_log(directory)] == NOTES["texts"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import struct
 import tempfile
-import zlib
 from pathlib import Path
 
 import pytest
+from conftest import v1_snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,11 +86,6 @@ def test_origin_and_user_limits() -> None:
 
 
 # --- Snapshot files ------------------------------------------------------------------------------
-
-
-def v1_snapshot(rev: int, state: bytes) -> bytes:
-    """A snapshot file as version 1 wrote it (docs/storage.md): no meta section."""
-    return struct.pack("<4sIQIQ", b"CSNP", 1, rev, zlib.crc32(state), len(state)) + state
 
 
 @settings(max_examples=100)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import struct
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from conftest import v1_snapshot
 from pycrdt import Doc, Text
 
 from collab.config import Settings
@@ -358,8 +357,7 @@ async def test_a_version_1_snapshot_still_loads(file_store: FileStore) -> None:
     snapshot = file_store.segments("d")[-1].snapshot
     assert snapshot is not None
     state = read_snapshot_file(snapshot).state
-    v1_header = struct.pack("<4sIQIQ", b"CSNP", 1, 4, zlib.crc32(state), len(state))
-    snapshot.write_bytes(v1_header + state)
+    snapshot.write_bytes(v1_snapshot(4, state))
 
     stored = await FileStore(file_store.data_dir).load("d")
 
