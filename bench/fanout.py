@@ -56,7 +56,7 @@ from pathlib import Path
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from collab.protocol import write_var_uint
+from collab.protocol import read_var_uint, write_var_uint
 
 REPO = Path(__file__).resolve().parent.parent
 TARGETS = ("baseline", "durable", "fast")
@@ -120,14 +120,8 @@ def check_encoder() -> None:
 
 def unwrap_varbytes(data: bytes) -> bytes:
     """The payload of a lib0 varUint8Array."""
-    length, shift, i = 0, 0, 0
-    while True:
-        byte = data[i]
-        length |= (byte & 0x7F) << shift
-        i += 1
-        if byte < 0x80:
-            return data[i : i + length]
-        shift += 7
+    length, start = read_var_uint(data, 0)
+    return data[start : start + length]
 
 
 # --- the load generator (runs in worker processes) ---------------------------------------

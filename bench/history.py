@@ -24,15 +24,11 @@ from pathlib import Path
 
 from pycrdt import Doc, Text
 
-from collab.history import (
-    DocumentHistory,
-    LogReader,
-    document_segments,
-    read_history,
-    replay_text,
-)
-from collab.records import Record
-from collab.store import FileStore
+from collab.storage.contract import Record, Snapshot
+from collab.storage.files import FileStore
+from collab.storage.history import DocumentHistory
+from collab.storage.logs import LogReader, document_segments, read_history
+from collab.storage.replay import replay_text
 
 NAME = "bench/long history"
 PIECES = ["😀", "中文", "\r\n", "👨‍👩‍👧", "e\u0301"]
@@ -92,7 +88,7 @@ async def write_document(data_dir: Path, revisions: int) -> dict[int, str]:
             await store.append(NAME, batch)
             batch = []
         if rev % 10_000 == 0:
-            await store.compact(NAME, writers.docs[0].get_update(), rev)
+            await store.compact(NAME, Snapshot(rev, writers.docs[0].get_update()))
     await store.close()
     return known
 

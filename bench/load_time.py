@@ -16,9 +16,9 @@ from pathlib import Path
 
 from pycrdt import Doc, Text
 
-from collab.records import Record
 from collab.session import Session
-from collab.store import FileStore
+from collab.storage.contract import Record, Snapshot
+from collab.storage.files import FileStore
 
 PIECES = ["a", "é", "中", "😀", " ", "\r\n"]
 
@@ -65,7 +65,7 @@ async def main(edits: int) -> None:
         for i in range(0, edits, 1000):
             await store.append("log", records[i : i + 1000])
             await store.append("snap", records[i : i + 1000])
-        await store.compact("snap", snapshot, edits)
+        await store.compact("snap", Snapshot(edits, snapshot))
         log_file = store.segments("log")[-1].log
         snap_file = store.segments("snap")[-1].snapshot
         assert snap_file is not None

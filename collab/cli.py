@@ -212,31 +212,33 @@ def _write(text: str) -> None:
 
 def replay(args: argparse.Namespace) -> int:
     """`collab replay`: print a document's text, its revisions, or what is wrong with it."""
-    from collab import history
+    from collab.storage import logs
+    from collab.storage.history import parse_time
+    from collab.storage.replay import replay_text
 
     try:
         if args.recording is not None:
             return _replay_recording(args)
         if args.data_dir is not None:
-            segments = history.document_segments(args.data_dir, args.target)
+            segments = logs.document_segments(args.data_dir, args.target)
         else:
-            segments = history.segments_at(Path(args.target))
+            segments = logs.segments_at(Path(args.target))
         if not segments:
             print(f"collab replay: no document {args.target!r} in {args.data_dir}", file=sys.stderr)
             return 2
         if args.verify:
             return _verify(segments, args.text_name)
-        log = history.read_history(segments)
+        log = logs.read_history(segments)
         if args.steps:
             _print_steps(log, args.text_name)
             return 0
         rev = args.at
         if args.time is not None:
-            rev = history.rev_at_time(log, history.parse_time(args.time))
+            rev = log.rev_at_time(parse_time(args.time))
         count = (log.last_rev if rev is None else min(rev, log.last_rev)) - log.base_rev
         progress = Progress(count, "replaying")
         try:
-            text = history.replay_text(log, rev, args.text_name, progress)
+            text = replay_text(log, rev, args.text_name, progress)
         finally:
             progress.done()
         _write(text)
@@ -244,7 +246,7 @@ def replay(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `collab replay ... | head`
         sys.stderr.close()
         return 0
-    except (history.HistoryError, history.RevisionNotFoundError, ValueError, OSError) as error:
+    except (logs.RevisionNotFoundError, ValueError, OSError) as error:
         print(f"collab replay: {error}", file=sys.stderr)
         return 1
 
@@ -252,7 +254,8 @@ def replay(args: argparse.Namespace) -> int:
 def _print_steps(log: Any, text_name: str) -> None:
     import json
 
-    from collab.history import RevisionInfo, texts
+    from collab.storage.history import RevisionInfo
+    from collab.storage.replay import texts
 
     for record, text in texts(log, text_name):
         info = RevisionInfo(record.rev, record.time, record.origin, record.user, len(record.update))
@@ -260,11 +263,11 @@ def _print_steps(log: Any, text_name: str) -> None:
 
 
 def _verify(segments: list[Any], text_name: str) -> int:
-    from collab import history
+    from collab.storage.verify import verify
 
     progress = Progress(_estimate_revisions(segments), "verifying")
     try:
-        report = history.verify(segments, text_name, progress)
+        report = verify(segments, text_name, progress)
     finally:
         progress.done()
     for problem in report.problems:
@@ -289,7 +292,7 @@ def _estimate_revisions(segments: list[Any]) -> int:
 
 
 def _replay_recording(args: argparse.Namespace) -> int:
-    from collab.recording import replay_recording
+    from collab.storage.replay import replay_recording
 
     sessions = replay_recording(args.recording)
     session = sessions.get(args.target)

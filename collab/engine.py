@@ -12,8 +12,9 @@ from collab import textops
 from collab.config import Settings
 from collab.hooks import Authenticate, OnChange, OnLoad
 from collab.hub import Hub
-from collab.recording import Recorder
-from collab.store import FileStore, Store
+from collab.storage.contract import Store
+from collab.storage.files import FileStore
+from collab.storage.recording import Recorder
 from collab.web import WebApp
 
 

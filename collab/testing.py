@@ -26,83 +26,12 @@ message, with no network::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import NamedTuple
+from collab.storage.replay import (
+    ReplayMismatchError,
+    Step,
+    recording_steps,
+    replay_log,
+    replay_recording,
+)
 
-from collab.config import Settings
-from collab.history import document_segments, read_history, segments_at
-from collab.recording import Event, Replayer, read_events, replay_recording
-from collab.records import Record
-from collab.session import Session
-from collab.store import StoredDocument
-
-__all__ = ["Step", "recording_steps", "replay_log", "replay_recording"]
-
-
-class Step(NamedTuple):
-    """One revision of a replayed log: the stored record, and the text right after it."""
-
-    record: Record
-    text: str
-
-
-class ReplayMismatchError(AssertionError):
-    """The engine did not reproduce the log (a revision changed nothing, or the texts differ)."""
-
-
-def replay_log(
-    path: str | Path,
-    name: str | None = None,
-    *,
-    settings: Settings | None = None,
-    check: bool = True,
-) -> Iterator[Step]:
-    """Replay a document's log through a `Session`, yielding each revision and its text.
-
-    `path` is a document's directory or one ``.ylog`` file; with `name`, `path` is a
-    ``--data-dir`` and `name` the document. The replay starts from the oldest snapshot
-    kept when the oldest revisions were not. With `check`, each step also checks that the
-    session's revision number follows the record's and that its code-point text equals
-    the Yjs text (a `ReplayMismatchError` otherwise).
-    """
-    path = Path(path)
-    segments = document_segments(path, name) if name is not None else segments_at(path)
-    if not segments:
-        raise FileNotFoundError(f"no document {name!r} in {path}")
-    log = read_history(segments)
-    records = log.records
-    now = [records[0].time if records else 0.0]
-    stored = StoredDocument(log.base_state, log.base_rev, [], 0) if log.base_state else None
-    session = Session(name or path.stem, settings, stored, clock=lambda: now[0])
-    for record in records:
-        now[0] = record.time
-        applied = session.apply_update(record.update, record.origin, record.user)
-        session.take_output()
-        if check:
-            _check_step(session, record, applied)
-        yield Step(record, session.mirror)
-
-
-def _check_step(session: Session, record: Record, applied: Record | None) -> None:
-    if applied is None:
-        raise ReplayMismatchError(f"rev {record.rev}: the update changed nothing on replay")
-    if applied.rev != record.rev:
-        raise ReplayMismatchError(f"rev {record.rev} replayed as rev {applied.rev}")
-    yjs_text = str(session.document.text)
-    if session.mirror != yjs_text:
-        raise ReplayMismatchError(
-            f"rev {record.rev}: the engine's text {session.mirror!r} != Yjs text {yjs_text!r}"
-        )
-
-
-def recording_steps(
-    path: str | Path, settings: Settings | None = None
-) -> Iterator[tuple[Event, Session | None]]:
-    """Replay a recording event by event: each event and the session it touched, after it.
-
-    `start` events (a server run began) touch no session and come with None.
-    """
-    replayer = Replayer(settings)
-    for event in read_events(path):
-        yield event, replayer.feed(event)
+__all__ = ["ReplayMismatchError", "Step", "recording_steps", "replay_log", "replay_recording"]

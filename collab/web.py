@@ -16,12 +16,13 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketState
 
-from collab.history import DocumentHistory, HistoryCache, HistoryError, parse_time
 from collab.hooks import Access, AccessDenied, Authenticate, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
 from collab.names import InvalidNameError
 from collab.protocol import close_reason
-from collab.store import CorruptDocumentError
+from collab.storage.contract import HistoryStore
+from collab.storage.errors import CorruptDocumentError, FileFormatError
+from collab.storage.history import DocumentHistory, HistoryCache, parse_time
 from collab.wire import CloseCode
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,9 @@ class WebApp:
         self.hub = hub
         self.authenticate = authenticate
         # History reads the retained log segments: only stores that keep them have it.
-        segments = getattr(hub.store, "segments", None)
-        self.histories = HistoryCache(segments, hub.settings.text_name) if segments else None
+        self.histories: HistoryCache | None = None
+        if isinstance(hub.store, HistoryStore):
+            self.histories = HistoryCache(hub.store.segments, hub.settings.text_name)
 
     async def access(self, connection: HTTPConnection, name: str) -> Access:
         """Ask the authenticate hook; raises AccessDenied. A hook that fails refuses."""
@@ -258,7 +260,7 @@ class WebApp:
             return error_response(501, "history needs a store that keeps log segments")
         try:
             history = await asyncio.to_thread(self.histories.get, name)
-        except (HistoryError, CorruptDocumentError) as error:
+        except FileFormatError as error:
             log.error("%s: history cannot be read: %s", name, error)
             return error_response(500, "history cannot be read: damaged on disk")
         if not history.exists:

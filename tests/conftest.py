@@ -6,10 +6,12 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,11 @@ def require(condition: bool, what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} is missing in CI: .ci/run must install it")
     pytest.skip(f"{what} is not installed")
+
+
+def v1_snapshot(rev: int, state: bytes) -> bytes:
+    """A snapshot file as format version 1 wrote it (docs/storage.md): no meta section."""
+    return struct.pack("<4sIQIQ", b"CSNP", 1, rev, zlib.crc32(state), len(state)) + state
 
 
 def free_port() -> int:

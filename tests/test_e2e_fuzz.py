@@ -19,7 +19,8 @@ from pyclient import YClient
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from collab.store import FileStore, read_log_file
+from collab.storage.files import FileStore
+from collab.storage.format import read_log_file
 from collab.textclient import TextClient
 
 PIECES = ["a", "b", " ", "😀", "👨‍👩‍👧", "👍🏽", "🇫🇷", "中文", "e\u0301", "\r\n"]

@@ -15,7 +15,7 @@ from conftest import REPO, free_port
 from pyclient import YClient
 
 from collab import protocol
-from collab.store import FileStore
+from collab.storage.files import FileStore
 
 
 def readme_examples() -> list[str]:

@@ -19,17 +19,11 @@ from pyclient import YClient, connect_options, url_name
 from websockets.asyncio.client import connect
 
 from collab.config import Settings
-from collab.history import (
-    DocumentHistory,
-    HistoryCache,
-    LogReader,
-    RevisionNotFoundError,
-    document_segments,
-    iso_time,
-    parse_time,
-)
 from collab.session import Session
-from collab.store import FileStore
+from collab.storage.contract import Snapshot
+from collab.storage.files import FileStore
+from collab.storage.history import DocumentHistory, HistoryCache, iso_time, parse_time
+from collab.storage.logs import LogReader, RevisionNotFoundError, document_segments
 
 PIECES = ["😀", "👨‍👩‍👧", "👍🏽", "🇫🇷", "中文", "e\u0301", "\r\n", "ab", " "]
 
@@ -53,7 +47,7 @@ class Writer:
 
     async def compact(self) -> None:
         state, rev = self.session.state, self.session.rev
-        await self.store.compact(self.name, state, rev)
+        await self.store.compact(self.name, Snapshot(rev, state))
         self.session.compacted(rev, state)
 
     def history(self, interval: int = 7) -> DocumentHistory:

@@ -14,9 +14,10 @@ from pycrdt import Doc, Text
 from collab import protocol
 from collab.config import Settings
 from collab.hub import DocumentNotFoundError, Hub
-from collab.records import Record
 from collab.session import Session
-from collab.store import CorruptDocumentError, MemoryStore, StoredDocument
+from collab.storage.contract import Record, Snapshot, StoredDocument
+from collab.storage.errors import CorruptDocumentError
+from collab.storage.memory import MemoryStore
 
 
 async def until(condition: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:
@@ -79,12 +80,12 @@ class ControlledStore(MemoryStore):
     async def close(self) -> None:
         self.closed = True
 
-    async def compact(self, name: str, snapshot: bytes, rev: int) -> None:
+    async def compact(self, name: str, snapshot: Snapshot) -> None:
         await self.compact_gate.wait()
         assert not self.closed, "compacting in a closed store"
         if self.fail_compact:
             raise OSError("disk full")
-        await super().compact(name, snapshot, rev)
+        await super().compact(name, snapshot)
 
 
 def hello(client: str) -> str:

@@ -13,25 +13,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import v1_snapshot
 from ot_ids import secret_for
 from pyclient import YClient, connect_options, state_vector, url_name
 from pycrdt import Doc, Text
 from websockets.asyncio.client import connect
 
 from collab import protocol
-from collab.history import segments_at, verify
-from collab.recording import Recorder, RecordingError, read_events, replay_recording
-from collab.records import RECORD_HEADER, encode_records
 from collab.session import Session
-from collab.store import (
+from collab.storage.contract import Snapshot, StoredDocument
+from collab.storage.errors import RecordingError
+from collab.storage.files import FileStore
+from collab.storage.format import (
+    FRAME,
     LOG_HEADER,
-    LOG_MAGIC,
-    LOG_VERSION,
-    StoredDocument,
+    encode_log,
     encode_snapshot,
     read_log_file,
+    read_snapshot_file,
 )
-from collab.testing import ReplayMismatchError, recording_steps, replay_log
+from collab.storage.history import DocumentHistory
+from collab.storage.logs import LogReader, segments_at
+from collab.storage.recording import Recorder, read_events
+from collab.storage.verify import verify
+from collab.testing import ReplayMismatchError, recording_steps, replay_log, replay_recording
 
 DATA = Path(__file__).resolve().parent / "data"
 EXPECTED = json.loads((DATA / "expected.json").read_text())
@@ -70,7 +75,7 @@ def test_replay_log_notices_when_the_engine_does_not_reproduce_it(tmp_path: Path
     records = read_log_file(DATA / "unicode-notes" / "log-000000000000.ylog")
     records[1] = dataclasses.replace(records[1], update=b"\x00\x00")  # changes nothing
     log = tmp_path / "log-000000000000.ylog"
-    log.write_bytes(LOG_HEADER.pack(LOG_MAGIC, LOG_VERSION) + encode_records(records))
+    log.write_bytes(encode_log(records))
     steps = replay_log(log)
     assert next(steps).text == NOTES["texts"][0]
     with pytest.raises(ReplayMismatchError, match="rev 2: the update changed nothing"):
@@ -146,8 +151,8 @@ def test_verify_ok(data_dir: Path) -> None:
 def test_verify_names_the_file_and_offset_of_a_bad_checksum(data_dir: Path) -> None:
     log = data_dir / "docs" / "notes" / "log-000000000000.ylog"
     data = bytearray(log.read_bytes())
-    second = LOG_HEADER.size + RECORD_HEADER.size + RECORD_HEADER.unpack_from(data, 8)[0]
-    data[second + RECORD_HEADER.size + 20] ^= 0xFF  # a byte inside the second record's body
+    second = LOG_HEADER.size + FRAME.size + FRAME.unpack_from(data, 8)[0]
+    data[second + FRAME.size + 20] ^= 0xFF  # a byte inside the second record's body
     log.write_bytes(bytes(data))
     result = collab(data_dir / "docs" / "notes", "--verify")
     assert result.returncode == 1
@@ -156,11 +161,29 @@ def test_verify_names_the_file_and_offset_of_a_bad_checksum(data_dir: Path) -> N
     assert out.splitlines()[-1].startswith("DAMAGED")
 
 
+def test_verify_history_and_replay_read_a_version_1_snapshot(data_dir: Path) -> None:
+    """A directory written before snapshot meta existed (snapshot format version 1)."""
+    directory = data_dir / "docs" / "notes"
+    snapshot = directory / "snapshot-000000000006.ysnap"
+    state = read_snapshot_file(snapshot).state
+    snapshot.write_bytes(v1_snapshot(6, state))
+
+    assert verify(segments_at(directory)).problems == []
+    assert [step.text for step in replay_log(directory)] == NOTES["texts"]
+    assert collab(directory, "--at", "7").stdout.decode() == NOTES["texts"][6]
+    history = DocumentHistory(LogReader(lambda: segments_at(directory)), interval=4)
+    history.refresh()
+    assert [history.text_at(rev) for rev in range(1, 10)] == NOTES["texts"]
+    history.close()
+
+
 def test_verify_finds_a_snapshot_that_is_not_the_replay(data_dir: Path) -> None:
     directory = data_dir / "docs" / "notes"
     other = Doc()
     other.get("text", type=Text).insert(0, "not what the log says")
-    (directory / "snapshot-000000000006.ysnap").write_bytes(encode_snapshot(6, other.get_update()))
+    (directory / "snapshot-000000000006.ysnap").write_bytes(
+        encode_snapshot(Snapshot(6, other.get_update()))
+    )
     report = verify(segments_at(directory))
     assert not report.ok
     (problem,) = report.problems
@@ -190,8 +213,17 @@ def test_recording_survives_a_torn_tail_and_reports_corruption(tmp_path: Path) -
     data = bytearray(path.read_bytes())
     data[events[3].offset + 20] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(RecordingError, match=f"at byte {events[3].offset}: checksum"):
+    with pytest.raises(RecordingError, match=f"at offset {events[3].offset}: checksum"):
         list(read_events(path))
+
+
+def test_a_version_1_recording_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "old.rec"
+    path.write_bytes(b"CLBREC\x00\x01" + bytes(40))  # big-endian, before frames were shared
+    with pytest.raises(RecordingError, match="at offset 6: a version 1 recording"):
+        list(read_events(path))
+    with pytest.raises(RecordingError, match="version 1"):
+        Recorder(path)
 
 
 def test_recording_replays_a_reloaded_document_byte_for_byte(tmp_path: Path) -> None:
@@ -284,8 +316,6 @@ async def test_recorded_server_session_replays_byte_for_byte(
 async def test_a_long_replay_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     import os
     import pty
-
-    from collab.store import FileStore
 
     store = FileStore(tmp_path, fsync=False)
     session = Session("long")

@@ -12,7 +12,7 @@ from pycrdt import Doc, Text
 from collab import protocol, textops
 from collab.config import Settings
 from collab.session import Session
-from collab.store import StoredDocument
+from collab.storage.contract import StoredDocument
 
 UNICODE = "héllo 😀 👨‍👩‍👧 👍🏽 🇫🇷 中文 e\u0301\r\n"
 

@@ -13,30 +13,28 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from conftest import v1_snapshot
 from pycrdt import Doc, Text
 
 from collab.config import Settings
-from collab.records import (
-    Record,
-    RecordFormatError,
-    decode_records,
-    encode_record,
-    encode_records,
-)
-from collab.store import (
-    LOG_HEADER,
-    CompactionError,
-    CorruptDocumentError,
+from collab.storage.contract import (
     DocumentInfo,
-    FileStore,
-    MemoryStore,
+    HistoryStore,
+    Record,
+    Snapshot,
     Store,
     StoredDocument,
+)
+from collab.storage.errors import CompactionError, CorruptDocumentError
+from collab.storage.files import FileStore
+from collab.storage.format import (
+    LOG_HEADER,
+    encode_record,
+    encode_records,
     read_log_file,
     read_snapshot_file,
 )
+from collab.storage.memory import MemoryStore
 
 PIECES = ["héllo", " 😀", " 👨‍👩‍👧", " 👍🏽🇫🇷", " 中文", " e\u0301", "\r\n", "line 2\r\n"]
 UNICODE_NAMES = ["notes", "Café", "cafe\u0301", "中文 doc", "😀/👨‍👩‍👧", "🇫🇷 👍🏽"]
@@ -142,7 +140,7 @@ async def test_append_refuses_revisions_that_do_not_follow(store: Store) -> None
 async def test_compaction_round_trip_and_appends_after_it(store: Store) -> None:
     editor = Editor()
     await store.append("d", editor.edit(PIECES[:5]))
-    await store.compact("d", editor.snapshot(), 5)
+    await store.compact("d", Snapshot(5, editor.snapshot()))
     later = editor.edit(PIECES[5:])
     await store.append("d", later)
 
@@ -161,12 +159,31 @@ async def test_compaction_keeps_records_past_the_snapshot(store: Store) -> None:
     later = editor.edit(PIECES[3:])
     await store.append("d", later)
 
-    await store.compact("d", snapshot_at_3, 3)
+    await store.compact("d", Snapshot(3, snapshot_at_3))
 
     stored = await store.load("d")
     assert stored is not None
     assert stored.snapshot_rev == 3 and stored.records == later
     assert text_of(stored) == str(editor.text)
+
+
+async def test_snapshot_meta_round_trips_through_compaction(store: Store) -> None:
+    editor = Editor()
+    await store.append("d", editor.edit(PIECES[:3]))
+    stored = await store.load("d")
+    assert stored is not None and stored.snapshot_meta == b""
+    meta = "sessions: 😀".encode() + bytes(range(256))  # opaque: any bytes
+    await store.compact("d", Snapshot(3, editor.snapshot(), meta))
+    later = editor.edit(PIECES[3:5])
+    await store.append("d", later)
+
+    stored = await store.load("d")
+
+    assert stored is not None and stored.snapshot_meta == meta
+    assert stored.snapshot_rev == 3 and stored.records == later
+    await store.compact("d", Snapshot(5, editor.snapshot()))  # a snapshot without meta
+    stored = await store.load("d")
+    assert stored is not None and stored.snapshot_meta == b"" and stored.snapshot_rev == 5
 
 
 async def test_a_snapshot_that_does_not_match_the_log_is_refused(store: Store) -> None:
@@ -182,9 +199,9 @@ async def test_a_snapshot_that_does_not_match_the_log_is_refused(store: Store) -
 
     for wrong in (other.snapshot(), missing_rev_4, with_rev_5, b"junk", b""):
         with pytest.raises(CompactionError):
-            await store.compact("d", wrong, 4)
+            await store.compact("d", Snapshot(4, wrong))
     with pytest.raises(CompactionError):
-        await store.compact("d", editor.snapshot(), 9)  # past the end of the log
+        await store.compact("d", Snapshot(9, editor.snapshot()))  # past the end of the log
 
     assert await store.load("d") == before
 
@@ -276,13 +293,18 @@ async def test_no_fsync_when_disabled(tmp_path: Path, monkeypatch: pytest.Monkey
     store = FileStore(tmp_path, fsync=False)
     editor = Editor()
     await store.append("d", editor.edit(PIECES))
-    await store.compact("d", editor.snapshot(), editor.rev)
+    await store.compact("d", Snapshot(editor.rev, editor.snapshot()))
     assert calls == []
 
 
 def test_from_settings(tmp_path: Path) -> None:
     store = FileStore.from_settings(Settings(data_dir=tmp_path, fsync="never", keep_history=False))
     assert store.data_dir == tmp_path and not store.fsync and not store.keep_history
+
+
+def test_only_the_file_store_keeps_history(tmp_path: Path) -> None:
+    assert isinstance(FileStore(tmp_path), HistoryStore)
+    assert not isinstance(MemoryStore(), HistoryStore)
 
 
 async def test_layout_on_disk(file_store: FileStore) -> None:
@@ -298,7 +320,7 @@ async def test_compaction_keeps_history_by_default(file_store: FileStore) -> Non
     early = editor.edit(PIECES[:4])
     await file_store.append("d", early)
     snapshot_at_4 = editor.snapshot()
-    await file_store.compact("d", snapshot_at_4, 4)
+    await file_store.compact("d", Snapshot(4, snapshot_at_4))
     await file_store.append("d", editor.edit(PIECES[4:]))
 
     segments = file_store.segments("d")
@@ -306,9 +328,41 @@ async def test_compaction_keeps_history_by_default(file_store: FileStore) -> Non
     assert [s.start_rev for s in segments] == [0, 4]
     assert segments[0].snapshot is None and read_log_file(segments[0].log) == early
     assert segments[1].snapshot is not None
-    assert read_snapshot_file(segments[1].snapshot, 4) == snapshot_at_4
+    assert read_snapshot_file(segments[1].snapshot, 4) == Snapshot(4, snapshot_at_4)
     stored = await file_store.load("d")
     assert stored is not None and text_of(stored) == str(editor.text)
+
+
+async def test_snapshot_meta_survives_a_restart(tmp_path: Path) -> None:
+    editor = Editor()
+    first = FileStore(tmp_path)
+    await first.append("d", editor.edit(PIECES[:4]))
+    await first.compact("d", Snapshot(4, editor.snapshot(), b'{"client-1": 7}'))
+    await first.close()
+
+    stored = await FileStore(tmp_path).load("d")
+
+    assert stored is not None and stored.snapshot_meta == b'{"client-1": 7}'
+    assert stored.snapshot_rev == 4 and text_of(stored) == str(editor.text)
+
+
+async def test_a_version_1_snapshot_still_loads(file_store: FileStore) -> None:
+    """A data directory written before snapshots had meta (docs/storage.md, version 1)."""
+    editor = Editor()
+    await file_store.append("d", editor.edit(PIECES[:4]))
+    await file_store.compact("d", Snapshot(4, editor.snapshot(), b"dropped"))
+    later = editor.edit(PIECES[4:])
+    await file_store.append("d", later)
+    await file_store.close()
+    snapshot = file_store.segments("d")[-1].snapshot
+    assert snapshot is not None
+    state = read_snapshot_file(snapshot).state
+    snapshot.write_bytes(v1_snapshot(4, state))
+
+    stored = await FileStore(file_store.data_dir).load("d")
+
+    assert stored is not None and stored.snapshot == state and stored.snapshot_meta == b""
+    assert stored.records == later and text_of(stored) == str(editor.text)
 
 
 async def test_compaction_without_history_removes_old_segments(tmp_path: Path) -> None:
@@ -316,7 +370,7 @@ async def test_compaction_without_history_removes_old_segments(tmp_path: Path) -
     editor = Editor()
     for start in (0, 3, 6):
         await store.append("d", editor.edit(PIECES[start : start + 3]))
-        await store.compact("d", editor.snapshot(), editor.rev)
+        await store.compact("d", Snapshot(editor.rev, editor.snapshot()))
 
     directory = only_doc_dir(store)
     assert sorted(p.name for p in directory.iterdir()) == [
@@ -332,14 +386,14 @@ async def test_compaction_without_history_removes_old_segments(tmp_path: Path) -
 async def test_failed_compaction_leaves_every_file_untouched(file_store: FileStore) -> None:
     editor = Editor()
     await file_store.append("d", editor.edit(PIECES[:4]))
-    await file_store.compact("d", editor.snapshot(), 4)
+    await file_store.compact("d", Snapshot(4, editor.snapshot()))
     await file_store.append("d", editor.edit(PIECES[4:]))
     before = files_in(file_store.data_dir)
     wrong = Editor()
     wrong.edit(PIECES)
 
     with pytest.raises(CompactionError):
-        await file_store.compact("d", wrong.snapshot(), editor.rev)
+        await file_store.compact("d", Snapshot(editor.rev, wrong.snapshot()))
 
     assert files_in(file_store.data_dir) == before
 
@@ -354,7 +408,7 @@ async def test_unfinished_compaction_is_ignored(file_store: FileStore) -> None:
     stored = await file_store.load("d")
 
     assert stored is not None and stored.snapshot_rev == 0 and len(stored.records) == 8
-    await file_store.compact("d", editor.snapshot(), 8)  # replaces the orphan
+    await file_store.compact("d", Snapshot(8, editor.snapshot()))  # replaces the orphan
     stored = await file_store.load("d")
     assert stored is not None and stored.snapshot_rev == 8 and text_of(stored) == str(editor.text)
 
@@ -382,7 +436,7 @@ async def test_torn_tail_is_cut_with_a_warning(
     with open(log_path, "r+b") as file:
         file.truncate(offsets[3] - cut)
 
-    with caplog.at_level(logging.WARNING, logger="collab.store"):
+    with caplog.at_level(logging.WARNING, logger="collab.storage.files"):
         stored = await file_store.load("d")
 
     assert stored is not None and stored.records == records[:2]
@@ -442,7 +496,7 @@ async def test_damaged_snapshot_raises_without_falling_back(
 ) -> None:
     editor = Editor()
     await file_store.append("d", editor.edit(PIECES))
-    await file_store.compact("d", editor.snapshot(), 8)
+    await file_store.compact("d", Snapshot(8, editor.snapshot()))
     await file_store.close()
     snapshot = file_store.segments("d")[-1].snapshot
     assert snapshot is not None
@@ -504,70 +558,6 @@ async def test_hostile_names_stay_inside_the_data_dir(tmp_path: Path) -> None:
     for name in HOSTILE:
         stored = await FileStore(data_dir).load(name)
         assert stored is not None and text_of(stored) == name
-
-
-# --- The record format -------------------------------------------------------------------------
-
-records_strategy = st.lists(
-    st.builds(
-        Record,
-        rev=st.integers(0, 2**64 - 1),
-        time=st.floats(allow_nan=False),
-        origin=st.text(max_size=30),
-        user=st.none() | st.text(max_size=30),
-        update=st.binary(max_size=60),
-    ),
-    min_size=1,
-    max_size=5,
-)
-
-
-@settings(max_examples=200)
-@given(records_strategy)
-def test_records_round_trip(records: list[Record]) -> None:
-    decoded = decode_records(encode_records(records))
-    assert decoded.records == records and decoded.torn is None
-
-
-@settings(max_examples=200)
-@given(records_strategy, st.data())
-def test_any_truncation_is_a_torn_tail(records: list[Record], data: st.DataObject) -> None:
-    encoded = encode_records(records)
-    cut = data.draw(st.integers(0, len(encoded) - 1))
-    decoded = decode_records(encoded[:cut])
-    assert decoded.records == records[: len(decoded.records)]
-    assert decoded.end <= cut and (decoded.torn is not None or decoded.end == cut)
-
-
-@settings(max_examples=200)
-@given(records_strategy, st.data())
-def test_a_damaged_record_is_torn_if_last_and_corrupt_if_not(
-    records: list[Record], data: st.DataObject
-) -> None:
-    chunks = [encode_record(r) for r in records]
-    which = data.draw(st.integers(0, len(chunks) - 1))
-    at = data.draw(st.integers(0, len(chunks[which]) - 1))
-    damaged = bytearray(chunks[which])
-    damaged[at] ^= data.draw(st.integers(1, 255))
-    buffer = b"".join(chunks[:which]) + bytes(damaged) + b"".join(chunks[which + 1 :])
-    start = sum(len(c) for c in chunks[:which])
-
-    if which == len(chunks) - 1:
-        decoded = decode_records(buffer)
-        assert decoded.records == records[:which] and decoded.end == start
-        assert decoded.torn is not None
-    else:
-        with pytest.raises(RecordFormatError) as caught:
-            decode_records(buffer)
-        assert caught.value.offset == start
-
-
-def test_origin_and_user_limits() -> None:
-    record = Record(1, 0.0, "o" * 70_000, None, b"")
-    with pytest.raises(ValueError, match="origin"):
-        encode_record(record)
-    with pytest.raises(ValueError, match="user"):
-        encode_record(Record(1, 0.0, "o", "u" * 65_535, b""))
 
 
 async def test_slow_appends_move_off_the_event_loop(

@@ -11,9 +11,9 @@ from collab.hooks import OnChange, OnLoad, call_hook
 from collab.hub.changes import ChangeFeed
 from collab.hub.runner import DocumentRunner, LogSize
 from collab.names import validate_name
-from collab.recording import Recorder
 from collab.session import Output, Session
-from collab.store import Store
+from collab.storage.contract import Store
+from collab.storage.recording import Recorder
 from collab.wire import CloseCode, OriginPrefix
 
 log = logging.getLogger(__name__)

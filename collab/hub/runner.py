@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from collab import textops
 from collab.config import Settings
 from collab.hub.channel import Connection, PeerChannel
-from collab.records import Record
 from collab.session import Output, PeerId, Session
+from collab.storage.contract import Record, Snapshot
 from collab.wire import CloseCode
 
 if TYPE_CHECKING:
@@ -264,7 +264,7 @@ class DocumentRunner:
         if rev == self._snapshot_rev:
             return True
         try:
-            await self.hub.store.compact(self.name, state, rev)
+            await self.hub.store.compact(self.name, Snapshot(rev, state, meta))
         except Exception:
             log.exception("%s: compaction at rev %d failed; the log is kept", self.name, rev)
             return False

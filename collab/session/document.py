@@ -25,14 +25,14 @@ from pycrdt import Doc, Text, TextEvent, TransactionEvent
 from collab import textops
 from collab.config import Settings
 from collab.crdt import InvalidUpdateError, apply_update
-from collab.records import Record
 from collab.session.revision import ChangeRefused, Revision
+from collab.storage.contract import Record
 from collab.wire import ErrorCode, parse_text_origin
 from collab.ychecks import SurrogateIndex, check_update
 from collab.yupdate import NON_TEXT_CONTENT, Update, UpdateFormatError, decode_state_vector
 
 if TYPE_CHECKING:
-    from collab.store import StoredDocument
+    from collab.storage.contract import StoredDocument
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from collab import protocol, textops
 from collab.config import Settings
-from collab.records import Record
 from collab.session import presence
 from collab.session.acks import AckTable
 from collab.session.awareness import AwarenessTable, TooManyStates
@@ -41,10 +40,11 @@ from collab.session.text_messages import (
     PresenceMessage,
     parse,
 )
+from collab.storage.contract import Record
 from collab.wire import CloseCode, ErrorCode, client_id_from_secret, parse_text_origin
 
 if TYPE_CHECKING:
-    from collab.store import StoredDocument
+    from collab.storage.contract import StoredDocument
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,11 @@ from pycrdt import Doc, Text
 from collab import protocol
 from collab.config import Settings
 from collab.hub import Hub
-from collab.recording import Recorder
 from collab.session import Session
-from collab.store import FileStore, MemoryStore
+from collab.storage.contract import Snapshot
+from collab.storage.files import FileStore
+from collab.storage.memory import MemoryStore
+from collab.storage.recording import Recorder
 
 HERE = Path(__file__).resolve().parent
 NOTES = "unicode notes/😀"
@@ -64,7 +66,7 @@ async def make_log(directory: Path) -> list[str]:
         await store.append(NOTES, session.take_output().records)
         texts.append(session.mirror)
         if number == 6:
-            await store.compact(NOTES, session.state, session.rev)
+            await store.compact(NOTES, Snapshot(session.rev, session.state))
     await store.close()
     (source,) = (data_dir / "docs").iterdir()
     shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,136 @@
+"""What every store promises (docs/architecture.md, "Store contract"), and its data types.
+
+`Store` is the contract the hub relies on; `HistoryStore` is the optional capability of a
+store that keeps old log segments, which the history view and `collab replay` read. The
+checks at the end are the rules both built-in stores enforce in the same words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from collab.storage.errors import CompactionError
+from collab.storage.fingerprint import verify_snapshot
+
+
+@dataclass(frozen=True)
+class Record:
+    """One revision: the Yjs update of exactly one change, and who made it when.
+
+    `origin` says which peer or protocol made the change: ``yjs:<connection>``,
+    ``ot:<client>:<seq>``, ``server:<tag>`` or ``import``.
+    """
+
+    rev: int
+    time: float
+    origin: str
+    user: str | None
+    update: bytes
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The full state of a document at `rev`, and opaque session metadata kept with it."""
+
+    rev: int
+    state: bytes  # Doc.get_update(): every change up to and including `rev`
+    meta: bytes = b""  # the store keeps it and gives it back; it never looks inside
+
+
+@dataclass
+class StoredDocument:
+    snapshot: bytes | None  # full state at snapshot_rev (None: no snapshot yet)
+    snapshot_rev: int  # 0 when there is no snapshot
+    records: list[Record]  # every record after snapshot_rev, in order
+    log_bytes: int  # size of the current log segment's records (drives compaction)
+    snapshot_meta: bytes = b""  # the `Snapshot.meta` of the snapshot (b"" without one)
+
+    @property
+    def rev(self) -> int:
+        """The last revision stored."""
+        return last_rev(self.snapshot_rev, self.records)
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    name: str
+    size_bytes: int  # bytes on disk (FileStore: every file kept, history included)
+    rev: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One retained snapshot/log pair of a document, as `HistoryStore.segments` lists them.
+
+    The log holds records with rev > start_rev. After a compaction at rev R that found
+    records past R, those records are in both this log and the next one: readers take a
+    segment's records only up to the next segment's start_rev.
+    """
+
+    start_rev: int
+    snapshot: Path | None  # None for the first segment of a document (start_rev 0)
+    log: Path
+
+
+class Store(Protocol):
+    async def load(self, name: str) -> StoredDocument | None:
+        """None: never stored. Raises CorruptDocumentError, never returns partial data."""
+        ...
+
+    async def append(self, name: str, records: Sequence[Record]) -> None:
+        """Durable on return (with fsync): all records, one fsync."""
+        ...
+
+    async def compact(self, name: str, snapshot: Snapshot) -> None:
+        """Replace the records up to `snapshot.rev` by the snapshot (CompactionError if it
+        does not hold exactly them); `load` returns its meta from then on."""
+        ...
+
+    async def list(self) -> list[DocumentInfo]: ...
+
+    async def delete(self, name: str) -> None: ...
+
+    async def release(self, name: str) -> None:
+        """The document left memory: close what is held open for it (files, handles)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class HistoryStore(Store, Protocol):
+    """A store that keeps every snapshot/log segment it writes, readable as files."""
+
+    def segments(self, name: str) -> list[Segment]:
+        """Every retained segment of a document, oldest first ([] if none)."""
+        ...
+
+
+# --- Checks both stores make ----------------------------------------------------------------
+
+
+def last_rev(snapshot_rev: int, records: Sequence[Record]) -> int:
+    return records[-1].rev if records else snapshot_rev
+
+
+def check_next_revs(last: int, records: Sequence[Record]) -> None:
+    """Refuse records that do not continue the log at last + 1, + 2, ..."""
+    for expected, record in enumerate(records, start=last + 1):
+        if record.rev != expected:
+            raise ValueError(f"record rev {record.rev} does not follow rev {expected - 1}")
+
+
+def replaced_by(stored: StoredDocument, snapshot: Snapshot) -> int | None:
+    """How many of `stored`'s records `snapshot` replaces, once it is checked to hold
+    exactly them; None when there is nothing to compact (it is at the stored snapshot)."""
+    rev, first = snapshot.rev, stored.snapshot_rev
+    if rev == first:
+        return None
+    if not first < rev <= stored.rev:
+        raise CompactionError(f"cannot compact at rev {rev}: the log holds {first}..{stored.rev}")
+    count = rev - first
+    verify_snapshot(stored.snapshot, stored.records[:count], snapshot.state)
+    return count

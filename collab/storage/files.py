@@ -1,0 +1,421 @@
+"""`FileStore`: each document as snapshot + append-only log segments in a directory.
+
+The byte formats and the layout are in `collab.storage.format` and docs/storage.md; this
+module is the I/O: one asyncio lock per document, log handles kept open between appends,
+group commit (one write + one fsync per append call), recovery of a torn tail on load,
+and compaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from collab.config import Settings
+from collab.names import storage_key
+from collab.storage.contract import (
+    DocumentInfo,
+    Record,
+    Segment,
+    Snapshot,
+    StoredDocument,
+    check_next_revs,
+    last_rev,
+    replaced_by,
+)
+from collab.storage.errors import CompactionError, CorruptDocumentError
+from collab.storage.format import (
+    LOG_HEADER,
+    DecodedRecords,
+    decode_log,
+    encode_log,
+    encode_records,
+    encode_snapshot,
+    last_rev_in_log,
+    list_segments,
+    log_path,
+    read_snapshot_file,
+    scan,
+    snapshot_path,
+)
+
+log = logging.getLogger(__name__)
+
+NAME_FILE = "name"
+
+# An append (write + fsync) that usually takes less than this runs on the event loop: a
+# fast disk's fsync (tens of microseconds) costs less than the hop to a worker thread. A
+# slower disk's moves to a thread, so it never stalls the other documents.
+INLINE_APPEND_SECONDS = 0.0005
+
+
+@dataclass
+class _OpenLog:
+    """What the store knows about a document's current log segment while it works on it."""
+
+    path: Path
+    last_rev: int
+    size: int  # bytes in the file, header included
+    handle: BinaryIO | None = None
+
+
+class FileStore:
+    """Snapshot + append-only log per document, in `data_dir/docs/<storage_key>/`.
+
+    Loading and compaction run in worker threads; an append runs on the event loop while
+    appends are fast, else in a thread (`INLINE_APPEND_SECONDS`). One asyncio lock per
+    document keeps its operations in order. `fsync=False` skips every fsync (tests and
+    benchmarks only). A `HistoryStore`: every segment is kept unless `keep_history=False`.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        fsync: bool = True,
+        keep_history: bool = True,
+        max_open_logs: int = 128,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.docs_dir = self.data_dir / "docs"
+        self.fsync = fsync
+        self.keep_history = keep_history
+        self.max_open_logs = max_open_logs
+        self._logs: OrderedDict[str, _OpenLog] = OrderedDict()  # by storage key, LRU order
+        self._logs_lock = threading.Lock()  # guards the dict itself, never held during I/O
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._append_seconds = 0.0  # moving average of one append, fsync included
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FileStore:
+        """The store `settings` ask for (data_dir, fsync, keep_history)."""
+        return cls(
+            settings.data_dir,
+            fsync=settings.fsync == "always",
+            keep_history=settings.keep_history,
+        )
+
+    # -- async API --
+
+    async def load(self, name: str) -> StoredDocument | None:
+        key = storage_key(name)
+        async with self._lock(key):
+            return await asyncio.to_thread(self._load, name, key)
+
+    async def append(self, name: str, records: Sequence[Record]) -> None:
+        key = storage_key(name)
+        if not records:
+            return
+        async with self._lock(key):
+            if self._append_seconds < INLINE_APPEND_SECONDS:
+                seconds = self._timed_append(name, key, records)
+            else:
+                seconds = await asyncio.to_thread(self._timed_append, name, key, records)
+            self._append_seconds = 0.8 * self._append_seconds + 0.2 * seconds
+        self._close_idle_handles()
+
+    async def compact(self, name: str, snapshot: Snapshot) -> None:
+        key = storage_key(name)
+        async with self._lock(key):
+            await asyncio.to_thread(self._compact, name, key, snapshot)
+
+    async def list(self) -> list[DocumentInfo]:
+        return await asyncio.to_thread(self._list)
+
+    async def delete(self, name: str) -> None:
+        key = storage_key(name)
+        async with self._lock(key):
+            await asyncio.to_thread(self._delete, key)
+
+    async def release(self, name: str) -> None:
+        """Close the document's log handle (e.g. when its session unloads)."""
+        key = storage_key(name)
+        async with self._lock(key):
+            self._forget(key)
+
+    async def close(self) -> None:
+        for key in list(self._logs):
+            async with self._lock(key):
+                self._forget(key)
+
+    def segments(self, name: str) -> list[Segment]:
+        """Every retained snapshot/log pair of a document, oldest first ([] if none)."""
+        directory = self.docs_dir / storage_key(name)
+        return list_segments(directory) if directory.is_dir() else []
+
+    def _close_idle_handles(self) -> None:
+        """Keep at most `max_open_logs` log files open, closing the least recently used.
+
+        Runs on the event loop: a handle is used only while its document's lock is held
+        (by a worker thread, or inline on the loop), and locks are taken only on the loop,
+        so an unlocked document's handle cannot be in use while this runs.
+        """
+        with self._logs_lock:
+            open_logs = [(k, s) for k, s in self._logs.items() if s.handle is not None]
+            for key, state in open_logs[: max(0, len(open_logs) - self.max_open_logs)]:
+                lock = self._locks.get(key)
+                if (lock is None or not lock.locked()) and state.handle is not None:
+                    state.handle.close()
+                    state.handle = None
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    # -- helpers --
+
+    def _sync(self, fd: int) -> None:
+        if self.fsync:
+            os.fsync(fd)
+
+    def _sync_dir(self, directory: Path) -> None:
+        if self.fsync:
+            fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _write_new_file(self, path: Path, data: bytes) -> None:
+        """Write `path` atomically: temp file, fsync, rename, fsync the directory."""
+        temp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+        try:
+            with open(temp, "xb") as file:
+                file.write(data)
+                file.flush()
+                self._sync(file.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+        self._sync_dir(path.parent)
+
+    def _forget(self, key: str) -> None:
+        with self._logs_lock:
+            state = self._logs.pop(key, None)
+        if state is not None and state.handle is not None:
+            state.handle.close()
+
+    def _current(self, directory: Path) -> int:
+        """The rev of the current segment: the newest log (a log is written after its
+        snapshot, so a snapshot without its log is a compaction that never finished)."""
+        snapshots, logs = scan(directory)
+        if not logs:
+            raise CorruptDocumentError(directory, 0, "no log segment")
+        rev = max(logs)
+        if rev and rev not in snapshots:
+            raise CorruptDocumentError(snapshot_path(directory, rev), 0, "snapshot missing")
+        return rev
+
+    def _check_name(self, directory: Path, name: str) -> None:
+        path = directory / NAME_FILE
+        try:
+            stored = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise CorruptDocumentError(path, 0, f"cannot read the name: {error}") from None
+        if stored != name:
+            raise CorruptDocumentError(path, 0, f"holds the name {stored[:50]!r}, not {name!r}")
+
+    # -- load --
+
+    def _load(self, name: str, key: str) -> StoredDocument | None:
+        directory = self.docs_dir / key
+        if not directory.is_dir():
+            return None
+        self._check_name(directory, name)
+        rev = self._current(directory)
+        snapshot = read_snapshot_file(snapshot_path(directory, rev), rev) if rev else None
+        path = log_path(directory, rev)
+        records, end = self._read_current_log(path, rev)
+        self._remember(key, _OpenLog(path, last_rev(rev, records), end))
+        state, meta = (snapshot.state, snapshot.meta) if snapshot else (None, b"")
+        return StoredDocument(state, rev, records, end - LOG_HEADER.size, meta)
+
+    def _read_current_log(self, path: Path, start_rev: int) -> tuple[list[Record], int]:
+        """The records of the current log, cutting a torn tail off the file (only once
+        everything before it is known to be good)."""
+        decoded = decode_log(path)
+        _check_contiguous(path, start_rev, decoded)
+        if decoded.torn is not None:
+            with open(path, "r+b") as file:
+                size = file.seek(0, os.SEEK_END)
+                log.warning(
+                    "%s: torn last record at offset %d (%s): cutting %d bytes",
+                    path,
+                    decoded.end,
+                    decoded.torn,
+                    size - decoded.end,
+                )
+                file.truncate(decoded.end)
+                self._sync(file.fileno())
+        return decoded.records, decoded.end
+
+    def _remember(self, key: str, state: _OpenLog) -> None:
+        old = self._logs.get(key)
+        if old is not None and old.handle is not None and old.path == state.path:
+            state.handle = old.handle
+        elif old is not None:
+            self._forget(key)
+        with self._logs_lock:
+            self._logs[key] = state
+            self._logs.move_to_end(key)
+
+    # -- append --
+
+    def _timed_append(self, name: str, key: str, records: Sequence[Record]) -> float:
+        start = time.perf_counter()
+        self._append(name, key, records)
+        return time.perf_counter() - start
+
+    def _append(self, name: str, key: str, records: Sequence[Record]) -> None:
+        directory = self.docs_dir / key
+        state = self._logs.get(key)
+        if state is None:
+            if not directory.is_dir():
+                self._create(name, key)
+            stored = self._load(name, key)
+            assert stored is not None
+            state = self._logs[key]
+        check_next_revs(state.last_rev, records)
+        data = encode_records(records)
+        handle = self._handle(key, state)
+        try:
+            _write_all(handle, data)
+            self._sync(handle.fileno())
+        except BaseException:
+            self._undo_append(key, state)
+            raise
+        state.size += len(data)
+        state.last_rev = records[-1].rev
+
+    def _handle(self, key: str, state: _OpenLog) -> BinaryIO:
+        """The open log file of a document (kept open between appends)."""
+        with self._logs_lock:
+            self._logs.move_to_end(key)
+        if state.handle is None:
+            state.handle = open(state.path, "ab", buffering=0)  # noqa: SIM115 (kept open)
+        return state.handle
+
+    def _undo_append(self, key: str, state: _OpenLog) -> None:
+        """After a failed write or fsync: cut a partial write, and re-read the log next time
+        (after a failed fsync nobody knows what reached the disk)."""
+        try:
+            with open(state.path, "r+b") as file:
+                file.truncate(state.size)
+        except OSError as error:  # the next load finds the torn tail and cuts it
+            log.warning(
+                "%s: cannot cut a failed write at byte %d: %s", state.path, state.size, error
+            )
+        self._forget(key)
+
+    def _create(self, name: str, key: str) -> None:
+        """Make the document's directory with its name and an empty log, all at once:
+        everything is written in a temp directory that is then renamed into place."""
+        if not self.docs_dir.is_dir():
+            self.docs_dir.mkdir(parents=True, exist_ok=True)
+            self._sync_dir(self.data_dir)
+        temp = self.docs_dir / f".new-{uuid.uuid4().hex}"
+        temp.mkdir()
+        try:
+            self._write_new_file(temp / NAME_FILE, name.encode("utf-8"))
+            self._write_new_file(log_path(temp, 0), encode_log())
+            os.rename(temp, self.docs_dir / key)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        self._sync_dir(self.docs_dir)
+
+    # -- compact --
+
+    def _compact(self, name: str, key: str, snapshot: Snapshot) -> None:
+        stored = self._load(name, key)
+        if stored is None:
+            raise CompactionError(f"no document {name!r} to compact")
+        replaced = replaced_by(stored, snapshot)
+        if replaced is None:
+            return
+        directory, rev = self.docs_dir / key, snapshot.rev
+        self._forget(key)
+        self._write_new_file(snapshot_path(directory, rev), encode_snapshot(snapshot))
+        log_data = encode_log(stored.records[replaced:])
+        self._write_new_file(log_path(directory, rev), log_data)  # the commit point
+        self._remember(key, _OpenLog(log_path(directory, rev), stored.rev, len(log_data)))
+        if not self.keep_history:
+            self._remove_before(directory, rev)
+
+    def _remove_before(self, directory: Path, rev: int) -> None:
+        snapshots, logs = scan(directory)
+        for old in sorted(snapshots | logs):
+            if old < rev:
+                snapshot_path(directory, old).unlink(missing_ok=True)
+                log_path(directory, old).unlink(missing_ok=True)
+        self._sync_dir(directory)
+
+    # -- list, delete --
+
+    def _list(self) -> list[DocumentInfo]:
+        if not self.docs_dir.is_dir():
+            return []
+        infos = []
+        for entry in sorted(os.listdir(self.docs_dir)):
+            if entry.startswith("."):
+                continue  # a document being created or deleted
+            try:
+                infos.append(self._info(entry))
+            except (OSError, UnicodeDecodeError, CorruptDocumentError) as error:
+                log.warning("%s: skipped in the document list: %s", self.docs_dir / entry, error)
+        return infos
+
+    def _info(self, key: str) -> DocumentInfo:
+        directory = self.docs_dir / key
+        name = (directory / NAME_FILE).read_bytes().decode("utf-8")
+        size = sum(entry.stat().st_size for entry in os.scandir(directory) if entry.is_file())
+        state = self._logs.get(key)
+        if state is not None:
+            return DocumentInfo(name, size, state.last_rev)
+        rev = self._current(directory)
+        return DocumentInfo(name, size, last_rev_in_log(log_path(directory, rev), rev))
+
+    def _delete(self, key: str) -> None:
+        self._forget(key)
+        directory = self.docs_dir / key
+        if not directory.is_dir():
+            return
+        doomed = self.docs_dir / f".deleted-{uuid.uuid4().hex}"
+        os.rename(directory, doomed)
+        self._sync_dir(self.docs_dir)
+        shutil.rmtree(doomed)
+
+
+def _check_contiguous(path: Path, start_rev: int, decoded: DecodedRecords) -> None:
+    """Raise CorruptDocumentError unless the records are start_rev + 1, + 2, ..."""
+    for expected, record, offset in zip(
+        range(start_rev + 1, start_rev + 1 + len(decoded.records)),
+        decoded.records,
+        decoded.offsets,
+        strict=True,
+    ):
+        if record.rev != expected:
+            raise CorruptDocumentError(path, offset, f"rev {record.rev}, expected {expected}")
+
+
+def _write_all(handle: BinaryIO, data: bytes) -> None:
+    """Write everything to an unbuffered file (a raw write may be partial)."""
+    view = memoryview(data)
+    while view:
+        view = view[handle.write(view) :]
