@@ -24,8 +24,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from collab import protocol
+from collab.positions import cp_to_utf8
 from collab.protocol import AwarenessEntry, ProtocolError, Reader
-from collab.textops import cp_to_utf8
 
 
 def connect_options(**overrides: Any) -> dict[str, Any]:

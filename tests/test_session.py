@@ -9,7 +9,7 @@ import pytest
 from ot_ids import client_of, secret_for
 from pycrdt import Doc, Text
 
-from collab import protocol, textops
+from collab import positions, protocol, textops
 from collab.config import Settings
 from collab.session import Session
 from collab.storage.contract import StoredDocument
@@ -30,7 +30,7 @@ class YPeer:
 
     def edit(self, index: int, value: str) -> None:
         before = self.doc.get_state()
-        self.text.insert(textops.cp_to_utf8(str(self.text), index), value)
+        self.text.insert(positions.cp_to_utf8(str(self.text), index), value)
         self.session.receive(self.id, protocol.encode_sync_update(self.doc.get_update(before)))
 
     def deliver(self, data: bytes) -> None:

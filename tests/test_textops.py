@@ -12,6 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
+from collab.positions import (
+    cp_to_utf8,
+    cp_to_utf16,
+    delta_to_op,
+    op_to_utf8_steps,
+    utf8_to_cp,
+    utf16_to_cp,
+)
 from collab.textops import (
     Op,
     OpError,
@@ -19,19 +27,13 @@ from collab.textops import (
     base_length,
     check,
     compose,
-    cp_to_utf8,
-    cp_to_utf16,
-    delta_to_op,
     diff,
     invert,
     normalize,
-    op_to_utf8_steps,
     rebase,
     target_length,
     transform,
     transform_position,
-    utf8_to_cp,
-    utf16_to_cp,
 )
 
 # Pieces of text that break unit arithmetic: astral emoji, a ZWJ family, a skin tone, a

@@ -10,16 +10,15 @@ from typing import Any
 
 import pytest
 
+from collab.positions import cp_to_utf16, utf16_to_cp
 from collab.textops import (
     apply,
     compose,
-    cp_to_utf16,
     diff,
     invert,
     normalize,
     transform,
     transform_position,
-    utf16_to_cp,
 )
 
 PATH = Path(__file__).parent / "data" / "textops-vectors.json"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc, Text, TextEvent, TransactionEvent
 
-from collab import textops
+from collab import positions, textops
 from collab.config import Settings
 from collab.crdt import InvalidUpdateError, apply_update
 from collab.session.revision import ChangeRefused, Revision
@@ -197,7 +197,7 @@ class Document:
         if all(isinstance(part, int) and part > 0 for part in op):
             return None
         self._check_size(sum(len(part.encode()) for part in op if isinstance(part, str)))
-        steps = textops.op_to_utf8_steps(text, op)
+        steps = positions.op_to_utf8_steps(text, op)
         subscription = self.doc.observe(self._on_transaction)  # to catch its update
         try:
             with self.doc.transaction(origin=origin):
@@ -295,10 +295,10 @@ class Document:
             return []
         text = self._mirror
         if len(deltas) == 1:
-            return textops.delta_to_op(text, deltas[0])
+            return positions.delta_to_op(text, deltas[0])
         op: textops.Op = [len(text)] if text else []
         for delta in deltas:
-            step = textops.delta_to_op(textops.apply(text, op), delta)
+            step = positions.delta_to_op(textops.apply(text, op), delta)
             op = textops.compose(op, step)
         return textops.normalize(op)
 

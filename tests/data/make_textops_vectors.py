@@ -22,17 +22,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+from collab.positions import cp_to_utf16, utf16_to_cp
 from collab.textops import (
     Op,
     apply,
     compose,
-    cp_to_utf16,
     diff,
     invert,
     normalize,
     transform,
     transform_position,
-    utf16_to_cp,
 )
 
 PATH = Path(__file__).with_name("textops-vectors.json")
