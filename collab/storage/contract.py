@@ -8,6 +8,7 @@ checks at the end are the rules both built-in stores enforce in the same words.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -98,6 +99,42 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class DocumentCommit(Protocol):
+    """One commit of a document in a `SharedStore`, under the document's write lock."""
+
+    async def records_after(self, rev: int) -> list[Record]:
+        """What other writers committed after `rev`, in order: apply it before writing."""
+        ...
+
+    async def append(self, records: Sequence[Record]) -> None:
+        """Add records that continue the log; they are committed when the block ends."""
+        ...
+
+
+@runtime_checkable
+class SharedStore(Store, Protocol):
+    """A store several processes write at once (PostgreSQL): one order per document.
+
+    A writer holds the document's lock from `records_after` to the end of the block, so
+    revision numbers are global and never reused; a text client's (client, seq) is unique
+    per document in the store itself, so an op is never stored twice.
+    """
+
+    def commit(self, name: str) -> AbstractAsyncContextManager[DocumentCommit]:
+        """The document's write lock and transaction: committed (durable) when the block
+        ends without an error, rolled back otherwise."""
+        ...
+
+    async def records_after(self, name: str, rev: int) -> list[Record]:
+        """Committed records after `rev`, in order, without taking the lock (catching up
+        after a missed publish). Raises `RevisionsGoneError` when they were compacted away."""
+        ...
+
+
+class RevisionsGoneError(LookupError):
+    """The records asked for are no longer kept one by one (compacted into a snapshot)."""
 
 
 @runtime_checkable

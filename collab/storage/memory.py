@@ -1,14 +1,22 @@
-"""`MemoryStore`: the store contract kept in dicts, for tests and embedding."""
+"""`MemoryStore`: the store contract kept in dicts, for tests and embedding.
+
+It is a `SharedStore` too: several hubs in one process (tests of the multi-process
+design, with `collab.bus.MemoryBus`) may share one, each commit holding the document's lock.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from collab.names import storage_key
 from collab.storage.contract import (
+    DocumentCommit,
     DocumentInfo,
     Record,
+    RevisionsGoneError,
     Snapshot,
     StoredDocument,
     check_next_revs,
@@ -48,6 +56,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._docs: dict[str, _MemoryDocument] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def load(self, name: str) -> StoredDocument | None:
         storage_key(name)  # the same names as FileStore are refused
@@ -78,6 +87,24 @@ class MemoryStore:
     async def list(self) -> list[DocumentInfo]:
         return [DocumentInfo(name, doc.size, doc.rev) for name, doc in self._docs.items()]
 
+    @asynccontextmanager
+    async def commit(self, name: str) -> AsyncIterator[DocumentCommit]:
+        storage_key(name)
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            commit = _MemoryCommit(self, name)
+            yield commit
+            for records in commit.pending:
+                await self.append(name, records)
+
+    async def records_after(self, name: str, rev: int) -> list[Record]:
+        doc = self._docs.get(name)
+        if doc is None:
+            return []
+        first = doc.snapshot.rev if doc.snapshot else 0
+        if rev < first:
+            raise RevisionsGoneError(f"{name!r}: revisions up to {first} were compacted")
+        return doc.records[rev - first :]
+
     async def delete(self, name: str) -> None:
         self._docs.pop(name, None)
 
@@ -86,3 +113,17 @@ class MemoryStore:
 
     async def close(self) -> None:
         pass
+
+
+class _MemoryCommit:
+    """A commit of one document: its records are stored when the block ends."""
+
+    def __init__(self, store: MemoryStore, name: str) -> None:
+        self.store, self.name = store, name
+        self.pending: list[Sequence[Record]] = []
+
+    async def records_after(self, rev: int) -> list[Record]:
+        return await self.store.records_after(self.name, rev)
+
+    async def append(self, records: Sequence[Record]) -> None:
+        self.pending.append(records)
