@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 
+from collab.bus.contract import Bus
 from collab.config import Settings
 from collab.hooks import OnChange, OnLoad, call_hook
 from collab.hub.changes import ChangeFeed
@@ -33,6 +34,7 @@ class Hub:
         on_change: OnChange | None = None,
         on_load: OnLoad | None = None,
         recorder: Recorder | None = None,
+        bus: Bus | None = None,
     ) -> None:
         self.store = store
         self.settings = settings or Settings()
@@ -40,6 +42,7 @@ class Hub:
         self.peer_ids = itertools.count(1)
         self.on_load = on_load
         self.recorder = recorder
+        self.bus = bus
         self.closing = False
         self._feed = ChangeFeed(on_change) if on_change is not None else None
         self._loading: dict[str, asyncio.Future[DocumentRunner]] = {}
@@ -95,11 +98,16 @@ class Hub:
         log_size = LogSize()
         if stored is not None:
             log_size.records, log_size.bytes = len(stored.records), stored.log_bytes
-        return DocumentRunner(self, session, log_size)
+        runner = DocumentRunner(self, session, log_size)
+        if self.bus is not None:  # what was published before this, the runner fetches
+            self.bus.subscribe(name, runner)
+        return runner
 
     def forget(self, runner: DocumentRunner) -> None:
         if self.runners.get(runner.name) is runner:
             del self.runners[runner.name]
+        if self.bus is not None:
+            self.bus.unsubscribe(runner.name, runner)
         runner.stop()
 
     def changed(self, name: str, output: Output) -> None:
@@ -120,4 +128,6 @@ class Hub:
         await asyncio.gather(*(self._shut(runner) for runner in list(self.runners.values())))
         if self._feed is not None:
             await self._feed.close()
+        if self.bus is not None:
+            await self.bus.close()
         await self.store.close()

@@ -1,8 +1,16 @@
-"""The runner of one document: drives its session, writes before sending, unloads when idle.
+"""The runner of one document: drives its session, commits before sending, unloads when idle.
 
-Everything here is asyncio plumbing around the sans-I/O session: events go in, and each
-batch of output goes out as persist → send → close. The runner also keeps the storage
-accounting (how much log there is since the last snapshot) and decides when to compact.
+Everything here is asyncio plumbing around the sans-I/O session. Events (a peer joined, a
+message, a peer left, a server edit) wait in an inbox; the pump takes everything that
+waits as one batch: it commits the batch's records (one fsync, or one transaction in a
+shared store), then sends, then closes. What arrives while a commit is in flight waits
+for the next batch, so the store's commit sets the pace (group commit), not a timer: a
+lone edit goes out at once, a busy document sends one merged message per peer per commit.
+
+With a `SharedStore` (several processes on one PostgreSQL), a batch is fed to the session
+inside the store's commit of the document, after the revisions other processes committed
+since: revision numbers are then one global order. Revisions other processes publish on
+the bus are shown at once, and a gap in them is filled from the store.
 
 Other modules use the narrow API below (connect, receive, disconnect, edit, the read-only
 properties); none of them reaches into the session or the channels.
@@ -11,8 +19,10 @@ properties); none of them reaches into the session or the channels.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,7 +30,7 @@ from collab import textops
 from collab.config import Settings
 from collab.hub.channel import Connection, PeerChannel
 from collab.session import Output, PeerId, Session
-from collab.storage.contract import Record, Snapshot
+from collab.storage.contract import DocumentCommit, Record, SharedStore, Snapshot
 from collab.wire import CloseCode
 
 if TYPE_CHECKING:
@@ -29,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESYNCS_BEFORE_DROP = 3
+
+Event = Callable[[Session], None]
 
 
 @dataclass
@@ -49,7 +61,7 @@ class LogSize:
 
 
 class DocumentRunner:
-    """Drives one session: events in, then persist → send → close, in batches."""
+    """Drives one session: events in, then commit → send → close, in batches."""
 
     def __init__(self, hub: Hub, session: Session, log_size: LogSize) -> None:
         self.hub = hub
@@ -60,6 +72,10 @@ class DocumentRunner:
         self._channels: dict[PeerId, PeerChannel] = {}
         self._log_size = log_size
         self._snapshot_rev = session.document.base_rev
+        self._inbox: deque[Event] = deque()
+        self._edits: list[asyncio.Future[int]] = []  # server edits not yet committed
+        self._published: list[Record] = []  # revisions other processes told us about
+        self._catch_up = hub.bus is not None  # fetch from the store what we may have missed
         self._wake = asyncio.Event()
         self._delivering = asyncio.Lock()  # batches go out one at a time, in order
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -98,14 +114,17 @@ class DocumentRunner:
         self._channels[peer_id] = PeerChannel(
             peer_id, connection, self.hub.settings.send_queue_bytes, self._overflowed
         )
-        if self.hub.recorder is not None:
-            self.hub.recorder.connect(self._session, peer_id, kind, user, readonly)
-        if kind == "yjs":
-            self._session.connect_yjs(peer_id, user, readonly)
-        else:
-            self._session.connect_text(peer_id, user, readonly)
+
+        def joined(session: Session) -> None:
+            if self.hub.recorder is not None:
+                self.hub.recorder.connect(session, peer_id, kind, user, readonly)
+            if kind == "yjs":
+                session.connect_yjs(peer_id, user, readonly)
+            else:
+                session.connect_text(peer_id, user, readonly)
+
         self._cancel_idle_unload()
-        self.kick()
+        self._enqueue(joined)
         return peer_id
 
     def is_open(self, peer_id: PeerId) -> bool:
@@ -130,45 +149,67 @@ class DocumentRunner:
             channel.close(code, reason)
 
     def receive(self, peer_id: PeerId, data: bytes | str) -> None:
-        if self.hub.recorder is not None:
-            self.hub.recorder(self.name, peer_id, data)
-        self._session.receive(peer_id, data)
-        self.kick()
+        def received(session: Session) -> None:
+            if self.hub.recorder is not None:
+                self.hub.recorder(self.name, peer_id, data)
+            session.receive(peer_id, data)
+
+        self._enqueue(received)
 
     def disconnect(self, peer_id: PeerId) -> None:
         channel = self._channels.pop(peer_id, None)
         if channel is not None:
             channel.abandon()
-        if self.hub.recorder is not None:
-            self.hub.recorder.disconnect(self.name, peer_id)
-        self._session.disconnect(peer_id)
-        self.kick()
+
+        def left(session: Session) -> None:
+            if self.hub.recorder is not None:
+                self.hub.recorder.disconnect(self.name, peer_id)
+            session.disconnect(peer_id)
+
+        self._enqueue(left)
         if not self._channels:
             self._schedule_idle_unload()
 
     async def edit(self, op: list[int | str], origin: str, user: str | None) -> int:
-        """A change made by server code: applied, written and sent like any peer's.
+        """A change made by server code: applied, committed and sent like any peer's.
 
-        Returns the document's revision once the change is on disk and sent.
+        Returns the document's revision once the change is on disk and sent. Raises
+        `textops.OpError` or `ChangeRefused` when it does not fit the text.
         """
-        self._session.edit_text(op, origin=origin, user=user)  # raises if it does not fit
-        if self.hub.recorder is not None:
-            self.hub.recorder.edit(self.name, op, origin, user)
-        self.kick()
+        textops.check(op)
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._edits.append(done)
+
+        def edited(session: Session) -> None:
+            try:
+                session.edit_text(op, origin=origin, user=user)
+            except Exception as error:
+                self._edits.remove(done)
+                done.set_exception(error)
+                return
+            if self.hub.recorder is not None:
+                self.hub.recorder.edit(self.name, op, origin, user)
+
+        self._enqueue(edited)
         await self.flush()
-        return self._session.rev
+        return await done
 
     async def set_text(self, text: str, origin: str, user: str | None) -> int:
         """Make the text equal to `text` with the smallest single change (see `edit`)."""
+        await self.flush()
         return await self.edit(textops.diff(self._session.mirror, text), origin, user)
 
     async def flush(self) -> None:
-        """Return once everything the session produced so far is on disk and sent."""
+        """Return once every event so far is applied, committed and sent."""
         while await self._deliver_pending():
             pass
 
     def kick(self) -> None:
         """Something happened: the pump takes the session's output soon."""
+        self._wake.set()
+
+    def _enqueue(self, event: Event) -> None:
+        self._inbox.append(event)
         self._wake.set()
 
     def _overflowed(self, channel: PeerChannel) -> None:
@@ -179,12 +220,28 @@ class DocumentRunner:
             channel.close(CloseCode.TOO_SLOW, "too slow: send queue overflowed")
         self.kick()
 
+    # ------------------------------------------------------------------ the bus
+
+    def records(self, records: Sequence[Record]) -> None:
+        """Revisions another process committed (BusListener)."""
+        self._published.extend(records)
+        self.kick()
+
+    def awareness(self, process: str, message: bytes) -> None:
+        self._enqueue(lambda session: session.receive_remote_awareness(process, message))
+
+    def process_gone(self, process: str) -> None:
+        self._enqueue(lambda session: session.forget_process(process))
+
+    def resubscribed(self) -> None:
+        self._catch_up = True
+        self.kick()
+
     # ------------------------------------------------------------------ the pump
 
     async def _pump(self) -> None:
-        """Deliver the session's output: at once after a quiet spell, then at most once
-        per batch window, so that what arrives together goes out together (one merged
-        message per peer, one fsync) instead of one by one."""
+        """Deliver batch after batch while events arrive. An optional batch window keeps
+        a minimum time between batches (0, the default: the commit sets the pace)."""
         loop = asyncio.get_running_loop()
         window = self.hub.settings.batch_window
         last = -window
@@ -198,34 +255,94 @@ class DocumentRunner:
             last = loop.time()
 
     async def _deliver_pending(self) -> bool:
-        """Take the session's output and deliver it; False when there was none.
+        """Apply what waits (published revisions, then events), commit, send; False when
+        there was nothing to do.
 
         When compaction is due, the snapshot is taken at the same instant as the output:
-        the state then holds exactly the records written by this delivery, no more.
+        the state then holds exactly the records committed by this batch, no more.
         """
         async with self._delivering:
-            output = self._session.take_output()
-            if not output:
+            if self.unloaded.is_set():
                 return False
+            if not await self._apply_published():
+                return False
+            if not self._inbox:
+                return await self._send_without_commit()
+            edits, self._edits = self._edits, []
+            output = await self._commit_batch()
+            if output is None:
+                _settle(edits, RuntimeError("the document could not be saved"))
+                return False
+            _settle(edits, self._session.rev)
             self._log_size.add(output.records)
             snapshot = self._snapshot() if self._log_size.due(self.hub.settings) else None
-            if await self._deliver(output) and snapshot is not None:
-                await self._write_snapshot(*snapshot)
+            await self._send(output)
+            if snapshot is not None:
+                await self._write_snapshot(snapshot)
             return True
 
-    def _snapshot(self) -> tuple[bytes, int, bytes]:
+    async def _apply_published(self) -> bool:
+        """Show the revisions other processes committed; fetch from the store what the
+        bus lost. False when the session had to be dropped."""
+        published, self._published = self._published, []
         session = self._session
-        return session.state, session.rev, session.snapshot_meta
+        try:
+            for record in published:
+                if record.rev == session.rev + 1:
+                    session.apply_committed(record)
+                elif record.rev > session.rev:
+                    self._catch_up = True
+                    break
+            if self._catch_up and isinstance(self.hub.store, SharedStore):
+                self._catch_up = False
+                for record in await self.hub.store.records_after(self.name, session.rev):
+                    session.apply_committed(record)
+        except Exception:
+            log.exception("%s: could not catch up with the store", self.name)
+            self._fail("storage failure: reconnect")
+            return False
+        return True
 
-    async def _deliver(self, output: Output) -> bool:
-        """Persist, then send, then close. False when the store refused the records."""
-        if output.records:
-            try:
-                await self.hub.store.append(self.name, output.records)
-            except Exception:
-                log.exception("%s: could not write %d records", self.name, len(output.records))
-                self._fail("storage failure: reconnect")
-                return False
+    async def _send_without_commit(self) -> bool:
+        output = self._session.take_output()
+        if not output:
+            return False
+        await self._send(output)
+        return True
+
+    async def _commit_batch(self) -> Output | None:
+        """Feed the inbox to the session inside the store's commit; None on failure."""
+        session = self._session
+        try:
+            async with self._commit() as commit:
+                for record in await commit.records_after(session.rev):
+                    session.apply_committed(record)
+                while self._inbox:
+                    self._inbox.popleft()(session)
+                output = session.take_output()
+                if output.records:
+                    await commit.append(output.records)
+        except Exception:
+            log.exception("%s: could not commit", self.name)
+            self._fail("storage failure: reconnect")
+            return None
+        return output
+
+    @contextlib.asynccontextmanager
+    async def _commit(self) -> AsyncIterator[DocumentCommit]:
+        store = self.hub.store
+        if isinstance(store, SharedStore):
+            async with store.commit(self.name) as commit:
+                yield commit
+        else:
+            yield _ExclusiveCommit(self)
+
+    def _snapshot(self) -> Snapshot:
+        session = self._session
+        return Snapshot(session.rev, session.state, session.snapshot_meta)
+
+    async def _send(self, output: Output) -> None:
+        """Send, then close, then tell the others (hook, bus): the records are committed."""
         for peer_id, data in output.messages:
             channel = self._channels.get(peer_id)
             if channel is not None:
@@ -235,16 +352,24 @@ class DocumentRunner:
             if channel is not None:
                 channel.close(code, reason)
         self.hub.changed(self.name, output)
-        return True
+        bus = self.hub.bus
+        if bus is not None:
+            if output.records:
+                await bus.publish_records(self.name, output.records)
+            for message in output.awareness:
+                await bus.publish_awareness(self.name, message)
 
     def _fail(self, reason: str) -> None:
-        """The store refused a write: nobody may see state that is not on disk.
+        """The store refused a commit: nobody may see state that is not on disk.
 
         Every peer is closed (their clients keep their edits and send them again on
         reconnect) and the session is dropped, so the next peer loads what is on disk.
         """
         for channel in list(self._channels.values()):
             channel.close(CloseCode.INTERNAL, reason)
+        self._inbox.clear()
+        edits, self._edits = self._edits, []
+        _settle(edits, RuntimeError("the document could not be saved"))
         self.hub.forget(self)
 
     async def compact(self) -> bool:
@@ -252,25 +377,25 @@ class DocumentRunner:
 
         True on success (or when there is nothing to compact).
         """
+        await self.flush()
         async with self._delivering:
-            output = self._session.take_output()
-            self._log_size.add(output.records)
-            snapshot = self._snapshot()
-            if output and not await self._deliver(output):
+            if self.unloaded.is_set():
                 return False
-            return await self._write_snapshot(*snapshot)
+            return await self._write_snapshot(self._snapshot())
 
-    async def _write_snapshot(self, state: bytes, rev: int, meta: bytes) -> bool:
-        if rev == self._snapshot_rev:
+    async def _write_snapshot(self, snapshot: Snapshot) -> bool:
+        if snapshot.rev == self._snapshot_rev:
             return True
         try:
-            await self.hub.store.compact(self.name, Snapshot(rev, state, meta))
+            await self.hub.store.compact(self.name, snapshot)
         except Exception:
-            log.exception("%s: compaction at rev %d failed; the log is kept", self.name, rev)
+            log.exception(
+                "%s: compaction at rev %d failed; the log is kept", self.name, snapshot.rev
+            )
             return False
-        self._snapshot_rev = rev
-        self._log_size = LogSize()  # records made since are counted when taken
-        self._session.compacted(rev, state)
+        self._snapshot_rev = snapshot.rev
+        self._log_size = LogSize()  # records made since are counted when committed
+        self._session.compacted(snapshot.rev, snapshot.state)
         return True
 
     # ------------------------------------------------------------------ unloading
@@ -314,3 +439,27 @@ class DocumentRunner:
         self.unloading = True
         self.unloaded.set()
         self._pump_task.cancel()
+
+
+def _settle(edits: list[asyncio.Future[int]], outcome: int | Exception) -> None:
+    """Tell server edits how their batch ended: the revision, or why it was not saved."""
+    for done in edits:
+        if done.done():
+            continue
+        if isinstance(outcome, Exception):
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome)
+
+
+class _ExclusiveCommit:
+    """A commit to a store only this process writes: nobody else commits in between."""
+
+    def __init__(self, runner: DocumentRunner) -> None:
+        self.runner = runner
+
+    async def records_after(self, rev: int) -> list[Record]:
+        return []
+
+    async def append(self, records: Sequence[Record]) -> None:
+        await self.runner.hub.store.append(self.runner.name, records)

@@ -26,7 +26,8 @@ class AwarenessChange:
 
     changed: bool = False
     updated: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # new states
-    removed: list[int] = field(default_factory=list)  # client ids whose state is gone
+    removed: list[tuple[int, dict[str, Any] | None]] = field(default_factory=list)
+    """Client ids whose state is gone, with the state they had."""
 
 
 class AwarenessTable:
@@ -35,12 +36,17 @@ class AwarenessTable:
     def __init__(self) -> None:
         self.states: dict[int, tuple[int, dict[str, Any] | None]] = {}
 
-    def receive(self, owned: set[int], entries: Iterable[AwarenessEntry]) -> AwarenessChange:
+    def receive(
+        self,
+        owned: set[int],
+        entries: Iterable[AwarenessEntry],
+        limit: int | None = MAX_AWARENESS_PER_PEER,
+    ) -> AwarenessChange:
         """Entries from the connection that owns the client ids in `owned` (updated here).
 
         Entries older than what is known are ignored. Raises `TooManyStates` when the
-        connection would speak for more than `MAX_AWARENESS_PER_PEER` client ids; the
-        entries before the offending one are kept.
+        connection would speak for more than `limit` client ids; the entries before the
+        offending one are kept. (Another process's peers: no limit here, theirs applied.)
         """
         change = AwarenessChange()
         for entry in entries:
@@ -49,11 +55,11 @@ class AwarenessTable:
                 continue
             change.changed = True
             if entry.state is None:
-                self.states.pop(entry.client_id, None)
+                _, old = self.states.pop(entry.client_id, (0, None))
                 owned.discard(entry.client_id)
-                change.removed.append(entry.client_id)
+                change.removed.append((entry.client_id, old))
                 continue
-            if entry.client_id not in owned and len(owned) >= MAX_AWARENESS_PER_PEER:
+            if entry.client_id not in owned and limit is not None and len(owned) >= limit:
                 raise TooManyStates
             self.states[entry.client_id] = (entry.clock, entry.state)
             owned.add(entry.client_id)

@@ -219,6 +219,18 @@ class Document:
         record = Record(self.rev + 1, self.clock(), origin, user, update)
         return Committed(record, self._add(record, textops.normalize(op), client, seq))
 
+    def apply_committed(self, record: Record) -> Revision:
+        """A revision another process committed: it is durable already, so it is applied
+        as it is (it was checked where it was made). Raises ValueError when it does not
+        continue this document's revisions, `InvalidUpdateError` when pycrdt refuses it."""
+        if record.rev != self.rev + 1:
+            raise ValueError(f"revision {record.rev} does not follow {self.rev}")
+        known = decode_state_vector(self.doc.get_state())
+        apply_update(self.doc, record.update)
+        _, deltas = self._take_captured()
+        self._surrogates.add(record.update, known)
+        return self._add(record, self._op_from_deltas(deltas))
+
     def compacted(self, rev: int, state: bytes) -> None:
         """A snapshot of `state` at `rev` was written: the log now starts there."""
         self._base, self.base_rev = state, rev

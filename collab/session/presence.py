@@ -8,6 +8,7 @@ who is here); Yjs awareness states that name a user appear to text clients as pr
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from collab import textops
@@ -60,28 +61,45 @@ def left(client: str) -> dict[str, Any]:
     return {"type": "presence", "client": client, "left": True}
 
 
+def presence_id(awareness_id: int, state: dict[str, Any] | None) -> str:
+    """Who an awareness state is to text clients: a text client's id when it mirrors one."""
+    collab = state.get("collab") if isinstance(state, dict) else None
+    if isinstance(collab, dict) and collab.get("kind") == "text":
+        client = collab.get("client")
+        if isinstance(client, str):
+            return client[:64]
+    return yjs_client(awareness_id)
+
+
 def yjs_client(awareness_id: int) -> str:
     """The presence id of a Yjs peer's awareness client."""
     return f"yjs:{awareness_id}"
 
 
-def yjs_presence(awareness_id: int, state: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A Yjs awareness state as text clients see it; None unless it names a user.
+def yjs_presence(
+    awareness_id: int, state: dict[str, Any] | None, is_local: Callable[[str], bool]
+) -> dict[str, Any] | None:
+    """An awareness state as text clients see it; None unless it names a user.
 
-    A text client's own state, mirrored into awareness, is not shown back as a Yjs peer.
+    A text client's state mirrored into awareness is shown as that text client when it is
+    connected to another process, and not at all when it is ours (it has its own presence).
     """
     if not isinstance(state, dict):
         return None
     user = state.get("user")
     if not isinstance(user, dict) or not isinstance(user.get("name"), str):
         return None
+    shown_user = {"name": str(user.get("name"))[:64], "color": str(user.get("color", ""))[:32]}
     collab = state.get("collab")
     if isinstance(collab, dict) and collab.get("kind") == "text":
-        return None
+        client = collab.get("client")
+        if not isinstance(client, str) or is_local(client):
+            return None
+        return text_presence(client[:64], shown_user, None)
     return {
         "type": "presence",
         "client": yjs_client(awareness_id),
-        "user": {"name": str(user.get("name"))[:64], "color": str(user.get("color", ""))[:32]},
+        "user": shown_user,
         "selection": None,
         "kind": "yjs",
     }

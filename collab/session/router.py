@@ -27,7 +27,7 @@ from collab import protocol, textops
 from collab.config import Settings
 from collab.session import presence
 from collab.session.acks import AckTable
-from collab.session.awareness import AwarenessTable, TooManyStates
+from collab.session.awareness import AwarenessChange, AwarenessTable, TooManyStates
 from collab.session.document import Committed, Document
 from collab.session.ot_server import OTServer
 from collab.session.outbox import Outbox
@@ -57,9 +57,10 @@ class Output:
     revisions: list[Revision] = field(default_factory=list)  # the records as text changes
     messages: list[tuple[PeerId, bytes | str]] = field(default_factory=list)
     closes: list[tuple[PeerId, int, str]] = field(default_factory=list)
+    awareness: list[bytes] = field(default_factory=list)  # for the other processes (bus)
 
     def __bool__(self) -> bool:
-        return bool(self.records or self.messages or self.closes)
+        return bool(self.records or self.messages or self.closes or self.awareness)
 
 
 class Session:
@@ -89,6 +90,8 @@ class Session:
         self._records: list[Record] = []
         self._revisions: list[Revision] = []
         self._closes: list[tuple[PeerId, int, str]] = []
+        self._awareness_out: list[bytes] = []
+        self._remote_awareness: dict[str, set[int]] = {}  # process -> client ids it owns
 
     # ------------------------------------------------------------------ reading
 
@@ -152,7 +155,7 @@ class Session:
         if peer.client is not None:
             self._broadcast_text(presence.left(peer.client))
         if gone:
-            self._broadcast_yjs(protocol.encode_awareness(gone))
+            self._share_awareness(protocol.encode_awareness(gone))
 
     def receive(self, peer_id: PeerId, data: bytes | str) -> None:
         """One WebSocket message from a peer. Bad input closes that peer, never the session."""
@@ -191,9 +194,51 @@ class Session:
 
     def take_output(self) -> Output:
         """Everything the driver must do now: persist `records`, then send, then close."""
-        output = Output(self._records, self._revisions, self.outbox.take(), self._closes)
-        self._records, self._revisions, self._closes = [], [], []
+        output = Output(
+            self._records, self._revisions, self.outbox.take(), self._closes, self._awareness_out
+        )
+        self._records, self._revisions, self._closes, self._awareness_out = [], [], [], []
         return output
+
+    # ------------------------------------------------------------------ other processes
+
+    def apply_committed(self, record: Record) -> None:
+        """A revision another process committed (durable there): show it to our peers.
+
+        Raises ValueError when it does not follow this session's revision: the driver
+        fetches what it missed from the store first.
+        """
+        revision = self.document.apply_committed(record)
+        self.ot.observe(revision)
+        self.outbox.send_update(self._yjs_peers, record.update, None)
+        self._broadcast_revision(revision, exclude=None)
+
+    def receive_remote_awareness(self, process: str, data: bytes) -> None:
+        """Awareness from another process's peers: kept, and shown to ours."""
+        try:
+            message = protocol.decode(data)
+        except protocol.ProtocolError:
+            log.warning("%s: bad awareness message from process %s", self.name, process)
+            return
+        if not isinstance(message, protocol.Awareness):
+            return
+        owned = self._remote_awareness.setdefault(process, set())
+        try:
+            change = self.awareness.receive(owned, message.entries, limit=None)
+        except TooManyStates:  # not raised without a limit
+            return
+        self._show_awareness(change, data, publish=False)
+
+    def forget_process(self, process: str) -> None:
+        """Another process is gone: its peers' awareness goes with it."""
+        owned = self._remote_awareness.pop(process, set())
+        states = {cid: self.awareness.states.get(cid, (0, None))[1] for cid in owned}
+        gone = self.awareness.remove(owned)
+        for entry in gone:
+            who = presence.presence_id(entry.client_id, states[entry.client_id])
+            self._broadcast_text(presence.left(who))
+        if gone:
+            self._broadcast_yjs(protocol.encode_awareness(gone))
 
     def compacted(self, rev: int, state: bytes) -> None:
         """The driver wrote a snapshot of `state` at `rev`: the log now starts there."""
@@ -280,14 +325,30 @@ class Session:
         except TooManyStates:
             self.close_peer(peer.id, CloseCode.POLICY, "too many awareness states")
             return
-        for client_id in change.removed:
-            self._broadcast_text(presence.left(presence.yjs_client(client_id)))
+        self._show_awareness(change, data, publish=True)
+
+    def _show_awareness(self, change: AwarenessChange, data: bytes, publish: bool) -> None:
+        for client_id, old in change.removed:
+            who = presence.presence_id(client_id, old)
+            if not self._is_local_text_client(who):
+                self._broadcast_text(presence.left(who))
         for client_id, state in change.updated:
-            shown = presence.yjs_presence(client_id, state)
+            shown = presence.yjs_presence(client_id, state, self._is_local_text_client)
             if shown is not None:
                 self._broadcast_text(shown)
         if change.changed:
-            self._broadcast_yjs(data)
+            if publish:
+                self._share_awareness(data)
+            else:
+                self._broadcast_yjs(data)
+
+    def _share_awareness(self, message: bytes) -> None:
+        """An awareness change of this process: to our Yjs peers and the other processes."""
+        self._broadcast_yjs(message)
+        self._awareness_out.append(message)
+
+    def _is_local_text_client(self, client: str) -> bool:
+        return self._peer_of(client) is not None
 
     def _broadcast_yjs(self, message: bytes) -> None:
         for peer_id in self._yjs_peers:
@@ -383,7 +444,7 @@ class Session:
         entry = self.awareness.set(awareness_id, state)
         peer.awareness_ids.add(awareness_id)
         if entry is not None:  # only the selection moved: Yjs peers do not see text carets
-            self._broadcast_yjs(protocol.encode_awareness([entry]))
+            self._share_awareness(protocol.encode_awareness([entry]))
 
     @staticmethod
     def _presence_message(peer: Peer) -> dict[str, Any]:
@@ -399,7 +460,7 @@ class Session:
             if peer.joined and peer.client is not None and peer.id != exclude
         ]
         for client_id, (_, state) in self.awareness.states.items():
-            shown = presence.yjs_presence(client_id, state)
+            shown = presence.yjs_presence(client_id, state, self._is_local_text_client)
             if shown is not None:
                 present.append(shown)
         return present
