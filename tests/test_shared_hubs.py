@@ -76,7 +76,7 @@ async def test_two_processes_number_revisions_in_one_order_and_converge() -> Non
 async def test_a_lost_publish_is_filled_from_the_store() -> None:
     _, network, (a, b) = hubs()
     ra, rb = await a.open("doc"), await b.open("doc")
-    ta, pa = await joined_text_peer(ra, "ann")
+    _, pa = await joined_text_peer(ra, "ann")
     tb, pb = await joined_text_peer(rb, "bob")
     network.drop_publishes = True
     ra.receive(pa, op(1, 0, [UNICODE]))
