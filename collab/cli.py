@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import logging
 import os
-import signal
 import sys
 import types
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,82 +66,6 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)})
-
-
-def websocket_protocol() -> type:
-    """uvicorn's sans-I/O WebSocket protocol, answering a handshake it cannot parse.
-
-    uvicorn 0.54 drops the response websockets prepares for an upgrade request it cannot
-    parse (414 for a URL over 8 KiB) and leaves the socket open and silent: any client
-    could hold connections that way. We send that response, or a 400, and hang up.
-    """
-    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-
-    class WebSocketProtocol(WebSocketsSansIOProtocol):
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.conn.handshake_exc is None or self.handshake_complete:
-                return
-            if self.transport.is_closing():
-                return
-            response = b"".join(self.conn.data_to_send())
-            if not response:
-                body = b"cannot parse the WebSocket handshake"
-                response = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n"
-                response += b"content-length: %d\r\n\r\n%s" % (len(body), body)
-            self.transport.write(response)
-            self.transport.close()
-
-    return WebSocketProtocol
-
-
-def serve(settings: Settings) -> int:
-    """Run the server until SIGINT/SIGTERM; returns the exit code."""
-    import uvicorn
-
-    from collab.engine import Collab
-
-    engine = Collab(settings=settings)
-    config = uvicorn.Config(
-        engine.app(),
-        host=settings.host,
-        port=settings.port,
-        ws=websocket_protocol(),
-        ws_max_size=settings.max_message_bytes + 1024,
-        ws_ping_interval=settings.ping_interval,
-        ws_ping_timeout=settings.ping_timeout,
-        log_level=settings.log_level,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
-
-    class Server(uvicorn.Server):
-        async def shutdown(self, sockets: Any = None) -> None:
-            # Close our peers with 1001 and save before uvicorn closes sockets its own way.
-            await engine.close()
-            await super().shutdown(sockets)
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            # uvicorn re-raises SIGTERM after a graceful shutdown; we exit 0 instead.
-            signals = (signal.SIGINT, signal.SIGTERM)
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-
-    server = Server(config)
-    log.info(
-        "collab listening on http://%s:%d, data in %s (fsync %s)",
-        settings.host,
-        settings.port,
-        settings.data_dir.resolve(),
-        settings.fsync,
-    )
-    server.run()
-    return 0
 
 
 # ---------------------------------------------------------------------- collab replay
@@ -320,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "serve":
+        from collab.serving import serve
+
         sys.exit(serve(settings_from(args)))
     if args.command == "replay":
         sys.exit(replay(args))

@@ -21,6 +21,24 @@ class Settings:
     data_dir: Path = field(
         default=Path("collab-data"), metadata={"help": "where documents are stored"}
     )
+    store: str | None = field(
+        default=None,
+        metadata={
+            "help": "where documents are stored: a directory (the file store; default "
+            "--data-dir) or postgresql://USER@HOST:PORT/DB, shared by several processes"
+        },
+    )
+    bus: str | None = field(
+        default=None,
+        metadata={
+            "help": "redis://HOST:PORT/N: serve the same documents as other collab processes "
+            "(needs a postgresql:// store)"
+        },
+    )
+    workers: int = field(
+        default=1,
+        metadata={"help": "processes serving on this port (above 1: needs --store and --bus)"},
+    )
     fsync: Literal["always", "never"] = field(
         default="always",
         metadata={"help": "fsync each write batch before anyone sees it ('never': tests only)"},

@@ -9,11 +9,12 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from collab import textops
+from collab.backends import bus_for, check_together, store_for
+from collab.bus.contract import Bus
 from collab.config import Settings
 from collab.hooks import Authenticate, OnChange, OnLoad
 from collab.hub import Hub
 from collab.storage.contract import Store
-from collab.storage.files import FileStore
 from collab.storage.recording import Recorder
 from collab.web import WebApp
 
@@ -22,12 +23,15 @@ class Collab:
     """Collaborative documents: sessions, storage and the web endpoints.
 
     ``Collab()`` stores documents in ``settings.data_dir`` with the file store; pass
-    ``store=`` to bring another backend. Mount it in an existing app::
+    ``store=`` to bring another backend, and ``bus=`` (with a shared store such as
+    PostgreSQL) to serve the same documents from several processes. Mount it in an
+    existing app::
 
         engine = Collab(store=FileStore(Path("data")), authenticate=check_login)
         app = Starlette(routes=[Mount("/collab", routes=engine.routes())],
                         lifespan=lambda app: engine.lifespan())
 
+    ``settings.store``/``settings.bus`` (``--store``/``--bus``) choose them from URLs.
     Hooks may be sync or async: ``authenticate(connection, name) -> Access | None``
     (raise ``AccessDenied`` to refuse), ``on_change(change)`` after each change is on
     disk, ``on_load(name) -> bytes | None`` the initial state of a new document.
@@ -41,9 +45,12 @@ class Collab:
         authenticate: Authenticate | None = None,
         on_change: OnChange | None = None,
         on_load: OnLoad | None = None,
+        bus: Bus | None = None,
     ) -> None:
         self.settings = settings or Settings()
-        self.store = store or FileStore.from_settings(self.settings)
+        self.store = store or store_for(self.settings)
+        check_together(self.store, with_bus=bus is not None or bool(self.settings.bus))
+        self.bus = bus if bus is not None else bus_for(self.settings)
         record = self.settings.record
         self.recorder = Recorder(record, self.settings) if record else None
         self.hub = Hub(
@@ -52,6 +59,7 @@ class Collab:
             on_change=on_change,
             on_load=on_load,
             recorder=self.recorder,
+            bus=self.bus,
         )
         self.web = WebApp(self.hub, authenticate)
 
@@ -72,6 +80,7 @@ class Collab:
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         """Use in the host app's lifespan: closes peers and saves documents at shutdown."""
+        await self.hub.start()  # a store or bus that cannot be reached fails the start
         try:
             yield
         finally:

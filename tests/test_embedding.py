@@ -111,7 +111,7 @@ async def test_server_code_edits_reach_peers_and_the_log(example: types.ModuleTy
     rev = await example.engine.set_text("notes", "from the server 🇫🇷")
     await ada.wait_text("from the server 🇫🇷")
     assert await example.engine.get_text("notes") == "from the server 🇫🇷"
-    stored = await FileStore(Path("app-data")).load("notes")
+    stored = await FileStore(Path("app-data"), exclusive=False).load("notes")
     assert stored is not None and stored.records[-1].rev == rev
     assert stored.records[-1].origin == "server:server"
     await ada.close()

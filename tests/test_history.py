@@ -32,7 +32,7 @@ class Writer:
     """Makes revisions through a real Session and stores them in a FileStore."""
 
     def __init__(self, data_dir: Path, name: str = "notes/é 😀", **store_options: Any) -> None:
-        self.store = FileStore(data_dir, fsync=False, **store_options)
+        self.store = FileStore(data_dir, fsync=False, exclusive=False, **store_options)
         self.data_dir, self.name = data_dir, name
         self.now = 1_700_000_000.0
         self.session = Session(name, Settings(), clock=lambda: self.now)

@@ -25,6 +25,7 @@ from collab.storage.contract import (
     Store,
     StoredDocument,
 )
+from collab.storage.dirlock import LOCK_FILE
 from collab.storage.errors import CompactionError, CorruptDocumentError
 from collab.storage.files import FileStore
 from collab.storage.format import (
@@ -79,7 +80,12 @@ def text_of(stored: StoredDocument) -> str:
 
 
 def files_in(root: Path) -> dict[Path, bytes]:
-    return {path: path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+    """Every file of a data directory but the lock (which holds the server's pid)."""
+    return {
+        path: path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path != root / LOCK_FILE
+    }
 
 
 @pytest.fixture(params=["file", "memory"])
@@ -283,7 +289,7 @@ async def test_many_documents_with_few_open_files(tmp_path: Path) -> None:
     await store.release(UNICODE_NAMES[-1])
     await store.close()
     for name, editor in editors.items():
-        stored = await FileStore(tmp_path).load(name)
+        stored = await FileStore(tmp_path, exclusive=False).load(name)
         assert stored is not None and text_of(stored) == str(editor.text)
 
 
@@ -303,7 +309,7 @@ def test_from_settings(tmp_path: Path) -> None:
 
 
 def test_only_the_file_store_keeps_history(tmp_path: Path) -> None:
-    assert isinstance(FileStore(tmp_path), HistoryStore)
+    assert isinstance(FileStore(tmp_path, exclusive=False), HistoryStore)
     assert not isinstance(MemoryStore(), HistoryStore)
 
 
@@ -340,7 +346,7 @@ async def test_snapshot_meta_survives_a_restart(tmp_path: Path) -> None:
     await first.compact("d", Snapshot(4, editor.snapshot(), b'{"client-1": 7}'))
     await first.close()
 
-    stored = await FileStore(tmp_path).load("d")
+    stored = await FileStore(tmp_path, exclusive=False).load("d")
 
     assert stored is not None and stored.snapshot_meta == b'{"client-1": 7}'
     assert stored.snapshot_rev == 4 and text_of(stored) == str(editor.text)
@@ -359,7 +365,7 @@ async def test_a_version_1_snapshot_still_loads(file_store: FileStore) -> None:
     state = read_snapshot_file(snapshot).state
     snapshot.write_bytes(v1_snapshot(4, state))
 
-    stored = await FileStore(file_store.data_dir).load("d")
+    stored = await FileStore(file_store.data_dir, exclusive=False).load("d")
 
     assert stored is not None and stored.snapshot == state and stored.snapshot_meta == b""
     assert stored.records == later and text_of(stored) == str(editor.text)
@@ -443,7 +449,7 @@ async def test_torn_tail_is_cut_with_a_warning(
     assert log_path.stat().st_size == offsets[2]
     assert str(log_path) in caplog.text and f"offset {offsets[2]}" in caplog.text
     await file_store.append("d", records[2:])  # the lost revision can be written again
-    stored = await FileStore(file_store.data_dir).load("d")
+    stored = await FileStore(file_store.data_dir, exclusive=False).load("d")
     assert stored is not None and stored.records == records
 
 
@@ -556,7 +562,7 @@ async def test_hostile_names_stay_inside_the_data_dir(tmp_path: Path) -> None:
         [*HOSTILE, "x" * 1000, "😀" * 300]
     )
     for name in HOSTILE:
-        stored = await FileStore(data_dir).load(name)
+        stored = await FileStore(data_dir, exclusive=False).load(name)
         assert stored is not None and text_of(stored) == name
 
 

@@ -46,9 +46,21 @@ class Hub:
         self.closing = False
         self._feed = ChangeFeed(on_change) if on_change is not None else None
         self._loading: dict[str, asyncio.Future[DocumentRunner]] = {}
+        self._started: asyncio.Task[None] | None = None
 
     def validate(self, name: str) -> str:
         return validate_name(name, self.settings.max_name_length)
+
+    async def start(self) -> None:
+        """Connect the store and the bus (once; `open` does it too if nobody did)."""
+        if self._started is None:
+            self._started = asyncio.create_task(self._start_backends())
+        await asyncio.shield(self._started)
+
+    async def _start_backends(self) -> None:
+        await self.store.start()
+        if self.bus is not None:
+            await self.bus.start()
 
     async def open(self, name: str, create: bool = True) -> DocumentRunner:
         """The running document `name`, loaded from the store once.
@@ -61,6 +73,9 @@ class Hub:
             runner = self.runners.get(name)
             if runner is not None and not runner.unloading:
                 return runner
+            if self._started is None or not self._started.done():
+                await self.start()
+                continue
             if runner is not None:
                 await runner.unloaded.wait()
                 continue

@@ -77,6 +77,10 @@ class Segment:
 
 
 class Store(Protocol):
+    async def start(self) -> None:
+        """Connect or open what the store needs, once, before the first load (idempotent)."""
+        ...
+
     async def load(self, name: str) -> StoredDocument | None:
         """None: never stored. Raises CorruptDocumentError, never returns partial data."""
         ...

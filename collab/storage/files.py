@@ -35,6 +35,7 @@ from collab.storage.contract import (
     last_rev,
     replaced_by,
 )
+from collab.storage.dirlock import DirectoryLock
 from collab.storage.errors import CompactionError, CorruptDocumentError
 from collab.storage.format import (
     LOG_HEADER,
@@ -87,8 +88,13 @@ class FileStore:
         fsync: bool = True,
         keep_history: bool = True,
         max_open_logs: int = 128,
+        exclusive: bool = True,
     ) -> None:
+        """`exclusive` (the default) holds the data directory for this process (created if
+        needed): another store on it raises `DataDirectoryError`. Readers of a live
+        server's files (`collab replay`) pass False and never write."""
         self.data_dir = Path(data_dir)
+        self._dir_lock = DirectoryLock(self.data_dir) if exclusive else None
         self.docs_dir = self.data_dir / "docs"
         self.fsync = fsync
         self.keep_history = keep_history
@@ -100,9 +106,9 @@ class FileStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FileStore:
-        """The store `settings` ask for (data_dir, fsync, keep_history)."""
+        """The store `settings` ask for (--store as a path, or data_dir; fsync; history)."""
         return cls(
-            settings.data_dir,
+            Path(settings.store) if settings.store else settings.data_dir,
             fsync=settings.fsync == "always",
             keep_history=settings.keep_history,
         )
@@ -145,10 +151,15 @@ class FileStore:
         async with self._lock(key):
             self._forget(key)
 
+    async def start(self) -> None:
+        """Nothing to do: the data directory was taken when the store was made."""
+
     async def close(self) -> None:
         for key in list(self._logs):
             async with self._lock(key):
                 self._forget(key)
+        if self._dir_lock is not None:
+            self._dir_lock.release()
 
     def segments(self, name: str) -> list[Segment]:
         """Every retained snapshot/log pair of a document, oldest first ([] if none)."""

@@ -37,7 +37,7 @@ def segments_at(path: Path) -> list[Segment]:
 
 def document_segments(data_dir: Path, name: str) -> list[Segment]:
     """The segments of document `name` in a `collab serve --data-dir`."""
-    return FileStore(Path(data_dir), fsync=False).segments(name)
+    return FileStore(Path(data_dir), fsync=False, exclusive=False).segments(name)
 
 
 class LogReader:

@@ -58,6 +58,9 @@ class MemoryStore:
         self._docs: dict[str, _MemoryDocument] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
+    async def start(self) -> None:
+        pass
+
     async def load(self, name: str) -> StoredDocument | None:
         storage_key(name)  # the same names as FileStore are refused
         doc = self._docs.get(name)

@@ -1,0 +1,53 @@
+"""The store and the bus that settings ask for: the file store by default, or PostgreSQL
+and Redis for several processes serving the same documents."""
+
+from __future__ import annotations
+
+from collab.bus.contract import Bus
+from collab.config import Settings
+from collab.storage.contract import SharedStore, Store
+from collab.storage.files import FileStore
+
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
+
+
+class BackendError(ValueError):
+    """Settings that cannot work together (a bus without a shared store, ...)."""
+
+
+def is_database_url(target: str | None) -> bool:
+    return bool(target) and target.startswith(DATABASE_SCHEMES)  # type: ignore[union-attr]
+
+
+def store_for(settings: Settings) -> Store:
+    """`--store`: a postgresql:// URL, or a directory (default `--data-dir`)."""
+    if is_database_url(settings.store):
+        from collab.storage.postgres import PostgresStore
+
+        return PostgresStore.from_url(settings.store, keep_history=settings.keep_history)
+    return FileStore.from_settings(settings)
+
+
+def bus_for(settings: Settings) -> Bus | None:
+    """`--bus`: a redis:// URL, or None (one process)."""
+    if not settings.bus:
+        return None
+    if not settings.bus.startswith(("redis://", "rediss://", "unix://")):
+        raise BackendError(f"--bus must be a redis:// URL, not {settings.bus!r}")
+    from collab.bus.redis import RedisBus
+
+    return RedisBus.from_url(settings.bus)
+
+
+def check_together(store: Store, with_bus: bool, workers: int = 1) -> None:
+    """Several processes need a store they can share and a bus between them."""
+    shared = isinstance(store, SharedStore) and not isinstance(store, FileStore)
+    if with_bus and not shared:
+        raise BackendError(
+            "--bus needs a store that several processes share: --store postgresql://..."
+        )
+    if workers > 1 and not (with_bus and shared):
+        raise BackendError(
+            f"--workers {workers} needs --store postgresql://... and --bus redis://...: "
+            "the file store belongs to one process"
+        )

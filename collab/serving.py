@@ -1,0 +1,150 @@
+"""Running the engine under uvicorn: one process, or several on one port (`--workers`).
+
+Startup problems (a data directory another process holds, settings that cannot work
+together) end the command with a one-line message and exit status 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from collab.backends import BackendError
+from collab.config import Settings
+from collab.storage.dirlock import DataDirectoryError
+
+log = logging.getLogger("collab")
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, answering a handshake it cannot parse.
+
+    uvicorn 0.54 drops the response websockets prepares for an upgrade request it cannot
+    parse (414 for a URL over 8 KiB) and leaves the socket open and silent: any client
+    could hold connections that way. We send that response, or a 400, and hang up.
+    (A module-level class: `--workers` hands it to processes it spawns.)
+    """
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.handshake_exc is None or self.handshake_complete:
+            return
+        if self.transport.is_closing():
+            return
+        response = b"".join(self.conn.data_to_send())
+        if not response:
+            body = b"cannot parse the WebSocket handshake"
+            response = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n"
+            response += b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        self.transport.write(response)
+        self.transport.close()
+
+
+def serve(settings: Settings) -> int:
+    """Run the server until SIGINT/SIGTERM; returns the exit code."""
+    from collab.engine import Collab
+
+    try:
+        if settings.workers > 1:
+            return serve_workers(settings)
+        engine = Collab(settings=settings)
+    except (DataDirectoryError, BackendError) as error:
+        print(f"collab: {error}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(engine.app(), **uvicorn_options(settings))
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            # Close our peers with 1001 and save before uvicorn closes sockets its own way.
+            await engine.close()
+            await super().shutdown(sockets)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises SIGTERM after a graceful shutdown; we exit 0 instead.
+            signals = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    server = Server(config)
+    log.info("collab listening on http://%s:%d, %s", settings.host, settings.port, where(settings))
+    server.run()
+    return 0
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "ws": WebSocketProtocol,
+        "ws_max_size": settings.max_message_bytes + 1024,
+        "ws_ping_interval": settings.ping_interval,
+        "ws_ping_timeout": settings.ping_timeout,
+        "log_level": settings.log_level,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 10,
+    }
+
+
+def where(settings: Settings) -> str:
+    """Where documents live, for the start-up line (no password in it)."""
+    from collab.backends import is_database_url
+
+    if is_database_url(settings.store):
+        target = settings.store or ""
+        host = target.split("@")[-1]
+        return f"documents in PostgreSQL at {host}, bus {settings.bus or 'none'}"
+    data_dir = settings.store or settings.data_dir
+    return f"data in {os.path.abspath(data_dir)} (fsync {settings.fsync})"
+
+
+def serve_workers(settings: Settings) -> int:
+    """`--workers N`: N processes on one port, each its own engine on the shared store
+    and bus. uvicorn starts them; each reads its settings from the COLLAB_* environment."""
+    from collab.backends import is_database_url
+
+    if not is_database_url(settings.store):
+        raise BackendError(
+            f"--workers {settings.workers} needs --store postgresql://... and --bus "
+            "redis://...: the file store belongs to one process"
+        )
+    if not settings.bus:
+        raise BackendError(f"--workers {settings.workers} needs --bus redis://... too")
+    for field in dataclasses.fields(Settings):
+        value = getattr(settings, field.name)
+        if value is not None:
+            os.environ["COLLAB_" + field.name.upper()] = str(value)
+    log.info("collab: %d workers on port %d, %s", settings.workers, settings.port, where(settings))
+    uvicorn.run(
+        "collab.serving:worker_app",
+        factory=True,
+        workers=settings.workers,
+        **uvicorn_options(settings),
+    )
+    return 0
+
+
+def worker_app() -> Any:
+    """One worker of `--workers`: its engine, from the settings its parent exported."""
+    import argparse
+
+    from collab.cli import add_settings_arguments, settings_from
+    from collab.engine import Collab
+
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser)
+    settings = dataclasses.replace(settings_from(parser.parse_args([])), workers=1)
+    return Collab(settings=settings).app()
