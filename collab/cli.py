@@ -71,16 +71,66 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)})
 
 
-def websocket_protocol() -> type:
-    """uvicorn's sans-I/O WebSocket protocol, answering a handshake it cannot parse.
+class _AbortingTransport:
+    """A transport whose `close` turns into `abort` when the buffer does not drain in time.
 
-    uvicorn 0.54 drops the response websockets prepares for an upgrade request it cannot
-    parse (414 for a URL over 8 KiB) and leaves the socket open and silent: any client
-    could hold connections that way. We send that response, or a 400, and hang up.
+    asyncio's `close` waits for the write buffer to drain before the connection goes: a
+    peer that stopped reading would keep its socket and buffer (megabytes: a sync step 2)
+    for ever, however uvicorn decided to close it (close handshake, ping timeout).
+    """
+
+    def __init__(self, transport: Any, loop: Any, timeout: float) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._timeout = timeout
+        self._abort_timer: Any = None
+
+    def close(self) -> None:
+        self._transport.close()
+        if self._abort_timer is None:
+            self._abort_timer = self._loop.call_later(self._timeout, self._transport.abort)
+
+    def lost(self) -> None:
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def websocket_protocol(close_timeout: float = 10.0) -> type:
+    """uvicorn's sans-I/O WebSocket protocol, made safe against peers that misbehave.
+
+    - uvicorn 0.54 drops the response websockets prepares for an upgrade request it cannot
+      parse (414 for a URL over 8 KiB) and leaves the socket open and silent: any client
+      could hold connections that way. We send that response, or a 400, and hang up.
+    - A connection being closed is aborted after `close_timeout` seconds when its buffer
+      does not drain (`_AbortingTransport`), and the app may abort one at once through the
+      scope extension `collab.web.ABORT_EXTENSION` (a close frame that cannot be sent).
     """
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+    from collab.web import ABORT_EXTENSION
+
     class WebSocketProtocol(WebSocketsSansIOProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.close_timeout = close_timeout  # uvicorn's wait for the peer's close frame
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.transport = _AbortingTransport(transport, self.loop, close_timeout)  # type: ignore[assignment]
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.transport.lost()  # type: ignore[attr-defined]
+            super().connection_lost(exc)
+
+        def handle_connect(self, event: Any) -> None:
+            super().handle_connect(event)
+            scope = getattr(self, "scope", None)
+            if scope is not None:
+                scope["extensions"][ABORT_EXTENSION] = {"abort": self.transport.abort}
+
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
             if self.conn.handshake_exc is None or self.handshake_complete:
@@ -109,7 +159,7 @@ def serve(settings: Settings) -> int:
         engine.app(),
         host=settings.host,
         port=settings.port,
-        ws=websocket_protocol(),
+        ws=websocket_protocol(settings.close_timeout),
         ws_max_size=settings.max_message_bytes + 1024,
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=settings.ping_timeout,

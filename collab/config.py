@@ -45,6 +45,13 @@ class Settings:
         default=4 * MiB,
         metadata={"help": "bytes queued for one peer before it is resynced or dropped"},
     )
+    close_timeout: float = field(
+        default=10.0,
+        metadata={
+            "help": "seconds a peer being closed may take to receive its close frame (or a "
+            "stuck send to finish) before its connection is aborted"
+        },
+    )
     batch_window: float = field(
         default=0.025,
         metadata={
