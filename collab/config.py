@@ -41,6 +41,13 @@ class Settings:
         default=1_000,
         metadata={"help": "most components in one text operation (error bad-op)"},
     )
+    max_catch_up_steps: int = field(
+        default=10_000,
+        metadata={
+            "help": "most work an op or presence made on an old revision may cost to catch up "
+            "(components walked over the revisions it missed, ~1 us each; beyond: error too-old)"
+        },
+    )
     send_queue_bytes: int = field(
         default=4 * MiB,
         metadata={"help": "bytes queued for one peer before it is resynced or dropped"},

@@ -14,10 +14,6 @@ from collab import textops
 
 Selection = list[list[int]]
 
-# Transforming a selection costs one pass over each missed op: an old one is refused
-# (the client sends a fresh one soon) rather than carried through thousands of ops.
-MAX_PRESENCE_LAG = 1_000
-
 
 def awareness_id_for(client: str) -> int:
     """A stable Yjs awareness client id for a text client (ids stay below 2**53)."""
@@ -30,20 +26,21 @@ def awareness_state(client: str, user: dict[str, str]) -> dict[str, Any]:
 
 
 def transform_selection(selection: Selection, ops: list[textops.Op], length: int) -> Selection:
-    """A selection made before `ops` (applied in order), moved to after them.
+    """A selection made before `ops` (canonical, applied in order), moved to after them.
 
-    Positions are clamped to `length`, the text's length after the ops.
+    Positions are clamped to `length`, the text's length after the ops. Each op costs one
+    pass over it for all the selection's positions (`textops.transform_positions`).
     """
     for op in ops:
-        selection = move_selection(selection, op)
+        selection = move_selections([selection], op)[0]
     return [[min(anchor, length), min(head, length)] for anchor, head in selection]
 
 
-def move_selection(selection: Selection, op: textops.Op) -> Selection:
-    return [
-        [textops.transform_position(anchor, op), textops.transform_position(head, op)]
-        for anchor, head in selection
-    ]
+def move_selections(selections: list[Selection], op: textops.Op) -> list[Selection]:
+    """Every selection moved through one canonical op, in one pass over the op."""
+    flat = [pos for selection in selections for pair in selection for pos in pair]
+    moved = iter(textops.transform_positions(flat, op))
+    return [[[next(moved), next(moved)] for _ in selection] for selection in selections]
 
 
 def text_presence(client: str, user: dict[str, str], selection: Selection | None) -> dict[str, Any]:
