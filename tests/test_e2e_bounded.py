@@ -22,6 +22,8 @@ from pycrdt import Doc
 from websockets.asyncio.client import connect
 
 from collab import protocol
+from collab.session.presence import awareness_id_for
+from collab.wire import client_id_from_secret
 
 MiB = 1024 * 1024
 
@@ -177,3 +179,45 @@ async def test_deeply_nested_json_gets_bad_json_and_the_connection_goes_on(serve
         await ws.send(json.dumps({"type": "op", "seq": 1, "rev": 0, "op": ["still here"]}))
         ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert ack == {"type": "ack", "seq": 1, "rev": 1}, ack
+
+
+# --- finding 8: awareness clocks and ids reserved for text clients ----------------------------
+
+MAX_CLOCK = 2**53 - 1
+
+
+def awareness_frame(client_id: int, clock: int, state: dict | None) -> bytes:
+    return protocol.encode_awareness([protocol.AwarenessEntry(client_id, clock, state)])
+
+
+async def test_awareness_clocks_and_reserved_ids_never_keep_a_document_loaded(
+    start_server,
+) -> None:
+    """A Yjs peer at the largest clock, or speaking for a text client's awareness id, must
+    not make any encode raise: the text client's hello is welcomed, everyone leaves and the
+    document unloads. Before the fix the text client's "gone" entry (clock 2**53) raised."""
+    server = start_server("--fsync", "never", "--idle-unload-seconds", "0.2")
+    secret = "r" * 32
+    text_id = awareness_id_for(client_id_from_secret(secret))
+    url = f"{server.ws_url}/yjs/clocks"
+    hostile, healthy = await YClient.connect(url), await YClient.connect(url)
+    await hostile.synced()
+    await healthy.synced()
+    hostile.send_raw(awareness_frame(text_id, MAX_CLOCK - 1, {"user": {"name": "not you"}}))
+    hostile.send_raw(awareness_frame(4242, MAX_CLOCK - 1, {"user": {"name": "late"}}))
+    await healthy.until(lambda: 4242 in healthy.awareness, what="the hostile's own state")
+    assert text_id not in healthy.awareness, "a Yjs peer spoke for a text client"
+    async with connect(f"{server.ws_url}/ot/clocks", **connect_options()) as ws:
+        await ws.send(json.dumps({"type": "hello", "secret": secret, "rev": None}))
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        await healthy.until(lambda: text_id in healthy.awareness, what="the text client")
+        assert healthy.awareness[text_id]["collab"]["kind"] == "text"
+    await healthy.until(lambda: healthy.awareness.get(text_id) is None, what="text client gone")
+    over = await YClient.connect(url)
+    over.send_raw(awareness_frame(77, MAX_CLOCK, {"user": {"name": "over"}}))
+    assert (await over.wait_closed())[0] == 1002
+    await hostile.close()
+    await healthy.until(lambda: healthy.awareness.get(4242) is None, what="hostile gone")
+    await healthy.close()
+    await over.close()
+    await wait_for(lambda: _equals(documents_loaded(server), 0), 10, "the document to unload")

@@ -15,9 +15,18 @@ from collab import textops
 Selection = list[list[int]]
 
 
+TEXT_CLIENT_BIT = 0x10_0000_0000_0000
+"""Set in the awareness ids of text clients, never in a Yjs client's (random uint32)."""
+
+
 def awareness_id_for(client: str) -> int:
     """A stable Yjs awareness client id for a text client (ids stay below 2**53)."""
-    return 0x10_0000_0000_0000 | zlib.crc32(client.encode()) << 16 | len(client) & 0xFFFF
+    return TEXT_CLIENT_BIT | zlib.crc32(client.encode()) << 16 | len(client) & 0xFFFF
+
+
+def is_text_client_id(awareness_id: int) -> bool:
+    """Whether an awareness id is reserved for text clients (the server speaks for them)."""
+    return bool(awareness_id & TEXT_CLIENT_BIT)
 
 
 def awareness_state(client: str, user: dict[str, str]) -> dict[str, Any]:

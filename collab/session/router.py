@@ -275,8 +275,17 @@ class Session:
         self._send(peer.id, protocol.encode_sync_step2(update))
 
     def _receive_awareness(self, peer: Peer, message: protocol.Awareness, data: bytes) -> None:
+        """A Yjs peer's awareness entries; those for text clients' ids are ignored.
+
+        Only the server speaks for text clients. Ignored, not refused: y-websocket
+        providers send back every awareness change they hear of (and the removals their
+        30 s timeout makes), text clients' entries included, so honest peers send them too.
+        """
+        entries = [e for e in message.entries if not presence.is_text_client_id(e.client_id)]
+        if len(entries) != len(message.entries):
+            data = protocol.encode_awareness(entries)
         try:
-            change = self.awareness.receive(peer.awareness_ids, message.entries)
+            change = self.awareness.receive(peer.awareness_ids, entries)
         except TooManyStates:
             self.close_peer(peer.id, CloseCode.POLICY, "too many awareness states")
             return
