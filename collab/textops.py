@@ -339,16 +339,38 @@ def transform_positions(
     normalised here, so moving every caret of a document through a revision costs one
     pass over the op plus sorting the carets, whatever their number.
     """
-    if not positions:
-        return []
-    length = base_length(op)
+    return transform_positions_through(positions, [op], is_own=is_own)
+
+
+def transform_positions_through(
+    positions: Sequence[int], ops: Sequence[Sequence[int | str]], *, is_own: bool = False
+) -> list[int]:
+    """`transform_positions` through canonical, chained `ops` in turn.
+
+    Moving positions keeps their order, so they are sorted once and each op costs one
+    pass over its components and the positions, nothing more.
+    """
+    if not positions or not ops:
+        return list(positions)
+    length = base_length(ops[0])
     if min(positions) < 0 or max(positions) > length:
         bad = next(p for p in positions if not 0 <= p <= length)
         raise OpError(f"position {bad} is outside the text (length {length})")
+    order = sorted(range(len(positions)), key=positions.__getitem__)
+    moved = [positions[index] for index in order]
+    for op in ops:
+        moved = _move_sorted(moved, op, is_own)
     out = [0] * len(positions)
+    for index, pos in zip(order, moved, strict=True):
+        out[index] = pos
+    return out
+
+
+def _move_sorted(positions: list[int], op: Sequence[int | str], is_own: bool) -> list[int]:
+    """Sorted positions through one canonical op (see `transform_position`)."""
+    out = []
     i, end, old, delta = 0, len(op), 0, 0  # delta: inserted minus deleted before `old`
-    for index in sorted(range(len(positions)), key=positions.__getitem__):
-        pos = positions[index]
+    for pos in positions:
         moved = pos + delta
         while i < end:
             component = op[i]
@@ -368,7 +390,7 @@ def transform_positions(
                 delta += component
             i += 1
             moved = pos + delta
-        out[index] = moved
+        out.append(moved)
     return out
 
 

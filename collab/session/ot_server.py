@@ -17,7 +17,7 @@ from collab.session.document import Committed, Document
 from collab.session.revision import ChangeRefused, Revision
 from collab.wire import ErrorCode, text_origin
 
-STEPS_PER_REVISION = 4
+STEPS_PER_REVISION = 8
 """The fixed cost of one transform (reading, building, a call), in component steps."""
 
 

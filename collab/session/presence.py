@@ -38,11 +38,11 @@ def transform_selection(selection: Selection, ops: list[textops.Op], length: int
     """A selection made before `ops` (canonical, applied in order), moved to after them.
 
     Positions are clamped to `length`, the text's length after the ops. Each op costs one
-    pass over it for all the selection's positions (`textops.transform_positions`).
+    pass over it and the positions (`textops.transform_positions_through`).
     """
-    for op in ops:
-        selection = move_selections([selection], op)[0]
-    return [[min(anchor, length), min(head, length)] for anchor, head in selection]
+    flat = textops.transform_positions_through([p for pair in selection for p in pair], ops)
+    pairs = zip(flat[::2], flat[1::2], strict=True)
+    return [[min(anchor, length), min(head, length)] for anchor, head in pairs]
 
 
 def move_selections(selections: list[Selection], op: textops.Op) -> list[Selection]:
