@@ -38,7 +38,7 @@ class Settings:
         default=64 * MiB, metadata={"help": "largest document state accepted"}
     )
     max_op_components: int = field(
-        default=1_000,
+        default=500,
         metadata={"help": "most components in one text operation (error bad-op)"},
     )
     max_catch_up_steps: int = field(
