@@ -56,12 +56,26 @@ class Settings:
         default=64 * MiB, metadata={"help": "largest document state accepted"}
     )
     max_op_components: int = field(
-        default=1_000,
+        default=500,
         metadata={"help": "most components in one text operation (error bad-op)"},
+    )
+    max_catch_up_steps: int = field(
+        default=10_000,
+        metadata={
+            "help": "most work an op or presence made on an old revision may cost to catch up "
+            "(components walked over the revisions it missed, ~1 us each; beyond: error too-old)"
+        },
     )
     send_queue_bytes: int = field(
         default=4 * MiB,
         metadata={"help": "bytes queued for one peer before it is resynced or dropped"},
+    )
+    close_timeout: float = field(
+        default=10.0,
+        metadata={
+            "help": "seconds a peer being closed may take to receive its close frame (or a "
+            "stuck send to finish) before its connection is aborted"
+        },
     )
     batch_window: float = field(
         default=0.025,

@@ -275,13 +275,16 @@ def _decode_awareness_update(update: memoryview) -> tuple[AwarenessEntry, ...]:
     for _ in range(count):
         client_id = reader.var_uint()
         clock = reader.var_uint()
-        if clock >= MAX_VAR_UINT:  # its "gone" entry (clock + 1) could not be encoded
-            raise ProtocolError(f"awareness clock {clock} is out of range")
         try:
             text = reader.var_string()
         except ProtocolError as error:
             raise ProtocolError(f"awareness state: {error.reason}") from None
-        entries.append(AwarenessEntry(client_id, clock, _parse_state(text)))
+        state = _parse_state(text)
+        # A state is kept and removed later with clock + 1, which must stay a varUint; a
+        # removal at the largest clock (the server's own "gone" entry) is fine.
+        if clock >= MAX_VAR_UINT and state is not None:
+            raise ProtocolError(f"awareness clock {clock} is out of range")
+        entries.append(AwarenessEntry(client_id, clock, state))
     reader.expect_end("awareness entries")
     return tuple(entries)
 

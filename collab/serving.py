@@ -21,18 +21,72 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from collab.backends import BackendError
 from collab.config import Settings
 from collab.storage.dirlock import DataDirectoryError
+from collab.web import ABORT_EXTENSION
 
 log = logging.getLogger("collab")
 
 
-class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol, answering a handshake it cannot parse.
+class _AbortingTransport:
+    """A transport whose `close` turns into `abort` when the buffer does not drain in time.
 
-    uvicorn 0.54 drops the response websockets prepares for an upgrade request it cannot
-    parse (414 for a URL over 8 KiB) and leaves the socket open and silent: any client
-    could hold connections that way. We send that response, or a 400, and hang up.
-    (A module-level class: `--workers` hands it to processes it spawns.)
+    asyncio's `close` waits for the write buffer to drain before the connection goes: a
+    peer that stopped reading would keep its socket and buffer (megabytes: a sync step 2)
+    for ever, however uvicorn decided to close it (close handshake, ping timeout).
     """
+
+    def __init__(self, transport: Any, loop: Any, timeout: float) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._timeout = timeout
+        self._abort_timer: Any = None
+
+    def close(self) -> None:
+        self._transport.close()
+        if self._abort_timer is None:
+            self._abort_timer = self._loop.call_later(self._timeout, self._transport.abort)
+
+    def lost(self) -> None:
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, made safe against peers that misbehave.
+
+    - uvicorn 0.54 drops the response websockets prepares for an upgrade request it cannot
+      parse (414 for a URL over 8 KiB) and leaves the socket open and silent: any client
+      could hold connections that way. We send that response, or a 400, and hang up.
+    - A connection being closed is aborted after `close_timeout` seconds when its buffer
+      does not drain (`_AbortingTransport`), and the app may abort one at once through the
+      scope extension `collab.web.ABORT_EXTENSION` (a close frame that cannot be sent).
+
+    A module-level class (`--workers` hands it to the processes it spawns); the close
+    timeout is set on the class by `serve` or `worker_app` in each process.
+    """
+
+    close_timeout_setting = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.close_timeout = self.close_timeout_setting  # uvicorn's wait for a close frame
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        aborting = _AbortingTransport(transport, self.loop, self.close_timeout_setting)
+        self.transport = aborting  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport.lost()  # type: ignore[attr-defined]
+        super().connection_lost(exc)
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][ABORT_EXTENSION] = {"abort": self.transport.abort}
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -86,6 +140,7 @@ def serve(settings: Settings) -> int:
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    WebSocketProtocol.close_timeout_setting = settings.close_timeout
     return {
         "host": settings.host,
         "port": settings.port,
@@ -147,4 +202,5 @@ def worker_app() -> Any:
     parser = argparse.ArgumentParser()
     add_settings_arguments(parser)
     settings = dataclasses.replace(settings_from(parser.parse_args([])), workers=1)
+    WebSocketProtocol.close_timeout_setting = settings.close_timeout
     return Collab(settings=settings).app()

@@ -253,7 +253,12 @@ def transform(
     require_base(b, base_length(a), "the other op's base")
     # Canonical order (insert before delete) makes the tie rule independent of how the
     # ops were written: ``[-1, "x"]`` and ``["x", -1]`` must transform alike.
-    ra, rb = _Reader(normalize(a)), _Reader(normalize(b))
+    return _transform_canonical(normalize(a), normalize(b), a_first)
+
+
+def _transform_canonical(a: Op, b: Op, a_first: bool) -> tuple[Op, Op]:
+    """`transform` of two canonical ops with equal base lengths (not checked here)."""
+    ra, rb = _Reader(a), _Reader(b)
     a2, b2 = Builder(), Builder()
     while ra.head is not None or rb.head is not None:
         if ra.is_insert() and (a_first or not rb.is_insert()):
@@ -278,12 +283,26 @@ def transform(
     return a2.op, b2.op
 
 
-def rebase(op: Sequence[int | str], applied: Iterable[Sequence[int | str]]) -> Op:
+def rebase(
+    op: Sequence[int | str], applied: Iterable[Sequence[int | str]], *, canonical: bool = False
+) -> Op:
     """`op`, made concurrently with the ops in `applied` (in the order they were applied),
-    transformed to apply after all of them. Ties go to the applied ops (theirs stay left)."""
-    result = list(op)
+    transformed to apply after all of them. Ties go to the applied ops (theirs stay left).
+
+    ``canonical=True`` promises that the applied ops are canonical and chained (each
+    applies to what the one before made), as the session's revisions are: then only the
+    first base length is checked and nothing is re-normalised per revision, so the cost is
+    one pass over both ops per revision.
+    """
+    result = normalize(op)
+    first = True
     for other in applied:
-        _, result = transform(other, result)
+        if canonical and not first:
+            _, result = _transform_canonical(other, result, True)  # type: ignore[arg-type]
+            continue
+        first = False
+        require_base(result, base_length(other), "the other op's base")
+        _, result = _transform_canonical(normalize(other), result, True)
     return result
 
 
@@ -296,22 +315,71 @@ def transform_position(pos: int, op: Sequence[int | str], *, is_own: bool = Fals
     insert, as when typing. A caret inside a deleted range goes to where the range was,
     after any text inserted in its place.
     """
-    op = normalize(op)
-    if not 0 <= pos <= base_length(op):
-        raise OpError(f"position {pos} is outside the text (length {base_length(op)})")
-    old = 0  # index in the text before op
-    new = pos
-    for component in op:
-        if old > pos or (old == pos and not is_own and not isinstance(component, int)):
-            break
-        if isinstance(component, str):
-            new += len(component)
-        elif component > 0:
-            old += component
-        else:
-            new -= min(-component, pos - old)
-            old -= component
-    return new
+    return transform_positions([pos], normalize(op), is_own=is_own)[0]
+
+
+def transform_positions(
+    positions: Sequence[int], op: Sequence[int | str], *, is_own: bool = False
+) -> list[int]:
+    """`transform_position` of many positions through a canonical `op`, in one pass.
+
+    `op` must be canonical (as revisions are; `normalize` others first): nothing is
+    normalised here, so moving every caret of a document through a revision costs one
+    pass over the op plus sorting the carets, whatever their number.
+    """
+    return transform_positions_through(positions, [op], is_own=is_own)
+
+
+def transform_positions_through(
+    positions: Sequence[int], ops: Sequence[Sequence[int | str]], *, is_own: bool = False
+) -> list[int]:
+    """`transform_positions` through canonical, chained `ops` in turn.
+
+    Moving positions keeps their order, so they are sorted once and each op costs one
+    pass over its components and the positions, nothing more.
+    """
+    if not positions or not ops:
+        return list(positions)
+    length = base_length(ops[0])
+    if min(positions) < 0 or max(positions) > length:
+        bad = next(p for p in positions if not 0 <= p <= length)
+        raise OpError(f"position {bad} is outside the text (length {length})")
+    order = sorted(range(len(positions)), key=positions.__getitem__)
+    moved = [positions[index] for index in order]
+    for op in ops:
+        moved = _move_sorted(moved, op, is_own)
+    out = [0] * len(positions)
+    for index, pos in zip(order, moved, strict=True):
+        out[index] = pos
+    return out
+
+
+def _move_sorted(positions: list[int], op: Sequence[int | str], is_own: bool) -> list[int]:
+    """Sorted positions through one canonical op (see `transform_position`)."""
+    out = []
+    i, end, old, delta = 0, len(op), 0, 0  # delta: inserted minus deleted before `old`
+    for pos in positions:
+        moved = pos + delta
+        while i < end:
+            component = op[i]
+            if isinstance(component, str):
+                if old == pos and not is_own:
+                    break  # someone else's insert at the caret stays after it
+                delta += len(component)
+            elif component > 0:
+                if old + component > pos:
+                    break
+                old += component
+            else:
+                if old - component > pos:  # the caret is inside the deleted range
+                    moved = old + delta
+                    break
+                old -= component
+                delta += component
+            i += 1
+            moved = pos + delta
+        out.append(moved)
+    return out
 
 
 def diff(old: str, new: str, cursor_hint: int | None = None) -> Op:

@@ -27,7 +27,10 @@ from collab.wire import CloseCode
 
 log = logging.getLogger(__name__)
 
-CLOSE_FRAME_TIMEOUT = 10.0
+ABORT_EXTENSION = "collab.abort"
+"""The ASGI scope extension through which a server lets the app drop a connection at once
+(`collab serve` sets it, see `collab.cli.websocket_protocol`): ``scope["extensions"]
+[ABORT_EXTENSION]["abort"]()``. ASGI itself has no way to abort a WebSocket."""
 
 
 def frontend_dir() -> Path:
@@ -53,6 +56,18 @@ class StarletteConnection:
     async def close(self, code: int, reason: str) -> None:
         if self.websocket.application_state != WebSocketState.DISCONNECTED:
             await self.websocket.close(code, close_reason(reason))
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, when the server offers a way to (else only log).
+
+        Without it, a peer that stopped reading keeps its socket and write buffer until
+        the server's own timeouts end it (uvicorn: the keepalive ping).
+        """
+        extension = self.websocket.scope.get("extensions", {}).get(ABORT_EXTENSION)
+        if extension is None:
+            log.warning("cannot abort a stuck peer: the ASGI server has no %s", ABORT_EXTENSION)
+            return
+        extension["abort"]()
 
 
 def error_response(status: int, message: str) -> JSONResponse:
@@ -160,7 +175,7 @@ class WebApp:
             if not runner.is_open(peer_id):
                 # A slow peer's close frame waits for its socket to drain: give it time,
                 # or the peer only sees the connection drop (1006) and not why.
-                await runner.wait_closed(peer_id, CLOSE_FRAME_TIMEOUT)
+                await runner.wait_closed(peer_id, self.hub.settings.close_timeout)
                 return
             data = message.get("bytes")
             if data is None:

@@ -272,6 +272,11 @@ export class OTClient {
   }
 
   onError(message) {
+    if (message.code === ErrorCode.TOO_OLD && message.seq == null) {
+      // Our presence was made on a revision too old to place: send a fresh one (throttled).
+      this.own.changed();
+      return;
+    }
     console.warn("collab: server error", message);
     this.resyncs += 1;
     const inflight = this.sync.inflight;

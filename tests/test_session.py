@@ -417,3 +417,35 @@ def test_a_newer_connection_of_a_client_supersedes_the_older(session: Session) -
     new.send({"type": "op", "seq": 1, "rev": 0, "op": ["fresh"]})
     pump(session, peers)
     assert session.mirror == "fresh"
+
+
+def test_catching_up_costs_at_most_the_step_budget() -> None:
+    """An op or presence whose catch-up would walk more than max_catch_up_steps steps is
+    refused with too-old (cheap: the client says hello again, or sends a fresh presence)
+    instead of blocking the document for as long as it takes."""
+    session = Session("doc", Settings(max_catch_up_steps=300))
+    t1, t2 = TextPeer(session, "t1", "c1"), TextPeer(session, "t2", "c2")
+    peers = {"t1": t1, "t2": t2}
+    pump(session, peers)
+    for rev in range(40):  # revisions of two components each (the first of one)
+        t1.send({"type": "op", "seq": rev + 1, "rev": rev, "op": [rev, "x"] if rev else ["x"]})
+        pump(session, peers)
+    many = [*"abcdefghij"]  # ten inserts: an op of 11 components
+    # Each missed revision costs its components + the op's + 8 steps.
+    t2.send({"type": "op", "seq": 1, "rev": 20, "op": ["y", 20]})  # 20 x (2 + 2 + 8) = 240
+    t2.send({"type": "op", "seq": 2, "rev": 20, "op": [*many, 20]})  # 21 x (2 + 11 + 8)
+    t2.send({"type": "op", "seq": 3, "rev": 35, "op": [*many, 35]})  # 6 x (2 + 11 + 8) = 126
+    t2.send({"type": "presence", "rev": 0, "selection": [[0, 0]]})  # 42 x (2 + 1 + 8)
+    pump(session, peers)
+    assert t2.of_type("ack") == [
+        {"type": "ack", "seq": 1, "rev": 41},
+        {"type": "ack", "seq": 3, "rev": 42},
+    ]
+    assert [(e["code"], e.get("seq")) for e in t2.of_type("error")] == [
+        ("too-old", 2),
+        ("too-old", None),
+    ]
+    assert t1.of_type("presence")[-1]["selection"] is None
+    t2.send({"type": "presence", "rev": 42, "selection": [[3, 3]]})
+    pump(session, peers)
+    assert t1.of_type("presence")[-1]["selection"] == [[3, 3]]

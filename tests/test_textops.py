@@ -34,6 +34,7 @@ from collab.textops import (
     target_length,
     transform,
     transform_position,
+    transform_positions,
 )
 
 # Pieces of text that break unit arithmetic: astral emoji, a ZWJ family, a skin tone, a
@@ -255,6 +256,24 @@ def test_transform_position_agrees_with_a_marker_insert(
     _, marker2 = transform(op, marker, a_first=is_own)
     after = apply(apply(text, op), marker2)
     assert transform_position(pos, op, is_own=is_own) == after.index("\ue000")
+
+
+@given(text_and_ops(1), st.data(), st.booleans())
+def test_transform_positions_moves_each_like_transform_position(
+    case: tuple[str, list[Op]], data: st.DataObject, is_own: bool
+) -> None:
+    """Many carets in one pass (any order, repeats) land where each alone would."""
+    text, (op,) = case
+    positions = data.draw(st.lists(st.integers(0, len(text)), max_size=8))
+    canonical = normalize(op)
+    expected = [transform_position(pos, op, is_own=is_own) for pos in positions]
+    assert transform_positions(positions, canonical, is_own=is_own) == expected
+
+
+def test_rebase_through_canonical_revisions_equals_the_general_rebase() -> None:
+    log = [[3, "ab", 2], [1, -2, 4], [5, "😀"], [-1, 5]]
+    for op in ([5, "x"], ["y", 5], [2, -3, "z"]):
+        assert rebase(op, log, canonical=True) == rebase(op, log)
 
 
 # --- diff ---------------------------------------------------------------------------------

@@ -21,12 +21,22 @@ class Connection(Protocol):
 
     async def close(self, code: int, reason: str) -> None: ...
 
+    def abort(self) -> None:
+        """Drop the connection now, without a close handshake or draining what is buffered."""
+
 
 class PeerChannel:
     """One peer's outgoing messages: a bounded queue drained by its own task.
 
     A peer that cannot keep up never makes the server buffer without bound: when its queue
-    passes `limit` bytes the queue is dropped and `on_overflow` decides (resync or close).
+    plus the next message passes `limit` bytes the queue is dropped and `on_overflow`
+    decides (resync or close). The message being sent counts until its send returns: a
+    peer that does not read blocks that send, and must not get an empty queue to fill.
+    Only a peer with nothing pending at all is sent one message over the limit (a big
+    document's sync step 2).
+
+    Closing never waits on the peer: when the close frame cannot be sent within
+    `close_timeout` seconds (a peer that stopped reading), the connection is aborted.
     """
 
     def __init__(
@@ -35,13 +45,16 @@ class PeerChannel:
         connection: Connection,
         limit: int,
         on_overflow: Callable[[PeerChannel], None],
+        close_timeout: float = 10.0,
     ) -> None:
         self.peer_id = peer_id
         self.connection = connection
         self.limit = limit
         self.on_overflow = on_overflow
+        self.close_timeout = close_timeout
         self.queue: deque[bytes | str] = deque()
-        self.queued_bytes = 0
+        self.queued_bytes = 0  # the queue and the message being sent
+        self._sending = 0  # bytes of the message being sent, until its send returns
         self.overflows = 0
         self.closed = False
         self._closer: asyncio.Task[None] | None = None
@@ -53,9 +66,9 @@ class PeerChannel:
         if self.closed:
             return
         size = len(data)
-        if self.queued_bytes + size > self.limit and self.queue:
+        if self.queued_bytes + size > self.limit and self.queued_bytes:
             self.queue.clear()
-            self.queued_bytes = 0
+            self.queued_bytes = self._sending
             self.overflows += 1
             self.on_overflow(self)
             return
@@ -82,7 +95,7 @@ class PeerChannel:
         """Send what is queued (within `timeout`), then close."""
         if self.closed:
             return
-        if self.queue:
+        if self.queued_bytes:
             self._drained.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), timeout)
@@ -96,8 +109,12 @@ class PeerChannel:
         self._task.cancel()
 
     async def _close(self, code: int, reason: str) -> None:
+        """Send the close frame; abort when that takes longer than the close timeout."""
         try:
-            await self.connection.close(code, reason)
+            await asyncio.wait_for(self.connection.close(code, reason), self.close_timeout)
+        except TimeoutError:
+            log.info("peer %s: close not sent in %ss, aborting", self.peer_id, self.close_timeout)
+            self.connection.abort()
         except Exception as error:  # already gone: nothing left to tell it
             log.debug("peer %s: close failed: %r", self.peer_id, error)
 
@@ -108,8 +125,12 @@ class PeerChannel:
                 self._ready.clear()
                 while self.queue:
                     data = self.queue.popleft()
-                    self.queued_bytes -= len(data)
-                    await self.connection.send(data)
+                    self._sending = len(data)
+                    try:
+                        await self.connection.send(data)
+                    finally:
+                        self.queued_bytes -= self._sending
+                        self._sending = 0
                 self._drained.set()
         except asyncio.CancelledError:
             raise

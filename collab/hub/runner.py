@@ -111,8 +111,13 @@ class DocumentRunner:
         self, connection: Connection, kind: str, user: str | None, readonly: bool
     ) -> PeerId:
         peer_id = next(self.hub.peer_ids)
+        settings = self.hub.settings
         self._channels[peer_id] = PeerChannel(
-            peer_id, connection, self.hub.settings.send_queue_bytes, self._overflowed
+            peer_id,
+            connection,
+            settings.send_queue_bytes,
+            self._overflowed,
+            settings.close_timeout,
         )
 
         def joined(session: Session) -> None:

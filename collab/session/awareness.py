@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collab.protocol import AwarenessEntry
+from collab.protocol import MAX_VAR_UINT, AwarenessEntry
 
 MAX_AWARENESS_PER_PEER = 64  # client ids one connection may speak for
 
@@ -71,8 +71,9 @@ class AwarenessTable:
         clock, known = self.states.get(client_id, (0, None))
         if state == known:
             return None
-        self.states[client_id] = (clock + 1, state)
-        return AwarenessEntry(client_id, clock + 1, state)
+        clock = _next(clock)
+        self.states[client_id] = (clock, state)
+        return AwarenessEntry(client_id, clock, state)
 
     def remove(self, client_ids: Iterable[int]) -> list[AwarenessEntry]:
         """Forget these states; returns the entries that tell the others they are gone."""
@@ -80,7 +81,7 @@ class AwarenessTable:
         for client_id in sorted(client_ids):
             known = self.states.pop(client_id, None)
             if known is not None:
-                gone.append(AwarenessEntry(client_id, known[0] + 1, None))
+                gone.append(AwarenessEntry(client_id, _next(known[0]), None))
         return gone
 
     def entries(self) -> list[AwarenessEntry]:
@@ -90,3 +91,10 @@ class AwarenessTable:
             for client_id, (clock, state) in self.states.items()
             if state is not None
         ]
+
+
+def _next(clock: int) -> int:
+    """The clock after `clock`, never past what a varUint can carry: encoding must not
+    raise (a peer's "gone" message is encoded when it leaves, before the idle unload).
+    `protocol.decode` refuses clocks from 2**53 - 1 up, so this only guards."""
+    return min(clock + 1, MAX_VAR_UINT)

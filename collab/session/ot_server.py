@@ -8,6 +8,7 @@ a reconnect is acked again, never applied twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collab import textops
@@ -16,10 +17,26 @@ from collab.session.document import Committed, Document
 from collab.session.revision import ChangeRefused, Revision
 from collab.wire import ErrorCode, text_origin
 
-# Transforming an op costs a pass over each missed revision: an op made on a revision
-# further back than this is refused (`too-old`); the client says hello again and rebases
-# onto the whole text, which costs the server nothing.
-MAX_OP_LAG = 10_000
+STEPS_PER_REVISION = 8
+"""The fixed cost of one transform (reading, building, a call), in component steps."""
+
+
+def catch_up(document: Document, base: int, own: int, budget: int) -> Sequence[Revision] | None:
+    """The revisions after `base`, when moving something of `own` components through them
+    costs at most `budget` steps; None when it costs more, or they are no longer in memory.
+
+    Transforming through a revision walks its components and, for an op, the op's own:
+    each missed revision costs ``len(revision.op) + own + STEPS_PER_REVISION``. Refusing
+    (`too-old`) is cheap for the server: the client says hello again and gets the text.
+    """
+    lag = document.rev - base
+    if lag * (own + STEPS_PER_REVISION + 1) > budget:  # every revision has a component
+        return None
+    missed = document.revisions_since(base)
+    if missed is None:
+        return None
+    steps = sum(len(revision.op) for revision in missed) + lag * (own + STEPS_PER_REVISION)
+    return missed if steps <= budget else None
 
 
 @dataclass(frozen=True)
@@ -31,10 +48,10 @@ class Submitted:
 
 
 class OTServer:
-    def __init__(self, document: Document, acks: AckTable, max_lag: int = MAX_OP_LAG) -> None:
+    def __init__(self, document: Document, acks: AckTable, max_steps: int) -> None:
         self.document = document
         self.acks = acks
-        self.max_lag = max_lag
+        self.max_steps = max_steps
 
     def submit(
         self,
@@ -56,10 +73,10 @@ class OTServer:
             raise ChangeRefused(
                 ErrorCode.FUTURE_REV, f"rev {base} is ahead of the server's {document.rev}"
             )
-        missed = document.revisions_since(base) if document.rev - base <= self.max_lag else None
+        missed = catch_up(document, base, len(op), self.max_steps)
         if missed is None:
             raise ChangeRefused(ErrorCode.TOO_OLD, f"rev {base} is too old: say hello again")
-        op = textops.rebase(op, [revision.op for revision in missed])
+        op = textops.rebase(op, [revision.op for revision in missed], canonical=True)
         committed = document.apply_op(op, text_origin(client, seq), user, client, seq)
         rev = committed.record.rev if committed else document.rev
         self.acks.applied(client, seq, rev)

@@ -15,14 +15,19 @@ from collab import textops
 
 Selection = list[list[int]]
 
-# Transforming a selection costs one pass over each missed op: an old one is refused
-# (the client sends a fresh one soon) rather than carried through thousands of ops.
-MAX_PRESENCE_LAG = 1_000
+
+TEXT_CLIENT_BIT = 0x10_0000_0000_0000
+"""Set in the awareness ids of text clients, never in a Yjs client's (random uint32)."""
 
 
 def awareness_id_for(client: str) -> int:
     """A stable Yjs awareness client id for a text client (ids stay below 2**53)."""
-    return 0x10_0000_0000_0000 | zlib.crc32(client.encode()) << 16 | len(client) & 0xFFFF
+    return TEXT_CLIENT_BIT | zlib.crc32(client.encode()) << 16 | len(client) & 0xFFFF
+
+
+def is_text_client_id(awareness_id: int) -> bool:
+    """Whether an awareness id is reserved for text clients (the server speaks for them)."""
+    return bool(awareness_id & TEXT_CLIENT_BIT)
 
 
 def awareness_state(client: str, user: dict[str, str]) -> dict[str, Any]:
@@ -31,20 +36,21 @@ def awareness_state(client: str, user: dict[str, str]) -> dict[str, Any]:
 
 
 def transform_selection(selection: Selection, ops: list[textops.Op], length: int) -> Selection:
-    """A selection made before `ops` (applied in order), moved to after them.
+    """A selection made before `ops` (canonical, applied in order), moved to after them.
 
-    Positions are clamped to `length`, the text's length after the ops.
+    Positions are clamped to `length`, the text's length after the ops. Each op costs one
+    pass over it and the positions (`textops.transform_positions_through`).
     """
-    for op in ops:
-        selection = move_selection(selection, op)
-    return [[min(anchor, length), min(head, length)] for anchor, head in selection]
+    flat = textops.transform_positions_through([p for pair in selection for p in pair], ops)
+    pairs = zip(flat[::2], flat[1::2], strict=True)
+    return [[min(anchor, length), min(head, length)] for anchor, head in pairs]
 
 
-def move_selection(selection: Selection, op: textops.Op) -> Selection:
-    return [
-        [textops.transform_position(anchor, op), textops.transform_position(head, op)]
-        for anchor, head in selection
-    ]
+def move_selections(selections: list[Selection], op: textops.Op) -> list[Selection]:
+    """Every selection moved through one canonical op, in one pass over the op."""
+    flat = [pos for selection in selections for pair in selection for pos in pair]
+    moved = iter(textops.transform_positions(flat, op))
+    return [[[next(moved), next(moved)] for _ in selection] for selection in selections]
 
 
 def text_presence(client: str, user: dict[str, str], selection: Selection | None) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from collab.session import presence
 from collab.session.acks import AckTable
 from collab.session.awareness import AwarenessChange, AwarenessTable, TooManyStates
 from collab.session.document import Committed, Document
-from collab.session.ot_server import OTServer
+from collab.session.ot_server import OTServer, catch_up
 from collab.session.outbox import Outbox
 from collab.session.peers import Peer, PeerId, PeerKind, PeerState
 from collab.session.revision import ChangeRefused, Revision
@@ -82,7 +82,7 @@ class Session:
         self.settings = settings or Settings()
         self.document = Document(self.settings, stored, clock, client_id, track_text)
         self.acks = _acks_of(stored)
-        self.ot = OTServer(self.document, self.acks)
+        self.ot = OTServer(self.document, self.acks, self.settings.max_catch_up_steps)
         self.awareness = AwarenessTable()
         self.outbox = Outbox()
         self.peers: dict[PeerId, Peer] = {}
@@ -320,8 +320,17 @@ class Session:
         self._send(peer.id, protocol.encode_sync_step2(update))
 
     def _receive_awareness(self, peer: Peer, message: protocol.Awareness, data: bytes) -> None:
+        """A Yjs peer's awareness entries; those for text clients' ids are ignored.
+
+        Only the server speaks for text clients. Ignored, not refused: y-websocket
+        providers send back every awareness change they hear of (and the removals their
+        30 s timeout makes), text clients' entries included, so honest peers send them too.
+        """
+        entries = [e for e in message.entries if not presence.is_text_client_id(e.client_id)]
+        if len(entries) != len(message.entries):
+            data = protocol.encode_awareness(entries)
         try:
-            change = self.awareness.receive(peer.awareness_ids, message.entries)
+            change = self.awareness.receive(peer.awareness_ids, entries)
         except TooManyStates:
             self.close_peer(peer.id, CloseCode.POLICY, "too many awareness states")
             return
@@ -426,10 +435,10 @@ class Session:
             assert message.rev is not None
             if message.rev > self.rev:
                 raise MessageError(ErrorCode.BAD_MESSAGE, "presence needs the rev of its selection")
-            lag_ok = self.rev - message.rev <= presence.MAX_PRESENCE_LAG
-            missed = self.document.revisions_since(message.rev) if lag_ok else None
-            if missed is None:
-                return  # too old to place: the client sends a fresher one soon
+            steps = self.settings.max_catch_up_steps
+            missed = catch_up(self.document, message.rev, 1, steps)
+            if missed is None:  # the client sends a fresh one, at its current revision
+                raise MessageError(ErrorCode.TOO_OLD, f"presence at rev {message.rev} is too old")
             ops = [revision.op for revision in missed]
             selection = presence.transform_selection(selection, ops, len(self.mirror))
         peer.presence["selection"] = selection
@@ -485,11 +494,14 @@ class Session:
             if peer.joined and peer.id != exclude:
                 message = message or json.dumps(revision.as_message(), ensure_ascii=False)
                 self._send(peer.id, message)
-        for peer in self.peers.values():
-            if peer.presence and peer.presence.get("selection"):
-                peer.presence["selection"] = presence.move_selection(
-                    peer.presence["selection"], revision.op
-                )
+        # Every caret moves through the revision in one pass over its op.
+        moving = [p.presence for p in self.peers.values() if p.presence and p.presence["selection"]]
+        if moving:
+            selections = [shown["selection"] for shown in moving]
+            for shown, moved in zip(
+                moving, presence.move_selections(selections, revision.op), strict=True
+            ):
+                shown["selection"] = moved
 
     def _broadcast_text(self, message: dict[str, Any], exclude: PeerId | None = None) -> None:
         encoded = None

@@ -140,3 +140,20 @@ test("a close that is not fatal goes offline and schedules the next attempt", (t
   t.mock.timers.tick(250);
   assert.equal(sockets.length, 2);
 });
+
+test("a presence too old to place: no reconnect, a fresh presence is sent later", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  const { client, sockets, server } = connectedClient();
+  server.receive(WELCOME);
+  client.own.setSelection([0, 0]);
+  t.mock.timers.tick(1000);
+  server.receive({ type: "op", rev: 1, op: ["a"], client: "c-other", seq: 1 });
+  const sent = server.sent.length;
+  server.receive({ type: "error", code: "too-old", message: "presence at rev 0 is too old" });
+  t.mock.timers.tick(1000);
+  assert.equal(sockets.length, 1);
+  assert.equal(client.state, "saved");
+  assert.equal(server.sent.length, sent + 1);
+  assert.equal(server.sent.at(-1).type, "presence");
+  assert.equal(server.sent.at(-1).rev, 1);
+});
