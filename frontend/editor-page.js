@@ -32,7 +32,10 @@ function loadUser() {
 
 function statusLabel(client, state) {
   if (state === "error") return `Disconnected: ${client.error}`;
+  if (client.notice && state !== "connecting") return client.notice;
   if (state === "offline" && client.unsaved) return "Offline — unsaved changes";
+  const progress = client.progress;
+  if (progress !== null && state === "unsaved") return `Sending… ${Math.floor(progress * 100)}%`;
   return STATE_LABELS[state] || state;
 }
 
@@ -49,7 +52,7 @@ function pageView(textarea, status, peers) {
       status.title = "This document is read-only for you";
     },
     onState(state) {
-      status.dataset.state = state;
+      status.dataset.state = textarea.client.notice ? "error" : state;
       status.textContent = statusLabel(textarea.client, state);
       textarea.onState(state);
     },

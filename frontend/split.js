@@ -4,8 +4,9 @@
 // as its buffer, so the pieces go out in order, one at a time, each acked once. Inserted
 // text is never cut inside a surrogate pair or between the "\r" and "\n" of a "\r\n".
 
+import { AwaitingWithBuffer } from "./otstates.js";
 import { cpLength } from "./positions.js";
-import { normalize } from "./textops.js";
+import { compose, normalize } from "./textops.js";
 
 /** What the page assumes when the server does not say its limit (welcome). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
@@ -122,9 +123,25 @@ function pieces(op, head, consumed, produced, restOfOp) {
   return [normalize([...head, base - consumed]), normalize([produced, ...restOfOp])];
 }
 
-/** UTF-16 units inserted by `op` (how much of a big paste is still to send). */
-export function insertedLength(op) {
+function insertedLength(op) {
   let n = 0;
   for (const c of op || []) if (typeof c === "string") n += c.length;
   return n;
+}
+
+/** UTF-16 units inserted by what `state` has pending (how much of a paste is to send). */
+export function pendingLength(state) {
+  return insertedLength(state.inflight && state.inflight.op) + insertedLength(state.buffer);
+}
+
+/**
+ * `state` (otstates.js) with an in-flight op that fits `maxBytes`: if it does not, the
+ * head goes in flight and the rest goes before the buffer. The same state if it fits.
+ */
+export function fitInFlight(state, maxBytes) {
+  const parts = splitOp(state.inflight.op, maxBytes);
+  if (parts === null) return state;
+  const [head, rest] = parts;
+  const buffer = state.buffer ? compose(rest, state.buffer) : rest;
+  return new AwaitingWithBuffer({ seq: state.inflight.seq, op: head }, buffer);
 }

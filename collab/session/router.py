@@ -336,6 +336,7 @@ class Session:
         else:
             welcome["ops"] = [revision.as_message() for revision in missed]
         welcome["acked"] = self.acks.last_seq(client)
+        welcome["max_message_bytes"] = self.settings.max_message_bytes  # bigger ops: split
         welcome["presence"] = self._presence_list(exclude=peer.id)
         self._send_json(peer.id, welcome)
         self._announce_presence(peer)
