@@ -4,25 +4,24 @@ what (the fixtures and helpers are test_browser.py's)."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
-
 import pytest
+import test_browser
 from conftest import ServerProcess
-from test_browser import (  # noqa: F401 - fixtures
+from test_browser import (
     SAVED,
-    browser,
     model,
-    open_page,
     server_rev,
     server_text,
     set_caret,
     units,
-    url_name,
     value,
     wait_converged,
     wait_value,
 )
+
+# The fixtures of test_browser.py (a module-scoped Chromium, one context per page).
+browser = test_browser.browser
+open_page = test_browser.open_page
 
 pytestmark = pytest.mark.browser
 
@@ -104,3 +103,62 @@ def test_undo_steps_group_like_a_textarea(server: ServerProcess, open_page) -> N
         )
     wait_value(a, "B one 😀 two")
     assert wait_converged(server.http_url, "groups", [a, b]) == "B one 😀 two"
+
+
+# ------------------------------------------------------------------------------ big pastes
+
+STATUS_LOG = """() => {
+    const status = document.querySelector('#status');
+    window.statusLog = [];
+    new MutationObserver(() => window.statusLog.push(status.textContent))
+        .observe(status, {childList: true, characterData: true, subtree: true});
+}"""
+
+
+def paste(page, base_url: str, text: str) -> None:
+    """A real paste (one input event) of `text` at the caret."""
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url)
+    page.evaluate("text => navigator.clipboard.writeText(text)", text)
+    page.keyboard.press("ControlOrMeta+V")
+
+
+def test_a_paste_bigger_than_a_message_lands_whole(start_server, open_page) -> None:
+    server = start_server("--fsync", "never", "--max-message-bytes", "65536")
+    a = open_page(server.http_url, "big-paste", "Ada")
+    b = open_page(server.http_url, "big-paste", "Bob")
+    assert a.evaluate("window.collab.client.maxMessageBytes") == 65536
+    a.keyboard.type("head 😀 ")
+    wait_value(b, "head 😀 ")
+    rev = server_rev(server, "big-paste")
+    line = 'héllo 😀 中文 👍🏽 e\u0301 🇫🇷 "q" \\ \t\r\n'
+    big = (line * (300_000 // len(line) + 1))[:300_000]
+    a.evaluate("() => { window.firstSocket = window.collab.client.socket.socket; }")
+    a.evaluate(STATUS_LOG)
+    paste(a, server.http_url, big)
+    expected = "head 😀 " + big.replace("\r\n", "\n").replace("\r", "\n")
+    assert wait_converged(server.http_url, "big-paste", [a, b]) == expected
+    pieces = server_rev(server, "big-paste") - rev
+    assert 5 <= pieces <= 20  # each piece under 64 KiB, one revision each
+    assert a.evaluate("window.collab.client.socket.socket === window.firstSocket")  # no 1009
+    assert any(text.startswith("Sending… ") for text in a.evaluate("window.statusLog"))
+    assert a.text_content("#status") == "Saved"
+    undo(a)  # the whole paste is one step, however many pieces it went in
+    assert wait_converged(server.http_url, "big-paste", [a, b]) == "head 😀 "
+
+
+def test_the_document_size_limit_is_shown(start_server, open_page) -> None:
+    server = start_server("--fsync", "never", "--max-document-bytes", "20000")
+    a = open_page(server.http_url, "too-big", "Ada")
+    b = open_page(server.http_url, "too-big", "Bob")
+    a.keyboard.type("head 中 ")
+    wait_value(b, "head 中 ")
+    paste(a, server.http_url, "😀 too much 中文\n" * 3000)
+    a.wait_for_function("document.querySelector('#status').textContent.startsWith('Not saved')")
+    assert "larger than the server allows" in a.text_content("#status")
+    wait_value(a, "head 中 ")  # the refused paste is taken back
+    assert server_text(server.http_url, "too-big") == "head 中 "
+    a.keyboard.type("ok")  # and editing goes on
+    wait_value(b, "head 中 ok")
+    a.wait_for_function(SAVED)
+    assert a.text_content("#status") == "Saved"
+    assert model(a) == server_text(server.http_url, "too-big") == "head 中 ok"
