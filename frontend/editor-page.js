@@ -1,6 +1,7 @@
 // The editor page (editor.html, `/d/{name}`): a textarea, the connection state, who is
 // here and the user's name, wired to an OTClient on `<prefix>/ot/{name}`.
 
+import { CaretLayer } from "./carets.js";
 import { OTClient } from "./otclient.js";
 import { encodeName, mountPrefix } from "./paths.js";
 import { PeersList, safeColor } from "./peers-list.js";
@@ -40,13 +41,17 @@ function statusLabel(client, state) {
 }
 
 /** What the client tells its view, handed to the textarea, the status and the peers. */
-function pageView(textarea, status, peers) {
+function pageView(textarea, status, peers, carets) {
   return {
     onChange(op, oldText) {
       textarea.onChange(op, oldText);
       peers.render();
+      carets.render();
     },
-    onPresence: () => peers.render(),
+    onPresence() {
+      peers.render();
+      carets.render();
+    },
     onReadOnly() {
       textarea.onReadOnly();
       status.title = "This document is read-only for you";
@@ -84,9 +89,13 @@ function start() {
   const textarea = new TextareaView($("text"));
   const peers = new PeersList($("peers"), null);
   const user = loadUser();
-  const client = new OTClient(socket, user, pageView(textarea, $("status"), peers));
+  const carets = { render() {} }; // drawn once the client exists
+  const client = new OTClient(socket, user, pageView(textarea, $("status"), peers, carets));
   peers.client = client;
   textarea.attach(client);
+  const layer = new CaretLayer($("text"), client);
+  carets.render = () => layer.render();
+  textarea.onLocalChange = carets.render;
   peers.render();
   watchUserName(client, peers, user);
   window.addEventListener("online", () => socket.hurry());
@@ -96,7 +105,7 @@ function start() {
       event.returnValue = "";
     }
   });
-  window.collab = { client, view: textarea };
+  window.collab = { client, view: textarea, carets: layer };
   client.connect();
 }
 

@@ -46,6 +46,7 @@ export class TextareaView {
     this.client = null;
     this.readOnly = false;
     this.inputType = null; // what the browser said the pending input is (beforeinput)
+    this.onLocalChange = () => {}; // told after an undo or redo is shown
   }
 
   attach(client) {
@@ -131,6 +132,7 @@ export class TextareaView {
     this.textarea.value = this.shown;
     this.textarea.setSelectionRange(cpToDisplay(text, start), cpToDisplay(text, end));
     this.sendSelection();
+    this.onLocalChange();
   }
 
   sendSelection() {

@@ -162,3 +162,121 @@ def test_the_document_size_limit_is_shown(start_server, open_page) -> None:
     a.wait_for_function(SAVED)
     assert a.text_content("#status") == "Saved"
     assert model(a) == server_text(server.http_url, "too-big") == "head 中 ok"
+
+
+# ------------------------------------------------------------------------------ carets
+
+GEOMETRY = """client => {
+    const ta = document.querySelector('#text');
+    const style = getComputedStyle(ta);
+    const box = ta.getBoundingClientRect();
+    const caret = document.querySelector(`.carets-caret[data-client="${client}"]`);
+    const at = caret && caret.getBoundingClientRect();
+    const context = document.createElement('canvas').getContext('2d');
+    context.font = `${style.fontSize} ${style.fontFamily}`;
+    return {
+        left: box.left + ta.clientLeft + parseFloat(style.paddingLeft) - ta.scrollLeft,
+        top: box.top + ta.clientTop + parseFloat(style.paddingTop) - ta.scrollTop,
+        line: parseFloat(style.lineHeight),
+        char: context.measureText('x').width,
+        columns: Math.floor((ta.clientWidth - parseFloat(style.paddingLeft)
+            - parseFloat(style.paddingRight)) / context.measureText('x').width),
+        caret: at && {x: at.left + at.width / 2, y: at.top, height: at.height,
+                      label: caret.textContent, color: caret.style.background},
+    };
+}"""
+
+
+def caret_of(page, client: str) -> dict:
+    page.wait_for_selector(f'.carets-caret[data-client="{client}"]')
+    return page.evaluate(GEOMETRY, client)
+
+
+def wait_caret_at(page, client: str, x: float, y: float) -> dict:
+    """The caret drawn for `client` reaches (x, y) in the textarea's text coordinates."""
+    page.wait_for_function(
+        """([client, x, y]) => {
+            const ta = document.querySelector('#text');
+            const style = getComputedStyle(ta);
+            const box = ta.getBoundingClientRect();
+            const caret = document.querySelector(`.carets-caret[data-client="${client}"]`);
+            if (!caret) return false;
+            const at = caret.getBoundingClientRect();
+            const left = box.left + ta.clientLeft + parseFloat(style.paddingLeft) - ta.scrollLeft;
+            const top = box.top + ta.clientTop + parseFloat(style.paddingTop) - ta.scrollTop;
+            const dx = at.left + at.width / 2 - left - x;
+            return Math.abs(dx) < 1.5 && Math.abs(at.top - top - y) < 2;
+        }""",
+        arg=[client, x, y],
+    )
+    return caret_of(page, client)
+
+
+def test_the_others_carets_are_drawn_where_their_text_is(server: ServerProcess, open_page) -> None:
+    a = open_page(server.http_url, "carets", "Ada")
+    b = open_page(server.http_url, "carets", "Bob")
+    bob = b.evaluate("window.collab.client.client")
+    words = "word " * 60  # wraps: monospace ASCII, so the wrap point is arithmetic
+    b.keyboard.insert_text(f"ab😀中\tx\n{words}\nend 👍🏽")
+    wait_value(a, f"ab😀中\tx\n{words}\nend 👍🏽")
+    g = a.evaluate(GEOMETRY, bob)
+    line, char = g["line"], g["char"]
+    width = a.evaluate(
+        """() => { const s = getComputedStyle(document.querySelector('#text'));
+        const c = document.createElement('canvas').getContext('2d');
+        c.font = `${s.fontSize} ${s.fontFamily}`;
+        return [c.measureText('ab😀中').width, c.measureText(' ').width]; }"""
+    )
+
+    set_caret(b, units("ab😀中"))  # after emoji and CJK: their real widths
+    g = wait_caret_at(a, bob, width[0], 0)
+    assert g["caret"]["label"] == "Bob"
+    assert abs(g["caret"]["height"] - line) < 6
+    tab_stop = 4 * width[1]
+    set_caret(b, units("ab😀中\t"))  # a tab goes to the next tab stop
+    wait_caret_at(a, bob, (width[0] // tab_stop + 1) * tab_stop, 0)
+
+    per_row = (g["columns"] + 1) // 5  # words on a visual row (a trailing space hangs)
+    start = units("ab😀中\tx\n")
+    set_caret(b, start + 5 * per_row + 5)  # the second word of the wrapped row
+    wait_caret_at(a, bob, 5 * char, 2 * line)
+
+    set_caret(b, units(value(b)))  # the very end, after an emoji
+    end_x = a.evaluate(
+        """() => { const s = getComputedStyle(document.querySelector('#text'));
+        const c = document.createElement('canvas').getContext('2d');
+        c.font = `${s.fontSize} ${s.fontFamily}`; return c.measureText('end 👍🏽').width; }"""
+    )
+    wrapped = -(-60 // per_row)  # visual rows of the long line
+    end_y = (1 + wrapped) * line
+    wait_caret_at(a, bob, end_x, end_y)
+
+    # Moves with a's own edits before it, and with scrolling.
+    set_caret(a, units(value(a)) - units("end 👍🏽"))
+    a.keyboard.type("中中")
+    cjk = a.evaluate(
+        """() => { const s = getComputedStyle(document.querySelector('#text'));
+        const c = document.createElement('canvas').getContext('2d');
+        c.font = `${s.fontSize} ${s.fontFamily}`; return c.measureText('中中').width; }"""
+    )
+    wait_caret_at(a, bob, end_x + cjk, end_y)
+    set_caret(a, 0)
+    a.keyboard.insert_text("\n" * 60)
+    wait_caret_at(a, bob, end_x + cjk, end_y + 60 * line)
+    a.eval_on_selector("#text", "ta => { ta.scrollTop = 200; }")
+    wait_caret_at(a, bob, end_x + cjk, end_y + 60 * line)  # coordinates include the scroll
+    g = caret_of(a, bob)
+    top = a.eval_on_selector("#text", "ta => ta.getBoundingClientRect().top")
+    assert g["caret"]["y"] < top + end_y + 60 * line - 150
+
+    # A selection is drawn in the user's colour; a Yjs peer's too, whatever its kind.
+    b.eval_on_selector("#text", "ta => ta.setSelectionRange(60, 66)")
+    a.wait_for_selector(f'.carets-selection[data-client="{bob}"]')
+    a.evaluate(
+        """() => window.collab.client.receive({type: 'presence', client: 'yjs:77', kind: 'yjs',
+            user: {name: 'Yan', color: '#00897b'}, selection: [[60, 64]]})"""
+    )
+    a.wait_for_selector('.carets-caret[data-client="yjs:77"]:has-text("Yan")')
+    a.wait_for_selector('.carets-selection[data-client="yjs:77"]')
+    b.close()  # gone: its caret goes
+    a.wait_for_selector(f'.carets-caret[data-client="{bob}"]', state="detached")
