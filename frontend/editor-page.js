@@ -64,6 +64,23 @@ function pageView(textarea, status, peers, carets) {
   };
 }
 
+/**
+ * `#restore=REV` (the history page's "Restore this version"): once loaded, make the text
+ * that revision's, as one change of this user's that Ctrl+Z takes back.
+ */
+async function restoreFromHash(textarea, apiBase, status) {
+  const match = /^#restore=(\d+)$/.exec(location.hash);
+  if (!match) return;
+  history.replaceState(null, "", location.pathname + location.search);
+  const response = await fetch(`${apiBase}/text?at=${match[1]}`);
+  const text = await response.text();
+  if (!response.ok) {
+    status.textContent = `Cannot restore revision ${match[1]}: ${response.statusText}`;
+    return;
+  }
+  textarea.replaceText(text, "restore");
+}
+
 function watchUserName(client, peers, user) {
   $("user-name").value = user.name;
   $("user-name").addEventListener("change", (event) => {
@@ -90,7 +107,15 @@ function start() {
   const peers = new PeersList($("peers"), null);
   const user = loadUser();
   const carets = { render() {} }; // drawn once the client exists
-  const client = new OTClient(socket, user, pageView(textarea, $("status"), peers, carets));
+  const view = pageView(textarea, $("status"), peers, carets);
+  const apiBase = `${prefix}/api/docs/${encodeURIComponent(name).replace(/\./g, "%2E")}`;
+  const onState = view.onState;
+  view.onState = (state) => {
+    onState(state);
+    if (state !== "saved" || view.restoring) return;
+    view.restoring = restoreFromHash(textarea, apiBase, $("status"));
+  };
+  const client = new OTClient(socket, user, view);
   peers.client = client;
   textarea.attach(client);
   const layer = new CaretLayer($("text"), client);

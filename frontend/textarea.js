@@ -7,7 +7,7 @@
 
 import { cpLength, cpToDisplay, display, displayToCp } from "./positions.js";
 import { diffText } from "./textdiff.js";
-import { firstChange, replaceOp, transformPosition } from "./textops.js";
+import { diffOp, firstChange, replaceOp, transformPosition } from "./textops.js";
 
 /** The shortcut in `event`: "undo", "redo" or null. */
 export function historyShortcut(event) {
@@ -125,7 +125,22 @@ export class TextareaView {
     if (this.readOnly || this.composing || !this.client || !this.client.loaded) return;
     this.flush();
     const op = action === "undo" ? this.client.undo() : this.client.redo();
-    if (op === null) return;
+    if (op !== null) this.showOwn(op);
+  }
+
+  /** Make the text `text` as one change of this user's (restoring an old version). */
+  replaceText(text, inputType) {
+    if (this.readOnly || !this.client || !this.client.loaded) return false;
+    if (this.composing) this.endComposition();
+    this.flush();
+    const op = diffOp(this.client.text, text);
+    this.client.submit(op, inputType);
+    this.showOwn(op);
+    return true;
+  }
+
+  /** Show a change made here but not typed (undo, redo, restore), selecting what it did. */
+  showOwn(op) {
     const text = this.client.text;
     const [start, end] = changedRange(op);
     this.shown = display(text);

@@ -4,6 +4,9 @@ what (the fixtures and helpers are test_browser.py's)."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
 import test_browser
 from conftest import ServerProcess
@@ -14,6 +17,7 @@ from test_browser import (
     server_text,
     set_caret,
     units,
+    url_name,
     value,
     wait_converged,
     wait_value,
@@ -280,3 +284,53 @@ def test_the_others_carets_are_drawn_where_their_text_is(server: ServerProcess, 
     a.wait_for_selector('.carets-selection[data-client="yjs:77"]')
     b.close()  # gone: its caret goes
     a.wait_for_selector(f'.carets-caret[data-client="{bob}"]', state="detached")
+
+
+# ------------------------------------------------------------------------------ history
+
+
+def revision(base_url: str, name: str, rev: int) -> dict:
+    url = f"{base_url}/api/docs/{url_name(name)}/history/{rev}"
+    with urllib.request.urlopen(url) as response:
+        return json.load(response)
+
+
+def test_history_shows_who_and_what_and_restores(server: ServerProcess, open_page) -> None:
+    name = "hist/😀"
+    a = open_page(server.http_url, name, "Ada")
+    b = open_page(server.http_url, name, "Bob")
+    a.keyboard.type("héllo 😀")
+    wait_value(b, "héllo 😀")
+    set_caret(b, units(value(b)))
+    b.keyboard.type(" 中文")
+    wait_converged(server.http_url, name, [a, b])
+    bob_rev = server_rev(server, name)
+    a.eval_on_selector("#text", "ta => ta.setSelectionRange(2, 5)")
+    a.keyboard.press("Backspace")
+    assert wait_converged(server.http_url, name, [a, b]) == "hé 😀 中文"
+    last = server_rev(server, name)
+    assert revision(server.http_url, name, last)["user"] == "~Ada"
+
+    page = a.context.new_page()
+    page.goto(f"{server.http_url}/static/history.html#{url_name(name)}")
+    page.wait_for_selector("#text del")
+    assert page.text_content("#text del") == "llo"  # what the last revision deleted
+    assert page.text_content("#text") == "héllo 😀 中文"  # the deleted text, struck out
+    assert "Ada" in page.text_content("#who")
+    assert page.locator("#revisions li", has_text="Bob").count() >= 1
+    page.fill("#slider", str(bob_rev))
+    page.wait_for_function(
+        f"document.getElementById('rev').textContent === 'rev {bob_rev} / {last}'"
+    )
+    page.wait_for_function("document.querySelector('#text ins')?.textContent === '文'")
+    assert "Bob" in page.text_content("#who")
+
+    page.click("#restore")  # opens the editor, which makes the text rev bob_rev's again
+    page.wait_for_url("**/d/**")
+    wait_value(page, "héllo 😀 中文")
+    assert wait_converged(server.http_url, name, [a, b, page]) == "héllo 😀 中文"
+    assert server_rev(server, name) == last + 1  # one new revision, by the restoring user
+    assert revision(server.http_url, name, last + 1)["user"] == "~Ada"
+    page.focus("#text")
+    undo(page)  # and the restore is undoable
+    assert wait_converged(server.http_url, name, [a, b, page]) == "hé 😀 中文"
