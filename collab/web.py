@@ -23,6 +23,7 @@ from collab.protocol import close_reason
 from collab.storage.contract import HistoryStore
 from collab.storage.errors import CorruptDocumentError, FileFormatError
 from collab.storage.history import DocumentHistory, HistoryCache, parse_time
+from collab.storage.logs import RevisionNotFoundError
 from collab.wire import CloseCode
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class WebApp:
                 Route("/api/docs", self.list_documents),
                 Route("/api/docs/{name:path}/text", self.document_text),
                 Route("/api/docs/{name:path}/history", self.document_history),
+                Route("/api/docs/{name:path}/history/{rev:int}", self.document_revision),
                 Route("/api/docs/{name:path}/update", self.document_update),
             ]
         if frontend:
@@ -248,6 +250,20 @@ class WebApp:
                 "next_before": page[-1].rev if more else None,
             }
         )
+
+    async def document_revision(self, request: Request) -> Response:
+        """One revision: who, when, and what it did (``op`` on ``text_before``)."""
+        runner = await self._existing(request)
+        if isinstance(runner, Response):
+            return runner
+        history = await self._history(runner.name)
+        if isinstance(history, Response):
+            return history
+        try:
+            change = await asyncio.to_thread(history.change, request.path_params["rev"])
+        except RevisionNotFoundError as error:
+            return error_response(404, str(error))
+        return JSONResponse(change.as_json())
 
     async def document_text_at(self, request: Request, name: str) -> Response:
         """The text as it was: ``?at=REV`` or ``?time=ISO-8601``."""

@@ -1,6 +1,7 @@
 // The editor page (editor.html, `/d/{name}`): a textarea, the connection state, who is
 // here and the user's name, wired to an OTClient on `<prefix>/ot/{name}`.
 
+import { CaretLayer } from "./carets.js";
 import { OTClient } from "./otclient.js";
 import { encodeName, mountPrefix } from "./paths.js";
 import { PeersList, safeColor } from "./peers-list.js";
@@ -32,28 +33,52 @@ function loadUser() {
 
 function statusLabel(client, state) {
   if (state === "error") return `Disconnected: ${client.error}`;
+  if (client.notice && state !== "connecting") return client.notice;
   if (state === "offline" && client.unsaved) return "Offline — unsaved changes";
+  const progress = client.progress;
+  if (progress !== null && state === "unsaved") return `Sending… ${Math.floor(progress * 100)}%`;
   return STATE_LABELS[state] || state;
 }
 
 /** What the client tells its view, handed to the textarea, the status and the peers. */
-function pageView(textarea, status, peers) {
+function pageView(textarea, status, peers, carets) {
   return {
     onChange(op, oldText) {
       textarea.onChange(op, oldText);
       peers.render();
+      carets.render();
     },
-    onPresence: () => peers.render(),
+    onPresence() {
+      peers.render();
+      carets.render();
+    },
     onReadOnly() {
       textarea.onReadOnly();
       status.title = "This document is read-only for you";
     },
     onState(state) {
-      status.dataset.state = state;
+      status.dataset.state = textarea.client.notice ? "error" : state;
       status.textContent = statusLabel(textarea.client, state);
       textarea.onState(state);
     },
   };
+}
+
+/**
+ * `#restore=REV` (the history page's "Restore this version"): once loaded, make the text
+ * that revision's, as one change of this user's that Ctrl+Z takes back.
+ */
+async function restoreFromHash(textarea, apiBase, status) {
+  const match = /^#restore=(\d+)$/.exec(location.hash);
+  if (!match) return;
+  history.replaceState(null, "", location.pathname + location.search);
+  const response = await fetch(`${apiBase}/text?at=${match[1]}`);
+  const text = await response.text();
+  if (!response.ok) {
+    status.textContent = `Cannot restore revision ${match[1]}: ${response.statusText}`;
+    return;
+  }
+  textarea.replaceText(text, "restore");
 }
 
 function watchUserName(client, peers, user) {
@@ -81,9 +106,21 @@ function start() {
   const textarea = new TextareaView($("text"));
   const peers = new PeersList($("peers"), null);
   const user = loadUser();
-  const client = new OTClient(socket, user, pageView(textarea, $("status"), peers));
+  const carets = { render() {} }; // drawn once the client exists
+  const view = pageView(textarea, $("status"), peers, carets);
+  const apiBase = `${prefix}/api/docs/${encodeURIComponent(name).replace(/\./g, "%2E")}`;
+  const onState = view.onState;
+  view.onState = (state) => {
+    onState(state);
+    if (state !== "saved" || view.restoring) return;
+    view.restoring = restoreFromHash(textarea, apiBase, $("status"));
+  };
+  const client = new OTClient(socket, user, view);
   peers.client = client;
   textarea.attach(client);
+  const layer = new CaretLayer($("text"), client);
+  carets.render = () => layer.render();
+  textarea.onLocalChange = carets.render;
   peers.render();
   watchUserName(client, peers, user);
   window.addEventListener("online", () => socket.hurry());
@@ -93,7 +130,7 @@ function start() {
       event.returnValue = "";
     }
   });
-  window.collab = { client, view: textarea };
+  window.collab = { client, view: textarea, carets: layer };
   client.connect();
 }
 

@@ -1,6 +1,11 @@
-// The history view: a slider over a document's revisions showing the text at each and who
-// made it. The server answers each step from a checkpoint (GET .../text?at=REV), so the
-// page never replays the log itself; only the latest position asked for is fetched.
+// The history view: a slider over a document's revisions showing the text at each, who
+// made it and what it inserted and deleted. The server answers each step from a checkpoint
+// (GET .../history/REV: the op and the text before it), so the page never replays the log
+// itself; only the latest position asked for is fetched. "Restore this version" opens the
+// editor, which makes the text that revision's as one new change of its user (undoable).
+
+import { cpLength } from "./positions.js";
+import { applyOp } from "./textops.js";
 
 const $ = (id) => document.getElementById(id);
 const prefix = location.pathname.slice(0, location.pathname.lastIndexOf("/static/"));
@@ -21,12 +26,56 @@ async function getJSON(url) {
   return body;
 }
 
-function describe(rev) {
+/**
+ * Who made a revision: the authenticate hook's user, or the name the client gave ("~" in
+ * the record: nobody verified it), or else what kind of peer it was.
+ */
+export function author(info) {
+  if (typeof info.user === "string" && info.user.startsWith("~")) return info.user.slice(1);
+  if (info.user) return info.user;
+  const origin = String(info.origin || "");
+  if (origin.startsWith("yjs:")) return "a Yjs peer";
+  if (origin.startsWith("ot:")) return `text client ${origin.split(":")[1]}`;
+  if (origin.startsWith("server")) return "the server";
+  return origin || "unknown";
+}
+
+function describe(rev, short = false) {
   if (rev === first) return first === 0 ? "rev 0: the empty document" : `rev ${rev}: oldest kept`;
   const info = infos.get(rev);
   if (!info) return `rev ${rev}`;
-  const who = info.user ? `${info.user} (${info.origin})` : info.origin;
-  return `rev ${rev} · ${new Date(info.time).toLocaleString()} · ${who} · ${info.size} B`;
+  const when = new Date(info.time).toLocaleString();
+  if (short) return `${rev} · ${author(info)} · ${when}`;
+  const unverified = typeof info.user === "string" && info.user.startsWith("~");
+  const who = unverified ? `${author(info)} (name not verified)` : author(info);
+  return `rev ${rev} · ${when} · ${who} · ${info.origin} · ${info.size} B`;
+}
+
+/** The text after `op` with what it inserted (<ins>) and deleted (<del>) marked. */
+export function markChanges(before, op) {
+  const parts = [];
+  let unit = 0;
+  const take = (count) => {
+    const start = unit;
+    for (let k = 0; k < count; k++) unit += before.codePointAt(unit) > 0xffff ? 2 : 1;
+    return before.slice(start, unit);
+  };
+  for (const c of op) {
+    if (typeof c === "string") {
+      parts.push(mark("ins", c));
+    } else if (c > 0) {
+      parts.push(document.createTextNode(take(c)));
+    } else {
+      parts.push(mark("del", take(-c)));
+    }
+  }
+  return parts;
+}
+
+function mark(tag, text) {
+  const element = document.createElement(tag);
+  element.textContent = text;
+  return element;
 }
 
 async function loadPage(before) {
@@ -47,7 +96,7 @@ function renderList(current) {
     const item = document.createElement("li");
     const button = document.createElement("button");
     button.type = "button";
-    button.textContent = describe(rev);
+    button.textContent = describe(rev, true);
     button.setAttribute("aria-current", String(rev === current));
     button.addEventListener("click", () => show(rev));
     item.append(button);
@@ -59,11 +108,28 @@ async function ensureInfo(rev) {
   if (rev > first && !infos.has(rev)) await loadPage(Math.min(last + 1, rev + PAGE / 2));
 }
 
-async function fetchText(rev) {
+/** The nodes showing revision `rev`: its text, with its own change marked. */
+async function fetchRevision(rev) {
+  if (rev > first) {
+    const { op, text_before: before, ...info } = await getJSON(`${api}/history/${rev}`);
+    infos.set(rev, info);
+    applyOp(op, before); // checks that the op fits the text
+    return markChanges(before, op);
+  }
   const response = await fetch(`${api}/text?at=${rev}`);
   const text = await response.text();
   if (!response.ok) throw new Error(JSON.parse(text).error || response.statusText);
-  return text;
+  return [document.createTextNode(text)];
+}
+
+function showChanges(nodes) {
+  const pane = $("text");
+  pane.replaceChildren(...nodes);
+  const changed = pane.querySelector("ins, del");
+  if (changed) changed.scrollIntoView({ block: "center" });
+  const inserted = [...pane.querySelectorAll("ins")].reduce((n, e) => n + cpLength(e.textContent), 0);
+  const deleted = [...pane.querySelectorAll("del")].reduce((n, e) => n + cpLength(e.textContent), 0);
+  return inserted || deleted ? ` · +${inserted} −${deleted}` : "";
 }
 
 async function show(rev) {
@@ -76,10 +142,12 @@ async function show(rev) {
     while (wanted !== null) {
       const target = wanted;
       wanted = null;
-      const [text] = await Promise.all([fetchText(target), ensureInfo(target)]);
+      const [nodes] = await Promise.all([fetchRevision(target), ensureInfo(target)]);
       if (wanted !== null) continue; // already moved on: skip drawing this one
-      $("text").textContent = text;
-      $("who").textContent = describe(target);
+      const counts = showChanges(nodes);
+      $("who").textContent = describe(target) + counts;
+      $("restore").disabled = target === last;
+      $("restore").dataset.rev = String(target);
       $("who").classList.remove("error");
       renderList(target);
     }
@@ -94,7 +162,11 @@ async function show(rev) {
 async function start() {
   $("doc-name").textContent = name;
   document.title = `History of ${name} — collab`;
-  $("back").href = `${prefix}/d/${encodeURIComponent(name).replace(/%2F/g, "/")}`;
+  const editor = `${prefix}/d/${encodeURIComponent(name).replace(/%2F/g, "/")}`;
+  $("back").href = editor;
+  $("restore").addEventListener("click", (event) => {
+    location.href = `${editor}#restore=${event.target.dataset.rev}`;
+  });
   await loadPage();
   const slider = $("slider");
   slider.min = String(first);

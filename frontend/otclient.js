@@ -4,7 +4,9 @@
 
 import { Synchronized } from "./otstates.js";
 import { moveSelections, OwnPresence, updatePeers } from "./presence.js";
+import { DEFAULT_MAX_MESSAGE_BYTES, fitInFlight, pendingLength } from "./split.js";
 import { applyOp, diffOp, invert, isNoop } from "./textops.js";
+import { UndoManager } from "./undo.js";
 import { CloseCode, ErrorCode } from "./wire.js";
 
 /** Why a fatal close stops this tab, for the status line. */
@@ -52,6 +54,10 @@ export class OTClient {
     this.loaded = false;
     this.rejections = new Map(); // seq -> errors for it
     this.resyncs = 0; // times this tab fell out of step with the server (errors, bugs)
+    this.history = new UndoManager(); // this tab's own steps, to undo and redo
+    this.maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES; // the server says its own (welcome)
+    this.sendingTotal = 0; // UTF-16 units of a change going out in pieces (0: none)
+    this.notice = ""; // why the last change was refused, for the status line
     socket.handlers = {
       onOpen: () => this.sayHello(),
       onMessage: (text) => this.onMessage(text),
@@ -169,6 +175,9 @@ export class OTClient {
   onWelcome(message) {
     this.socket.succeeded();
     this.client = message.client;
+    if (Number.isSafeInteger(message.max_message_bytes) && message.max_message_bytes > 0) {
+      this.maxMessageBytes = message.max_message_bytes;
+    }
     if (Array.isArray(message.ops)) this.catchUp(message.ops);
     else this.rebase(message.text, message.rev, message.acked);
     this.loaded = true;
@@ -262,6 +271,7 @@ export class OTClient {
     const old = this.text;
     this.text = applyOp(change, old);
     moveSelections(this.presence, change);
+    this.history.remote(change);
     this.view.onChange(change, old);
   }
 
@@ -280,7 +290,14 @@ export class OTClient {
     console.warn("collab: server error", message);
     this.resyncs += 1;
     const inflight = this.sync.inflight;
+    if (message.code === ErrorCode.TOO_LARGE && inflight && message.seq === inflight.seq) {
+      // The document would pass its size limit: drop what is pending (the rest of a big
+      // paste too), show the server's text and say why. Nothing to resynchronise.
+      this.dropPending("Not saved: the document would be larger than the server allows");
+      return;
+    }
     if (message.code === ErrorCode.READONLY) {
+      this.history.clear();
       this.sync = new Synchronized();
       this.view.onReadOnly();
       this.rev = null;
@@ -304,17 +321,57 @@ export class OTClient {
 
   // --- changes made here ----------------------------------------------------------------
 
-  /** The user changed `text` by `op`. */
-  submit(op) {
+  /** The user changed `text` by `op`, with an input of `inputType` (for undo grouping). */
+  submit(op, inputType = null) {
     if (isNoop(op)) return;
-    this.text = applyOp(op, this.text);
+    const old = this.text;
+    this.text = applyOp(op, old);
+    if (inputType !== "historyUndo" && inputType !== "historyRedo") {
+      this.history.record(op, old, inputType, Date.now());
+    }
+    this.notice = "";
     moveSelections(this.presence, op);
     this.setSync(this.sync.local(op, this.seq + 1));
     this.refreshState();
   }
 
+  /** Undo this tab's latest step (others' edits stay); returns the op made, or null. */
+  undo() {
+    const op = this.history.undo(this.text);
+    if (op) this.submit(op, "historyUndo");
+    return op;
+  }
+
+  redo() {
+    const op = this.history.redo(this.text);
+    if (op) this.submit(op, "historyRedo");
+    return op;
+  }
+
+  /** Forget what is pending here and show the server's text; `notice` says why. */
+  dropPending(notice) {
+    this.notice = notice;
+    this.sync = new Synchronized();
+    this.sendingTotal = 0;
+    this.showChange(diffOp(this.text, this.serverText));
+    this.refreshState();
+  }
+
+  /** How much of a change sent in pieces the server has (0 to 1), or null. */
+  get progress() {
+    if (!this.sendingTotal || !this.unsaved) return null;
+    return Math.max(0, Math.min(1, 1 - pendingLength(this.sync) / this.sendingTotal));
+  }
+
   /** Enter state `next`; an op that just became in flight goes out. */
   setSync(next) {
+    if (!next.inflight) this.sendingTotal = 0;
+    else if (next.inflight.seq > this.seq) {
+      // Too large for one message: the piece that fits goes out, the rest waits (split.js).
+      const fitted = fitInFlight(next, this.maxMessageBytes);
+      if (fitted !== next && !this.sendingTotal) this.sendingTotal = pendingLength(next);
+      next = fitted;
+    }
     this.sync = next;
     if (next.inflight && next.inflight.seq > this.seq) {
       this.seq = next.inflight.seq;

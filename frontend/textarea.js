@@ -1,11 +1,42 @@
 // The textarea bound to an OTClient: what the user does becomes ops (a diff of the old and
 // new value, the caret saying where in a run of equal characters); what others do is
 // written into it with the selection and the scroll position kept. Nothing is written
-// during an IME composition: the client holds server messages until it ends.
+// during an IME composition: the client holds server messages until it ends. Undo and redo
+// (Ctrl/Cmd+Z, Ctrl/Cmd+Shift+Z, Ctrl+Y, the context menu) are the client's collaborative
+// undo (undo.js), never the browser's own.
 
 import { cpLength, cpToDisplay, display, displayToCp } from "./positions.js";
 import { diffText } from "./textdiff.js";
-import { firstChange, replaceOp, transformPosition } from "./textops.js";
+import { diffOp, firstChange, replaceOp, transformPosition } from "./textops.js";
+
+/** The shortcut in `event`: "undo", "redo" or null. */
+export function historyShortcut(event) {
+  if (!(event.ctrlKey || event.metaKey) || event.altKey || event.isComposing) return null;
+  const key = event.key.toLowerCase();
+  if (key === "z") return event.shiftKey ? "redo" : "undo";
+  if (key === "y" && event.ctrlKey && !event.shiftKey) return "redo";
+  return null;
+}
+
+/** The selection showing what `op` changed: what it inserted, or a caret where it deleted. */
+function changedRange(op) {
+  let at = 0;
+  let start = -1;
+  let end = -1;
+  for (const c of op) {
+    if (typeof c === "number" && c > 0) {
+      at += c;
+      continue;
+    }
+    if (start < 0) start = at;
+    if (typeof c === "string") {
+      at += cpLength(c);
+      end = at;
+    }
+  }
+  if (start < 0) return [at, at];
+  return end < 0 ? [start, start] : [start, end];
+}
 
 export class TextareaView {
   constructor(textarea) {
@@ -14,11 +45,27 @@ export class TextareaView {
     this.composing = false;
     this.client = null;
     this.readOnly = false;
+    this.inputType = null; // what the browser said the pending input is (beforeinput)
+    this.onLocalChange = () => {}; // told after an undo or redo is shown
   }
 
   attach(client) {
     this.client = client;
     const ta = this.textarea;
+    ta.addEventListener("beforeinput", (event) => {
+      if (event.inputType === "historyUndo" || event.inputType === "historyRedo") {
+        event.preventDefault();
+        this.history(event.inputType === "historyUndo" ? "undo" : "redo");
+      } else {
+        this.inputType = event.inputType;
+      }
+    });
+    ta.addEventListener("keydown", (event) => {
+      const action = historyShortcut(event);
+      if (action === null) return;
+      event.preventDefault();
+      this.history(action);
+    });
     ta.addEventListener("input", () => {
       if (!this.composing) this.flush();
       this.sendSelection();
@@ -68,8 +115,39 @@ export class TextareaView {
     const to = displayToCp(text, endBefore);
     const op = replaceOp(cpLength(text), from, to, value.slice(start, endAfter));
     this.shown = value;
-    this.client.submit(op);
+    this.client.submit(op, this.inputType);
+    this.inputType = null;
     if (display(this.client.text) !== value) this.redraw(); // a lone "\r" met a "\n"
+  }
+
+  /** Undo or redo this user's latest step and select what it changed. */
+  history(action) {
+    if (this.readOnly || this.composing || !this.client || !this.client.loaded) return;
+    this.flush();
+    const op = action === "undo" ? this.client.undo() : this.client.redo();
+    if (op !== null) this.showOwn(op);
+  }
+
+  /** Make the text `text` as one change of this user's (restoring an old version). */
+  replaceText(text, inputType) {
+    if (this.readOnly || !this.client || !this.client.loaded) return false;
+    if (this.composing) this.endComposition();
+    this.flush();
+    const op = diffOp(this.client.text, text);
+    this.client.submit(op, inputType);
+    this.showOwn(op);
+    return true;
+  }
+
+  /** Show a change made here but not typed (undo, redo, restore), selecting what it did. */
+  showOwn(op) {
+    const text = this.client.text;
+    const [start, end] = changedRange(op);
+    this.shown = display(text);
+    this.textarea.value = this.shown;
+    this.textarea.setSelectionRange(cpToDisplay(text, start), cpToDisplay(text, end));
+    this.sendSelection();
+    this.onLocalChange();
   }
 
   sendSelection() {

@@ -141,6 +141,26 @@ async def test_revision_at_time_with_a_clock_that_steps_back(tmp_path: Path) -> 
     assert history.rev_at_time(1e12) == 4
 
 
+async def test_each_revision_says_what_it_changed(tmp_path: Path) -> None:
+    writer = Writer(tmp_path)
+    await writer.write("héllo 😀 wörld")
+    writer.session.edit_text([1, "中", 2, -1, 3, "👍🏽", 3, -1, 2], origin="server:two", user="ada")
+    await writer.store.append(writer.name, writer.session.take_output().records)
+    await writer.write("")
+    history = writer.history(interval=2)
+    first = history.change(1)
+    assert (first.text_before, first.op) == ("", ["héllo 😀 wörld"])
+    second = history.change(2)  # two places and two deletions: the op says so, not a diff
+    assert second.op == [1, "中", 2, -1, 3, "👍🏽", 3, -1, 2]
+    assert second.info.user == "ada" and second.text_before == "héllo 😀 wörld"
+    assert second.as_json()["op"] == second.op
+    assert history.change(3).op == [-len("h中élo 😀👍🏽 wöld")]
+    with pytest.raises(RevisionNotFoundError):
+        history.change(0)
+    with pytest.raises(RevisionNotFoundError):
+        history.change(4)
+
+
 def test_iso_times() -> None:
     assert parse_time("2023-11-14T22:13:20Z") == 1_700_000_000.0
     assert parse_time("2023-11-14T23:13:20+01:00") == 1_700_000_000.0
@@ -251,6 +271,15 @@ async def test_history_and_text_at_over_http(server: Any) -> None:
     when = page["revisions"][1]["time"]
     assert get(f"{base}/text?time={urllib.parse.quote(when)}")[1].decode() == "héllo 👨‍👩‍👧"
     assert get(f"{base}/text?time=2000-01-01T00:00:00Z")[1] == b""
+
+    status, body, _ = get(f"{base}/history/2")  # who and what one revision changed
+    change = json.loads(body)
+    assert (status, change["rev"], change["origin"]) == (200, 2, f"ot:{client_of('c1')}:1")
+    assert change["text_before"] == "héllo 👨‍👩‍👧"
+    assert change["op"] == [len("héllo 👨‍👩‍👧"), " 🇫🇷\r\n"]
+    assert change["user"] == "~anonymous"  # no hook user: the name said (none), unverified
+    assert get(f"{base}/history/3")[0] == 404
+    assert get(f"{base}/history/0")[0] == 404
 
     status, body, _ = get(f"{base}/history?limit=1")
     assert json.loads(body)["next_before"] == 2

@@ -300,7 +300,8 @@ class Session:
             if peer.readonly:
                 self._send(peer.id, protocol.encode_auth_denied("read-only: update not applied"))
                 return
-            committed = self.document.apply_update(message.update, f"yjs:{peer.id}", peer.user)
+            author = self._author(peer)
+            committed = self.document.apply_update(message.update, f"yjs:{peer.id}", author)
             if committed is not None:
                 self._publish(committed, sender=peer.id)
         elif isinstance(message, protocol.Awareness):
@@ -406,6 +407,7 @@ class Session:
         else:
             welcome["ops"] = [revision.as_message() for revision in missed]
         welcome["acked"] = self.acks.last_seq(client)
+        welcome["max_message_bytes"] = self.settings.max_message_bytes  # bigger ops: split
         welcome["presence"] = self._presence_list(exclude=peer.id)
         self._send_json(peer.id, welcome)
         self._announce_presence(peer)
@@ -420,7 +422,7 @@ class Session:
     def _text_op(self, peer: Peer, message: OpMessage) -> None:
         assert peer.client is not None
         submitted = self.ot.submit(
-            peer.client, message.seq, message.rev, message.op, peer.user, peer.readonly
+            peer.client, message.seq, message.rev, message.op, self._author(peer), peer.readonly
         )
         if submitted.committed is not None:
             self._publish(submitted.committed, sender=peer.id)
@@ -509,6 +511,21 @@ class Session:
             if peer.joined and peer.id != exclude:
                 encoded = encoded or json.dumps(message, ensure_ascii=False)
                 self._send(peer.id, encoded)
+
+    def _author(self, peer: Peer) -> str | None:
+        """Who a peer's changes are by, in their records: the authenticate hook's user;
+        without one, "~" and the name the client gave (hello/presence or awareness),
+        marked so that a name nobody verified is never taken for one somebody did."""
+        if peer.user is not None:
+            return peer.user
+        user = peer.presence["user"] if peer.presence is not None else None
+        for awareness_id in peer.awareness_ids if user is None else ():
+            state = self.awareness.states.get(awareness_id, (0, None))[1]
+            user = state.get("user") if isinstance(state, dict) else None
+            if isinstance(user, dict) and user.get("name"):
+                break
+        name = user.get("name") if isinstance(user, dict) else None
+        return f"~{str(name)[:64]}" if isinstance(name, str) and name else None
 
     def _peer_of(self, client: str | None) -> PeerId | None:
         if client is None:

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from collab import textops
+from collab.positions import delta_to_op
 from collab.storage.contract import Record, Segment
 from collab.storage.errors import FileFormatError
 from collab.storage.logs import LogReader, RevisionNotFoundError
@@ -54,6 +56,18 @@ class RevisionInfo:
             "user": self.user,
             "size": self.size,
         }
+
+
+@dataclass(frozen=True)
+class RevisionChange:
+    """What one revision did: its metadata, the text before it, and its op on that text."""
+
+    info: RevisionInfo
+    text_before: str
+    op: textops.Op  # code points, on `text_before`
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.info.as_json(), "op": self.op, "text_before": self.text_before}
 
 
 def iso_time(unix: float) -> str:
@@ -187,6 +201,25 @@ class DocumentHistory:
             self._cursor = cursor
             return str(cursor.text)
 
+    def change(self, rev: int) -> RevisionChange:
+        """Revision `rev` (after the base revision): who, when, and what it changed.
+
+        The op comes from the text event of applying the stored update to the text before
+        it (so a revision that edited two places is two edits, not one large replace).
+        """
+        with self._lock:
+            info = self.info(rev)
+            before = self.text_at(rev - 1)
+            cursor = self._cursor
+            assert cursor is not None and cursor.rev == rev - 1
+            deltas: list[list[dict[str, Any]]] = []
+            subscription = cursor.text.observe(lambda event: deltas.append(list(event.delta)))
+            try:
+                cursor.apply(self._update(rev), rev)
+            finally:
+                cursor.text.unobserve(subscription)
+            return RevisionChange(info, before, _op_of(before, deltas, str(cursor.text)))
+
     def rev_at_time(self, unix: float) -> int:
         """The last revision made at or before `unix` (the base revision if none was)."""
         with self._lock:
@@ -208,6 +241,19 @@ class DocumentHistory:
             top = self.last_rev if before is None else min(before - 1, self.last_rev)
             bottom = max(self.base_rev, top - max(limit, 0))
             return [self.info(rev) for rev in range(top, bottom, -1)]
+
+
+def _op_of(before: str, deltas: list[list[dict[str, Any]]], after: str) -> textops.Op:
+    """The text events of one update as one op on `before` (a diff if they do not fit)."""
+    op: textops.Op = [len(before)] if before else []
+    text = before
+    try:
+        for delta in deltas:
+            step = delta_to_op(text, delta)
+            op, text = textops.compose(op, step), textops.apply(text, step)
+    except (textops.OpError, ValueError):
+        text = ""
+    return textops.normalize(op) if text == after else textops.diff(before, after)
 
 
 # ---------------------------------------------------------------------- a cache of indexes

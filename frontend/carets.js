@@ -1,0 +1,193 @@
+// The others' carets and selections, drawn over the textarea in each user's colour with a
+// name label. A textarea cannot style parts of its text, so a hidden mirror (a div with the
+// textarea's font, padding, wrapping and width) holds the same text, and a Range over its
+// text node says where each position is on screen: emoji, CJK, tabs and wrapped lines come
+// out as the textarea lays them out. Marks are redrawn at most once a frame, after any
+// change to the text or to presence; scrolling only moves them.
+
+import { safeColor } from "./peers-list.js";
+import { cpLength, cpToDisplay, display } from "./positions.js";
+
+/** The textarea's styles that decide where its characters go. */
+const MIRRORED = [
+  "direction",
+  "fontFamily",
+  "fontFeatureSettings",
+  "fontKerning",
+  "fontSize",
+  "fontStretch",
+  "fontStyle",
+  "fontVariant",
+  "fontWeight",
+  "letterSpacing",
+  "lineHeight",
+  "overflowWrap",
+  "paddingBottom",
+  "paddingLeft",
+  "paddingRight",
+  "paddingTop",
+  "tabSize",
+  "textAlign",
+  "textIndent",
+  "textTransform",
+  "whiteSpace",
+  "wordBreak",
+  "wordSpacing",
+];
+
+const isHigh = (unit) => unit >= 0xd800 && unit <= 0xdbff;
+
+/** Everyone's selections in `presence` (client -> {user, selection}), clamped to `length`. */
+export function drawnSelections(presence, length) {
+  const out = [];
+  for (const [client, peer] of presence) {
+    if (!Array.isArray(peer.selection)) continue;
+    for (const range of peer.selection) {
+      if (!Array.isArray(range) || range.length !== 2) continue;
+      const [anchor, head] = range.map((pos) => Math.max(0, Math.min(length, Number(pos) || 0)));
+      out.push({ client, user: peer.user || {}, anchor, head });
+    }
+  }
+  return out;
+}
+
+export class CaretLayer {
+  constructor(textarea, client) {
+    this.textarea = textarea;
+    this.client = client;
+    this.layer = document.createElement("div");
+    this.layer.className = "carets";
+    this.layer.setAttribute("aria-hidden", "true");
+    this.mirror = document.createElement("div");
+    this.mirror.className = "carets-mirror";
+    this.marks = document.createElement("div");
+    this.marks.className = "carets-marks";
+    this.layer.append(this.mirror, this.marks);
+    textarea.after(this.layer);
+    this.pending = false;
+    textarea.addEventListener("scroll", () => this.scroll());
+    textarea.addEventListener("input", () => this.render());
+    new ResizeObserver(() => this.render()).observe(textarea);
+    if (document.fonts) document.fonts.ready.then(() => this.render());
+  }
+
+  /** Redraw, at most once a frame. */
+  render() {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => {
+      this.pending = false;
+      this.draw();
+    });
+  }
+
+  draw() {
+    const text = this.client.text;
+    const selections = drawnSelections(this.client.presence, cpLength(text));
+    if (selections.length === 0) {
+      this.mirror.textContent = "";
+      this.marks.replaceChildren();
+      return;
+    }
+    this.fit();
+    const shown = display(text);
+    const ends = selections.map((s) => ({
+      ...s,
+      anchor: cpToDisplay(text, s.anchor),
+      head: cpToDisplay(text, s.head),
+    }));
+    // Where a position is depends only on the text before it: mirror up to the end of the
+    // line of the furthest caret, plus a zero-width space to measure the very end.
+    const furthest = Math.max(...ends.map((s) => Math.max(s.anchor, s.head)));
+    const lineEnd = shown.indexOf("\n", furthest);
+    const node = document.createTextNode(
+      (lineEnd < 0 ? shown : shown.slice(0, lineEnd)) + "\u200b",
+    );
+    this.mirror.replaceChildren(node);
+    const origin = this.mirror.getBoundingClientRect();
+    this.lineHeight = parseFloat(getComputedStyle(this.textarea).lineHeight) || 0;
+    const marks = [];
+    for (const s of ends) marks.push(...this.marksOf(node, origin, s));
+    this.marks.replaceChildren(...marks);
+    this.scroll();
+  }
+
+  /** The layer over the textarea's padding box, the mirror as wide as its text area. */
+  fit() {
+    const ta = this.textarea;
+    const style = getComputedStyle(ta);
+    for (const name of MIRRORED) this.mirror.style[name] = style[name];
+    Object.assign(this.layer.style, {
+      left: `${ta.offsetLeft + ta.clientLeft}px`,
+      top: `${ta.offsetTop + ta.clientTop}px`,
+      width: `${ta.clientWidth}px`,
+      height: `${ta.clientHeight}px`,
+    });
+    this.mirror.style.width = `${ta.clientWidth}px`;
+  }
+
+  scroll() {
+    const ta = this.textarea;
+    this.marks.style.transform = `translate(${-ta.scrollLeft}px, ${-ta.scrollTop}px)`;
+  }
+
+  marksOf(node, origin, { client, user, anchor, head }) {
+    const color = safeColor(user.color);
+    const marks = [];
+    if (anchor !== head) {
+      const range = document.createRange();
+      range.setStart(node, Math.min(anchor, head));
+      range.setEnd(node, Math.max(anchor, head));
+      for (const rect of range.getClientRects()) {
+        if (rect.width < 1) continue;
+        marks.push(box("carets-selection", rect, origin, color, client));
+      }
+    }
+    const at = caretRect(node, head, this.lineHeight);
+    if (at) {
+      const caret = box("carets-caret", at, origin, color, client);
+      caret.style.width = "";
+      const label = document.createElement("span");
+      label.className = "carets-label";
+      label.textContent = String(user.name || "Anonymous").slice(0, 64);
+      label.style.background = color;
+      caret.append(label);
+      marks.push(caret);
+    }
+    return marks;
+  }
+}
+
+/** A mark at `rect` (viewport coordinates) placed in the mirror's coordinates. */
+function box(className, rect, origin, color, client) {
+  const mark = document.createElement("div");
+  mark.className = className;
+  mark.dataset.client = client;
+  Object.assign(mark.style, {
+    left: `${rect.left - origin.left}px`,
+    top: `${rect.top - origin.top}px`,
+    width: `${rect.width}px`,
+    height: `${rect.height}px`,
+    background: className === "carets-caret" ? color : `${color}40`,
+    borderColor: color,
+  });
+  return mark;
+}
+
+/**
+ * The caret at UTF-16 position `index` of the mirror's text: the left edge of the character
+ * after it (so a caret at a soft wrap shows at the start of the next line, as the
+ * textarea's does), or where the line ends when that character is a line break.
+ */
+function caretRect(node, index, lineHeight) {
+  const text = node.data;
+  const at = Math.min(index, text.length - 1);
+  const range = document.createRange();
+  range.setStart(node, at);
+  range.setEnd(node, at + (isHigh(text.charCodeAt(at)) ? 2 : 1));
+  const rects = range.getClientRects();
+  const rect = rects[0] || range.getBoundingClientRect();
+  if (!rect) return null;
+  const height = Math.max(lineHeight, rect.height); // the line's height, not the glyph's
+  return { left: rect.left, top: rect.top - (height - rect.height) / 2, width: 0, height };
+}
