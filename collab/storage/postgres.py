@@ -120,6 +120,14 @@ def _translated(what: str, name: str) -> Iterator[None]:
         raise StoreUnavailableError(message) from error
 
 
+def _closed(connection: asyncpg.Connection) -> bool:
+    """Whether the connection is lost (the pool takes a lost one back at once)."""
+    try:
+        return connection.is_closed()
+    except asyncpg.InterfaceError:  # "released back to the pool": it was closed
+        return True
+
+
 async def _keep_session(connection: asyncpg.Connection) -> None:
     """The pool's reset: asyncpg already ended any transaction; collab sets no session state,
     so this saves the round trip of the default reset on every release."""
@@ -211,9 +219,11 @@ class PostgresStore:
                     yield connection
                 except BaseException:
                     with contextlib.suppress(Exception):
-                        if not connection.is_closed():
+                        if not _closed(connection):
                             await connection.execute("ROLLBACK")
                     raise
+                if _closed(connection):  # lost before COMMIT was sent: nothing stored
+                    raise StoreUnavailableError(f"{name!r}: {what}: connection lost")
                 try:
                     status = await connection.execute("COMMIT")
                 except _UNAVAILABLE as error:
