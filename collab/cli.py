@@ -74,10 +74,16 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "target",
-        help="the document's name (with --data-dir), else a path: a document's directory, "
-        "one .ylog file, or with --recording the document to print",
+        help="the document's name (with --data-dir or --store), else a path: a document's "
+        "directory, one .ylog file, or with --recording the document to print",
     )
-    parser.add_argument("--data-dir", type=Path, help="the data directory of `collab serve`")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--data-dir", type=Path, help="the data directory of `collab serve`")
+    source.add_argument(
+        "--store",
+        metavar="URL",
+        help="the store of `collab serve --store`: postgresql://USER@HOST:PORT/DB",
+    )
     parser.add_argument(
         "--recording", type=Path, help="replay a `collab serve --record` file instead of a log"
     )
@@ -134,12 +140,14 @@ def _write(text: str) -> None:
 def replay(args: argparse.Namespace) -> int:
     """`collab replay`: print a document's text, its revisions, or what is wrong with it."""
     from collab.storage import logs
-    from collab.storage.history import parse_time
-    from collab.storage.replay import replay_text
 
     try:
         if args.recording is not None:
             return _replay_recording(args)
+        if args.store is not None:
+            import asyncio
+
+            return asyncio.run(_replay_store(args))
         if args.data_dir is not None:
             segments = logs.document_segments(args.data_dir, args.target)
         else:
@@ -149,27 +157,73 @@ def replay(args: argparse.Namespace) -> int:
             return 2
         if args.verify:
             return _verify(segments, args.text_name)
-        log = logs.read_history(segments)
-        if args.steps:
-            _print_steps(log, args.text_name)
-            return 0
-        rev = args.at
-        if args.time is not None:
-            rev = log.rev_at_time(parse_time(args.time))
-        count = (log.last_rev if rev is None else min(rev, log.last_rev)) - log.base_rev
-        progress = Progress(count, "replaying")
-        try:
-            text = replay_text(log, rev, args.text_name, progress)
-        finally:
-            progress.done()
-        _write(text)
-        return 0
+        return _print_history(logs.read_history(segments), args)
     except BrokenPipeError:  # `collab replay ... | head`
         sys.stderr.close()
         return 0
     except (logs.RevisionNotFoundError, ValueError, OSError) as error:
         print(f"collab replay: {error}", file=sys.stderr)
         return 1
+
+
+def _print_history(log: Any, args: argparse.Namespace) -> int:
+    """Print the text at --at/--time (default: the last), or every step with --steps."""
+    from collab.storage.history import parse_time
+    from collab.storage.replay import replay_text
+
+    if args.steps:
+        _print_steps(log, args.text_name)
+        return 0
+    rev = args.at
+    if args.time is not None:
+        rev = log.rev_at_time(parse_time(args.time))
+    count = (log.last_rev if rev is None else min(rev, log.last_rev)) - log.base_rev
+    progress = Progress(count, "replaying")
+    try:
+        text = replay_text(log, rev, args.text_name, progress)
+    finally:
+        progress.done()
+    _write(text)
+    return 0
+
+
+async def _replay_store(args: argparse.Namespace) -> int:
+    """`collab replay --store URL NAME`: the same answers, read from a database."""
+    from collab.storage.logs import read_store_history
+    from collab.storage.postgres import PostgresStore
+    from collab.storage.postgres_schema import SchemaError
+
+    store = PostgresStore.from_url(args.store, min_size=1, max_size=2)
+    try:
+        if args.verify:
+            return await _verify_store(store, args.target, args.text_name)
+        log = await read_store_history(store, args.target)
+        if log is None:
+            print(f"collab replay: no document {args.target!r} in the store", file=sys.stderr)
+            return 2
+        return _print_history(log, args)
+    except (ConnectionError, SchemaError, LookupError) as error:
+        print(f"collab replay: {error}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+
+
+async def _verify_store(store: Any, name: str, text_name: str) -> int:
+    from collab.storage.verify import verify_store
+
+    report = await verify_store(store, name, text_name)
+    if report is None:
+        print(f"collab replay: no document {name!r} in the store", file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        print(problem)
+    verdict = "OK" if report.ok else "DAMAGED"
+    print(
+        f"{verdict}: {report.records} revisions (last {report.last_rev}), "
+        f"{report.snapshots} snapshots checked, {len(report.problems)} problems"
+    )
+    return 0 if report.ok else 1
 
 
 def _print_steps(log: Any, text_name: str) -> None:

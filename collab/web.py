@@ -20,9 +20,9 @@ from collab.hooks import Access, AccessDenied, Authenticate, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
 from collab.names import InvalidNameError
 from collab.protocol import close_reason
-from collab.storage.contract import HistoryStore
+from collab.storage.contract import RevisionHistory, RevisionsGoneError, StoreUnavailableError
 from collab.storage.errors import CorruptDocumentError, FileFormatError
-from collab.storage.history import DocumentHistory, HistoryCache, parse_time
+from collab.storage.history import DocumentHistory, StoreHistoryCache, parse_time
 from collab.storage.logs import RevisionNotFoundError
 from collab.wire import CloseCode
 
@@ -81,10 +81,10 @@ class WebApp:
     def __init__(self, hub: Hub, authenticate: Authenticate | None = None) -> None:
         self.hub = hub
         self.authenticate = authenticate
-        # History reads the retained log segments: only stores that keep them have it.
-        self.histories: HistoryCache | None = None
-        if isinstance(hub.store, HistoryStore):
-            self.histories = HistoryCache(hub.store.segments, hub.settings.text_name)
+        # History reads the revisions and snapshots a store keeps: only such stores have it.
+        self.histories: StoreHistoryCache | None = None
+        if isinstance(hub.store, RevisionHistory):
+            self.histories = StoreHistoryCache(hub.store, hub.settings.text_name)
 
     async def access(self, connection: HTTPConnection, name: str) -> Access:
         """Ask the authenticate hook; raises AccessDenied. A hook that fails refuses."""
@@ -286,14 +286,17 @@ class WebApp:
         return PlainTextResponse(text, media_type="text/plain; charset=utf-8", headers=headers)
 
     async def _history(self, name: str) -> DocumentHistory | Response:
-        """The document's history index, up to date with the disk (built in a thread)."""
+        """The document's history index, up to date with the store (indexed in a thread)."""
         if self.histories is None:
-            return error_response(501, "history needs a store that keeps log segments")
+            return error_response(501, "history needs a store that keeps old revisions")
         try:
-            history = await asyncio.to_thread(self.histories.get, name)
-        except FileFormatError as error:
+            history = await self.histories.get(name)
+        except (FileFormatError, RevisionsGoneError) as error:
             log.error("%s: history cannot be read: %s", name, error)
-            return error_response(500, "history cannot be read: damaged on disk")
+            return error_response(500, "history cannot be read: damaged in the store")
+        except StoreUnavailableError as error:
+            log.error("%s: history cannot be read: %s", name, error)
+            return error_response(503, "history cannot be read: the store is unavailable")
         if not history.exists:
             return error_response(404, "no history: the document has not been saved yet")
         return history

@@ -92,7 +92,7 @@ def parse_text_origin(origin: str) -> tuple[str, int] | None:
     if not origin.startswith(OriginPrefix.TEXT):
         return None
     client, _, seq = origin[len(OriginPrefix.TEXT) :].rpartition(":")
-    return (client, int(seq)) if client and seq.isdigit() else None
+    return (client, int(seq)) if client and seq.isascii() and seq.isdigit() else None
 
 
 def javascript_module() -> str:

@@ -20,10 +20,22 @@ from websockets.asyncio.client import connect
 
 from collab.config import Settings
 from collab.session import Session
-from collab.storage.contract import Snapshot
+from collab.storage.contract import RevisionsGoneError, Snapshot
 from collab.storage.files import FileStore
-from collab.storage.history import DocumentHistory, HistoryCache, iso_time, parse_time
-from collab.storage.logs import LogReader, RevisionNotFoundError, document_segments
+from collab.storage.history import (
+    DocumentHistory,
+    HistoryCache,
+    StoreHistoryCache,
+    iso_time,
+    parse_time,
+)
+from collab.storage.logs import (
+    LogReader,
+    RevisionNotFoundError,
+    document_segments,
+    read_store_history,
+)
+from collab.storage.verify import verify_store
 
 PIECES = ["😀", "👨‍👩‍👧", "👍🏽", "🇫🇷", "中文", "e\u0301", "\r\n", "ab", " "]
 
@@ -352,3 +364,40 @@ async def test_cache_starts_again_when_old_segments_are_removed(tmp_path: Path) 
     history = cache.get(writer.name)
     assert (history.base_rev, history.last_rev) == (2, 3)
     assert history.text_at(3) == "a😀bc"
+
+
+async def test_the_file_store_answers_by_revision_number(tmp_path: Path) -> None:
+    writer = Writer(tmp_path)
+    cache = StoreHistoryCache(writer.store, batch=4)
+    for step in range(1, 23):
+        await writer.write(writer.session.mirror + PIECES[step % len(PIECES)])
+        if step % 6 == 0:
+            await writer.compact()
+        if step % 5 == 0:  # reads on from where it stopped, across new segments
+            assert (await cache.get(writer.name)).last_rev == step
+    history = await cache.get(writer.name)
+    assert (history.base_rev, history.last_rev) == (0, 22)
+    for rev, text in writer.texts.items():
+        assert history.text_at(rev) == text
+    assert [r.rev for r in await writer.store.history_records(writer.name, 10, 3)] == [11, 12, 13]
+    assert (await writer.store.snapshot_at_or_before(writer.name, 17)).rev == 12  # type: ignore[union-attr]
+    assert await writer.store.snapshot_at_or_before(writer.name, 5) is None
+    retained = await read_store_history(writer.store, writer.name)
+    assert retained is not None and retained.last_rev == 22
+    report = await verify_store(writer.store, writer.name)
+    assert report is not None and report.ok and (report.records, report.snapshots) == (22, 3)
+    assert await writer.store.history_start("never written") is None
+
+
+async def test_the_file_store_history_without_old_segments(tmp_path: Path) -> None:
+    writer = Writer(tmp_path, keep_history=False)
+    for piece in PIECES[:5]:
+        await writer.write(writer.session.mirror + piece)
+    await writer.compact()
+    await writer.write(writer.session.mirror + "👋")
+    assert await writer.store.history_start(writer.name) == 5
+    with pytest.raises(RevisionsGoneError):
+        await writer.store.history_records(writer.name, 2)
+    history = await StoreHistoryCache(writer.store).get(writer.name)
+    assert (history.base_rev, history.last_rev) == (5, 6)
+    assert history.text_at(6) == writer.texts[6]

@@ -1,6 +1,6 @@
 """The stores: round trips, group commit, compaction, crash recovery, hostile names.
 
-Contract tests run against both FileStore and MemoryStore; file-level tests damage the
+Contract tests run against FileStore, MemoryStore and PostgresStore; file-level tests damage the
 files the way crashes and bad disks do and check what `load` makes of it.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -61,7 +61,7 @@ class Editor:
             self.rev += 1
             update = self._updates.pop()
             user = None if i % 2 else "zoë 😀"
-            origin = f"ot:client-中:{i}" if i % 2 else f"yjs:{i}"
+            origin = f"ot:client-中:{self.rev}" if i % 2 else f"yjs:{i}"  # (client, seq) unique
             records.append(Record(self.rev, 1_700_000_000.25 + i, origin, user, update))
         return records
 
@@ -88,8 +88,15 @@ def files_in(root: Path) -> dict[Path, bytes]:
     }
 
 
-@pytest.fixture(params=["file", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+@pytest.fixture(params=["file", "memory", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "postgres":  # a database of its own (tests/pg_server.py)
+        from collab.storage.postgres import PostgresStore
+
+        postgres = PostgresStore.from_url(request.getfixturevalue("postgres_url"))
+        yield postgres
+        await postgres.close()
+        return
     yield FileStore(tmp_path) if request.param == "file" else MemoryStore()
 
 
@@ -107,7 +114,7 @@ def current_log(store: FileStore, name: str) -> Path:
     return store.segments(name)[-1].log
 
 
-# --- Contract: both stores ---------------------------------------------------------------------
+# --- Contract: every store ----------------------------------------------------------------------
 
 
 async def test_unknown_document_loads_as_none(store: Store) -> None:

@@ -1,15 +1,18 @@
 """Where documents live between sessions, one concept per module.
 
 ==============  ==============================================================================
-contract        `Store` (what the hub relies on), `HistoryStore` (a store that keeps its old
-                segments), `Record`, `Snapshot`, `StoredDocument`, `DocumentInfo`, `Segment`,
-                and the checks both stores make
+contract        `Store` (what the hub relies on), `SharedStore` (written by many processes),
+                `RevisionHistory` (a store that keeps old revisions), `HistoryStore` (one
+                that keeps them as segment files), `Record`, `Snapshot`, `StoredDocument`,
+                `DocumentInfo`, `Segment`, the store errors, and the checks stores make
 errors          `FileFormatError(path, offset, reason)` and its kinds; `CompactionError`
 format          the one on-disk format: frames, records, log and snapshot files, file names
 fingerprint     whether two Yjs states hold the same document (compaction's check)
 memory          `MemoryStore`
 files           `FileStore`: locks, open handles, group commit, recovery, compaction
-logs            reading a document's records across its segments
+postgres        `PostgresStore`: the shared store on PostgreSQL (commits, compaction, history)
+postgres_schema its tables, migrations and statements
+logs            reading a document's records across its segments, or through any store
 replay          rebuilding a document from records or a recording (bare, or via `Session`)
 history         the history index: every revision and the text at any of them
 verify          `collab replay --verify`

@@ -1,8 +1,10 @@
 """What every store promises (docs/architecture.md, "Store contract"), and its data types.
 
-`Store` is the contract the hub relies on; `HistoryStore` is the optional capability of a
-store that keeps old log segments, which the history view and `collab replay` read. The
-checks at the end are the rules both built-in stores enforce in the same words.
+`Store` is the contract the hub relies on; `SharedStore` the one of a store several
+processes write at once. `RevisionHistory` is the optional capability of a store that keeps
+old revisions and snapshots (FileStore, PostgresStore), which the history view and `collab
+replay --store` read; `HistoryStore` is FileStore's own: its segments as files. The checks
+at the end are the rules every built-in store enforces in the same words.
 """
 
 from __future__ import annotations
@@ -139,6 +141,47 @@ class SharedStore(Store, Protocol):
 
 class RevisionsGoneError(LookupError):
     """The records asked for are no longer kept one by one (compacted into a snapshot)."""
+
+
+class CommitConflictError(ValueError):
+    """The store refused records another writer already holds: the revision number is taken,
+    or a text client's (client, seq) is already stored. Nothing of the commit was stored."""
+
+
+class StoreUnavailableError(ConnectionError):
+    """The store cannot be reached (a database that is down, a connection lost).
+
+    Nothing of the operation was stored, except for a `CommitOutcomeUnknownError`."""
+
+
+class CommitOutcomeUnknownError(StoreUnavailableError):
+    """The connection was lost while the store was committing: the records may or may not
+    be stored. `records_after` tells, once the store is back."""
+
+
+@runtime_checkable
+class RevisionHistory(Store, Protocol):
+    """A store that keeps old revisions and snapshots, read by revision number.
+
+    What the history index (`collab.storage.history`), `collab replay --store` and
+    `collab.storage.verify.verify_revisions` read, whatever the store keeps them in.
+    """
+
+    async def history_start(self, name: str) -> int | None:
+        """The first revision whose full state is kept: 0 (every revision is kept) or the
+        rev of the oldest snapshot every later record is kept after. None: no document."""
+        ...
+
+    async def history_records(
+        self, name: str, after_rev: int, limit: int | None = None
+    ) -> list[Record]:
+        """Kept records after `after_rev`, in order, at most `limit` of them ([] past the
+        end). Raises `RevisionsGoneError` when the record after `after_rev` is not kept."""
+        ...
+
+    async def snapshot_at_or_before(self, name: str, rev: int) -> Snapshot | None:
+        """The newest kept snapshot whose rev is at most `rev` (None if there is none)."""
+        ...
 
 
 @runtime_checkable

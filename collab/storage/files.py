@@ -51,6 +51,7 @@ from collab.storage.format import (
     scan,
     snapshot_path,
 )
+from collab.storage.logs import SegmentRevisions
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ class FileStore:
     Loading and compaction run in worker threads; an append runs on the event loop while
     appends are fast, else in a thread (`INLINE_APPEND_SECONDS`). One asyncio lock per
     document keeps its operations in order. `fsync=False` skips every fsync (tests and
-    benchmarks only). A `HistoryStore`: every segment is kept unless `keep_history=False`.
+    benchmarks only). A `HistoryStore` and a `RevisionHistory`: every segment is kept
+    unless `keep_history=False`.
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class FileStore:
         self._logs_lock = threading.Lock()  # guards the dict itself, never held during I/O
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._append_seconds = 0.0  # moving average of one append, fsync included
+        self._revisions = SegmentRevisions(self.segments)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FileStore:
@@ -165,6 +168,22 @@ class FileStore:
         """Every retained snapshot/log pair of a document, oldest first ([] if none)."""
         directory = self.docs_dir / storage_key(name)
         return list_segments(directory) if directory.is_dir() else []
+
+    # -- RevisionHistory: read from the segments, in worker threads --
+
+    async def history_start(self, name: str) -> int | None:
+        storage_key(name)
+        return await asyncio.to_thread(self._revisions.start, name)
+
+    async def history_records(
+        self, name: str, after_rev: int, limit: int | None = None
+    ) -> list[Record]:
+        storage_key(name)
+        return await asyncio.to_thread(self._revisions.records, name, after_rev, limit)
+
+    async def snapshot_at_or_before(self, name: str, rev: int) -> Snapshot | None:
+        storage_key(name)
+        return await asyncio.to_thread(self._revisions.snapshot_at_or_before, name, rev)
 
     def _close_idle_handles(self) -> None:
         """Keep at most `max_open_logs` log files open, closing the least recently used.

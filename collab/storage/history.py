@@ -1,6 +1,8 @@
 """The history index: every retained revision's metadata, and the text at any of them.
 
-A document's history is every log segment the store kept (docs/storage.md), oldest first.
+A document's history is every revision and snapshot the store kept, oldest first: read
+from a `RevisionHistory` store (`StoreHistoryCache`, what the server uses, for FileStore
+and PostgresStore alike) or from segment files (`LogReader`, `HistoryCache`).
 `DocumentHistory` indexes it once: the metadata of every revision, the Yjs updates in one
 compact buffer, and a **checkpoint** — the full Yjs state — every `CHECKPOINT_INTERVAL`
 revisions, kept in a temporary file. The text at revision R then costs one checkpoint
@@ -16,6 +18,7 @@ to a bare `Doc` costs ~10 µs, while deriving its op (text events, as `Session` 
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import datetime
 import math
@@ -29,7 +32,7 @@ from typing import Any
 
 from collab import textops
 from collab.positions import delta_to_op
-from collab.storage.contract import Record, Segment
+from collab.storage.contract import Record, RevisionHistory, RevisionsGoneError, Segment
 from collab.storage.errors import FileFormatError
 from collab.storage.logs import LogReader, RevisionNotFoundError
 from collab.storage.replay import DocReplay
@@ -96,7 +99,7 @@ class DocumentHistory:
 
     def __init__(
         self,
-        reader: LogReader,
+        reader: LogReader | None = None,  # None: fed with `begin` and `add` instead
         text_name: str = "text",
         interval: int = CHECKPOINT_INTERVAL,
     ) -> None:
@@ -130,21 +133,32 @@ class DocumentHistory:
         return self._tail is not None
 
     def refresh(self) -> int:
-        """Index the revisions added since the last call; returns how many."""
+        """Index the revisions added since the last call (from the reader); returns how many."""
+        assert self.reader is not None, "a history without a reader is fed with begin/add"
         with self._lock:
             records = self.reader.read_new()
             if self.reader.base_rev is None:
                 return 0  # no such document (yet)
             if self._tail is None:
-                self._start()
-            for record in records:
-                self._add(record)
+                self.begin(self.reader.base_rev, self.reader.base_state)
+            self.add(records)
             return len(records)
 
-    def _start(self) -> None:
-        self.base_rev = self.reader.base_rev or 0
-        self._tail = DocReplay(self.text_name, self.reader.base_state, self.base_rev)
-        self._save_checkpoint(self.base_rev, self._tail.state())
+    def begin(self, base_rev: int, base_state: bytes | None) -> None:
+        """Start the index at `base_rev`, the oldest revision whose state is kept."""
+        with self._lock:
+            self.base_rev = base_rev
+            self._tail = DocReplay(self.text_name, base_state, base_rev)
+            self._save_checkpoint(base_rev, self._tail.state())
+
+    def add(self, records: list[Record]) -> None:
+        """Index the records that follow `last_rev` (after `begin`)."""
+        with self._lock:
+            for record in records:
+                if record.rev != self.last_rev + 1:
+                    reason = f"rev {record.rev} where rev {self.last_rev + 1} was expected"
+                    raise RevisionsGoneError(reason)
+                self._add(record)
 
     def _add(self, record: Record) -> None:
         assert self._tail is not None
@@ -295,3 +309,57 @@ class HistoryCache:
 
     def _new(self, name: str) -> DocumentHistory:
         return DocumentHistory(LogReader(lambda: self.list_segments(name)), self.text_name)
+
+
+@dataclass
+class StoreHistoryCache:
+    """One `DocumentHistory` per document, read from a `RevisionHistory` store (the server's).
+
+    Records are fetched with the store's async API, `batch` at a time, and indexed in a
+    worker thread; the most recently used `max_documents` indexes are kept.
+    """
+
+    store: RevisionHistory
+    text_name: str = "text"
+    max_documents: int = 8
+    batch: int = 10_000
+    _histories: dict[str, DocumentHistory] = field(default_factory=dict)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one refresh at a time
+
+    async def get(self, name: str) -> DocumentHistory:
+        """The index of `name`, brought up to date with the store."""
+        for _ in range(3):
+            history = self._histories.pop(name, None)
+            fresh = history is None
+            if history is None:
+                history = DocumentHistory(None, self.text_name)
+            self._histories[name] = history  # most recent last
+            while len(self._histories) > self.max_documents:
+                self._histories.pop(next(iter(self._histories))).close()
+            try:
+                async with self._lock:
+                    await self._refresh(name, history)
+                return history
+            except (RevisionsGoneError, FileFormatError) as error:
+                # The history changed under the index (compacted away): start again once.
+                if self._histories.get(name) is history:
+                    del self._histories[name]
+                if fresh and isinstance(error, FileFormatError):
+                    raise
+        raise RevisionsGoneError(f"{name!r}: the history keeps changing under the index")
+
+    async def _refresh(self, name: str, history: DocumentHistory) -> None:
+        if not history.exists:
+            start = await self.store.history_start(name)
+            if start is None:
+                return  # no such document (yet)
+            snapshot = await self.store.snapshot_at_or_before(name, start) if start else None
+            if start and (snapshot is None or snapshot.rev != start):
+                raise RevisionsGoneError(f"{name!r}: the snapshot at rev {start} is gone")
+            await asyncio.to_thread(history.begin, start, snapshot.state if snapshot else None)
+        while True:
+            records = await self.store.history_records(name, history.last_rev, self.batch)
+            if records:
+                await asyncio.to_thread(history.add, records)
+            if len(records) < self.batch:
+                return

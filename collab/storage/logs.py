@@ -3,17 +3,20 @@
 A document's history is every segment the store kept (docs/storage.md): `segments_at`
 finds them in a directory or for one copied log file, `LogReader` reads their records in
 order and then whatever is appended, and `read_history` reads them all at once.
+`SegmentRevisions` answers the store-neutral `RevisionHistory` questions from segments
+(FileStore's history); `read_store_history` reads a whole history from any such store.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from collab.storage.contract import Record, Segment
+from collab.storage.contract import Record, RevisionHistory, RevisionsGoneError, Segment, Snapshot
 from collab.storage.errors import HistoryError
-from collab.storage.files import FileStore
 from collab.storage.format import decode_log, list_segments, read_snapshot_file, segment_of_file
 
 
@@ -37,6 +40,8 @@ def segments_at(path: Path) -> list[Segment]:
 
 def document_segments(data_dir: Path, name: str) -> list[Segment]:
     """The segments of document `name` in a `collab serve --data-dir`."""
+    from collab.storage.files import FileStore  # files.py imports this module
+
     return FileStore(Path(data_dir), fsync=False, exclusive=False).segments(name)
 
 
@@ -153,3 +158,109 @@ def read_history(segments: list[Segment]) -> RetainedLog:
     reader = LogReader(lambda: segments)
     records = reader.read_new()
     return RetainedLog(reader.base_rev or 0, reader.base_state, records)
+
+
+# ---------------------------------------------------------------------- by revision number
+
+
+class SegmentRevisions:
+    """The `RevisionHistory` questions answered from a store's segments (thread-safe).
+
+    Reading on from where the previous call stopped costs only the new records: a cursor
+    (log file, offset, rev) per recently read document remembers where that was.
+    """
+
+    def __init__(self, list_segments: Callable[[str], list[Segment]], cursors: int = 32) -> None:
+        self.list_segments = list_segments
+        self.max_cursors = cursors
+        self._cursors: OrderedDict[str, tuple[Path, int, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def start(self, name: str) -> int | None:
+        segments = self.list_segments(name)
+        if not segments:
+            return None
+        first = segments[0]
+        if first.snapshot is None and first.start_rev:
+            raise HistoryError(first.log, 0, f"no snapshot at rev {first.start_rev}")
+        return first.start_rev
+
+    def snapshot_at_or_before(self, name: str, rev: int) -> Snapshot | None:
+        kept = [s for s in self.list_segments(name) if s.snapshot and s.start_rev <= rev]
+        if not kept:
+            return None
+        segment = kept[-1]
+        assert segment.snapshot is not None
+        return read_snapshot_file(segment.snapshot, segment.start_rev)
+
+    def records(self, name: str, after_rev: int, limit: int | None = None) -> list[Record]:
+        segments = self.list_segments(name)
+        if not segments:
+            return []
+        if after_rev < segments[0].start_rev:
+            raise RevisionsGoneError(f"{name!r}: history starts at {segments[0].start_rev}")
+        index = max(i for i, s in enumerate(segments) if s.start_rev <= after_rev)
+        with self._lock:
+            cursor = self._cursors.pop(name, None)
+        offset = 0
+        if cursor is not None and cursor[0] == segments[index].log and cursor[2] == after_rev:
+            offset = cursor[1]
+        records: list[Record] = []
+        last = after_rev
+        while True:
+            path = segments[index].log
+            following = segments[index + 1].start_rev if index + 1 < len(segments) else None
+            decoded = decode_log(path, offset)
+            ends = [*decoded.offsets[1:], decoded.end] if decoded.records else []
+            offset = decoded.end
+            for record, start, end in zip(decoded.records, decoded.offsets, ends, strict=True):
+                if record.rev <= last:
+                    continue
+                if following is not None and record.rev > following:
+                    break
+                if record.rev != last + 1:
+                    raise HistoryError(
+                        path, start, f"rev {record.rev} where {last + 1} was expected"
+                    )
+                records.append(record)
+                last = record.rev
+                if limit is not None and len(records) >= limit:
+                    offset = end
+                    following = None  # stop here
+                    break
+            if following is None:
+                self._remember(name, (path, offset, last))
+                return records
+            index, offset = index + 1, 0
+
+    def _remember(self, name: str, cursor: tuple[Path, int, int]) -> None:
+        with self._lock:
+            self._cursors[name] = cursor
+            while len(self._cursors) > self.max_cursors:
+                self._cursors.popitem(last=False)
+
+
+async def read_store_history(
+    store: RevisionHistory, name: str, batch: int = 10_000
+) -> RetainedLog | None:
+    """A document's whole kept history from any `RevisionHistory` store (None: no document)."""
+    for attempt in range(3):  # a compaction that drops history may race the reading
+        try:
+            start = await store.history_start(name)
+            if start is None:
+                return None
+            snapshot = await store.snapshot_at_or_before(name, start) if start else None
+            if start and (snapshot is None or snapshot.rev != start):
+                raise RevisionsGoneError(f"{name!r}: the snapshot at rev {start} is gone")
+            records: list[Record] = []
+            while True:
+                after = records[-1].rev if records else start
+                more = await store.history_records(name, after, batch)
+                records += more
+                if len(more) < batch:
+                    break
+            return RetainedLog(start, snapshot.state if snapshot else None, records)
+        except RevisionsGoneError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")

@@ -3,6 +3,10 @@
 Checks the headers and checksums of every log record and snapshot, revisions that follow
 each other, updates that apply, and that replaying the log from the start gives each
 snapshot's document. Unlike loading, it does not stop at the first problem.
+
+`verify_store` makes the same checks but the byte-level ones through any
+`RevisionHistory` store (`collab replay --store URL NAME --verify`): problems are placed by
+revision rather than by byte.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collab.storage.contract import Segment
+from collab.storage.contract import RevisionHistory, Segment, Snapshot
 from collab.storage.errors import CompactionError, FileFormatError, HistoryError
 from collab.storage.fingerprint import verify_snapshot
 from collab.storage.format import (
@@ -32,10 +36,11 @@ class Problem:
     offset: int
     message: str
     fatal: bool = True
+    unit: str = "byte"  # what `offset` counts: "byte" in a file, "rev" in a store
 
     def __str__(self) -> str:
         kind = "error" if self.fatal else "warning"
-        return f"{self.path}: byte {self.offset}: {kind}: {self.message}"
+        return f"{self.path}: {self.unit} {self.offset}: {kind}: {self.message}"
 
 
 @dataclass
@@ -155,3 +160,77 @@ def _decode_what_can_be(report: VerifyReport, path: Path) -> DecodedRecords | No
     except FileFormatError as error:
         report.add(error)
         return decode_records(data[: error.offset - base], path=path, base=base)
+
+
+# ---------------------------------------------------------------------- through a store
+
+
+async def verify_store(
+    store: RevisionHistory,
+    name: str,
+    text_name: str = "text",
+    progress: Callable[[int], None] | None = None,
+    batch: int = 10_000,
+) -> VerifyReport | None:
+    """Check a document's kept revisions and snapshots in any store (None: no document)."""
+    start = await store.history_start(name)
+    if start is None:
+        return None
+    where = Path(name)
+    report = VerifyReport()
+    snapshots: list[Snapshot] = []
+    snapshot = await store.snapshot_at_or_before(name, 2**63 - 1)
+    while snapshot is not None and snapshot.rev >= start:
+        snapshots.insert(0, snapshot)
+        snapshot = await store.snapshot_at_or_before(name, snapshot.rev - 1)
+    report.snapshots = len(snapshots)
+    report.segments = len(snapshots) + (start == 0)
+    base = snapshots.pop(0) if start and snapshots and snapshots[0].rev == start else None
+    if start and base is None:
+        report.problems.append(
+            Problem(where, start, "the snapshot history starts at is gone", unit="rev")
+        )
+        return report
+    replay = DocReplay(text_name, base.state if base else None, start)
+    expected = start
+    while True:
+        try:
+            records = await store.history_records(name, expected, batch)
+        except (FileFormatError, LookupError) as error:
+            report.problems.append(Problem(where, expected + 1, str(error), unit="rev"))
+            break
+        for record in records:
+            if record.rev != expected + 1:
+                message = f"rev {record.rev} follows rev {expected}: revisions are missing"
+                report.problems.append(Problem(where, record.rev, message, unit="rev"))
+            try:
+                replay.apply(record.update, record.rev)
+            except HistoryError as error:
+                report.problems.append(Problem(where, record.rev, error.reason, unit="rev"))
+            expected = record.rev
+            report.records += 1
+            while snapshots and snapshots[0].rev <= expected:
+                _compare(report, where, replay, snapshots.pop(0), expected)
+            if progress is not None:
+                progress(record.rev)
+        if len(records) < batch:
+            break
+    for snapshot in snapshots:  # past the last revision kept
+        message = f"a snapshot at rev {snapshot.rev}, past the last revision kept ({expected})"
+        report.problems.append(Problem(where, snapshot.rev, message, unit="rev"))
+    report.last_rev = expected
+    return report
+
+
+def _compare(
+    report: VerifyReport, where: Path, replay: DocReplay, snapshot: Snapshot, rev: int
+) -> None:
+    if snapshot.rev != rev:
+        message = f"a snapshot at rev {snapshot.rev}, between kept revisions"
+        report.problems.append(Problem(where, snapshot.rev, message, unit="rev"))
+        return
+    try:
+        verify_snapshot(replay.state(), [], snapshot.state)
+    except CompactionError as error:
+        message = f"the snapshot differs from the replay of the revisions up to it: {error}"
+        report.problems.append(Problem(where, snapshot.rev, message, unit="rev"))
