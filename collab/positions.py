@@ -2,7 +2,7 @@
 
 - code points: text operations, Python ``str`` indices;
 - UTF-16 code units: browsers (``selectionStart``, JS string indices);
-- UTF-8 bytes: pycrdt ``Text`` positions and ``TextEvent.delta`` (notes/pycrdt-facts.md).
+- UTF-8 bytes: pycrdt ``Text`` positions and ``TextEvent.delta`` (pycrdt 0.14 counts bytes).
 
 Only this module converts between them. A position that falls inside a character (between
 the halves of a surrogate pair, or inside a multi-byte UTF-8 sequence) raises `OpError`:
