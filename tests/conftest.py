@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from redis_server import own_redis_server, redis_server  # noqa: F401 (fixtures)
 
 IN_CI = bool(os.environ.get("CI"))
 REPO = Path(__file__).resolve().parent.parent
