@@ -172,6 +172,20 @@ async def test_a_batch_over_the_limit_goes_as_a_committed_notice(make_bus) -> No
     assert rb.after_subscribed() == [("committed", 2), ("records", [record(3, 100)])]
 
 
+async def test_dropped_records_are_announced_once_publishing_works(make_bus) -> None:
+    a, b = await make_bus(max_pending_bytes=400), await make_bus()
+    rb = await active(b, "doc")
+    for rev in range(1, 11):  # no await yields to the publisher: the queue overflows
+        await a.publish_records("doc", [record(rev, 100)])
+    assert a.stats.dropped == 8
+    await rb.wait_for(lambda r: r.of("committed"), what="the notice")
+    assert rb.after_subscribed() == [
+        ("records", [record(1, 100)]),
+        ("records", [record(2, 100)]),
+        ("committed", 10),
+    ]
+
+
 async def test_any_document_name_gets_its_own_channel(make_bus) -> None:
     a, b = await make_bus(), await make_bus()
     listeners = {name: await active(b, name) for name in NAMES}

@@ -83,11 +83,16 @@ def decode(data: bytes) -> Message:
     return Message(kind, process, data[end:])
 
 
+def rev_bytes(rev: int) -> bytes:
+    """The payload of a committed notice."""
+    return _REV.pack(rev)
+
+
 def records_message(process: str, records: Sequence[Record], max_bytes: int) -> bytes:
     """A records message, or a committed notice when the records exceed `max_bytes`."""
     body = encode_records(records)
     if len(body) > max_bytes:
-        return encode(COMMITTED, process, _REV.pack(records[-1].rev))
+        return encode(COMMITTED, process, rev_bytes(records[-1].rev))
     return encode(RECORDS, process, body)
 
 

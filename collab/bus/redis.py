@@ -99,7 +99,7 @@ class RedisBus:
         )
         self._throttled = Throttled(s.log_interval)
         self._publisher = Publisher(
-            Redis(connection_pool=publish_pool), s, self.stats, self._throttled
+            Redis(connection_pool=publish_pool), self._process, s, self.stats, self._throttled
         )
         # Pub/sub channels are global to a Redis server, not per database: the database
         # number goes into the channel names, so `/1` and `/2` do not hear each other.
@@ -134,6 +134,11 @@ class RedisBus:
     def channel_prefix(self) -> str:
         """What every channel name of this bus starts with (prefix setting, db number)."""
         return self._prefix
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued for publishing (at most `max_pending_bytes`)."""
+        return self._publisher.pending_bytes
 
     @property
     def connected(self) -> bool:
@@ -420,7 +425,8 @@ class RedisBus:
     async def publish_records(self, name: str, records: Sequence[Record]) -> None:
         if records:
             data = messages.records_message(self._process, records, self.settings.max_message_bytes)
-            self._publisher.enqueue(messages.document_channel(self._prefix, name), data)
+            channel_id = messages.document_channel(self._prefix, name)
+            self._publisher.enqueue(channel_id, data, records[-1].rev)
 
     async def publish_awareness(self, name: str, message: bytes) -> None:
         data = messages.encode(messages.AWARENESS, self._process, message)

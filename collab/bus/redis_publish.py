@@ -5,6 +5,11 @@ accumulated as one pipeline (so messages keep their order and a flood costs one 
 per batch). A batch that fails or takes longer than `publish_timeout` is dropped with
 everything queued behind it, and publishes are dropped at once for a backoff period: while
 Redis is down, callers are never slowed and the log gets one line per `log_interval`.
+
+Dropped records heal themselves: the publisher remembers, per document, the last revision
+whose records it dropped, and once a publish to Redis succeeds again it sends a committed
+notice for it, so the other processes fetch those revisions from the store even if no one
+edits the document again.
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from collab.bus import messages
+
 log = logging.getLogger("collab.bus.redis")
 
 MiB = 1024 * 1024
-#: Messages per pipelined publish batch.
+#: At most this many messages, and about this many bytes, per pipelined publish batch
+#: (`publish_timeout` bounds one batch: it must be a small amount of work).
 PUBLISH_BATCH = 1000
+PUBLISH_BATCH_BYTES = 1 * MiB
 
 
 @dataclass(frozen=True)
@@ -102,14 +111,23 @@ class Publisher:
     """The queue of messages to publish, and the task that sends them (`run`)."""
 
     def __init__(
-        self, client: Redis, settings: RedisBusSettings, stats: BusStats, throttled: Throttled
+        self,
+        client: Redis,
+        process: str,
+        settings: RedisBusSettings,
+        stats: BusStats,
+        throttled: Throttled,
     ) -> None:
         self.client = client
+        self.process = process
         self.settings = settings
         self.stats = stats
         self.throttled = throttled
         self.accepting = False  # set while `run` is running
-        self._queue: deque[tuple[bytes, bytes]] = deque()
+        # (channel, message, last revision of a records message or None)
+        self._queue: deque[tuple[bytes, bytes, int | None]] = deque()
+        #: Per channel, the last revision whose records were dropped (sent as a notice).
+        self._lost: dict[bytes, int] = {}
         self._queued_bytes = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -117,17 +135,22 @@ class Publisher:
         self._failures = 0
         self._down_until = 0.0
 
-    def enqueue(self, channel_id: bytes, data: bytes) -> None:
-        """Queue a publish, or drop it when Redis is down or the queue is full."""
+    @property
+    def pending_bytes(self) -> int:
+        return self._queued_bytes
+
+    def enqueue(self, channel_id: bytes, data: bytes, rev: int | None = None) -> None:
+        """Queue a publish (`rev`: the last revision of a records message), or drop it when
+        Redis is down or the queue is full."""
         if not self.accepting or time.monotonic() < self._down_until:
-            self.stats.dropped += 1
+            self._drop(channel_id, rev)
             return
         size = len(channel_id) + len(data)
         if self._queued_bytes + size > self.settings.max_pending_bytes:
-            self.stats.dropped += 1
+            self._drop(channel_id, rev)
             self.throttled.warning("full", "bus: publish queue full, dropping messages")
             return
-        self._queue.append((channel_id, data))
+        self._queue.append((channel_id, data, rev))
         self._queued_bytes += size
         self._idle.clear()
         self._wake.set()
@@ -147,34 +170,60 @@ class Publisher:
                     await self._wake.wait()
                     self._wake.clear()
                     continue
-                count = min(PUBLISH_BATCH, len(self._queue))
-                batch = [self._queue.popleft() for _ in range(count)]
-                self._queued_bytes -= sum(len(c) + len(d) for c, d in batch)
+                batch = self._take_batch()
                 try:
                     async with asyncio.timeout(self.settings.publish_timeout):
                         async with self.client.pipeline(transaction=False) as pipe:
-                            for channel_id, data in batch:
+                            for channel_id, data, _ in batch:
                                 pipe.publish(channel_id, data)
                             await pipe.execute()
                 except (RedisError, OSError, TimeoutError) as error:
-                    await self._failed(len(batch), error)
+                    await self._failed(batch, error)
                 else:
                     self.stats.published += len(batch)
                     self._failures = 0
+                    self._send_notices()
         finally:
             self.accepting = False
 
-    async def _failed(self, lost: int, error: BaseException) -> None:
+    def _take_batch(self) -> list[tuple[bytes, bytes, int | None]]:
+        batch: list[tuple[bytes, bytes, int | None]] = []
+        size = 0
+        while self._queue and len(batch) < PUBLISH_BATCH and size < PUBLISH_BATCH_BYTES:
+            item = self._queue.popleft()
+            batch.append(item)
+            size += len(item[0]) + len(item[1])
+        self._queued_bytes -= size
+        return batch
+
+    def _drop(self, channel_id: bytes, rev: int | None) -> None:
+        self.stats.dropped += 1
+        if rev is not None and rev > self._lost.get(channel_id, 0):
+            self._lost[channel_id] = rev
+
+    def _send_notices(self) -> None:
+        """Publishing works again: tell the others about the records it dropped."""
+        lost, self._lost = self._lost, {}
+        for channel_id, rev in lost.items():
+            notice = messages.encode(messages.COMMITTED, self.process, messages.rev_bytes(rev))
+            self.enqueue(channel_id, notice, rev)
+
+    async def _failed(self, batch: list[tuple[bytes, bytes, int | None]], error: Exception) -> None:
         """Drop the batch and what is queued; drop publishes for a backoff period."""
         if isinstance(error, TimeoutError):  # a reply may still come: never reuse the socket
             with contextlib.suppress(RedisError, OSError):
                 await self.client.connection_pool.disconnect()
-        lost += len(self._queue)
+        batch.extend(self._queue)
         self._queue.clear()
         self._queued_bytes = 0
-        self.stats.dropped += lost
+        for channel_id, _, rev in batch:
+            self._drop(channel_id, rev)
+        lost = len(batch)
         self._failures += 1
         self._down_until = time.monotonic() + backoff(self.settings, self._failures)
         self.throttled.warning(
-            "publish", "bus: publishing to Redis failed (%s); %d messages dropped", error, lost
+            "publish",
+            "bus: publishing to Redis failed (%s); %d messages dropped",
+            error or type(error).__name__,
+            lost,
         )
