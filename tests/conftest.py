@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from pg_server import postgres_cluster, postgres_url  # noqa: F401 (fixtures)
+from redis_server import own_redis_server, redis_server  # noqa: F401 (fixtures)
 
 IN_CI = bool(os.environ.get("CI"))
 REPO = Path(__file__).resolve().parent.parent

@@ -23,6 +23,11 @@ class BusListener(Protocol):
         """Revisions another process committed, in order (possibly with gaps or repeats)."""
         ...
 
+    def committed(self, rev: int) -> None:
+        """Another process committed revisions up to `rev` that were too large to send on
+        the bus: fetch the ones this process lacks from the store."""
+        ...
+
     def awareness(self, process: str, message: bytes) -> None:
         """An awareness message (y-websocket encoding) from another process's peers."""
         ...
@@ -33,7 +38,8 @@ class BusListener(Protocol):
 
     def resubscribed(self) -> None:
         """The subscription was lost and is back: whatever was published meanwhile is lost,
-        so catch up from the store."""
+        so catch up from the store. A bus whose subscriptions take effect later than
+        `Bus.subscribe` returns (Redis) also calls it once a new subscription is active."""
         ...
 
 
@@ -55,7 +61,8 @@ class Bus(Protocol):
     def unsubscribe(self, name: str, listener: BusListener) -> None: ...
 
     async def publish_records(self, name: str, records: Sequence[Record]) -> None:
-        """Tell the others about committed revisions (best effort)."""
+        """Tell the others about committed revisions (best effort). A batch too large for
+        one message reaches them as `BusListener.committed(last rev)` instead."""
         ...
 
     async def publish_awareness(self, name: str, message: bytes) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from collab.bus.contract import BusListener
 from collab.storage.contract import Record
+from collab.storage.format import encode_records
 
 
 class MemoryNetwork:
@@ -16,6 +17,9 @@ class MemoryNetwork:
         self.listeners: dict[str, list[tuple[str, BusListener]]] = {}
         self.buses: list[MemoryBus] = []
         self.drop_publishes = False  # a lossy network: publishes vanish
+        #: Batches whose encoded records are larger go out as `committed(last rev)` (None:
+        #: no limit), as `RedisBus` does with its `max_message_bytes`.
+        self.max_message_bytes: int | None = None
         self._ids = itertools.count(1)
 
     def bus(self) -> MemoryBus:
@@ -52,8 +56,15 @@ class MemoryBus:
             listeners.remove((self._process, listener))
 
     async def publish_records(self, name: str, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        limit = self.network.max_message_bytes
+        too_large = limit is not None and len(encode_records(records)) > limit
         for listener in self.network.others(name, self._process):
-            listener.records(list(records))
+            if too_large:
+                listener.committed(records[-1].rev)
+            else:
+                listener.records(list(records))
 
     async def publish_awareness(self, name: str, message: bytes) -> None:
         for listener in self.network.others(name, self._process):

@@ -232,6 +232,12 @@ class DocumentRunner:
         self._published.extend(records)
         self.kick()
 
+    def committed(self, rev: int) -> None:
+        """Revisions up to `rev` exist in the store (too big for the bus): fetch them."""
+        if rev > self._session.rev:
+            self._catch_up = True
+            self.kick()
+
     def awareness(self, process: str, message: bytes) -> None:
         self._enqueue(lambda session: session.receive_remote_awareness(process, message))
 
@@ -239,8 +245,10 @@ class DocumentRunner:
         self._enqueue(lambda session: session.forget_process(process))
 
     def resubscribed(self) -> None:
+        """Back on the bus: catch up, and tell the others again who is here (they may
+        have timed this process out meanwhile)."""
         self._catch_up = True
-        self.kick()
+        self._enqueue(lambda session: session.share_local_awareness())
 
     # ------------------------------------------------------------------ the pump
 

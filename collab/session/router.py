@@ -229,6 +229,14 @@ class Session:
             return
         self._show_awareness(change, data, publish=False)
 
+    def share_local_awareness(self) -> None:
+        """Publish every awareness state this process's peers hold (after the bus came
+        back, the other processes may have forgotten them)."""
+        local = {cid for peer in self.peers.values() for cid in peer.awareness_ids}
+        entries = [e for e in self.awareness.entries() if e.client_id in local]
+        if entries:
+            self._awareness_out.append(protocol.encode_awareness(entries))
+
     def forget_process(self, process: str) -> None:
         """Another process is gone: its peers' awareness goes with it."""
         owned = self._remote_awareness.pop(process, set())
