@@ -14,11 +14,13 @@ import contextlib
 import json
 import random
 import re
+import types
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from conftest import ServerProcess
+import uvicorn
+from conftest import REPO, ServerProcess, free_port
 from ot_ids import secret_for
 from pg_server import PgCluster, pg_bin_dir, start_cluster
 from pyclient import YClient
@@ -289,3 +291,47 @@ async def test_workers_share_one_port(
     await type_for(typists, 1.5)
     text = await converged([server], typists)
     assert_exactly_once(text, typists)
+
+
+def shared_app_example() -> str:
+    """The README's shared_app.py block."""
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```python\n(# shared_app\.py.*?)```", readme, re.S)
+    assert len(blocks) == 1, "the README's shared_app.py example is missing"
+    return blocks[0]
+
+
+async def test_the_readme_shared_app_runs_in_two_processes_worth_of_engines(
+    postgres_url: str, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    servers, tasks, bases = [], [], []
+    for index in range(2):
+        module = types.ModuleType(f"shared_app_{index}")
+        exec(compile(shared_app_example(), "README.md:shared_app.py", "exec"), module.__dict__)
+        port = free_port()
+        config = uvicorn.Config(module.app, host="127.0.0.1", port=port, log_level="warning")
+        server = uvicorn.Server(config)
+        servers.append(server)
+        tasks.append(asyncio.create_task(server.serve()))
+        bases.append(f"ws://127.0.0.1:{port}/collab/yjs/{DOC_URL}")
+    for server, task in zip(servers, tasks, strict=True):
+        while not server.started:
+            assert not task.done(), "the example app did not start"
+            await asyncio.sleep(0.01)
+    peers = [await YClient.connect(base) for base in bases]
+    for peer in peers:
+        await peer.synced()
+    peers[0].insert(0, "from A 😀 ")
+    peers[1].insert(0, "from B 中文 ")
+    for peer in peers:
+        await peer.until(
+            lambda p=peer: "from A 😀" in p.text and "from B 中文" in p.text, 10, "both edits"
+        )
+    assert peers[0].text == peers[1].text
+    for peer in peers:
+        await peer.close()
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks)
