@@ -26,7 +26,8 @@ from collab.yitems import TextItems
 COALESCE_SECONDS = 0.05
 """At most one awareness update per text client per this many seconds."""
 RENEW_SECONDS = 15.0
-"""A text client's state is sent again this often (y-protocols' timeout is 30 s)."""
+"""A text client's state is sent again this often (y-protocols' timeout is 30 s); the
+default of `Settings.awareness_renew_seconds`."""
 
 
 def relative_position(items: TextItems, index: int, tname: str) -> dict[str, Any]:
@@ -98,9 +99,10 @@ class _Mirrored:
 class TextAwareness:
     """The awareness states the server speaks for text clients: sent, coalesced, renewed."""
 
-    def __init__(self, table: AwarenessTable, tname: str) -> None:
+    def __init__(self, table: AwarenessTable, tname: str, renew: float = RENEW_SECONDS) -> None:
         self.table = table
         self.tname = tname
+        self.renew = renew
         self._clients: dict[str, _Mirrored] = {}
 
     def changed(
@@ -127,7 +129,7 @@ class TextAwareness:
             if not self._due(mirrored, now):
                 continue
             entry = self._send(client, mirrored, now, items) if mirrored.pending else None
-            if entry is None and now - mirrored.sent_at >= RENEW_SECONDS:
+            if entry is None and now - mirrored.sent_at >= self.renew:
                 entry = self.table.renew(awareness_id_for(client))  # same state, newer clock
                 mirrored.sent_at = now
             if entry is not None:
@@ -137,10 +139,9 @@ class TextAwareness:
     def forget(self, client: str) -> None:
         self._clients.pop(client, None)
 
-    @staticmethod
-    def _due(mirrored: _Mirrored, now: float) -> bool:
+    def _due(self, mirrored: _Mirrored, now: float) -> bool:
         since = now - mirrored.sent_at
-        return since >= RENEW_SECONDS or (mirrored.pending and since >= COALESCE_SECONDS)
+        return since >= self.renew or (mirrored.pending and since >= COALESCE_SECONDS)
 
     def _send(
         self, client: str, mirrored: _Mirrored, now: float, items: Callable[[], TextItems]

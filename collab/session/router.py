@@ -85,7 +85,9 @@ class Session(PresenceRoutes):
         self.acks = _acks_of(stored)
         self.ot = OTServer(self.document, self.acks, self.settings.max_catch_up_steps)
         self.awareness = AwarenessTable()
-        self.text_awareness = TextAwareness(self.awareness, self.settings.text_name)
+        self.text_awareness = TextAwareness(
+            self.awareness, self.settings.text_name, self.settings.awareness_renew_seconds
+        )
         self.outbox = Outbox()
         self.peers: dict[PeerId, Peer] = {}
         self._yjs_peers: list[PeerId] = []  # the Yjs peers' ids, for the hot broadcast loop
