@@ -91,6 +91,13 @@ class Settings:
     ping_timeout: float = field(
         default=30.0, metadata={"help": "drop a peer that does not answer a ping in this time"}
     )
+    awareness_renew_seconds: float = field(
+        default=15.0,
+        metadata={
+            "help": "send text clients' awareness states to Yjs peers again this often "
+            "(y-protocols drops a state not renewed for 30 s)"
+        },
+    )
     compact_log_bytes: int = field(
         default=8 * MiB, metadata={"help": "write a snapshot when the log passes this size"}
     )

@@ -82,6 +82,9 @@ class Struct(NamedTuple):
     """The parent item's ID when it is encoded as one (nested types); None otherwise."""
     highs: tuple[int, ...] = ()
     """Clocks of the UTF-16 high surrogates in string content (one per astral character)."""
+    root: str | None = None
+    """The root type's name when the item is encoded as one of its children (no origins,
+    no map key); None otherwise."""
 
 
 class Update(NamedTuple):
@@ -239,19 +242,20 @@ def _read_struct(reader: _Input, client: int, clock: int) -> Struct:
         return Struct(client, clock, reader.uint(), ref)
     origin = reader.id() if info & 0x80 else None
     right_origin = reader.id() if info & 0x40 else None
-    parent = None
+    parent = root = None
     if not info & 0xC0:
         if reader.uint() == 1:
-            reader.string()  # root type name
+            root = reader.string()  # root type name
         else:
             parent = reader.id()
         if info & 0x20:
             reader.string()  # parentSub: the map key
+            root = None
     if ref == STRING:
         length, highs = _string_content(reader.string(), clock)
-        return Struct(client, clock, length, ref, origin, right_origin, parent, highs)
+        return Struct(client, clock, length, ref, origin, right_origin, parent, highs, root)
     length = _read_content(reader, ref)
-    return Struct(client, clock, length, ref, origin, right_origin, parent)
+    return Struct(client, clock, length, ref, origin, right_origin, parent, (), root)
 
 
 def _string_content(text: str, clock: int) -> tuple[int, tuple[int, ...]]:

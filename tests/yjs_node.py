@@ -232,6 +232,14 @@ class YPeer:
         """Every awareness state this peer knows, by client id (its own included)."""
         return {int(k): v for k, v in self._call("awareness-states")["states"].items()}
 
+    def set_cursor(self, anchor: int, head: int, user: dict[str, Any] | None = None) -> None:
+        """Set this peer's caret as y-codemirror does (UTF-16 indices, relative positions)."""
+        self._call("cursor-set", anchor=anchor, head=head, user=user)
+
+    def cursors(self) -> dict[int, dict[str, Any]]:
+        """The others' cursors resolved in this peer's text: {anchor, head} in UTF-16, user."""
+        return {int(k): v for k, v in self._call("cursors")["cursors"].items()}
+
     def disconnect(self) -> None:
         """Go offline (the provider says goodbye); edits made now are kept and merged later."""
         self._call("disconnect")

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESYNCS_BEFORE_DROP = 3
+TICK_SECONDS = 0.05  # how often the session hears time pass (`Session.tick`)
 
 Event = Callable[[Session], None]
 
@@ -80,6 +81,7 @@ class DocumentRunner:
         self._delivering = asyncio.Lock()  # batches go out one at a time, in order
         self._idle_timer: asyncio.TimerHandle | None = None
         self._pump_task = asyncio.create_task(self._pump(), name=f"doc-{self.name[:40]}")
+        self._tick_task = asyncio.create_task(self._tick(), name=f"tick-{self.name[:40]}")
         self._schedule_idle_unload()
 
     # ------------------------------------------------------------------ reading
@@ -267,6 +269,14 @@ class DocumentRunner:
             await self._deliver_pending()
             last = loop.time()
 
+    async def _tick(self) -> None:
+        """Time passes for the session while peers are here (text clients' awareness:
+        caret moves held back by the coalescing, renewals); its output goes out at once."""
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            if self._channels and self._session.tick():
+                self.kick()
+
     async def _deliver_pending(self) -> bool:
         """Apply what waits (published revisions, then events), commit, send; False when
         there was nothing to do.
@@ -452,6 +462,7 @@ class DocumentRunner:
         self.unloading = True
         self.unloaded.set()
         self._pump_task.cancel()
+        self._tick_task.cancel()
 
 
 def _settle(edits: list[asyncio.Future[int]], outcome: int | Exception) -> None:

@@ -75,6 +75,15 @@ class AwarenessTable:
         self.states[client_id] = (clock, state)
         return AwarenessEntry(client_id, clock, state)
 
+    def renew(self, client_id: int) -> AwarenessEntry | None:
+        """The same state again with a newer clock, so that peers do not time it out."""
+        known = self.states.get(client_id)
+        if known is None or known[1] is None:
+            return None
+        clock = _next(known[0])
+        self.states[client_id] = (clock, known[1])
+        return AwarenessEntry(client_id, clock, known[1])
+
     def remove(self, client_ids: Iterable[int]) -> list[AwarenessEntry]:
         """Forget these states; returns the entries that tell the others they are gone."""
         gone = []

@@ -29,6 +29,7 @@ from collab.session.revision import ChangeRefused, Revision
 from collab.storage.contract import Record
 from collab.wire import ErrorCode, parse_text_origin
 from collab.ychecks import SurrogateIndex, check_update
+from collab.yitems import TextItems
 from collab.yupdate import NON_TEXT_CONTENT, Update, UpdateFormatError, decode_state_vector
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class Document:
         self.client_id: int = self.doc.client_id
         self.text = self.doc.get(settings.text_name, type=Text)
         self._surrogates = SurrogateIndex()  # where edits would split a character
+        self._items: TextItems | None = None  # the text's item ids, while carets need them
         if stored is not None:
             self._load(stored)
             self._surrogates.add(self.doc.get_update())
@@ -112,6 +114,16 @@ class Document:
         """The whole document as one Yjs update."""
         return self.doc.get_update()
 
+    def text_items(self) -> TextItems:
+        """The shared text's items in Yjs's order (carets as Yjs relative positions).
+
+        Built from the whole state when first asked, then kept up to date with every
+        change while the text is followed (text peers connected).
+        """
+        if self._items is None:
+            self._items = TextItems.from_state(self.settings.text_name, self.doc.get_update())
+        return self._items
+
     def revisions_since(self, rev: int) -> list[Revision] | None:
         """The revisions after `rev`, or None when they are no longer in memory.
 
@@ -142,6 +154,7 @@ class Document:
             self.text.unobserve(self._text_subscription)
             self._mirror, self._text_subscription = None, None
             self.history.clear()
+            self._items = None
 
     # ------------------------------------------------------------------ changes
 
@@ -271,6 +284,12 @@ class Document:
         self.rev = record.rev
         self.state_bytes += len(record.update)
         self._logged.append((record.rev, record.update))
+        if self._items is not None:
+            try:
+                self._items.apply(record.update)
+            except ValueError:  # never expected: start again from the whole state
+                log.exception("text items out of step at rev %d: rebuilt", record.rev)
+                self._items = None
         return revision
 
     def _undo(self, why: str) -> None:
@@ -280,6 +299,7 @@ class Document:
         and the history already have.
         """
         log.warning("change refused, document rebuilt from its log: %s", why)
+        self._items = None
         tracking = self._mirror is not None
         if tracking:
             self.text.unobserve(self._text_subscription)

@@ -30,9 +30,15 @@ def is_text_client_id(awareness_id: int) -> bool:
     return bool(awareness_id & TEXT_CLIENT_BIT)
 
 
-def awareness_state(client: str, user: dict[str, str]) -> dict[str, Any]:
-    """What Yjs peers see of a text client."""
-    return {"user": user, "collab": {"kind": "text", "client": client}}
+def awareness_state(
+    client: str, user: dict[str, str], cursor: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What Yjs peers see of a text client: who, and its caret as a Yjs cursor (relative
+    positions, `collab.session.mirror.cursor_of`) when it has one."""
+    state: dict[str, Any] = {"user": user, "collab": {"kind": "text", "client": client}}
+    if cursor is not None:
+        state["cursor"] = cursor
+    return state
 
 
 def transform_selection(selection: Selection, ops: list[textops.Op], length: int) -> Selection:
@@ -83,12 +89,17 @@ def yjs_client(awareness_id: int) -> str:
 
 
 def yjs_presence(
-    awareness_id: int, state: dict[str, Any] | None, is_local: Callable[[str], bool]
+    awareness_id: int,
+    state: dict[str, Any] | None,
+    is_local: Callable[[str], bool],
+    resolve: Callable[[object], Selection | None] = lambda cursor: None,
 ) -> dict[str, Any] | None:
     """An awareness state as text clients see it; None unless it names a user.
 
     A text client's state mirrored into awareness is shown as that text client when it is
     connected to another process, and not at all when it is ours (it has its own presence).
+    `resolve` turns the state's ``cursor`` (Yjs relative positions) into a selection in
+    code points at the current revision (None: no caret).
     """
     if not isinstance(state, dict):
         return None
@@ -101,11 +112,11 @@ def yjs_presence(
         client = collab.get("client")
         if not isinstance(client, str) or is_local(client):
             return None
-        return text_presence(client[:64], shown_user, None)
+        return text_presence(client[:64], shown_user, resolve(state.get("cursor")))
     return {
         "type": "presence",
         "client": yjs_client(awareness_id),
         "user": shown_user,
-        "selection": None,
+        "selection": resolve(state.get("cursor")),
         "kind": "yjs",
     }

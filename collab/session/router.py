@@ -27,17 +27,18 @@ from collab import protocol, textops
 from collab.config import Settings
 from collab.session import presence
 from collab.session.acks import AckTable
-from collab.session.awareness import AwarenessChange, AwarenessTable, TooManyStates
+from collab.session.awareness import AwarenessTable
 from collab.session.document import Committed, Document
-from collab.session.ot_server import OTServer, catch_up
+from collab.session.mirror import TextAwareness
+from collab.session.ot_server import OTServer
 from collab.session.outbox import Outbox
 from collab.session.peers import Peer, PeerId, PeerKind, PeerState
+from collab.session.presence_routes import PresenceRoutes
 from collab.session.revision import ChangeRefused, Revision
 from collab.session.text_messages import (
     Hello,
     MessageError,
     OpMessage,
-    PresenceMessage,
     parse,
 )
 from collab.storage.contract import Record
@@ -63,7 +64,7 @@ class Output:
         return bool(self.records or self.messages or self.closes or self.awareness)
 
 
-class Session:
+class Session(PresenceRoutes):
     """One document and everyone connected to it."""
 
     def __init__(
@@ -84,6 +85,9 @@ class Session:
         self.acks = _acks_of(stored)
         self.ot = OTServer(self.document, self.acks, self.settings.max_catch_up_steps)
         self.awareness = AwarenessTable()
+        self.text_awareness = TextAwareness(
+            self.awareness, self.settings.text_name, self.settings.awareness_renew_seconds
+        )
         self.outbox = Outbox()
         self.peers: dict[PeerId, Peer] = {}
         self._yjs_peers: list[PeerId] = []  # the Yjs peers' ids, for the hot broadcast loop
@@ -153,6 +157,7 @@ class Session:
             self.document.track_text(any(p.kind is PeerKind.TEXT for p in self.peers.values()))
         gone = self.awareness.remove(peer.awareness_ids)
         if peer.client is not None:
+            self.text_awareness.forget(peer.client)
             self._broadcast_text(presence.left(peer.client))
         if gone:
             self._share_awareness(protocol.encode_awareness(gone))
@@ -212,41 +217,6 @@ class Session:
         self.ot.observe(revision)
         self.outbox.send_update(self._yjs_peers, record.update, None)
         self._broadcast_revision(revision, exclude=None)
-
-    def receive_remote_awareness(self, process: str, data: bytes) -> None:
-        """Awareness from another process's peers: kept, and shown to ours."""
-        try:
-            message = protocol.decode(data)
-        except protocol.ProtocolError:
-            log.warning("%s: bad awareness message from process %s", self.name, process)
-            return
-        if not isinstance(message, protocol.Awareness):
-            return
-        owned = self._remote_awareness.setdefault(process, set())
-        try:
-            change = self.awareness.receive(owned, message.entries, limit=None)
-        except TooManyStates:  # not raised without a limit
-            return
-        self._show_awareness(change, data, publish=False)
-
-    def share_local_awareness(self) -> None:
-        """Publish every awareness state this process's peers hold (after the bus came
-        back, the other processes may have forgotten them)."""
-        local = {cid for peer in self.peers.values() for cid in peer.awareness_ids}
-        entries = [e for e in self.awareness.entries() if e.client_id in local]
-        if entries:
-            self._awareness_out.append(protocol.encode_awareness(entries))
-
-    def forget_process(self, process: str) -> None:
-        """Another process is gone: its peers' awareness goes with it."""
-        owned = self._remote_awareness.pop(process, set())
-        states = {cid: self.awareness.states.get(cid, (0, None))[1] for cid in owned}
-        gone = self.awareness.remove(owned)
-        for entry in gone:
-            who = presence.presence_id(entry.client_id, states[entry.client_id])
-            self._broadcast_text(presence.left(who))
-        if gone:
-            self._broadcast_yjs(protocol.encode_awareness(gone))
 
     def compacted(self, rev: int, state: bytes) -> None:
         """The driver wrote a snapshot of `state` at `rev`: the log now starts there."""
@@ -328,50 +298,6 @@ class Session:
             ) from None
         self._send(peer.id, protocol.encode_sync_step2(update))
 
-    def _receive_awareness(self, peer: Peer, message: protocol.Awareness, data: bytes) -> None:
-        """A Yjs peer's awareness entries; those for text clients' ids are ignored.
-
-        Only the server speaks for text clients. Ignored, not refused: y-websocket
-        providers send back every awareness change they hear of (and the removals their
-        30 s timeout makes), text clients' entries included, so honest peers send them too.
-        """
-        entries = [e for e in message.entries if not presence.is_text_client_id(e.client_id)]
-        if len(entries) != len(message.entries):
-            data = protocol.encode_awareness(entries)
-        try:
-            change = self.awareness.receive(peer.awareness_ids, entries)
-        except TooManyStates:
-            self.close_peer(peer.id, CloseCode.POLICY, "too many awareness states")
-            return
-        self._show_awareness(change, data, publish=True)
-
-    def _show_awareness(self, change: AwarenessChange, data: bytes, publish: bool) -> None:
-        for client_id, old in change.removed:
-            who = presence.presence_id(client_id, old)
-            if not self._is_local_text_client(who):
-                self._broadcast_text(presence.left(who))
-        for client_id, state in change.updated:
-            shown = presence.yjs_presence(client_id, state, self._is_local_text_client)
-            if shown is not None:
-                self._broadcast_text(shown)
-        if change.changed:
-            if publish:
-                self._share_awareness(data)
-            else:
-                self._broadcast_yjs(data)
-
-    def _share_awareness(self, message: bytes) -> None:
-        """An awareness change of this process: to our Yjs peers and the other processes."""
-        self._broadcast_yjs(message)
-        self._awareness_out.append(message)
-
-    def _is_local_text_client(self, client: str) -> bool:
-        return self._peer_of(client) is not None
-
-    def _broadcast_yjs(self, message: bytes) -> None:
-        for peer_id in self._yjs_peers:
-            self._send(peer_id, message)
-
     # ------------------------------------------------------------------ text peers
 
     def _receive_text(self, peer: Peer, data: bytes | str) -> None:
@@ -435,54 +361,6 @@ class Session:
         if submitted.committed is not None:
             self._publish(submitted.committed, sender=peer.id)
         self._send_json(peer.id, {"type": "ack", "seq": message.seq, "rev": submitted.ack_rev})
-
-    def _presence(self, peer: Peer, message: PresenceMessage) -> None:
-        assert peer.presence is not None
-        if message.user is not None:
-            peer.presence["user"] = message.user
-        selection = message.selection
-        if selection is not None:
-            assert message.rev is not None
-            if message.rev > self.rev:
-                raise MessageError(ErrorCode.BAD_MESSAGE, "presence needs the rev of its selection")
-            steps = self.settings.max_catch_up_steps
-            missed = catch_up(self.document, message.rev, 1, steps)
-            if missed is None:  # the client sends a fresh one, at its current revision
-                raise MessageError(ErrorCode.TOO_OLD, f"presence at rev {message.rev} is too old")
-            ops = [revision.op for revision in missed]
-            selection = presence.transform_selection(selection, ops, len(self.mirror))
-        peer.presence["selection"] = selection
-        self._announce_presence(peer)
-
-    def _announce_presence(self, peer: Peer) -> None:
-        """Tell text peers and Yjs peers (as awareness) where this text client is."""
-        assert peer.client is not None and peer.presence is not None
-        self._broadcast_text(self._presence_message(peer), exclude=peer.id)
-        awareness_id = presence.awareness_id_for(peer.client)
-        state = presence.awareness_state(peer.client, peer.presence["user"])
-        entry = self.awareness.set(awareness_id, state)
-        peer.awareness_ids.add(awareness_id)
-        if entry is not None:  # only the selection moved: Yjs peers do not see text carets
-            self._share_awareness(protocol.encode_awareness([entry]))
-
-    @staticmethod
-    def _presence_message(peer: Peer) -> dict[str, Any]:
-        assert peer.client is not None and peer.presence is not None
-        return presence.text_presence(
-            peer.client, peer.presence["user"], peer.presence["selection"]
-        )
-
-    def _presence_list(self, exclude: PeerId) -> list[dict[str, Any]]:
-        present = [
-            self._presence_message(peer)
-            for peer in self.peers.values()
-            if peer.joined and peer.client is not None and peer.id != exclude
-        ]
-        for client_id, (_, state) in self.awareness.states.items():
-            shown = presence.yjs_presence(client_id, state, self._is_local_text_client)
-            if shown is not None:
-                present.append(shown)
-        return present
 
     # ------------------------------------------------------------------ publishing changes
 

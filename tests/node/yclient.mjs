@@ -130,6 +130,31 @@ const commands = {
     return waitFor(p, () => p.text.toString() === text, timeoutMs, `${peer} text`)
   },
   'awareness-set': ({ peer, state }) => { getPeer(peer).provider.awareness.setLocalState(state); return {} },
+  // This peer's caret as y-codemirror sets it: relative positions at UTF-16 indices.
+  'cursor-set': ({ peer, anchor, head, user }) => {
+    const { text, provider } = getPeer(peer)
+    if (user) provider.awareness.setLocalStateField('user', user)
+    provider.awareness.setLocalStateField('cursor', {
+      anchor: Y.createRelativePositionFromTypeIndex(text, anchor),
+      head: Y.createRelativePositionFromTypeIndex(text, head)
+    })
+    return {}
+  },
+  // Every other client's cursor resolved as y-codemirror resolves it (UTF-16 indices).
+  cursors: ({ peer }) => {
+    const { doc, text, provider } = getPeer(peer)
+    const out = {}
+    provider.awareness.getStates().forEach((state, id) => {
+      if (id === doc.clientID || !state.cursor?.anchor || !state.cursor?.head) return
+      const anchor = Y.createAbsolutePositionFromRelativePosition(state.cursor.anchor, doc)
+      const head = Y.createAbsolutePositionFromRelativePosition(state.cursor.head, doc)
+      if (anchor?.type !== text || head?.type !== text) return
+      out[String(id)] = { anchor: anchor.index, head: head.index, user: state.user ?? null }
+    })
+    return { cursors: out }
+  },
+  // The clock y-protocols holds for one client's state (it grows with every renewal).
+  'awareness-clock': ({ peer, client }) => ({ clock: getPeer(peer).provider.awareness.meta.get(client)?.clock ?? null }),
   'awareness-states': ({ peer }) => {
     const states = getPeer(peer).provider.awareness.getStates()
     return { states: Object.fromEntries([...states].map(([id, state]) => [String(id), state])) }
