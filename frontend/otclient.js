@@ -3,6 +3,7 @@
 // presence.
 
 import { Synchronized } from "./otstates.js";
+import { randomSecret } from "./secret.js";
 import { moveSelections, OwnPresence, updatePeers } from "./presence.js";
 import { DEFAULT_MAX_MESSAGE_BYTES, fitInFlight, pendingLength } from "./split.js";
 import { applyOp, diffOp, invert, isNoop } from "./textops.js";
@@ -13,17 +14,6 @@ import { CloseCode, ErrorCode } from "./wire.js";
 function closeMessage(code, reason) {
   if (code === CloseCode.SUPERSEDED) return "opened in another tab or window";
   return reason || `closed (${code})`;
-}
-
-/**
- * This tab's secret: 32 random hex digits, said in every hello and never shown to anyone
- * else. The server derives the tab's public client id from it, so no other connection
- * can speak for this tab (and one with the same secret takes over: close 4409).
- */
-function randomSecret() {
-  const bytes = new Uint8Array(16);
-  crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**
