@@ -209,9 +209,9 @@ def cut_inside_pair(update: bytes | Update, state: Mapping[int, int]) -> str | N
     character.
     """
     for s in _decoded(update).structs:
-        if s.highs and s.clock < (known := state.get(s.client, 0)) < s.clock + s.length:
-            if known - 1 in s.highs:
-                return f"item {s.client}:{s.clock} is cut at known clock {known}, inside a pair"
+        known = state.get(s.client, 0)
+        if s.highs and s.clock < known < s.clock + s.length and known - 1 in s.highs:
+            return f"item {s.client}:{s.clock} is cut at known clock {known}, inside a pair"
     return None
 
 
