@@ -10,6 +10,9 @@ Two kinds of updates pycrdt accepts but the server must not (issue 9, "the log i
 - `SurrogateIndex.splits_pair`: an insert or delete between the two UTF-16 halves of an
   astral character (😀, 👍🏽, 🇫🇷). Yjs peers then show two U+FFFD halves while Yrs keeps
   the character whole: replicas diverge for good.
+- `cut_inside_pair`: a struct re-sent from below its client's known clock, cut by it
+  between the halves of its own pair (Yrs then holds a state that does not encode to
+  itself).
 
 All functions take raw bytes or an `Update` already decoded by `collab.yupdate`, so that a
 caller checking both decodes once (`check_update` does exactly that). Malformed bytes raise
@@ -28,6 +31,7 @@ __all__ = [
     "Update",
     "UpdateFormatError",
     "check_update",
+    "cut_inside_pair",
     "missing_dependencies",
 ]
 
@@ -195,13 +199,30 @@ class SurrogateIndex:
         return None
 
 
+def cut_inside_pair(update: bytes | Update, state: Mapping[int, int]) -> str | None:
+    """Why `update` would be cut between the halves of one of its own pairs, or None.
+
+    A string struct that starts below its client's known clock is integrated from there
+    on. Yjs slices the string at that UTF-16 offset (a lone low half); Yrs drops the half
+    yet counts its clock, so its state no longer encodes to itself and compaction fails.
+    Honest peers never send such a cut: what the server knows of a client ends on a whole
+    character.
+    """
+    for s in _decoded(update).structs:
+        known = state.get(s.client, 0)
+        if s.highs and s.clock < known < s.clock + s.length and known - 1 in s.highs:
+            return f"item {s.client}:{s.clock} is cut at known clock {known}, inside a pair"
+    return None
+
+
 def check_update(
     update: bytes, state: Mapping[int, int], surrogates: SurrogateIndex
 ) -> tuple[Update, str | None]:
-    """Decode once and run both checks: the decoded update and the first reason to refuse it.
+    """Decode once and run the checks: the decoded update and the first reason to refuse it.
 
     Raises `UpdateFormatError` if the bytes are not an update. Pass the decoded update to
     ``surrogates.add(decoded, state)`` once the document has accepted it.
     """
     decoded = decode_update(update)
-    return decoded, missing_dependencies(decoded, state) or surrogates.splits_pair(decoded)
+    problem = missing_dependencies(decoded, state) or cut_inside_pair(decoded, state)
+    return decoded, problem or surrogates.splits_pair(decoded)

@@ -190,6 +190,10 @@ class YPeer:
     def delete(self, index: int, length: int) -> None:
         self._call("delete", index=index, length=length)
 
+    def insert_embed(self, index: int, embed: dict[str, Any]) -> None:
+        """`ytext.insertEmbed(index, embed)`: an object inside the shared text."""
+        self._call("insert-embed", index=index, embed=embed)
+
     def insert_many(self, text: str, count: int, timeout: float = 60.0) -> int:
         """Append `text` `count` times, one transaction (one update message) each."""
         return self._call("insert-many", timeout, text=text, count=count)["length"]

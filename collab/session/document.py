@@ -229,6 +229,7 @@ class Document:
         update, _ = self._take_captured()
         if update is None:
             return None
+        self._surrogates.add(update)  # its pairs: a Yjs peer may not split them either
         record = Record(self.rev + 1, self.clock(), origin, user, update)
         return Committed(record, self._add(record, textops.normalize(op), client, seq))
 

@@ -109,6 +109,7 @@ const commands = {
   connect,
   insert: ({ peer, index, text }) => { getPeer(peer).text.insert(index, text); return {} },
   delete: ({ peer, index, length }) => { getPeer(peer).text.delete(index, length); return {} },
+  'insert-embed': ({ peer, index, embed }) => { getPeer(peer).text.insertEmbed(index, embed); return {} },
   // `count` inserts of `text` at the end, each its own transaction (so its own update message).
   'insert-many': ({ peer, text, count }) => {
     const { text: ytext } = getPeer(peer)
