@@ -71,3 +71,22 @@ def test_a_struct_cut_inside_its_own_pair_by_the_known_clock_is_refused() -> Non
     session.receive("y", protocol.encode_sync_update(item(peer.client_id, 1, "😀bc") + uint(0)))
     assert quiet(session) == []
     assert session.mirror == "a😀bc"
+
+
+def test_an_update_of_only_known_items_makes_no_revision() -> None:
+    """A reconnecting peer re-sends what the server has: nothing to log or relay."""
+    from pycrdt import Doc, Text
+
+    from collab import protocol
+    from collab.session import Session
+
+    session = Session("known")
+    session.connect_yjs("a")
+    author = Doc()
+    text = author.get("text", type=Text)
+    text += "héllo 😀 中文"
+    session.receive("a", protocol.encode_sync_update(author.get_update()))
+    assert [r.rev for r in session.take_output().records] == [1]
+    session.receive("a", protocol.encode_sync_step2(author.get_update()))  # all of it again
+    output = session.take_output()
+    assert output.records == [] and session.rev == 1

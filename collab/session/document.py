@@ -30,7 +30,13 @@ from collab.storage.contract import Record
 from collab.wire import ErrorCode, parse_text_origin
 from collab.ychecks import SurrogateIndex, check_update
 from collab.yitems import TextItems
-from collab.yupdate import NON_TEXT_CONTENT, Update, UpdateFormatError, decode_state_vector
+from collab.yupdate import (
+    NON_TEXT_CONTENT,
+    SKIP,
+    Update,
+    UpdateFormatError,
+    decode_state_vector,
+)
 
 if TYPE_CHECKING:
     from collab.storage.contract import StoredDocument
@@ -169,9 +175,10 @@ class Document:
         self._check_size(len(update))
         known = decode_state_vector(self.doc.get_state())
         decoded = self._check_update(update, known)
-        # Only deletions: new ones change the document's delete set, known ones do not.
-        deletions_only = update[:1] == b"\x00"
-        deleted_before = self._delete_set() if deletions_only else b""
+        # No new items: only new deletions can change anything (a reconnecting peer's
+        # step 2 re-sends what is known: no revision, nothing relayed).
+        nothing_new = not _adds_items(decoded, known)
+        deleted_before = self._delete_set() if nothing_new else b""
         try:
             apply_update(self.doc, update)
             _, deltas = self._take_captured()
@@ -182,8 +189,8 @@ class Document:
             self._undo(f"{origin}: {error}")
             raise ChangeRefused(ErrorCode.BAD_MESSAGE, f"update refused: {error}") from None
         self._surrogates.add(decoded, known)
-        if deletions_only and self._delete_set() == deleted_before:
-            return None  # nothing new: no revision, nothing relayed
+        if nothing_new and self._delete_set() == deleted_before:
+            return None
         # The update is stored and relayed as it came (as the reference server relays
         # it): parts still waiting for missing ones must be on disk too.
         record = Record(self.rev + 1, self.clock(), origin, user, update)
@@ -351,3 +358,11 @@ class Document:
         update, deltas = self._captured_update, self._captured_deltas
         self._captured_update, self._captured_deltas = None, []
         return update, deltas
+
+
+def _adds_items(update: Update, known: dict[int, int]) -> bool:
+    """Whether `update` holds structs past the clocks the document has (a Skip is not
+    integrated; a GC range is: it advances the client's clock, so it is logged)."""
+    return any(
+        s.clock + s.length > known.get(s.client, 0) and s.ref != SKIP for s in update.structs
+    )
