@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -71,54 +72,51 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)})
 
 
-def websocket_protocol() -> type:
-    """uvicorn's sans-I/O WebSocket protocol, answering a handshake it cannot parse.
-
-    uvicorn 0.54 drops the response websockets prepares for an upgrade request it cannot
-    parse (414 for a URL over 8 KiB) and leaves the socket open and silent: any client
-    could hold connections that way. We send that response, or a 400, and hang up.
-    """
-    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-
-    class WebSocketProtocol(WebSocketsSansIOProtocol):
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.conn.handshake_exc is None or self.handshake_complete:
-                return
-            if self.transport.is_closing():
-                return
-            response = b"".join(self.conn.data_to_send())
-            if not response:
-                body = b"cannot parse the WebSocket handshake"
-                response = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n"
-                response += b"content-length: %d\r\n\r\n%s" % (len(body), body)
-            self.transport.write(response)
-            self.transport.close()
-
-    return WebSocketProtocol
-
-
 def serve(settings: Settings) -> int:
     """Run the server until SIGINT/SIGTERM; returns the exit code."""
     import uvicorn
 
+    from collab import serving
     from collab.engine import Collab
+    from collab.security import is_public_bind
 
+    if is_public_bind(settings.host) and not settings.auth_secret:
+        log.warning(
+            "listening on %s without --auth-secret: anyone who can reach this address can "
+            "read and edit every document (see docs/security.md)",
+            settings.host,
+        )
+    fd_limit = serving.raise_fd_limit()
+    total = serving.connection_cap(settings, fd_limit)
+    log.info(
+        "file-descriptor limit %d: at most %d connections (%d per address)",
+        fd_limit,
+        total,
+        settings.max_connections_per_address,
+    )
     engine = Collab(settings=settings)
+    gate = serving.Gate(settings, total, engine.metrics)
     config = uvicorn.Config(
         engine.app(),
         host=settings.host,
         port=settings.port,
-        ws=websocket_protocol(),
+        http=serving.http_protocol(gate),
+        ws=serving.websocket_protocol(gate),
         ws_max_size=settings.max_message_bytes + 1024,
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=settings.ping_timeout,
+        h11_max_incomplete_event_size=16 * 1024,  # the largest request head accepted
+        timeout_keep_alive=5,  # an idle keep-alive connection is closed after this
         log_level=settings.log_level,
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
 
     class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            serving.quiet_accept_errors(asyncio.get_running_loop())
+            await super().startup(sockets)
+
         async def shutdown(self, sockets: Any = None) -> None:
             # Close our peers with 1001 and save before uvicorn closes sockets its own way.
             await engine.close()
@@ -307,6 +305,40 @@ def _replay_recording(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- collab token
+
+
+def add_token_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "name", help="the document's name, or a pattern ending in * (team/*; * for all)"
+    )
+    parser.add_argument("--user", help="the user the token speaks for (shown in the history)")
+    parser.add_argument("--readonly", action="store_true", help="may read, may not edit")
+    parser.add_argument(
+        "--ttl", type=float, default=3600.0, help="seconds until it expires (default: 3600)"
+    )
+    parser.add_argument(
+        "--auth-secret",
+        default=os.environ.get(_env("auth_secret"), ""),
+        help=f"the server's secret (default: env {_env('auth_secret')})",
+    )
+
+
+def token(args: argparse.Namespace) -> int:
+    """`collab token`: print a token signed with the server's secret."""
+    from collab import tokens
+
+    if not args.auth_secret:
+        print("collab token: set COLLAB_AUTH_SECRET (or --auth-secret)", file=sys.stderr)
+        return 2
+    if args.ttl <= 0:
+        print("collab token: --ttl must be positive", file=sys.stderr)
+        return 2
+    secret, readonly = args.auth_secret, args.readonly
+    print(tokens.mint(secret, args.name, user=args.user, readonly=readonly, ttl=args.ttl))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="collab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -314,6 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     add_settings_arguments(serve_parser)
     replay_parser = commands.add_parser("replay", help="replay a document's log or a recording")
     add_replay_arguments(replay_parser)
+    token_parser = commands.add_parser("token", help="print a signed access token")
+    add_token_arguments(token_parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(args, "log_level", "info").upper(),
@@ -323,3 +357,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(serve(settings_from(args)))
     if args.command == "replay":
         sys.exit(replay(args))
+    if args.command == "token":
+        sys.exit(token(args))

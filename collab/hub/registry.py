@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from typing import Any
 
 from collab.config import Settings
 from collab.hooks import OnChange, OnLoad, call_hook
@@ -41,6 +42,7 @@ class Hub:
         self.on_load = on_load
         self.recorder = recorder
         self.closing = False
+        self.metrics: Any = None  # collab.metrics.Metrics, when the engine keeps them
         self._feed = ChangeFeed(on_change) if on_change is not None else None
         self._loading: dict[str, asyncio.Future[DocumentRunner]] = {}
 
