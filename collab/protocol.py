@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeAlias
 
 from collab.wire import CloseCode
@@ -111,6 +111,7 @@ class AwarenessEntry:
     client_id: int
     clock: int
     state: dict[str, Any] | None
+    size: int = field(default=0, compare=False)  # length of the state's JSON, as received
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +282,7 @@ def _decode_awareness_update(update: memoryview) -> tuple[AwarenessEntry, ...]:
             text = reader.var_string()
         except ProtocolError as error:
             raise ProtocolError(f"awareness state: {error.reason}") from None
-        entries.append(AwarenessEntry(client_id, clock, _parse_state(text)))
+        entries.append(AwarenessEntry(client_id, clock, _parse_state(text), len(text)))
     reader.expect_end("awareness entries")
     return tuple(entries)
 

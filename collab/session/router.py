@@ -82,7 +82,10 @@ class Session:
         self.document = Document(self.settings, stored, clock, client_id, track_text)
         self.acks = _acks_of(stored)
         self.ot = OTServer(self.document, self.acks)
-        self.awareness = AwarenessTable()
+        self.awareness = AwarenessTable(
+            self.settings.max_awareness_bytes_per_peer,
+            self.settings.max_awareness_bytes_per_document,
+        )
         self.outbox = Outbox()
         self.peers: dict[PeerId, Peer] = {}
         self._yjs_peers: list[PeerId] = []  # the Yjs peers' ids, for the hot broadcast loop
@@ -277,8 +280,8 @@ class Session:
     def _receive_awareness(self, peer: Peer, message: protocol.Awareness, data: bytes) -> None:
         try:
             change = self.awareness.receive(peer.awareness_ids, message.entries)
-        except TooManyStates:
-            self.close_peer(peer.id, CloseCode.POLICY, "too many awareness states")
+        except TooManyStates as error:
+            self.close_peer(peer.id, CloseCode.POLICY, error.reason)
             return
         for client_id in change.removed:
             self._broadcast_text(presence.left(presence.yjs_client(client_id)))
