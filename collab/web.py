@@ -142,6 +142,7 @@ class WebApp:
         self.new_documents = KeyedWindows(
             settings.max_new_documents_per_minute, settings.max_new_documents_per_minute_total, 60.0
         )
+        self._created: dict[str, float] = {}  # names counted as new in the last minute
         self.history_requests = 0
         self.throttle = LogThrottle(5.0)
         # History reads the retained log segments: only stores that keep them have it.
@@ -286,7 +287,7 @@ class WebApp:
                 pass
             websocket = connection.websocket
             address = websocket.client.host if websocket.client else ""
-            limit = self.new_documents.allow(address)
+            limit = self._count_new(name, address)
             if limit is not None:
                 why = f"too many new documents ({limit} limit per minute): try again later"
                 self.refuse("new-documents", why, websocket)
@@ -300,6 +301,20 @@ class WebApp:
             log.exception("%s: cannot load", name)
             await connection.close(CloseCode.INTERNAL, "document cannot be loaded")
         return None
+
+    def _count_new(self, name: str, address: str) -> str | None:
+        """Count a document creation, once per name and minute (peers that open a new
+        document together are one creation); which limit refused it, or None."""
+        now = time.monotonic()
+        if len(self._created) > 4096:
+            self._created = {n: t for n, t in self._created.items() if now - t < 60}
+        counted = self._created.get(name)
+        if counted is not None and now - counted < 60:
+            return None
+        limit = self.new_documents.allow(address)
+        if limit is None:
+            self._created[name] = now
+        return limit
 
     def _valid_first(self, kind: str, data: bytes | str) -> bool:
         """Whether a message proves the peer speaks the protocol (checked until one does)."""
