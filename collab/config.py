@@ -153,11 +153,11 @@ class Settings:
         metadata={"help": "messages one WebSocket may send at once above that rate"},
     )
     max_new_documents_per_minute: int = field(
-        default=60,
+        default=300,
         metadata={"help": "new documents one client address may create per minute (1013)"},
     )
     max_new_documents_per_minute_total: int = field(
-        default=1_000,
+        default=3_000,
         metadata={"help": "new documents all clients together may create per minute (1013)"},
     )
     max_awareness_bytes_per_peer: int = field(

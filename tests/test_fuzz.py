@@ -25,7 +25,7 @@ def test_fuzz_target_small_budget(name: str) -> None:
 
 def test_concurrent_openers_of_a_new_document_count_once() -> None:
     """Found by bench/fanout.py: ten peers opening one new document at once were counted
-    as ten creations against --max-new-documents-per-minute."""
+    as ten creations against --max-new-documents-per-minute (then 60)."""
     from collab.hub import Hub
     from collab.storage.memory import MemoryStore
     from collab.web import WebApp
