@@ -27,6 +27,7 @@ written to bench/fuzz-findings/ and become regression tests (tests/test_fuzz.py)
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import random
@@ -46,12 +47,20 @@ from pycrdt import Doc, Text
 
 from collab import protocol
 from collab.config import Settings
+from collab.positions import cp_to_utf8
 from collab.session import Session
 from collab.session.awareness import AwarenessTable, TooManyStates
 from collab.session.text_messages import MessageError, parse
 from collab.storage.replay import DocReplay
 from collab.textclient import TextClient
 from collab.wire import CloseCode
+
+CASES: collections.Counter[str] = collections.Counter()  # inputs that ran to the end
+
+
+def done(target: str) -> None:
+    CASES[target] += 1
+
 
 FUZZ_SETTINGS = settings(
     database=None,
@@ -80,8 +89,10 @@ def yjs_decoder(prefix: bytes, body: bytes) -> None:
         message = protocol.decode(prefix + body)
     except protocol.ProtocolError as error:
         assert error.reason and error.close_code in (1002, 1003)
+        done("yjs-decoder")
         return
     assert message is not None
+    done("yjs-decoder")
 
 
 @given(
@@ -107,6 +118,7 @@ def awareness(entries: list[tuple[int, int, str]], lie: int) -> None:
     try:
         message = protocol.decode(frame)
     except protocol.ProtocolError:
+        done("awareness")
         return
     assert isinstance(message, protocol.Awareness)
     table = AwarenessTable(max_peer_bytes=200, max_total_bytes=300)
@@ -116,6 +128,7 @@ def awareness(entries: list[tuple[int, int, str]], lie: int) -> None:
     assert table.total_bytes == sum(table.sizes.values()) <= 300
     table.remove(list(owned))
     assert all(client_id not in table.sizes for client_id in owned)
+    done("awareness")
 
 
 @given(
@@ -143,6 +156,7 @@ def text_messages(data: str) -> None:
         parse(data, 8)
     except MessageError as error:
         assert error.code and error.message
+    done("text-messages")
 
 
 # ---------------------------------------------------------------------- the session
@@ -154,13 +168,15 @@ class YPeer:
         self.text = self.doc.get("text", type=Text)
 
     def edit(self, position: int, insert: str, delete: int) -> bytes:
+        """Edit at code point `position` (pycrdt counts UTF-8 bytes: convert)."""
         before = self.doc.get_state()
-        length = len(str(self.text))
-        position = min(position, length)
-        if delete and position < length:
-            del self.text[position : min(length, position + delete)]
+        text = str(self.text)
+        position = min(position, len(text))
+        end = min(len(text), position + delete)
+        if delete and position < len(text):
+            del self.text[cp_to_utf8(text, position) : cp_to_utf8(text, end)]
         elif insert:
-            self.text.insert(position, insert)
+            self.text.insert(cp_to_utf8(text, position), insert)
         return self.doc.get_update(before)
 
 
@@ -238,9 +254,19 @@ class Harness:
         assert [r.rev for r in self.records] == list(range(1, len(self.records) + 1))
 
 
+Y_EDIT = st.tuples(
+    st.just("y-edit"), st.integers(0, 1), st.integers(0, 30), TEXTS, st.integers(0, 3)
+)
+T_EDIT = st.tuples(
+    st.just("t-edit"), st.integers(2, 3), st.integers(0, 30), TEXTS, st.integers(0, 3)
+)
 EVENTS = st.one_of(
-    st.tuples(st.just("y-edit"), st.integers(0, 1), st.integers(0, 30), TEXTS, st.integers(0, 3)),
-    st.tuples(st.just("t-edit"), st.integers(2, 3), st.integers(0, 30), TEXTS, st.integers(0, 3)),
+    Y_EDIT,
+    T_EDIT,
+    Y_EDIT,  # edits weigh three times as much as each kind of garbage
+    T_EDIT,
+    Y_EDIT,
+    T_EDIT,
     st.tuples(st.just("y-raw"), st.integers(0, 1), st.binary(max_size=40)),
     st.tuples(st.just("y-bad-update"), st.integers(0, 1), st.binary(max_size=40), st.booleans()),
     st.tuples(st.just("t-raw"), st.integers(2, 3), st.text(max_size=40)),
@@ -291,6 +317,7 @@ def session(events: list[tuple[Any, ...]]) -> None:
         elif kind == "reconnect":
             harness._drop(peer)
     harness.check()
+    done("session")
 
 
 TARGETS = {
@@ -311,11 +338,13 @@ def run(name: str, inputs: int, seed: int, hang_seconds: float, findings: Path) 
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     for index in range(inputs):
-        buffer = rng.randbytes(rng.choice((64, 256, 1024, 4096)))
+        buffer = rng.randbytes(rng.choice((256, 1024, 4096)))
         begin = time.perf_counter()
         try:
             target(buffer)
-        except Exception:
+        except BaseException as error:  # pycrdt panics are BaseExceptions
+            if isinstance(error, KeyboardInterrupt | SystemExit):
+                raise
             crashes += 1
             findings.mkdir(parents=True, exist_ok=True)
             (findings / f"{name}-{seed}-{index}.bin").write_bytes(buffer)
@@ -331,6 +360,7 @@ def run(name: str, inputs: int, seed: int, hang_seconds: float, findings: Path) 
     return {
         "target": name,
         "inputs": inputs,
+        "complete_cases": CASES[name],  # the rest were buffers too short for a whole case
         "crashes": crashes,
         "hangs": hangs,
         "seconds": round(elapsed, 1),
