@@ -309,9 +309,13 @@ def session(events: list[tuple[Any, ...]]) -> None:
         elif kind == "t-raw":
             harness.session.receive(peer, event[2])
         elif kind == "awareness":
-            state = json.dumps({"v": event[3]})
-            entry = protocol.AwarenessEntry(event[2], 1, json.loads(state))
-            harness.session.receive(peer, protocol.encode_awareness([entry]))
+            # as a client sends it: the JSON as text (NaN and 1e400 included), decoded by the
+            # server (building an AwarenessEntry here would skip the decoder's checks)
+            state = json.dumps({"v": event[3]}).encode()
+            fields = [1, event[2], 1, len(state)]
+            body = b"".join(protocol.write_var_uint(n) for n in fields) + state
+            frame = bytes((protocol.MESSAGE_AWARENESS,)) + protocol.write_var_uint(len(body)) + body
+            harness.session.receive(peer, frame)
         elif kind == "deliver":
             harness.deliver()
         elif kind == "reconnect":

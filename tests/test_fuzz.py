@@ -33,3 +33,23 @@ def test_concurrent_openers_of_a_new_document_count_once() -> None:
     app = WebApp(Hub(MemoryStore()))
     assert all(app._count_new("doc", "127.0.0.1") is None for _ in range(100))
     assert len(app.new_documents.total) == 1
+
+
+def test_a_dropped_session_is_freed() -> None:
+    """Found by bench/fuzz.py (memory grew ~16 KB per session): the text observer was a
+    bound method held from pycrdt's Rust side, so a session that followed the text as ops
+    (text peers, or an on_change hook) was never freed after its document was unloaded."""
+    import gc
+    import weakref
+
+    from collab.session import Session
+
+    refs = []
+    for _ in range(20):
+        session = Session("freed", track_text=True)
+        session.connect_text("tab")
+        session.take_output()
+        refs.append(weakref.ref(session.document))
+        del session
+    gc.collect()
+    assert sum(ref() is not None for ref in refs) == 0
