@@ -282,6 +282,40 @@ def _replay_recording(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- collab token
+
+
+def add_token_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "name", help="the document's name, or a pattern ending in * (team/*; * for all)"
+    )
+    parser.add_argument("--user", help="the user the token speaks for (shown in the history)")
+    parser.add_argument("--readonly", action="store_true", help="may read, may not edit")
+    parser.add_argument(
+        "--ttl", type=float, default=3600.0, help="seconds until it expires (default: 3600)"
+    )
+    parser.add_argument(
+        "--auth-secret",
+        default=os.environ.get(_env("auth_secret"), ""),
+        help=f"the server's secret (default: env {_env('auth_secret')})",
+    )
+
+
+def token(args: argparse.Namespace) -> int:
+    """`collab token`: print a token signed with the server's secret."""
+    from collab import tokens
+
+    if not args.auth_secret:
+        print("collab token: set COLLAB_AUTH_SECRET (or --auth-secret)", file=sys.stderr)
+        return 2
+    if args.ttl <= 0:
+        print("collab token: --ttl must be positive", file=sys.stderr)
+        return 2
+    secret, readonly = args.auth_secret, args.readonly
+    print(tokens.mint(secret, args.name, user=args.user, readonly=readonly, ttl=args.ttl))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="collab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -289,6 +323,8 @@ def main(argv: list[str] | None = None) -> None:
     add_settings_arguments(serve_parser)
     replay_parser = commands.add_parser("replay", help="replay a document's log or a recording")
     add_replay_arguments(replay_parser)
+    token_parser = commands.add_parser("token", help="print a signed access token")
+    add_token_arguments(token_parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(args, "log_level", "info").upper(),
@@ -300,3 +336,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(serve(settings_from(args)))
     if args.command == "replay":
         sys.exit(replay(args))
+    if args.command == "token":
+        sys.exit(token(args))

@@ -115,6 +115,102 @@ class Settings:
     record: Path | None = field(
         default=None, metadata={"help": "write every inbound message to this file"}
     )
+    # --- who may connect (docs/security.md) ---------------------------------------------
+    allowed_origins: str = field(
+        default="",
+        metadata={
+            "help": "comma-separated browser origins allowed to open WebSockets besides the "
+            "server's own (https://app.example); '*' allows every origin (403 otherwise)"
+        },
+    )
+    allowed_hosts: str = field(
+        default="",
+        metadata={
+            "help": "comma-separated host names the server answers to (the Host header); "
+            "empty: loopback names and --host; '*' answers any (HTTP 421 otherwise)"
+        },
+    )
+    auth_secret: str = field(
+        default="",
+        metadata={
+            "help": "sign and check tokens with this secret (HS256): every WebSocket and "
+            "API request then needs one (`collab token`); prefer the environment variable"
+        },
+    )
+    metrics_token: str = field(
+        default="",
+        metadata={"help": "a bearer token for GET /metrics alone (else a '*' token)"},
+    )
+    frame_ancestors: str = field(
+        default="'self'",
+        metadata={"help": "CSP frame-ancestors of the pages: who may frame the editor"},
+    )
+    # --- caps for clients that have not proven anything yet -----------------------------
+    max_connections: int = field(
+        default=10_000,
+        metadata={
+            "help": "open connections in total (kept below the file-descriptor limit); "
+            "more are refused with HTTP 503"
+        },
+    )
+    max_connections_per_address: int = field(
+        default=256,
+        metadata={"help": "open connections from one client address (HTTP 503 beyond)"},
+    )
+    head_timeout: float = field(
+        default=10.0,
+        metadata={"help": "seconds a client has to send a whole request head (HTTP 408)"},
+    )
+    upgrade_timeout: float = field(
+        default=10.0,
+        metadata={
+            "help": "seconds to decide on a WebSocket upgrade (token, authenticate hook) "
+            "(HTTP 503 beyond)"
+        },
+    )
+    first_message_timeout: float = field(
+        default=30.0,
+        metadata={
+            "help": "seconds a new WebSocket has to send its first valid message "
+            "(sync step 1, awareness, hello) (close 4408)"
+        },
+    )
+    preauth_max_bytes: int = field(
+        default=1 * MiB,
+        metadata={"help": "bytes a WebSocket may send before its first valid message (1008)"},
+    )
+    preauth_max_messages: int = field(
+        default=100,
+        metadata={"help": "messages a WebSocket may send before its first valid one (1008)"},
+    )
+    max_messages_per_second: float = field(
+        default=200.0,
+        metadata={"help": "messages per second one WebSocket may keep up (close 1008)"},
+    )
+    message_burst: int = field(
+        default=1_000,
+        metadata={"help": "messages one WebSocket may send at once above that rate"},
+    )
+    max_new_documents_per_minute: int = field(
+        default=300,
+        metadata={"help": "new documents one client address may create per minute (1013)"},
+    )
+    max_new_documents_per_minute_total: int = field(
+        default=3_000,
+        metadata={"help": "new documents all clients together may create per minute (1013)"},
+    )
+    max_awareness_bytes_per_peer: int = field(
+        default=64 * 1024,
+        metadata={"help": "bytes of awareness state one connection may hold (close 1008)"},
+    )
+    max_awareness_bytes_per_document: int = field(
+        default=1 * MiB,
+        metadata={"help": "bytes of awareness state one document may hold (close 1008)"},
+    )
+    max_history_requests: int = field(
+        default=2,
+        metadata={"help": "history requests served at once; more get HTTP 503 (CPU bound)"},
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning, error"})
 
     def replace(self, **changes: object) -> Settings:

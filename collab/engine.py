@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
 from collab import textops
 from collab.backends import bus_for, check_together, store_for
@@ -14,9 +15,12 @@ from collab.bus.contract import Bus
 from collab.config import Settings
 from collab.hooks import Authenticate, OnChange, OnLoad
 from collab.hub import Hub
+from collab.metrics import Metrics, metered
+from collab.security import HostPolicy
 from collab.storage.contract import Store
 from collab.storage.recording import Recorder
 from collab.web import WebApp
+from collab.web_middleware import HostGuard
 
 
 class Collab:
@@ -32,7 +36,10 @@ class Collab:
                         lifespan=lambda app: engine.lifespan())
 
     ``settings.store``/``settings.bus`` (``--store``/``--bus``) choose them from URLs.
-    Hooks may be sync or async: ``authenticate(connection, name) -> Access | None``
+    Origins are checked on every WebSocket upgrade (``settings.allowed_origins``); with
+    ``settings.auth_secret`` every door needs a token (`collab.tokens`), and the
+    authenticate hook is asked after it. Hooks may be sync or async:
+    ``authenticate(connection, name) -> Access | None``
     (raise ``AccessDenied`` to refuse), ``on_change(change)`` after each change is on
     disk, ``on_load(name) -> bytes | None`` the initial state of a new document.
     """
@@ -53,15 +60,19 @@ class Collab:
         self.bus = bus if bus is not None else bus_for(self.settings)
         record = self.settings.record
         self.recorder = Recorder(record, self.settings) if record else None
+        self.metrics = Metrics()
+        counted = metered(self.store, self.metrics)
         self.hub = Hub(
-            self.store,
+            counted,  # type: ignore[arg-type]
             self.settings,
             on_change=on_change,
             on_load=on_load,
             recorder=self.recorder,
             bus=self.bus,
         )
-        self.web = WebApp(self.hub, authenticate)
+        self.hub.metrics = self.metrics
+        self.metrics.loaded_documents_from(lambda: len(self.hub.runners))
+        self.web = WebApp(self.hub, authenticate, self.metrics, lambda: not counted.failing)
 
     # ------------------------------------------------------------------ mounting
 
@@ -73,9 +84,17 @@ class Collab:
         """
         return self.web.routes(http_api=http_api, frontend=frontend)
 
-    def app(self) -> Starlette:
-        """A standalone Starlette app that closes the engine on shutdown."""
-        return Starlette(routes=self.routes(), lifespan=lambda app: self.lifespan())
+    def app(self) -> HostGuard:
+        """A standalone app that closes the engine on shutdown and answers only to the
+        host names of ``settings.allowed_hosts`` (loopback and ``settings.host`` by default)."""
+        app = Starlette(routes=self.routes(), lifespan=lambda app: self.lifespan())
+        return self.host_guard(app)
+
+    def host_guard(self, app: ASGIApp) -> HostGuard:
+        """Wrap any ASGI app so that it answers only the allowed Host names (DNS rebinding:
+        a page on another site cannot make a browser talk to this server by name)."""
+        policy = HostPolicy.from_settings(self.settings.allowed_hosts, self.settings.host)
+        return HostGuard(app, policy, self.metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeAlias
 
 from collab.wire import CloseCode
@@ -111,6 +111,7 @@ class AwarenessEntry:
     client_id: int
     clock: int
     state: dict[str, Any] | None
+    size: int = field(default=0, compare=False)  # length of the state's JSON, as received
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +285,7 @@ def _decode_awareness_update(update: memoryview) -> tuple[AwarenessEntry, ...]:
         # removal at the largest clock (the server's own "gone" entry) is fine.
         if clock >= MAX_VAR_UINT and state is not None:
             raise ProtocolError(f"awareness clock {clock} is out of range")
-        entries.append(AwarenessEntry(client_id, clock, state))
+        entries.append(AwarenessEntry(client_id, clock, state, len(text)))
     reader.expect_end("awareness entries")
     return tuple(entries)
 

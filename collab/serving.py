@@ -6,6 +6,7 @@ together) end the command with a one-line message and exit status 2, not a trace
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -20,6 +21,16 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from collab.backends import BackendError
 from collab.config import Settings
+from collab.connections import (
+    Gate,
+    HTTPProtocol,
+    connection_cap,
+    current_gate,
+    install_gate,
+    quiet_accept_errors,
+    raise_fd_limit,
+)
+from collab.security import is_public_bind
 from collab.storage.dirlock import DataDirectoryError
 from collab.web import ABORT_EXTENSION
 
@@ -80,6 +91,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport.lost()  # type: ignore[attr-defined]
+        gate = current_gate()
+        if gate is not None:  # counted since accept, across the switch from HTTP
+            gate.release(self.transport._transport)  # type: ignore[attr-defined]
         super().connection_lost(exc)
 
     def handle_connect(self, event: Any) -> None:
@@ -107,6 +121,7 @@ def serve(settings: Settings) -> int:
     """Run the server until SIGINT/SIGTERM; returns the exit code."""
     from collab.engine import Collab
 
+    warn_if_public(settings)
     try:
         if settings.workers > 1:
             return serve_workers(settings)
@@ -114,9 +129,14 @@ def serve(settings: Settings) -> int:
     except (DataDirectoryError, BackendError) as error:
         print(f"collab: {error}", file=sys.stderr)
         return 2
+    install_caps(settings, engine)
     config = uvicorn.Config(engine.app(), **uvicorn_options(settings))
 
     class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            quiet_accept_errors(asyncio.get_running_loop())
+            await super().startup(sockets)
+
         async def shutdown(self, sockets: Any = None) -> None:
             # Close our peers with 1001 and save before uvicorn closes sockets its own way.
             await engine.close()
@@ -139,11 +159,36 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def warn_if_public(settings: Settings) -> None:
+    if is_public_bind(settings.host) and not settings.auth_secret:
+        log.warning(
+            "listening on %s without --auth-secret: anyone who can reach this address can "
+            "read and edit every document (see docs/security.md)",
+            settings.host,
+        )
+
+
+def install_caps(settings: Settings, engine: Any) -> None:
+    """This process's connection caps, below its (raised) file-descriptor limit."""
+    fd_limit = raise_fd_limit()
+    total = connection_cap(settings, fd_limit)
+    log.info(
+        "file-descriptor limit %d: at most %d connections (%d per address)",
+        fd_limit,
+        total,
+        settings.max_connections_per_address,
+    )
+    install_gate(Gate(settings, total, engine.metrics))
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     WebSocketProtocol.close_timeout_setting = settings.close_timeout
     return {
         "host": settings.host,
         "port": settings.port,
+        "http": HTTPProtocol,
+        "h11_max_incomplete_event_size": 16 * 1024,  # the largest request head accepted
+        "timeout_keep_alive": 5,  # an idle keep-alive connection is closed after this
         "ws": WebSocketProtocol,
         "ws_max_size": settings.max_message_bytes + 1024,
         "ws_ping_interval": settings.ping_interval,
@@ -203,4 +248,8 @@ def worker_app() -> Any:
     add_settings_arguments(parser)
     settings = dataclasses.replace(settings_from(parser.parse_args([])), workers=1)
     WebSocketProtocol.close_timeout_setting = settings.close_timeout
-    return Collab(settings=settings).app()
+    engine = Collab(settings=settings)
+    install_caps(settings, engine)
+    with contextlib.suppress(RuntimeError):  # uvicorn calls the factory in its loop
+        quiet_accept_errors(asyncio.get_running_loop())
+    return engine.app()

@@ -6,24 +6,32 @@ Thin on purpose: each endpoint turns a socket or request into hub/session calls.
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketState
 
+from collab import protocol, security, tokens
 from collab.hooks import Access, AccessDenied, Authenticate, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
+from collab.limits import KeyedWindows, LogThrottle, TokenBucket, Unproven
+from collab.metrics import CONTENT_TYPE, Metrics
 from collab.names import InvalidNameError
 from collab.protocol import close_reason
-from collab.storage.contract import RevisionHistory, RevisionsGoneError, StoreUnavailableError
-from collab.storage.errors import CorruptDocumentError, FileFormatError
-from collab.storage.history import DocumentHistory, StoreHistoryCache, parse_time
-from collab.storage.logs import RevisionNotFoundError
+from collab.session.text_messages import Hello, MessageError, parse
+from collab.storage.contract import RevisionHistory
+from collab.storage.errors import CorruptDocumentError
+from collab.storage.history import StoreHistoryCache
+from collab.web_history import HistoryRoutes, error_response
+from collab.web_middleware import SecurityHeaders
 from collab.wire import CloseCode
 
 log = logging.getLogger(__name__)
@@ -43,12 +51,16 @@ def frontend_dir() -> Path:
 
 
 class StarletteConnection:
-    """A Starlette WebSocket as the hub's `Connection`."""
+    """A Starlette WebSocket as the hub's `Connection` (counted in the metrics)."""
 
-    def __init__(self, websocket: WebSocket) -> None:
+    def __init__(self, websocket: WebSocket, metrics: Metrics, door: str) -> None:
         self.websocket = websocket
+        self.metrics = metrics
+        self.sent_messages, self.sent_bytes = metrics.sent[door]
 
     async def send(self, data: bytes | str) -> None:
+        self.sent_messages.inc()
+        self.sent_bytes.inc(len(data))
         if isinstance(data, bytes):
             await self.websocket.send_bytes(data)
         else:
@@ -56,6 +68,7 @@ class StarletteConnection:
 
     async def close(self, code: int, reason: str) -> None:
         if self.websocket.application_state != WebSocketState.DISCONNECTED:
+            self.metrics.closed(code)
             await self.websocket.close(code, close_reason(reason))
 
     def abort(self) -> None:
@@ -71,33 +84,70 @@ class StarletteConnection:
         extension["abort"]()
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-class WebApp:
+class WebApp(HistoryRoutes):
     """The routes of one hub: mount them anywhere (see `collab.engine`)."""
 
-    def __init__(self, hub: Hub, authenticate: Authenticate | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        authenticate: Authenticate | None = None,
+        metrics: Metrics | None = None,
+        healthy: Any = None,
+    ) -> None:
         self.hub = hub
         self.authenticate = authenticate
+        self.metrics = metrics or Metrics()
+        self.healthy = healthy or (lambda: True)
+        settings = hub.settings
+        self.origins = security.OriginPolicy.from_setting(settings.allowed_origins)
+        self.secret = settings.auth_secret
+        self.new_documents = KeyedWindows(
+            settings.max_new_documents_per_minute, settings.max_new_documents_per_minute_total, 60.0
+        )
+        self._created: dict[str, float] = {}  # names counted as new in the last minute
+        self.history_requests = 0
+        self.throttle = LogThrottle(5.0)
         # History reads the revisions and snapshots a store keeps: only such stores have it.
         self.histories: StoreHistoryCache | None = None
         if isinstance(hub.store, RevisionHistory):
             self.histories = StoreHistoryCache(hub.store, hub.settings.text_name)
 
+    def refuse(self, reason: str, what: str, connection: HTTPConnection) -> None:
+        """Count a refusal and log it (at most a few lines a second, with a count)."""
+        self.metrics.refused(reason)
+        held = self.throttle.should_log()
+        if held is not None:
+            client = connection.client.host if connection.client else "?"
+            more = f" ({held} more refusals not logged)" if held else ""
+            log.warning("refused %s from %s: %s%s", connection.url.path, client, what, more)
+
     async def access(self, connection: HTTPConnection, name: str) -> Access:
-        """Ask the authenticate hook; raises AccessDenied. A hook that fails refuses."""
+        """The token (with --auth-secret), then the authenticate hook; raises AccessDenied.
+
+        A hook that fails refuses. A read-only token stays read-only whatever the hook says.
+        """
+        granted = Access()
+        if self.secret:
+            token = security.find_token(
+                connection.query_params, connection.headers, connection.cookies, name
+            )
+            try:
+                grant = tokens.access(self.secret, token, name)
+            except tokens.TokenError as error:
+                raise AccessDenied(error.reason, error.status) from None
+            granted = Access(user=grant.user, readonly=grant.readonly)
         if self.authenticate is None:
-            return Access()
+            return granted
         try:
-            granted = await call_hook(self.authenticate, connection, name)
+            hooked = await call_hook(self.authenticate, connection, name)
         except AccessDenied:
             raise
         except Exception as error:
             log.exception("authenticate hook failed for %r", name)
             raise AccessDenied(f"authentication failed: {type(error).__name__}", 403) from None
-        return granted if isinstance(granted, Access) else Access()
+        if not isinstance(hooked, Access):
+            return granted
+        return Access(hooked.user or granted.user, hooked.readonly or granted.readonly)
 
     def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
@@ -107,6 +157,7 @@ class WebApp:
         if http_api:
             routes += [
                 Route("/healthz", self.healthz),
+                Route("/metrics", self.metrics_endpoint),
                 Route("/api/docs", self.list_documents),
                 Route("/api/docs/{name:path}/text", self.document_text),
                 Route("/api/docs/{name:path}/history", self.document_history),
@@ -115,10 +166,12 @@ class WebApp:
             ]
         if frontend:
             files = frontend_dir()
+            headers = security.page_headers(self.hub.settings.frame_ancestors)
+            static = StaticFiles(directory=files, check_dir=False)
             routes += [
-                Route("/", self.page("index.html")),
-                Route("/d/{name:path}", self.page("editor.html")),
-                Mount("/static", StaticFiles(directory=files, check_dir=False), name="static"),
+                Route("/", self.page("index.html", headers)),
+                Route("/d/{name:path}", self.page("editor.html", headers)),
+                Mount("/static", SecurityHeaders(static, headers), name="static"),
             ]
         return routes
 
@@ -130,26 +183,58 @@ class WebApp:
     async def text_endpoint(self, websocket: WebSocket) -> None:
         await self.serve_peer(websocket, "text")
 
-    async def serve_peer(self, websocket: WebSocket, kind: str) -> None:
-        await websocket.accept()
-        connection = StarletteConnection(websocket)
+    async def _deny(self, websocket: WebSocket, status: int, reason: str, why: str) -> None:
+        """Refuse an upgrade before accepting it: an HTTP answer, nothing loaded."""
+        self.refuse(reason, why, websocket)
+        response = error_response(status, why)
+        if "websocket.http.response" in websocket.scope.get("extensions", {}):
+            await websocket.send_denial_response(response)
+        else:
+            await websocket.close(1008, close_reason(why))  # the server answers 403
+
+    async def _admit(self, websocket: WebSocket) -> tuple[str, Access] | Exception:
+        """The document name and what the connection may do, or why not."""
         try:
             name = self.hub.validate(websocket.path_params["name"])
         except InvalidNameError as error:
-            await connection.close(CloseCode.BAD_NAME, f"invalid document name: {error}")
+            return error
+        try:
+            return name, await self.access(websocket, name)
+        except AccessDenied as denied:
+            return denied
+
+    async def serve_peer(self, websocket: WebSocket, kind: str) -> None:
+        settings = self.hub.settings
+        why = self.origins.check(websocket.headers.get("origin"), websocket.headers.get("host"))
+        if why is not None:
+            await self._deny(websocket, 403, "origin", why)
             return
         try:
-            access = await self.access(websocket, name)
-        except AccessDenied as denied:
-            await connection.close(denied.close_code, denied.reason)
+            admitted = await asyncio.wait_for(self._admit(websocket), settings.upgrade_timeout)
+        except TimeoutError:
+            await self._deny(websocket, 503, "upgrade-timeout", "authentication took too long")
             return
+        await websocket.accept()
+        connection = StarletteConnection(websocket, self.metrics, kind)
+        if isinstance(admitted, InvalidNameError):
+            self.refuse("name", str(admitted), websocket)
+            await connection.close(CloseCode.BAD_NAME, f"invalid document name: {admitted}")
+            return
+        if isinstance(admitted, AccessDenied):
+            self.refuse("token" if self.secret else "authenticate", admitted.reason, websocket)
+            await connection.close(admitted.close_code, admitted.reason)
+            return
+        name, access = admitted
         runner = await self._open(connection, name)
         if runner is None:
             return
+        gauge = self.metrics.open[kind]
+        gauge.inc()
         peer_id = runner.connect(connection, kind, access.user, access.readonly)
         try:
-            await self._receive_loop(websocket, runner, peer_id)
+            await self._receive_loop(websocket, runner, peer_id, kind)
         finally:
+            gauge.dec()
             runner.disconnect(peer_id)
 
     async def _open(self, connection: StarletteConnection, name: str) -> DocumentRunner | None:
@@ -157,6 +242,20 @@ class WebApp:
             await connection.close(CloseCode.GOING_AWAY, "server shutting down")
             return None
         try:
+            if name in self.hub.runners:
+                return await self.hub.open(name)
+            try:
+                return await self.hub.open(name, create=False)
+            except DocumentNotFoundError:
+                pass
+            websocket = connection.websocket
+            address = websocket.client.host if websocket.client else ""
+            limit = self._count_new(name, address)
+            if limit is not None:
+                why = f"too many new documents ({limit} limit per minute): try again later"
+                self.refuse("new-documents", why, websocket)
+                await connection.close(CloseCode.TRY_LATER, why)
+                return None
             return await self.hub.open(name)
         except CorruptDocumentError as error:
             log.error("%s: cannot load: %s", name, error)
@@ -166,12 +265,62 @@ class WebApp:
             await connection.close(CloseCode.INTERNAL, "document cannot be loaded")
         return None
 
+    def _count_new(self, name: str, address: str) -> str | None:
+        """Count a document creation, once per name and minute (peers that open a new
+        document together are one creation); which limit refused it, or None."""
+        now = time.monotonic()
+        if len(self._created) > 4096:
+            self._created = {n: t for n, t in self._created.items() if now - t < 60}
+        counted = self._created.get(name)
+        if counted is not None and now - counted < 60:
+            return None
+        limit = self.new_documents.allow(address)
+        if limit is None:
+            self._created[name] = now
+        return limit
+
+    def _valid_first(self, kind: str, data: bytes | str) -> bool:
+        """Whether a message proves the peer speaks the protocol (checked until one does)."""
+        if kind == "yjs":
+            if not isinstance(data, bytes):
+                return False
+            try:
+                protocol.decode(data)
+            except protocol.ProtocolError:
+                return False
+            return True
+        if not isinstance(data, str):
+            return False
+        try:
+            return isinstance(parse(data, self.hub.settings.max_op_components), Hello)
+        except MessageError:
+            return False
+
     async def _receive_loop(
-        self, websocket: WebSocket, runner: DocumentRunner, peer_id: Any
+        self, websocket: WebSocket, runner: DocumentRunner, peer_id: Any, kind: str
     ) -> None:
-        limit = self.hub.settings.max_message_bytes
+        settings = self.hub.settings
+        limit = settings.max_message_bytes
+        received, received_bytes = self.metrics.received[kind]
+        bucket = TokenBucket(settings.max_messages_per_second, settings.message_burst)
+        unproven: Unproven | None = Unproven(
+            settings.preauth_max_bytes, settings.preauth_max_messages
+        )
+        deadline = time.monotonic() + settings.first_message_timeout
         while True:
-            message = await websocket.receive()
+            if unproven is None:
+                message = await websocket.receive()
+            else:
+                try:
+                    message = await asyncio.wait_for(
+                        websocket.receive(), deadline - time.monotonic()
+                    )
+                except TimeoutError:
+                    why = f"no valid message in {settings.first_message_timeout:g} s"
+                    self.refuse("first-message-timeout", why, websocket)
+                    runner.close_peer(peer_id, CloseCode.TIMEOUT, why)
+                    await runner.wait_closed(peer_id, self.hub.settings.close_timeout)
+                    return
             if message["type"] == "websocket.disconnect":
                 return
             if not runner.is_open(peer_id):
@@ -182,19 +331,66 @@ class WebApp:
             data = message.get("bytes")
             if data is None:
                 data = message.get("text", "")
+            received.inc()
+            received_bytes.inc(len(data))
             if len(data) > limit:
                 runner.close_peer(
                     peer_id, CloseCode.TOO_BIG, f"message of {len(data)} bytes is over {limit}"
                 )
                 return
+            if not bucket.take():
+                why = f"more than {settings.max_messages_per_second:g} messages per second"
+                self.refuse("message-rate", why, websocket)
+                runner.close_peer(peer_id, CloseCode.POLICY, why)
+                await runner.wait_closed(peer_id, self.hub.settings.close_timeout)
+                return
+            if unproven is not None:
+                if self._valid_first(kind, data):
+                    unproven = None
+                else:
+                    why = unproven.add(len(data))
+                    if why is not None:
+                        self.refuse("unproven", why, websocket)
+                        runner.close_peer(peer_id, CloseCode.POLICY, why)
+                        await runner.wait_closed(peer_id, self.hub.settings.close_timeout)
+                        return
             runner.receive(peer_id, data)
 
     # ------------------------------------------------------------------ HTTP
 
     async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "documents_loaded": len(self.hub.runners)})
+        """503 while the store refuses writes: a load balancer sends peers elsewhere."""
+        loaded = len(self.hub.runners)
+        if not self.healthy():
+            failing = {"status": "failing", "reason": "the store refuses writes"}
+            return JSONResponse({**failing, "documents_loaded": loaded}, status_code=503)
+        return JSONResponse({"status": "ok", "documents_loaded": loaded})
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        settings = self.hub.settings
+        if settings.metrics_token or self.secret:
+            token = security.find_token(request.query_params, request.headers, {}, "")
+            allowed = bool(settings.metrics_token) and token == settings.metrics_token
+            if not allowed and self.secret:
+                try:
+                    allowed = tokens.verify(self.secret, token).covers("*")
+                except tokens.TokenError:
+                    allowed = False
+            if not allowed:
+                self.refuse("token", "metrics need the metrics token or a '*' token", request)
+                return error_response(401, "metrics need the metrics token or a '*' token")
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
     async def list_documents(self, request: Request) -> Response:
+        allowed = lambda name: True  # noqa: E731
+        if self.secret:
+            token = security.find_token(request.query_params, request.headers, request.cookies, "")
+            try:
+                grant = tokens.verify(self.secret, token)
+            except tokens.TokenError as error:
+                self.refuse("token", error.reason, request)
+                return error_response(401, error.reason)
+            allowed = grant.covers
         documents: dict[str, dict[str, Any]] = {}
         for info in await self.hub.store.list():
             documents[info.name] = {
@@ -207,14 +403,15 @@ class WebApp:
         for name, runner in self.hub.runners.items():
             entry = documents.setdefault(name, {"name": name, "size_bytes": runner.size_bytes})
             entry.update(rev=runner.rev, peers=runner.peer_count, loaded=True)
-        return JSONResponse({"documents": sorted(documents.values(), key=lambda d: d["name"])})
+        shown = [d for d in documents.values() if allowed(d["name"])]
+        return JSONResponse({"documents": sorted(shown, key=lambda d: d["name"])})
 
     async def document_text(self, request: Request) -> Response:
         runner = await self._existing(request)
         if isinstance(runner, Response):
             return runner
         if "at" in request.query_params or "time" in request.query_params:
-            return await self.document_text_at(request, runner.name)
+            return await self._expensive(request, self.document_text_at(request, runner.name))
         return PlainTextResponse(runner.text, media_type="text/plain; charset=utf-8")
 
     async def document_update(self, request: Request) -> Response:
@@ -222,84 +419,6 @@ class WebApp:
         if isinstance(runner, Response):
             return runner
         return Response(runner.state, media_type="application/octet-stream")
-
-    # ------------------------------------------------------------------ HTTP: history
-
-    async def document_history(self, request: Request) -> Response:
-        """The revisions, newest first: ``?limit=50&before=REV`` pages back in time."""
-        runner = await self._existing(request)
-        if isinstance(runner, Response):
-            return runner
-        try:
-            limit = min(max(int(request.query_params.get("limit", "50")), 1), 1000)
-            before = request.query_params.get("before")
-            before_rev = None if before is None else int(before)
-        except ValueError:
-            return error_response(400, "limit and before must be integers")
-        history = await self._history(runner.name)
-        if isinstance(history, Response):
-            return history
-        page = await asyncio.to_thread(history.page, before_rev, limit)
-        more = bool(page) and page[-1].rev > history.base_rev + 1
-        return JSONResponse(
-            {
-                "name": runner.name,
-                "first_rev": history.base_rev,
-                "last_rev": history.last_rev,
-                "revisions": [revision.as_json() for revision in page],
-                "next_before": page[-1].rev if more else None,
-            }
-        )
-
-    async def document_revision(self, request: Request) -> Response:
-        """One revision: who, when, and what it did (``op`` on ``text_before``)."""
-        runner = await self._existing(request)
-        if isinstance(runner, Response):
-            return runner
-        history = await self._history(runner.name)
-        if isinstance(history, Response):
-            return history
-        try:
-            change = await asyncio.to_thread(history.change, request.path_params["rev"])
-        except RevisionNotFoundError as error:
-            return error_response(404, str(error))
-        return JSONResponse(change.as_json())
-
-    async def document_text_at(self, request: Request, name: str) -> Response:
-        """The text as it was: ``?at=REV`` or ``?time=ISO-8601``."""
-        history = await self._history(name)
-        if isinstance(history, Response):
-            return history
-        try:
-            if "at" in request.query_params:
-                rev = int(request.query_params["at"])
-            else:
-                rev = history.rev_at_time(parse_time(request.query_params["time"]))
-        except ValueError as error:
-            return error_response(400, f"at must be a revision number, time ISO-8601: {error}")
-        if rev > history.last_rev:
-            return error_response(404, f"no revision {rev}: the latest is {history.last_rev}")
-        if rev < history.base_rev:
-            return error_response(410, f"revisions before {history.base_rev} are no longer kept")
-        text = await asyncio.to_thread(history.text_at, rev)
-        headers = {"X-Collab-Rev": str(rev)}
-        return PlainTextResponse(text, media_type="text/plain; charset=utf-8", headers=headers)
-
-    async def _history(self, name: str) -> DocumentHistory | Response:
-        """The document's history index, up to date with the store (indexed in a thread)."""
-        if self.histories is None:
-            return error_response(501, "history needs a store that keeps old revisions")
-        try:
-            history = await self.histories.get(name)
-        except (FileFormatError, RevisionsGoneError) as error:
-            log.error("%s: history cannot be read: %s", name, error)
-            return error_response(500, "history cannot be read: damaged in the store")
-        except StoreUnavailableError as error:
-            log.error("%s: history cannot be read: %s", name, error)
-            return error_response(503, "history cannot be read: the store is unavailable")
-        if not history.exists:
-            return error_response(404, "no history: the document has not been saved yet")
-        return history
 
     async def _existing(self, request: Request) -> DocumentRunner | Response:
         try:
@@ -309,6 +428,7 @@ class WebApp:
         except InvalidNameError as error:
             return error_response(400, f"invalid document name: {error}")
         except AccessDenied as denied:
+            self.refuse("token" if self.secret else "authenticate", denied.reason, request)
             return error_response(denied.status, denied.reason)
         except DocumentNotFoundError:
             return error_response(404, "no such document")
@@ -316,12 +436,49 @@ class WebApp:
             log.error("%s: cannot load: %s", request.path_params["name"], error)
             return error_response(500, "document cannot be loaded: damaged on disk")
 
-    @staticmethod
-    def page(filename: str) -> Any:
+    def page(self, filename: str, headers: dict[str, str]) -> Any:
+        """A page of the frontend, its script and style linked under the mount prefix.
+
+        With a token in the URL (``/d/notes?token=...``) the page sets it as an HttpOnly
+        cookie for the mount path and redirects to the same URL without it, so the token
+        leaves the address bar and every reconnect (and the history view) carries it.
+        """
+
         async def serve(request: Request) -> Response:
+            token = request.query_params.get("token")
+            if token and self.secret:
+                return self._token_redirect(request, token, headers)
             path = frontend_dir() / filename
             if not path.exists():
                 return error_response(404, f"{filename} is missing from the frontend")
-            return FileResponse(path, media_type="text/html; charset=utf-8")
+            prefix = html.escape(request.scope.get("root_path", ""), quote=True)
+            body = path.read_text(encoding="utf-8").replace("{{prefix}}", prefix)
+            return Response(body, media_type="text/html; charset=utf-8", headers=headers)
 
         return serve
+
+    def _token_redirect(self, request: Request, token: str, headers: dict[str, str]) -> Response:
+        raw_name = request.path_params.get("name")
+        try:
+            name = self.hub.validate(raw_name) if raw_name is not None else ""
+            grant = tokens.verify(self.secret, token)
+            if name and not grant.covers(name):
+                raise tokens.TokenError(f"the token is not for this document ({grant.doc!r})", 403)
+        except (InvalidNameError, tokens.TokenError) as error:
+            status = getattr(error, "status", 400)
+            self.refuse("token", str(error), request)
+            return error_response(status, str(error))
+        query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
+        path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+        response = RedirectResponse(path + (f"?{query}" if query else ""), 303)
+        response.set_cookie(
+            security.document_cookie(name) if name else security.TOKEN_COOKIE,
+            token,
+            max_age=max(0, int(grant.expires - time.time())),
+            path=request.scope.get("root_path", "") or "/",
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+        response.headers.update(headers)
+        return response

@@ -20,13 +20,15 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001  # the server is shutting down
     PROTOCOL_ERROR = 1002  # malformed message, invalid Yjs update or awareness payload
     UNSUPPORTED = 1003  # a frame of the wrong kind, an unknown message type
-    POLICY = 1008  # a client broke a rule of the server (too many awareness states)
+    POLICY = 1008  # a client broke a rule of the server (message rate, awareness, budget)
     TOO_BIG = 1009  # a message or a change over a size limit
     INTERNAL = 1011  # the document cannot be loaded or written
+    TRY_LATER = 1013  # a cap on new documents was reached: try again later
     TOO_SLOW = 4001  # the peer's send queue overflowed
     BAD_NAME = 4400  # invalid document name
-    UNAUTHORIZED = 4401  # the authenticate hook asked who you are
-    FORBIDDEN = 4403  # the authenticate hook refused
+    UNAUTHORIZED = 4401  # no valid token, or the authenticate hook asked who you are
+    FORBIDDEN = 4403  # the token or the authenticate hook refused
+    TIMEOUT = 4408  # no valid first message in time
     SUPERSEDED = 4409  # a newer connection of the same text client took over
 
     @property

@@ -8,10 +8,12 @@ export const CloseCode = Object.freeze({
   "POLICY": 1008,
   "TOO_BIG": 1009,
   "INTERNAL": 1011,
+  "TRY_LATER": 1013,
   "TOO_SLOW": 4001,
   "BAD_NAME": 4400,
   "UNAUTHORIZED": 4401,
   "FORBIDDEN": 4403,
+  "TIMEOUT": 4408,
   "SUPERSEDED": 4409
 });
 

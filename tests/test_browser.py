@@ -52,7 +52,10 @@ def open_page(browser) -> Iterator[Callable[..., object]]:
     contexts = []
 
     def open_(base_url: str, name: str, user: str = "", viewport: tuple[int, int] = (1000, 700)):
-        context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        # bypass_csp: wait_for_function polls with string predicates, which the page's CSP
+        # (no eval) refuses; tests/test_security.py checks the page under its real CSP.
+        size = {"width": viewport[0], "height": viewport[1]}
+        context = browser.new_context(viewport=size, bypass_csp=True)
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
@@ -467,7 +470,7 @@ def test_index_lists_and_opens_documents(server: ServerProcess, open_page, brows
     a = open_page(server.http_url, "notes/ünï 😀")
     a.keyboard.type("hi")
     a.wait_for_function(SAVED)
-    context = browser.new_context()
+    context = browser.new_context(bypass_csp=True)  # (see open_page)
     try:
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
@@ -548,7 +551,7 @@ def test_pages_work_under_a_mount_prefix(mounted_server: str, open_page, browser
     a = open_page(mounted_server, "sub/dir 😀")
     a.keyboard.type("prefixed 中文")
     assert wait_converged(mounted_server, "sub/dir 😀", [a]) == "prefixed 中文"
-    context = browser.new_context()
+    context = browser.new_context(bypass_csp=True)  # (see open_page)
     try:
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)

@@ -146,7 +146,9 @@ async def test_an_op_whose_ack_was_lost_is_applied_once_after_ten_thousand_revis
 ) -> None:
     """The client comes back after more revisions than are kept in memory: the welcome
     sends the whole text, and `acked` must still say its op was applied."""
-    server: ServerProcess = start_server("--fsync", "never", "--idle-unload-seconds", "0.2")
+    server: ServerProcess = start_server(
+        "--fsync", "never", "--idle-unload-seconds", "0.2", "--message-burst", "20000"
+    )  # one peer makes the 10,000 revisions as fast as it can
     name = "once-later"
     url = f"{server.ws_url}/ot/{name}"
     async with httpx.AsyncClient(base_url=server.http_url, trust_env=False) as http:

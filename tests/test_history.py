@@ -323,7 +323,8 @@ async def test_history_page_slides_over_revisions(server: Any) -> None:
             browser = playwright.chromium.launch(
                 executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"]
             )
-            page = browser.new_page()
+            # bypass_csp: wait_for_function polls string predicates, which CSP refuses
+            page = browser.new_page(bypass_csp=True)
             page.set_default_timeout(15_000)
             page.goto(f"{server.http_url}/static/history.html#{url_name(name)}")
             page.wait_for_function("document.getElementById('text').textContent.endsWith('中文')")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from typing import Any
 
 from collab.bus.contract import Bus
 from collab.config import Settings
@@ -44,6 +45,7 @@ class Hub:
         self.recorder = recorder
         self.bus = bus
         self.closing = False
+        self.metrics: Any = None  # collab.metrics.Metrics, when the engine keeps them
         self._feed = ChangeFeed(on_change) if on_change is not None else None
         self._loading: dict[str, asyncio.Future[DocumentRunner]] = {}
         self._started: asyncio.Task[None] | None = None

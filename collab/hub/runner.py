@@ -225,6 +225,8 @@ class DocumentRunner:
         )
         if channel.overflows > RESYNCS_BEFORE_DROP or not self._session.resync(channel.peer_id):
             channel.close(CloseCode.TOO_SLOW, "too slow: send queue overflowed")
+        if self.hub.metrics is not None:  # resynced unless it was just closed
+            self.hub.metrics.overflowed(resynced=not channel.closed)
         self.kick()
 
     # ------------------------------------------------------------------ the bus

@@ -17,7 +17,12 @@ MAX_AWARENESS_PER_PEER = 64  # client ids one connection may speak for
 
 
 class TooManyStates(Exception):
-    """A connection tried to speak for more awareness client ids than allowed."""
+    """A connection tried to speak for more awareness client ids, or hold more bytes of
+    awareness state (its own, or the document's in total), than allowed."""
+
+    def __init__(self, reason: str = "too many awareness states") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -33,8 +38,38 @@ class AwarenessChange:
 class AwarenessTable:
     """Every known awareness state, and which connection speaks for which client id."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_peer_bytes: int = 0, max_total_bytes: int = 0) -> None:
+        """`max_peer_bytes` / `max_total_bytes`: caps on the JSON length of the states one
+        connection holds and of all states together (0: no cap)."""
         self.states: dict[int, tuple[int, dict[str, Any] | None]] = {}
+        self.max_peer_bytes = max_peer_bytes
+        self.max_total_bytes = max_total_bytes
+        self.sizes: dict[int, int] = {}  # client id -> length of its state as received
+        self.total_bytes = 0
+
+    def _resize(self, client_id: int, size: int) -> None:
+        self.total_bytes += size - self.sizes.pop(client_id, 0)
+        if size:
+            self.sizes[client_id] = size
+
+    def _check_bytes(self, owned: set[int], client_id: int, size: int) -> None:
+        grows = size - self.sizes.get(client_id, 0)
+        if grows <= 0:
+            return
+        if self.max_total_bytes and self.total_bytes + grows > self.max_total_bytes:
+            raise TooManyStates(
+                f"awareness states of this document over {self.max_total_bytes} bytes"
+            )
+        if self.max_peer_bytes:
+            held = sum(self.sizes.get(owned_id, 0) for owned_id in owned)
+            if client_id not in owned:
+                held += size
+            else:
+                held += grows
+            if held > self.max_peer_bytes:
+                raise TooManyStates(
+                    f"awareness states of this connection over {self.max_peer_bytes} bytes"
+                )
 
     def receive(
         self,
@@ -56,12 +91,15 @@ class AwarenessTable:
             change.changed = True
             if entry.state is None:
                 _, old = self.states.pop(entry.client_id, (0, None))
+                self._resize(entry.client_id, 0)
                 owned.discard(entry.client_id)
                 change.removed.append((entry.client_id, old))
                 continue
             if entry.client_id not in owned and limit is not None and len(owned) >= limit:
                 raise TooManyStates
+            self._check_bytes(owned, entry.client_id, entry.size)
             self.states[entry.client_id] = (entry.clock, entry.state)
+            self._resize(entry.client_id, entry.size)
             owned.add(entry.client_id)
             change.updated.append((entry.client_id, entry.state))
         return change
@@ -89,6 +127,7 @@ class AwarenessTable:
         gone = []
         for client_id in sorted(client_ids):
             known = self.states.pop(client_id, None)
+            self._resize(client_id, 0)
             if known is not None:
                 gone.append(AwarenessEntry(client_id, _next(known[0]), None))
         return gone

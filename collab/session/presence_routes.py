@@ -110,8 +110,8 @@ class PresenceRoutes:
             data = protocol.encode_awareness(entries)
         try:
             change = self.awareness.receive(peer.awareness_ids, entries)
-        except TooManyStates:
-            self.close_peer(peer.id, CloseCode.POLICY, "too many awareness states")
+        except TooManyStates as error:
+            self.close_peer(peer.id, CloseCode.POLICY, error.reason)
             return
         self._show_awareness(change, data, publish=True)
 

@@ -84,7 +84,10 @@ class Session(PresenceRoutes):
         self.document = Document(self.settings, stored, clock, client_id, track_text)
         self.acks = _acks_of(stored)
         self.ot = OTServer(self.document, self.acks, self.settings.max_catch_up_steps)
-        self.awareness = AwarenessTable()
+        self.awareness = AwarenessTable(
+            self.settings.max_awareness_bytes_per_peer,
+            self.settings.max_awareness_bytes_per_document,
+        )
         self.text_awareness = TextAwareness(
             self.awareness, self.settings.text_name, self.settings.awareness_renew_seconds
         )

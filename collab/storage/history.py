@@ -4,10 +4,14 @@ A document's history is every revision and snapshot the store kept, oldest first
 from a `RevisionHistory` store (`StoreHistoryCache`, what the server uses, for FileStore
 and PostgresStore alike) or from segment files (`LogReader`, `HistoryCache`).
 `DocumentHistory` indexes it once: the metadata of every revision, the Yjs updates in one
-compact buffer, and a **checkpoint** — the full Yjs state — every `CHECKPOINT_INTERVAL`
-revisions, kept in a temporary file. The text at revision R then costs one checkpoint
-load plus at most `CHECKPOINT_INTERVAL - 1` updates, never a replay from the start; a
-forward step from the last revision asked for applies only the updates in between.
+compact buffer, and **checkpoints** — the full Yjs state — kept in a temporary file. A
+checkpoint is written after at least `CHECKPOINT_INTERVAL` revisions *and* once the updates
+since the last one add up to that checkpoint's size: replaying them then costs about what
+loading a checkpoint does, and the checkpoints together take at most about twice the log's
+bytes on disk (a large document with many small edits gets few checkpoints, instead of a
+full copy per 1,000 revisions). The text at revision R costs one checkpoint load plus
+the updates since, never a replay from the start; a forward step from the last revision
+asked for applies only the updates in between.
 New revisions are read from where the index stopped (`refresh`), so the index grows
 with the document.
 
@@ -116,6 +120,8 @@ class DocumentHistory:
         self._updates = bytearray()
         self._update_ends = array("Q")
         self._checkpoints: dict[int, tuple[int, int]] = {}  # rev -> (offset, length)
+        self._checkpoint_revs: list[int] = []  # sorted
+        self._bytes_since_checkpoint = 0
         self._checkpoint_file = tempfile.TemporaryFile(prefix="collab-history-")  # noqa: SIM115
         self._tail: DocReplay | None = None  # at the last revision indexed
         self._cursor: DocReplay | None = None  # at the last revision asked for
@@ -171,7 +177,12 @@ class DocumentHistory:
         self._users.append(None if user is None else self._interned.setdefault(user, user))
         self._updates += record.update
         self._update_ends.append(len(self._updates))
-        if record.rev % self.interval == 0:
+        self._bytes_since_checkpoint += len(record.update)
+        last = self._checkpoint_revs[-1]
+        if (
+            record.rev - last >= self.interval
+            and self._bytes_since_checkpoint >= self._checkpoints[last][1]
+        ):
             self._save_checkpoint(record.rev, self._tail.state())
 
     def _save_checkpoint(self, rev: int, state: bytes) -> None:
@@ -180,6 +191,13 @@ class DocumentHistory:
         file.write(state)
         file.flush()
         self._checkpoints[rev] = (offset, len(state))
+        self._checkpoint_revs.append(rev)
+        self._bytes_since_checkpoint = 0
+
+    @property
+    def checkpoint_bytes(self) -> int:
+        """Bytes of checkpoints on (temporary) disk."""
+        return sum(length for _, length in self._checkpoints.values())
 
     def _load_checkpoint(self, rev: int) -> bytes:
         offset, length = self._checkpoints[rev]
@@ -207,7 +225,8 @@ class DocumentHistory:
         with self._lock:
             self._check_rev(rev)
             cursor = self._cursor
-            checkpoint = max(self.base_rev, rev - rev % self.interval)
+            revs = self._checkpoint_revs
+            checkpoint = revs[bisect.bisect_right(revs, rev) - 1]
             if cursor is None or not checkpoint <= cursor.rev <= rev:
                 cursor = DocReplay(self.text_name, self._load_checkpoint(checkpoint), checkpoint)
             for step in range(cursor.rev + 1, rev + 1):

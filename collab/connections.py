@@ -1,0 +1,195 @@
+"""What uvicorn lacks against clients that prove nothing: caps and deadlines per connection.
+
+- connections per client address and in total, counted from TCP accept to close (across
+  the switch from HTTP to WebSocket), refused with a 503 past the caps;
+- a deadline for the request head (uvicorn only times out idle keep-alive connections
+  after a response, never a silent new socket or a half-sent head): 408 and hang up;
+- the file-descriptor limit raised to its hard limit, the connection cap kept below it;
+- "accept out of system resource" (EMFILE) logged once per interval, not per attempt;
+
+The caps themselves are pure bookkeeping in `collab.limits`. The protocol classes are
+module-level (`--workers` hands them to the processes it spawns); each process installs
+its `Gate` with `install_gate` before serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from collab.config import Settings
+from collab.limits import ConnectionCounter, LogThrottle
+
+log = logging.getLogger("collab")
+
+FD_RESERVE = 64  # descriptors kept for the store's files, logs and the listening socket
+
+
+def raise_fd_limit() -> int:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit; returns the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as error:
+            log.warning("cannot raise the file-descriptor limit to %d: %s", hard, error)
+    return soft
+
+
+def connection_cap(settings: Settings, fd_limit: int) -> int:
+    """The total connection cap: the setting, kept below the descriptor limit."""
+    return max(1, min(settings.max_connections, fd_limit - FD_RESERVE))
+
+
+def _response(status: int, reason: str, body: str) -> bytes:
+    data = body.encode()
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"connection: close\r\ncontent-length: {len(data)}\r\n\r\n"
+    ).encode() + data
+
+
+class Gate:
+    """Shared by every connection of one server: the counter and the log throttles."""
+
+    def __init__(self, settings: Settings, total: int, metrics: Any = None) -> None:
+        self.settings = settings
+        self.counter = ConnectionCounter(settings.max_connections_per_address, total)
+        self.metrics = metrics
+        self.throttles: dict[str, LogThrottle] = {}
+        self._holders: dict[int, Any] = {}  # id(transport) -> address
+
+    def note(self, reason: str, message: str, *args: Any) -> None:
+        """Count a refusal, and log it at most once per 10 s per reason."""
+        if self.metrics is not None:
+            self.metrics.refused(reason)
+        throttle = self.throttles.setdefault(reason, LogThrottle(10.0))
+        held = throttle.should_log()
+        if held is not None:
+            suffix = f" ({held} more since the last line)" if held else ""
+            log.warning(message + suffix, *args)
+
+    def admit(self, transport: Any) -> str | None:
+        peer = transport.get_extra_info("peername")
+        address = peer[0] if isinstance(peer, tuple) else str(peer)
+        limit = self.counter.open(address)
+        if limit is None:
+            self._holders[id(transport)] = address
+        return limit
+
+    def release(self, transport: Any) -> None:
+        address = self._holders.pop(id(transport), None)
+        if address is not None:
+            self.counter.close(address)
+
+
+_gate: Gate | None = None
+
+
+def install_gate(gate: Gate) -> None:
+    """The caps of this process's server (its protocols read them)."""
+    global _gate
+    _gate = gate
+
+
+def current_gate() -> Gate | None:
+    return _gate
+
+
+class HTTPProtocol(H11Protocol):
+    """uvicorn's h11 protocol with connection caps and a request-head deadline."""
+
+    head_timer: asyncio.TimerHandle | None = None
+    refused = False
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        gate = _gate
+        if gate is None:
+            return
+        limit = gate.admit(transport)
+        if limit is not None:
+            self.refused = True
+            gate.note(
+                "connections",
+                "refused a connection from %s: %s connection limit",
+                self.client[0] if self.client else "?",
+                limit,
+            )
+            transport.write(_response(503, "Service Unavailable", "too many connections"))
+            transport.close()
+            return
+        self._arm_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        timeout = _gate.settings.head_timeout if _gate is not None else 0
+        if self.head_timer is None and timeout > 0:
+            self.head_timer = self.loop.call_later(timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self.head_timer = None
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return
+        if self.conn.their_state is not h11.IDLE:
+            return  # the head arrived; uvicorn owns the rest
+        if _gate is not None:
+            _gate.note(
+                "head-timeout",
+                "closed a connection from %s: no request head in %g s",
+                self.client[0] if self.client else "?",
+                _gate.settings.head_timeout,
+            )
+        self.transport.write(_response(408, "Request Timeout", "request head too slow"))
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        super().data_received(data)
+        if self.transport.get_protocol() is not self or self.conn.their_state is not h11.IDLE:
+            self._cancel_head_timer()  # upgraded, or a request is in progress
+        else:
+            self._arm_head_timer()  # (part of) the next head: the deadline runs
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        if _gate is not None:
+            _gate.release(self.transport)
+        super().connection_lost(exc)
+
+
+def quiet_accept_errors(loop: asyncio.AbstractEventLoop, interval: float = 10.0) -> None:
+    """Log "socket.accept() out of system resource" once per `interval`, with a count,
+    instead of once per attempt (asyncio retries every second per listening socket, and
+    under a descriptor flood that was 139 MB of log in 25 s)."""
+    throttle = LogThrottle(interval)
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if "out of system resource" in str(context.get("message", "")):
+            held = throttle.should_log()
+            if held is not None:
+                log.error(
+                    "accept failed: %s (%s); %d more since the last line",
+                    context.get("message"),
+                    context.get("exception"),
+                    held,
+                )
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)

@@ -1,0 +1,137 @@
+"""The HTTP history routes: revisions paged, one revision's change, the text at a revision.
+
+History reads what a `RevisionHistory` store keeps; it is CPU-bound (replaying updates),
+so only `max_history_requests` requests run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from collab.storage.contract import RevisionsGoneError, StoreUnavailableError
+from collab.storage.errors import FileFormatError
+from collab.storage.history import DocumentHistory, StoreHistoryCache, parse_time
+from collab.storage.logs import RevisionNotFoundError
+
+if TYPE_CHECKING:
+    from collab.hub import DocumentRunner, Hub
+
+log = logging.getLogger("collab.web")
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class HistoryRoutes:
+    """The history endpoints of `WebApp` (which provides what is declared here)."""
+
+    hub: Hub
+    histories: StoreHistoryCache | None
+    history_requests: int
+
+    if TYPE_CHECKING:
+
+        def refuse(self, reason: str, what: str, connection: HTTPConnection) -> None: ...
+        async def _existing(self, request: Request) -> DocumentRunner | Response: ...
+
+    async def _expensive(self, request: Request, work: Any) -> Response:
+        """Serve CPU-bound work (history) only `max_history_requests` at a time; 503 beyond."""
+        if self.history_requests >= self.hub.settings.max_history_requests:
+            work.close()
+            why = "too many history requests at once: try again shortly"
+            self.refuse("history-busy", why, request)
+            response = error_response(503, why)
+            response.headers["Retry-After"] = "1"
+            return response
+        self.history_requests += 1
+        try:
+            return await work
+        finally:
+            self.history_requests -= 1
+
+    # ------------------------------------------------------------------ HTTP: history
+
+    async def document_history(self, request: Request) -> Response:
+        """The revisions, newest first: ``?limit=50&before=REV`` pages back in time."""
+        runner = await self._existing(request)
+        if isinstance(runner, Response):
+            return runner
+        return await self._expensive(request, self._history_page(request, runner))
+
+    async def _history_page(self, request: Request, runner: DocumentRunner) -> Response:
+        try:
+            limit = min(max(int(request.query_params.get("limit", "50")), 1), 1000)
+            before = request.query_params.get("before")
+            before_rev = None if before is None else int(before)
+        except ValueError:
+            return error_response(400, "limit and before must be integers")
+        history = await self._history(runner.name)
+        if isinstance(history, Response):
+            return history
+        page = await asyncio.to_thread(history.page, before_rev, limit)
+        more = bool(page) and page[-1].rev > history.base_rev + 1
+        return JSONResponse(
+            {
+                "name": runner.name,
+                "first_rev": history.base_rev,
+                "last_rev": history.last_rev,
+                "revisions": [revision.as_json() for revision in page],
+                "next_before": page[-1].rev if more else None,
+            }
+        )
+
+    async def document_revision(self, request: Request) -> Response:
+        """One revision: who, when, and what it did (``op`` on ``text_before``)."""
+        runner = await self._existing(request)
+        if isinstance(runner, Response):
+            return runner
+        history = await self._history(runner.name)
+        if isinstance(history, Response):
+            return history
+        try:
+            change = await asyncio.to_thread(history.change, request.path_params["rev"])
+        except RevisionNotFoundError as error:
+            return error_response(404, str(error))
+        return JSONResponse(change.as_json())
+
+    async def document_text_at(self, request: Request, name: str) -> Response:
+        """The text as it was: ``?at=REV`` or ``?time=ISO-8601``."""
+        history = await self._history(name)
+        if isinstance(history, Response):
+            return history
+        try:
+            if "at" in request.query_params:
+                rev = int(request.query_params["at"])
+            else:
+                rev = history.rev_at_time(parse_time(request.query_params["time"]))
+        except ValueError as error:
+            return error_response(400, f"at must be a revision number, time ISO-8601: {error}")
+        if rev > history.last_rev:
+            return error_response(404, f"no revision {rev}: the latest is {history.last_rev}")
+        if rev < history.base_rev:
+            return error_response(410, f"revisions before {history.base_rev} are no longer kept")
+        text = await asyncio.to_thread(history.text_at, rev)
+        headers = {"X-Collab-Rev": str(rev)}
+        return PlainTextResponse(text, media_type="text/plain; charset=utf-8", headers=headers)
+
+    async def _history(self, name: str) -> DocumentHistory | Response:
+        """The document's history index, up to date with the store (indexed in a thread)."""
+        if self.histories is None:
+            return error_response(501, "history needs a store that keeps old revisions")
+        try:
+            history = await self.histories.get(name)
+        except (FileFormatError, RevisionsGoneError) as error:
+            log.error("%s: history cannot be read: %s", name, error)
+            return error_response(500, "history cannot be read: damaged in the store")
+        except StoreUnavailableError as error:
+            log.error("%s: history cannot be read: %s", name, error)
+            return error_response(503, "history cannot be read: the store is unavailable")
+        if not history.exists:
+            return error_response(404, "no history: the document has not been saved yet")
+        return history
