@@ -384,9 +384,13 @@ def start_profiler(server: Server, args: argparse.Namespace) -> subprocess.Popen
     if not args.py_spy:
         return None
     args.py_spy.mkdir(parents=True, exist_ok=True)
-    output = args.py_spy / f"{server.target}-{server.pid}.svg"
+    suffix = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}[args.py_spy_format]
+    output = args.py_spy / f"{server.target}-{server.pid}.{suffix}"
     command = ["py-spy", "record", "--pid", str(server.pid), "--nonblocking", "--output"]
     command += [str(output), "--duration", str(max(1, int(args.seconds)))]
+    command += ["--format", args.py_spy_format]
+    if args.client_cpu is not None:  # the sampler takes CPU too: not the server's core
+        command = ["taskset", "-c", str(args.client_cpu), *command]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -623,6 +627,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_target_arguments(parser)
     parser.add_argument(
         "--py-spy", type=Path, help="profile each server over the window into DIR/<server>.svg"
+    )
+    parser.add_argument(
+        "--py-spy-format",
+        choices=("flamegraph", "raw", "speedscope"),
+        default="flamegraph",
+        help="raw: collapsed stacks, one line per stack (grep-able)",
     )
     parser.add_argument(
         "--repeat", type=int, default=1, help="run all servers this many times, interleaved"

@@ -17,11 +17,12 @@ from typing import Any
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 
 from collab.backends import BackendError
 from collab.config import Settings
 from collab.storage.dirlock import DataDirectoryError
-from collab.web import ABORT_EXTENSION
+from collab.web import ABORT_EXTENSION, SEND_EXTENSION
 
 log = logging.getLogger("collab")
 
@@ -73,8 +74,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.close_timeout = self.close_timeout_setting  # uvicorn's wait for a close frame
 
+    _raw_transport: Any = None
+
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        self._raw_transport = transport
         aborting = _AbortingTransport(transport, self.loop, self.close_timeout_setting)
         self.transport = aborting  # type: ignore[assignment]
 
@@ -86,7 +90,37 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
-            scope["extensions"][ABORT_EXTENSION] = {"abort": self.transport.abort}
+            extensions = scope["extensions"]
+            extensions[ABORT_EXTENSION] = {"abort": self.transport.abort}
+            extensions[SEND_EXTENSION] = {"send_now": self.send_now, "buffered": self.buffered}
+
+    def send_now(self, data: bytes | str) -> bool:
+        """Write one message now, as uvicorn's `send` would, without its awaits (the hub's
+        broadcast path: no task per peer); False when it cannot be written now (the buffer
+        is over its high-water mark, or the connection is not open)."""
+        if (
+            self.close_sent
+            or self.disconnected
+            or not self.handshake_complete
+            or self.initial_response is not None
+            or not self.writable.is_set()
+        ):
+            return False
+        conn = self.conn
+        try:
+            if type(data) is bytes:
+                conn.send_binary(data)
+            else:
+                conn.send_text(data.encode())  # type: ignore[union-attr]
+        except InvalidState:
+            return False
+        self._raw_transport.write(b"".join(conn.data_to_send()))
+        return True
+
+    def buffered(self) -> int:
+        """Bytes written and not yet taken by the peer (the transport's write buffer)."""
+        transport = self._raw_transport
+        return 0 if transport is None else transport.get_write_buffer_size()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

@@ -33,6 +33,13 @@ ABORT_EXTENSION = "collab.abort"
 (`collab serve` sets it, see `collab.cli.websocket_protocol`): ``scope["extensions"]
 [ABORT_EXTENSION]["abort"]()``. ASGI itself has no way to abort a WebSocket."""
 
+SEND_EXTENSION = "collab.send"
+"""The ASGI scope extension through which a server lets the app write a message without
+awaiting (`collab serve` sets it, see `collab.serving.WebSocketProtocol`):
+``scope["extensions"][SEND_EXTENSION]["send_now"](data) -> bool`` (False: not written, the
+socket's buffer is full or it is closing) and ``["buffered"]() -> int`` (bytes written and
+not yet taken by the peer)."""
+
 
 def frontend_dir() -> Path:
     """The frontend's files: installed beside the package, or the source checkout's."""
@@ -45,8 +52,17 @@ def frontend_dir() -> Path:
 class StarletteConnection:
     """A Starlette WebSocket as the hub's `Connection`."""
 
+    __slots__ = ("buffered", "send_now", "websocket")
+
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
+        extension = websocket.scope.get("extensions", {}).get(SEND_EXTENSION)
+        if extension is not None:  # the server writes for us at once, no task, no await
+            self.send_now = extension["send_now"]
+            self.buffered = extension["buffered"]
+        else:
+            self.send_now = _cannot_send_now
+            self.buffered = _nothing_buffered
 
     async def send(self, data: bytes | str) -> None:
         if isinstance(data, bytes):
@@ -69,6 +85,14 @@ class StarletteConnection:
             log.warning("cannot abort a stuck peer: the ASGI server has no %s", ABORT_EXTENSION)
             return
         extension["abort"]()
+
+
+def _cannot_send_now(data: bytes | str) -> bool:
+    return False
+
+
+def _nothing_buffered() -> int:
+    return 0
 
 
 def error_response(status: int, message: str) -> JSONResponse:

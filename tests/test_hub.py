@@ -45,6 +45,15 @@ class FakeConnection:
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
 
+    def abort(self) -> None:
+        self.closed = self.closed or (1006, "aborted")
+
+    def send_now(self, data: bytes | str) -> bool:
+        return False  # like a server without the send extension: the channel's queue path
+
+    def buffered(self) -> int:
+        return 0
+
     def texts(self) -> list[dict]:
         return [json.loads(m) for m in self.sent if isinstance(m, str)]
 

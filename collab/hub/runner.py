@@ -76,6 +76,8 @@ class DocumentRunner:
         self._edits: list[asyncio.Future[int]] = []  # server edits not yet committed
         self._published: list[Record] = []  # revisions other processes told us about
         self._catch_up = hub.bus is not None  # fetch from the store what we may have missed
+        # A runtime-checkable isinstance walks the protocol's members: once, not per batch.
+        self._shared = isinstance(hub.store, SharedStore)
         self._wake = asyncio.Event()
         self._delivering = asyncio.Lock()  # batches go out one at a time, in order
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -298,7 +300,7 @@ class DocumentRunner:
                 elif record.rev > session.rev:
                     self._catch_up = True
                     break
-            if self._catch_up and isinstance(self.hub.store, SharedStore):
+            if self._catch_up and self._shared:
                 self._catch_up = False
                 for record in await self.hub.store.records_after(self.name, session.rev):
                     session.apply_committed(record)
@@ -318,6 +320,8 @@ class DocumentRunner:
     async def _commit_batch(self) -> Output | None:
         """Feed the inbox to the session inside the store's commit; None on failure."""
         session = self._session
+        if not self._shared:  # only this process writes: no transaction to open
+            return await self._commit_exclusive()
         try:
             async with self._commit() as commit:
                 for record in await commit.records_after(session.rev):
@@ -333,14 +337,28 @@ class DocumentRunner:
             return None
         return output
 
+    async def _commit_exclusive(self) -> Output | None:
+        """The batch, then one append of its records (if any) to a store only we write."""
+        session = self._session
+        inbox = self._inbox
+        try:
+            while inbox:
+                inbox.popleft()(session)
+            output = session.take_output()
+            if output.records:
+                await self.hub.store.append(self.name, output.records)
+        except Exception:
+            log.exception("%s: could not commit", self.name)
+            self._fail("storage failure: reconnect")
+            return None
+        return output
+
     @contextlib.asynccontextmanager
     async def _commit(self) -> AsyncIterator[DocumentCommit]:
         store = self.hub.store
-        if isinstance(store, SharedStore):
-            async with store.commit(self.name) as commit:
-                yield commit
-        else:
-            yield _ExclusiveCommit(self)
+        assert isinstance(store, SharedStore)
+        async with store.commit(self.name) as commit:
+            yield commit
 
     def _snapshot(self) -> Snapshot:
         session = self._session
@@ -455,16 +473,3 @@ def _settle(edits: list[asyncio.Future[int]], outcome: int | Exception) -> None:
             done.set_exception(outcome)
         else:
             done.set_result(outcome)
-
-
-class _ExclusiveCommit:
-    """A commit to a store only this process writes: nobody else commits in between."""
-
-    def __init__(self, runner: DocumentRunner) -> None:
-        self.runner = runner
-
-    async def records_after(self, rev: int) -> list[Record]:
-        return []
-
-    async def append(self, records: Sequence[Record]) -> None:
-        await self.runner.hub.store.append(self.runner.name, records)
