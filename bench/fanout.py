@@ -388,7 +388,7 @@ def start_profiler(server: Server, args: argparse.Namespace) -> subprocess.Popen
     output = args.py_spy / f"{server.target}-{server.pid}.{suffix}"
     command = ["py-spy", "record", "--pid", str(server.pid), "--nonblocking", "--output"]
     command += [str(output), "--duration", str(max(1, int(args.seconds)))]
-    command += ["--format", args.py_spy_format]
+    command += ["--format", args.py_spy_format, "--rate", "400"]
     if args.client_cpu is not None:  # the sampler takes CPU too: not the server's core
         command = ["taskset", "-c", str(args.client_cpu), *command]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

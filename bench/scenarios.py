@@ -393,10 +393,11 @@ def run(scenario: str, args: argparse.Namespace) -> list[object]:
     results: list[object] = []
     workdir = Path(tempfile.mkdtemp(prefix="collab-scenarios-"))
     measure = {"connections": connections, "join": join, "slow-peer": slow_peer}[scenario]
+    targets = chosen_targets(args)
     try:
-        for target in chosen_targets(args):
+        for round_, target in [(r, t) for r in range(1, args.repeat + 1) for t in targets]:
             try:
-                with make_server(target, workdir, args, 1) as server:
+                with make_server(target, workdir, args, round_) as server:
                     print(f"{scenario}: {target} (pid {server.pid})", flush=True)
                     profiler = start_profiler(server, scenario, args)
                     result = asyncio.run(measure(server, args))
@@ -404,6 +405,7 @@ def run(scenario: str, args: argparse.Namespace) -> list[object]:
                         profiler.send_signal(signal.SIGINT)  # py-spy writes what it has
                         profiler.wait(60)
                     result.target = target  # type: ignore[attr-defined]
+                    result.round = round_  # type: ignore[attr-defined]
                     results.append(result)
             except Exception as error:  # one broken server must not lose the others
                 print(f"{target}: FAILED: {error!r}", flush=True)
@@ -415,7 +417,17 @@ def run(scenario: str, args: argparse.Namespace) -> list[object]:
 
 
 def report(scenario: str, results: list) -> None:
+    """One row per server and round; ratios to the bare relay and the Node server of the
+    same round."""
     print()
+    rounds = sorted({r.round for r in results})
+    for round_ in rounds:
+        if len(rounds) > 1:
+            print(f"round {round_}")
+        report_round(scenario, [r for r in results if r.round == round_])
+
+
+def report_round(scenario: str, results: list) -> None:
     base = next((r for r in results if r.target == "baseline"), None)
     node = next((r for r in results if r.target == "node"), None)
 
@@ -468,6 +480,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--edit-bytes", type=int, default=2048, help="slow-peer: edit size")
     parser.add_argument("--stall", type=float, default=15.0, help="slow-peer: seconds (15)")
     parser.add_argument("--keep", action="store_true", help="keep the servers' logs and data")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds, servers interleaved")
     parser.add_argument(
         "--py-spy", type=Path, help="sample each Python server into DIR/<scenario>-<server>.txt"
     )

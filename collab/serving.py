@@ -35,6 +35,8 @@ class _AbortingTransport:
     for ever, however uvicorn decided to close it (close handshake, ping timeout).
     """
 
+    __slots__ = ("_abort_timer", "_loop", "_timeout", "_transport")
+
     def __init__(self, transport: Any, loop: Any, timeout: float) -> None:
         self._transport = transport
         self._loop = loop
@@ -90,9 +92,18 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
+            # One dict for both extensions: a few hundred bytes less per idle connection.
+            socket = {"abort": self.transport.abort, "send_now": self.send_now}
+            socket["buffered"] = self.buffered
             extensions = scope["extensions"]
-            extensions[ABORT_EXTENSION] = {"abort": self.transport.abort}
-            extensions[SEND_EXTENSION] = {"send_now": self.send_now, "buffered": self.buffered}
+            extensions[ABORT_EXTENSION] = extensions[SEND_EXTENSION] = socket
+
+    def start_keepalive(self) -> None:
+        """Called once the 101 response is written: uvicorn keeps the parsed request and the
+        response (their headers) for the connection's whole life; nothing reads them again.
+        Dropped, an idle connection costs about 2 KB less."""
+        super().start_keepalive()
+        self.request = self.response = None  # type: ignore[assignment]
 
     def send_now(self, data: bytes | str) -> bool:
         """Write one message now, as uvicorn's `send` would, without its awaits (the hub's

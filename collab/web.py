@@ -87,6 +87,9 @@ class StarletteConnection:
         extension["abort"]()
 
 
+OPEN_ACCESS = Access()  # frozen: one for every connection the hook lets in as is
+
+
 def _cannot_send_now(data: bytes | str) -> bool:
     return False
 
@@ -113,7 +116,7 @@ class WebApp:
     async def access(self, connection: HTTPConnection, name: str) -> Access:
         """Ask the authenticate hook; raises AccessDenied. A hook that fails refuses."""
         if self.authenticate is None:
-            return Access()
+            return OPEN_ACCESS
         try:
             granted = await call_hook(self.authenticate, connection, name)
         except AccessDenied:
@@ -121,7 +124,7 @@ class WebApp:
         except Exception as error:
             log.exception("authenticate hook failed for %r", name)
             raise AccessDenied(f"authentication failed: {type(error).__name__}", 403) from None
-        return granted if isinstance(granted, Access) else Access()
+        return granted if isinstance(granted, Access) else OPEN_ACCESS
 
     def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
         routes: list[BaseRoute] = [

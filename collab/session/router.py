@@ -87,6 +87,7 @@ class Session:
         self.outbox = Outbox()
         self.peers: dict[PeerId, Peer] = {}
         self._yjs_peers: list[PeerId] = []  # the Yjs peers' ids, for the hot broadcast loop
+        self._text_peers = 0  # how many text peers: none, and a revision skips their loops
         self._records: list[Record] = []
         self._revisions: list[Revision] = []
         self._closes: list[tuple[PeerId, int, str]] = []
@@ -139,6 +140,7 @@ class Session:
     ) -> None:
         """A text-operation peer connected; it says hello next."""
         self.peers[peer_id] = Peer(peer_id, PeerKind.TEXT, user, readonly)
+        self._text_peers += 1
         self.document.track_text(True)
 
     def disconnect(self, peer_id: PeerId) -> None:
@@ -150,6 +152,7 @@ class Session:
         if peer.kind is PeerKind.YJS:
             self._yjs_peers.remove(peer_id)
         else:
+            self._text_peers -= 1
             self.document.track_text(any(p.kind is PeerKind.TEXT for p in self.peers.values()))
         gone = self.awareness.remove(peer.awareness_ids)
         if peer.client is not None:
@@ -491,6 +494,8 @@ class Session:
         self._broadcast_revision(revision, exclude=author)
 
     def _broadcast_revision(self, revision: Revision, exclude: PeerId | None) -> None:
+        if not self._text_peers:  # only Yjs peers: they had the update (the hot path)
+            return
         message = None
         for peer in self.peers.values():
             if peer.joined and peer.id != exclude:
