@@ -220,10 +220,24 @@ class DocumentRunner:
         self._wake.set()
 
     def _overflowed(self, channel: PeerChannel) -> None:
+        """A peer's queue overflowed. One that reads, only slower than the document
+        changes, is resynced (the whole state replaces what it missed). One whose socket
+        does not drain at all (bytes wait in its write buffer) is closed at once: a resync
+        (a copy of the whole document) could not be sent either, and on reconnect its sync
+        step 1 fetches only what it lacks."""
+        stalled = channel.connection.buffered() > 0
         log.warning(
-            "%s: peer %s is too slow, %d overflows", self.name, channel.peer_id, channel.overflows
+            "%s: peer %s is too slow, %d overflows%s",
+            self.name,
+            channel.peer_id,
+            channel.overflows,
+            ", its socket does not drain" if stalled else "",
         )
-        if channel.overflows > RESYNCS_BEFORE_DROP or not self._session.resync(channel.peer_id):
+        if (
+            stalled
+            or channel.overflows > RESYNCS_BEFORE_DROP
+            or not self._session.resync(channel.peer_id)
+        ):
             channel.close(CloseCode.TOO_SLOW, "too slow: send queue overflowed")
         self.kick()
 
