@@ -167,9 +167,10 @@ async def join(server: Server, args: argparse.Namespace) -> JoinResult:
         await writer.send(SYNC_STEP1_EMPTY)
     edits = []
     while written < total:
-        edit = encoder.message(f"#{written};{piece}")
-        edits.append(edit)
-        written += len(piece) + 8
+        text = f"#{written};{piece}"
+        edits.append(encoder.message(text))
+        written += len(text)
+    total = written  # a joiner has it all when its step 2 carries at least this much text
     for edit in edits:
         await writer.send(edit)
     full_update = None

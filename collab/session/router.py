@@ -88,6 +88,9 @@ class Session:
         self.peers: dict[PeerId, Peer] = {}
         self._yjs_peers: list[PeerId] = []  # the Yjs peers' ids, for the hot broadcast loop
         self._text_peers = 0  # how many text peers: none, and a revision skips their loops
+        # The last sync step 2 made in this batch, by state vector: peers joining together
+        # (most send the empty state vector) share one encode of the document.
+        self._step2: tuple[int, bytes, bytes] | None = None
         self._records: list[Record] = []
         self._revisions: list[Revision] = []
         self._closes: list[tuple[PeerId, int, str]] = []
@@ -201,6 +204,7 @@ class Session:
             self._records, self._revisions, self.outbox.take(), self._closes, self._awareness_out
         )
         self._records, self._revisions, self._closes, self._awareness_out = [], [], [], []
+        self._step2 = None  # a copy of the document is not kept past its batch
         return output
 
     # ------------------------------------------------------------------ other processes
@@ -315,13 +319,19 @@ class Session:
             self.close_peer(peer.id, CloseCode.UNSUPPORTED, "unexpected message from a client")
 
     def _answer_step1(self, peer: Peer, state_vector: bytes) -> None:
+        cached = self._step2
+        if cached is not None and cached[0] == self.rev and cached[1] == state_vector:
+            self._send(peer.id, cached[2])
+            return
         try:
             update = self.document.doc.get_update(state_vector)
         except Exception:
             raise ChangeRefused(
                 ErrorCode.BAD_MESSAGE, "invalid state vector in sync step 1"
             ) from None
-        self._send(peer.id, protocol.encode_sync_step2(update))
+        message = protocol.encode_sync_step2(update)
+        self._step2 = (self.rev, bytes(state_vector), message)
+        self._send(peer.id, message)
 
     def _receive_awareness(self, peer: Peer, message: protocol.Awareness, data: bytes) -> None:
         """A Yjs peer's awareness entries; those for text clients' ids are ignored.
