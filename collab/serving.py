@@ -115,6 +115,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             or not self.handshake_complete
             or self.initial_response is not None
             or not self.writable.is_set()
+            or self._raw_transport.is_closing()
         ):
             return False
         conn = self.conn
