@@ -33,22 +33,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
+import math
 import multiprocessing
-import os
 import random
 import re
-import shlex
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -56,10 +51,22 @@ from pathlib import Path
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's collab
+
+from targets import (
+    ALL_TARGETS,
+    COLLAB_TARGETS,
+    DEFAULT_COLLAB,
+    Server,
+    load_average,
+    missing,
+    pin,
+)
+
 from collab.protocol import read_var_uint, write_var_uint
 
-REPO = Path(__file__).resolve().parent.parent
-TARGETS = ("baseline", "durable", "fast")
+TARGETS = ALL_TARGETS
+INF = math.inf
 MARKER = re.compile(rb"#(\d+)\.(\d+)\.(\d+);")
 SYNC_STEP1_EMPTY = b"\x00\x00\x01\x00"  # sync, step1, state vector of 0 clients
 SYNC_STEP2_EMPTY = b"\x00\x01\x02\x00\x00"  # sync, step2, the empty update
@@ -156,7 +163,7 @@ class WorkerResult:
     duplicates: int = 0
     echoes: int = 0  # a peer got its own edit back
     messages_window: int = 0
-    latencies_us: list[int] = field(default_factory=list)  # deliveries inside the window
+    latencies_us: list[int] = field(default_factory=list)  # deliveries of edits sent in the window
     send_lag_us: list[int] = field(default_factory=list)  # how late sends were vs. schedule
     cpu_window: float = 0.0  # this process's CPU seconds inside the window
     closed: list[str] = field(default_factory=list)  # peers the server closed, and why
@@ -186,6 +193,20 @@ async def open_peer(load: Load, doc: int, index: int) -> Peer:
                 elif isinstance(message, bytes) and message[:2] == SYNC_STEP2_PREFIX:
                     break
     return peer
+
+
+async def open_peers(load: Load, slots: list[tuple[int, int]]) -> list[Peer]:
+    """Documents in parallel, the peers of one document one after another (pycrdt-websocket
+    0.16.5 hangs when several clients join a new room at the same moment)."""
+    by_doc: dict[int, list[int]] = {}
+    for doc, index in slots:
+        by_doc.setdefault(doc, []).append(index)
+
+    async def one_doc(doc: int, indexes: list[int]) -> list[Peer]:
+        return [await open_peer(load, doc, index) for index in indexes]
+
+    opened = await asyncio.gather(*(one_doc(d, i) for d, i in by_doc.items()))
+    return [peer for peers in opened for peer in peers]
 
 
 async def send_edits(peer: Peer, load: Load, timing: Timing, result: WorkerResult) -> None:
@@ -241,7 +262,9 @@ async def receive_edits(
                 result.delivered_total += 1
                 if inside:
                     result.delivered_window += 1
-                    result.latencies_us.append(now_us - int(sent_b))
+                sent_us = int(sent_b)
+                if t0_us <= sent_us < t1_us:  # latency is over edits sent in the window
+                    result.latencies_us.append(now_us - sent_us)
     except ConnectionClosed:
         pass
     close = peer.ws.close_code
@@ -255,7 +278,7 @@ async def cpu_at(moment: float, into: list[float]) -> None:
 
 
 async def run_worker(load: Load, slots: list[tuple[int, int]], conn: Connection) -> None:
-    peers = await asyncio.gather(*(open_peer(load, doc, index) for doc, index in slots))
+    peers = await open_peers(load, slots)
     conn.send("ready")
     timing: Timing = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
     result = WorkerResult()
@@ -278,123 +301,15 @@ async def run_worker(load: Load, slots: list[tuple[int, int]], conn: Connection)
     conn.send(result)
 
 
-def worker_main(load: Load, slots: list[tuple[int, int]], conn: Connection) -> None:
+def worker_main(
+    load: Load, slots: list[tuple[int, int]], conn: Connection, cpu: int | None
+) -> None:
+    pin(cpu)
     try:
         asyncio.run(run_worker(load, slots, conn))
     except BaseException as error:
         conn.send(f"error: {error!r}")
         raise
-
-
-# --- the servers under test ---------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """One server under test as a subprocess; stopped with SIGTERM on exit."""
-
-    def __init__(
-        self, target: str, workdir: Path, args: argparse.Namespace, round_: int = 1
-    ) -> None:
-        self.target = target
-        self.port = free_port()
-        self.log_path = workdir / f"{target}-{round_}.log"
-        if target == "baseline":
-            self.command = [sys.executable, str(REPO / "bench" / "bare_relay.py")]
-        else:
-            fsync = "always" if target == "durable" else "never"
-            data_dir = workdir / f"data-{target}-{round_}"
-            self.command = [*shlex.split(args.collab_command), "--data-dir", str(data_dir)]
-            self.command += ["--fsync", fsync, *args.server_arg]
-        self.command += ["--host", "127.0.0.1", "--port", str(self.port)]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Server:
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
-            )
-        deadline = time.monotonic() + 30
-        while not self._healthy():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.target} did not start:\n{self.log()}")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _stat_fields(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    return stat[stat.rfind(")") + 2 :].split()  # fields from 3 (state) on
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and all its descendants (uvicorn might run workers in child processes)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                children.setdefault(int(_stat_fields(int(entry))[1]), []).append(int(entry))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, []))
-    return tree
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of these processes (all their threads), in seconds."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = _stat_fields(pid)
-            total += int(fields[11]) + int(fields[12])
-    return total / TICKS
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 # --- one run ------------------------------------------------------------------------------
@@ -424,7 +339,7 @@ class Outcome:
     closed: list[str]
 
 
-def percentile(sorted_values: list[int], q: float) -> float:
+def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
@@ -443,14 +358,16 @@ def run_load(server: Server, args: argparse.Namespace) -> Outcome:
         docs=args.docs,
         peers=args.peers,
         rate=args.rate,
-        handshake=server.target != "baseline",
+        handshake=server.handshakes,
         doc_prefix="bench-",
     )
     context = multiprocessing.get_context("fork")
     workers = []
     for slots in split_slots(args.docs, args.peers, args.procs):
         parent, child = context.Pipe()
-        process = context.Process(target=worker_main, args=(load, slots, child), daemon=True)
+        process = context.Process(
+            target=worker_main, args=(load, slots, child, args.client_cpu), daemon=True
+        )
         process.start()
         workers.append((process, parent))
     try:
@@ -467,9 +384,13 @@ def start_profiler(server: Server, args: argparse.Namespace) -> subprocess.Popen
     if not args.py_spy:
         return None
     args.py_spy.mkdir(parents=True, exist_ok=True)
-    output = args.py_spy / f"{server.target}.svg"
+    suffix = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}[args.py_spy_format]
+    output = args.py_spy / f"{server.target}-{server.pid}.{suffix}"
     command = ["py-spy", "record", "--pid", str(server.pid), "--nonblocking", "--output"]
     command += [str(output), "--duration", str(max(1, int(args.seconds)))]
+    command += ["--format", args.py_spy_format, "--rate", "400"]
+    if args.client_cpu is not None:  # the sampler takes CPU too: not the server's core
+        command = ["taskset", "-c", str(args.client_cpu), *command]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -490,13 +411,12 @@ def _measure(server: Server, args: argparse.Namespace, workers: list) -> Outcome
     timing = Timing(start, start + args.warmup, start + args.warmup + args.seconds, args.drain)
     for _, conn in workers:
         conn.send(timing)
-    pids = process_tree(server.pid)
     time.sleep(max(0.0, timing.t0 - time.monotonic()))
-    cpu0 = cpu_seconds(pids)
+    cpu0 = server.cpu()
     profiler = start_profiler(server, args)
     time.sleep(max(0.0, timing.t1 - time.monotonic()))
-    cpu1 = cpu_seconds(pids)
-    rss = rss_mib(server.pid)
+    cpu1 = server.cpu()
+    rss = server.rss_kib() / 1024
     if profiler:
         profiler.wait(60)
     results: list[WorkerResult] = [
@@ -510,7 +430,10 @@ def summarize(
     target: str, args: argparse.Namespace, results: list[WorkerResult], cpu: float, rss: float
 ) -> Outcome:
     """One row of the table from the workers' counts (round is filled in by the caller)."""
-    latencies = sorted(v for r in results for v in r.latencies_us)
+    # Latency over every (edit sent in the window, other peer): never delivered = infinite.
+    sent_window = sum(r.sent_window for r in results)
+    latencies: list[float] = sorted(v for r in results for v in r.latencies_us)
+    latencies += [INF] * max(0, sent_window * (args.peers - 1) - len(latencies))
     lags = sorted(v for r in results for v in r.send_lag_us)
     delivered = sum(r.delivered_window for r in results)
     sent_total = sum(r.sent_total for r in results)
@@ -518,7 +441,7 @@ def summarize(
     return Outcome(
         target=target,
         round=1,
-        load_average=os.getloadavg()[0],
+        load_average=load_average(),
         seconds=args.seconds,
         deliveries_per_s=delivered / args.seconds,
         edits_per_s=sum(r.sent_window for r in results) / args.seconds,
@@ -542,26 +465,35 @@ def summarize(
 # --- the report ---------------------------------------------------------------------------
 
 
+def _per_round(outcomes: list[Outcome], target: str) -> dict[int, float]:
+    return {o.round: o.cpu_us_per_delivery for o in outcomes if o.target == target}
+
+
 def print_table(outcomes: list[Outcome]) -> None:
-    """All rows; `ratio` is CPU per delivery relative to the baseline of the same round."""
+    """All rows; `ratio` is CPU per delivery relative to the baseline of the same round,
+    `/node` relative to the Node server's."""
     rounds = max(o.round for o in outcomes)
-    bases = {o.round: o.cpu_us_per_delivery for o in outcomes if o.target == "baseline"}
+    bases = _per_round(outcomes, "baseline")
+    nodes = _per_round(outcomes, "node")
     head = (
         f"{'server':<11} {'deliv/s':>8} {'msgs/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-        f"{'cpu s':>6} {'us/deliv':>8} {'ratio':>6} {'rss MiB':>7} {'missing':>7} "
+        f"{'cpu s':>6} {'us/deliv':>8} {'ratio':>6} {'/node':>6} {'rss MiB':>7} {'missing':>7} "
         f"{'gen cpu %':>10} {'lag p99':>7} {'load':>5}"
     )
     print(head)
     print("-" * len(head))
+    nan = float("nan")
     for o in outcomes:
         name = o.target if rounds == 1 else f"{o.target}#{o.round}"
-        ratio = o.cpu_us_per_delivery / bases.get(o.round, float("nan"))
+        ratio = o.cpu_us_per_delivery / bases.get(o.round, nan)
+        to_node = o.cpu_us_per_delivery / nodes.get(o.round, nan)
         gen = "+".join(f"{p:.0f}" for p in o.generator_cpu_pct)
         print(
             f"{name:<11} {o.deliveries_per_s:>8.0f} {o.messages_per_s:>8.0f} "
             f"{o.p50_ms:>7.2f} {o.p99_ms:>7.2f} {o.max_ms:>7.1f} {o.server_cpu_s:>6.2f} "
-            f"{o.cpu_us_per_delivery:>8.1f} {ratio:>6.2f} {o.server_rss_mib:>7.0f} "
-            f"{o.missing:>7} {gen:>10} {o.send_lag_p99_ms:>7.1f} {o.load_average:>5.1f}"
+            f"{o.cpu_us_per_delivery:>8.1f} {ratio:>6.2f} {to_node:>6.2f} "
+            f"{o.server_rss_mib:>7.0f} {o.missing:>7} {gen:>10} {o.send_lag_p99_ms:>7.1f} "
+            f"{o.load_average:>5.1f}"
         )
     if rounds > 1:
         print_medians(outcomes, bases)
@@ -579,25 +511,111 @@ def print_medians(outcomes: list[Outcome], bases: dict[int, float]) -> None:
     for target in dict.fromkeys(o.target for o in outcomes):
         rows = [o for o in outcomes if o.target == target]
         cpu = statistics.median(o.cpu_us_per_delivery for o in rows)
-        ratio = statistics.median(o.cpu_us_per_delivery / bases[o.round] for o in rows)
+        ratio = statistics.median(
+            o.cpu_us_per_delivery / bases.get(o.round, float("nan")) for o in rows
+        )
+        p50 = statistics.median(o.p50_ms for o in rows)
         p99 = statistics.median(o.p99_ms for o in rows)
         print(
             f"median of {len(rows)} {target}: {cpu:.1f} us/delivery, ratio {ratio:.2f}, "
-            f"p99 {p99:.1f} ms"
+            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"
         )
 
 
+def make_server(name: str, workdir: Path, args: argparse.Namespace, round_: int) -> Server:
+    """A target by name: one of TARGETS or a `--variant` (collab with extra flags)."""
+    label = f"-{round_}"
+    variants = dict(args.variant)
+    if name in variants:
+        extra = [*variants[name], *args.server_arg]
+        return Server(
+            "durable", workdir, label=f"-{name}{label}", cpu=args.server_cpu,
+            collab_command=args.collab_command, extra=extra,
+        )  # fmt: skip
+    extra = args.server_arg if name in COLLAB_TARGETS else []
+    return Server(
+        name, workdir, label=label, cpu=args.server_cpu,
+        collab_command=args.collab_command, extra=extra,
+    )  # fmt: skip
+
+
 def run_target(target: str, workdir: Path, args: argparse.Namespace, round_: int) -> Outcome:
-    with Server(target, workdir, args, round_) as server:
-        print(f"{target} (pid {server.pid}): {' '.join(server.command[1:])}", flush=True)
+    with make_server(target, workdir, args, round_) as server:
+        print(f"{target} (pid {server.pid}): {' '.join(server.command)}", flush=True)
         outcome = run_load(server, args)
+        outcome.target = target
         outcome.round = round_
         return outcome
 
 
+def variant(text: str) -> tuple[str, list[str]]:
+    name, _, flags = text.partition("=")
+    if not name or name in TARGETS:
+        raise argparse.ArgumentTypeError(f"a variant is NAME=FLAGS with a new name: {text!r}")
+    return name, flags.split()
+
+
+def add_target_arguments(parser: argparse.ArgumentParser, default: str = "all") -> None:
+    """--only, --variant, --server-cpu, --client-cpu, --collab-command, --server-arg."""
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=TARGETS,
+        help=f"run only this server (repeatable); default: {default}",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        type=variant,
+        default=[],
+        metavar="NAME=FLAGS",
+        help="also run collab (--fsync always) with these flags as row NAME, "
+        "e.g. --variant 'window25=--batch-window 0.025'",
+    )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra flag for every collab row, e.g. --server-arg=--log-level=warning",
+    )
+    parser.add_argument(
+        "--collab-command",
+        default=DEFAULT_COLLAB,
+        help="how to start collab (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--server-cpu", type=int, default=0, help="core the server is pinned to (default 0)"
+    )
+    parser.add_argument(
+        "--client-cpu",
+        type=int,
+        default=1,
+        help="core the load generators are pinned to (default 1; -1: not pinned)",
+    )
+
+
+def chosen_targets(args: argparse.Namespace) -> list[str]:
+    """The rows to run, in table order; those not installed are skipped with a note."""
+    if args.client_cpu is not None and args.client_cpu < 0:
+        args.client_cpu = None
+    if args.server_cpu is not None and args.server_cpu < 0:
+        args.server_cpu = None
+    names = [t for t in TARGETS if t in (args.only or TARGETS)]
+    names += [name for name, _ in args.variant]
+    runnable = []
+    for name in names:
+        why = missing(name)
+        if why:
+            print(f"{name}: skipped: {why}", flush=True)
+        else:
+            runnable.append(name)
+    return runnable
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Fan-out benchmark of collab against a bare relay, through real sockets."
+        description="Fan-out benchmark: collab, the bare relay, pycrdt-websocket and the Node "
+        "server, through real sockets, in one run."
     )
     parser.add_argument("--docs", type=int, default=10, help="documents (default 10)")
     parser.add_argument("--peers", type=int, default=10, help="Yjs peers per document (10)")
@@ -605,26 +623,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window (20)")
     parser.add_argument("--warmup", type=float, default=3.0, help="load before measuring (3)")
     parser.add_argument("--drain", type=float, default=5.0, help="max wait for stragglers (5)")
-    parser.add_argument(
-        "--only",
-        action="append",
-        choices=TARGETS,
-        help="run only this server (repeatable); default: all three",
-    )
     parser.add_argument("--procs", type=int, default=1, help="load generator processes (default 1)")
-    parser.add_argument(
-        "--server-arg",
-        action="append",
-        default=[],
-        help="extra flag for collab serve, e.g. --server-arg=--log-level=warning",
-    )
-    parser.add_argument(
-        "--collab-command",
-        default=f"{shlex.quote(sys.executable)} -m collab serve",
-        help="how to start collab (default: %(default)s)",
-    )
+    add_target_arguments(parser)
     parser.add_argument(
         "--py-spy", type=Path, help="profile each server over the window into DIR/<server>.svg"
+    )
+    parser.add_argument(
+        "--py-spy-format",
+        choices=("flamegraph", "raw", "speedscope"),
+        default="flamegraph",
+        help="raw: collapsed stacks, one line per stack (grep-able)",
     )
     parser.add_argument(
         "--repeat", type=int, default=1, help="run all servers this many times, interleaved"
@@ -642,13 +650,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     check_encoder()
-    targets = [t for t in TARGETS if t in (args.only or TARGETS)]
+    targets = chosen_targets(args)
     print(
         f"load: {args.docs} docs x {args.peers} peers x {args.rate:g} edits/s = "
         f"{args.docs * args.peers * args.rate:g} edits/s in, "
         f"{args.docs * args.peers * (args.peers - 1) * args.rate:g} deliveries/s out; "
         f"{args.warmup:g} s warm-up, {args.seconds:g} s measured; "
-        f"{args.procs} generator process(es)",
+        f"{args.procs} generator process(es); server on cpu {args.server_cpu}, "
+        f"generators on cpu {args.client_cpu}",
         flush=True,
     )
     workdir = Path(tempfile.mkdtemp(prefix="collab-fanout-"))

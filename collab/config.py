@@ -78,10 +78,11 @@ class Settings:
         },
     )
     batch_window: float = field(
-        default=0.025,
+        default=0.0,
         metadata={
-            "help": "seconds: under load, deliver at most once per window per document "
-            "(what arrives together goes out merged); 0 delivers every message at once"
+            "help": "seconds: a minimum gap between two batches of one document; 0 (the "
+            "default): a batch goes out as soon as the previous one is written, so a lone "
+            "edit is sent at once and what arrives during a write (fsync) shares the next"
         },
     )
     idle_unload_seconds: float = field(

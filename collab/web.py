@@ -17,7 +17,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket
 
 from collab import protocol, security, tokens
 from collab.hooks import Access, AccessDenied, Authenticate, call_hook
@@ -30,16 +30,12 @@ from collab.session.text_messages import Hello, MessageError, parse
 from collab.storage.contract import RevisionHistory
 from collab.storage.errors import CorruptDocumentError
 from collab.storage.history import StoreHistoryCache
+from collab.web_connection import StarletteConnection
 from collab.web_history import HistoryRoutes, error_response
 from collab.web_middleware import SecurityHeaders
 from collab.wire import CloseCode
 
 log = logging.getLogger(__name__)
-
-ABORT_EXTENSION = "collab.abort"
-"""The ASGI scope extension through which a server lets the app drop a connection at once
-(`collab serve` sets it, see `collab.cli.websocket_protocol`): ``scope["extensions"]
-[ABORT_EXTENSION]["abort"]()``. ASGI itself has no way to abort a WebSocket."""
 
 
 def frontend_dir() -> Path:
@@ -48,40 +44,6 @@ def frontend_dir() -> Path:
     if (installed / "editor.html").exists():
         return installed
     return Path(__file__).resolve().parent.parent / "frontend"
-
-
-class StarletteConnection:
-    """A Starlette WebSocket as the hub's `Connection` (counted in the metrics)."""
-
-    def __init__(self, websocket: WebSocket, metrics: Metrics, door: str) -> None:
-        self.websocket = websocket
-        self.metrics = metrics
-        self.sent_messages, self.sent_bytes = metrics.sent[door]
-
-    async def send(self, data: bytes | str) -> None:
-        self.sent_messages.inc()
-        self.sent_bytes.inc(len(data))
-        if isinstance(data, bytes):
-            await self.websocket.send_bytes(data)
-        else:
-            await self.websocket.send_text(data)
-
-    async def close(self, code: int, reason: str) -> None:
-        if self.websocket.application_state != WebSocketState.DISCONNECTED:
-            self.metrics.closed(code)
-            await self.websocket.close(code, close_reason(reason))
-
-    def abort(self) -> None:
-        """Drop the TCP connection now, when the server offers a way to (else only log).
-
-        Without it, a peer that stopped reading keeps its socket and write buffer until
-        the server's own timeouts end it (uvicorn: the keepalive ping).
-        """
-        extension = self.websocket.scope.get("extensions", {}).get(ABORT_EXTENSION)
-        if extension is None:
-            log.warning("cannot abort a stuck peer: the ASGI server has no %s", ABORT_EXTENSION)
-            return
-        extension["abort"]()
 
 
 class WebApp(HistoryRoutes):

@@ -45,6 +45,15 @@ class FakeConnection:
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
 
+    def abort(self) -> None:
+        self.closed = self.closed or (1006, "aborted")
+
+    def send_now(self, data: bytes | str) -> bool:
+        return False  # like a server without the send extension: the channel's queue path
+
+    def buffered(self) -> int:
+        return 0
+
     def texts(self) -> list[dict]:
         return [json.loads(m) for m in self.sent if isinstance(m, str)]
 
@@ -63,6 +72,9 @@ class ControlledStore(MemoryStore):
         self.fail_append = False
         self.fail_compact = False
         self.closed = False
+        self.append_gate = asyncio.Event()  # clear it to hold appends (a slow fsync)
+        self.append_gate.set()
+        self.appends: list[int] = []  # records per append call (per fsync), in order
 
     async def load(self, name: str) -> StoredDocument | None:
         self.loads += 1
@@ -73,6 +85,8 @@ class ControlledStore(MemoryStore):
 
     async def append(self, name: str, records: Sequence[Record]) -> None:
         await asyncio.sleep(0)  # like a real store, let others run while writing
+        await self.append_gate.wait()
+        self.appends.append(len(records))
         if self.fail_append:
             raise OSError("disk full")
         await super().append(name, records)
@@ -264,3 +278,71 @@ async def test_shutdown_waits_for_an_unload_in_progress(store: ControlledStore) 
     assert store.closed
     stored = await store.load("saving")
     assert stored is not None and stored.snapshot_rev == 1
+
+
+# --- batching: the commit sets the pace, not a timer ----------------------------------------
+
+
+def yjs_edit(client_id: int, text: str) -> bytes:
+    """A y-websocket update message: one Yjs client inserting `text` into a fresh text."""
+    doc = Doc(client_id=client_id)
+    doc.get("text", type=Text).insert(0, text)
+    return protocol.encode_sync_update(doc.get_update())
+
+
+def updates_in(connection: FakeConnection) -> list[bytes]:
+    """The Yjs updates a peer was sent (after its handshake's step 1)."""
+    decoded = [protocol.decode(m) for m in connection.sent if isinstance(m, bytes)]
+    return [m.update for m in decoded if isinstance(m, protocol.SyncUpdate)]
+
+
+async def loop_turns(count: int) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def test_a_lone_edit_is_sent_without_waiting(store: ControlledStore) -> None:
+    hub = make_hub(store)  # the default batch window: 0
+    assert hub.settings.batch_window == 0
+    runner = await hub.open("lone")
+    writer, reader = FakeConnection(), FakeConnection()
+    w = runner.connect(writer, "yjs", None, False)
+    runner.connect(reader, "yjs", None, False)
+    await runner.flush()
+    for n, text in enumerate(["hello 😀", "again 中"], start=1):
+        runner.receive(w, yjs_edit(6 + n, text))
+        # Nothing else is happening: a few turns of the event loop (no clock moves, no
+        # timer fires) commit it and send it, the second right after the first.
+        await loop_turns(20)
+        assert store.appends == [1] * n
+        assert len(updates_in(reader)) == n
+
+
+async def test_edits_during_a_write_share_one_batch_and_one_fsync(
+    store: ControlledStore,
+) -> None:
+    hub = make_hub(store)
+    runner = await hub.open("busy")
+    connections = [FakeConnection() for _ in range(4)]
+    peers = [runner.connect(c, "yjs", None, False) for c in connections]
+    reader = FakeConnection()
+    runner.connect(reader, "yjs", None, False)
+    await runner.flush()
+    store.append_gate.clear()  # the first write takes its time
+    runner.receive(peers[0], yjs_edit(10, "first"))
+    await until(lambda: runner.rev == 1, what="the first batch to be written")
+    for n, peer in enumerate(peers[1:], start=1):  # they arrive while it is written
+        runner.receive(peer, yjs_edit(10 + n, f"edit {n}"))
+    await loop_turns(20)
+    assert store.appends == [] and updates_in(reader) == []  # durable before visible
+    store.append_gate.set()
+    await runner.flush()
+    assert store.appends == [1, 3]  # two fsyncs: the first edit, then the three together
+    sent = updates_in(reader)
+    assert len(sent) == 2  # one message per batch, the three merged into the second
+    replica = Doc()
+    for update in sent:
+        replica.apply_update(update)
+    text = str(replica.get("text", type=Text))
+    assert all(part in text for part in ("first", "edit 1", "edit 2", "edit 3"))
+    assert text == runner.text

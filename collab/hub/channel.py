@@ -24,20 +24,49 @@ class Connection(Protocol):
     def abort(self) -> None:
         """Drop the connection now, without a close handshake or draining what is buffered."""
 
+    def send_now(self, data: bytes | str) -> bool:
+        """Write a message to the socket at once, without waiting; False (nothing written)
+        when the connection cannot take it now (its buffer is full, it is closing, or the
+        server offers no way to): the channel then queues it and sends it with `send`."""
+        ...
+
+    def buffered(self) -> int:
+        """Bytes written to the socket that the peer has not taken yet (0 if unknown)."""
+        ...
+
 
 class PeerChannel:
-    """One peer's outgoing messages: a bounded queue drained by its own task.
+    """One peer's outgoing messages, bounded.
 
-    A peer that cannot keep up never makes the server buffer without bound: when its queue
-    plus the next message passes `limit` bytes the queue is dropped and `on_overflow`
-    decides (resync or close). The message being sent counts until its send returns: a
-    peer that does not read blocks that send, and must not get an empty queue to fill.
-    Only a peer with nothing pending at all is sent one message over the limit (a big
-    document's sync step 2).
+    A message goes to the socket at once when it can take it (`Connection.send_now`: no
+    task, no wait), else into a queue that a task drains while the peer is behind; the task
+    ends when the queue is empty, so an idle or keeping-up peer costs no task.
+
+    A peer that cannot keep up never makes the server buffer without bound: when what it has
+    not taken yet (the queue, the message being sent, the socket's write buffer) plus the
+    next message passes `limit` bytes, the queue is dropped and `on_overflow` decides
+    (resync or close). Only a peer with nothing pending at all is sent one message over the
+    limit (a big document's sync step 2).
 
     Closing never waits on the peer: when the close frame cannot be sent within
     `close_timeout` seconds (a peer that stopped reading), the connection is aborted.
     """
+
+    __slots__ = (
+        "_closer",
+        "_drained",
+        "_queued",
+        "_sending",
+        "_task",
+        "close_timeout",
+        "closed",
+        "connection",
+        "limit",
+        "on_overflow",
+        "overflows",
+        "peer_id",
+        "queue",
+    )
 
     def __init__(
         self,
@@ -52,37 +81,47 @@ class PeerChannel:
         self.limit = limit
         self.on_overflow = on_overflow
         self.close_timeout = close_timeout
-        self.queue: deque[bytes | str] = deque()
-        self.queued_bytes = 0  # the queue and the message being sent
+        self.queue: deque[bytes | str] | None = None  # made when the peer falls behind
+        self._queued = 0  # bytes in the queue
         self._sending = 0  # bytes of the message being sent, until its send returns
         self.overflows = 0
         self.closed = False
         self._closer: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._task = asyncio.create_task(self._drain(), name=f"send-{peer_id}")
+        self._task: asyncio.Task[None] | None = None  # drains the queue, while there is one
+        self._drained: asyncio.Event | None = None
+
+    @property
+    def queued_bytes(self) -> int:
+        """What the peer has not taken yet: the queue, the message being sent, the socket's
+        write buffer."""
+        return self._queued + self._sending + self.connection.buffered()
 
     def send(self, data: bytes | str) -> None:
         if self.closed:
             return
+        if self._task is None and self.connection.send_now(data):
+            return
         size = len(data)
-        if self.queued_bytes + size > self.limit and self.queued_bytes:
-            self.queue.clear()
-            self.queued_bytes = self._sending
+        pending = self.queued_bytes
+        if pending and pending + size > self.limit:
+            if self.queue is not None:
+                self.queue.clear()
+            self._queued = 0
             self.overflows += 1
             self.on_overflow(self)
             return
+        if self.queue is None:
+            self.queue = deque()
         self.queue.append(data)
-        self.queued_bytes += size
-        self._ready.set()
+        self._queued += size
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain(), name=f"send-{self.peer_id}")
 
     def close(self, code: int, reason: str) -> None:
         """Close after nothing more: queued messages are dropped."""
         if self.closed:
             return
-        self.closed = True
-        self.queue.clear()
-        self._task.cancel()
+        self._stop()
         self._closer = asyncio.create_task(self._close(code, reason))
 
     async def wait_closed(self, timeout: float) -> None:
@@ -95,18 +134,24 @@ class PeerChannel:
         """Send what is queued (within `timeout`), then close."""
         if self.closed:
             return
-        if self.queued_bytes:
-            self._drained.clear()
+        if self._task is not None:
+            self._drained = asyncio.Event()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), timeout)
-        self.closed = True
-        self._task.cancel()
+        self._stop()
         await self._close(code, reason)
 
     def abandon(self) -> None:
         """The peer is gone: stop sending, nothing to close."""
+        self._stop()
+
+    def _stop(self) -> None:
         self.closed = True
-        self._task.cancel()
+        self.queue = None
+        self._queued = 0
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
 
     async def _close(self, code: int, reason: str) -> None:
         """Send the close frame; abort when that takes longer than the close timeout."""
@@ -119,21 +164,22 @@ class PeerChannel:
             log.debug("peer %s: close failed: %r", self.peer_id, error)
 
     async def _drain(self) -> None:
+        """Send the queue, waiting on the peer; end when it is empty."""
         try:
-            while True:
-                await self._ready.wait()
-                self._ready.clear()
-                while self.queue:
-                    data = self.queue.popleft()
-                    self._sending = len(data)
-                    try:
-                        await self.connection.send(data)
-                    finally:
-                        self.queued_bytes -= self._sending
-                        self._sending = 0
-                self._drained.set()
+            while self.queue:
+                data = self.queue.popleft()
+                self._queued -= len(data)
+                self._sending = len(data)
+                try:
+                    await self.connection.send(data)
+                finally:
+                    self._sending = 0
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the socket went away: the receive side will see it
             log.debug("peer %s: send failed: %r", self.peer_id, error)
             self.closed = True
+        self._task = None
+        self.queue = None
+        if self._drained is not None:
+            self._drained.set()

@@ -10,8 +10,9 @@ from typing import Any
 from collab.bus.contract import Bus
 from collab.config import Settings
 from collab.hooks import OnChange, OnLoad, call_hook
+from collab.hub.accounting import LogSize
 from collab.hub.changes import ChangeFeed
-from collab.hub.runner import DocumentRunner, LogSize
+from collab.hub.runner import DocumentRunner
 from collab.names import validate_name
 from collab.session import Output, Session
 from collab.storage.contract import Store

@@ -23,11 +23,10 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from collab import textops
-from collab.config import Settings
+from collab.hub.accounting import LogSize
 from collab.hub.channel import Connection, PeerChannel
 from collab.session import Output, PeerId, Session
 from collab.storage.contract import DocumentCommit, Record, SharedStore, Snapshot
@@ -42,23 +41,6 @@ RESYNCS_BEFORE_DROP = 3
 TICK_SECONDS = 0.05  # how often the session hears time pass (`Session.tick`)
 
 Event = Callable[[Session], None]
-
-
-@dataclass
-class LogSize:
-    """The log since the last snapshot: when it grows past a limit, a snapshot is due."""
-
-    records: int = 0
-    bytes: int = 0
-
-    def add(self, records: Sequence[Record]) -> None:
-        self.records += len(records)
-        self.bytes += sum(len(record.update) for record in records)
-
-    def due(self, settings: Settings) -> bool:
-        return self.records >= settings.compact_log_records or (
-            self.bytes >= settings.compact_log_bytes
-        )
 
 
 class DocumentRunner:
@@ -77,6 +59,8 @@ class DocumentRunner:
         self._edits: list[asyncio.Future[int]] = []  # server edits not yet committed
         self._published: list[Record] = []  # revisions other processes told us about
         self._catch_up = hub.bus is not None  # fetch from the store what we may have missed
+        # A runtime-checkable isinstance walks the protocol's members: once, not per batch.
+        self._shared = isinstance(hub.store, SharedStore)
         self._wake = asyncio.Event()
         self._delivering = asyncio.Lock()  # batches go out one at a time, in order
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -220,10 +204,24 @@ class DocumentRunner:
         self._wake.set()
 
     def _overflowed(self, channel: PeerChannel) -> None:
+        """A peer's queue overflowed. One that reads, only slower than the document
+        changes, is resynced (the whole state replaces what it missed). One whose socket
+        does not drain at all (bytes wait in its write buffer) is closed at once: a resync
+        (a copy of the whole document) could not be sent either, and on reconnect its sync
+        step 1 fetches only what it lacks."""
+        stalled = channel.connection.buffered() > 0
         log.warning(
-            "%s: peer %s is too slow, %d overflows", self.name, channel.peer_id, channel.overflows
+            "%s: peer %s is too slow, %d overflows%s",
+            self.name,
+            channel.peer_id,
+            channel.overflows,
+            ", its socket does not drain" if stalled else "",
         )
-        if channel.overflows > RESYNCS_BEFORE_DROP or not self._session.resync(channel.peer_id):
+        if (
+            stalled
+            or channel.overflows > RESYNCS_BEFORE_DROP
+            or not self._session.resync(channel.peer_id)
+        ):
             channel.close(CloseCode.TOO_SLOW, "too slow: send queue overflowed")
         if self.hub.metrics is not None:  # resynced unless it was just closed
             self.hub.metrics.overflowed(resynced=not channel.closed)
@@ -318,7 +316,7 @@ class DocumentRunner:
                 elif record.rev > session.rev:
                     self._catch_up = True
                     break
-            if self._catch_up and isinstance(self.hub.store, SharedStore):
+            if self._catch_up and self._shared:
                 self._catch_up = False
                 for record in await self.hub.store.records_after(self.name, session.rev):
                     session.apply_committed(record)
@@ -338,6 +336,8 @@ class DocumentRunner:
     async def _commit_batch(self) -> Output | None:
         """Feed the inbox to the session inside the store's commit; None on failure."""
         session = self._session
+        if not self._shared:  # only this process writes: no transaction to open
+            return await self._commit_exclusive()
         try:
             async with self._commit() as commit:
                 for record in await commit.records_after(session.rev):
@@ -353,14 +353,28 @@ class DocumentRunner:
             return None
         return output
 
+    async def _commit_exclusive(self) -> Output | None:
+        """The batch, then one append of its records (if any) to a store only we write."""
+        session = self._session
+        inbox = self._inbox
+        try:
+            while inbox:
+                inbox.popleft()(session)
+            output = session.take_output()
+            if output.records:
+                await self.hub.store.append(self.name, output.records)
+        except Exception:
+            log.exception("%s: could not commit", self.name)
+            self._fail("storage failure: reconnect")
+            return None
+        return output
+
     @contextlib.asynccontextmanager
     async def _commit(self) -> AsyncIterator[DocumentCommit]:
         store = self.hub.store
-        if isinstance(store, SharedStore):
-            async with store.commit(self.name) as commit:
-                yield commit
-        else:
-            yield _ExclusiveCommit(self)
+        assert isinstance(store, SharedStore)
+        async with store.commit(self.name) as commit:
+            yield commit
 
     def _snapshot(self) -> Snapshot:
         session = self._session
@@ -476,16 +490,3 @@ def _settle(edits: list[asyncio.Future[int]], outcome: int | Exception) -> None:
             done.set_exception(outcome)
         else:
             done.set_result(outcome)
-
-
-class _ExclusiveCommit:
-    """A commit to a store only this process writes: nobody else commits in between."""
-
-    def __init__(self, runner: DocumentRunner) -> None:
-        self.runner = runner
-
-    async def records_after(self, rev: int) -> list[Record]:
-        return []
-
-    async def append(self, records: Sequence[Record]) -> None:
-        await self.runner.hub.store.append(self.runner.name, records)

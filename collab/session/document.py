@@ -191,6 +191,8 @@ class Document:
         (pycrdt would keep them pending and half-apply a later one) and edits between the
         halves of a surrogate pair (Yjs and Yrs replicas would diverge).
         """
+        if update == EMPTY_UPDATE:  # a new peer's sync step 2: nothing to apply or store
+            return None
         self._check_size(len(update))
         known = decode_state_vector(self.doc.get_state())
         decoded = self._check_update(update, known)

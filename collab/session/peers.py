@@ -21,7 +21,7 @@ class PeerState(Enum):
     CLOSING = "closing"  # the driver was asked to close it: its messages are ignored
 
 
-@dataclass
+@dataclass(slots=True)
 class Peer:
     id: PeerId
     kind: PeerKind

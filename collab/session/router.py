@@ -94,6 +94,10 @@ class Session(PresenceRoutes):
         self.outbox = Outbox()
         self.peers: dict[PeerId, Peer] = {}
         self._yjs_peers: list[PeerId] = []  # the Yjs peers' ids, for the hot broadcast loop
+        self._text_peers = 0  # how many text peers: none, and a revision skips their loops
+        # The last sync step 2 made in this batch, by state vector: peers joining together
+        # (most send the empty state vector) share one encode of the document.
+        self._step2: tuple[int, bytes, bytes] | None = None
         self._records: list[Record] = []
         self._revisions: list[Revision] = []
         self._closes: list[tuple[PeerId, int, str]] = []
@@ -146,6 +150,7 @@ class Session(PresenceRoutes):
     ) -> None:
         """A text-operation peer connected; it says hello next."""
         self.peers[peer_id] = Peer(peer_id, PeerKind.TEXT, user, readonly)
+        self._text_peers += 1
         self.document.track_text(True)
 
     def disconnect(self, peer_id: PeerId) -> None:
@@ -157,6 +162,7 @@ class Session(PresenceRoutes):
         if peer.kind is PeerKind.YJS:
             self._yjs_peers.remove(peer_id)
         else:
+            self._text_peers -= 1
             self.document.track_text(any(p.kind is PeerKind.TEXT for p in self.peers.values()))
         gone = self.awareness.remove(peer.awareness_ids)
         if peer.client is not None:
@@ -206,6 +212,7 @@ class Session(PresenceRoutes):
             self._records, self._revisions, self.outbox.take(), self._closes, self._awareness_out
         )
         self._records, self._revisions, self._closes, self._awareness_out = [], [], [], []
+        self._step2 = None  # a copy of the document is not kept past its batch
         return output
 
     # ------------------------------------------------------------------ other processes
@@ -293,13 +300,19 @@ class Session(PresenceRoutes):
             self.close_peer(peer.id, CloseCode.UNSUPPORTED, "unexpected message from a client")
 
     def _answer_step1(self, peer: Peer, state_vector: bytes) -> None:
+        cached = self._step2
+        if cached is not None and cached[0] == self.rev and cached[1] == state_vector:
+            self._send(peer.id, cached[2])
+            return
         try:
             update = self.document.doc.get_update(state_vector)
         except Exception:
             raise ChangeRefused(
                 ErrorCode.BAD_MESSAGE, "invalid state vector in sync step 1"
             ) from None
-        self._send(peer.id, protocol.encode_sync_step2(update))
+        message = protocol.encode_sync_step2(update)
+        self._step2 = (self.rev, bytes(state_vector), message)
+        self._send(peer.id, message)
 
     # ------------------------------------------------------------------ text peers
 
@@ -380,6 +393,8 @@ class Session(PresenceRoutes):
         self._broadcast_revision(revision, exclude=author)
 
     def _broadcast_revision(self, revision: Revision, exclude: PeerId | None) -> None:
+        if not self._text_peers:  # only Yjs peers: they had the update (the hot path)
+            return
         message = None
         for peer in self.peers.values():
             if peer.joined and peer.id != exclude:

@@ -1,0 +1,87 @@
+"""A Starlette WebSocket as the hub's `Connection`, and the extensions a server may offer.
+
+`collab serve`'s uvicorn protocol offers two ASGI scope extensions that ASGI itself lacks:
+writing to the socket at once (no task, no await) and aborting a connection.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from collab.metrics import Metrics
+from collab.protocol import close_reason
+
+log = logging.getLogger("collab.web")
+
+ABORT_EXTENSION = "collab.abort"
+"""The ASGI scope extension through which a server lets the app drop a connection at once
+(`collab serve` sets it, see `collab.cli.websocket_protocol`): ``scope["extensions"]
+[ABORT_EXTENSION]["abort"]()``. ASGI itself has no way to abort a WebSocket."""
+
+SEND_EXTENSION = "collab.send"
+"""The ASGI scope extension through which a server lets the app write a message without
+awaiting (`collab serve` sets it, see `collab.serving.WebSocketProtocol`):
+``scope["extensions"][SEND_EXTENSION]["send_now"](data) -> bool`` (False: not written, the
+socket's buffer is full or it is closing) and ``["buffered"]() -> int`` (bytes written and
+not yet taken by the peer)."""
+
+
+class StarletteConnection:
+    """A Starlette WebSocket as the hub's `Connection` (counted in the metrics)."""
+
+    __slots__ = ("_send_now", "buffered", "metrics", "sent_bytes", "sent_messages", "websocket")
+
+    def __init__(self, websocket: WebSocket, metrics: Metrics, door: str) -> None:
+        self.websocket = websocket
+        self.metrics = metrics
+        self.sent_messages, self.sent_bytes = metrics.sent[door]
+        extension = websocket.scope.get("extensions", {}).get(SEND_EXTENSION)
+        if extension is not None:  # the server writes for us at once, no task, no await
+            self._send_now = extension["send_now"]
+            self.buffered = extension["buffered"]
+        else:
+            self._send_now = _cannot_send_now
+            self.buffered = _nothing_buffered
+
+    def send_now(self, data: bytes | str) -> bool:
+        """Write to the socket at once if it can take it (no task); False otherwise."""
+        if not self._send_now(data):
+            return False
+        self.sent_messages.inc()
+        self.sent_bytes.inc(len(data))
+        return True
+
+    async def send(self, data: bytes | str) -> None:
+        self.sent_messages.inc()
+        self.sent_bytes.inc(len(data))
+        if isinstance(data, bytes):
+            await self.websocket.send_bytes(data)
+        else:
+            await self.websocket.send_text(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.websocket.application_state != WebSocketState.DISCONNECTED:
+            self.metrics.closed(code)
+            await self.websocket.close(code, close_reason(reason))
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, when the server offers a way to (else only log).
+
+        Without it, a peer that stopped reading keeps its socket and write buffer until
+        the server's own timeouts end it (uvicorn: the keepalive ping).
+        """
+        extension = self.websocket.scope.get("extensions", {}).get(ABORT_EXTENSION)
+        if extension is None:
+            log.warning("cannot abort a stuck peer: the ASGI server has no %s", ABORT_EXTENSION)
+            return
+        extension["abort"]()
+
+
+def _cannot_send_now(data: bytes | str) -> bool:
+    return False
+
+
+def _nothing_buffered() -> int:
+    return 0
