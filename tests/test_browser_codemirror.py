@@ -52,6 +52,12 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     httpd.shutdown()
 
 
+@pytest.fixture
+def cm_server(start_server, bundle: str) -> ServerProcess:
+    """A server that lets the CodeMirror page's origin (another port) open WebSockets."""
+    return start_server("--fsync", "never", "--allowed-origins", bundle.rstrip("/"))
+
+
 def open_codemirror(browser, server: ServerProcess, bundle: str, room: str, name: str):
     context = browser.new_context(viewport={"width": 900, "height": 500})
     page = context.new_page()
@@ -74,8 +80,9 @@ def remote_caret_at(page) -> list[int]:
 
 
 def test_codemirror_and_the_textarea_page_show_each_others_caret(
-    server: ServerProcess, open_page, browser, bundle: str
+    cm_server: ServerProcess, open_page, browser, bundle: str
 ) -> None:
+    server = cm_server
     page = open_page(server.http_url, "side-by-side", "Ada")
     context, cm = open_codemirror(browser, server, bundle, "side-by-side", "Cai")
     try:
