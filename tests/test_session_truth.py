@@ -313,6 +313,11 @@ class TruthMachine(RuleBasedStateMachine):
                 assert peer.client.text == text
 
     @invariant()
+    def the_kept_state_vector_is_pycrdts(self) -> None:
+        document = self.session.document
+        assert document.state_vector() == decode_state_vector(document.doc.get_state())
+
+    @invariant()
     def no_edit_applied_twice(self) -> None:
         shown = Counter(c for c in self.session.mirror if MARKERS <= ord(c) < MARKERS + 10**4)
         assert all(n == 1 for n in shown.values()), shown.most_common(3)

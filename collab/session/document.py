@@ -104,6 +104,7 @@ class Document:
         self.client_id: int = self.doc.client_id
         self.text = self.doc.get(settings.text_name, type=Text)
         self._surrogates = SurrogateIndex()  # where edits would split a character
+        self._clocks: dict[int, int] | None = None  # the state vector, kept up to date
         self._items: TextItems | None = None  # the text's item ids, while carets need them
         if stored is not None:
             self._load(stored)
@@ -194,7 +195,7 @@ class Document:
         if update == EMPTY_UPDATE:  # a new peer's sync step 2: nothing to apply or store
             return None
         self._check_size(len(update))
-        known = decode_state_vector(self.doc.get_state())
+        known = self.state_vector()
         decoded = self._check_update(update, known)
         # No new items: only new deletions can change anything (a reconnecting peer's
         # step 2 re-sends what is known: no revision, nothing relayed).
@@ -210,6 +211,7 @@ class Document:
             self._undo(f"{origin}: {error}")
             raise ChangeRefused(ErrorCode.BAD_MESSAGE, f"update refused: {error}") from None
         self._surrogates.add(decoded, known)
+        _advance(known, decoded)
         if nothing_new and self._delete_set() == deleted_before:
             return None
         # The update is stored and relayed as it came (as the reference server relays
@@ -258,6 +260,7 @@ class Document:
         if update is None:
             return None
         self._surrogates.add(update)  # its pairs: a Yjs peer may not split them either
+        self._clocks = None  # the server's own clock moved
         record = Record(self.rev + 1, self.clock(), origin, user, update)
         return Committed(record, self._add(record, textops.normalize(op), client, seq))
 
@@ -267,11 +270,19 @@ class Document:
         continue this document's revisions, `InvalidUpdateError` when pycrdt refuses it."""
         if record.rev != self.rev + 1:
             raise ValueError(f"revision {record.rev} does not follow {self.rev}")
-        known = decode_state_vector(self.doc.get_state())
+        known = self.state_vector()
+        self._clocks = None
         apply_update(self.doc, record.update)
         _, deltas = self._take_captured()
         self._surrogates.add(record.update, known)
         return self._add(record, self._op_from_deltas(deltas))
+
+    def state_vector(self) -> dict[int, int]:
+        """Client id -> next clock: decoded from pycrdt once, then advanced by each checked
+        update as it is applied (every struct of one integrates, or it was refused)."""
+        if self._clocks is None:
+            self._clocks = decode_state_vector(self.doc.get_state())
+        return self._clocks
 
     def compacted(self, rev: int, state: bytes) -> None:
         """A snapshot of `state` at `rev` was written: the log now starts there."""
@@ -332,6 +343,7 @@ class Document:
         tracking = self._mirror is not None
         if tracking:
             self.text.unobserve(self._text_subscription)
+        self._clocks = None
         self.doc = Doc(client_id=self.client_id)
         self.text = self.doc.get(self.settings.text_name, type=Text)
         if self._base:
@@ -387,3 +399,12 @@ def _adds_items(update: Update, known: dict[int, int]) -> bool:
     return any(
         s.clock + s.length > known.get(s.client, 0) and s.ref != SKIP for s in update.structs
     )
+
+
+def _advance(clocks: dict[int, int], update: Update) -> None:
+    """Move the state vector past an update that was applied in full."""
+    for s in update.structs:
+        if s.ref != SKIP:
+            end = s.clock + s.length
+            if end > clocks.get(s.client, 0):
+                clocks[s.client] = end
