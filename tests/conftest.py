@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -79,7 +80,9 @@ class ServerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         command = [sys.executable, "-m", "collab", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--data-dir", str(self.data_dir), *self.args]
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        self.process = subprocess.Popen(  # its own process group: --workers children too
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
+        )
         log.close()
         wait_until(self._healthy, timeout, f"server on port {self.port} ({self.log()})")
         return self
@@ -98,9 +101,12 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def kill(self) -> None:
-        """SIGKILL: the crash case."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
+        """SIGKILL to the server and any worker processes it started: the crash case."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        if self.process.poll() is None:
             self.process.wait(10)
 
     def stop(self, timeout: float = 20.0) -> int:
