@@ -8,7 +8,6 @@ make an encode raise, deeply nested JSON gets an error and the connection goes o
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import socket
@@ -19,6 +18,7 @@ import httpx
 from conftest import ServerProcess
 from pyclient import YClient, connect_options, round_trip, url_name
 from pycrdt import Doc
+from test_e2e_hostile import raw_websocket
 from websockets.asyncio.client import connect
 
 from collab import protocol
@@ -51,23 +51,7 @@ def masked_frame(payload: bytes, opcode: int = 0x2) -> bytes:
 
 def non_reader(port: int, path: str) -> socket.socket:
     """A WebSocket client with a tiny receive buffer that, after the handshake, never reads."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    sock.sendall(request.encode())
-    response = b""
-    while not response.endswith(b"\r\n\r\n"):
-        byte = sock.recv(1)
-        assert byte, f"connection closed during the handshake: {response!r}"
-        response += byte
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return sock
+    return raw_websocket(port, path, receive_buffer=4096)
 
 
 async def peers_online(server: ServerProcess, name: str) -> int:

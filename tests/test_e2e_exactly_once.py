@@ -72,6 +72,16 @@ async def server_text(http: httpx.AsyncClient, name: str) -> str:
     return response.text
 
 
+async def unloaded(http: httpx.AsyncClient, name: str) -> None:
+    """Wait until the server has saved the document and let it leave memory."""
+    for _ in range(500):
+        documents = (await http.get("/api/docs")).json()["documents"]
+        if any(d["name"] == name and not d["loaded"] for d in documents):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{name!r} never left memory")
+
+
 async def stored_until(http: httpx.AsyncClient, name: str, piece: str) -> str:
     for _ in range(500):
         text = await server_text(http, name)
@@ -122,7 +132,7 @@ async def test_an_op_whose_ack_was_lost_is_applied_once_after_unload_or_restart(
                 await line.send(other.edit([piece, len(other.text)]))
                 await line.synced()
             await line.close()
-        await asyncio.sleep(1.0)  # idle: the document leaves memory (0.2 s)
+        await unloaded(http, name)  # idle for 0.2 s: saved and out of memory
         if away != "unload":
             assert server.stop() == 0
             server.start()
@@ -154,7 +164,7 @@ async def test_an_op_whose_ack_was_lost_is_applied_once_after_ten_thousand_revis
     async with httpx.AsyncClient(base_url=server.http_url, trust_env=False) as http:
         client = TextClient()
         seq = await lose_the_ack(url, client, http, name)
-        await asyncio.sleep(0.8)  # unloaded too
+        await unloaded(http, name)
         peer = await YClient.connect(f"{server.ws_url}/yjs/{name}")
         await peer.synced()
         for _ in range(10_050):

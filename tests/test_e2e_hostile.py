@@ -323,9 +323,16 @@ async def test_slow_peer_is_bounded_and_does_not_slow_the_others(start_server) -
             await client.close()
 
 
-def raw_websocket(port: int, path: str) -> socket.socket:
-    """A TCP socket that completed a WebSocket handshake and will answer nothing, ever."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+def raw_websocket(port: int, path: str, receive_buffer: int | None = None) -> socket.socket:
+    """A TCP socket that completed a WebSocket handshake and will answer nothing, ever.
+
+    `receive_buffer` shrinks its kernel receive buffer (a peer that never reads fills it
+    at once)."""
+    sock = socket.socket()
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
     request = (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"

@@ -75,7 +75,8 @@ class PresenceRoutes:
         owned = self._remote_awareness.setdefault(process, set())
         try:
             change = self.awareness.receive(owned, message.entries, limit=None)
-        except TooManyStates:  # not raised without a limit
+        except TooManyStates as error:  # the document's awareness bytes are capped
+            log.warning("%s: awareness from process %s dropped: %s", self.name, process, error)
             return
         self._show_awareness(change, data, publish=False)
 
