@@ -5,6 +5,7 @@
 // out as the textarea lays them out. Marks are redrawn at most once a frame, after any
 // change to the text or to presence; scrolling only moves them.
 
+import { onceAFrame } from "./frame.js";
 import { safeColor } from "./peers-list.js";
 import { cpLength, cpToDisplay, display } from "./positions.js";
 
@@ -64,21 +65,12 @@ export class CaretLayer {
     this.marks.className = "carets-marks";
     this.layer.append(this.mirror, this.marks);
     textarea.after(this.layer);
-    this.pending = false;
+    /** Redraw, at most once a frame. */
+    this.render = onceAFrame(() => this.draw());
     textarea.addEventListener("scroll", () => this.scroll());
     textarea.addEventListener("input", () => this.render());
     new ResizeObserver(() => this.render()).observe(textarea);
     if (document.fonts) document.fonts.ready.then(() => this.render());
-  }
-
-  /** Redraw, at most once a frame. */
-  render() {
-    if (this.pending) return;
-    this.pending = true;
-    requestAnimationFrame(() => {
-      this.pending = false;
-      this.draw();
-    });
   }
 
   draw() {

@@ -1,6 +1,7 @@
 // Who is here: this tab's user first, then every peer that has a name, with its colour and
 // the line its caret is on.
 
+import { onceAFrame } from "./frame.js";
 import { lineOf } from "./positions.js";
 
 /** `color` if it is a CSS hex colour, else grey (names and colours come from other users). */
@@ -12,17 +13,8 @@ export class PeersList {
   constructor(list, client) {
     this.list = list;
     this.client = client;
-    this.pending = false;
-  }
-
-  /** Redraw, at most once a frame. */
-  render() {
-    if (this.pending) return;
-    this.pending = true;
-    requestAnimationFrame(() => {
-      this.pending = false;
-      this.draw();
-    });
+    /** Redraw, at most once a frame. */
+    this.render = onceAFrame(() => this.draw());
   }
 
   draw() {
