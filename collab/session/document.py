@@ -103,12 +103,13 @@ class Document:
         self.doc = Doc(client_id=client_id)
         self.client_id: int = self.doc.client_id
         self.text = self.doc.get(settings.text_name, type=Text)
-        self._surrogates = SurrogateIndex()  # where edits would split a character
+        # Where edits would split a character: built from the state on the first Yjs
+        # update (documents that only text clients edit never pay for decoding it).
+        self._surrogates: SurrogateIndex | None = None if stored else SurrogateIndex()
         self._clocks: dict[int, int] | None = None  # the state vector, kept up to date
         self._items: TextItems | None = None  # the text's item ids, while carets need them
         if stored is not None:
             self._load(stored)
-            self._surrogates.add(self.doc.get_update())
         else:
             self.track_text(track_text)
 
@@ -210,7 +211,7 @@ class Document:
         except (InvalidUpdateError, textops.OpError) as error:
             self._undo(f"{origin}: {error}")
             raise ChangeRefused(ErrorCode.BAD_MESSAGE, f"update refused: {error}") from None
-        self._surrogates.add(decoded, known)
+        self._surrogate_index().add(decoded, known)
         _advance(known, decoded)
         if nothing_new and self._delete_set() == deleted_before:
             return None
@@ -259,7 +260,8 @@ class Document:
         update, _ = self._take_captured()
         if update is None:
             return None
-        self._surrogates.add(update)  # its pairs: a Yjs peer may not split them either
+        if self._surrogates is not None:  # its pairs: a Yjs peer may not split them either
+            self._surrogates.add(update)
         self._clocks = None  # the server's own clock moved
         record = Record(self.rev + 1, self.clock(), origin, user, update)
         return Committed(record, self._add(record, textops.normalize(op), client, seq))
@@ -274,8 +276,15 @@ class Document:
         self._clocks = None
         apply_update(self.doc, record.update)
         _, deltas = self._take_captured()
-        self._surrogates.add(record.update, known)
+        if self._surrogates is not None:
+            self._surrogates.add(record.update, known)
         return self._add(record, self._op_from_deltas(deltas))
+
+    def _surrogate_index(self) -> SurrogateIndex:
+        if self._surrogates is None:
+            self._surrogates = SurrogateIndex()
+            self._surrogates.add(self.doc.get_update())
+        return self._surrogates
 
     def state_vector(self) -> dict[int, int]:
         """Client id -> next clock: decoded from pycrdt once, then advanced by each checked
@@ -299,7 +308,7 @@ class Document:
 
     def _check_update(self, update: bytes, known: dict[int, int]) -> Update:
         try:
-            decoded, problem = check_update(update, known, self._surrogates)
+            decoded, problem = check_update(update, known, self._surrogate_index())
         except UpdateFormatError as error:
             raise ChangeRefused(ErrorCode.BAD_MESSAGE, f"invalid Yjs update: {error}") from None
         if problem is not None:
