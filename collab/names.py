@@ -9,6 +9,7 @@ two different documents, as they are two different URLs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 #: Keys longer than this are shortened with a hash (filesystems allow 255 bytes per entry).
@@ -62,6 +63,7 @@ def _escape(data: bytes) -> str:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # on every append: escaping a name costs ~5 µs
 def storage_key(name: str) -> str:
     """The directory entry for document `name` (validated for characters, not length).
 

@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
+from websockets.protocol import State
 
 from collab.backends import BackendError
 from collab.config import Settings
@@ -31,11 +32,15 @@ from collab.connections import (
     quiet_accept_errors,
     raise_fd_limit,
 )
+from collab.frames import FrameCache
 from collab.security import is_public_bind
 from collab.storage.dirlock import DataDirectoryError
 from collab.web_connection import ABORT_EXTENSION, SEND_EXTENSION
 
 log = logging.getLogger("collab")
+
+# One per process: the event loop sends a broadcast's message to its peers one after another.
+_broadcast_frames = FrameCache()
 
 
 class _AbortingTransport:
@@ -122,7 +127,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def send_now(self, data: bytes | str) -> bool:
         """Write one message now, as uvicorn's `send` would, without its awaits (the hub's
         broadcast path: no task per peer); False when it cannot be written now (the buffer
-        is over its high-water mark, or the connection is not open)."""
+        is over its high-water mark, or the connection is not open). Without extensions
+        the frame is built once for all the peers a message goes to (`collab.frames`)."""
         if (
             self.close_sent
             or self.disconnected
@@ -133,6 +139,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         ):
             return False
         conn = self.conn
+        if not conn.extensions and not conn.writes and not conn.expect_continuation_frame:
+            if conn.state is not State.OPEN:
+                return False
+            self._raw_transport.write(_broadcast_frames.frame(data))
+            return True
         try:
             if type(data) is bytes:
                 conn.send_binary(data)

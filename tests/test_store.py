@@ -573,30 +573,87 @@ async def test_hostile_names_stay_inside_the_data_dir(tmp_path: Path) -> None:
         assert stored is not None and text_of(stored) == name
 
 
-async def test_slow_appends_move_off_the_event_loop(
+async def test_fsynced_appends_run_off_the_event_loop_and_side_by_side(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A fast disk's append runs inline; once appends are slow they run in a thread."""
+    """An fsync never stalls the event loop, and two documents' fsyncs are in flight at
+    once (they share the journal's commits): both start before either returns, or the
+    barrier breaks."""
     import threading
-    import time as clock
 
     store = FileStore(tmp_path, fsync=True)
-    threads: list[bool] = []
-    real_append = store._append
+    docs = {name: Doc() for name in ("one", "two")}
 
-    def slow_append(*args: object) -> None:
-        threads.append(threading.current_thread() is threading.main_thread())
-        clock.sleep(0.002)  # a slow disk
-        real_append(*args)  # type: ignore[arg-type]
+    async def append(name: str, rev: int) -> None:
+        doc = docs[name]
+        text = doc.get("text", type=Text)
+        before = doc.get_state()
+        text.insert(len(text), "中😀e\u0301\r\n")
+        await store.append(name, [Record(rev, 0.0, "yjs:1", None, doc.get_update(before))])
 
-    monkeypatch.setattr(store, "_append", slow_append)
+    await asyncio.gather(append("one", 1), append("two", 1))  # made, with their files
+    on_loop: list[bool] = []
+    both_syncing = threading.Barrier(2, timeout=5)
+    real_fsync = os.fsync
+
+    def fsync_when_both_sync(fd: int) -> None:
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        both_syncing.wait()
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_when_both_sync)
+    await asyncio.gather(append("one", 2), append("two", 2))
+    monkeypatch.undo()
+    assert on_loop == [False, False]
+    for name, doc in docs.items():
+        stored = await store.load(name)
+        assert stored is not None and [r.rev for r in stored.records] == [1, 2]
+        assert text_of(stored) == str(doc.get("text", type=Text))
+    await store.close()
+
+
+async def test_an_append_cancelled_during_its_fsync_leaves_no_record_and_a_usable_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task waiting for an fsync is cancelled (a shutdown): the document stays locked
+    until the fsync returns, the write is cut (the caller was told nothing was stored), and
+    the same revision can be written again."""
+    import threading
+
+    store = FileStore(tmp_path, fsync=True)
     doc = Doc()
     text = doc.get("text", type=Text)
-    for rev in range(1, 8):
+
+    def record(rev: int, chunk: str) -> Record:
         before = doc.get_state()
-        text.insert(len(text), "中😀")
-        await store.append("slow", [Record(rev, 0.0, "yjs:1", None, doc.get_update(before))])
-    assert threads[0] is True and threads[-1] is False
-    stored = await store.load("slow")
-    assert stored is not None and [r.rev for r in stored.records] == list(range(1, 8))
+        text.insert(len(text), chunk)
+        return Record(rev, 0.0, "yjs:1", None, doc.get_update(before))
+
+    first = record(1, "👩‍👩‍👧 ")
+    await store.append("doc", [first])
+    entered, release = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def held_fsync(fd: int) -> None:
+        entered.set()
+        assert release.wait(5)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", held_fsync)
+    second = record(2, "中e\u0301\r\n")
+    append = asyncio.create_task(store.append("doc", [second]))
+    assert await asyncio.to_thread(entered.wait, 5)
+    append.cancel()
+    await asyncio.sleep(0)  # the cancellation reaches the task while the fsync is held
+    assert not append.done()  # it waits for the fsync: the lock is still held
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await append
+    monkeypatch.undo()
+    stored = await store.load("doc")
+    assert stored is not None and [r.rev for r in stored.records] == [1]
+    await store.append("doc", [second])
+    stored = await store.load("doc")
+    assert stored is not None and [r.rev for r in stored.records] == [1, 2]
+    assert text_of(stored) == "👩‍👩‍👧 中e\u0301\r\n"
     await store.close()

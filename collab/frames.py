@@ -1,0 +1,48 @@
+"""One WebSocket frame, serialized once for every peer it goes to.
+
+A broadcast sends the same message object to many peers in a row. Without extensions
+(no permessage-deflate) a server's frame is the same bytes for every one of them (servers
+do not mask), so it is built once: the websockets library would build a `Frame`, serialize
+it through a `BytesIO` and join a list for each peer (~3 µs a delivery).
+"""
+
+from __future__ import annotations
+
+import struct
+
+FIN_BINARY = 0x82
+FIN_TEXT = 0x81
+
+
+def server_frame(data: bytes | str) -> bytes:
+    """An unmasked, unfragmented server frame: binary for bytes, text (UTF-8) for str."""
+    if type(data) is bytes:
+        first, payload = FIN_BINARY, data
+    else:
+        first, payload = FIN_TEXT, data.encode()  # type: ignore[union-attr]
+    length = len(payload)
+    if length < 126:
+        head = struct.pack("!BB", first, length)
+    elif length < 65536:
+        head = struct.pack("!BBH", first, 126, length)
+    else:
+        head = struct.pack("!BBQ", first, 127, length)
+    return head + payload
+
+
+class FrameCache:
+    """The frame of the last message framed, found again by identity (`is`), not equality:
+    a broadcast hands the same object to each peer, and comparing megabytes would cost more
+    than framing them. Holds one message at most."""
+
+    __slots__ = ("_data", "_frame")
+
+    def __init__(self) -> None:
+        self._data: bytes | str | None = None
+        self._frame = b""
+
+    def frame(self, data: bytes | str) -> bytes:
+        if data is not self._data:
+            self._frame = server_frame(data)
+            self._data = data
+        return self._frame
