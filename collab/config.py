@@ -213,6 +213,21 @@ class Settings:
         metadata={"help": "history requests served at once; more get HTTP 503 (CPU bound)"},
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning, error"})
+    connection_log: bool = field(
+        default=False,
+        metadata={
+            "help": "log every WebSocket connection at INFO (uvicorn's accepted, open and "
+            "closed lines; always at --log-level debug)"
+        },
+    )
+    ws_compression: bool = field(
+        default=False,
+        metadata={
+            "help": "negotiate permessage-deflate with clients that offer it (browsers "
+            "do): costs CPU per message per peer and a compressor per connection, for "
+            "Yjs updates of a few bytes"
+        },
+    )
 
     def replace(self, **changes: object) -> Settings:
         """A copy with some settings changed."""

@@ -42,6 +42,13 @@ log = logging.getLogger("collab")
 # One per process: the event loop sends a broadcast's message to its peers one after another.
 _broadcast_frames = FrameCache()
 
+# uvicorn and websockets log three INFO lines per WebSocket (accepted, open, closed): ~80 µs
+# of a connection's set-up, and noise at ten thousand peers. They go to this logger, quiet
+# unless `--connection-log` or `--log-level debug`. (Not a child of "uvicorn.error": uvicorn's
+# dictConfig resets the levels of those.)
+CONNECTION_LOG = logging.getLogger("collab.connections")
+CONNECTION_LOG.setLevel(logging.WARNING)
+
 
 class _AbortingTransport:
     """A transport whose `close` turns into `abort` when the buffer does not drain in time.
@@ -91,6 +98,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.close_timeout = self.close_timeout_setting  # uvicorn's wait for a close frame
+        self.logger = self.conn.logger = CONNECTION_LOG
 
     _raw_transport: Any = None
 
@@ -240,6 +248,7 @@ def install_caps(settings: Settings, engine: Any) -> None:
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     WebSocketProtocol.close_timeout_setting = settings.close_timeout
+    configure_connection_log(settings)
     return {
         "host": settings.host,
         "port": settings.port,
@@ -248,12 +257,22 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout_keep_alive": 5,  # an idle keep-alive connection is closed after this
         "ws": WebSocketProtocol,
         "ws_max_size": settings.max_message_bytes + 1024,
+        "ws_per_message_deflate": settings.ws_compression,
         "ws_ping_interval": settings.ping_interval,
         "ws_ping_timeout": settings.ping_timeout,
         "log_level": settings.log_level,
         "lifespan": "on",
         "timeout_graceful_shutdown": 10,
     }
+
+
+def configure_connection_log(settings: Settings) -> None:
+    """Per-connection lines at INFO only when asked for (explicit levels: uvicorn logs
+    its TRACE lines whenever the level is unset)."""
+    if settings.log_level.lower() == "debug":
+        CONNECTION_LOG.setLevel(logging.DEBUG)
+    else:
+        CONNECTION_LOG.setLevel(logging.INFO if settings.connection_log else logging.WARNING)
 
 
 def where(settings: Settings) -> str:
@@ -305,6 +324,7 @@ def worker_app() -> Any:
     add_settings_arguments(parser)
     settings = dataclasses.replace(settings_from(parser.parse_args([])), workers=1)
     WebSocketProtocol.close_timeout_setting = settings.close_timeout
+    configure_connection_log(settings)
     engine = Collab(settings=settings)
     install_caps(settings, engine)
     with contextlib.suppress(RuntimeError):  # uvicorn calls the factory in its loop

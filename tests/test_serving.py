@@ -47,3 +47,43 @@ def test_workers_need_a_shared_store_and_a_bus(tmp_path: Path) -> None:
     result = serve("--data-dir", str(tmp_path / "d"), "--workers", "2")
     assert result.returncode == 2
     assert "--workers 2 needs --store postgresql://" in result.stderr
+
+
+def sync_once(server: ServerProcess, compression: str | None = None) -> str | None:
+    """Open a Yjs connection, do the sync handshake, close; the extensions the server
+    agreed to (None: none)."""
+    from websockets.sync.client import connect
+
+    with connect(f"{server.ws_url}/yjs/caf%C3%A9-%F0%9F%98%80", compression=compression) as ws:
+        ws.send(b"\x00\x00\x00")  # sync step 1 with an empty state vector
+        assert isinstance(ws.recv(timeout=10), bytes)
+        return ws.response.headers.get("Sec-WebSocket-Extensions")
+
+
+def test_connections_are_logged_only_when_asked_for(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Three INFO lines per WebSocket are noise at ten thousand peers: off by default,
+    on with --connection-log. The line is written before the handshake's answer arrives."""
+    quiet = start_server("--fsync", "never")
+    sync_once(quiet)
+    assert "collab listening on" in quiet.log()
+    assert "[accepted]" not in quiet.log() and "connection open" not in quiet.log()
+    talkative = start_server(
+        "--fsync", "never", "--connection-log", "true", data_dir=tmp_path / "talkative"
+    )
+    sync_once(talkative)
+    assert "[accepted]" in talkative.log()
+
+
+def test_compression_is_negotiated_only_when_enabled(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Browsers offer permessage-deflate; the server declines unless --ws-compression,
+    and the document syncs either way."""
+    plain = start_server("--fsync", "never")
+    assert sync_once(plain, compression="deflate") is None
+    deflating = start_server(
+        "--fsync", "never", "--ws-compression", "true", data_dir=tmp_path / "deflating"
+    )
+    assert "permessage-deflate" in (sync_once(deflating, compression="deflate") or "")
