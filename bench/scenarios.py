@@ -61,9 +61,12 @@ from collab import protocol
 MARKER = re.compile(rb"#(\d+)\.(\d+)\.(\d+);")
 
 
-async def ws_connect(server: Server, doc: str) -> ClientConnection:
+async def ws_connect(server: Server, doc: str, source: str = "127.0.0.1") -> ClientConnection:
+    """`source`: the loopback address to connect from (collab caps connections per client
+    address at 256 by default: many connections come from many addresses, as in life)."""
     return await connect(
         f"{server.url}/yjs/{doc}",
+        local_addr=(source, 0),
         compression=None,
         max_size=None,
         ping_interval=None,
@@ -122,7 +125,7 @@ async def connections(server: Server, args: argparse.Namespace) -> ConnectionsRe
     for wave in range(0, args.connections, 50):
 
         async def one(i: int) -> ClientConnection:
-            ws = await ws_connect(server, f"conn-{i % docs}")
+            ws = await ws_connect(server, f"conn-{i % docs}", f"127.0.1.{1 + i // 200}")
             if server.handshakes:
                 await handshake(ws)
             else:

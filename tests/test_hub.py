@@ -346,3 +346,33 @@ async def test_edits_during_a_write_share_one_batch_and_one_fsync(
     text = str(replica.get("text", type=Text))
     assert all(part in text for part in ("first", "edit 1", "edit 2", "edit 3"))
     assert text == runner.text
+
+
+def awareness_in(connection: FakeConnection) -> list[protocol.Awareness]:
+    decoded = [protocol.decode(m) for m in connection.sent if isinstance(m, bytes)]
+    return [m for m in decoded if isinstance(m, protocol.Awareness)]
+
+
+async def test_time_wakes_a_document_only_while_a_text_client_needs_it(
+    store: ControlledStore,
+) -> None:
+    """A document with only Yjs peers sets no timer (200 idle documents used to wake 4,000
+    times a second); a text client's awareness is renewed by itself; once it leaves, the
+    timer goes."""
+    hub = make_hub(store, awareness_renew_seconds=0.05)
+    runner = await hub.open("timers")
+    yjs = FakeConnection()
+    y = runner.connect(yjs, "yjs", None, False)
+    runner.receive(y, yjs_edit(7, "👩‍👩‍👧 中"))
+    await runner.flush()
+    assert not runner.tick_scheduled
+    tab = FakeConnection()
+    t = runner.connect(tab, "text", None, False)
+    runner.receive(t, hello("ada"))
+    await runner.flush()
+    assert runner.tick_scheduled
+    shown = len(awareness_in(yjs))
+    await until(lambda: len(awareness_in(yjs)) >= shown + 2, what="two renewals, no event")
+    runner.disconnect(t)
+    await runner.flush()
+    await until(lambda: not runner.tick_scheduled, what="the timer to stop")

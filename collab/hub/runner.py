@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESYNCS_BEFORE_DROP = 3
-TICK_SECONDS = 0.05  # how often the session hears time pass (`Session.tick`)
+MAX_TICK_DELAY = 15.0  # a tick this far ahead is checked again then (the wall clock may jump)
+MIN_TICK_GAP = 0.01  # between two ticks, whatever the session says (never a busy loop)
 
 Event = Callable[[Session], None]
 
@@ -65,7 +67,8 @@ class DocumentRunner:
         self._delivering = asyncio.Lock()  # batches go out one at a time, in order
         self._idle_timer: asyncio.TimerHandle | None = None
         self._pump_task = asyncio.create_task(self._pump(), name=f"doc-{self.name[:40]}")
-        self._tick_task = asyncio.create_task(self._tick(), name=f"tick-{self.name[:40]}")
+        self._tick_timer: asyncio.TimerHandle | None = None  # when the session needs `tick`
+        self._tick_due = math.inf
         self._schedule_idle_unload()
 
     # ------------------------------------------------------------------ reading
@@ -73,6 +76,11 @@ class DocumentRunner:
     @property
     def rev(self) -> int:
         return self._session.rev
+
+    @property
+    def tick_scheduled(self) -> bool:
+        """Whether a timer will wake the session (only while a text client needs one)."""
+        return self._tick_timer is not None
 
     @property
     def text(self) -> str:
@@ -194,6 +202,7 @@ class DocumentRunner:
         """Return once every event so far is applied, committed and sent."""
         while await self._deliver_pending():
             pass
+        self._schedule_tick()
 
     def kick(self) -> None:
         """Something happened: the pump takes the session's output soon."""
@@ -267,15 +276,31 @@ class DocumentRunner:
                 await asyncio.sleep(wait)
             self._wake.clear()
             await self._deliver_pending()
+            self._schedule_tick()
             last = loop.time()
 
-    async def _tick(self) -> None:
-        """Time passes for the session while peers are here (text clients' awareness:
-        caret moves held back by the coalescing, renewals); its output goes out at once."""
-        while True:
-            await asyncio.sleep(TICK_SECONDS)
-            if self._channels and self._session.tick():
-                self.kick()
+    def _schedule_tick(self, minimum: float = 0.0) -> None:
+        """Wake the session when time will matter to it (text clients' caret moves held
+        back by the coalescing, renewals of their awareness): a timer, set only when the
+        session asks for one, so an idle document or one with only Yjs peers costs no
+        wake-ups."""
+        due = self._session.next_tick_at()
+        if due is None or due >= self._tick_due:
+            return
+        if self._tick_timer is not None:
+            self._tick_timer.cancel()
+        delay = min(max(minimum, due - self._session.document.clock()), MAX_TICK_DELAY)
+        self._tick_due = due
+        self._tick_timer = asyncio.get_running_loop().call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        """The session hears time pass; its output goes out at once."""
+        self._tick_timer, self._tick_due = None, math.inf
+        if not self._channels:
+            return  # nobody to tell; the next peer's batch schedules it again
+        if self._session.tick():
+            self.kick()
+        self._schedule_tick(minimum=MIN_TICK_GAP)
 
     async def _deliver_pending(self) -> bool:
         """Apply what waits (published revisions, then events), commit, send; False when
@@ -478,7 +503,8 @@ class DocumentRunner:
         self.unloading = True
         self.unloaded.set()
         self._pump_task.cancel()
-        self._tick_task.cancel()
+        if self._tick_timer is not None:
+            self._tick_timer.cancel()
 
 
 def _settle(edits: list[asyncio.Future[int]], outcome: int | Exception) -> None:

@@ -122,6 +122,17 @@ class TextAwareness:
         """Whether `tick` has something to send at `now`."""
         return any(self._due(m, now) for m in self._clients.values())
 
+    def next_due(self) -> float | None:
+        """When `tick` will next have something to send; None while no text client is
+        here (then nothing is due until one changes)."""
+        return min(
+            (
+                m.sent_at + (COALESCE_SECONDS if m.pending else self.renew)
+                for m in self._clients.values()
+            ),
+            default=None,
+        )
+
     def tick(self, now: float, items: Callable[[], TextItems]) -> list[AwarenessEntry]:
         """What is due: changes held back by the coalescing, renewals of the others."""
         out = []

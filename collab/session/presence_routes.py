@@ -63,6 +63,11 @@ class PresenceRoutes:
             self._share_awareness(protocol.encode_awareness(entries))
         return bool(entries)
 
+    def next_tick_at(self) -> float | None:
+        """When `tick` is next needed, on the session's clock; None: not until an event
+        (a document with only Yjs peers needs none)."""
+        return self.text_awareness.next_due()
+
     def receive_remote_awareness(self, process: str, data: bytes) -> None:
         """Awareness from another process's peers: kept, and shown to ours."""
         try:
