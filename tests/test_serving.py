@@ -55,8 +55,9 @@ def sync_once(server: ServerProcess, compression: str | None = None) -> str | No
     from websockets.sync.client import connect
 
     with connect(f"{server.ws_url}/yjs/caf%C3%A9-%F0%9F%98%80", compression=compression) as ws:
-        ws.send(b"\x00\x00\x00")  # sync step 1 with an empty state vector
-        assert isinstance(ws.recv(timeout=10), bytes)
+        ws.send(b"\x00\x00\x01\x00")  # sync step 1 with an empty state vector
+        while ws.recv(timeout=10)[:2] != b"\x00\x01":  # until the server's sync step 2
+            pass
         return ws.response.headers.get("Sec-WebSocket-Extensions")
 
 

@@ -7,6 +7,8 @@ import itertools
 import logging
 from typing import Any
 
+from pycrdt import Doc
+
 from collab.bus.contract import Bus
 from collab.config import Settings
 from collab.hooks import OnChange, OnLoad, call_hook
@@ -61,6 +63,9 @@ class Hub:
         await asyncio.shield(self._started)
 
     async def _start_backends(self) -> None:
+        # pycrdt's first Doc imports anyio's asyncio backend (~1 MB, tens of ms): now, not
+        # while the first peer waits for its document.
+        Doc()
         await self.store.start()
         if self.bus is not None:
             await self.bus.start()
