@@ -125,6 +125,8 @@ class TextAwareness:
     def next_due(self) -> float | None:
         """When `tick` will next have something to send; None while no text client is
         here (then nothing is due until one changes)."""
+        if not self._clients:  # asked after every batch: documents with only Yjs peers
+            return None
         return min(
             (
                 m.sent_at + (COALESCE_SECONDS if m.pending else self.renew)
