@@ -258,6 +258,7 @@ async def test_compaction_under_a_burst_snapshots_only_what_is_written(
         runner.receive(w, insert_op(seq, seq - 1, seq - 1, "中", seq - 1))
         await asyncio.sleep(0)
     await runner.flush()
+    await until(lambda: not runner.compacting, what="the last compaction")
     assert "compaction" not in caplog.text
     stored = await store.load("burst")
     assert stored is not None and stored.snapshot_rev >= 50
@@ -376,3 +377,36 @@ async def test_time_wakes_a_document_only_while_a_text_client_needs_it(
     runner.disconnect(t)
     await runner.flush()
     await until(lambda: not runner.tick_scheduled, what="the timer to stop")
+
+
+async def test_edits_flow_while_a_compaction_is_written(store: ControlledStore) -> None:
+    """Writing a snapshot of a long log takes seconds: the document's batches go on beside
+    it, and what they commit meanwhile stays in the log after the snapshot."""
+    hub = make_hub(store, compact_log_records=3)
+    runner = await hub.open("compacting")
+    writer, reader = FakeConnection(), FakeConnection()
+    w = runner.connect(writer, "text", None, False)
+    runner.connect(reader, "yjs", None, False)
+    runner.receive(w, hello("w"))
+    store.compact_gate.clear()  # the snapshot takes its time
+    chunks = ["👩‍👩‍👧", "中", "e\u0301", "\r\n", "😀", "!"]
+    text = ""
+    for seq, chunk in enumerate(chunks, start=1):
+        runner.receive(w, insert_op(seq, seq - 1, len(text), chunk, len(text)))
+        text += chunk
+        await until(lambda s=seq: s in acks(writer), what=f"ack {seq} during the compaction")
+        if seq == 3:
+            await until(lambda: runner.compacting, what="the compaction to start")
+    assert runner.compacting and runner.text == text
+    store.compact_gate.set()
+    await until(lambda: not runner.compacting, what="the compaction to end")
+    stored = await store.load("compacting")
+    assert stored is not None and stored.snapshot_rev >= 3
+    assert Session("compacting", stored=stored).mirror == text
+    await runner.compact()  # an explicit one after it: at the last revision
+    stored = await store.load("compacting")
+    assert stored is not None and stored.snapshot_rev == runner.rev == len(chunks)
+
+
+def acks(connection: FakeConnection) -> set[int]:
+    return {m["seq"] for m in connection.texts() if m["type"] == "ack"}

@@ -657,3 +657,48 @@ async def test_an_append_cancelled_during_its_fsync_leaves_no_record_and_a_usabl
     assert stored is not None and [r.rev for r in stored.records] == [1, 2]
     assert text_of(stored) == "👩‍👩‍👧 中e\u0301\r\n"
     await store.close()
+
+
+async def test_appends_go_on_while_a_compaction_checks_its_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checking a snapshot against a long log takes seconds: the document's appends must
+    not wait for it. Those made meanwhile land in the new segment, none lost or doubled."""
+    import threading
+
+    from collab.storage import files
+
+    store = FileStore(tmp_path, fsync=True)
+    doc = Doc()
+    text = doc.get("text", type=Text)
+
+    def record(rev: int, chunk: str) -> Record:
+        before = doc.get_state()
+        text.insert(len(text), chunk)
+        return Record(rev, 0.0, "yjs:1", None, doc.get_update(before))
+
+    for rev, chunk in enumerate(["👩‍👩‍👧", " 中", "e\u0301", "\r\n"], start=1):
+        await store.append("doc", [record(rev, chunk)])
+    snapshot = Snapshot(4, doc.get_update(), b"")
+    checking, release = threading.Event(), threading.Event()
+    real_replaced_by = files.replaced_by
+
+    def slow_check(*args: object) -> int | None:
+        checking.set()
+        assert release.wait(5)
+        return real_replaced_by(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(files, "replaced_by", slow_check)
+    compaction = asyncio.create_task(store.compact("doc", snapshot))
+    assert await asyncio.to_thread(checking.wait, 5)
+    await asyncio.wait_for(store.append("doc", [record(5, " 😀")]), 5)  # not held up
+    await asyncio.wait_for(store.append("doc", [record(6, "!")]), 5)
+    release.set()
+    await asyncio.wait_for(compaction, 5)
+    stored = await store.load("doc")
+    assert stored is not None and stored.snapshot_rev == 4
+    assert [r.rev for r in stored.records] == [5, 6]
+    assert text_of(stored) == "👩‍👩‍👧 中e\u0301\r\n 😀!"
+    await store.append("doc", [record(7, "?")])
+    assert text_of(await store.load("doc")) == str(text)  # type: ignore[arg-type]
+    await store.close()

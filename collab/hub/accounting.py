@@ -24,6 +24,11 @@ class LogSize:
         self.records += len(records)
         self.bytes += sum(len(record.update) for record in records)
 
+    def merge(self, other: LogSize) -> None:
+        """Count `other`'s records too (a compaction that failed: its log is still there)."""
+        self.records += other.records
+        self.bytes += other.bytes
+
     def due(self, settings: Settings) -> bool:
         return self.records >= settings.compact_log_records or (
             self.bytes >= settings.compact_log_bytes

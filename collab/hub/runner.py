@@ -68,6 +68,7 @@ class DocumentRunner:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._pump_task = asyncio.create_task(self._pump(), name=f"doc-{self.name[:40]}")
         self._tick_timer: asyncio.TimerHandle | None = None  # when the session needs `tick`
+        self._compaction: asyncio.Task[None] | None = None  # a snapshot being written
         self._tick_due = math.inf
         self._schedule_idle_unload()
 
@@ -76,6 +77,11 @@ class DocumentRunner:
     @property
     def rev(self) -> int:
         return self._session.rev
+
+    @property
+    def compacting(self) -> bool:
+        """Whether a snapshot is being written beside the batches."""
+        return self._compaction is not None
 
     @property
     def tick_scheduled(self) -> bool:
@@ -323,10 +329,11 @@ class DocumentRunner:
                 return False
             _settle(edits, self._session.rev)
             self._log_size.add(output.records)
-            snapshot = self._snapshot() if self._log_size.due(self.hub.settings) else None
+            due = self._compaction is None and self._log_size.due(self.hub.settings)
+            snapshot = self._snapshot() if due else None
             await self._send(output)
             if snapshot is not None:
-                await self._write_snapshot(snapshot)
+                self._compact_in_background(snapshot)
             return True
 
     async def _apply_published(self) -> bool:
@@ -442,10 +449,37 @@ class DocumentRunner:
         True on success (or when there is nothing to compact).
         """
         await self.flush()
-        async with self._delivering:
-            if self.unloaded.is_set():
+        while True:
+            if self._compaction is not None:  # one at a time: the running one first
+                await asyncio.shield(self._compaction)
+                continue
+            async with self._delivering:
+                if self._compaction is not None:  # a batch started one meanwhile
+                    continue
+                if self.unloaded.is_set():
+                    return False
+                snapshot = self._snapshot()
+                counted, self._log_size = self._log_size, LogSize()
+                if await self._write_snapshot(snapshot):
+                    return True
+                self._log_size.merge(counted)
                 return False
-            return await self._write_snapshot(self._snapshot())
+
+    def _compact_in_background(self, snapshot: Snapshot) -> None:
+        """Compaction runs beside the batches: checking and writing the snapshot of a long
+        log takes seconds, and the document's edits go on meanwhile (the log counts again
+        from the snapshot; if it fails, the count it had comes back, so it is tried again
+        after a later batch)."""
+        counted, self._log_size = self._log_size, LogSize()
+
+        async def compact() -> None:
+            try:
+                if not await self._write_snapshot(snapshot):
+                    self._log_size.merge(counted)
+            finally:
+                self._compaction = None
+
+        self._compaction = asyncio.create_task(compact(), name=f"compact-{self.name[:40]}")
 
     async def _write_snapshot(self, snapshot: Snapshot) -> bool:
         if snapshot.rev == self._snapshot_rev:
@@ -458,7 +492,6 @@ class DocumentRunner:
             )
             return False
         self._snapshot_rev = snapshot.rev
-        self._log_size = LogSize()  # records made since are counted when committed
         self._session.compacted(snapshot.rev, snapshot.state)
         return True
 

@@ -159,9 +159,30 @@ class FileStore:
             raise
 
     async def compact(self, name: str, snapshot: Snapshot) -> None:
+        """Start a new segment at `snapshot`. The document's appends wait only while the
+        log is read and while segments switch: the check that the snapshot holds exactly
+        the log it replaces, and the snapshot's write, happen while they go on (a snapshot
+        file without its log is no segment yet)."""
         key = storage_key(name)
         async with self._lock(key):
-            await asyncio.to_thread(self._compact, name, key, snapshot)
+            stored = await asyncio.to_thread(self._load, name, key)
+            if stored is None:
+                raise CompactionError(f"no document {name!r} to compact")
+            read = self._logs[key]
+            log_file, read_size = read.path, read.size
+        replaced = await asyncio.to_thread(self._check_and_write_snapshot, key, stored, snapshot)
+        if replaced is None:
+            return
+        kept = stored.records[replaced:]
+        async with self._lock(key):
+            try:
+                await asyncio.to_thread(
+                    self._switch_segment, key, snapshot.rev, kept, log_file, read_size
+                )
+            except BaseException:  # no segment: the snapshot file would be an orphan
+                with contextlib.suppress(OSError):
+                    snapshot_path(self.docs_dir / key, snapshot.rev).unlink()
+                raise
 
     async def list(self) -> list[DocumentInfo]:
         return await asyncio.to_thread(self._list)
@@ -398,19 +419,35 @@ class FileStore:
 
     # -- compact --
 
-    def _compact(self, name: str, key: str, snapshot: Snapshot) -> None:
-        stored = self._load(name, key)
-        if stored is None:
-            raise CompactionError(f"no document {name!r} to compact")
+    def _check_and_write_snapshot(
+        self, key: str, stored: StoredDocument, snapshot: Snapshot
+    ) -> int | None:
+        """How many of `stored`'s records the snapshot replaces (None: nothing to do),
+        once it is checked and written."""
         replaced = replaced_by(stored, snapshot)
-        if replaced is None:
-            return
-        directory, rev = self.docs_dir / key, snapshot.rev
+        if replaced is not None:
+            path = snapshot_path(self.docs_dir / key, snapshot.rev)
+            self._write_new_file(path, encode_snapshot(snapshot))
+        return replaced
+
+    def _switch_segment(
+        self, key: str, rev: int, kept: list[Record], log_file: Path, read_size: int
+    ) -> None:
+        """Write the new segment's log (the commit point): the records after `rev` that
+        were read, and those appended since (after byte `read_size` of `log_file`)."""
+        state = self._logs.get(key)
+        if state is None or state.path != log_file:
+            raise CompactionError(f"{log_file}: the log changed while the snapshot was checked")
+        appended = decode_log(log_file, read_size) if state.size > read_size else None
+        if appended is not None and appended.torn is not None:
+            raise CompactionError(f"{log_file}: torn record at {appended.end}: {appended.torn}")
+        records = kept + (appended.records if appended is not None else [])
+        directory = self.docs_dir / key
+        last = state.last_rev
         self._forget(key)
-        self._write_new_file(snapshot_path(directory, rev), encode_snapshot(snapshot))
-        log_data = encode_log(stored.records[replaced:])
+        log_data = encode_log(records)
         self._write_new_file(log_path(directory, rev), log_data)  # the commit point
-        self._remember(key, _OpenLog(log_path(directory, rev), stored.rev, len(log_data)))
+        self._remember(key, _OpenLog(log_path(directory, rev), last, len(log_data)))
         if not self.keep_history:
             self._remove_before(directory, rev)
 
