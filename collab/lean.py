@@ -49,6 +49,11 @@ class LeanQueue:
     def empty(self) -> bool:
         return not self._items
 
+    def take_all(self) -> list[Any]:
+        """Everything queued, oldest first; the queue is left empty."""
+        items, self._items = self._items, None
+        return list(items) if items else []
+
     def qsize(self) -> int:
         return len(self._items) if self._items else 0
 

@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -37,6 +37,7 @@ from collab.lean import LeanEvent, LeanQueue
 from collab.security import is_public_bind
 from collab.storage.dirlock import DataDirectoryError
 from collab.web_connection import ABORT_EXTENSION, SEND_EXTENSION
+from collab.web_receive import RECEIVE_EXTENSION
 
 log = logging.getLogger("collab")
 
@@ -105,6 +106,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable.set()
 
     _raw_transport: Any = None
+    _receiver: Callable[[bytes | str], None] | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -126,8 +128,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             # One dict for both extensions: a few hundred bytes less per idle connection.
             socket = {"abort": self.transport.abort, "send_now": self.send_now}
             socket["buffered"] = self.buffered
+            socket["receive_directly"] = self.receive_directly
             extensions = scope["extensions"]
             extensions[ABORT_EXTENSION] = extensions[SEND_EXTENSION] = socket
+            extensions[RECEIVE_EXTENSION] = socket
 
     def start_keepalive(self) -> None:
         """Called once the 101 response is written: uvicorn keeps the parsed request and the
@@ -168,6 +172,50 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             return False
         self._raw_transport.write(b"".join(conn.data_to_send()))
         return True
+
+    def receive_directly(self, receiver: Callable[[bytes | str], None] | None) -> None:
+        """From now on hand each message to `receiver` as soon as it is parsed (None: back
+        to the ASGI queue). What is queued already goes to it first, in order; the queue
+        keeps only the disconnect. No task wakes per message and reading is never paused:
+        the receiver only checks a message and puts it in its document's inbox."""
+        self._receiver = receiver
+        if receiver is None:
+            return
+        queue: LeanQueue = self.queue  # type: ignore[assignment]
+        for event in queue.take_all():
+            if event["type"] == "websocket.receive":
+                data = event.get("bytes")
+                receiver(event.get("text", "") if data is None else data)
+            else:
+                queue.put_nowait(event)
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def send_receive_event_to_app(self) -> None:
+        receiver = self._receiver
+        if receiver is None:
+            super().send_receive_event_to_app()
+            return
+        data: bytes | str = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:  # as uvicorn: past our close, messages are dropped
+            return
+        if self.curr_msg_data_type == "text":
+            try:
+                data = bytes(data).decode()
+            except UnicodeDecodeError:
+                self.conn.send_close(1007, "invalid UTF-8")
+                self.handle_parser_exception()
+                return
+        else:
+            data = bytes(data)
+        try:
+            receiver(data)
+        except Exception:
+            log.exception("a message could not be handled; the connection is dropped")
+            self._receiver = None
+            self.transport.abort()
 
     def buffered(self) -> int:
         """Bytes written and not yet taken by the peer (the transport's write buffer)."""

@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket
 from collab import protocol, security, tokens
 from collab.hooks import Access, AccessDenied, Authenticate, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
-from collab.limits import KeyedWindows, LogThrottle, TokenBucket, Unproven
+from collab.limits import KeyedWindows, LogThrottle
 from collab.metrics import CONTENT_TYPE, Metrics
 from collab.names import InvalidNameError
 from collab.protocol import close_reason
@@ -33,6 +33,7 @@ from collab.storage.history import StoreHistoryCache
 from collab.web_connection import StarletteConnection
 from collab.web_history import HistoryRoutes, error_response
 from collab.web_middleware import SecurityHeaders
+from collab.web_receive import PeerReader, read_peer
 from collab.wire import CloseCode
 
 log = logging.getLogger(__name__)
@@ -193,8 +194,17 @@ class WebApp(HistoryRoutes):
         gauge = self.metrics.open[kind]
         gauge.inc()
         peer_id = runner.connect(connection, kind, access.user, access.readonly)
+        counters = self.metrics.received[kind]
+        reader = PeerReader(
+            runner,
+            peer_id,
+            kind,
+            counters,
+            self._valid_first,
+            lambda reason, why: self.refuse(reason, why, websocket),
+        )
         try:
-            await self._receive_loop(websocket, runner, peer_id, kind)
+            await read_peer(websocket, reader)
         finally:
             gauge.dec()
             runner.disconnect(peer_id)
@@ -257,66 +267,6 @@ class WebApp(HistoryRoutes):
             return isinstance(parse(data, self.hub.settings.max_op_components), Hello)
         except MessageError:
             return False
-
-    async def _receive_loop(
-        self, websocket: WebSocket, runner: DocumentRunner, peer_id: Any, kind: str
-    ) -> None:
-        settings = self.hub.settings
-        limit = settings.max_message_bytes
-        received, received_bytes = self.metrics.received[kind]
-        bucket = TokenBucket(settings.max_messages_per_second, settings.message_burst)
-        unproven: Unproven | None = Unproven(
-            settings.preauth_max_bytes, settings.preauth_max_messages
-        )
-        deadline = time.monotonic() + settings.first_message_timeout
-        while True:
-            if unproven is None:
-                message = await websocket.receive()
-            else:
-                try:
-                    message = await asyncio.wait_for(
-                        websocket.receive(), deadline - time.monotonic()
-                    )
-                except TimeoutError:
-                    why = f"no valid message in {settings.first_message_timeout:g} s"
-                    self.refuse("first-message-timeout", why, websocket)
-                    runner.close_peer(peer_id, CloseCode.TIMEOUT, why)
-                    await runner.wait_closed(peer_id, self.hub.settings.close_timeout)
-                    return
-            if message["type"] == "websocket.disconnect":
-                return
-            if not runner.is_open(peer_id):
-                # A slow peer's close frame waits for its socket to drain: give it time,
-                # or the peer only sees the connection drop (1006) and not why.
-                await runner.wait_closed(peer_id, self.hub.settings.close_timeout)
-                return
-            data = message.get("bytes")
-            if data is None:
-                data = message.get("text", "")
-            received.inc()
-            received_bytes.inc(len(data))
-            if len(data) > limit:
-                runner.close_peer(
-                    peer_id, CloseCode.TOO_BIG, f"message of {len(data)} bytes is over {limit}"
-                )
-                return
-            if not bucket.take():
-                why = f"more than {settings.max_messages_per_second:g} messages per second"
-                self.refuse("message-rate", why, websocket)
-                runner.close_peer(peer_id, CloseCode.POLICY, why)
-                await runner.wait_closed(peer_id, self.hub.settings.close_timeout)
-                return
-            if unproven is not None:
-                if self._valid_first(kind, data):
-                    unproven = None
-                else:
-                    why = unproven.add(len(data))
-                    if why is not None:
-                        self.refuse("unproven", why, websocket)
-                        runner.close_peer(peer_id, CloseCode.POLICY, why)
-                        await runner.wait_closed(peer_id, self.hub.settings.close_timeout)
-                        return
-            runner.receive(peer_id, data)
 
     # ------------------------------------------------------------------ HTTP
 

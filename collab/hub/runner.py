@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
@@ -29,8 +28,10 @@ from typing import TYPE_CHECKING
 from collab import textops
 from collab.hub.accounting import LogSize
 from collab.hub.channel import Connection, PeerChannel
+from collab.hub.compactor import Compactor
+from collab.hub.ticks import TickTimer
 from collab.session import Output, PeerId, Session
-from collab.storage.contract import DocumentCommit, Record, SharedStore, Snapshot
+from collab.storage.contract import DocumentCommit, Record, SharedStore
 from collab.wire import CloseCode
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESYNCS_BEFORE_DROP = 3
-MAX_TICK_DELAY = 15.0  # a tick this far ahead is checked again then (the wall clock may jump)
-MIN_TICK_GAP = 0.01  # between two ticks, whatever the session says (never a busy loop)
 
 Event = Callable[[Session], None]
 
@@ -55,8 +54,7 @@ class DocumentRunner:
         self.unloaded = asyncio.Event()
         self._session = session
         self._channels: dict[PeerId, PeerChannel] = {}
-        self._log_size = log_size
-        self._snapshot_rev = session.document.base_rev
+        self._compactor = Compactor(self.name, hub.store, session, log_size)
         self._inbox: deque[Event] = deque()
         self._edits: list[asyncio.Future[int]] = []  # server edits not yet committed
         self._published: list[Record] = []  # revisions other processes told us about
@@ -67,9 +65,7 @@ class DocumentRunner:
         self._delivering = asyncio.Lock()  # batches go out one at a time, in order
         self._idle_timer: asyncio.TimerHandle | None = None
         self._pump_task = asyncio.create_task(self._pump(), name=f"doc-{self.name[:40]}")
-        self._tick_timer: asyncio.TimerHandle | None = None  # when the session needs `tick`
-        self._compaction: asyncio.Task[None] | None = None  # a snapshot being written
-        self._tick_due = math.inf
+        self._ticks = TickTimer(session, self.kick, lambda: bool(self._channels))
         self._schedule_idle_unload()
 
     # ------------------------------------------------------------------ reading
@@ -81,12 +77,12 @@ class DocumentRunner:
     @property
     def compacting(self) -> bool:
         """Whether a snapshot is being written beside the batches."""
-        return self._compaction is not None
+        return self._compactor.running is not None
 
     @property
     def tick_scheduled(self) -> bool:
         """Whether a timer will wake the session (only while a text client needs one)."""
-        return self._tick_timer is not None
+        return self._ticks.timer is not None
 
     @property
     def text(self) -> str:
@@ -208,7 +204,7 @@ class DocumentRunner:
         """Return once every event so far is applied, committed and sent."""
         while await self._deliver_pending():
             pass
-        self._schedule_tick()
+        self._ticks.schedule()
 
     def kick(self) -> None:
         """Something happened: the pump takes the session's output soon."""
@@ -282,31 +278,8 @@ class DocumentRunner:
                 await asyncio.sleep(wait)
             self._wake.clear()
             await self._deliver_pending()
-            self._schedule_tick()
+            self._ticks.schedule()
             last = loop.time()
-
-    def _schedule_tick(self, minimum: float = 0.0) -> None:
-        """Wake the session when time will matter to it (text clients' caret moves held
-        back by the coalescing, renewals of their awareness): a timer, set only when the
-        session asks for one, so an idle document or one with only Yjs peers costs no
-        wake-ups."""
-        due = self._session.next_tick_at()
-        if due is None or due >= self._tick_due:
-            return
-        if self._tick_timer is not None:
-            self._tick_timer.cancel()
-        delay = min(max(minimum, due - self._session.document.clock()), MAX_TICK_DELAY)
-        self._tick_due = due
-        self._tick_timer = asyncio.get_running_loop().call_later(delay, self._tick)
-
-    def _tick(self) -> None:
-        """The session hears time pass; its output goes out at once."""
-        self._tick_timer, self._tick_due = None, math.inf
-        if not self._channels:
-            return  # nobody to tell; the next peer's batch schedules it again
-        if self._session.tick():
-            self.kick()
-        self._schedule_tick(minimum=MIN_TICK_GAP)
 
     async def _deliver_pending(self) -> bool:
         """Apply what waits (published revisions, then events), commit, send; False when
@@ -328,12 +301,10 @@ class DocumentRunner:
                 _settle(edits, RuntimeError("the document could not be saved"))
                 return False
             _settle(edits, self._session.rev)
-            self._log_size.add(output.records)
-            due = self._compaction is None and self._log_size.due(self.hub.settings)
-            snapshot = self._snapshot() if due else None
+            snapshot = self._compactor.committed(output.records, self.hub.settings)
             await self._send(output)
             if snapshot is not None:
-                self._compact_in_background(snapshot)
+                self._compactor.start(snapshot)
             return True
 
     async def _apply_published(self) -> bool:
@@ -408,10 +379,6 @@ class DocumentRunner:
         async with store.commit(self.name) as commit:
             yield commit
 
-    def _snapshot(self) -> Snapshot:
-        session = self._session
-        return Snapshot(session.rev, session.state, session.snapshot_meta)
-
     async def _send(self, output: Output) -> None:
         """Send, then close, then tell the others (hook, bus): the records are committed."""
         for peer_id, data in output.messages:
@@ -450,50 +417,13 @@ class DocumentRunner:
         """
         await self.flush()
         while True:
-            if self._compaction is not None:  # one at a time: the running one first
-                await asyncio.shield(self._compaction)
-                continue
+            await self._compactor.wait()  # one at a time: the running one first
             async with self._delivering:
-                if self._compaction is not None:  # a batch started one meanwhile
+                if self._compactor.running is not None:  # a batch started one meanwhile
                     continue
                 if self.unloaded.is_set():
                     return False
-                snapshot = self._snapshot()
-                counted, self._log_size = self._log_size, LogSize()
-                if await self._write_snapshot(snapshot):
-                    return True
-                self._log_size.merge(counted)
-                return False
-
-    def _compact_in_background(self, snapshot: Snapshot) -> None:
-        """Compaction runs beside the batches: checking and writing the snapshot of a long
-        log takes seconds, and the document's edits go on meanwhile (the log counts again
-        from the snapshot; if it fails, the count it had comes back, so it is tried again
-        after a later batch)."""
-        counted, self._log_size = self._log_size, LogSize()
-
-        async def compact() -> None:
-            try:
-                if not await self._write_snapshot(snapshot):
-                    self._log_size.merge(counted)
-            finally:
-                self._compaction = None
-
-        self._compaction = asyncio.create_task(compact(), name=f"compact-{self.name[:40]}")
-
-    async def _write_snapshot(self, snapshot: Snapshot) -> bool:
-        if snapshot.rev == self._snapshot_rev:
-            return True
-        try:
-            await self.hub.store.compact(self.name, snapshot)
-        except Exception:
-            log.exception(
-                "%s: compaction at rev %d failed; the log is kept", self.name, snapshot.rev
-            )
-            return False
-        self._snapshot_rev = snapshot.rev
-        self._session.compacted(snapshot.rev, snapshot.state)
-        return True
+                return await self._compactor.write(self._compactor.snapshot())
 
     # ------------------------------------------------------------------ unloading
 
@@ -536,8 +466,7 @@ class DocumentRunner:
         self.unloading = True
         self.unloaded.set()
         self._pump_task.cancel()
-        if self._tick_timer is not None:
-            self._tick_timer.cancel()
+        self._ticks.cancel()
 
 
 def _settle(edits: list[asyncio.Future[int]], outcome: int | Exception) -> None:

@@ -36,6 +36,7 @@ from collab.storage.contract import (
     replaced_by,
 )
 from collab.storage.dirlock import DirectoryLock
+from collab.storage.durable import sync_dir, write_all, write_new_file
 from collab.storage.errors import CompactionError, CorruptDocumentError
 from collab.storage.format import (
     LOG_HEADER,
@@ -259,29 +260,6 @@ class FileStore:
         if self.fsync:
             os.fsync(fd)
 
-    def _sync_dir(self, directory: Path) -> None:
-        if self.fsync:
-            fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def _write_new_file(self, path: Path, data: bytes) -> None:
-        """Write `path` atomically: temp file, fsync, rename, fsync the directory."""
-        temp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-        try:
-            with open(temp, "xb") as file:
-                file.write(data)
-                file.flush()
-                self._sync(file.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise
-        self._sync_dir(path.parent)
-
     def _forget(self, key: str) -> None:
         with self._logs_lock:
             state = self._logs.pop(key, None)
@@ -374,7 +352,7 @@ class FileStore:
         data = encode_records(records)
         handle = self._handle(key, state)
         try:
-            _write_all(handle, data)
+            write_all(handle, data)
         except BaseException:
             self._undo_append(key, state)
             raise
@@ -405,17 +383,17 @@ class FileStore:
         everything is written in a temp directory that is then renamed into place."""
         if not self.docs_dir.is_dir():
             self.docs_dir.mkdir(parents=True, exist_ok=True)
-            self._sync_dir(self.data_dir)
+            sync_dir(self.data_dir, self.fsync)
         temp = self.docs_dir / f".new-{uuid.uuid4().hex}"
         temp.mkdir()
         try:
-            self._write_new_file(temp / NAME_FILE, name.encode("utf-8"))
-            self._write_new_file(log_path(temp, 0), encode_log())
+            write_new_file(temp / NAME_FILE, name.encode("utf-8"), self.fsync)
+            write_new_file(log_path(temp, 0), encode_log(), self.fsync)
             os.rename(temp, self.docs_dir / key)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
-        self._sync_dir(self.docs_dir)
+        sync_dir(self.docs_dir, self.fsync)
 
     # -- compact --
 
@@ -427,7 +405,7 @@ class FileStore:
         replaced = replaced_by(stored, snapshot)
         if replaced is not None:
             path = snapshot_path(self.docs_dir / key, snapshot.rev)
-            self._write_new_file(path, encode_snapshot(snapshot))
+            write_new_file(path, encode_snapshot(snapshot), self.fsync)
         return replaced
 
     def _switch_segment(
@@ -446,7 +424,7 @@ class FileStore:
         last = state.last_rev
         self._forget(key)
         log_data = encode_log(records)
-        self._write_new_file(log_path(directory, rev), log_data)  # the commit point
+        write_new_file(log_path(directory, rev), log_data, self.fsync)  # the commit point
         self._remember(key, _OpenLog(log_path(directory, rev), last, len(log_data)))
         if not self.keep_history:
             self._remove_before(directory, rev)
@@ -457,7 +435,7 @@ class FileStore:
             if old < rev:
                 snapshot_path(directory, old).unlink(missing_ok=True)
                 log_path(directory, old).unlink(missing_ok=True)
-        self._sync_dir(directory)
+        sync_dir(directory, self.fsync)
 
     # -- list, delete --
 
@@ -491,7 +469,7 @@ class FileStore:
             return
         doomed = self.docs_dir / f".deleted-{uuid.uuid4().hex}"
         os.rename(directory, doomed)
-        self._sync_dir(self.docs_dir)
+        sync_dir(self.docs_dir, self.fsync)
         shutil.rmtree(doomed)
 
 
@@ -505,10 +483,3 @@ def _check_contiguous(path: Path, start_rev: int, decoded: DecodedRecords) -> No
     ):
         if record.rev != expected:
             raise CorruptDocumentError(path, offset, f"rev {record.rev}, expected {expected}")
-
-
-def _write_all(handle: BinaryIO, data: bytes) -> None:
-    """Write everything to an unbuffered file (a raw write may be partial)."""
-    view = memoryview(data)
-    while view:
-        view = view[handle.write(view) :]
