@@ -251,4 +251,3 @@ async def test_an_fsync_cancelled_twice_still_holds_the_document_until_it_return
     with pytest.raises(asyncio.CancelledError):
         await append
     await store.close()
-

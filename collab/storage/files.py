@@ -206,7 +206,7 @@ class FileStore:
         """Nothing to do: the data directory was taken when the store was made."""
 
     async def close(self) -> None:
-        for key, compacting in list(self._compaction_locks.items()):
+        for compacting in list(self._compaction_locks.values()):
             async with compacting:  # a compaction under way ends before the store does
                 pass
         for key in list(self._logs):
