@@ -65,20 +65,24 @@ def hold_log_switch(
 ) -> tuple[threading.Event, threading.Event, threading.Event]:
     """Make the new segment's log write (the commit point) wait: entered, release, done."""
     entered, release, done = threading.Event(), threading.Event(), threading.Event()
-    real = store._write_new_file
+    in_module = hasattr(files, "write_new_file")  # later: collab.storage.durable's
+    real = files.write_new_file if in_module else store._write_new_file  # type: ignore[attr-defined]
 
-    def held(path: Path, data: bytes) -> None:
+    def held(path: Path, data: bytes, *rest: Any) -> None:
         if not path.name.startswith("log-"):
-            real(path, data)
+            real(path, data, *rest)
             return
         entered.set()
         assert release.wait(5)
         try:
-            real(path, data)
+            real(path, data, *rest)
         finally:
             done.set()
 
-    monkeypatch.setattr(store, "_write_new_file", held)
+    if in_module:
+        monkeypatch.setattr(files, "write_new_file", held)
+    else:
+        monkeypatch.setattr(store, "_write_new_file", held)
     return entered, release, done
 
 
