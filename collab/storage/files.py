@@ -17,11 +17,11 @@ import threading
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from collab.config import Settings
 from collab.names import storage_key
@@ -55,6 +55,7 @@ from collab.storage.format import (
 from collab.storage.logs import SegmentRevisions
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NAME_FILE = "name"
 
@@ -109,6 +110,9 @@ class FileStore:
         self._logs: OrderedDict[str, _OpenLog] = OrderedDict()  # by storage key, LRU order
         self._logs_lock = threading.Lock()  # guards the dict itself, never held during I/O
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._compaction_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._writers: ThreadPoolExecutor | None = None  # made on the first fsynced append
         self._revisions = SegmentRevisions(self.segments)
 
@@ -126,7 +130,7 @@ class FileStore:
     async def load(self, name: str) -> StoredDocument | None:
         key = storage_key(name)
         async with self._lock(key):
-            return await asyncio.to_thread(self._load, name, key)
+            return await _in_thread(self._load, name, key)
 
     async def append(self, name: str, records: Sequence[Record]) -> None:
         key = storage_key(name)
@@ -136,7 +140,7 @@ class FileStore:
         async with lock:
             state = self._logs.get(key)
             if state is None:  # first append since load or restart: read the log's end
-                state = await asyncio.to_thread(self._open_log, name, key)
+                state = await _in_thread(self._open_log, name, key)
             state.lock = lock  # else the weak dictionary makes a new lock for every append
             handle, size = self._write(key, state, records)
             if self.fsync:
@@ -154,8 +158,9 @@ class FileStore:
         try:
             await asyncio.shield(synced)
         except BaseException:
-            with contextlib.suppress(BaseException):
-                await synced
+            while not synced.done():  # cancelled again meanwhile: still wait for it
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(synced)
             self._undo_append(key, state)
             raise
 
@@ -163,35 +168,33 @@ class FileStore:
         """Start a new segment at `snapshot`. The document's appends wait only while the
         log is read and while segments switch: the check that the snapshot holds exactly
         the log it replaces, and the snapshot's write, happen while they go on (a snapshot
-        file without its log is no segment yet)."""
+        file without its log is no segment yet).
+
+        One compaction (or delete) of a document at a time: another one at the same rev
+        would delete the snapshot file this one commits, a delete would swap the log file
+        under it. A thread at work is awaited even when the caller is cancelled."""
         key = storage_key(name)
-        async with self._lock(key):
-            stored = await asyncio.to_thread(self._load, name, key)
-            if stored is None:
-                raise CompactionError(f"no document {name!r} to compact")
-            read = self._logs[key]
-            log_file, read_size = read.path, read.size
-        replaced = await asyncio.to_thread(self._check_and_write_snapshot, key, stored, snapshot)
-        if replaced is None:
-            return
-        kept = stored.records[replaced:]
-        async with self._lock(key):
-            try:
-                await asyncio.to_thread(
-                    self._switch_segment, key, snapshot.rev, kept, log_file, read_size
-                )
-            except BaseException:  # no segment: the snapshot file would be an orphan
-                with contextlib.suppress(OSError):
-                    snapshot_path(self.docs_dir / key, snapshot.rev).unlink()
-                raise
+        async with self._compaction_lock(key):
+            async with self._lock(key):
+                stored = await _in_thread(self._load, name, key)
+                if stored is None:
+                    raise CompactionError(f"no document {name!r} to compact")
+                read = self._logs[key]
+                log_file, read_size = read.path, read.size
+            replaced = await _in_thread(self._check_and_write_snapshot, key, stored, snapshot)
+            if replaced is None:
+                return
+            kept = stored.records[replaced:]
+            async with self._lock(key):
+                await _in_thread(self._switch_segment, key, snapshot.rev, kept, log_file, read_size)
 
     async def list(self) -> list[DocumentInfo]:
         return await asyncio.to_thread(self._list)
 
     async def delete(self, name: str) -> None:
         key = storage_key(name)
-        async with self._lock(key):
-            await asyncio.to_thread(self._delete, key)
+        async with self._compaction_lock(key), self._lock(key):
+            await _in_thread(self._delete, key)
 
     async def release(self, name: str) -> None:
         """Close the document's log handle (e.g. when its session unloads)."""
@@ -203,6 +206,9 @@ class FileStore:
         """Nothing to do: the data directory was taken when the store was made."""
 
     async def close(self) -> None:
+        for compacting in list(self._compaction_locks.values()):
+            async with compacting:  # a compaction under way ends before the store does
+                pass
         for key in list(self._logs):
             async with self._lock(key):
                 self._forget(key)
@@ -252,6 +258,14 @@ class FileStore:
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    def _compaction_lock(self, key: str) -> asyncio.Lock:
+        """Held by a compaction from its read to its switch, and by a delete (taken
+        before the document's lock)."""
+        lock = self._compaction_locks.get(key)
+        if lock is None:
+            lock = self._compaction_locks[key] = asyncio.Lock()
         return lock
 
     # -- helpers --
@@ -412,19 +426,26 @@ class FileStore:
         self, key: str, rev: int, kept: list[Record], log_file: Path, read_size: int
     ) -> None:
         """Write the new segment's log (the commit point): the records after `rev` that
-        were read, and those appended since (after byte `read_size` of `log_file`)."""
-        state = self._logs.get(key)
-        if state is None or state.path != log_file:
-            raise CompactionError(f"{log_file}: the log changed while the snapshot was checked")
-        appended = decode_log(log_file, read_size) if state.size > read_size else None
-        if appended is not None and appended.torn is not None:
-            raise CompactionError(f"{log_file}: torn record at {appended.end}: {appended.torn}")
-        records = kept + (appended.records if appended is not None else [])
+        were read, and those appended since (after byte `read_size` of `log_file`). When
+        it fails before the commit point, the snapshot file (an orphan) goes."""
         directory = self.docs_dir / key
-        last = state.last_rev
-        self._forget(key)
-        log_data = encode_log(records)
-        write_new_file(log_path(directory, rev), log_data, self.fsync)  # the commit point
+        try:
+            state = self._logs.get(key)
+            if state is None or state.path != log_file:
+                raise CompactionError(f"{log_file}: the log changed while the snapshot was checked")
+            appended = decode_log(log_file, read_size) if state.size > read_size else None
+            if appended is not None and appended.torn is not None:
+                raise CompactionError(f"{log_file}: torn record at {appended.end}: {appended.torn}")
+            records = kept + (appended.records if appended is not None else [])
+            last = state.last_rev
+            self._forget(key)
+            log_data = encode_log(records)
+            write_new_file(log_path(directory, rev), log_data, self.fsync)  # the commit point
+        except BaseException:
+            if not log_path(directory, rev).exists():  # else committed: the snapshot is its
+                with contextlib.suppress(OSError):
+                    snapshot_path(directory, rev).unlink()
+            raise
         self._remember(key, _OpenLog(log_path(directory, rev), last, len(log_data)))
         if not self.keep_history:
             self._remove_before(directory, rev)
@@ -483,3 +504,23 @@ def _check_contiguous(path: Path, start_rev: int, decoded: DecodedRecords) -> No
     ):
         if record.rev != expected:
             raise CorruptDocumentError(path, offset, f"rev {record.rev}, expected {expected}")
+
+
+async def _in_thread(func: Callable[..., T], *args: Any) -> T:
+    """`func(*args)` in a worker thread, awaited to its end even when the caller is
+    cancelled meanwhile (CancelledError comes after it returns): a document's lock is never
+    let go while a thread still works on its files."""
+    future = asyncio.ensure_future(asyncio.to_thread(func, *args))
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.done():
+                raise
+            cancelled = True
+            continue
+        break
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
