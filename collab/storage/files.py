@@ -17,11 +17,11 @@ import threading
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import BinaryIO
 
 from collab.config import Settings
 from collab.names import storage_key
@@ -40,7 +40,7 @@ from collab.storage.durable import sync_dir, write_all, write_new_file
 from collab.storage.errors import CompactionError, CorruptDocumentError
 from collab.storage.format import (
     LOG_HEADER,
-    DecodedRecords,
+    check_contiguous,
     decode_log,
     encode_log,
     encode_records,
@@ -53,9 +53,9 @@ from collab.storage.format import (
     snapshot_path,
 )
 from collab.storage.logs import SegmentRevisions
+from collab.storage.threads import in_thread
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 NAME_FILE = "name"
 
@@ -130,7 +130,7 @@ class FileStore:
     async def load(self, name: str) -> StoredDocument | None:
         key = storage_key(name)
         async with self._lock(key):
-            return await _in_thread(self._load, name, key)
+            return await in_thread(self._load, name, key)
 
     async def append(self, name: str, records: Sequence[Record]) -> None:
         key = storage_key(name)
@@ -140,7 +140,7 @@ class FileStore:
         async with lock:
             state = self._logs.get(key)
             if state is None:  # first append since load or restart: read the log's end
-                state = await _in_thread(self._open_log, name, key)
+                state = await in_thread(self._open_log, name, key)
             state.lock = lock  # else the weak dictionary makes a new lock for every append
             handle, size = self._write(key, state, records)
             if self.fsync:
@@ -176,17 +176,17 @@ class FileStore:
         key = storage_key(name)
         async with self._compaction_lock(key):
             async with self._lock(key):
-                stored = await _in_thread(self._load, name, key)
+                stored = await in_thread(self._load, name, key)
                 if stored is None:
                     raise CompactionError(f"no document {name!r} to compact")
                 read = self._logs[key]
                 log_file, read_size = read.path, read.size
-            replaced = await _in_thread(self._check_and_write_snapshot, key, stored, snapshot)
+            replaced = await in_thread(self._check_and_write_snapshot, key, stored, snapshot)
             if replaced is None:
                 return
             kept = stored.records[replaced:]
             async with self._lock(key):
-                await _in_thread(self._switch_segment, key, snapshot.rev, kept, log_file, read_size)
+                await in_thread(self._switch_segment, key, snapshot.rev, kept, log_file, read_size)
 
     async def list(self) -> list[DocumentInfo]:
         return await asyncio.to_thread(self._list)
@@ -194,7 +194,7 @@ class FileStore:
     async def delete(self, name: str) -> None:
         key = storage_key(name)
         async with self._compaction_lock(key), self._lock(key):
-            await _in_thread(self._delete, key)
+            await in_thread(self._delete, key)
 
     async def release(self, name: str) -> None:
         """Close the document's log handle (e.g. when its session unloads)."""
@@ -319,7 +319,7 @@ class FileStore:
         """The records of the current log, cutting a torn tail off the file (only once
         everything before it is known to be good)."""
         decoded = decode_log(path)
-        _check_contiguous(path, start_rev, decoded)
+        check_contiguous(path, start_rev, decoded)
         if decoded.torn is not None:
             with open(path, "r+b") as file:
                 size = file.seek(0, os.SEEK_END)
@@ -492,35 +492,3 @@ class FileStore:
         os.rename(directory, doomed)
         sync_dir(self.docs_dir, self.fsync)
         shutil.rmtree(doomed)
-
-
-def _check_contiguous(path: Path, start_rev: int, decoded: DecodedRecords) -> None:
-    """Raise CorruptDocumentError unless the records are start_rev + 1, + 2, ..."""
-    for expected, record, offset in zip(
-        range(start_rev + 1, start_rev + 1 + len(decoded.records)),
-        decoded.records,
-        decoded.offsets,
-        strict=True,
-    ):
-        if record.rev != expected:
-            raise CorruptDocumentError(path, offset, f"rev {record.rev}, expected {expected}")
-
-
-async def _in_thread(func: Callable[..., T], *args: Any) -> T:
-    """`func(*args)` in a worker thread, awaited to its end even when the caller is
-    cancelled meanwhile (CancelledError comes after it returns): a document's lock is never
-    let go while a thread still works on its files."""
-    future = asyncio.ensure_future(asyncio.to_thread(func, *args))
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if future.done():
-                raise
-            cancelled = True
-            continue
-        break
-    if cancelled:
-        raise asyncio.CancelledError
-    return result

@@ -369,3 +369,15 @@ def _first_rev(path: Path) -> int:
     except CorruptDocumentError:
         return 1
     return decoded.records[0].rev if decoded.records else 1
+
+
+def check_contiguous(path: Path, start_rev: int, decoded: DecodedRecords) -> None:
+    """Raise CorruptDocumentError unless the records are start_rev + 1, + 2, ..."""
+    for expected, record, offset in zip(
+        range(start_rev + 1, start_rev + 1 + len(decoded.records)),
+        decoded.records,
+        decoded.offsets,
+        strict=True,
+    ):
+        if record.rev != expected:
+            raise CorruptDocumentError(path, offset, f"rev {record.rev}, expected {expected}")
