@@ -35,14 +35,16 @@ class FrameCache:
     a broadcast hands the same object to each peer, and comparing megabytes would cost more
     than framing them. Holds one message at most."""
 
-    __slots__ = ("_data", "_frame")
+    __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        self._data: bytes | str | None = None
-        self._frame = b""
+        # One tuple, replaced whole: a reader never sees one message with another's frame.
+        self._last: tuple[bytes | str | None, bytes] = (None, b"")
 
     def frame(self, data: bytes | str) -> bytes:
-        if data is not self._data:
-            self._frame = server_frame(data)
-            self._data = data
-        return self._frame
+        last = self._last
+        if last[0] is data:
+            return last[1]
+        frame = server_frame(data)
+        self._last = (data, frame)
+        return frame

@@ -386,6 +386,7 @@ class FileStore:
         try:
             with open(state.path, "r+b") as file:
                 file.truncate(state.size)
+                self._sync(file.fileno())  # else the cut record may be back after a crash
         except OSError as error:  # the next load finds the torn tail and cuts it
             log.warning(
                 "%s: cannot cut a failed write at byte %d: %s", state.path, state.size, error
