@@ -18,7 +18,6 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -53,7 +52,7 @@ from collab.storage.format import (
     snapshot_path,
 )
 from collab.storage.logs import SegmentRevisions
-from collab.storage.threads import in_thread
+from collab.storage.threads import FsyncThreads, in_thread
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ class FileStore:
         self._compaction_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
-        self._writers: ThreadPoolExecutor | None = None  # made on the first fsynced append
+        self._fsyncs = FsyncThreads(APPEND_THREADS)  # started on the first fsynced append
         self._revisions = SegmentRevisions(self.segments)
 
     @classmethod
@@ -153,8 +152,7 @@ class FileStore:
     async def _fsync_off_loop(self, key: str, state: _OpenLog, handle: BinaryIO) -> None:
         """fsync on a writer thread, the document's lock held until it returns, even when
         the caller is cancelled meanwhile (the write is then cut, as after a failure)."""
-        loop = asyncio.get_running_loop()
-        synced = loop.run_in_executor(self._writer_threads(), os.fsync, handle.fileno())
+        synced = self._fsyncs.sync(handle.fileno())
         try:
             await asyncio.shield(synced)
         except BaseException:
@@ -212,9 +210,7 @@ class FileStore:
         for key in list(self._logs):
             async with self._lock(key):
                 self._forget(key)
-        if self._writers is not None:
-            self._writers.shutdown()
-            self._writers = None
+        self._fsyncs.close()
         if self._dir_lock is not None:
             self._dir_lock.release()
 
@@ -345,11 +341,6 @@ class FileStore:
             self._logs.move_to_end(key)
 
     # -- append --
-
-    def _writer_threads(self) -> ThreadPoolExecutor:
-        if self._writers is None:
-            self._writers = ThreadPoolExecutor(APPEND_THREADS, thread_name_prefix="collab-append")
-        return self._writers
 
     def _open_log(self, name: str, key: str) -> _OpenLog:
         """The document's current log (created if it has none), read to its end."""

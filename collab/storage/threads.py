@@ -1,17 +1,23 @@
-"""File work in worker threads that never outlives the lock it runs under.
+"""File work in worker threads: never outliving the lock it runs under, and fsync cheaply.
 
 `asyncio.to_thread` lets its caller go when cancelled while the thread goes on: a document's
 lock would be released while a thread still writes its files (a compaction's switch, a
-load that cuts a torn tail), and the next holder would see them half done.
+load that cuts a torn tail), and the next holder would see them half done (`in_thread`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import queue
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_FsyncRequest = tuple[int, "asyncio.Future[None]", asyncio.AbstractEventLoop]
 
 
 async def in_thread(func: Callable[..., T], *args: Any) -> T:
@@ -32,3 +38,72 @@ async def in_thread(func: Callable[..., T], *args: Any) -> T:
     if cancelled:
         raise asyncio.CancelledError
     return result
+
+
+class FsyncThreads:
+    """fsync on a few threads of our own: `sync(fd)` is a future of the loop, set from the
+    thread with one `call_soon_threadsafe`. A `ThreadPoolExecutor` makes a concurrent
+    future per call and chains it to an asyncio one (locks, callbacks both ways): work the
+    event loop pays for on every append. Several fsyncs in flight at once share the
+    filesystem's journal commits."""
+
+    def __init__(self, count: int, name: str = "collab-fsync") -> None:
+        self._count = count
+        self._name = name
+        self._requests: queue.SimpleQueue[_FsyncRequest | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def sync(self, fd: int) -> asyncio.Future[None]:
+        """Done once `fd` is fsync'd; fails with the fsync's OSError."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if not self._threads:
+            self._start()
+        self._requests.put((fd, done, loop))
+        return done
+
+    def _start(self) -> None:
+        # The threads hold the queue, not this object: when it is dropped without close()
+        # (a store nobody closed), the finalizer tells them to stop.
+        self._threads = [
+            threading.Thread(
+                target=_serve, args=(self._requests,), name=f"{self._name}-{n}", daemon=True
+            )
+            for n in range(self._count)
+        ]
+        for thread in self._threads:
+            thread.start()
+        weakref.finalize(self, _stop, self._requests, self._count)
+
+    def close(self) -> None:
+        """Finish what was asked, then stop the threads."""
+        _stop(self._requests, len(self._threads))
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+
+def _serve(requests: queue.SimpleQueue[_FsyncRequest | None]) -> None:
+    while (request := requests.get()) is not None:
+        fd, done, loop = request
+        try:
+            os.fsync(fd)
+            error = None
+        except OSError as failure:
+            error = failure
+        with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+            loop.call_soon_threadsafe(_settle, done, error)
+
+
+def _stop(requests: queue.SimpleQueue[_FsyncRequest | None], count: int) -> None:
+    for _ in range(count):
+        requests.put(None)
+
+
+def _settle(done: asyncio.Future[None], error: OSError | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
