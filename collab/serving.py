@@ -193,10 +193,12 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.resume_reading()
 
     def send_receive_event_to_app(self) -> None:
-        receiver = self._receiver
-        if receiver is None:
-            super().send_receive_event_to_app()
-            return
+        """One whole message: to the receiver, or (before the app gave one) to the ASGI
+        queue as uvicorn would. Text that is not UTF-8 closes with 1007, on either path,
+        unless the peer's own close came in the same read: the connection is closing
+        already (websockets refuses a second close: uvicorn's code raised out of
+        `data_received`, logged as a fatal error), the message is dropped and that close
+        is answered."""
         data: bytes | str = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
         self.frames = []
         if self.close_sent:  # as uvicorn: past our close, messages are dropped
@@ -205,11 +207,22 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             try:
                 data = bytes(data).decode()
             except UnicodeDecodeError:
-                self.conn.send_close(1007, "invalid UTF-8")
-                self.handle_parser_exception()
+                if self.conn.state is State.OPEN:
+                    self.conn.send_close(1007, "invalid UTF-8")
+                    self.handle_parser_exception()
                 return
         else:
             data = bytes(data)
+        receiver = self._receiver
+        if receiver is None:
+            if type(data) is str:
+                self.queue.put_nowait({"type": "websocket.receive", "text": data})
+            else:
+                self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+            if not self.read_paused:
+                self.read_paused = True
+                self.transport.pause_reading()
+            return
         try:
             receiver(data)
         except Exception:
