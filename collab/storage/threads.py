@@ -57,7 +57,7 @@ class FsyncThreads:
         self._answers: _Answers | None = None  # for the loop that asks
 
     def sync(self, fd: int) -> asyncio.Future[None]:
-        """Done once `fd` is fsync'd; fails with the fsync's OSError."""
+        """Done once `fd` is fsync'd; fails with what the fsync raised (its OSError)."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         if not self._threads:
@@ -98,10 +98,10 @@ class _Answers:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._lock = threading.Lock()
-        self._ready: list[tuple[asyncio.Future[None], OSError | None]] = []
+        self._ready: list[tuple[asyncio.Future[None], Exception | None]] = []
         self._scheduled = False
 
-    def put(self, done: asyncio.Future[None], error: OSError | None) -> None:
+    def put(self, done: asyncio.Future[None], error: Exception | None) -> None:
         """From any thread."""
         with self._lock:
             self._ready.append((done, error))
@@ -125,7 +125,7 @@ def _serve(requests: queue.SimpleQueue[_FsyncRequest | None]) -> None:
         try:
             os.fsync(fd)
             error = None
-        except OSError as failure:
+        except Exception as failure:  # OSError; ValueError for a bad descriptor: answered
             error = failure
         answers.put(done, error)
 
@@ -135,7 +135,7 @@ def _stop(requests: queue.SimpleQueue[_FsyncRequest | None], count: int) -> None
         requests.put(None)
 
 
-def _settle(done: asyncio.Future[None], error: OSError | None) -> None:
+def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
     if done.done():
         return
     if error is None:
