@@ -45,6 +45,13 @@ class Tally:
         self.value += amount
 
 
+def wire_length(data: bytes | str) -> int:
+    """The bytes a message takes on the wire: a text message's UTF-8, not its characters."""
+    if type(data) is bytes or data.isascii():  # type: ignore[union-attr]
+        return len(data)
+    return len(data.encode())  # type: ignore[union-attr]
+
+
 class _TallyFamily:
     """A Prometheus counter family by door, read from `Tally`s when /metrics is scraped."""
 

@@ -10,7 +10,7 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from collab.metrics import Metrics
+from collab.metrics import Metrics, wire_length
 from collab.protocol import close_reason
 
 log = logging.getLogger("collab.web")
@@ -50,12 +50,12 @@ class StarletteConnection:
         if not self._send_now(data):
             return False
         self.sent_messages.inc()
-        self.sent_bytes.inc(len(data))
+        self.sent_bytes.inc(wire_length(data))
         return True
 
     async def send(self, data: bytes | str) -> None:
         self.sent_messages.inc()
-        self.sent_bytes.inc(len(data))
+        self.sent_bytes.inc(wire_length(data))
         if isinstance(data, bytes):
             await self.websocket.send_bytes(data)
         else:

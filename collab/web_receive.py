@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket
 
 from collab.hub import DocumentRunner
 from collab.limits import TokenBucket, Unproven
+from collab.metrics import wire_length
 from collab.wire import CloseCode
 
 RECEIVE_EXTENSION = "collab.receive"
@@ -61,7 +62,7 @@ class PeerReader:
         if self.closing or not self.runner.is_open(self.peer_id):
             return
         self.received.inc()
-        self.received_bytes.inc(len(data))
+        self.received_bytes.inc(wire_length(data))
         settings = self.runner.hub.settings
         if len(data) > self.limit:
             self._close(CloseCode.TOO_BIG, f"message of {len(data)} bytes is over {self.limit}")

@@ -441,17 +441,28 @@ async def test_pages_carry_security_headers_and_no_inline_script(server: ServerP
                 assert " style=" not in response.text
 
 
+async def metrics_text(server: ServerProcess) -> str:
+    async with http(server) as client:
+        return (await client.get("/metrics")).text
+
+
+async def metrics_show(server: ServerProcess, line: str, timeout: float = 10.0) -> str:
+    """The metrics once they show `line` (they are read when scraped: no fixed wait)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while line not in (text := await metrics_text(server)):
+        assert asyncio.get_running_loop().time() < deadline, f"{line!r} not in {text}"
+        await asyncio.sleep(0.05)
+    return text
+
+
 async def test_metrics_count_what_happens(server: ServerProcess) -> None:
     async with await YClient.connect(f"{server.ws_url}/yjs/m") as a:
         await a.synced()
         a.append("hello")
-        await asyncio.sleep(0.3)
-        async with http(server) as client:
-            text = (await client.get("/metrics")).text
+        text = await metrics_show(server, "collab_revisions_committed_total 1.0")
     for line in (
         'collab_connections{door="yjs"} 1.0',
         "collab_documents_loaded 1.0",
-        "collab_revisions_committed_total 1.0",
         "collab_commit_seconds_count 1.0",
         'collab_messages_received_total{door="yjs"}',
         'collab_messages_sent_total{door="yjs"}',
@@ -459,6 +470,23 @@ async def test_metrics_count_what_happens(server: ServerProcess) -> None:
         'collab_send_queue_overflows_total{action="resync"} 0.0',
     ):
         assert line in text, line
+
+
+async def test_metrics_count_text_messages_in_utf8_bytes(server: ServerProcess) -> None:
+    """A text frame's bytes are its UTF-8, not its characters."""
+    from ot_ids import secret_for
+    from websockets.asyncio.client import connect
+
+    user = {"name": "Zoë 👩‍👩‍👧 中文 e\u0301"}
+    hello = {"type": "hello", "secret": secret_for("b"), "rev": None, "user": user}
+    sent = json.dumps(hello, ensure_ascii=False)  # non-ASCII on the wire, not escaped
+    assert len(sent.encode()) > len(sent)
+    async with connect(f"{server.ws_url}/ot/bytes", compression=None) as ws:
+        await ws.send(sent)
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "welcome"
+        await metrics_show(
+            server, f'collab_received_bytes_total{{door="text"}} {float(len(sent.encode()))}'
+        )
 
 
 # --- in-process engines: hooks that are slow, stores that fail ----------------------------
