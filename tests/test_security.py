@@ -193,15 +193,28 @@ async def test_read_only_tokens_cannot_edit_on_either_door(secured: ServerProces
     await viewer.close()
 
 
+async def text_becomes(
+    server: ServerProcess, name: str, expected: str, token_: str | None = None
+) -> None:
+    """Wait (polling the HTTP API, at most 10 s) until the document's text is `expected`:
+    the edit is committed."""
+    headers = {"authorization": "Bearer " + token_} if token_ else {}
+    deadline = asyncio.get_running_loop().time() + 10
+    async with http(server, **headers) as client:
+        while (text := (await client.get(f"/api/docs/{name}/text")).text) != expected:
+            assert asyncio.get_running_loop().time() < deadline, f"{name}: {text!r}"
+            await asyncio.sleep(0.02)
+
+
 async def test_http_api_needs_a_token(secured: ServerProcess) -> None:
     async with await YClient.connect(f"{secured.ws_url}/yjs/team/a?token={token('team/*')}") as c:
         await c.synced()
         c.append("a")
-        await asyncio.sleep(0.2)
+        await text_becomes(secured, "team/a", "a", token("team/*"))
     async with await YClient.connect(f"{secured.ws_url}/yjs/private?token={token('private')}") as c:
         await c.synced()
         c.append("p")
-        await asyncio.sleep(0.2)
+        await text_becomes(secured, "private", "p", token("private"))
     async with http(secured) as client:
         assert (await client.get("/api/docs/team/a/text")).status_code == 401
         assert (await client.get("/api/docs")).status_code == 401
@@ -416,7 +429,7 @@ async def test_history_requests_are_capped(start_server) -> None:
     async with await YClient.connect(f"{server.ws_url}/yjs/h") as client:
         await client.synced()
         client.append("x")
-        await asyncio.sleep(0.2)
+        await text_becomes(server, "h", "x")
     async with http(server) as client:
         response = await client.get("/api/docs/h/history")
         assert response.status_code == 503 and response.headers["retry-after"] == "1"
@@ -529,8 +542,10 @@ async def test_healthz_is_503_while_the_store_fails() -> None:
             again = await YClient.connect(f"ws://{base}/yjs/doc")
             await again.synced()
             again.append("ok")
-            await asyncio.sleep(0.3)
-            assert (await client.get("/healthz")).status_code == 200
+            deadline = asyncio.get_running_loop().time() + 10
+            while (await client.get("/healthz")).status_code != 200:  # the next commit
+                assert asyncio.get_running_loop().time() < deadline, "still failing"
+                await asyncio.sleep(0.02)
             await again.close()
             await client_ws.close()
         await engine.close()
