@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import httpx
 from conftest import ServerProcess
 from pyclient import YClient, connect_options, round_trip, url_name
 from pycrdt import Doc
-from test_e2e_hostile import raw_websocket
+from raw_ws import client_frame, raw_websocket
 from websockets.asyncio.client import connect
 
 from collab import protocol
@@ -34,19 +33,6 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError(f"no VmRSS for {pid}")
-
-
-def masked_frame(payload: bytes, opcode: int = 0x2) -> bytes:
-    """One frame as a client must send it (masked), of any length."""
-    mask, n = os.urandom(4), len(payload)
-    if n < 126:
-        header = bytes((0x80 | opcode, 0x80 | n))
-    elif n < 1 << 16:
-        header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
-    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
-    return header + mask + masked
 
 
 def non_reader(port: int, path: str) -> socket.socket:
@@ -94,7 +80,7 @@ async def test_peers_that_never_read_are_dropped_and_memory_stays_bounded(start_
             writer.append("x" * MiB)
         await healthy.wait_text(writer.text, timeout=30)
         before = rss_bytes(server.process.pid)
-        step1 = masked_frame(protocol.encode_sync_step1(Doc().get_state()))
+        step1 = client_frame(protocol.encode_sync_step1(Doc().get_state()))
         readers = [non_reader(server.port, "/yjs/big") for _ in range(n)]
         for sock in readers:
             sock.sendall(step1)
@@ -134,7 +120,7 @@ async def test_a_dead_peer_is_aborted_after_the_ping_timeout(start_server) -> No
         for _ in range(4):
             writer.append("x" * MiB)
         sock = non_reader(server.port, "/yjs/idle-big")
-        sock.sendall(masked_frame(protocol.encode_sync_step1(Doc().get_state())))
+        sock.sendall(client_frame(protocol.encode_sync_step1(Doc().get_state())))
         await wait_for(lambda: _equals(peers_online(server, "idle-big"), 2), 10, "it to join")
         await wait_for(lambda: _equals(peers_online(server, "idle-big"), 1), 15, "the abort")
         sock.close()

@@ -8,8 +8,6 @@ still exchange edits; nothing invalid reaches anyone; the document is unchanged.
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import random
 import socket
 import time
@@ -23,6 +21,7 @@ import pytest
 from conftest import ServerProcess
 from pyclient import YClient, connect_options, eventually, round_trip, state_vector, url_name
 from pycrdt import Doc, Text
+from raw_ws import client_frame, hung_up, raw_websocket
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -323,52 +322,6 @@ async def test_slow_peer_is_bounded_and_does_not_slow_the_others(start_server) -
             await client.close()
 
 
-def raw_websocket(port: int, path: str, receive_buffer: int | None = None) -> socket.socket:
-    """A TCP socket that completed a WebSocket handshake and will answer nothing, ever.
-
-    `receive_buffer` shrinks its kernel receive buffer (a peer that never reads fills it
-    at once)."""
-    sock = socket.socket()
-    if receive_buffer is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    sock.sendall(request.encode())
-    response = b""
-    while not response.endswith(b"\r\n\r\n"):
-        byte = sock.recv(1)
-        assert byte, f"connection closed during the handshake: {response!r}"
-        response += byte
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return sock
-
-
-def masked_frame(payload: bytes) -> bytes:
-    """One binary frame as a client must send it (masked)."""
-    mask, n = os.urandom(4), len(payload)
-    assert n < 126, "short frames only"
-    header = bytes((0x82, 0x80 | n))
-    return header + mask + bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
-
-
-def read_until_eof(sock: socket.socket, timeout: float) -> bool:
-    """Read (without ever answering) until the server hangs up; False on timeout."""
-    sock.settimeout(timeout)
-    try:
-        while sock.recv(65536):
-            pass
-    except TimeoutError:
-        return False
-    except ConnectionResetError:
-        pass
-    return True
-
-
 async def test_dead_peer_is_dropped_by_ping_timeout(start_server) -> None:
     server = start_server("--fsync", "never", "--ping-interval", "0.5", "--ping-timeout", "1")
     url = f"{server.ws_url}/yjs/ghost"
@@ -377,10 +330,10 @@ async def test_dead_peer_is_dropped_by_ping_timeout(start_server) -> None:
         for client in (a, b):
             await client.synced()
         dead = raw_websocket(server.port, "/yjs/ghost")
-        dead.sendall(masked_frame(raw_awareness(777, 1, '{"user":"ghost 👻"}')))
+        dead.sendall(client_frame(raw_awareness(777, 1, '{"user":"ghost 👻"}')))
         await a.until(lambda: a.awareness.get(777) is not None, what="the ghost's awareness")
         # Silent from now on: the server pings, nobody answers.
-        assert await asyncio.to_thread(read_until_eof, dead, 20), "the dead peer was kept"
+        assert await asyncio.to_thread(hung_up, dead, 20), "the dead peer was kept"
         dead.close()
         await a.until(lambda: a.awareness.get(777, "gone") in (None, "gone"), what="removal")
         await eventually(lambda: peers_online(server, "ghost"), 2)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,8 +18,9 @@ import uvicorn
 from conftest import REPO, ServerProcess, free_port
 from ot_ids import secret_for
 from pyclient import YClient, url_name
+from raw_ws import raw_connect, raw_websocket, read_all
 from starlette.applications import Starlette
-from test_e2e_hostile import raw_awareness, raw_websocket
+from test_e2e_hostile import raw_awareness
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -111,7 +111,7 @@ async def test_unknown_host_names_are_refused(server: ServerProcess) -> None:
         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         b"Sec-WebSocket-Version: 13\r\n\r\n"
     )
-    assert response_of(sock).startswith(b"HTTP/1.1 421")
+    assert read_all(sock).startswith(b"HTTP/1.1 421")
 
 
 async def test_allowed_hosts_star_answers_any_name(start_server) -> None:
@@ -280,27 +280,12 @@ def test_public_bind_without_a_secret_warns(tmp_path: Path) -> None:
 # --- caps ---------------------------------------------------------------------------------
 
 
-def raw_connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
-
-
-def response_of(sock: socket.socket, timeout: float = 10) -> bytes:
-    sock.settimeout(timeout)
-    data = b""
-    try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except (TimeoutError, ConnectionResetError):
-        pass
-    return data
-
-
 def test_connections_per_address_and_in_total(start_server) -> None:
     server = start_server("--fsync", "never", "--max-connections-per-address", "3")
     held = [raw_connect(server.port) for _ in range(3)]
     time.sleep(0.2)
     refused = raw_connect(server.port)
-    assert response_of(refused).startswith(b"HTTP/1.1 503")
+    assert read_all(refused).startswith(b"HTTP/1.1 503")
     for sock in held:
         sock.close()
     time.sleep(0.3)
@@ -312,7 +297,7 @@ def test_connections_per_address_and_in_total(start_server) -> None:
     )
     held = [raw_connect(total.port) for _ in range(2)]
     time.sleep(0.2)
-    assert response_of(raw_connect(total.port)).startswith(b"HTTP/1.1 503")
+    assert read_all(raw_connect(total.port)).startswith(b"HTTP/1.1 503")
     for sock in held:
         sock.close()
 
@@ -326,7 +311,7 @@ def test_silent_and_half_sent_requests_time_out(start_server) -> None:
     upgrade.sendall(b"GET /yjs/x HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
     started = time.monotonic()
     for sock in (silent, half, upgrade):
-        assert response_of(sock, timeout=5).startswith(b"HTTP/1.1 408")
+        assert read_all(sock, timeout=5).startswith(b"HTTP/1.1 408")
     assert time.monotonic() - started < 4
     assert "no request head in 0.5 s" in server.log()
 
