@@ -12,42 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pycrdt import Doc, Text
+from records import Writer, text_of
 
 from collab.storage import files
-from collab.storage.contract import Record, Snapshot, StoredDocument
 from collab.storage.errors import CompactionError
 from collab.storage.files import FileStore
 
 CHUNKS = ["👩‍👩‍👧", " 中文", "e\u0301", "\r\n", " 👍🏽🇫🇷", "!"]
-
-
-class Writer:
-    """A pycrdt document whose edits become records."""
-
-    def __init__(self) -> None:
-        self.doc = Doc()
-        self.text = self.doc.get("text", type=Text)
-        self.rev = 0
-
-    def record(self, chunk: str) -> Record:
-        before = self.doc.get_state()
-        self.text.insert(len(self.text), chunk)
-        self.rev += 1
-        return Record(self.rev, 0.0, "yjs:1", "zoë 😀", self.doc.get_update(before))
-
-    def snapshot(self) -> Snapshot:
-        return Snapshot(self.rev, self.doc.get_update(), b"")
-
-
-def text_of(stored: StoredDocument) -> str:
-    doc = Doc()
-    text = doc.get("text", type=Text)
-    if stored.snapshot is not None:
-        doc.apply_update(stored.snapshot)
-    for record in stored.records:
-        doc.apply_update(record.update)
-    return str(text)
 
 
 async def wait_for_thread_event(event: threading.Event, what: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import v1_snapshot
 from pycrdt import Doc, Text
+from records import Writer, text_of
 
 from collab.config import Settings
 from collab.storage.contract import (
@@ -23,7 +24,6 @@ from collab.storage.contract import (
     Record,
     Snapshot,
     Store,
-    StoredDocument,
 )
 from collab.storage.dirlock import LOCK_FILE
 from collab.storage.errors import CompactionError, CorruptDocumentError
@@ -67,16 +67,6 @@ class Editor:
 
     def snapshot(self) -> bytes:
         return self.doc.get_update()
-
-
-def text_of(stored: StoredDocument) -> str:
-    doc = Doc()
-    text = doc.get("text", type=Text)
-    if stored.snapshot is not None:
-        doc.apply_update(stored.snapshot)
-    for record in stored.records:
-        doc.apply_update(record.update)
-    return str(text)
 
 
 def files_in(root: Path) -> dict[Path, bytes]:
@@ -582,16 +572,12 @@ async def test_fsynced_appends_run_off_the_event_loop_and_side_by_side(
     import threading
 
     store = FileStore(tmp_path, fsync=True)
-    docs = {name: Doc() for name in ("one", "two")}
+    writers = {name: Writer() for name in ("one", "two")}
 
-    async def append(name: str, rev: int) -> None:
-        doc = docs[name]
-        text = doc.get("text", type=Text)
-        before = doc.get_state()
-        text.insert(len(text), "中😀e\u0301\r\n")
-        await store.append(name, [Record(rev, 0.0, "yjs:1", None, doc.get_update(before))])
+    async def append(name: str) -> None:
+        await store.append(name, [writers[name].record("中😀e\u0301\r\n")])
 
-    await asyncio.gather(append("one", 1), append("two", 1))  # made, with their files
+    await asyncio.gather(append("one"), append("two"))  # made, with their files
     on_loop: list[bool] = []
     both_syncing = threading.Barrier(2, timeout=5)
     real_fsync = os.fsync
@@ -602,13 +588,13 @@ async def test_fsynced_appends_run_off_the_event_loop_and_side_by_side(
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync_when_both_sync)
-    await asyncio.gather(append("one", 2), append("two", 2))
+    await asyncio.gather(append("one"), append("two"))
     monkeypatch.undo()
     assert on_loop == [False, False]
-    for name, doc in docs.items():
+    for name, writer in writers.items():
         stored = await store.load(name)
         assert stored is not None and [r.rev for r in stored.records] == [1, 2]
-        assert text_of(stored) == str(doc.get("text", type=Text))
+        assert text_of(stored) == str(writer.text)
     await store.close()
 
 
@@ -621,15 +607,8 @@ async def test_an_append_cancelled_during_its_fsync_leaves_no_record_and_a_usabl
     import threading
 
     store = FileStore(tmp_path, fsync=True)
-    doc = Doc()
-    text = doc.get("text", type=Text)
-
-    def record(rev: int, chunk: str) -> Record:
-        before = doc.get_state()
-        text.insert(len(text), chunk)
-        return Record(rev, 0.0, "yjs:1", None, doc.get_update(before))
-
-    first = record(1, "👩‍👩‍👧 ")
+    writer = Writer()
+    first = writer.record("👩‍👩‍👧 ")
     await store.append("doc", [first])
     entered, release = threading.Event(), threading.Event()
     real_fsync = os.fsync
@@ -640,7 +619,7 @@ async def test_an_append_cancelled_during_its_fsync_leaves_no_record_and_a_usabl
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", held_fsync)
-    second = record(2, "中e\u0301\r\n")
+    second = writer.record("中e\u0301\r\n")
     append = asyncio.create_task(store.append("doc", [second]))
     assert await asyncio.to_thread(entered.wait, 5)
     append.cancel()
@@ -669,17 +648,10 @@ async def test_appends_go_on_while_a_compaction_checks_its_snapshot(
     from collab.storage import files
 
     store = FileStore(tmp_path, fsync=True)
-    doc = Doc()
-    text = doc.get("text", type=Text)
-
-    def record(rev: int, chunk: str) -> Record:
-        before = doc.get_state()
-        text.insert(len(text), chunk)
-        return Record(rev, 0.0, "yjs:1", None, doc.get_update(before))
-
-    for rev, chunk in enumerate(["👩‍👩‍👧", " 中", "e\u0301", "\r\n"], start=1):
-        await store.append("doc", [record(rev, chunk)])
-    snapshot = Snapshot(4, doc.get_update(), b"")
+    writer = Writer()
+    for chunk in ["👩‍👩‍👧", " 中", "e\u0301", "\r\n"]:
+        await store.append("doc", [writer.record(chunk)])
+    snapshot = writer.snapshot()
     checking, release = threading.Event(), threading.Event()
     real_replaced_by = files.replaced_by
 
@@ -691,14 +663,14 @@ async def test_appends_go_on_while_a_compaction_checks_its_snapshot(
     monkeypatch.setattr(files, "replaced_by", slow_check)
     compaction = asyncio.create_task(store.compact("doc", snapshot))
     assert await asyncio.to_thread(checking.wait, 5)
-    await asyncio.wait_for(store.append("doc", [record(5, " 😀")]), 5)  # not held up
-    await asyncio.wait_for(store.append("doc", [record(6, "!")]), 5)
+    await asyncio.wait_for(store.append("doc", [writer.record(" 😀")]), 5)  # not held up
+    await asyncio.wait_for(store.append("doc", [writer.record("!")]), 5)
     release.set()
     await asyncio.wait_for(compaction, 5)
     stored = await store.load("doc")
     assert stored is not None and stored.snapshot_rev == 4
     assert [r.rev for r in stored.records] == [5, 6]
     assert text_of(stored) == "👩‍👩‍👧 中e\u0301\r\n 😀!"
-    await store.append("doc", [record(7, "?")])
-    assert text_of(await store.load("doc")) == str(text)  # type: ignore[arg-type]
+    await store.append("doc", [writer.record("?")])
+    assert text_of(await store.load("doc")) == str(writer.text)  # type: ignore[arg-type]
     await store.close()
