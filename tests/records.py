@@ -1,7 +1,11 @@
-"""Store records made by a real pycrdt document, and the text a stored document holds."""
+"""For store tests: records made by a real pycrdt document, the text a stored document
+holds, and a compaction held in its snapshot check."""
 
 from __future__ import annotations
 
+import threading
+
+import pytest
 from pycrdt import Doc, Text
 
 from collab.storage.contract import Record, Snapshot, StoredDocument
@@ -35,3 +39,22 @@ def text_of(stored: StoredDocument) -> str:
     for record in stored.records:
         doc.apply_update(record.update)
     return str(text)
+
+
+def hold_snapshot_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[threading.Event, threading.Event]:
+    """Make FileStore's compactions wait inside their snapshot check (the long part, run
+    beside the appends): (checking: set once one is in it, release: set it to let them go)."""
+    from collab.storage import files
+
+    checking, release = threading.Event(), threading.Event()
+    real_replaced_by = files.replaced_by
+
+    def held_check(*args: object) -> int | None:
+        checking.set()
+        assert release.wait(5), "the test never released the snapshot check"
+        return real_replaced_by(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(files, "replaced_by", held_check)
+    return checking, release

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from records import Writer, text_of
+from records import Writer, hold_snapshot_checks, text_of
 
 from collab.storage import files
 from collab.storage.errors import CompactionError
@@ -160,15 +160,7 @@ async def test_a_document_deleted_and_made_again_during_a_compaction_keeps_its_r
     store = FileStore(tmp_path, fsync=False)
     old = Writer()
     await written(store, "doc", old, CHUNKS[:4])
-    checking, release = threading.Event(), threading.Event()
-    real_replaced_by = files.replaced_by
-
-    def slow_check(*args: Any) -> int | None:
-        checking.set()
-        assert release.wait(5)
-        return real_replaced_by(*args)
-
-    monkeypatch.setattr(files, "replaced_by", slow_check)
+    checking, release = hold_snapshot_checks(monkeypatch)
     compaction = asyncio.create_task(store.compact("doc", old.snapshot()))
     await wait_for_thread_event(checking, "the snapshot check")
     deleted = asyncio.create_task(store.delete("doc"))

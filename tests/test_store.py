@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import v1_snapshot
 from pycrdt import Doc, Text
-from records import Writer, text_of
+from records import Writer, hold_snapshot_checks, text_of
 
 from collab.config import Settings
 from collab.storage.contract import (
@@ -643,24 +643,12 @@ async def test_appends_go_on_while_a_compaction_checks_its_snapshot(
 ) -> None:
     """Checking a snapshot against a long log takes seconds: the document's appends must
     not wait for it. Those made meanwhile land in the new segment, none lost or doubled."""
-    import threading
-
-    from collab.storage import files
-
     store = FileStore(tmp_path, fsync=True)
     writer = Writer()
     for chunk in ["👩‍👩‍👧", " 中", "e\u0301", "\r\n"]:
         await store.append("doc", [writer.record(chunk)])
     snapshot = writer.snapshot()
-    checking, release = threading.Event(), threading.Event()
-    real_replaced_by = files.replaced_by
-
-    def slow_check(*args: object) -> int | None:
-        checking.set()
-        assert release.wait(5)
-        return real_replaced_by(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(files, "replaced_by", slow_check)
+    checking, release = hold_snapshot_checks(monkeypatch)
     compaction = asyncio.create_task(store.compact("doc", snapshot))
     assert await asyncio.to_thread(checking.wait, 5)
     await asyncio.wait_for(store.append("doc", [writer.record(" 😀")]), 5)  # not held up
