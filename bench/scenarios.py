@@ -75,8 +75,9 @@ async def ws_connect(server: Server, doc: str, source: str = "127.0.0.1") -> Cli
     )
 
 
-async def handshake(ws: ClientConnection, answer: bool = True) -> bytes:
-    """Send step 1 (empty state); answer the server's step 1; return its step 2's update."""
+async def handshake(ws: ClientConnection, answer: bool = True, at_least: int = 0) -> bytes:
+    """Send step 1 (empty state); answer the server's step 1 (if `answer`); return the
+    update of the first step 2 of at least `at_least` bytes."""
     await ws.send(SYNC_STEP1_EMPTY)
     while True:
         message = await ws.recv()
@@ -85,7 +86,7 @@ async def handshake(ws: ClientConnection, answer: bool = True) -> bytes:
         decoded = protocol.decode(message)
         if isinstance(decoded, protocol.SyncStep1) and answer:
             await ws.send(SYNC_STEP2_EMPTY)
-        elif isinstance(decoded, protocol.SyncStep2):
+        elif isinstance(decoded, protocol.SyncStep2) and len(decoded.update) >= at_least:
             return decoded.update
 
 
@@ -208,16 +209,8 @@ async def join(server: Server, args: argparse.Namespace) -> JoinResult:
         try:
             # On the relay, other joiners' step 1 and empty step 2 pass by: wait for the
             # full one (from the server, or from the writer on the relay).
-            await ws.send(SYNC_STEP1_EMPTY)
-            while True:
-                message = await ws.recv()
-                if not isinstance(message, bytes):
-                    continue
-                decoded = protocol.decode(message)
-                if isinstance(decoded, protocol.SyncStep1) and server.handshakes:
-                    await ws.send(SYNC_STEP2_EMPTY)
-                elif isinstance(decoded, protocol.SyncStep2) and len(decoded.update) >= total:
-                    return True
+            await handshake(ws, answer=server.handshakes, at_least=total)
+            return True
         finally:
             await ws.close()
 
