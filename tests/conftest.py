@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -145,3 +146,19 @@ def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
 
 def node_available() -> bool:
     return shutil.which("node") is not None and (REPO / "tests/node/node_modules/yjs").is_dir()
+
+
+def run_node_script(script: str, request: object) -> object:
+    """Run tests/node/<script> with `request` as JSON on stdin; its JSON answer (skipped,
+    or failed in CI, without Node and the npm packages)."""
+    require(node_available(), "node + npm packages (npm ci --prefix tests/node)")
+    out = subprocess.run(
+        ["node", str(REPO / "tests/node" / script)],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        check=True,
+    ).stdout
+    return json.loads(out)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import base64
-import json
-import subprocess
 from typing import Any
 
 import pytest
-from conftest import REPO, node_available, require
+from conftest import run_node_script
 from pycrdt import Doc, Text
 
 from collab import positions
@@ -19,17 +17,7 @@ UNICODE = "a😀b👨‍👩‍👧🇫🇷👍🏽中文e\u0301\r\nz"
 
 def concurrent_run(seed: int, steps: int) -> dict[str, Any]:
     """tests/node/relpos.mjs: three Yjs clients editing concurrently, and Yjs's answers."""
-    require(node_available(), "node + npm packages (npm ci --prefix tests/node)")
-    out = subprocess.run(
-        ["node", str(REPO / "tests/node/relpos.mjs")],
-        input=json.dumps({"seed": seed, "steps": steps}),
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-        check=True,
-    ).stdout
-    return json.loads(out)
+    return run_node_script("relpos.mjs", {"seed": seed, "steps": steps})  # type: ignore[return-value]
 
 
 @pytest.mark.node

@@ -5,15 +5,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
-import json
 import re
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import REPO, node_available, require
+from conftest import run_node_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText, get_state
@@ -396,17 +394,7 @@ NODE_TEXTS = [
 
 def yjs_edits(**request: Any) -> dict[str, Any]:
     """Run tests/node/yupdates.mjs with `request`; its base64 updates, decoded."""
-    require(node_available(), "node + npm packages (npm ci --prefix tests/node)")
-    out = subprocess.run(
-        ["node", str(REPO / "tests/node/yupdates.mjs")],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-        check=True,
-    ).stdout
-    result = json.loads(out)
+    result: dict[str, Any] = run_node_script("yupdates.mjs", request)  # type: ignore[assignment]
     decode: Callable[[str], bytes] = base64.b64decode
     return {
         k: [decode(u) for u in v] if isinstance(v, list) else decode(v) for k, v in result.items()
