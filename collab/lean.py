@@ -54,9 +54,6 @@ class LeanQueue:
         items, self._items = self._items, None
         return list(items) if items else []
 
-    def qsize(self) -> int:
-        return len(self._items) if self._items else 0
-
 
 class LeanEvent:
     """`set`, `clear`, `is_set` and `wait` of an `asyncio.Event`."""

@@ -86,11 +86,11 @@ class PeerReader:
         if self.unproven is None or self.closing:
             return
         seconds = self.runner.hub.settings.first_message_timeout
-        self._refuse_and_close("first-message-timeout", f"no valid message in {seconds:g} s")
+        why = f"no valid message in {seconds:g} s"
+        self._refuse_and_close("first-message-timeout", why, CloseCode.TIMEOUT)
 
-    def _refuse_and_close(self, reason: str, why: str) -> None:
+    def _refuse_and_close(self, reason: str, why: str, code: int = CloseCode.POLICY) -> None:
         self.refuse(reason, why)
-        code = CloseCode.TIMEOUT if reason == "first-message-timeout" else CloseCode.POLICY
         self._close(code, why)
 
     def _close(self, code: int, why: str) -> None:
