@@ -279,12 +279,21 @@ async def test_concurrent_appends_are_written_in_call_order(store: Store) -> Non
 async def test_many_documents_with_few_open_files(tmp_path: Path) -> None:
     store = FileStore(tmp_path, max_open_logs=2)
     editors = {name: Editor() for name in UNICODE_NAMES}
-    for _ in range(3):
+
+    def open_handles() -> int:
+        return sum(state.handle is not None for state in store._logs.values())
+
+    for round_ in range(3):
         for name, editor in editors.items():
             await store.append(name, editor.edit(PIECES[:2]))
-    assert sum(state.handle is not None for state in store._logs.values()) <= 2
+            if round_ == 1:  # a new segment: the old log's handle goes, a new one comes
+                await store.compact(name, Snapshot(editor.rev, editor.snapshot()))
+            assert store._open_handles == open_handles()  # the count the LRU close trusts
+    assert open_handles() <= 2
     await store.release(UNICODE_NAMES[-1])
+    assert store._open_handles == open_handles()
     await store.close()
+    assert store._open_handles == 0
     for name, editor in editors.items():
         stored = await FileStore(tmp_path, exclusive=False).load(name)
         assert stored is not None and text_of(stored) == str(editor.text)

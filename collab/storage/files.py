@@ -107,7 +107,8 @@ class FileStore:
         self.keep_history = keep_history
         self.max_open_logs = max_open_logs
         self._logs: OrderedDict[str, _OpenLog] = OrderedDict()  # by storage key, LRU order
-        self._logs_lock = threading.Lock()  # guards the dict itself, never held during I/O
+        self._logs_lock = threading.Lock()  # guards the dict and the count, never held during I/O
+        self._open_handles = 0  # logs with an open handle: past max_open_logs, the LRU close
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._compaction_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -146,7 +147,7 @@ class FileStore:
                 await self._fsync_off_loop(key, state, handle)
             state.size = size
             state.last_rev = records[-1].rev
-        if len(self._logs) > self.max_open_logs:
+        if self._open_handles > self.max_open_logs:
             self._close_idle_handles()
 
     async def _fsync_off_loop(self, key: str, state: _OpenLog, handle: BinaryIO) -> None:
@@ -249,6 +250,7 @@ class FileStore:
                 if (lock is None or not lock.locked()) and state.handle is not None:
                     state.handle.close()
                     state.handle = None
+                    self._open_handles -= 1
 
     def _lock(self, key: str) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -273,6 +275,8 @@ class FileStore:
     def _forget(self, key: str) -> None:
         with self._logs_lock:
             state = self._logs.pop(key, None)
+            if state is not None and state.handle is not None:
+                self._open_handles -= 1
         if state is not None and state.handle is not None:
             state.handle.close()
 
@@ -369,6 +373,8 @@ class FileStore:
             self._logs.move_to_end(key)
         if state.handle is None:
             state.handle = open(state.path, "ab", buffering=0)  # noqa: SIM115 (kept open)
+            with self._logs_lock:
+                self._open_handles += 1
         return state.handle
 
     def _undo_append(self, key: str, state: _OpenLog) -> None:
