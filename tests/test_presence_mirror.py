@@ -51,12 +51,18 @@ def rpos(client: int, clock: int | None) -> dict[str, Any]:
     return {"type": None, "tname": "text", "item": item, "assoc": 0}
 
 
-def test_a_text_selection_reaches_yjs_as_relative_positions(session: Session, clock: Clock) -> None:
+def yjs_peer_then_text_peer(session: Session) -> tuple[YPeer, TextPeer, dict[str, Any]]:
+    """A Yjs peer that wrote TEXT, then a text client "ada" who joined after it."""
     y = YPeer(session, "y")
     peers: dict[str, Any] = {"y": y}
     y.edit(0, TEXT)
     peers["t"] = t = TextPeer(session, "t", "ada")
     pump(session, peers)
+    return y, t, peers
+
+
+def test_a_text_selection_reaches_yjs_as_relative_positions(session: Session, clock: Clock) -> None:
+    y, t, peers = yjs_peer_then_text_peer(session)
     cid = awareness_id_for(t.client)
     for anchor, head in [(1, 2), (2, 5), (len(TEXT) - 1, 0), (len(TEXT), len(TEXT))]:
         clock.now += 1
@@ -73,11 +79,7 @@ def test_a_text_selection_reaches_yjs_as_relative_positions(session: Session, cl
 
 
 def test_caret_moves_are_coalesced_then_sent_by_tick(session: Session, clock: Clock) -> None:
-    y = YPeer(session, "y")
-    peers: dict[str, Any] = {"y": y}
-    y.edit(0, TEXT)
-    peers["t"] = t = TextPeer(session, "t", "ada")
-    pump(session, peers)
+    y, t, peers = yjs_peer_then_text_peer(session)
     cid = awareness_id_for(t.client)
     sent = len(awareness_of(y, cid))
     for p in range(1, 6):
