@@ -63,12 +63,12 @@ class PeerReader:
             return
         self.received.inc()
         self.received_bytes.inc(wire_length(data))
-        settings = self.runner.hub.settings
         if len(data) > self.limit:
             self._close(CloseCode.TOO_BIG, f"message of {len(data)} bytes is over {self.limit}")
             return
         if not self.bucket.take():
-            why = f"more than {settings.max_messages_per_second:g} messages per second"
+            rate = self.runner.hub.settings.max_messages_per_second
+            why = f"more than {rate:g} messages per second"
             self._refuse_and_close("message-rate", why)
             return
         if self.unproven is not None:
