@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from conftest import REPO, ServerProcess, free_port
+from conftest import REPO, ServerProcess, free_port, wait_until
 from ot_ids import secret_for
 from pyclient import YClient, url_name
 from raw_ws import raw_connect, raw_websocket, read_all
@@ -280,23 +281,35 @@ def test_public_bind_without_a_secret_warns(tmp_path: Path) -> None:
 # --- caps ---------------------------------------------------------------------------------
 
 
+def held_open(port: int) -> socket.socket:
+    """A connection the server has accepted and keeps (keep-alive): one request answered,
+    so it is counted before this returns (no waiting on a clock)."""
+    sock = raw_connect(port)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    response = b""
+    while b"\r\n\r\n" not in response or not response.endswith(b"}"):
+        chunk = sock.recv(65536)
+        assert chunk, response
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 200"), response
+    return sock
+
+
 def test_connections_per_address_and_in_total(start_server) -> None:
     server = start_server("--fsync", "never", "--max-connections-per-address", "3")
-    held = [raw_connect(server.port) for _ in range(3)]
-    time.sleep(0.2)
+    held = [held_open(server.port) for _ in range(3)]
     refused = raw_connect(server.port)
     assert read_all(refused).startswith(b"HTTP/1.1 503")
     for sock in held:
         sock.close()
-    time.sleep(0.3)
     with httpx.Client(base_url=server.http_url, trust_env=False) as client:
-        assert client.get("/healthz").status_code == 200  # released when they closed
+        # Released when they closed (the server hears of it a moment later).
+        wait_until(lambda: client.get("/healthz").status_code == 200, 10, "released")
     assert "per-address connection limit" in server.log()
     total = start_server(
         "--fsync", "never", "--max-connections", "2", data_dir=server.data_dir.parent / "t"
     )
-    held = [raw_connect(total.port) for _ in range(2)]
-    time.sleep(0.2)
+    held = [held_open(total.port) for _ in range(2)]
     assert read_all(raw_connect(total.port)).startswith(b"HTTP/1.1 503")
     for sock in held:
         sock.close()
