@@ -14,23 +14,11 @@ import {
   replaceOp,
   transform,
 } from "../../frontend/textops.js";
+import { below } from "./seeded.mjs";
 
 const SEED = 1234;
 const ROUNDS = 3000;
 const ATOMS = ["a", "b", "\n", "\r\n", "\r", "é", "e\u0301", "中", "😀", "👨‍👩‍👧", "👍🏽", "🇫🇷"];
-
-/** mulberry32: a small seeded PRNG; `below(n)` is an integer in [0, n). */
-function prng(seed) {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { below: (n) => Math.floor(next() * n) };
-}
 
 function word(random, most) {
   return Array.from({ length: random.below(most + 1) }, () => ATOMS[random.below(ATOMS.length)]).join("");
@@ -53,7 +41,7 @@ function randomEdit(random, text) {
 
 /** Runs `check(random, text, round)` ROUNDS times on random texts. */
 function forRandomTexts(check) {
-  const random = prng(SEED);
+  const random = { below: below(SEED) };
   for (let round = 0; round < ROUNDS; round++) {
     check(random, word(random, 8), `seed ${SEED}, round ${round}`);
   }

@@ -8,20 +8,9 @@
 //          "resolved": [[client, clock, utf16 index] for every unit ever inserted]}
 
 import * as Y from 'yjs'
+import { random, splitsPair } from './seeded.mjs'
 
 const b64 = (bytes) => Buffer.from(bytes).toString('base64')
-
-const random = (seed) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
-
-const splitsPair = (s, i) => {
-  const before = s.charCodeAt(i - 1)
-  return i > 0 && i < s.length && before >= 0xd800 && before <= 0xdbff
-}
 
 const PIECES = ['a', 'bc', 'é', 'e\u0301', '中文', '😀', '👍🏽', '🇫🇷', '👨‍👩‍👧', '\r\n', 'xyz😀中']
 

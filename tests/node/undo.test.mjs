@@ -7,6 +7,7 @@ import { test } from "node:test";
 import { cpLength } from "../../frontend/positions.js";
 import { applyOp, replaceOp } from "../../frontend/textops.js";
 import { groupKind, UndoManager } from "../../frontend/undo.js";
+import { below } from "./seeded.mjs";
 
 /** One tab's text and undo manager; remote ops arrive already transformed, as in OTClient. */
 class Tab {
@@ -136,23 +137,11 @@ test("a step others deleted entirely is skipped; a new edit clears redo", () => 
   assert.equal(tab.doRedo(), null);
 });
 
-/** mulberry32 */
-function prng(seed) {
-  let state = seed >>> 0;
-  return (n) => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
-
 test("fuzz: undoing every own step leaves exactly the others' text", () => {
   // Every character is unique: the base and the other user's are CJK, this tab's are
   // emoji or letters. The other user only inserts; this tab inserts and deletes anything.
   for (let round = 0; round < 300; round++) {
-    const random = prng(round + 1);
+    const random = below(round + 1);
     let next = 0x4e00;
     const fresh = () => String.fromCodePoint(next++);
     let mine = 0x1f600;
@@ -185,7 +174,7 @@ test("fuzz: undoing every own step leaves exactly the others' text", () => {
 });
 
 test("fuzz: undo then redo gives back the same text", () => {
-  const random = prng(99);
+  const random = below(99);
   const tab = new Tab("start");
   for (let step = 0; step < 2000; step++) {
     const n = cpLength(tab.text);

@@ -12,6 +12,7 @@ import readline from 'node:readline'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
+import { random, splitsPair } from './seeded.mjs'
 
 /** @type {Map<string, {doc: Y.Doc, text: Y.Text, provider: WebsocketProvider}>} */
 const peers = new Map()
@@ -21,20 +22,6 @@ const emit = (message) => process.stdout.write(JSON.stringify(message) + '\n')
 const toBase64 = (bytes) => Buffer.from(bytes).toString('base64')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** A small seeded generator (mulberry32), so a failing random run can be replayed. */
-const random = (seed) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
-
-/** True when UTF-16 index i falls between the two halves of a surrogate pair. */
-const splitsPair = (s, i) => {
-  const before = s.charCodeAt(i - 1)
-  return i > 0 && i < s.length && before >= 0xd800 && before <= 0xdbff
-}
 
 /** A random UTF-16 index of `s` that does not split a surrogate pair. */
 const safeIndex = (s, rnd) => {
