@@ -7,8 +7,10 @@ files the way crashes and bad disks do and check what `load` makes of it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from pycrdt import Doc, Text
 from records import Writer, hold_snapshot_checks, text_of
 
 from collab.config import Settings
+from collab.names import storage_key
 from collab.storage.contract import (
     DocumentInfo,
     HistoryStore,
@@ -670,4 +673,19 @@ async def test_appends_go_on_while_a_compaction_checks_its_snapshot(
     assert text_of(stored) == "👩‍👩‍👧 中e\u0301\r\n 😀!"
     await store.append("doc", [writer.record("?")])
     assert text_of(await store.load("doc")) == str(writer.text)  # type: ignore[arg-type]
+    await store.close()
+
+
+async def test_a_document_keeps_one_lock_while_its_log_is_open(tmp_path: Path) -> None:
+    """The locks are held weakly (names only looked up leave nothing behind); an open
+    log keeps its document's, so appends do not make a new lock each."""
+    store = FileStore(tmp_path, fsync=False)
+    writer = Writer()
+    key = storage_key("中文 😀")
+    await store.append("中文 😀", [writer.record("e\u0301\r\n")])
+    lock = weakref.ref(store._lock(key))
+    gc.collect()
+    assert lock() is not None  # nobody here holds it: the open log does
+    await store.append("中文 😀", [writer.record("👩‍👩‍👧")])
+    assert store._lock(key) is lock()
     await store.close()

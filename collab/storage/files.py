@@ -136,12 +136,10 @@ class FileStore:
         key = storage_key(name)
         if not records:
             return
-        lock = self._lock(key)
-        async with lock:
+        async with self._lock(key):
             state = self._logs.get(key)
             if state is None:  # first append since load or restart: read the log's end
                 state = await in_thread(self._open_log, name, key)
-            state.lock = lock  # else the weak dictionary makes a new lock for every append
             handle, size = self._write(key, state, records)
             if self.fsync:
                 await self._fsync_off_loop(key, state, handle)
@@ -335,6 +333,9 @@ class FileStore:
         return decoded.records, decoded.end
 
     def _remember(self, key: str, state: _OpenLog) -> None:
+        # Callers hold the document's lock: the log keeps it alive (the dictionary of locks
+        # is weak, so that names only looked up leave nothing behind).
+        state.lock = self._locks.get(key)
         old = self._logs.get(key)
         if old is not None and old.handle is not None and old.path == state.path:
             state.handle = old.handle
