@@ -29,7 +29,6 @@ class Compactor:
         self.store = store
         self.session = session
         self.log_size = log_size
-        self.snapshot_rev = session.document.base_rev
         self.running: asyncio.Task[None] | None = None  # a snapshot being written
 
     def committed(self, records: Sequence[Record], settings: Settings) -> Snapshot | None:
@@ -63,7 +62,7 @@ class Compactor:
 
     async def write(self, snapshot: Snapshot) -> bool:
         """Write `snapshot` now; False (logged) when the store refused it."""
-        if snapshot.rev == self.snapshot_rev:
+        if snapshot.rev == self.session.document.base_rev:  # the log starts there already
             return True
         counted, self.log_size = self.log_size, LogSize()
         try:
@@ -74,6 +73,5 @@ class Compactor:
             )
             self.log_size.merge(counted)
             return False
-        self.snapshot_rev = snapshot.rev
         self.session.compacted(snapshot.rev, snapshot.state)
         return True
