@@ -55,11 +55,10 @@ class PeerReader:
         )
         self.is_valid_first = is_valid_first
         self.refuse = refuse
-        self.closing = False  # a check closed the peer: the rest is dropped
 
     def on_message(self, data: bytes | str) -> None:
         """One message: checked, then handed to the document (or the peer is closed)."""
-        if self.closing or not self.runner.is_open(self.peer_id):
+        if not self.runner.is_open(self.peer_id):  # closed (by a check or else): dropped
             return
         self.received.inc()
         self.received_bytes.inc(wire_length(data))
@@ -83,7 +82,7 @@ class PeerReader:
 
     def first_message_overdue(self) -> None:
         """The deadline for a first valid message passed: closed unless one came."""
-        if self.unproven is None or self.closing:
+        if self.unproven is None or not self.runner.is_open(self.peer_id):
             return
         seconds = self.runner.hub.settings.first_message_timeout
         why = f"no valid message in {seconds:g} s"
@@ -94,7 +93,6 @@ class PeerReader:
         self._close(code, why)
 
     def _close(self, code: int, why: str) -> None:
-        self.closing = True
         self.runner.close_peer(self.peer_id, code, why)
 
 
@@ -115,7 +113,7 @@ async def read_peer(websocket: WebSocket, reader: PeerReader) -> None:
                 return
             data = message.get("bytes")
             reader.on_message(message.get("text", "") if data is None else data)
-            if reader.closing or not runner.is_open(reader.peer_id):
+            if not runner.is_open(reader.peer_id):
                 # A slow peer's close frame waits for its socket to drain: give it time,
                 # or the peer only sees the connection drop (1006) and not why.
                 await runner.wait_closed(reader.peer_id, settings.close_timeout)
