@@ -38,9 +38,6 @@ class AckTable:
     def __len__(self) -> int:
         return len(self._last)
 
-    def as_dict(self) -> dict[str, tuple[int, int]]:
-        return dict(self._last)
-
     def encode(self) -> bytes:
         """The table as snapshot metadata (JSON, least recent first)."""
         table = [[client, seq, rev] for client, (seq, rev) in self._last.items()]

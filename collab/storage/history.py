@@ -194,11 +194,6 @@ class DocumentHistory:
         self._checkpoint_revs.append(rev)
         self._bytes_since_checkpoint = 0
 
-    @property
-    def checkpoint_bytes(self) -> int:
-        """Bytes of checkpoints on (temporary) disk."""
-        return sum(length for _, length in self._checkpoints.values())
-
     def _load_checkpoint(self, rev: int) -> bytes:
         offset, length = self._checkpoints[rev]
         return os.pread(self._checkpoint_file.fileno(), length, offset)
