@@ -1,8 +1,9 @@
 """For store tests: records made by a real pycrdt document, the text a stored document
-holds, and a compaction held in its snapshot check."""
+holds, and a compaction or an fsync held where a test wants it."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -58,3 +59,17 @@ def hold_snapshot_checks(
 
     monkeypatch.setattr(files, "replaced_by", held_check)
     return checking, release
+
+
+def hold_fsyncs(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make every os.fsync wait: (entered: set once one is in it, release: let them go)."""
+    entered, release = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def held_fsync(fd: int) -> None:
+        entered.set()
+        assert release.wait(5), "the test never released the fsync"
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", held_fsync)
+    return entered, release

@@ -6,13 +6,12 @@ acknowledged record, once.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from records import Writer, hold_snapshot_checks, text_of
+from records import Writer, hold_fsyncs, hold_snapshot_checks, text_of
 
 from collab.storage import files
 from collab.storage.errors import CompactionError
@@ -195,15 +194,7 @@ async def test_an_fsync_cancelled_twice_still_holds_the_document_until_it_return
     store = FileStore(tmp_path, fsync=True)
     writer = Writer()
     await written(store, "doc", writer, CHUNKS[:1])
-    entered, release = threading.Event(), threading.Event()
-    real_fsync = os.fsync
-
-    def held_fsync(fd: int) -> None:
-        entered.set()
-        assert release.wait(5)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", held_fsync)
+    entered, release = hold_fsyncs(monkeypatch)
     append = asyncio.create_task(store.append("doc", [writer.record(CHUNKS[1])]))
     await wait_for_thread_event(entered, "the fsync")
     append.cancel()

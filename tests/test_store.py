@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import v1_snapshot
 from pycrdt import Doc, Text
-from records import Writer, hold_snapshot_checks, text_of
+from records import Writer, hold_fsyncs, hold_snapshot_checks, text_of
 
 from collab.config import Settings
 from collab.names import storage_key
@@ -616,21 +616,12 @@ async def test_an_append_cancelled_during_its_fsync_leaves_no_record_and_a_usabl
     """The task waiting for an fsync is cancelled (a shutdown): the document stays locked
     until the fsync returns, the write is cut (the caller was told nothing was stored), and
     the same revision can be written again."""
-    import threading
 
     store = FileStore(tmp_path, fsync=True)
     writer = Writer()
     first = writer.record("👩‍👩‍👧 ")
     await store.append("doc", [first])
-    entered, release = threading.Event(), threading.Event()
-    real_fsync = os.fsync
-
-    def held_fsync(fd: int) -> None:
-        entered.set()
-        assert release.wait(5)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", held_fsync)
+    entered, release = hold_fsyncs(monkeypatch)
     second = writer.record("中e\u0301\r\n")
     append = asyncio.create_task(store.append("doc", [second]))
     assert await asyncio.to_thread(entered.wait, 5)
