@@ -66,6 +66,14 @@ class Settings:
             "(components walked over the revisions it missed, ~1 us each; beyond: error too-old)"
         },
     )
+    max_remembered_clients: int = field(
+        default=100_000,
+        metadata={
+            "help": "text clients whose last op each document remembers (~190 bytes each in "
+            "memory, ~32 in snapshots); a client forgotten since its revision is told "
+            "acked-unknown, never acked 0"
+        },
+    )
     send_queue_bytes: int = field(
         default=4 * MiB,
         metadata={"help": "bytes queued for one peer before it is resynced or dropped"},

@@ -109,12 +109,15 @@ class TextClient:
             return [self._op_message(self.inflight)]
         return self._send_buffer()
 
-    def _rebase_onto(self, text: str, rev: int, acked: int) -> None:
-        """The server sent its whole text: keep what we typed, on top of it."""
+    def _rebase_onto(self, text: str, rev: int, acked: int | None) -> None:
+        """The server sent its whole text: keep what we typed, on top of it.
+
+        `acked` None: the server cannot tell whether the op in flight was applied (error
+        `acked-unknown`). It is not sent again: `text` decides, and the error says so."""
         base = self.server_text
         pending: Op = [len(base)] if base else []
         if self.inflight is not None:
-            if self.inflight.seq <= acked:  # already in `text`
+            if acked is None or self.inflight.seq <= acked:  # in `text`, or unknowable
                 base = textops.apply(base, self.inflight.op)
                 pending = [len(base)] if base else []
             else:

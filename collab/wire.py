@@ -61,6 +61,7 @@ class ErrorCode(StrEnum):
     TOO_OLD = "too-old"  # based on a revision older than the history kept: say hello again
     READONLY = "readonly"  # this connection may not edit
     NOT_JOINED = "not-joined"  # a message before hello
+    ACKED_UNKNOWN = "acked-unknown"  # welcome: this client's in-flight op may be applied
 
 
 class OriginPrefix(StrEnum):

@@ -27,5 +27,6 @@ export const ErrorCode = Object.freeze({
   "FUTURE_REV": "future-rev",
   "TOO_OLD": "too-old",
   "READONLY": "readonly",
-  "NOT_JOINED": "not-joined"
+  "NOT_JOINED": "not-joined",
+  "ACKED_UNKNOWN": "acked-unknown"
 });

@@ -185,6 +185,49 @@ async def test_an_op_whose_ack_was_lost_is_applied_once_after_ten_thousand_revis
         await back.close()
 
 
+@pytest.mark.parametrize("store", ["file", "postgresql"])
+async def test_a_client_the_ack_table_forgot_is_never_told_acked_zero(
+    start_server, request: pytest.FixtureRequest, store: str
+) -> None:
+    """Issue 18, finding 3: more clients than `--max-remembered-clients` make one identity
+    op each after the victim's op, whose ack was lost; the document idles out (a snapshot
+    whose ack table lacks the victim), so the welcome carries the whole text. It must not
+    say `acked: 0` (the client would send its op again): it says `acked: null` after an
+    `acked-unknown` error, and the victim's op stays in the text once."""
+    args = ["--fsync", "never", "--idle-unload-seconds", "0.2", "--max-remembered-clients", "3"]
+    if store == "postgresql":
+        args += ["--store", request.getfixturevalue("postgres_url")]
+    server: ServerProcess = start_server(*args)
+    name = f"forgotten-{store}-\u00e9"
+    url = f"{server.ws_url}/ot/{urllib.parse.quote(name)}"
+    async with httpx.AsyncClient(base_url=server.http_url, trust_env=False) as http:
+        client = TextClient()
+        seq = await lose_the_ack(url, client, http, name)
+        for _ in range(5):  # one identity op each: they leave no record, only an ack
+            other = TextClient()
+            line = await Line.open(url, other)
+            await line.send(other.edit([len(other.text)]))
+            await line.synced()
+            await line.close()
+        await unloaded(http, name)
+        if store == "file":  # across a restart too
+            assert server.stop() == 0
+            server.start()
+        back = await Line.open(url, client)
+        assert "text" in back.welcome
+        assert back.welcome["acked"] != 0 and back.welcome["acked"] in (None, seq)
+        if back.welcome["acked"] is None:
+            errors = [m for m in back.seen if m["type"] == "error"]
+            assert [e["code"] for e in errors] == ["acked-unknown"]
+            assert client.errors == errors
+        await back.synced()
+        await asyncio.sleep(0.3)  # room for a duplicate to arrive
+        text = await server_text(http, name)
+        assert text.count(TYPED) == 1 and client.text == text
+        assert not client.pending
+        await back.close()
+
+
 async def test_a_stranger_cannot_speak_for_another_client(server: ServerProcess) -> None:
     """Knowing a client's public id (presence, history) gives nobody its seq numbers."""
     name = "ids"

@@ -49,6 +49,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ACKED_UNKNOWN = (
+    "the server no longer remembers this client's ops (more text clients edited since your "
+    "revision than it keeps): do not send your in-flight op again, take this text"
+)
+
 
 @dataclass
 class Output:
@@ -82,7 +87,7 @@ class Session(PresenceRoutes):
         self.name = name
         self.settings = settings or Settings()
         self.document = Document(self.settings, stored, clock, client_id, track_text)
-        self.acks = _acks_of(stored)
+        self.acks = _acks_of(stored, self.settings.max_remembered_clients)
         self.ot = OTServer(self.document, self.acks, self.settings.max_catch_up_steps)
         self.awareness = AwarenessTable(
             self.settings.max_awareness_bytes_per_peer,
@@ -356,7 +361,9 @@ class Session(PresenceRoutes):
             welcome["text"] = self.mirror
         else:
             welcome["ops"] = [revision.as_message() for revision in missed]
-        welcome["acked"] = self.acks.last_seq(client)
+        welcome["acked"] = self.acks.acked(client, hello.rev)
+        if welcome["acked"] is None and missed is None and hello.rev is not None:
+            self._send_error(peer, ErrorCode.ACKED_UNKNOWN, ACKED_UNKNOWN)
         welcome["max_message_bytes"] = self.settings.max_message_bytes  # bigger ops: split
         welcome["presence"] = self._presence_list(exclude=peer.id)
         self._send_json(peer.id, welcome)
@@ -453,11 +460,11 @@ class Session(PresenceRoutes):
             self.outbox.send(peer_id, data)
 
 
-def _acks_of(stored: StoredDocument | None) -> AckTable:
+def _acks_of(stored: StoredDocument | None, limit: int) -> AckTable:
     """The ack table as the store has it: the snapshot's, then the records' origins."""
     if stored is None:
-        return AckTable()
-    acks = AckTable.decode(stored.snapshot_meta)
+        return AckTable(limit)
+    acks = AckTable.decode(stored.snapshot_meta, limit)
     for record in stored.records:
         parsed = parse_text_origin(record.origin)
         if parsed is not None:
