@@ -200,9 +200,13 @@ export class OTClient {
     const inflight = this.sync.inflight;
     if (inflight) {
       // The in-flight op may be in that text already (written, then the ack was lost).
-      // The server says so with `acked`; without it, guess from the text.
+      // The server says so with `acked`; without it (older servers), guess from the text.
+      // `acked: null`: the server cannot tell (error acked-unknown), so the op is not sent
+      // again (it could be applied twice): the server's text decides, and the page says so.
       const after = applyOp(inflight.op, this.serverText);
-      const applied = typeof acked === "number" ? acked >= inflight.seq : after === text;
+      const unknown = acked === null;
+      const applied = typeof acked === "number" ? acked >= inflight.seq : unknown || after === text;
+      if (unknown) this.notice = "Your last change may not have been saved: please check the text";
       if (applied) {
         this.serverText = after;
         this.setSync(this.sync.confirmed(this.seq + 1));
@@ -272,6 +276,7 @@ export class OTClient {
   }
 
   onError(message) {
+    if (message.code === ErrorCode.ACKED_UNKNOWN) return; // the welcome after it says acked: null
     if (message.code === ErrorCode.TOO_OLD && message.seq == null) {
       // Our presence was made on a revision too old to place: send a fresh one (throttled).
       this.own.changed();

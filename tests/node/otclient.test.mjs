@@ -157,3 +157,18 @@ test("a presence too old to place: no reconnect, a fresh presence is sent later"
   assert.equal(server.sent.at(-1).type, "presence");
   assert.equal(server.sent.at(-1).rev, 1);
 });
+
+test("acked: null after acked-unknown: the op in flight is not sent again, the text decides", () => {
+  const { client, server, sockets } = connectedClient();
+  server.receive(WELCOME);
+  client.submit(["héllo 👨‍👩‍👧"]);
+  const sent = server.sent.length;
+  server.receive({ type: "error", code: "acked-unknown", message: "forgotten" });
+  assert.equal(sockets.length, 1, "acked-unknown is no reason to reconnect");
+  const text = "中 héllo 👨‍👩‍👧";
+  server.receive({ ...WELCOME, rev: 7, text, acked: null });
+  assert.equal(server.sent.slice(sent).filter((m) => m.type === "op").length, 0);
+  assert.ok(client.sync instanceof Synchronized, client.sync.constructor.name);
+  assert.equal(client.text, text);
+  assert.match(client.notice, /may not have been saved/);
+});
