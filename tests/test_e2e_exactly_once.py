@@ -228,6 +228,40 @@ async def test_a_client_the_ack_table_forgot_is_never_told_acked_zero(
         await back.close()
 
 
+async def test_a_client_another_process_forgot_is_never_told_acked_zero(
+    start_server, postgres_url: str, tmp_path
+) -> None:
+    """The same across processes sharing PostgreSQL: the victim's op is stored through
+    one, more clients than the table keeps type through the other, which unloads the
+    document (its snapshot's table lacks the victim); the first loads that snapshot."""
+    args = ["--fsync", "never", "--idle-unload-seconds", "0.2", "--max-remembered-clients", "3"]
+    first: ServerProcess = start_server(*args, "--store", postgres_url, data_dir=tmp_path / "1")
+    second: ServerProcess = start_server(*args, "--store", postgres_url, data_dir=tmp_path / "2")
+    name = "forgotten-elsewhere"
+    async with (
+        httpx.AsyncClient(base_url=first.http_url, trust_env=False) as http,
+        httpx.AsyncClient(base_url=second.http_url, trust_env=False) as http2,
+    ):
+        client = TextClient()
+        seq = await lose_the_ack(f"{first.ws_url}/ot/{name}", client, http, name)
+        await unloaded(http, name)
+        for _ in range(5):
+            other = TextClient()
+            line = await Line.open(f"{second.ws_url}/ot/{name}", other)
+            await line.send(other.edit([len(other.text), "中"]))
+            await line.synced()
+            await line.close()
+        await unloaded(http2, name)
+        back = await Line.open(f"{first.ws_url}/ot/{name}", client)
+        assert "text" in back.welcome and back.welcome["acked"] is None
+        assert [m["code"] for m in back.seen if m["type"] == "error"] == ["acked-unknown"]
+        assert seq == 1 and client.text == TYPED + "中" * 5
+        await back.synced()
+        await asyncio.sleep(0.3)  # room for a duplicate to arrive
+        assert await server_text(http, name) == TYPED + "中" * 5 == client.text
+        await back.close()
+
+
 async def test_a_stranger_cannot_speak_for_another_client(server: ServerProcess) -> None:
     """Knowing a client's public id (presence, history) gives nobody its seq numbers."""
     name = "ids"
