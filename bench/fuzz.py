@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pycrdt import Doc, Text
 
-from collab import protocol
+from collab import protocol, textops
 from collab.config import Settings
 from collab.positions import cp_to_utf8
 from collab.session import Session
@@ -276,6 +276,24 @@ EVENTS = st.one_of(
 )
 
 
+def text_edit(length: int, position: int, insert: str, delete: int) -> textops.Op | None:
+    """A text peer's edit of a text `length` code points long, chosen as `YPeer.edit`
+    chooses: a delete where there is text to delete, else an insert, else nothing. The op
+    retains the rest of the text: an op spans the whole text it applies to."""
+    position = min(position, length)
+    delete = min(delete, length - position)
+    if not delete and not insert:
+        return None
+    op = textops.Builder()
+    op.retain(position)
+    if delete:
+        op.delete(delete)
+    else:
+        op.insert(insert)
+    op.retain(length - position - delete)
+    return op.op
+
+
 @given(events=st.lists(EVENTS, max_size=12))
 @FUZZ_SETTINGS
 def session(events: list[tuple[Any, ...]]) -> None:
@@ -290,12 +308,8 @@ def session(events: list[tuple[Any, ...]]) -> None:
             harness.session.receive(peer, protocol.encode_sync_update(update))
         elif kind == "t-edit":
             client = harness.t[peer]
-            position = min(event[2], len(client.text))
-            if event[4] and position < len(client.text):
-                op: list[int | str] = [position, -min(event[4], len(client.text) - position)]
-            elif event[3]:
-                op = [position, event[3]]
-            else:
+            op = text_edit(len(client.text), event[2], event[3], event[4])
+            if op is None:
                 continue
             for message in client.edit(op):
                 harness.session.receive(peer, json.dumps(message))

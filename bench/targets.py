@@ -58,7 +58,7 @@ def missing(target: str) -> str | None:
         try:
             import pycrdt.websocket  # noqa: F401
         except ImportError:
-            return "pycrdt-websocket is not installed: pip install -e '.[bench]'"
+            return "pycrdt-websocket is not installed: pip install -c constraints.txt -e '.[bench]'"
     return None
 
 

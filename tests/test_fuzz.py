@@ -23,6 +23,23 @@ def test_fuzz_target_small_budget(name: str) -> None:
         target(rng.randbytes(rng.choice((64, 256, 1024))))
 
 
+def test_session_target_edits_a_text_peer_mid_text() -> None:
+    """Found by a fresh venv's newer hypothesis (6.170): the session target built a text
+    peer's edit as `[position, -n]` or `[position, "s"]`, without retaining the rest of the
+    text, so any edit before the end crashed the target itself (`OpError` from the client),
+    and older hypothesis versions never drew one."""
+    fuzz.session.hypothesis.inner_test(
+        events=[
+            ("t-edit", 2, 0, "a👨‍👩‍👧\r\n中", 0),
+            ("deliver",),
+            ("t-edit", 2, 1, "", 1),  # delete the man of the family: text remains after
+            ("t-edit", 3, 0, "é", 0),  # insert before text the peer already has
+            ("y-edit", 0, 1, "😀", 0),
+            ("deliver",),
+        ]
+    )
+
+
 def test_concurrent_openers_of_a_new_document_count_once() -> None:
     """Found by bench/fanout.py: ten peers opening one new document at once were counted
     as ten creations against --max-new-documents-per-minute (then 60)."""
