@@ -17,7 +17,7 @@ log = logging.getLogger("collab.web")
 
 ABORT_EXTENSION = "collab.abort"
 """The ASGI scope extension through which a server lets the app drop a connection at once
-(`collab serve` sets it, see `collab.cli.websocket_protocol`): ``scope["extensions"]
+(`collab serve` sets it, see `collab.serving.WebSocketProtocol`): ``scope["extensions"]
 [ABORT_EXTENSION]["abort"]()``. ASGI itself has no way to abort a WebSocket."""
 
 SEND_EXTENSION = "collab.send"

@@ -38,7 +38,8 @@ class SecurityHeaders:
 
 class HostGuard:
     """ASGI middleware: answer only requests whose Host is one the server is reached by
-    (DNS rebinding); 421 for HTTP, 403 before accept for WebSockets."""
+    (DNS rebinding); 421 Misdirected Request otherwise, for an upgrade too (before
+    accept)."""
 
     def __init__(self, app: ASGIApp, policy: security.HostPolicy, metrics: Metrics) -> None:
         self.app = app

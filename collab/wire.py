@@ -1,9 +1,9 @@
 """The wire contract, defined once: close codes, text-protocol error codes, origin prefixes.
 
-Everything a client can observe by name or number lives here, as an enum. The README's
-and docs' tables are checked against these enums by `tests/test_wire.py`, and the page's
-`frontend/wire.js` is generated from them (`python -m collab.wire > frontend/wire.js`;
-the same test fails when the file is stale).
+Everything a client can observe by name or number lives here, as an enum. The docs'
+tables (docs/http.md, docs/text-protocol.md) are checked against these enums by
+`tests/test_wire.py`, and the page's `frontend/wire.js` is generated from them
+(`python -m collab.wire > frontend/wire.js`; the same test fails when the file is stale).
 """
 
 from __future__ import annotations

@@ -44,13 +44,3 @@ def test_bad_values_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         parse("--fsync", "sometimes")
     assert "invalid choice" in capsys.readouterr().err
-
-
-def test_the_readme_lists_every_setting() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    missing = [
-        field.name
-        for field in dataclasses.fields(Settings)
-        if f"`--{field.name.replace('_', '-')}" not in readme
-    ]
-    assert missing == [], f"settings missing from the README's table: {missing}"

@@ -1,8 +1,10 @@
-"""The README's embedding example, run exactly as written, over real sockets."""
+"""The embedding examples of the README and docs/embedding.md, run exactly as written, over
+real sockets."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import types
 from collections.abc import AsyncIterator
@@ -18,34 +20,31 @@ from collab import protocol
 from collab.storage.files import FileStore
 
 
-def readme_examples() -> list[str]:
-    """The python blocks of the README's embedding section, in order."""
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Embedding") :]
-    section = section.split("\n## ", 1)[0]  # up to the next section
+def python_blocks(page: str, heading: str) -> list[str]:
+    """The python blocks of a page's section `heading` (up to the next `## `), in order."""
+    text = (REPO / page).read_text()
+    section = text[text.index(f"{heading}\n") :]
+    section = section.split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert blocks, "the README's embedding section has no python example"
+    assert blocks, f"{page}: the section {heading!r} has no python example"
     return blocks
 
 
-def readme_example() -> str:
-    """The example app: the block that defines `app`."""
-    return next(block for block in readme_examples() if "\napp = " in block)
+def app_in(page: str, heading: str) -> str:
+    """The example app of a section: the block that defines `app`."""
+    return next(block for block in python_blocks(page, heading) if "\napp = " in block)
 
 
 def test_driving_a_session_by_hand_works_as_the_readme_shows() -> None:
-    (block,) = [b for b in readme_examples() if "take_output()" in b]
+    (block,) = [b for b in python_blocks("README.md", "## Embedding") if "take_output()" in b]
     exec(compile(block, "README.md:by-hand", "exec"), {})
 
 
-@pytest.fixture
-async def example(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[types.ModuleType]:
-    """The example module, served by uvicorn on a free port; `module.base` is its URL."""
-    monkeypatch.chdir(tmp_path)
+@contextlib.asynccontextmanager
+async def served(source: str, filename: str) -> AsyncIterator[types.ModuleType]:
+    """The example module, served by uvicorn on a free port; `module.base` is its address."""
     module = types.ModuleType("app")
-    exec(compile(readme_example(), "README.md:app.py", "exec"), module.__dict__)
+    exec(compile(source, filename, "exec"), module.__dict__)
     port = free_port()
     config = uvicorn.Config(
         module.app, host="127.0.0.1", port=port, ws="websockets-sansio", log_level="warning"
@@ -56,9 +55,44 @@ async def example(
         assert not task.done(), "the example app did not start"
         await asyncio.sleep(0.01)
     module.base = f"127.0.0.1:{port}"
-    yield module
-    server.should_exit = True
-    await task
+    try:
+        yield module
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_the_readme_mount_serves_the_yjs_door_the_api_and_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with served(app_in("README.md", "## Embedding"), "README.md:app.py") as module:
+        peer = await YClient.connect(f"ws://{module.base}/collab/yjs/notes")
+        await peer.synced()
+        peer.append("héllo 😀 中文\r\n")
+        async with httpx.AsyncClient(base_url=f"http://{module.base}") as http:
+            for _ in range(500):  # the edit is on disk when the API shows it: wait for that
+                text = await http.get("/collab/api/docs/notes/text")
+                if text.status_code == 200 and text.text:
+                    break
+                await asyncio.sleep(0.01)
+            assert text.text == "héllo 😀 中文\r\n"
+            page = await http.get("/collab/d/notes")
+            assert page.status_code == 200 and "<textarea" in page.text
+        await peer.close()
+    stored = await FileStore(Path("app-data"), exclusive=False).load("notes")
+    assert stored is not None and stored.rev == 1
+
+
+@pytest.fixture
+async def example(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[types.ModuleType]:
+    """docs/embedding.md's app with a login check, served."""
+    monkeypatch.chdir(tmp_path)
+    source = app_in("docs/embedding.md", "# Embedding")
+    async with served(source, "docs/embedding.md:app.py") as module:
+        yield module
 
 
 async def test_host_routes_and_login_still_work(example: types.ModuleType) -> None:

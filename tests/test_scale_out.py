@@ -294,14 +294,14 @@ async def test_workers_share_one_port(
 
 
 def shared_app_example() -> str:
-    """The README's shared_app.py block."""
-    readme = (REPO / "README.md").read_text()
-    blocks = re.findall(r"```python\n(# shared_app\.py.*?)```", readme, re.S)
-    assert len(blocks) == 1, "the README's shared_app.py example is missing"
+    """docs/several-servers.md's shared_app.py block."""
+    page = (REPO / "docs/several-servers.md").read_text()
+    blocks = re.findall(r"```python\n(# shared_app\.py.*?)```", page, re.S)
+    assert len(blocks) == 1, "docs/several-servers.md's shared_app.py example is missing"
     return blocks[0]
 
 
-async def test_the_readme_shared_app_runs_in_two_processes_worth_of_engines(
+async def test_the_documented_shared_app_runs_in_two_processes_worth_of_engines(
     postgres_url: str, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", postgres_url)
@@ -309,7 +309,10 @@ async def test_the_readme_shared_app_runs_in_two_processes_worth_of_engines(
     servers, tasks, bases = [], [], []
     for index in range(2):
         module = types.ModuleType(f"shared_app_{index}")
-        exec(compile(shared_app_example(), "README.md:shared_app.py", "exec"), module.__dict__)
+        exec(
+            compile(shared_app_example(), "docs/several-servers.md:shared_app.py", "exec"),
+            module.__dict__,
+        )
         port = free_port()
         config = uvicorn.Config(module.app, host="127.0.0.1", port=port, log_level="warning")
         server = uvicorn.Server(config)

@@ -31,8 +31,8 @@ def test_the_page_constants_are_generated_from_the_enums() -> None:
     assert generated == javascript_module(), "run: python -m collab.wire > frontend/wire.js"
 
 
-def test_the_readme_lists_exactly_the_close_codes() -> None:
-    rows = table_under((REPO / "README.md").read_text(encoding="utf-8"), "WebSocket close codes")
+def test_the_http_page_lists_exactly_the_close_codes() -> None:
+    rows = table_under((REPO / "docs/http.md").read_text(encoding="utf-8"), "WebSocket close codes")
     documented = [int(code) for row in rows for code in row.split("/")]
     assert sorted(documented) == sorted(code.value for code in CloseCode)
 
