@@ -63,7 +63,7 @@ from targets import (
     pin,
 )
 
-from collab.protocol import read_var_uint, write_var_uint
+from collab.yjs.protocol import read_var_uint, write_var_uint
 
 TARGETS = ALL_TARGETS
 INF = math.inf

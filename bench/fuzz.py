@@ -5,7 +5,7 @@
 
 Targets:
 
-- ``yjs-decoder``: `collab.protocol.decode` on arbitrary frames (and frames after real
+- ``yjs-decoder``: `collab.yjs.protocol.decode` on arbitrary frames (and frames after real
   prefixes): only `ProtocolError` may come out;
 - ``awareness``: awareness frames with arbitrary entries and JSON into an `AwarenessTable`
   with small caps: only `ProtocolError` / `TooManyStates`; the table's byte count equals
@@ -45,15 +45,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pycrdt import Doc, Text
 
-from collab import protocol, textops
 from collab.config import Settings
-from collab.positions import cp_to_utf8
+from collab.replay.rebuild import DocReplay
 from collab.session import Session
 from collab.session.awareness import AwarenessTable, TooManyStates
 from collab.session.text_messages import MessageError, parse
-from collab.storage.replay import DocReplay
-from collab.textclient import TextClient
+from collab.text import ops as textops
+from collab.text.client import TextClient
+from collab.text.positions import cp_to_utf8
 from collab.wire import CloseCode
+from collab.yjs import protocol
 
 CASES: collections.Counter[str] = collections.Counter()  # inputs that ran to the end
 

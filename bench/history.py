@@ -24,11 +24,11 @@ from pathlib import Path
 
 from pycrdt import Doc, Text
 
+from collab.replay.history import DocumentHistory
+from collab.replay.rebuild import replay_text
 from collab.storage.contract import Record, Snapshot
-from collab.storage.files import FileStore
-from collab.storage.history import DocumentHistory
-from collab.storage.logs import LogReader, document_segments, read_history
-from collab.storage.replay import replay_text
+from collab.storage.files import FileStore, document_segments
+from collab.storage.logs import LogReader, read_history
 
 NAME = "bench/long history"
 PIECES = ["😀", "中文", "\r\n", "👨‍👩‍👧", "e\u0301"]

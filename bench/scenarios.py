@@ -56,7 +56,7 @@ from targets import Server, load_average, pin
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from collab import protocol
+from collab.yjs import protocol
 
 MARKER = re.compile(rb"#(\d+)\.(\d+)\.(\d+);")
 

@@ -1,4 +1,4 @@
-"""Cost of the checks run on every incoming Yjs update (collab.ychecks), in µs.
+"""Cost of the checks run on every incoming Yjs update (collab.yjs.checks), in µs.
 
     python bench/update_checks.py              # defaults: 500 KB sync step 2
     python bench/update_checks.py --kb 200 --repeat 5
@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pycrdt import Doc, Text
 
-from collab.ychecks import SurrogateIndex, check_update, missing_dependencies
-from collab.yupdate import decode_state_vector, decode_update
+from collab.yjs.checks import SurrogateIndex, check_update, missing_dependencies
+from collab.yjs.update import decode_state_vector, decode_update
 
 PIECES = ["a", "b", "c", " ", "é", "中", "😀", "👍🏽", "🇫🇷", "👨‍👩‍👧", "\n", "the quick "]
 

@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pycrdt import Doc, Text
 
-from collab import protocol
 from collab.config import Settings
 from collab.session import Session
 from collab.session.awareness import MAX_AWARENESS_PER_PEER
 from collab.session.ot_server import STEPS_PER_REVISION
 from collab.session.text_messages import MAX_SELECTIONS
+from collab.yjs import protocol
 
 SETTINGS = Settings()
 TARGET_MS = 10.0

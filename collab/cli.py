@@ -3,69 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
-import types
 import typing
 from pathlib import Path
 from typing import Any
 
-from collab.config import Settings
+from collab.config import add_settings_arguments, env_name, settings_from
 
 log = logging.getLogger("collab")
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _env(name: str) -> str:
-    return "COLLAB_" + name.upper()
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
-
-
-def _converter(annotation: Any) -> Any:
-    """The argparse `type` for a Settings field annotation."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    origin = typing.get_origin(annotation)
-    if origin is typing.Literal:
-        return str
-    if origin in (typing.Union, types.UnionType) and args:
-        return _converter(args[0])
-    return {bool: _parse_bool, int: int, float: float, Path: Path}.get(annotation, str)
-
-
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per Settings field; its default comes from the COLLAB_* environment."""
-    hints = typing.get_type_hints(Settings)
-    for field in dataclasses.fields(Settings):
-        annotation = hints[field.name]
-        convert = _converter(annotation)
-        env = os.environ.get(_env(field.name))
-        default = convert(env) if env is not None else field.default
-        help_text = field.metadata.get("help", "")
-        kwargs: dict[str, Any] = {
-            "dest": field.name,
-            "type": convert,
-            "default": default,
-            "help": f"{help_text} (default: %(default)s; env {_env(field.name)})",
-        }
-        if typing.get_origin(annotation) is typing.Literal:
-            kwargs["choices"] = typing.get_args(annotation)
-        parser.add_argument(_flag(field.name), **kwargs)
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    return Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)})
 
 
 # ---------------------------------------------------------------------- collab replay
@@ -139,7 +86,7 @@ def _write(text: str) -> None:
 
 def replay(args: argparse.Namespace) -> int:
     """`collab replay`: print a document's text, its revisions, or what is wrong with it."""
-    from collab.storage import logs
+    from collab.storage import files, logs
 
     try:
         if args.recording is not None:
@@ -149,7 +96,7 @@ def replay(args: argparse.Namespace) -> int:
 
             return asyncio.run(_replay_store(args))
         if args.data_dir is not None:
-            segments = logs.document_segments(args.data_dir, args.target)
+            segments = files.document_segments(args.data_dir, args.target)
         else:
             segments = logs.segments_at(Path(args.target))
         if not segments:
@@ -168,8 +115,8 @@ def replay(args: argparse.Namespace) -> int:
 
 def _print_history(log: Any, args: argparse.Namespace) -> int:
     """Print the text at --at/--time (default: the last), or every step with --steps."""
-    from collab.storage.history import parse_time
-    from collab.storage.replay import replay_text
+    from collab.replay.history import parse_time
+    from collab.replay.rebuild import replay_text
 
     if args.steps:
         _print_steps(log, args.text_name)
@@ -210,7 +157,7 @@ async def _replay_store(args: argparse.Namespace) -> int:
 
 
 async def _verify_store(store: Any, name: str, text_name: str) -> int:
-    from collab.storage.verify import verify_store
+    from collab.replay.verify import verify_store
 
     report = await verify_store(store, name, text_name)
     if report is None:
@@ -229,8 +176,8 @@ async def _verify_store(store: Any, name: str, text_name: str) -> int:
 def _print_steps(log: Any, text_name: str) -> None:
     import json
 
-    from collab.storage.history import RevisionInfo
-    from collab.storage.replay import texts
+    from collab.replay.history import RevisionInfo
+    from collab.replay.rebuild import texts
 
     for record, text in texts(log, text_name):
         info = RevisionInfo(record.rev, record.time, record.origin, record.user, len(record.update))
@@ -238,7 +185,7 @@ def _print_steps(log: Any, text_name: str) -> None:
 
 
 def _verify(segments: list[Any], text_name: str) -> int:
-    from collab.storage.verify import verify
+    from collab.replay.verify import verify
 
     progress = Progress(_estimate_revisions(segments), "verifying")
     try:
@@ -267,7 +214,7 @@ def _estimate_revisions(segments: list[Any]) -> int:
 
 
 def _replay_recording(args: argparse.Namespace) -> int:
-    from collab.storage.replay import replay_recording
+    from collab.replay.rebuild import replay_recording
 
     sessions = replay_recording(args.recording)
     session = sessions.get(args.target)
@@ -296,14 +243,14 @@ def add_token_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--auth-secret",
-        default=os.environ.get(_env("auth_secret"), ""),
-        help=f"the server's secret (default: env {_env('auth_secret')})",
+        default=os.environ.get(env_name("auth_secret"), ""),
+        help=f"the server's secret (default: env {env_name('auth_secret')})",
     )
 
 
 def token(args: argparse.Namespace) -> int:
     """`collab token`: print a token signed with the server's secret."""
-    from collab import tokens
+    from collab.access import tokens
 
     if not args.auth_secret:
         print("collab token: set COLLAB_AUTH_SECRET (or --auth-secret)", file=sys.stderr)
@@ -331,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "serve":
-        from collab.serving import serve
+        from collab.server.serve import serve
 
         sys.exit(serve(settings_from(args)))
     if args.command == "replay":

@@ -1,15 +1,19 @@
 """Every setting and limit of the server, with its default.
 
 Each field becomes a `collab serve` flag (`--max-message-bytes`) and an environment variable
-(`COLLAB_MAX_MESSAGE_BYTES`); see `collab.cli`.
+(`COLLAB_MAX_MESSAGE_BYTES`): `add_settings_arguments` and `settings_from` below.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 MiB = 1024 * 1024
 
@@ -240,3 +244,67 @@ class Settings:
     def replace(self, **changes: object) -> Settings:
         """A copy with some settings changed."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- flags and environment
+
+
+def flag_name(name: str) -> str:
+    """The flag of a setting: `max_message_bytes` ⇔ `--max-message-bytes`."""
+    return "--" + name.replace("_", "-")
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a setting: `max_message_bytes` ⇔ `COLLAB_MAX_MESSAGE_BYTES`."""
+    return "COLLAB_" + name.upper()
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def _converter(annotation: Any) -> Any:
+    """The argparse `type` for a Settings field annotation."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return str
+    if origin in (typing.Union, types.UnionType) and args:
+        return _converter(args[0])
+    return {bool: _parse_bool, int: int, float: float, Path: Path}.get(annotation, str)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per Settings field; its default comes from the COLLAB_* environment."""
+    hints = typing.get_type_hints(Settings)
+    for setting in dataclasses.fields(Settings):
+        annotation = hints[setting.name]
+        convert = _converter(annotation)
+        env = os.environ.get(env_name(setting.name))
+        default = convert(env) if env is not None else setting.default
+        help_text = setting.metadata.get("help", "")
+        kwargs: dict[str, Any] = {
+            "dest": setting.name,
+            "type": convert,
+            "default": default,
+            "help": f"{help_text} (default: %(default)s; env {env_name(setting.name)})",
+        }
+        if typing.get_origin(annotation) is typing.Literal:
+            kwargs["choices"] = typing.get_args(annotation)
+        parser.add_argument(flag_name(setting.name), **kwargs)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The settings the parsed flags (and, where a flag is absent, the environment) say."""
+    return Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)})
+
+
+def settings_from_environment() -> Settings:
+    """The settings the COLLAB_* environment says (how `--workers` children get theirs)."""
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser)
+    return settings_from(parser.parse_args([]))

@@ -8,12 +8,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from starlette.requests import HTTPConnection
-
-from collab import textops
+from collab.text import ops as textops
 from collab.wire import CloseCode
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Change:
 
 
 # authenticate(connection, document_name) -> Access | None (None: default access)
-Authenticate = Callable[[HTTPConnection, str], "Access | Awaitable[Access | None] | None"]
+Authenticate = Callable[["HTTPConnection", str], "Access | Awaitable[Access | None] | None"]
 # on_change(change) -> None, called after the change is on disk
 OnChange = Callable[[Change], "Awaitable[None] | None"]
 # on_load(document_name) -> initial Yjs state for a document the store does not have, or None

@@ -26,7 +26,7 @@ message, with no network::
 
 from __future__ import annotations
 
-from collab.storage.replay import (
+from collab.replay.rebuild import (
     ReplayMismatchError,
     Step,
     recording_steps,

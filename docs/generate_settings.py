@@ -3,7 +3,7 @@
     python docs/generate_settings.py > docs/settings.md
 
 Each row is one field: its `collab serve` flag and environment variable (named by
-`collab.cli`, the same functions `collab serve` uses), its default and its `help`.
+`collab.config`, the same functions `collab serve` uses), its default and its `help`.
 tests/test_docs.py fails while docs/settings.md differs from what this prints.
 """
 
@@ -14,8 +14,7 @@ import types
 import typing
 from pathlib import Path
 
-from collab.cli import _env, _flag
-from collab.config import Settings
+from collab.config import Settings, env_name, flag_name
 
 KiB = 1024
 
@@ -76,8 +75,8 @@ def markdown() -> str:
         "| "
         + " | ".join(
             [
-                f"`{_flag(field.name)}`",
-                f"`{_env(field.name)}`",
+                f"`{flag_name(field.name)}`",
+                f"`{env_name(field.name)}`",
                 shown(field.default),
                 value_kind(hints[field.name]),
                 cell(field.metadata.get("help", "")),

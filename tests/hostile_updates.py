@@ -19,9 +19,9 @@ from collections.abc import Callable
 
 from pycrdt import Doc, Map, Text
 
-from collab.positions import cp_to_utf8
-from collab.protocol import write_var_uint
-from collab.yupdate import STRING, decode_state_vector, decode_update
+from collab.text.positions import cp_to_utf8
+from collab.yjs.protocol import write_var_uint
+from collab.yjs.update import STRING, decode_state_vector, decode_update
 
 Hostile = tuple[str, bytes, bool]
 

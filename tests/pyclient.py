@@ -6,7 +6,7 @@
         await other.wait_text("héllo 😀")
 
 Every frame the server sends is kept in `received` and checked with the strict
-`collab.protocol.decode`; anything that does not decode, or an update pycrdt refuses, is
+`collab.yjs.protocol.decode`; anything that does not decode, or an update pycrdt refuses, is
 recorded in `errors` (tests assert it stays empty: nothing invalid is ever relayed).
 """
 
@@ -23,9 +23,9 @@ from pycrdt import Doc, Text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from collab import protocol
-from collab.positions import cp_to_utf8
-from collab.protocol import AwarenessEntry, ProtocolError, Reader
+from collab.text.positions import cp_to_utf8
+from collab.yjs import protocol
+from collab.yjs.protocol import AwarenessEntry, ProtocolError, Reader
 
 
 def connect_options(**overrides: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collab.config import Settings
 from collab.session import Session
 from collab.session.acks import V1_LIMIT, AckTable
 from collab.storage.contract import StoredDocument
-from collab.textclient import TextClient
+from collab.text.client import TextClient
 
 
 def test_a_dropped_client_is_unknown_at_or_before_the_forgotten_revision() -> None:

@@ -520,7 +520,7 @@ def mounted_server(tmp_path: Path) -> Iterator[str]:
         from starlette.applications import Starlette
         from starlette.routing import Mount
         from collab.config import Settings
-        from collab.engine import Collab
+        from collab.web.engine import Collab
 
         engine = Collab(settings=Settings(data_dir=Path({str(tmp_path / "data")!r}), fsync="never"))
         app = Starlette(routes=[Mount("/collab", routes=engine.routes())],

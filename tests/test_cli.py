@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collab.cli import add_settings_arguments, settings_from
-from collab.config import Settings
+from collab.config import Settings, add_settings_arguments, settings_from
 
 
 def parse(*argv: str) -> Settings:

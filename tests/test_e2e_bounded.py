@@ -20,9 +20,9 @@ from pycrdt import Doc
 from raw_ws import client_frame, raw_websocket
 from websockets.asyncio.client import connect
 
-from collab import protocol
 from collab.session.presence import awareness_id_for
 from collab.wire import client_id_from_secret
+from collab.yjs import protocol
 
 MiB = 1024 * 1024
 

@@ -21,7 +21,7 @@ from pyclient import YClient
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from collab.textclient import TextClient
+from collab.text.client import TextClient
 
 TYPED = "HÉLLO 👨‍👩‍👧 🇫🇷 中"
 

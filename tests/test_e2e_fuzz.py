@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from collab.storage.files import FileStore
 from collab.storage.format import read_log_file
-from collab.textclient import TextClient
+from collab.text.client import TextClient
 
 PIECES = ["a", "b", " ", "😀", "👨‍👩‍👧", "👍🏽", "🇫🇷", "中文", "e\u0301", "\r\n"]
 STEPS = 150

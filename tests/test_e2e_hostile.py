@@ -25,8 +25,8 @@ from raw_ws import client_frame, hung_up, raw_websocket
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from collab import protocol
-from collab.protocol import write_var_uint
+from collab.yjs import protocol
+from collab.yjs.protocol import write_var_uint
 
 UNICODE_TEXT = "héllo 😀 👨‍👩‍👧 👍🏽 🇫🇷 中文 e\u0301\r\nend"
 MAX_MESSAGE = 128 * 1024

@@ -16,8 +16,8 @@ from conftest import ServerProcess, node_available, require, wait_until
 from websockets.sync.client import ClientConnection, connect
 from yjs_node import NodeYjs
 
-from collab import positions
 from collab.session.presence import awareness_id_for
+from collab.text import positions
 
 pytestmark = pytest.mark.node
 

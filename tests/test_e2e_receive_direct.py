@@ -1,4 +1,4 @@
-"""Messages handed from uvicorn's parser straight to the app (collab.serving receive_directly),
+"""Messages handed from uvicorn's parser straight to the app (collab.server.serve receive_directly),
 through real sockets against a `collab serve` subprocess."""
 
 from __future__ import annotations

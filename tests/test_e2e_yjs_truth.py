@@ -29,12 +29,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from yjs_node import NodeYjs, YPeer
 
-from collab import protocol
+from collab.replay.verify import verify
 from collab.storage.files import FileStore
-from collab.storage.verify import verify
 from collab.testing import replay_log
-from collab.textclient import TextClient
-from collab.yupdate import decode_state_vector
+from collab.text.client import TextClient
+from collab.yjs import protocol
+from collab.yjs.update import decode_state_vector
 
 pytestmark = pytest.mark.node
 

@@ -16,8 +16,8 @@ import uvicorn
 from conftest import REPO, free_port
 from pyclient import YClient
 
-from collab import protocol
 from collab.storage.files import FileStore
+from collab.yjs import protocol
 
 
 def python_blocks(page: str, heading: str) -> list[str]:

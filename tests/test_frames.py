@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 
-from collab.frames import FrameCache, server_frame
+from collab.server.frames import FrameCache, server_frame
 
 LENGTHS = st.sampled_from([0, 1, 125, 126, 127, 65535, 65536, 70_000])
 

@@ -45,7 +45,7 @@ def test_concurrent_openers_of_a_new_document_count_once() -> None:
     as ten creations against --max-new-documents-per-minute (then 60)."""
     from collab.hub import Hub
     from collab.storage.memory import MemoryStore
-    from collab.web import WebApp
+    from collab.web.app import WebApp
 
     app = WebApp(Hub(MemoryStore()))
     assert all(app._count_new("doc", "127.0.0.1") is None for _ in range(100))

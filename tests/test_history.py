@@ -19,23 +19,22 @@ from pyclient import YClient, connect_options, url_name
 from websockets.asyncio.client import connect
 
 from collab.config import Settings
-from collab.session import Session
-from collab.storage.contract import RevisionsGoneError, Snapshot
-from collab.storage.files import FileStore
-from collab.storage.history import (
+from collab.replay.history import (
     DocumentHistory,
     HistoryCache,
     StoreHistoryCache,
     iso_time,
     parse_time,
 )
+from collab.replay.verify import verify_store
+from collab.session import Session
+from collab.storage.contract import RevisionsGoneError, Snapshot
+from collab.storage.files import FileStore, document_segments
 from collab.storage.logs import (
     LogReader,
     RevisionNotFoundError,
-    document_segments,
     read_store_history,
 )
-from collab.storage.verify import verify_store
 
 PIECES = ["😀", "👨‍👩‍👧", "👍🏽", "🇫🇷", "中文", "e\u0301", "\r\n", "ab", " "]
 

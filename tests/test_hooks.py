@@ -18,7 +18,7 @@ from starlette.routing import Mount
 from websockets.asyncio.client import connect
 
 from collab import Access, AccessDenied, Change, Collab, MemoryStore, Settings
-from collab.storage.replay import replay_recording
+from collab.replay.rebuild import replay_recording
 
 
 async def serve(engine: Collab) -> AsyncIterator[tuple[str, Collab]]:

@@ -11,13 +11,13 @@ import pytest
 from ot_ids import secret_for
 from pycrdt import Doc, Text
 
-from collab import protocol
 from collab.config import Settings
 from collab.hub import DocumentNotFoundError, Hub
 from collab.session import Session
 from collab.storage.contract import Record, Snapshot, StoredDocument
 from collab.storage.errors import CorruptDocumentError
 from collab.storage.memory import MemoryStore
+from collab.yjs import protocol
 
 
 async def until(condition: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from collab.lean import LeanEvent, LeanQueue
+from collab.server.lean import LeanEvent, LeanQueue
 
 
 async def test_the_queue_hands_out_items_in_order_and_waits_when_empty() -> None:

@@ -1,11 +1,13 @@
-"""The caps' bookkeeping (collab.limits), the tokens and the Origin/Host rules, as unit tests."""
+"""The caps' bookkeeping (collab.access.limits), the tokens and the Origin/Host rules, as unit
+tests."""
 
 from __future__ import annotations
 
 import pytest
 
-from collab import tokens
-from collab.limits import (
+from collab.access import tokens
+from collab.access.http import HostPolicy, OriginPolicy, find_token, is_public_bind, same_origin
+from collab.access.limits import (
     ConnectionCounter,
     KeyedWindows,
     LogThrottle,
@@ -13,9 +15,8 @@ from collab.limits import (
     TokenBucket,
     Unproven,
 )
-from collab.protocol import AwarenessEntry
-from collab.security import HostPolicy, OriginPolicy, find_token, is_public_bind, same_origin
 from collab.session.awareness import AwarenessTable, TooManyStates
+from collab.yjs.protocol import AwarenessEntry
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
@@ -135,7 +136,7 @@ def test_expiry_against_an_explicit_clock() -> None:
 
 
 def test_where_a_request_carries_its_token() -> None:
-    from collab.security import TOKEN_COOKIE, document_cookie
+    from collab.access.http import TOKEN_COOKIE, document_cookie
 
     assert find_token({"token": "q"}, {"authorization": "Bearer h"}, {}, "n") == "q"
     assert find_token({}, {"authorization": "Bearer h"}, {}, "n") == "h"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collab.names import InvalidNameError, name_from_key, storage_key, validate_name
+from collab.access.names import InvalidNameError, name_from_key, storage_key, validate_name
 
 SAFE_KEY = re.compile(r"[A-Za-z0-9_%-]+")
 

@@ -16,6 +16,8 @@ from conftest import REPO
 from pg_server import PgCluster, start_cluster
 
 from collab.config import Settings
+from collab.replay.history import StoreHistoryCache
+from collab.replay.verify import verify_store
 from collab.session import Session
 from collab.storage.contract import (
     CommitConflictError,
@@ -27,11 +29,9 @@ from collab.storage.contract import (
     StoreUnavailableError,
 )
 from collab.storage.errors import CompactionError
-from collab.storage.history import StoreHistoryCache
 from collab.storage.logs import read_store_history
 from collab.storage.postgres import PostgresStore
 from collab.storage.postgres_schema import LATEST, SchemaError
-from collab.storage.verify import verify_store
 
 PIECES = ["😀", "👨‍👩‍👧", "👍🏽", "🇫🇷", "中文", "e\u0301", "\r\n", "ab", " "]
 NAME = "notes/é 😀 👨‍👩‍👧 中文 e\u0301\r\n"

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from test_session import TextPeer, YPeer, pump
 
-from collab import positions, protocol
 from collab.session import Session
 from collab.session.mirror import COALESCE_SECONDS, RENEW_SECONDS
 from collab.session.presence import awareness_id_for
+from collab.text import positions
+from collab.yjs import protocol
 
 TEXT = "a😀b 👨‍👩‍👧 🇫🇷 👍🏽 中文 e\u0301\r\nz"
 

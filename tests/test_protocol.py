@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from collab.protocol import (
+from collab.yjs.protocol import (
     MAX_STATE_DEPTH,
     Auth,
     Awareness,

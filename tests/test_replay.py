@@ -19,7 +19,9 @@ from pyclient import YClient, connect_options, state_vector, url_name
 from pycrdt import Doc, Text
 from websockets.asyncio.client import connect
 
-from collab import protocol
+from collab.replay.history import DocumentHistory
+from collab.replay.recording import Recorder, read_events
+from collab.replay.verify import verify
 from collab.session import Session
 from collab.storage.contract import Snapshot, StoredDocument
 from collab.storage.errors import RecordingError
@@ -32,11 +34,9 @@ from collab.storage.format import (
     read_log_file,
     read_snapshot_file,
 )
-from collab.storage.history import DocumentHistory
 from collab.storage.logs import LogReader, segments_at
-from collab.storage.recording import Recorder, read_events
-from collab.storage.verify import verify
 from collab.testing import ReplayMismatchError, recording_steps, replay_log, replay_recording
+from collab.yjs import protocol
 
 DATA = Path(__file__).resolve().parent / "data"
 EXPECTED = json.loads((DATA / "expected.json").read_text())

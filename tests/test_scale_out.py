@@ -28,7 +28,7 @@ from redis_server import RedisServer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from collab.textclient import TextClient
+from collab.text.client import TextClient
 
 DOC = "shared/ünï 😀"
 DOC_URL = "shared%2F%C3%BCn%C3%AF%20%F0%9F%98%80"

@@ -148,7 +148,7 @@ async def test_tokens_open_the_doors(secured: ServerProcess) -> None:
     writer = await YClient.connect(base + "?token=" + token("notes", user="ada"))
     bearer = {"Authorization": "Bearer " + token("notes")}
     reader = await YClient.connect(base, additional_headers=bearer)
-    from collab.security import document_cookie
+    from collab.access.http import document_cookie
 
     cookie = {"Cookie": f"{document_cookie('notes')}={token('*')}"}
     third = await YClient.connect(base, additional_headers=cookie)

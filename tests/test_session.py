@@ -9,10 +9,12 @@ import pytest
 from ot_ids import client_of, secret_for
 from pycrdt import Doc, Text
 
-from collab import positions, protocol, textops
 from collab.config import Settings
 from collab.session import Session
 from collab.storage.contract import StoredDocument
+from collab.text import ops as textops
+from collab.text import positions
+from collab.yjs import protocol
 
 UNICODE = "héllo 😀 👨‍👩‍👧 👍🏽 🇫🇷 中文 e\u0301\r\n"
 

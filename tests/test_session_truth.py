@@ -28,16 +28,16 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from ot_ids import secret_for
 from pycrdt import Doc, Text
 
-from collab import protocol
 from collab.config import Settings
-from collab.positions import cp_to_utf8
+from collab.replay.rebuild import DocReplay
 from collab.session import Session
 from collab.storage.contract import Record, Snapshot, StoredDocument, replaced_by
 from collab.storage.memory import MemoryStore
-from collab.storage.replay import DocReplay
-from collab.textclient import TextClient
+from collab.text.client import TextClient
+from collab.text.positions import cp_to_utf8
 from collab.wire import text_origin
-from collab.yupdate import decode_state_vector
+from collab.yjs import protocol
+from collab.yjs.update import decode_state_vector
 
 PIECES = ["a", "Z", " ", "é", "e\u0301", "中文", "😀", "👍🏽", "🇫🇷", "👨‍👩‍👧", "\r\n", "𝄞"]
 NAME = "doc"

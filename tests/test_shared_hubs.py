@@ -13,11 +13,11 @@ from typing import Any
 from pycrdt import Doc, Text
 from test_hub import FakeConnection, hello, until
 
-from collab import protocol
 from collab.bus import MemoryNetwork
 from collab.config import Settings
 from collab.hub import DocumentRunner, Hub
 from collab.storage.memory import MemoryStore
+from collab.yjs import protocol
 
 UNICODE = "héllo 😀 👨‍👩‍👧 中文 e\u0301\r\n"
 

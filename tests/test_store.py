@@ -19,8 +19,8 @@ from conftest import v1_snapshot
 from pycrdt import Doc, Text
 from records import Writer, hold_fsyncs, hold_snapshot_checks, text_of
 
+from collab.access.names import storage_key
 from collab.config import Settings
-from collab.names import storage_key
 from collab.storage.contract import (
     DocumentInfo,
     HistoryStore,

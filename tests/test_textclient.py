@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from ot_ids import secret_for
 
 from collab.session import Session
-from collab.textclient import TextClient
+from collab.text.client import TextClient
 
 ALPHABET = ["a", "b", " ", "😀", "👨‍👩‍👧", "👍🏽", "🇫🇷", "中文", "e\u0301", "\r\n"]
 

@@ -12,15 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
-from collab.positions import (
-    cp_to_utf8,
-    cp_to_utf16,
-    delta_to_op,
-    op_to_utf8_steps,
-    utf8_to_cp,
-    utf16_to_cp,
-)
-from collab.textops import (
+from collab.text.ops import (
     Op,
     OpError,
     apply,
@@ -35,6 +27,14 @@ from collab.textops import (
     transform,
     transform_position,
     transform_positions,
+)
+from collab.text.positions import (
+    cp_to_utf8,
+    cp_to_utf16,
+    delta_to_op,
+    op_to_utf8_steps,
+    utf8_to_cp,
+    utf16_to_cp,
 )
 
 # Pieces of text that break unit arithmetic: astral emoji, a ZWJ family, a skin tone, a

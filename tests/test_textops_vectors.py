@@ -1,4 +1,4 @@
-"""The shared vectors (tests/data/textops-vectors.json) hold collab.textops's answers; the
+"""The shared vectors (tests/data/textops-vectors.json) hold collab.text.ops's answers; the
 page's JavaScript is checked against the same file (tests/node/vectors.test.mjs)."""
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from collab.positions import cp_to_utf16, utf16_to_cp
-from collab.textops import (
+from collab.text.ops import (
     apply,
     compose,
     diff,
@@ -20,6 +19,7 @@ from collab.textops import (
     transform,
     transform_position,
 )
+from collab.text.positions import cp_to_utf16, utf16_to_cp
 
 PATH = Path(__file__).parent / "data" / "textops-vectors.json"
 VECTORS: dict[str, list[dict[str, Any]]] = json.loads(PATH.read_text(encoding="utf-8"))

@@ -8,10 +8,10 @@ from hostile_updates import item, only_deletes, uint
 from ot_ids import secret_for
 from pycrdt import Doc, Text
 
-from collab import protocol
 from collab.config import Settings
 from collab.session import Session
-from collab.yupdate import decode_update
+from collab.yjs import protocol
+from collab.yjs.update import decode_update
 
 
 def quiet(session: Session) -> list:
@@ -77,8 +77,8 @@ def test_an_update_of_only_known_items_makes_no_revision() -> None:
     """A reconnecting peer re-sends what the server has: nothing to log or relay."""
     from pycrdt import Doc, Text
 
-    from collab import protocol
     from collab.session import Session
+    from collab.yjs import protocol
 
     session = Session("known")
     session.connect_yjs("a")

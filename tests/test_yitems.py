@@ -1,4 +1,4 @@
-"""collab.yitems: the text's items in Yjs's order, checked against Yjs itself."""
+"""collab.yjs.items: the text's items in Yjs's order, checked against Yjs itself."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from conftest import run_node_script
 from pycrdt import Doc, Text
 
-from collab import positions
-from collab.yitems import TextItems
+from collab.text import positions
+from collab.yjs.items import TextItems
 
 UNICODE = "a😀b👨‍👩‍👧🇫🇷👍🏽中文e\u0301\r\nz"
 

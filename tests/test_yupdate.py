@@ -1,4 +1,4 @@
-"""collab.yupdate (decoding Yjs updates) and collab.ychecks (refusing harmful ones)."""
+"""collab.yjs.update (decoding Yjs updates) and collab.yjs.checks (refusing harmful ones)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText, get_state
 
-from collab.protocol import write_var_uint
-from collab.ychecks import SurrogateIndex, check_update, missing_dependencies
-from collab.yupdate import JSON_, STRING, UpdateFormatError, decode_state_vector, decode_update
+from collab.yjs.checks import SurrogateIndex, check_update, missing_dependencies
+from collab.yjs.protocol import write_var_uint
+from collab.yjs.update import JSON_, STRING, UpdateFormatError, decode_state_vector, decode_update
 
 PIECES = ["a", "Z", " ", "é", "e\u0301", "中文", "😀", "👍🏽", "🇫🇷", "👨‍👩‍👧", "\r\n", "𝄞x"]
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,16 +9,16 @@ from typing import Any
 
 from pycrdt import Doc
 
+from collab.access.names import validate_name
 from collab.bus.contract import Bus
 from collab.config import Settings
 from collab.hooks import OnChange, OnLoad, call_hook
 from collab.hub.accounting import LogSize
 from collab.hub.changes import ChangeFeed
 from collab.hub.runner import DocumentRunner
-from collab.names import validate_name
+from collab.replay.recording import Recorder
 from collab.session import Output, Session
 from collab.storage.contract import Store
-from collab.storage.recording import Recorder
 from collab.wire import CloseCode, OriginPrefix
 
 log = logging.getLogger(__name__)

@@ -25,13 +25,13 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from collab import textops
 from collab.hub.accounting import LogSize
 from collab.hub.channel import Connection, PeerChannel
 from collab.hub.compactor import Compactor
 from collab.hub.ticks import TickTimer
 from collab.session import Output, PeerId, Session
 from collab.storage.contract import DocumentCommit, Record, SharedStore
+from collab.text import ops as textops
 from collab.wire import CloseCode
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collab.protocol import MAX_VAR_UINT, AwarenessEntry
+from collab.yjs.protocol import MAX_VAR_UINT, AwarenessEntry
 
 MAX_AWARENESS_PER_PEER = 64  # client ids one connection may speak for
 

@@ -23,15 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc, Text, TextEvent, TransactionEvent
 
-from collab import positions, textops
 from collab.config import Settings
-from collab.crdt import InvalidUpdateError, apply_update
 from collab.session.revision import ChangeRefused, Revision
 from collab.storage.contract import Record
+from collab.text import ops as textops
+from collab.text import positions
 from collab.wire import ErrorCode, parse_text_origin
-from collab.ychecks import SurrogateIndex, check_update
-from collab.yitems import TextItems
-from collab.yupdate import (
+from collab.yjs.checks import SurrogateIndex, check_update
+from collab.yjs.crdt import InvalidUpdateError, apply_update
+from collab.yjs.items import TextItems
+from collab.yjs.update import (
     NON_TEXT_CONTENT,
     SKIP,
     Update,

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from collab.protocol import MAX_VAR_UINT, AwarenessEntry
 from collab.session.awareness import AwarenessTable
 from collab.session.presence import Selection, awareness_id_for, awareness_state
-from collab.yitems import TextItems
+from collab.yjs.items import TextItems
+from collab.yjs.protocol import MAX_VAR_UINT, AwarenessEntry
 
 COALESCE_SECONDS = 0.05
 """At most one awareness update per text client per this many seconds."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collab import textops
 from collab.session.acks import AckTable
 from collab.session.document import Committed, Document
 from collab.session.revision import ChangeRefused, Revision
+from collab.text import ops as textops
 from collab.wire import ErrorCode, text_origin
 
 STEPS_PER_REVISION = 8

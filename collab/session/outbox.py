@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pycrdt import merge_updates
 
-from collab import protocol
+from collab.yjs import protocol
 
 PeerId = Hashable
 

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from collab import textops
+from collab.text import ops as textops
 
 Selection = list[list[int]]
 

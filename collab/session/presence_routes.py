@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from collab import protocol
 from collab.session import presence
 from collab.session.awareness import AwarenessChange, AwarenessTable, TooManyStates
 from collab.session.mirror import TextAwareness, selection_of
@@ -19,6 +18,7 @@ from collab.session.ot_server import catch_up
 from collab.session.peers import Peer, PeerId
 from collab.session.text_messages import MessageError, PresenceMessage
 from collab.wire import CloseCode, ErrorCode
+from collab.yjs import protocol
 
 if TYPE_CHECKING:
     from collab.config import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from collab import textops
+from collab.text import ops as textops
 from collab.wire import ErrorCode
 
 

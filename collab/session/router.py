@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from collab import protocol, textops
 from collab.config import Settings
 from collab.session import presence
 from collab.session.acks import AckTable
@@ -42,7 +41,9 @@ from collab.session.text_messages import (
     parse,
 )
 from collab.storage.contract import Record
+from collab.text import ops as textops
 from collab.wire import CloseCode, ErrorCode, client_id_from_secret, parse_text_origin
+from collab.yjs import protocol
 
 if TYPE_CHECKING:
     from collab.storage.contract import StoredDocument

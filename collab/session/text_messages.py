@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from collab import textops
 from collab.session.revision import ChangeRefused
+from collab.text import ops as textops
 from collab.wire import SECRET_LENGTH, ErrorCode
 
 MAX_SEQ = 2**53 - 1  # JSON numbers are exact up to here in every client

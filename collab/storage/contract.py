@@ -163,8 +163,8 @@ class CommitOutcomeUnknownError(StoreUnavailableError):
 class RevisionHistory(Store, Protocol):
     """A store that keeps old revisions and snapshots, read by revision number.
 
-    What the history index (`collab.storage.history`), `collab replay --store` and
-    `collab.storage.verify.verify_revisions` read, whatever the store keeps them in.
+    What the history index (`collab.replay.history`), `collab replay --store` and
+    `collab.replay.verify.verify_revisions` read, whatever the store keeps them in.
     """
 
     async def history_start(self, name: str) -> int | None:

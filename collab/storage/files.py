@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from collab.access.names import storage_key
 from collab.config import Settings
-from collab.names import storage_key
 from collab.storage.contract import (
     DocumentInfo,
     Record,
@@ -491,3 +491,8 @@ class FileStore:
         os.rename(directory, doomed)
         sync_dir(self.docs_dir, self.fsync)
         shutil.rmtree(doomed)
+
+
+def document_segments(data_dir: Path, name: str) -> list[Segment]:
+    """The segments of document `name` in a `collab serve --data-dir` (read only: no lock)."""
+    return FileStore(Path(data_dir), fsync=False, exclusive=False).segments(name)

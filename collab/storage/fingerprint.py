@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from pycrdt import Doc, Text
 
-from collab.crdt import InvalidUpdateError, apply_update
-from collab.protocol import ProtocolError, read_var_uint
 from collab.storage.errors import CompactionError
+from collab.yjs.crdt import InvalidUpdateError, apply_update
+from collab.yjs.protocol import ProtocolError, read_var_uint
 
 if TYPE_CHECKING:
     from collab.storage.contract import Record

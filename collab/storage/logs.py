@@ -38,13 +38,6 @@ def segments_at(path: Path) -> list[Segment]:
     return [segment_of_file(path)]
 
 
-def document_segments(data_dir: Path, name: str) -> list[Segment]:
-    """The segments of document `name` in a `collab serve --data-dir`."""
-    from collab.storage.files import FileStore  # files.py imports this module
-
-    return FileStore(Path(data_dir), fsync=False, exclusive=False).segments(name)
-
-
 class LogReader:
     """Reads a document's records across its segments, oldest first, then what is added.
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from collab.names import storage_key
+from collab.access.names import storage_key
 from collab.storage.contract import (
     DocumentCommit,
     DocumentInfo,

@@ -29,7 +29,7 @@ from typing import Any
 
 import asyncpg
 
-from collab.names import storage_key
+from collab.access.names import storage_key
 from collab.storage import postgres_schema as sql
 from collab.storage.contract import (
     CommitConflictError,

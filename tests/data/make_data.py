@@ -21,14 +21,14 @@ from pathlib import Path
 
 from pycrdt import Doc, Text
 
-from collab import protocol
 from collab.config import Settings
 from collab.hub import Hub
+from collab.replay.recording import Recorder
 from collab.session import Session
 from collab.storage.contract import Snapshot
 from collab.storage.files import FileStore
 from collab.storage.memory import MemoryStore
-from collab.storage.recording import Recorder
+from collab.yjs import protocol
 
 HERE = Path(__file__).resolve().parent
 NOTES = "unicode notes/😀"

@@ -1,9 +1,9 @@
 """Write tests/data/textops-vectors.json: cases for the text operations and the position
-conversions, with the answers collab.textops gives.
+conversions, with the answers collab.text.ops gives.
 
 Run from the repository: `python -m tests.data.make_textops_vectors`.
 
-The same file is checked against collab.textops (tests/test_textops_vectors.py) and against
+The same file is checked against collab.text.ops (tests/test_textops_vectors.py) and against
 the page's frontend/textops.js and positions.js (tests/node/vectors.test.mjs), so the two
 implementations cannot drift apart. The cases come from a seeded PRNG: every run writes
 the same file. Texts mix astral emoji, ZWJ sequences, flags, skin tones, CJK, combining
@@ -22,8 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from collab.positions import cp_to_utf16, utf16_to_cp
-from collab.textops import (
+from collab.text.ops import (
     Op,
     apply,
     compose,
@@ -33,6 +32,7 @@ from collab.textops import (
     transform,
     transform_position,
 )
+from collab.text.positions import cp_to_utf16, utf16_to_cp
 
 PATH = Path(__file__).with_name("textops-vectors.json")
 SEED = 20240608

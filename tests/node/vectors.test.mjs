@@ -1,5 +1,5 @@
 // The page's text operations and position conversions against the shared vectors, whose
-// answers come from collab/textops.py (tests/data/make_textops_vectors.py).
+// answers come from collab/text/ops.py (tests/data/make_textops_vectors.py).
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";

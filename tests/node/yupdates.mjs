@@ -1,5 +1,5 @@
 // Print the Yjs updates a real Yjs client sends for an insert and a one-unit delete at
-// every UTF-16 index of a text, so tests/test_yupdate.py can check collab.ychecks on them.
+// every UTF-16 index of a text, so tests/test_yupdate.py can check collab.yjs.checks on them.
 //
 // stdin: {"text": "a😀b", "chunk": 2, "insert": "X"}
 // stdout: {"steps": [b64...], "base": b64, "inserts": [b64 per index 0..length],

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collab.replay.rebuild import DocReplay
 from collab.storage.contract import RevisionHistory, Segment, Snapshot
 from collab.storage.errors import CompactionError, FileFormatError, HistoryError
 from collab.storage.fingerprint import verify_snapshot
@@ -25,7 +26,6 @@ from collab.storage.format import (
     read_log_bytes,
     read_snapshot_file,
 )
-from collab.storage.replay import DocReplay
 
 
 @dataclass(frozen=True)

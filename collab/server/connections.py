@@ -7,7 +7,7 @@
 - the file-descriptor limit raised to its hard limit, the connection cap kept below it;
 - "accept out of system resource" (EMFILE) logged once per interval, not per attempt;
 
-The caps themselves are pure bookkeeping in `collab.limits`. The protocol classes are
+The caps themselves are pure bookkeeping in `collab.access.limits`. The protocol classes are
 module-level (`--workers` hands them to the processes it spawns); each process installs
 its `Gate` with `install_gate` before serving.
 """
@@ -22,8 +22,8 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from collab.access.limits import ConnectionCounter, LogThrottle
 from collab.config import Settings
-from collab.limits import ConnectionCounter, LogThrottle
 
 log = logging.getLogger("collab")
 

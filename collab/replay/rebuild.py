@@ -19,12 +19,13 @@ from typing import Any, NamedTuple
 from pycrdt import Doc, Text
 
 from collab.config import Settings
-from collab.crdt import InvalidUpdateError, apply_update
+from collab.replay.recording import REPLAY_SETTINGS, Event, read_events
 from collab.session import PeerId, Session
 from collab.storage.contract import Record, StoredDocument
 from collab.storage.errors import HistoryError
-from collab.storage.logs import RetainedLog, document_segments, read_history, segments_at
-from collab.storage.recording import REPLAY_SETTINGS, Event, read_events
+from collab.storage.files import document_segments
+from collab.storage.logs import RetainedLog, read_history, segments_at
+from collab.yjs.crdt import InvalidUpdateError, apply_update
 
 # ---------------------------------------------------------------------- the bare document
 

@@ -19,36 +19,39 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from collab import protocol, security, tokens
+from collab.access import http as security
+from collab.access import tokens
+from collab.access.limits import KeyedWindows, LogThrottle
+from collab.access.names import InvalidNameError
 from collab.hooks import Access, AccessDenied, Authenticate, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
-from collab.limits import KeyedWindows, LogThrottle
 from collab.metrics import CONTENT_TYPE, Metrics
-from collab.names import InvalidNameError
-from collab.protocol import close_reason
+from collab.replay.history import StoreHistoryCache
 from collab.session.text_messages import Hello, MessageError, parse
 from collab.storage.contract import RevisionHistory
 from collab.storage.errors import CorruptDocumentError
-from collab.storage.history import StoreHistoryCache
-from collab.web_connection import StarletteConnection
-from collab.web_history import HistoryRoutes, error_response
-from collab.web_middleware import SecurityHeaders
-from collab.web_receive import PeerReader, read_peer
+from collab.web.connection import StarletteConnection
+from collab.web.history import HistoryRoutes, error_response
+from collab.web.middleware import SecurityHeaders
+from collab.web.receive import PeerReader, read_peer
 from collab.wire import CloseCode
+from collab.yjs import protocol
+from collab.yjs.protocol import close_reason
 
 log = logging.getLogger(__name__)
 
 
 def frontend_dir() -> Path:
     """The frontend's files: installed beside the package, or the source checkout's."""
-    installed = Path(__file__).resolve().parent / "frontend"
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "frontend"
     if (installed / "editor.html").exists():
         return installed
-    return Path(__file__).resolve().parent.parent / "frontend"
+    return package.parent / "frontend"
 
 
 class WebApp(HistoryRoutes):
-    """The routes of one hub: mount them anywhere (see `collab.engine`)."""
+    """The routes of one hub: mount them anywhere (see `collab.web.engine`)."""
 
     def __init__(
         self,

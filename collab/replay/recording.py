@@ -1,7 +1,7 @@
 """`collab serve --record FILE`: every event the sessions see from the network, in a file.
 
 Each event — a peer connected, a message arrived, a peer left, server code edited — is one
-frame. `collab.storage.replay` feeds a recording's events to fresh sessions, which
+frame. `collab.replay.rebuild` feeds a recording's events to fresh sessions, which
 reproduces every document byte for byte: a bug report becomes a test.
 
 File format (version 2), all integers little-endian, frames as in log files::

@@ -21,9 +21,9 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.exceptions import InvalidState
 from websockets.protocol import State
 
-from collab.backends import BackendError
+from collab.access.http import is_public_bind
 from collab.config import Settings
-from collab.connections import (
+from collab.server.connections import (
     Gate,
     HTTPProtocol,
     connection_cap,
@@ -32,12 +32,12 @@ from collab.connections import (
     quiet_accept_errors,
     raise_fd_limit,
 )
-from collab.frames import FrameCache
-from collab.lean import LeanEvent, LeanQueue
-from collab.security import is_public_bind
+from collab.server.frames import FrameCache
+from collab.server.lean import LeanEvent, LeanQueue
+from collab.storage.backends import BackendError
 from collab.storage.dirlock import DataDirectoryError
-from collab.web_connection import ABORT_EXTENSION, SEND_EXTENSION
-from collab.web_receive import RECEIVE_EXTENSION
+from collab.web.connection import ABORT_EXTENSION, SEND_EXTENSION
+from collab.web.receive import RECEIVE_EXTENSION
 
 log = logging.getLogger("collab")
 
@@ -48,7 +48,7 @@ _broadcast_frames = FrameCache()
 # of a connection's set-up, and noise at ten thousand peers. They go to this logger, quiet
 # unless `--connection-log` or `--log-level debug`. (Not a child of "uvicorn.error": uvicorn's
 # dictConfig resets the levels of those.)
-CONNECTION_LOG = logging.getLogger("collab.connections")
+CONNECTION_LOG = logging.getLogger("collab.server.connections")
 CONNECTION_LOG.setLevel(logging.WARNING)
 
 
@@ -147,7 +147,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         """Write one message now, as uvicorn's `send` would, without its awaits (the hub's
         broadcast path: no task per peer); False when it cannot be written now (the buffer
         is over its high-water mark, or the connection is not open). Without extensions
-        the frame is built once for all the peers a message goes to (`collab.frames`)."""
+        the frame is built once for all the peers a message goes to (`collab.server.frames`)."""
         if (
             self.close_sent
             or self.disconnected
@@ -252,7 +252,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
 def serve(settings: Settings) -> int:
     """Run the server until SIGINT/SIGTERM; returns the exit code."""
-    from collab.engine import Collab
+    from collab.web.engine import Collab
 
     warn_if_public(settings)
     try:
@@ -345,7 +345,7 @@ def configure_connection_log(settings: Settings) -> None:
 
 def where(settings: Settings) -> str:
     """Where documents live, for the start-up line (no password in it)."""
-    from collab.backends import is_database_url
+    from collab.storage.backends import is_database_url
 
     if is_database_url(settings.store):
         target = settings.store or ""
@@ -358,7 +358,7 @@ def where(settings: Settings) -> str:
 def serve_workers(settings: Settings) -> int:
     """`--workers N`: N processes on one port, each its own engine on the shared store
     and bus. uvicorn starts them; each reads its settings from the COLLAB_* environment."""
-    from collab.backends import is_database_url
+    from collab.storage.backends import is_database_url
 
     if not is_database_url(settings.store):
         raise BackendError(
@@ -373,7 +373,7 @@ def serve_workers(settings: Settings) -> int:
             os.environ["COLLAB_" + field.name.upper()] = str(value)
     log.info("collab: %d workers on port %d, %s", settings.workers, settings.port, where(settings))
     uvicorn.run(
-        "collab.serving:worker_app",
+        "collab.server.serve:worker_app",
         factory=True,
         workers=settings.workers,
         **uvicorn_options(settings),
@@ -383,14 +383,10 @@ def serve_workers(settings: Settings) -> int:
 
 def worker_app() -> Any:
     """One worker of `--workers`: its engine, from the settings its parent exported."""
-    import argparse
+    from collab.config import settings_from_environment
+    from collab.web.engine import Collab
 
-    from collab.cli import add_settings_arguments, settings_from
-    from collab.engine import Collab
-
-    parser = argparse.ArgumentParser()
-    add_settings_arguments(parser)
-    settings = dataclasses.replace(settings_from(parser.parse_args([])), workers=1)
+    settings = dataclasses.replace(settings_from_environment(), workers=1)
     WebSocketProtocol.close_timeout_setting = settings.close_timeout
     configure_connection_log(settings)
     engine = Collab(settings=settings)

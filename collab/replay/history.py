@@ -34,12 +34,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from collab import textops
-from collab.positions import delta_to_op
+from collab.replay.rebuild import DocReplay
 from collab.storage.contract import Record, RevisionHistory, RevisionsGoneError, Segment
 from collab.storage.errors import FileFormatError
 from collab.storage.logs import LogReader, RevisionNotFoundError
-from collab.storage.replay import DocReplay
+from collab.text import ops as textops
+from collab.text.positions import delta_to_op
 
 CHECKPOINT_INTERVAL = 1000
 

@@ -4,7 +4,7 @@ An op is a list of components counted in Unicode code points (Python ``str`` ind
 wire format of docs/text-protocol.md: a positive int retains that many code points, a str
 inserts itself, a negative int deletes that many code points. An op spans the whole text it
 applies to; the identity on a text of length ``n`` is ``[n]`` (``[]`` on the empty text).
-Conversions to and from UTF-16 and UTF-8 positions live in `collab.positions`.
+Conversions to and from UTF-16 and UTF-8 positions live in `collab.text.positions`.
 """
 
 from __future__ import annotations

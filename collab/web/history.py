@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from collab.replay.history import DocumentHistory, StoreHistoryCache, parse_time
 from collab.storage.contract import RevisionsGoneError, StoreUnavailableError
 from collab.storage.errors import FileFormatError
-from collab.storage.history import DocumentHistory, StoreHistoryCache, parse_time
 from collab.storage.logs import RevisionNotFoundError
 
 if TYPE_CHECKING:

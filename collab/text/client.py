@@ -17,8 +17,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from collab import textops
-from collab.textops import Op
+from collab.text import ops as textops
+from collab.text.ops import Op
 from collab.wire import client_id_from_secret
 
 

@@ -14,7 +14,7 @@ Two kinds of updates pycrdt accepts but the server must not (issue 9, "the log i
   between the halves of its own pair (Yrs then holds a state that does not encode to
   itself).
 
-All functions take raw bytes or an `Update` already decoded by `collab.yupdate`, so that a
+All functions take raw bytes or an `Update` already decoded by `collab.yjs.update`, so that a
 caller checking both decodes once (`check_update` does exactly that). Malformed bytes raise
 `UpdateFormatError`.
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping
 
-from collab.yupdate import GC, ID, SKIP, Struct, Update, UpdateFormatError, decode_update
+from collab.yjs.update import GC, ID, SKIP, Struct, Update, UpdateFormatError, decode_update
 
 __all__ = [
     "SurrogateIndex",

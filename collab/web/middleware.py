@@ -8,10 +8,10 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from collab import security
-from collab.limits import LogThrottle
+from collab.access import http as security
+from collab.access.limits import LogThrottle
 from collab.metrics import Metrics
-from collab.web_history import error_response
+from collab.web.history import error_response
 
 log = logging.getLogger("collab.web")
 

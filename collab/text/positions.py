@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, TypeAlias
 
-from collab.textops import Builder, Op, OpError, require_base
+from collab.text.ops import Builder, Op, OpError, require_base
 
 Step: TypeAlias = tuple[Literal["insert"], int, str] | tuple[Literal["delete"], int, int]
 """One edit of a pycrdt ``Text``: ``("insert", byte, s)`` or ``("delete", start, end)``."""

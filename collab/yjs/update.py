@@ -1,7 +1,7 @@
 """Decode an untrusted Yjs update (v1 encoding) and state vector, without applying them.
 
 Pure functions, no I/O, no pycrdt. The server looks inside an update before pycrdt applies
-it (`collab.ychecks` holds the checks): pycrdt accepts updates that leave the server's
+it (`collab.yjs.checks` holds the checks): pycrdt accepts updates that leave the server's
 memory and its log apart, and relays bytes that crash or diverge Yjs peers.
 
 An update v1 is, in lib0 encoding (varUint integers, ``varString`` = varUint length + UTF-8)::
@@ -38,7 +38,7 @@ import json
 import re
 from typing import NamedTuple, TypeAlias
 
-from collab.protocol import MAX_VAR_UINT, ProtocolError, read_var_uint
+from collab.yjs.protocol import MAX_VAR_UINT, ProtocolError, read_var_uint
 
 ID: TypeAlias = tuple[int, int]
 """(client, clock) of one item unit."""

@@ -7,7 +7,7 @@ back needs the text's items in document order with their ids, which pycrdt does 
 so it is wrong inside any item holding non-ASCII text: notes/pycrdt-facts.md).
 
 `TextItems` keeps that order itself, from the same updates pycrdt applies, decoded by
-`collab.yupdate`: each item is integrated as Yjs does it (YATA: origin, right origin,
+`collab.yjs.update`: each item is integrated as Yjs does it (YATA: origin, right origin,
 conflicts ordered by client id), items are split where an origin or a deletion points
 inside them, and deletions are marked. Only the shape is kept (ids, UTF-16 lengths and the
 clocks of high surrogates), never the characters. Positions are code points; the helpers
@@ -20,7 +20,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 
-from collab.yupdate import DELETED, FORMAT, GC, ID, SKIP, Struct, Update, decode_update
+from collab.yjs.update import DELETED, FORMAT, GC, ID, SKIP, Struct, Update, decode_update
 
 
 class _Item:

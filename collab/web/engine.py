@@ -9,18 +9,18 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
-from collab import textops
-from collab.backends import bus_for, check_together, store_for
+from collab.access.http import HostPolicy
 from collab.bus.contract import Bus
 from collab.config import Settings
 from collab.hooks import Authenticate, OnChange, OnLoad
 from collab.hub import Hub
 from collab.metrics import Metrics, metered
-from collab.security import HostPolicy
+from collab.replay.recording import Recorder
+from collab.storage.backends import bus_for, check_together, store_for
 from collab.storage.contract import Store
-from collab.storage.recording import Recorder
-from collab.web import WebApp
-from collab.web_middleware import HostGuard
+from collab.text import ops as textops
+from collab.web.app import WebApp
+from collab.web.middleware import HostGuard
 
 
 class Collab:
@@ -37,7 +37,7 @@ class Collab:
 
     ``settings.store``/``settings.bus`` (``--store``/``--bus``) choose them from URLs.
     Origins are checked on every WebSocket upgrade (``settings.allowed_origins``); with
-    ``settings.auth_secret`` every door needs a token (`collab.tokens`), and the
+    ``settings.auth_secret`` every door needs a token (`collab.access.tokens`), and the
     authenticate hook is asked after it. Hooks may be sync or async:
     ``authenticate(connection, name) -> Access | None``
     (raise ``AccessDenied`` to refuse), ``on_change(change)`` after each change is on

@@ -19,8 +19,8 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
+from collab.access.limits import TokenBucket, Unproven
 from collab.hub import DocumentRunner
-from collab.limits import TokenBucket, Unproven
 from collab.metrics import wire_length
 from collab.wire import CloseCode
 

@@ -1,0 +1,2 @@
+"""Replaying what was stored, above the session it drives: rebuilt documents, the
+history index, byte-level verification and recordings of inbound messages."""
