@@ -1,4 +1,4 @@
-// Text operations, the page's half of collab/textops.py (same vectors:
+// Text operations, the page's half of collab/text/ops.py (same vectors:
 // tests/data/textops-vectors.json). An op is an array of components counted in code
 // points: retain n (n > 0), insert "s", delete -n; it spans the whole text it applies to.
 
@@ -71,7 +71,7 @@ export function isNoop(op) {
 
 /**
  * Walks an op component by component, splitting components by code points. Empty
- * components (0, "") are skipped, as collab.textops does.
+ * components (0, "") are skipped, as collab.text.ops does.
  */
 class Cursor {
   constructor(op) {
