@@ -25,7 +25,9 @@ from test_e2e_hostile import raw_awareness
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from collab import Access, Collab, MemoryStore, Settings, protocol, tokens
+from collab import Access, Collab, MemoryStore, Settings
+from collab.access import tokens
+from collab.yjs import protocol
 
 SECRET = "test-secret-for-collab-security-tests-0123456789"
 
