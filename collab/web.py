@@ -168,7 +168,8 @@ class WebApp(HistoryRoutes):
 
     async def serve_peer(self, websocket: WebSocket, kind: str) -> None:
         settings = self.hub.settings
-        why = self.origins.check(websocket.headers.get("origin"), websocket.headers.get("host"))
+        headers = websocket.headers
+        why = self.origins.check(headers.get("origin"), headers.get("host"), websocket.url.scheme)
         if why is not None:
             await self._deny(websocket, 403, "origin", why)
             return
