@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from collab import protocol, security, tokens
+from collab import protocol, redact, security, tokens
 from collab.hooks import Access, AccessDenied, Authenticate, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
 from collab.limits import KeyedWindows, LogThrottle
@@ -61,6 +61,7 @@ class WebApp(HistoryRoutes):
         self.authenticate = authenticate
         self.metrics = metrics or Metrics()
         self.healthy = healthy or (lambda: True)
+        redact.install()  # tokens travel in URLs and headers: keep them out of every log
         settings = hub.settings
         self.origins = security.OriginPolicy.from_setting(settings.allowed_origins)
         self.secret = settings.auth_secret
