@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 import urllib.parse
 
 import httpx
@@ -12,11 +14,15 @@ import pytest
 from conftest import ServerProcess, wait_until
 from ot_ids import secret_for
 from pyclient import YClient
-from test_security import serve_app
+from test_limits import FakeClock
+from test_security import FailingStore, serve_app
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from collab import Collab, MemoryStore, tokens
+from collab.hub import runner
+from collab.hub.runner import STORE_FAILURE_LOG_INTERVAL as COMMIT_FAILURE_INTERVAL
+from collab.limits import ThrottledLog
 from collab.redact import redact
 from collab.security import TOKEN_COOKIE, document_cookie
 
@@ -135,3 +141,53 @@ def test_redact_keeps_what_is_not_a_secret() -> None:
     assert redact("/d/a?access_token=abc#top") == "/d/a?access_token=[redacted]#top"
     assert redact("Authorization: bearer abc.def") == "Authorization: bearer [redacted]"
     assert redact("1 + 1 = 2, 中文 😀") == "1 + 1 = 2, 中文 😀"
+
+
+# --- a failing store ----------------------------------------------------------------------
+
+
+async def test_a_store_that_keeps_failing_logs_one_traceback_per_interval(
+    caplog, monkeypatch
+) -> None:
+    """A full disk fails every commit; peers reconnect and write again at once (~480 lines
+    in 4 s before): each failure is counted, and logged with its traceback at most once
+    per interval, the next line saying how many were held back."""
+    fresh = ThrottledLog(runner.log, COMMIT_FAILURE_INTERVAL)  # none logged by other tests
+    monkeypatch.setattr(runner, "store_failures", fresh)
+    store = FailingStore()
+    store.fail = True
+    engine = Collab(store=store)
+    started = time.monotonic()
+    async for base in serve_app(engine.app()):
+        for attempt in range(20):
+            client = await YClient.connect(f"ws://{base}/yjs/full%20disk")
+            await client.synced()
+            client.append(f"lost? {attempt} 😀")
+            assert (await client.wait_closed())[0] == 1011
+            await client.close()
+        async with httpx.AsyncClient(base_url=f"http://{base}", trust_env=False) as http:
+            metrics = (await http.get("/metrics")).text
+        await engine.close()
+    elapsed = time.monotonic() - started
+    assert "collab_store_errors_total 20.0" in metrics  # every failure is counted
+    failures = [r for r in caplog.records if "could not commit" in r.getMessage()]
+    assert 1 <= len(failures) <= 1 + elapsed // COMMIT_FAILURE_INTERVAL, len(failures)
+    assert failures[0].exc_info is not None  # the first one says why, in full
+
+
+def test_throttled_log_says_how_many_it_held_back(caplog) -> None:
+    clock = FakeClock()
+    quiet = ThrottledLog(logging.getLogger("collab.test"), 10.0, clock)
+    for second in range(25):
+        clock.now = 1000.0 + second
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            quiet.exception("%s: could not commit", "doc 😀")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "doc 😀: could not commit",
+        "doc 😀: could not commit (9 more since the last one logged)",
+        "doc 😀: could not commit (9 more since the last one logged)",
+    ]
+    assert all(r.exc_info for r in caplog.records)
