@@ -88,7 +88,8 @@ class WebApp(HistoryRoutes):
     async def access(self, connection: HTTPConnection, name: str) -> Access:
         """The token (with --auth-secret), then the authenticate hook; raises AccessDenied.
 
-        A hook that fails refuses. A read-only token stays read-only whatever the hook says.
+        A hook that fails refuses. A read-only token stays read-only whatever the hook says,
+        and the access ends at the earlier of the token's and the hook's `expires`.
         """
         granted = Access()
         if self.secret:
@@ -99,7 +100,7 @@ class WebApp(HistoryRoutes):
                 grant = tokens.access(self.secret, token, name)
             except tokens.TokenError as error:
                 raise AccessDenied(error.reason, error.status) from None
-            granted = Access(user=grant.user, readonly=grant.readonly)
+            granted = Access(grant.user, grant.readonly, grant.expires)
         if self.authenticate is None:
             return granted
         try:
@@ -111,7 +112,9 @@ class WebApp(HistoryRoutes):
             raise AccessDenied(f"authentication failed: {type(error).__name__}", 403) from None
         if not isinstance(hooked, Access):
             return granted
-        return Access(hooked.user or granted.user, hooked.readonly or granted.readonly)
+        ends = [end for end in (hooked.expires, granted.expires) if end is not None]
+        user, readonly = hooked.user or granted.user, hooked.readonly or granted.readonly
+        return Access(user, readonly, min(ends, default=None))
 
     def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
@@ -205,6 +208,7 @@ class WebApp(HistoryRoutes):
             self._valid_first,
             lambda reason, why: self.refuse(reason, why, websocket),
         )
+        reader.expires = access.expires
         try:
             await read_peer(websocket, reader)
         finally:

@@ -151,3 +151,48 @@ def test_mint_refuses_what_verify_would_refuse() -> None:
     refused = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     assert refused.returncode == 2 and "pattern ending in '*'" in refused.stderr
     assert refused.stdout == ""
+
+
+# --- a token that expires while the connection is open ------------------------------------
+
+
+async def text_of(server: ServerProcess, name: str) -> str:
+    async with http(server) as api:
+        bearer = {"authorization": "Bearer " + tokens.mint(SECRET, "*")}
+        answer = await api.get(f"/api/docs/{name}/text", headers=bearer)
+    return answer.text
+
+
+async def test_a_connection_whose_token_expired_may_not_write(secured: ServerProcess) -> None:
+    """The smallest correct thing (a connection closed at the expiry itself is later work):
+    the first message after the token's `exp` closes the connection with 4401."""
+    name = "expiring"
+    token = tokens.mint(SECRET, name, user="ada", ttl=2)  # exp: 1 to 2 s from now
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    writer = await yjs_door(secured, name, token)
+    assert writer.is_synced
+    writer.append("before 😀")
+    text = await connect(f"{secured.ws_url}/ot/{name}?token={token}", proxy=None)
+    await text.send(json.dumps({"type": "hello", "secret": secret_for("exp"), "rev": None}))
+    welcome = json.loads(await asyncio.wait_for(text.recv(), 10))
+    assert welcome["type"] == "welcome"
+    while (await text_of(secured, name)) != "before 😀":
+        await asyncio.sleep(0.02)
+    while time.time() <= expires:  # the token's end: the wall clock is the condition
+        await asyncio.sleep(0.05)
+    writer.append(" after 👋")
+    assert await writer.wait_closed() == (4401, "the token has expired")
+    length = len(welcome["text"])
+    op = {
+        "type": "op",
+        "seq": 1,
+        "rev": welcome["rev"],
+        "op": ["中文 ", length] if length else ["中文 "],
+    }
+    await text.send(json.dumps(op))
+    with pytest.raises(ConnectionClosed):
+        while True:
+            assert json.loads(await asyncio.wait_for(text.recv(), 10))["type"] != "ack"
+    assert (text.close_code, text.close_reason) == (4401, "the token has expired")
+    assert await text_of(secured, name) == "before 😀"  # neither write was applied
+    await writer.close()
