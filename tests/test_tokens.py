@@ -196,3 +196,28 @@ async def test_a_connection_whose_token_expired_may_not_write(secured: ServerPro
     assert (text.close_code, text.close_reason) == (4401, "the token has expired")
     assert await text_of(secured, name) == "before 😀"  # neither write was applied
     await writer.close()
+
+
+async def test_an_authenticate_hook_may_end_the_access_too() -> None:
+    """`Access(expires=...)` from the hook: with a token too, the earlier end counts."""
+    from test_security import serve_app
+
+    from collab import Access, Collab, MemoryStore, Settings
+
+    def hook(connection, name):  # type: ignore[no-untyped-def]
+        ended = connection.query_params.get("ended") == "1"
+        return Access(user="hooked", expires=time.time() - 1 if ended else None)
+
+    engine = Collab(store=MemoryStore(), settings=Settings(auth_secret=SECRET), authenticate=hook)
+    async for base in serve_app(engine.app()):
+        url = f"ws://{base}/yjs/doc?token={tokens.mint(SECRET, 'doc')}"
+        ended = await YClient.connect(url + "&ended=1")  # its sync step 1 is too late
+        assert await ended.wait_closed() == (4401, "the token has expired")
+        open_ = await YClient.connect(url)
+        await open_.synced()
+        open_.append("still writable ✍️")
+        other = await YClient.connect(url)
+        await other.wait_text("still writable ✍️")  # it went through the server
+        for client in (ended, open_, other):
+            await client.close()
+        await engine.close()
