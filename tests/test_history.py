@@ -454,7 +454,11 @@ async def test_one_revision_counts_against_max_history_requests(start_server: An
         await client.synced()
         client.append("x 😀")
         async with httpx.AsyncClient(base_url=server.http_url, trust_env=False) as http:
-            while (await http.get("/api/docs/capped/text")).text != "x 😀":
-                await asyncio.sleep(0.01)
+
+            async def committed() -> None:
+                while (await http.get("/api/docs/capped/text")).text != "x 😀":
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(committed(), 10)
             response = await http.get("/api/docs/capped/history/1")
     assert response.status_code == 503 and response.headers["retry-after"] == "1"

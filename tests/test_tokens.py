@@ -167,7 +167,7 @@ async def test_a_connection_whose_token_expired_may_not_write(secured: ServerPro
     """The smallest correct thing (a connection closed at the expiry itself is later work):
     the first message after the token's `exp` closes the connection with 4401."""
     name = "expiring"
-    token = tokens.mint(SECRET, name, user="ada", ttl=2)  # exp: 1 to 2 s from now
+    token = tokens.mint(SECRET, name, user="ada", ttl=4)  # exp: 3 to 4 s from now
     expires = jwt.decode(token, options={"verify_signature": False})["exp"]
     writer = await yjs_door(secured, name, token)
     assert writer.is_synced
@@ -176,8 +176,13 @@ async def test_a_connection_whose_token_expired_may_not_write(secured: ServerPro
     await text.send(json.dumps({"type": "hello", "secret": secret_for("exp"), "rev": None}))
     welcome = json.loads(await asyncio.wait_for(text.recv(), 10))
     assert welcome["type"] == "welcome"
-    while (await text_of(secured, name)) != "before 😀":
-        await asyncio.sleep(0.02)
+
+    async def committed() -> None:
+        while (await text_of(secured, name)) != "before 😀":
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(committed(), 10)
+    assert time.time() < expires, "too slow: the token expired before the test could write"
     while time.time() <= expires:  # the token's end: the wall clock is the condition
         await asyncio.sleep(0.05)
     writer.append(" after 👋")
