@@ -259,7 +259,12 @@ def token(args: argparse.Namespace) -> int:
         print("collab token: --ttl must be positive", file=sys.stderr)
         return 2
     secret, readonly = args.auth_secret, args.readonly
-    print(tokens.mint(secret, args.name, user=args.user, readonly=readonly, ttl=args.ttl))
+    try:
+        token = tokens.mint(secret, args.name, user=args.user, readonly=readonly, ttl=args.ttl)
+    except ValueError as error:
+        print(f"collab token: {error}", file=sys.stderr)
+        return 2
+    print(token)
     return 0
 
 

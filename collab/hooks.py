@@ -19,10 +19,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Access:
-    """What the authenticate hook grants a connection."""
+    """What the authenticate hook grants a connection.
+
+    `expires` (unix time, None: never): a WebSocket that sends a message after it is
+    closed with 4401 "the token has expired" (a token's ``exp`` sets it too).
+    """
 
     user: str | None = None
     readonly: bool = False
+    expires: float | None = None
 
 
 class AccessDenied(Exception):

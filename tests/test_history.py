@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 import urllib.error
@@ -187,9 +188,15 @@ async def test_cache_keeps_a_bounded_number_of_documents(tmp_path: Path) -> None
     for writer in writers:
         await writer.write(f"{writer.name} 😀")
     cache = HistoryCache(lambda name: document_segments(tmp_path, name), max_documents=2)
+    held = cache.get("doc0")  # a request reading the index while others push it out
     for writer in writers:
         assert cache.get(writer.name).text_at(1) == f"{writer.name} 😀"
     assert list(cache._histories) == ["doc1", "doc2"]
+    assert held.text_at(1) == "doc0 😀"  # evicted, still readable
+    closer = held._closer
+    del held  # the last holder lets go: its checkpoint file is closed
+    gc.collect()
+    assert not closer.alive
     assert not cache.get("never-written").exists
 
 
@@ -401,3 +408,56 @@ async def test_the_file_store_history_without_old_segments(tmp_path: Path) -> No
     history = await StoreHistoryCache(writer.store).get(writer.name)
     assert (history.base_rev, history.last_rev) == (5, 6)
     assert history.text_at(6) == writer.texts[6]
+
+
+# ---------------------------------------------------------------------- many requests at once
+
+
+async def test_concurrent_history_requests_on_many_documents(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """More documents than the index cache keeps, asked about all at once: an index evicted
+    while a request still reads it stays usable (it was closed under the request: 500)."""
+    import httpx
+
+    data_dir = tmp_path / "data"
+    texts = {}
+    for i in range(24):  # the cache keeps 8 indexes
+        writer = Writer(data_dir, name=f"many/{i} 中文")
+        for piece in PIECES[:4]:
+            await writer.write(writer.session.mirror + piece)
+        texts[writer.name] = writer.texts
+    server = start_server("--fsync", "never", "--max-history-requests", "100", data_dir=data_dir)
+    paths = []
+    for name in texts:
+        base = f"/api/docs/{url_name(name)}"
+        paths += [f"{base}/history/2", f"{base}/text?at=3", f"{base}/history?limit=2"]
+    limits = httpx.Limits(max_connections=len(paths))
+    async with httpx.AsyncClient(base_url=server.http_url, trust_env=False, limits=limits) as http:
+        answers = await asyncio.gather(*(http.get(path, timeout=30) for path in paths))
+    assert [a.status_code for a in answers] == [200] * len(paths), {a.text for a in answers}
+    for name, writer_texts in texts.items():
+        base = f"/api/docs/{url_name(name)}"
+        by_path = dict(zip(paths, answers, strict=True))
+        assert by_path[f"{base}/text?at=3"].text == writer_texts[3]
+        assert by_path[f"{base}/history/2"].json()["text_before"] == writer_texts[1]
+    assert "seek of closed file" not in server.log()
+
+
+async def test_one_revision_counts_against_max_history_requests(start_server: Any) -> None:
+    """`/history/{rev}` replays the history like the other history routes: it is capped."""
+    import httpx
+
+    server = start_server("--fsync", "never", "--max-history-requests", "0")
+    async with await YClient.connect(f"{server.ws_url}/yjs/capped") as client:
+        await client.synced()
+        client.append("x 😀")
+        async with httpx.AsyncClient(base_url=server.http_url, trust_env=False) as http:
+
+            async def committed() -> None:
+                while (await http.get("/api/docs/capped/text")).text != "x 😀":
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(committed(), 10)
+            response = await http.get("/api/docs/capped/history/1")
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"

@@ -150,28 +150,37 @@ def test_where_a_request_carries_its_token() -> None:
 # --- Origin and Host ----------------------------------------------------------------------
 
 
-def test_same_origin_compares_scheme_default_ports() -> None:
-    assert same_origin("http://127.0.0.1:8000", "127.0.0.1:8000")
-    assert same_origin("https://example.com", "example.com")
-    assert same_origin("https://example.com", "EXAMPLE.com:443")
-    assert same_origin("http://[::1]:8000", "[::1]:8000")
-    assert not same_origin("http://127.0.0.1:8001", "127.0.0.1:8000")
-    assert not same_origin("http://evil.example", "127.0.0.1:8000")
-    assert not same_origin("null", "127.0.0.1:8000")
-    assert not same_origin("http://example.com.evil.example", "example.com")
+def test_same_origin_compares_scheme_host_and_port() -> None:
+    assert same_origin("http://127.0.0.1:8000", "127.0.0.1:8000", "ws")
+    assert same_origin("https://example.com", "example.com", "wss")
+    assert same_origin("https://example.com", "EXAMPLE.com:443", "https")
+    assert same_origin("http://[::1]:8000", "[::1]:8000", "http")
+    assert not same_origin("http://127.0.0.1:8001", "127.0.0.1:8000", "ws")
+    assert not same_origin("http://evil.example", "127.0.0.1:8000", "ws")
+    assert not same_origin("null", "127.0.0.1:8000", "ws")
+    assert not same_origin("http://example.com.evil.example", "example.com", "ws")
+    # The scheme: an https page is not the origin of a server reached over http, and back.
+    assert not same_origin("https://127.0.0.1:8000", "127.0.0.1:8000", "ws")
+    assert not same_origin("http://example.com:443", "example.com", "wss")
+    assert not same_origin("http://example.com", "example.com", "wss")
+    assert not same_origin("ws://127.0.0.1:8000", "127.0.0.1:8000", "ws")  # not a page
+    assert not same_origin("https://example.com", "example.com", "ftp")
 
 
 def test_origin_policy() -> None:
     default = OriginPolicy.from_setting("")
-    assert default.check(None, "127.0.0.1:8000") is None  # not a browser
-    assert default.check("http://127.0.0.1:8000", "127.0.0.1:8000") is None
-    assert default.check("http://evil.example", "127.0.0.1:8000")
-    assert default.check("null", "127.0.0.1:8000")
+    assert default.check(None, "127.0.0.1:8000", "ws") is None  # not a browser
+    assert default.check("http://127.0.0.1:8000", "127.0.0.1:8000", "ws") is None
+    assert default.check("http://evil.example", "127.0.0.1:8000", "ws")
+    assert default.check("null", "127.0.0.1:8000", "ws")
+    why = default.check("https://127.0.0.1:8000", "127.0.0.1:8000", "ws")
+    assert why and "the server is 'http://127.0.0.1:8000'" in why
     listed = OriginPolicy.from_setting("https://app.example/, http://b.example:81")
-    assert listed.check("https://app.example", "collab.internal") is None
-    assert listed.check("http://b.example:81", "collab.internal") is None
-    assert listed.check("http://b.example", "collab.internal")
-    assert OriginPolicy.from_setting("*").check("http://evil.example", "x") is None
+    assert listed.check("https://app.example", "collab.internal", "ws") is None
+    assert listed.check("http://b.example:81", "collab.internal", "ws") is None
+    assert listed.check("http://b.example", "collab.internal", "ws")
+    assert listed.check("http://app.example", "collab.internal", "ws")
+    assert OriginPolicy.from_setting("*").check("http://evil.example", "x", "ws") is None
 
 
 def test_host_policy() -> None:

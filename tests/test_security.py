@@ -99,6 +99,54 @@ async def test_allowed_origins_are_listed_or_star(start_server) -> None:
         await c.synced()
 
 
+async def test_the_origin_check_compares_the_scheme(server: ServerProcess) -> None:
+    """A server reached over http is not the origin https://same-host:same-port, nor ws://."""
+    url = f"{server.ws_url}/yjs/scheme"
+    twin = f"https://127.0.0.1:{server.port}"
+    for origin in (twin, f"ws://127.0.0.1:{server.port}", f"HTTPS://127.0.0.1:{server.port}"):
+        assert await refused_status(url, additional_headers={"origin": origin}) == 403, origin
+    assert f"origin '{twin}' is not allowed (the server is '{server.http_url}')" in server.log()
+    # A TLS proxy on this machine says the page was https (uvicorn trusts X-Forwarded-Proto
+    # from the loopback): then https is the server's own origin, and http is not.
+    behind = {"origin": twin, "x-forwarded-proto": "https"}
+    async with await YClient.connect(url, additional_headers=behind) as client:
+        await client.synced()
+    downgraded = {"origin": server.http_url, "x-forwarded-proto": "https"}
+    assert await refused_status(url, additional_headers=downgraded) == 403
+
+
+def upgrade_status(port: int, **headers: str) -> int:
+    """The status a raw WebSocket upgrade to /yjs/doc with `headers` is answered with."""
+    lines = [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    head = ["GET /yjs/doc HTTP/1.1", "Upgrade: websocket", "Connection: Upgrade"]
+    head += ["Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    request = "\r\n".join([*head, *lines])
+    with raw_connect(port) as sock:
+        sock.sendall(request.encode() + b"\r\n\r\n")
+        head = b""
+        while b"\r\n" not in head:
+            chunk = sock.recv(1024)
+            assert chunk, f"hung up after {head!r}"
+            head += chunk
+    return int(head.split(b" ", 2)[1])
+
+
+def test_behind_a_tls_proxy_the_public_origin_passes(start_server, monkeypatch) -> None:
+    """The documented nginx setup: Host passed unchanged, X-Forwarded-Proto set, believed
+    from the proxy's address only (FORWARDED_ALLOW_IPS, default the loopback)."""
+    hosts = ("--allowed-hosts", "collab.example.com,127.0.0.1")
+    server = start_server("--fsync", "never", *hosts)
+    public = {"host": "collab.example.com", "origin": "https://collab.example.com"}
+    assert upgrade_status(server.port, **public, x_forwarded_proto="https") == 101
+    assert upgrade_status(server.port, **public) == 403  # the proxy did not say https
+    assert upgrade_status(server.port, **public, x_forwarded_proto="http") == 403
+    plain = {"host": "collab.example.com", "origin": "http://collab.example.com"}
+    assert upgrade_status(server.port, **plain) == 101
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "192.0.2.1")  # the proxy is elsewhere
+    other = start_server("--fsync", "never", *hosts, data_dir=server.data_dir.parent / "d2")
+    assert upgrade_status(other.port, **public, x_forwarded_proto="https") == 403
+
+
 # --- Host ---------------------------------------------------------------------------------
 
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# The origin scheme of a page served over each request scheme (a WebSocket's is ws/wss).
+WEB_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 TOKEN_COOKIE = "collab-token"  # a token for every document the page may list
 
 
@@ -48,8 +50,12 @@ class OriginPolicy:
     def from_setting(cls, text: str) -> OriginPolicy:
         return cls(tuple(origin.rstrip("/").lower() for origin in split_list(text)))
 
-    def check(self, origin: str | None, host: str | None) -> str | None:
-        """None when allowed; else why not. No Origin header: not a browser, allowed."""
+    def check(self, origin: str | None, host: str | None, scheme: str) -> str | None:
+        """None when allowed; else why not. No Origin header: not a browser, allowed.
+
+        `host` and `scheme` are the request's: its Host header, and http/https (ws/wss)
+        as it reached the server, or as a trusted proxy said in X-Forwarded-Proto.
+        """
         if origin is None:
             return None
         if "*" in self.allowed:
@@ -57,22 +63,25 @@ class OriginPolicy:
         normalized = origin.strip().rstrip("/").lower()
         if normalized in self.allowed:
             return None
-        if host is not None and same_origin(normalized, host):
+        if host is not None and same_origin(normalized, host, scheme):
             return None
-        return f"origin {origin!r} is not allowed (the server is {host!r})"
+        own = f"{WEB_SCHEMES.get(scheme, scheme)}://{host}"
+        return f"origin {origin!r} is not allowed (the server is {own!r})"
 
 
-def same_origin(origin: str, host: str) -> bool:
-    """Whether `origin` (scheme://host[:port]) names the host the request was sent to."""
+def same_origin(origin: str, host: str, scheme: str) -> bool:
+    """Whether `origin` (scheme://host[:port]) is the server's own: the scheme of the
+    request (`scheme`: http or https, ws or wss for a WebSocket), the host and the port
+    it was sent to (`host`, the Host header)."""
     try:
         parts = urlsplit(origin)
         origin_port = parts.port
     except ValueError:
         return False
-    if parts.scheme not in DEFAULT_PORTS or parts.hostname is None:
+    if parts.scheme not in DEFAULT_PORTS or parts.scheme != WEB_SCHEMES.get(scheme.lower()):
         return False
     target = _split_host(host)
-    if target is None:
+    if target is None or parts.hostname is None:
         return False
     default = DEFAULT_PORTS[parts.scheme]
     return parts.hostname == target[0] and (origin_port or default) == (target[1] or default)

@@ -1,12 +1,14 @@
 """Caps on what a client may consume, as pure bookkeeping (no I/O, an injectable clock).
 
 The web edge and the uvicorn glue ask these objects "may this happen?" and act on the
-answer (refuse, close, log); the objects themselves only count. Every cap is a `Settings`
-field with a default (docs/security.md lists them).
+answer (refuse, close, log); the objects themselves only count (`ThrottledLog` also writes
+the line it lets through). Every cap is a `Settings` field with a default
+(docs/security.md lists them).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -171,3 +173,21 @@ class LogThrottle:
         self._next = now + self.interval
         held, self.suppressed = self.suppressed, 0
         return held
+
+
+class ThrottledLog:
+    """A recurring failure's line, with its traceback, at most once per `interval` seconds,
+    saying how many were held back since the last one (a full disk fails every commit: a
+    traceback each is hundreds of lines a second, and hides everything else)."""
+
+    def __init__(self, logger: logging.Logger, interval: float, clock: Clock = time.monotonic):
+        self.logger = logger
+        self.throttle = LogThrottle(interval, clock)
+
+    def exception(self, message: str, *args: object) -> None:
+        """`logger.exception(message, *args)`, unless one went out less than `interval` ago."""
+        held = self.throttle.should_log()
+        if held is None:
+            return
+        more = f" ({held} more since the last one logged)" if held else ""
+        self.logger.exception(message + "%s", *args, more)

@@ -8,18 +8,28 @@ Claims:
 - ``ro``: true for read-only access, optional;
 - ``exp`` / ``iat``: expiry and issue time (unix seconds); a token without ``exp`` is refused.
 
+Claims are read strictly: each must have exactly the type `mint` gives it (``ro`` is
+``true`` or ``false``, never ``1`` or ``"yes"``; times are numbers; ``doc`` and ``sub`` are
+text that can be stored), and a claim the server does not know is refused (a misspelled
+``readonly`` must not grant write access), except the registered ``nbf``, ``iss`` and
+``jti``. A token that is not exactly right is refused, never read generously.
+
 `collab token NAME [--user U] [--readonly] [--ttl SECONDS]` prints one.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
 ALGORITHM = "HS256"
 DEFAULT_TTL = 3600.0
+# What `mint` writes, and the registered claims that are harmless to ignore.
+KNOWN_CLAIMS = frozenset({"doc", "sub", "ro", "exp", "iat", "nbf", "iss", "jti"})
 
 
 class TokenError(Exception):
@@ -64,6 +74,10 @@ def mint(
     """A token for `doc` (a name or pattern), signed with `secret`, valid `ttl` seconds."""
     if not secret:
         raise ValueError("no secret to sign with: set --auth-secret or COLLAB_AUTH_SECRET")
+    if not is_pattern(doc):
+        raise ValueError(f"not a document name or a pattern ending in '*': {doc!r}")
+    if user is not None and not is_text(user):
+        raise ValueError(f"not a user name: {user!r}")
     issued = time.time() if now is None else now
     claims: dict[str, object] = {"doc": doc, "iat": int(issued), "exp": int(issued + ttl)}
     if user is not None:
@@ -77,23 +91,64 @@ def verify(secret: str, token: str | None, now: float | None = None) -> Grant:
     """The grant of a valid token; raises `TokenError` (401) for anything else."""
     if not token:
         raise TokenError("a token is needed (?token=, Authorization: Bearer, or the cookie)")
-    # With an explicit `now` (tests), expiry is checked below against it instead.
-    options = {"require": ["exp", "doc"], "verify_exp": now is None}
+    # The signature is PyJWT's to check; the claims are read below, types before times.
+    options = {"require": ["exp", "doc"], "verify_exp": False, "verify_nbf": False}
+    options["verify_iat"] = False
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options=options)  # type: ignore[arg-type]
-    except jwt.ExpiredSignatureError:
-        raise TokenError("the token has expired") from None
     except jwt.InvalidTokenError as error:
         raise TokenError(f"invalid token: {error}") from None
-    expires = claims["exp"]
-    if now is not None and isinstance(expires, int | float) and expires <= now:
+    grant = read_claims(claims)
+    moment = time.time() if now is None else now
+    if grant.expires <= moment:
         raise TokenError("the token has expired")
-    doc, user, readonly = claims["doc"], claims.get("sub"), claims.get("ro", False)
-    if not isinstance(doc, str) or not doc:
-        raise TokenError("invalid token: doc must be a non-empty string")
-    if user is not None and not isinstance(user, str):
-        raise TokenError("invalid token: sub must be a string")
-    return Grant(doc, user, readonly is True, float(expires))
+    for claim in ("nbf", "iat"):
+        if claim in claims and claims[claim] > moment:
+            raise TokenError(f"the token is not valid yet ({claim} is in the future)")
+    return grant
+
+
+def read_claims(claims: dict[str, Any]) -> Grant:
+    """The grant the claims of a signed token describe, if each is exactly right."""
+    unknown = sorted(set(claims) - KNOWN_CLAIMS)
+    if unknown:
+        raise TokenError(f"invalid token: unknown claim {unknown[0]!r}")
+    for claim in ("exp", "nbf", "iat"):
+        if claim in claims and not _is_seconds(claims[claim]):
+            raise TokenError(f"invalid token: {claim} must be a number of seconds")
+    doc = claims["doc"]
+    if not is_pattern(doc):
+        raise TokenError("invalid token: doc must be a document name or a pattern ending in '*'")
+    user = claims.get("sub")
+    if "sub" in claims and not is_text(user):
+        raise TokenError("invalid token: sub must be a non-empty string (no NUL or lone surrogate)")
+    readonly = claims.get("ro", False)
+    if type(readonly) is not bool:
+        raise TokenError("invalid token: ro must be true or false")
+    return Grant(doc, user, readonly, float(claims["exp"]))
+
+
+def is_text(value: object) -> bool:
+    """Whether `value` is text a store and every encoder can carry: a non-empty string,
+    no NUL, no lone surrogate."""
+    if not isinstance(value, str) or not value or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def is_pattern(doc: object) -> bool:
+    """A document name, or a pattern whose only ``*`` is its last character."""
+    return isinstance(doc, str) and is_text(doc) and "*" not in doc[:-1]
+
+
+def _is_seconds(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value)
 
 
 def access(secret: str, token: str | None, name: str, now: float | None = None) -> Grant:

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
+from collab.access.limits import ThrottledLog
 from collab.hub.accounting import LogSize
 from collab.hub.channel import Connection, PeerChannel
 from collab.hub.compactor import Compactor
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from collab.hub.registry import Hub
 
 log = logging.getLogger(__name__)
+STORE_FAILURE_LOG_INTERVAL = 10.0  # seconds between two tracebacks of failing commits
+store_failures = ThrottledLog(log, STORE_FAILURE_LOG_INTERVAL)
 
 RESYNCS_BEFORE_DROP = 3
 
@@ -324,7 +327,7 @@ class DocumentRunner:
                 for record in await self.hub.store.records_after(self.name, session.rev):
                     session.apply_committed(record)
         except Exception:
-            log.exception("%s: could not catch up with the store", self.name)
+            store_failures.exception("%s: could not catch up with the store", self.name)
             self._fail("storage failure: reconnect")
             return False
         return True
@@ -351,7 +354,7 @@ class DocumentRunner:
                 if output.records:
                     await commit.append(output.records)
         except Exception:
-            log.exception("%s: could not commit", self.name)
+            store_failures.exception("%s: could not commit", self.name)
             self._fail("storage failure: reconnect")
             return None
         return output
@@ -367,7 +370,7 @@ class DocumentRunner:
             if output.records:
                 await self.hub.store.append(self.name, output.records)
         except Exception:
-            log.exception("%s: could not commit", self.name)
+            store_failures.exception("%s: could not commit", self.name)
             self._fail("storage failure: reconnect")
             return None
         return output

@@ -29,6 +29,7 @@ import math
 import os
 import tempfile
 import threading
+import weakref
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -123,11 +124,14 @@ class DocumentHistory:
         self._checkpoint_revs: list[int] = []  # sorted
         self._bytes_since_checkpoint = 0
         self._checkpoint_file = tempfile.TemporaryFile(prefix="collab-history-")  # noqa: SIM115
+        # Closed by `close`, or when the last holder lets go of the index (a cache that
+        # evicts an index does not close it: a request may still be reading it).
+        self._closer = weakref.finalize(self, self._checkpoint_file.close)
         self._tail: DocReplay | None = None  # at the last revision indexed
         self._cursor: DocReplay | None = None  # at the last revision asked for
 
     def close(self) -> None:
-        self._checkpoint_file.close()
+        self._closer()
 
     @property
     def last_rev(self) -> int:
@@ -287,6 +291,14 @@ def _op_of(before: str, deltas: list[list[dict[str, Any]]], after: str) -> texto
 # ---------------------------------------------------------------------- a cache of indexes
 
 
+def _evict(histories: dict[str, DocumentHistory], keep: int) -> None:
+    """Forget the least recently used indexes beyond `keep`. They are not closed: a request
+    that got one may still be reading it; its file goes with the last reference to it (so
+    at most `keep` + the requests served at once are alive)."""
+    while len(histories) > keep:
+        del histories[next(iter(histories))]
+
+
 @dataclass
 class HistoryCache:
     """One `DocumentHistory` per document, the most recently used kept (for the server).
@@ -308,8 +320,7 @@ class HistoryCache:
             if history is None:
                 history = self._new(name)
             self._histories[name] = history  # most recent last
-            while len(self._histories) > self.max_documents:
-                self._histories.pop(next(iter(self._histories))).close()
+            _evict(self._histories, self.max_documents)
         try:
             history.refresh()
         except FileFormatError:
@@ -348,8 +359,7 @@ class StoreHistoryCache:
             if history is None:
                 history = DocumentHistory(None, self.text_name)
             self._histories[name] = history  # most recent last
-            while len(self._histories) > self.max_documents:
-                self._histories.pop(next(iter(self._histories))).close()
+            _evict(self._histories, self.max_documents)
             try:
                 async with self._lock:
                     await self._refresh(name, history)

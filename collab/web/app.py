@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from collab.access import http as security
-from collab.access import tokens
+from collab.access import redact, tokens
 from collab.access.limits import KeyedWindows, LogThrottle
 from collab.access.names import InvalidNameError
 from collab.hooks import Access, AccessDenied, Authenticate, call_hook
@@ -64,6 +64,7 @@ class WebApp(HistoryRoutes):
         self.authenticate = authenticate
         self.metrics = metrics or Metrics()
         self.healthy = healthy or (lambda: True)
+        redact.install()  # tokens travel in URLs and headers: keep them out of every log
         settings = hub.settings
         self.origins = security.OriginPolicy.from_setting(settings.allowed_origins)
         self.secret = settings.auth_secret
@@ -90,7 +91,8 @@ class WebApp(HistoryRoutes):
     async def access(self, connection: HTTPConnection, name: str) -> Access:
         """The token (with --auth-secret), then the authenticate hook; raises AccessDenied.
 
-        A hook that fails refuses. A read-only token stays read-only whatever the hook says.
+        A hook that fails refuses. A read-only token stays read-only whatever the hook says,
+        and the access ends at the earlier of the token's and the hook's `expires`.
         """
         granted = Access()
         if self.secret:
@@ -101,7 +103,7 @@ class WebApp(HistoryRoutes):
                 grant = tokens.access(self.secret, token, name)
             except tokens.TokenError as error:
                 raise AccessDenied(error.reason, error.status) from None
-            granted = Access(user=grant.user, readonly=grant.readonly)
+            granted = Access(grant.user, grant.readonly, grant.expires)
         if self.authenticate is None:
             return granted
         try:
@@ -113,7 +115,9 @@ class WebApp(HistoryRoutes):
             raise AccessDenied(f"authentication failed: {type(error).__name__}", 403) from None
         if not isinstance(hooked, Access):
             return granted
-        return Access(hooked.user or granted.user, hooked.readonly or granted.readonly)
+        ends = [end for end in (hooked.expires, granted.expires) if end is not None]
+        user, readonly = hooked.user or granted.user, hooked.readonly or granted.readonly
+        return Access(user, readonly, min(ends, default=None))
 
     def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
@@ -171,7 +175,8 @@ class WebApp(HistoryRoutes):
 
     async def serve_peer(self, websocket: WebSocket, kind: str) -> None:
         settings = self.hub.settings
-        why = self.origins.check(websocket.headers.get("origin"), websocket.headers.get("host"))
+        headers = websocket.headers
+        why = self.origins.check(headers.get("origin"), headers.get("host"), websocket.url.scheme)
         if why is not None:
             await self._deny(websocket, 403, "origin", why)
             return
@@ -206,6 +211,7 @@ class WebApp(HistoryRoutes):
             self._valid_first,
             lambda reason, why: self.refuse(reason, why, websocket),
         )
+        reader.expires = access.expires
         try:
             await read_peer(websocket, reader)
         finally:

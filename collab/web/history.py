@@ -91,7 +91,10 @@ class HistoryRoutes:
         runner = await self._existing(request)
         if isinstance(runner, Response):
             return runner
-        history = await self._history(runner.name)
+        return await self._expensive(request, self._revision(request, runner.name))
+
+    async def _revision(self, request: Request, name: str) -> Response:
+        history = await self._history(name)
         if isinstance(history, Response):
             return history
         try:

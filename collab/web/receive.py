@@ -1,9 +1,10 @@
 """What a WebSocket peer sends, checked and handed to its document.
 
-Every message passes the same checks, in order: the size limit, the message rate, and,
-until the peer has sent one valid message, the bytes and messages it may send unproven and
-the deadline for that first valid one. A message that fails a check closes the peer with
-its code and reason, and what follows from it is dropped.
+Every message passes the same checks, in order: the access's end (a token's ``exp``: 4401
+once it passed), the size limit, the message rate, and, until the peer has sent one valid
+message, the bytes and messages it may send unproven and the deadline for that first valid
+one. A message that fails a check closes the peer with its code and reason, and what
+follows from it is dropped.
 
 `collab serve`'s protocol hands each message to `PeerReader.on_message` as it is parsed
 (`RECEIVE_EXTENSION`): no ASGI queue, no task waking per message, no pause and resume of
@@ -14,6 +15,7 @@ from `websocket.receive()`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +35,8 @@ app's ``receive()`` then only sees the disconnect."""
 
 class PeerReader:
     """The checks one peer's messages go through before its document hears them."""
+
+    expires: float | None = None  # unix time its access ends (a token's exp): 4401 after
 
     def __init__(
         self,
@@ -62,6 +66,10 @@ class PeerReader:
             return
         self.received.inc()
         self.received_bytes.inc(wire_length(data))
+        if self.expires is not None and time.time() >= self.expires:
+            why = "the token has expired"
+            self._refuse_and_close("token", why, CloseCode.UNAUTHORIZED)
+            return
         if len(data) > self.limit:
             self._close(CloseCode.TOO_BIG, f"message of {len(data)} bytes is over {self.limit}")
             return
