@@ -38,7 +38,7 @@ from collab.wire import CloseCode
 from collab.yjs import protocol
 from collab.yjs.protocol import close_reason
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("collab.web")
 
 
 def frontend_dir() -> Path:
