@@ -75,7 +75,7 @@ class Supervised:
     def _peer_failed(self, peer_id: PeerId | None, stage: str, error: Exception) -> None:
         """The server failed on one peer's message: that peer is closed with 1011."""
         peer_failed(self.hub, self.name, peer_id, stage, error)
-        if peer_id is not None:  # else a server edit or the bus: its caller hears of it
+        if peer_id is not None:  # else a bus event (dropped) or a server edit (it reports)
             self.close_peer(peer_id, CloseCode.INTERNAL, f"internal error {stage} your message")
 
     def _send_failed(self, channel: PeerChannel, error: Exception) -> None:

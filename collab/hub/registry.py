@@ -14,6 +14,7 @@ from collab.config import Settings
 from collab.hooks import OnChange, OnLoad, call_hook
 from collab.hub.accounting import LogSize
 from collab.hub.changes import ChangeFeed
+from collab.hub.failures import FATAL
 from collab.hub.runner import DocumentRunner
 from collab.limits import LogThrottle
 from collab.names import validate_name
@@ -148,7 +149,9 @@ class Hub:
             await self.open(name, create=False)
         except DocumentNotFoundError:  # never stored: nothing to reload
             self.reloading.discard(name)
-        except Exception:
+        except FATAL:
+            raise
+        except BaseException:  # a pycrdt panic too: /healthz keeps saying so
             log.exception("%s: cannot be loaded again after it failed", name)
 
     def forget(self, runner: DocumentRunner) -> None:

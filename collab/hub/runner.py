@@ -468,8 +468,9 @@ class DocumentRunner(Supervised):
         channels = list(self._channels.values())
         await asyncio.gather(*(channel.flush_and_close(code, reason) for channel in channels))
         if not await self.compact():
-            self.unloading = False
-            self._schedule_idle_unload()
+            if not self.unloaded.is_set():  # else it failed meanwhile and left the hub
+                self.unloading = False
+                self._schedule_idle_unload()
             return False
         self.hub.forget(self)
         await self.hub.store.release(self.name)
