@@ -80,6 +80,36 @@ async def test_a_message_that_cannot_be_sent_costs_the_peer_it_was_for(
     await yjs.close()
 
 
+async def test_an_event_that_raises_costs_its_peer_only(
+    monkeypatch: pytest.MonkeyPatch, running: tuple[str, Collab], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug outside the session's own guard (here: joining raises for one connection)
+    closes that peer with 1011; before, it was taken for a storage failure and closed all."""
+    base, engine = running
+    url = f"ws://{base}/ot/doc"
+    watcher = await Tab.join(url, "watcher", "Wát 😀")
+    connect_text = Session.connect_text
+    victims: list[object] = []
+
+    def failing(session: Session, peer_id: object, *args: Any, **kwargs: Any) -> None:
+        if not victims:
+            victims.append(peer_id)
+            raise RuntimeError("simulated")
+        connect_text(session, peer_id, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "connect_text", failing)
+    with pytest.raises(AssertionError, match="1011"):
+        await Tab.join(url, "unlucky")
+    await watcher.type("still 中文")
+    later = await Tab.join(url, "later")
+    await later.until(lambda: later.client.text == "still 中文", "the text")
+    assert watcher.closed is None
+    assert metric(engine, 'collab_peer_internal_errors_total{stage="handling"} 1.0')
+    assert "internal error handling a message of peer" in caplog.text
+    await later.close()
+    await watcher.close()
+
+
 @pytest.mark.parametrize("where", ["batch", "pump"])
 async def test_a_failing_document_restarts_from_the_store_and_loses_nothing_acknowledged(
     monkeypatch: pytest.MonkeyPatch,
