@@ -176,6 +176,18 @@ class Metrics:
             ["code"],
             registry=registry,
         )
+        self.peer_errors = Counter(
+            "collab_peer_internal_errors",
+            "peers closed with 1011 because the server failed on one of their messages "
+            "(a bug), by stage: handling or sending",
+            ["stage"],
+            registry=registry,
+        )
+        self.document_restarts = Counter(
+            "collab_document_restarts",
+            "documents whose pump failed: every peer closed with 1011, reloaded from the store",
+            registry=registry,
+        )
 
     def refused(self, reason: str) -> None:
         self.refusals.labels(reason).inc()

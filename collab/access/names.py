@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import hashlib
 
+from collab.access.storable import first_unstorable
+
 #: Keys longer than this are shortened with a hash (filesystems allow 255 bytes per entry).
 MAX_PLAIN_KEY = 150
 #: How much of the escaped name a hashed key keeps, to stay recognisable in `ls`.
@@ -49,12 +51,13 @@ def _check_characters(name: str) -> bytes:
     """The UTF-8 bytes of `name`, refusing empty names, NUL and lone surrogates."""
     if not name:
         raise InvalidNameError(name, "empty")
-    if "\x00" in name:
-        raise InvalidNameError(name, "contains a NUL character")
-    try:
-        return name.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise InvalidNameError(name, f"lone surrogate at position {error.start}") from None
+    at = first_unstorable(name)  # the rule every peer-chosen string follows
+    if at is not None:
+        nul = name[at] == "\x00"
+        raise InvalidNameError(
+            name, "contains a NUL character" if nul else f"lone surrogate at position {at}"
+        )
+    return name.encode("utf-8")
 
 
 def _escape(data: bytes) -> str:

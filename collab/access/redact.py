@@ -19,7 +19,7 @@ REDACTED = "[redacted]"
 
 # The loggers that write request targets, headers or frames: uvicorn's access and error
 # logs, collab's WebSocket connection lines (`collab.server.serve.CONNECTION_LOG`), our own.
-LOGGERS = ("uvicorn.access", "uvicorn.error", "collab", "collab.connections", "collab.web")
+LOGGERS = ("uvicorn.access", "uvicorn.error", "collab", "collab.server.connections", "collab.web")
 
 _QUERY_PARAMETER = re.compile(r"(?<=[?&;])([^=&;\s\"'#?]+)=([^&;\s\"'#]*)")
 _BEARER = re.compile(r"(?i)(\bbearer\s+)[^\s\"',;]+")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from collab.session import PeerId
+from collab.wire import CloseCode
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class PeerChannel:
         "closed",
         "connection",
         "limit",
+        "on_failure",
         "on_overflow",
         "overflows",
         "peer_id",
@@ -75,11 +77,13 @@ class PeerChannel:
         limit: int,
         on_overflow: Callable[[PeerChannel], None],
         close_timeout: float = 10.0,
+        on_failure: Callable[[PeerChannel, Exception], None] | None = None,
     ) -> None:
         self.peer_id = peer_id
         self.connection = connection
         self.limit = limit
         self.on_overflow = on_overflow
+        self.on_failure = on_failure
         self.close_timeout = close_timeout
         self.queue: deque[bytes | str] | None = None  # made when the peer falls behind
         self._queued = 0  # bytes in the queue
@@ -176,6 +180,11 @@ class PeerChannel:
                     self._sending = 0
         except asyncio.CancelledError:
             raise
+        except (ValueError, TypeError) as error:  # a message no encoder takes: a bug
+            self._task = None
+            self.close(CloseCode.INTERNAL, "internal error sending your message")
+            if self.on_failure is not None:
+                self.on_failure(self, error)
         except Exception as error:  # the socket went away: the receive side will see it
             log.debug("peer %s: send failed: %r", self.peer_id, error)
             self.closed = True

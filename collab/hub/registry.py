@@ -9,12 +9,14 @@ from typing import Any
 
 from pycrdt import Doc
 
+from collab.access.limits import LogThrottle
 from collab.access.names import validate_name
 from collab.bus.contract import Bus
 from collab.config import Settings
 from collab.hooks import OnChange, OnLoad, call_hook
 from collab.hub.accounting import LogSize
 from collab.hub.changes import ChangeFeed
+from collab.hub.failures import FATAL
 from collab.hub.runner import DocumentRunner
 from collab.replay.recording import Recorder
 from collab.session import Output, Session
@@ -52,6 +54,10 @@ class Hub:
         self._feed = ChangeFeed(on_change) if on_change is not None else None
         self._loading: dict[str, asyncio.Future[DocumentRunner]] = {}
         self._started: asyncio.Task[None] | None = None
+        self.restarts = 0  # documents whose pump failed (DocumentRunner.restart)
+        self.failure_log = LogThrottle(5.0)  # internal errors that cost a peer (failures.py)
+        self.reloading: set[str] = set()  # those not loaded again yet (/healthz: 503)
+        self._reloads: set[asyncio.Task[None]] = set()
 
     def validate(self, name: str) -> str:
         return validate_name(name, self.settings.max_name_length)
@@ -98,6 +104,7 @@ class Hub:
         try:
             runner = await self._start(name, create)
             self.runners[name] = runner
+            self.reloading.discard(name)
             future.set_result(runner)
             return runner
         except BaseException as error:
@@ -125,6 +132,27 @@ class Hub:
         if self.bus is not None:  # what was published before this, the runner fetches
             self.bus.subscribe(name, runner)
         return runner
+
+    def reload(self, name: str) -> None:
+        """A document that failed: load it again from the store now, for the peers it
+        closed (they reconnect). Until it is loaded, `reloading` names it."""
+        self.restarts += 1
+        if self.closing:
+            return
+        self.reloading.add(name)
+        task = asyncio.create_task(self._reload(name), name=f"reload-{name[:40]}")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload(self, name: str) -> None:
+        try:
+            await self.open(name, create=False)
+        except DocumentNotFoundError:  # never stored: nothing to reload
+            self.reloading.discard(name)
+        except FATAL:
+            raise
+        except BaseException:  # a pycrdt panic too: /healthz keeps saying so
+            log.exception("%s: cannot be loaded again after it failed", name)
 
     def forget(self, runner: DocumentRunner) -> None:
         if self.runners.get(runner.name) is runner:

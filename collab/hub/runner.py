@@ -29,6 +29,7 @@ from collab.access.limits import ThrottledLog
 from collab.hub.accounting import LogSize
 from collab.hub.channel import Connection, PeerChannel
 from collab.hub.compactor import Compactor
+from collab.hub.failures import FATAL, Supervised
 from collab.hub.ticks import TickTimer
 from collab.session import Output, PeerId, Session
 from collab.storage.contract import DocumentCommit, Record, SharedStore
@@ -45,9 +46,10 @@ store_failures = ThrottledLog(log, STORE_FAILURE_LOG_INTERVAL)
 RESYNCS_BEFORE_DROP = 3
 
 Event = Callable[[Session], None]
+Queued = tuple[Event, PeerId | None]  # an event, and the peer it comes from
 
 
-class DocumentRunner:
+class DocumentRunner(Supervised):
     """Drives one session: events in, then commit → send → close, in batches."""
 
     def __init__(self, hub: Hub, session: Session, log_size: LogSize) -> None:
@@ -58,7 +60,7 @@ class DocumentRunner:
         self._session = session
         self._channels: dict[PeerId, PeerChannel] = {}
         self._compactor = Compactor(self.name, hub.store, session, log_size)
-        self._inbox: deque[Event] = deque()
+        self._inbox: deque[Queued] = deque()
         self._edits: list[asyncio.Future[int]] = []  # server edits not yet committed
         self._published: list[Record] = []  # revisions other processes told us about
         self._catch_up = hub.bus is not None  # fetch from the store what we may have missed
@@ -68,6 +70,7 @@ class DocumentRunner:
         self._delivering = asyncio.Lock()  # batches go out one at a time, in order
         self._idle_timer: asyncio.TimerHandle | None = None
         self._pump_task = asyncio.create_task(self._pump(), name=f"doc-{self.name[:40]}")
+        self._pump_task.add_done_callback(self._pump_ended)
         self._ticks = TickTimer(session, self.kick, lambda: bool(self._channels))
         self._schedule_idle_unload()
 
@@ -117,6 +120,7 @@ class DocumentRunner:
             settings.send_queue_bytes,
             self._overflowed,
             settings.close_timeout,
+            self._send_failed,
         )
 
         def joined(session: Session) -> None:
@@ -128,7 +132,7 @@ class DocumentRunner:
                 session.connect_text(peer_id, user, readonly)
 
         self._cancel_idle_unload()
-        self._enqueue(joined)
+        self._enqueue(joined, peer_id)
         return peer_id
 
     def is_open(self, peer_id: PeerId) -> bool:
@@ -158,7 +162,7 @@ class DocumentRunner:
                 self.hub.recorder(self.name, peer_id, data)
             session.receive(peer_id, data)
 
-        self._enqueue(received)
+        self._enqueue(received, peer_id)
 
     def disconnect(self, peer_id: PeerId) -> None:
         channel = self._channels.pop(peer_id, None)
@@ -187,8 +191,7 @@ class DocumentRunner:
         def edited(session: Session) -> None:
             try:
                 session.edit_text(op, origin=origin, user=user)
-            except Exception as error:
-                self._edits.remove(done)
+            except Exception as error:  # settled now: `_settle` skips it
                 done.set_exception(error)
                 return
             if self.hub.recorder is not None:
@@ -213,8 +216,8 @@ class DocumentRunner:
         """Something happened: the pump takes the session's output soon."""
         self._wake.set()
 
-    def _enqueue(self, event: Event) -> None:
-        self._inbox.append(event)
+    def _enqueue(self, event: Event, peer_id: PeerId | None = None) -> None:
+        self._inbox.append((event, peer_id))
         self._wake.set()
 
     def _overflowed(self, channel: PeerChannel) -> None:
@@ -286,29 +289,38 @@ class DocumentRunner:
 
     async def _deliver_pending(self) -> bool:
         """Apply what waits (published revisions, then events), commit, send; False when
-        there was nothing to do.
-
-        When compaction is due, the snapshot is taken at the same instant as the output:
-        the state then holds exactly the records committed by this batch, no more.
-        """
+        there was nothing to do. A failure no peer's message explains restarts the document."""
         async with self._delivering:
             if self.unloaded.is_set():
                 return False
-            if not await self._apply_published():
+            try:
+                return await self._deliver_batch()
+            except FATAL:
+                raise
+            except BaseException as error:  # pycrdt panics are BaseExceptions
+                self.restart(error)
                 return False
-            if not self._inbox:
-                return await self._send_without_commit()
-            edits, self._edits = self._edits, []
-            output = await self._commit_batch()
-            if output is None:
-                _settle(edits, RuntimeError("the document could not be saved"))
-                return False
-            _settle(edits, self._session.rev)
-            snapshot = self._compactor.committed(output.records, self.hub.settings)
-            await self._send(output)
-            if snapshot is not None:
-                self._compactor.start(snapshot)
-            return True
+
+    async def _deliver_batch(self) -> bool:
+        """One batch (see `_deliver_pending`). When compaction is due, the snapshot is taken
+        at the same instant as the output: the state then holds exactly the records
+        committed by this batch, no more."""
+        if not await self._apply_published():
+            return False
+        if not self._inbox:
+            return await self._send_without_commit()
+        count = len(self._edits)  # this batch's (until settled, `_fail` would settle them)
+        output = await self._commit_batch()
+        edits, self._edits = self._edits[:count], self._edits[count:]
+        if output is None:
+            _settle(edits, RuntimeError("the document could not be saved"))
+            return False
+        _settle(edits, self._session.rev)
+        snapshot = self._compactor.committed(output.records, self.hub.settings)
+        await self._send(output)
+        if snapshot is not None:
+            self._compactor.start(snapshot)
+        return True
 
     async def _apply_published(self) -> bool:
         """Show the revisions other processes committed; fetch from the store what the
@@ -348,8 +360,7 @@ class DocumentRunner:
             async with self._commit() as commit:
                 for record in await commit.records_after(session.rev):
                     session.apply_committed(record)
-                while self._inbox:
-                    self._inbox.popleft()(session)
+                self._apply_inbox(session)
                 output = session.take_output()
                 if output.records:
                     await commit.append(output.records)
@@ -362,10 +373,8 @@ class DocumentRunner:
     async def _commit_exclusive(self) -> Output | None:
         """The batch, then one append of its records (if any) to a store only we write."""
         session = self._session
-        inbox = self._inbox
+        self._apply_inbox(session)
         try:
-            while inbox:
-                inbox.popleft()(session)
             output = session.take_output()
             if output.records:
                 await self.hub.store.append(self.name, output.records)
@@ -387,8 +396,14 @@ class DocumentRunner:
         for peer_id, data in output.messages:
             channel = self._channels.get(peer_id)
             if channel is not None:
-                channel.send(data)
+                try:
+                    channel.send(data)
+                except Exception as error:  # a message no encoder takes: a bug, one peer
+                    self._peer_failed(peer_id, "sending", error)
+        metrics = self.hub.metrics
         for peer_id, code, reason in output.closes:
+            if code == CloseCode.INTERNAL and metrics is not None:  # the session's own guard
+                metrics.peer_errors.labels("handling").inc()
             channel = self._channels.get(peer_id)
             if channel is not None:
                 channel.close(code, reason)
@@ -456,8 +471,9 @@ class DocumentRunner:
         channels = list(self._channels.values())
         await asyncio.gather(*(channel.flush_and_close(code, reason) for channel in channels))
         if not await self.compact():
-            self.unloading = False
-            self._schedule_idle_unload()
+            if not self.unloaded.is_set():  # else it failed meanwhile and left the hub
+                self.unloading = False
+                self._schedule_idle_unload()
             return False
         self.hub.forget(self)
         await self.hub.store.release(self.name)

@@ -48,7 +48,7 @@ _broadcast_frames = FrameCache()
 # of a connection's set-up, and noise at ten thousand peers. They go to this logger, quiet
 # unless `--connection-log` or `--log-level debug`. (Not a child of "uvicorn.error": uvicorn's
 # dictConfig resets the levels of those.)
-CONNECTION_LOG = logging.getLogger("collab.connections")
+CONNECTION_LOG = logging.getLogger("collab.server.connections")
 CONNECTION_LOG.setLevel(logging.WARNING)
 
 

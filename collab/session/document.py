@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc, Text, TextEvent, TransactionEvent
 
+from collab.access.storable import storable
 from collab.config import Settings
 from collab.session.revision import ChangeRefused, Revision
 from collab.storage.contract import Record
@@ -218,7 +219,7 @@ class Document:
             return None
         # The update is stored and relayed as it came (as the reference server relays
         # it): parts still waiting for missing ones must be on disk too.
-        record = Record(self.rev + 1, self.clock(), origin, user, update)
+        record = self._record(origin, user, update)
         return Committed(record, self._add(record, op))
 
     def apply_op(
@@ -264,8 +265,15 @@ class Document:
         if self._surrogates is not None:  # its pairs: a Yjs peer may not split them either
             self._surrogates.add(update)
         self._clocks = None  # the server's own clock moved
-        record = Record(self.rev + 1, self.clock(), origin, user, update)
+        record = self._record(origin, user, update)
         return Committed(record, self._add(record, textops.normalize(op), client, seq))
+
+    def _record(self, origin: str, user: str | None, update: bytes) -> Record:
+        """The next revision's record. Its origin and user may come from a peer or an
+        embedder: a NUL or lone surrogate in them becomes U+FFFD, so no store refuses the
+        commit (which would close every peer of the document) and no encoder fails."""
+        user = None if user is None else storable(user)
+        return Record(self.rev + 1, self.clock(), storable(origin), user, update)
 
     def apply_committed(self, record: Record) -> Revision:
         """A revision another process committed: it is durable already, so it is applied

@@ -11,6 +11,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from collab.access.storable import storable
 from collab.text import ops as textops
 
 Selection = list[list[int]]
@@ -79,7 +80,7 @@ def presence_id(awareness_id: int, state: dict[str, Any] | None) -> str:
     if isinstance(collab, dict) and collab.get("kind") == "text":
         client = collab.get("client")
         if isinstance(client, str):
-            return client[:64]
+            return storable(client[:64])
     return yjs_client(awareness_id)
 
 
@@ -106,13 +107,15 @@ def yjs_presence(
     user = state.get("user")
     if not isinstance(user, dict) or not isinstance(user.get("name"), str):
         return None
-    shown_user = {"name": str(user.get("name"))[:64], "color": str(user.get("color", ""))[:32]}
+    # Any peer chose these strings: what a frame cannot carry becomes U+FFFD, as at the text door.
+    name, color = str(user.get("name"))[:64], str(user.get("color", ""))[:32]
+    shown_user = {"name": storable(name), "color": storable(color)}
     collab = state.get("collab")
     if isinstance(collab, dict) and collab.get("kind") == "text":
         client = collab.get("client")
         if not isinstance(client, str) or is_local(client):
             return None
-        return text_presence(client[:64], shown_user, resolve(state.get("cursor")))
+        return text_presence(storable(client[:64]), shown_user, resolve(state.get("cursor")))
     return {
         "type": "presence",
         "client": yjs_client(awareness_id),

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from collab.access.storable import first_unstorable, storable
 from collab.session.revision import ChangeRefused
 from collab.text import ops as textops
 from collab.wire import SECRET_LENGTH, ErrorCode
@@ -77,6 +78,8 @@ def _hello(message: dict[str, Any]) -> Hello:
         raise MessageError(
             ErrorCode.BAD_MESSAGE, f"hello needs a secret of {shortest} to {longest} characters"
         )
+    if first_unstorable(secret) is not None:  # the client id is a hash of its UTF-8
+        raise MessageError(ErrorCode.BAD_MESSAGE, "the secret holds a NUL or a lone surrogate")
     rev = message.get("rev")
     if rev is not None and not is_int(rev):
         raise MessageError(ErrorCode.BAD_MESSAGE, "rev must be an integer or null")
@@ -111,13 +114,17 @@ def is_int(value: object) -> bool:
 
 
 def clean_user(user: object) -> dict[str, str]:
-    """A user as presence carries it: a name and a colour, both short strings."""
+    """A user as presence carries it: a name and a colour, both short strings.
+
+    Shown to everyone and, without an authenticated user, written in the records: a NUL or
+    a lone surrogate becomes U+FFFD (`collab.access.storable`), as anywhere else a name comes in.
+    """
     if not isinstance(user, dict):
         return {"name": "anonymous", "color": "#888888"}
     name, color = user.get("name"), user.get("color")
     return {
-        "name": name[:64] if isinstance(name, str) and name else "anonymous",
-        "color": color[:32] if isinstance(color, str) and color else "#888888",
+        "name": storable(name[:64]) if isinstance(name, str) and name else "anonymous",
+        "color": storable(color[:32]) if isinstance(color, str) and color else "#888888",
     }
 
 

@@ -280,12 +280,18 @@ class WebApp(HistoryRoutes):
     # ------------------------------------------------------------------ HTTP
 
     async def healthz(self, request: Request) -> Response:
-        """503 while the store refuses writes: a load balancer sends peers elsewhere."""
-        loaded = len(self.hub.runners)
+        """503 while the store refuses writes, or while a document that failed is not
+        loaded again (`Hub.reload`): a load balancer sends peers elsewhere."""
+        hub = self.hub
+        body = {"documents_loaded": len(hub.runners), "document_restarts": hub.restarts}
+        reason = None
         if not self.healthy():
-            failing = {"status": "failing", "reason": "the store refuses writes"}
-            return JSONResponse({**failing, "documents_loaded": loaded}, status_code=503)
-        return JSONResponse({"status": "ok", "documents_loaded": loaded})
+            reason = "the store refuses writes"
+        elif hub.reloading:
+            reason = f"{len(hub.reloading)} failed document(s) not loaded again yet"
+        if reason is not None:
+            return JSONResponse({"status": "failing", "reason": reason, **body}, status_code=503)
+        return JSONResponse({"status": "ok", **body})
 
     async def metrics_endpoint(self, request: Request) -> Response:
         settings = self.hub.settings

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeAlias
 
+from collab.access.storable import storable
 from collab.wire import CloseCode
 
 CLOSE_PROTOCOL_ERROR = CloseCode.PROTOCOL_ERROR
@@ -62,7 +63,9 @@ _MAX_REASON_BYTES = 120
 
 
 def close_reason(text: str) -> str:
-    """`text` cut to 120 UTF-8 bytes on a character boundary: it fits in a close frame."""
+    """`text` cut to 120 UTF-8 bytes on a character boundary: it fits in a close frame (a
+    NUL or lone surrogate, from input a reason quotes, becomes U+FFFD)."""
+    text = storable(text)
     encoded = text.encode()
     if len(encoded) <= _MAX_REASON_BYTES:
         return text
