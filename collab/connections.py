@@ -5,6 +5,8 @@
 - a deadline for the request, head and body (uvicorn only times out idle keep-alive
   connections after a response, never a silent new socket, a half-sent head or a body
   dribbled a byte at a time, before or after the response): 408 and hang up;
+- a send deadline: a client that takes nothing of a response for `send_timeout` seconds
+  while the server's buffer for it is full is dropped (uvicorn waits for ever);
 - the file-descriptor limit raised to its hard limit, the connection cap kept below it;
 - "accept out of system resource" (EMFILE) logged once per interval, not per attempt;
 
@@ -110,6 +112,7 @@ class HTTPProtocol(H11Protocol):
     dropped)."""
 
     head_timer: asyncio.TimerHandle | None = None
+    send_timer: asyncio.TimerHandle | None = None
     refused = False
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
@@ -174,8 +177,36 @@ class HTTPProtocol(H11Protocol):
         else:
             self._arm_head_timer()  # (part of) a head or a body: the deadline runs
 
+    def pause_writing(self) -> None:
+        """The write buffer is full: the client has `send_timeout` seconds to take some."""
+        super().pause_writing()
+        timeout = _gate.settings.send_timeout if _gate is not None else 0
+        if self.send_timer is None and timeout > 0:
+            self.send_timer = self.loop.call_later(timeout, self._send_timed_out)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_send_timer()
+
+    def _cancel_send_timer(self) -> None:
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
+
+    def _send_timed_out(self) -> None:
+        self.send_timer = None
+        if _gate is not None:
+            _gate.note(
+                "send-stall",
+                "dropped a connection from %s: it took nothing of a response in %g s",
+                self.client[0] if self.client else "?",
+                _gate.settings.send_timeout,
+            )
+        self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_send_timer()
         if _gate is not None:
             _gate.release(self.transport)
         super().connection_lost(exc)
