@@ -6,6 +6,7 @@ response; big responses share a cap and have a send deadline. (Issue 18, finding
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
@@ -13,6 +14,9 @@ import httpx
 from pyclient import YClient
 from raw_ws import raw_connect
 from test_e2e_bounded import wait_for
+from test_security import serve_app
+
+from collab import Collab, MemoryStore, Settings
 
 MiB = 1024 * 1024
 
@@ -112,3 +116,26 @@ def status_of(sock: socket.socket) -> int:
         assert chunk, data
         data += chunk
     return int(data[9:12])
+
+
+async def test_big_responses_are_capped_under_a_stock_asgi_server() -> None:
+    """Embedded under uvicorn's own protocols: the cap and the send deadline hold (the
+    unfinished response makes uvicorn close the connection)."""
+    engine = Collab(store=MemoryStore(), settings=Settings(max_big_responses=1, send_timeout=1))
+    await engine.set_text("big", "中文 ✍️\r\n" * (MiB // 2))  # ~4.5 MiB of UTF-8 text
+    async for base in serve_app(engine.app()):
+        port = int(base.rsplit(":", 1)[1])
+        stalled = await asyncio.to_thread(small_receiver, port)
+        request = b"GET /api/docs/big/text HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        await asyncio.to_thread(stalled.sendall, request)
+        assert await asyncio.to_thread(status_of, stalled) == 200
+        async with httpx.AsyncClient(base_url=f"http://{base}", trust_env=False) as http:
+            busy = await http.get("/api/docs/big/text")
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+            deadline = time.monotonic() + 10
+            while (response := await http.get("/api/docs/big/text")).status_code != 200:
+                assert time.monotonic() < deadline, "the stalled response kept its slot"
+                await asyncio.sleep(0.1)
+            assert response.text == "中文 ✍️\r\n" * (MiB // 2)
+        stalled.close()
+        await engine.close()
