@@ -263,7 +263,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if self._early_frames <= self.early_frames_setting:
             return True
         why = f"{self._early_frames} frames before the server read a message"
-        self._fail(CloseCode.POLICY, f"{why} (limit {self.early_frames_setting})")
+        self._fail("early-frames", CloseCode.POLICY, f"{why} (limit {self.early_frames_setting})")
         return False
 
     def handle_cont(self, event: Any) -> None:
@@ -287,18 +287,23 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if not self._frame_allowed(len(pong)) or self.close_sent:
             return
         if self.buffered() + len(pong) > self.send_budget_setting:
-            self._fail(CloseCode.TOO_SLOW, "too slow: unread pongs over the send budget")
+            why = "too slow: unread pongs over the send budget"
+            self._fail("unread-pongs", CloseCode.TOO_SLOW, why)
             return
         self.transport.write(pong)
 
-    def _fail(self, code: int, reason: str) -> None:
+    def _fail(self, refusal: str, code: int, reason: str) -> None:
         """Close with `code` and `reason` as an app's close would: the app hears the
         disconnect, what the peer sends meanwhile is read and dropped, and the connection
         goes when the peer answers or after the close timeout (aborted if its buffer does
-        not drain by then: `_AbortingTransport`)."""
+        not drain by then: `_AbortingTransport`). Counted and logged as `refusal`."""
         self.frames = []
         if self.close_sent or self.conn.state is not State.OPEN:
             return
+        gate = current_gate()
+        if gate is not None:
+            client = self.client[0] if self.client else "?"
+            gate.note(refusal, "closed a WebSocket from %s: %s", client, reason)
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         self.conn.data_to_send()  # the pongs of this read's later pings: unanswered
         self.conn.send_close(code, reason)

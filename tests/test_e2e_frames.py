@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import urllib.request
 
 from conftest import ServerProcess
 from pyclient import url_name
@@ -113,6 +114,8 @@ def test_unread_pongs_count_against_the_send_budget(start_server) -> None:
     frames = frames_of(head + read_all(sock, timeout=10))
     code, reason = close_in(frames)
     assert code == 4001 and "unread pongs" in reason
+    with urllib.request.urlopen(server.http_url + "/metrics", timeout=10) as response:
+        assert b'collab_refusals_total{reason="unread-pongs"} 1.0' in response.read()
     pong_bytes = sum(len(p) + 2 for opcode, p in frames if opcode == PONG)
     # The budget, plus what the kernel's socket buffers took before the server saw it.
     assert pong_bytes < budget + 8 * MiB, f"{pong_bytes / MiB:.0f} MiB of pongs"
