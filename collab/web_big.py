@@ -2,7 +2,7 @@
 
 A response body of megabytes is held in memory until its client has taken all of it. A
 client that asks and never reads would hold it for ever, and a few dozen of them, the
-server's memory. So a body over `BIG_BYTES`:
+server's memory. So a body of `BIG_BYTES` or more:
 
 - shares a cap with the other big responses being sent (`max_big_responses`; HTTP 503
   with `Retry-After` beyond: the body is dropped at once);
