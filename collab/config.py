@@ -172,7 +172,10 @@ class Settings:
     )
     head_timeout: float = field(
         default=10.0,
-        metadata={"help": "seconds a client has to send a whole request head (HTTP 408)"},
+        metadata={
+            "help": "seconds a client has to send a whole request head and its body (HTTP "
+            "408, or the connection closed if the response went out)"
+        },
     )
     upgrade_timeout: float = field(
         default=10.0,
@@ -223,6 +226,20 @@ class Settings:
     max_history_requests: int = field(
         default=2,
         metadata={"help": "history requests served at once; more get HTTP 503 (CPU bound)"},
+    )
+    max_big_responses: int = field(
+        default=8,
+        metadata={
+            "help": "HTTP responses of 1 MiB or more (a document's state or text) sent at "
+            "once, each held in memory until its client took it; more get HTTP 503"
+        },
+    )
+    send_timeout: float = field(
+        default=30.0,
+        metadata={
+            "help": "seconds an HTTP client has to take a big response, or to take anything "
+            "of a response while the server's buffer for it is full (connection dropped)"
+        },
     )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning, error"})
     connection_log: bool = field(

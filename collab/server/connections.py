@@ -2,8 +2,11 @@
 
 - connections per client address and in total, counted from TCP accept to close (across
   the switch from HTTP to WebSocket), refused with a 503 past the caps;
-- a deadline for the request head (uvicorn only times out idle keep-alive connections
-  after a response, never a silent new socket or a half-sent head): 408 and hang up;
+- a deadline for the request, head and body (uvicorn only times out idle keep-alive
+  connections after a response, never a silent new socket, a half-sent head or a body
+  dribbled a byte at a time, before or after the response): 408 and hang up;
+- a send deadline: a client that takes nothing of a response for `send_timeout` seconds
+  while the server's buffer for it is full is dropped (uvicorn waits for ever);
 - the file-descriptor limit raised to its hard limit, the connection cap kept below it;
 - "accept out of system resource" (EMFILE) logged once per interval, not per attempt;
 
@@ -103,9 +106,13 @@ def current_gate() -> Gate | None:
 
 
 class HTTPProtocol(H11Protocol):
-    """uvicorn's h11 protocol with connection caps and a request-head deadline."""
+    """uvicorn's h11 protocol with connection caps and a request deadline: from the first
+    byte of a request head (or the connection's opening) the head and its body must be
+    in within `head_timeout` seconds (the API takes no bodies: a body is only read to be
+    dropped)."""
 
     head_timer: asyncio.TimerHandle | None = None
+    send_timer: asyncio.TimerHandle | None = None
     refused = False
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
@@ -141,29 +148,65 @@ class HTTPProtocol(H11Protocol):
         self.head_timer = None
         if self.transport.is_closing() or self.transport.get_protocol() is not self:
             return
-        if self.conn.their_state is not h11.IDLE:
-            return  # the head arrived; uvicorn owns the rest
+        their_state = self.conn.their_state
+        if their_state is h11.IDLE:
+            what = "no request head"
+        elif their_state is h11.SEND_BODY:
+            what = "request body not received"
+        else:
+            return  # the request is in; uvicorn owns the rest
         if _gate is not None:
             _gate.note(
                 "head-timeout",
-                "closed a connection from %s: no request head in %g s",
+                "closed a connection from %s: %s in %g s",
                 self.client[0] if self.client else "?",
+                what,
                 _gate.settings.head_timeout,
             )
-        self.transport.write(_response(408, "Request Timeout", "request head too slow"))
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # no response begun
+            self.transport.write(_response(408, "Request Timeout", "request too slow"))
         self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
             return
         super().data_received(data)
-        if self.transport.get_protocol() is not self or self.conn.their_state is not h11.IDLE:
-            self._cancel_head_timer()  # upgraded, or a request is in progress
+        receiving = self.conn.their_state in (h11.IDLE, h11.SEND_BODY)
+        if self.transport.get_protocol() is not self or not receiving:
+            self._cancel_head_timer()  # upgraded, or the whole request is in
         else:
-            self._arm_head_timer()  # (part of) the next head: the deadline runs
+            self._arm_head_timer()  # (part of) a head or a body: the deadline runs
+
+    def pause_writing(self) -> None:
+        """The write buffer is full: the client has `send_timeout` seconds to take some."""
+        super().pause_writing()
+        timeout = _gate.settings.send_timeout if _gate is not None else 0
+        if self.send_timer is None and timeout > 0:
+            self.send_timer = self.loop.call_later(timeout, self._send_timed_out)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_send_timer()
+
+    def _cancel_send_timer(self) -> None:
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
+
+    def _send_timed_out(self) -> None:
+        self.send_timer = None
+        if _gate is not None:
+            _gate.note(
+                "send-stall",
+                "dropped a connection from %s: it took nothing of a response in %g s",
+                self.client[0] if self.client else "?",
+                _gate.settings.send_timeout,
+            )
+        self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_send_timer()
         if _gate is not None:
             _gate.release(self.transport)
         super().connection_lost(exc)

@@ -38,6 +38,7 @@ from collab.storage.backends import BackendError
 from collab.storage.dirlock import DataDirectoryError
 from collab.web.connection import ABORT_EXTENSION, SEND_EXTENSION
 from collab.web.receive import RECEIVE_EXTENSION
+from collab.wire import CloseCode
 
 log = logging.getLogger("collab")
 
@@ -90,12 +91,21 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     - A connection being closed is aborted after `close_timeout` seconds when its buffer
       does not drain (`_AbortingTransport`), and the app may abort one at once through the
       scope extension `collab.web.ABORT_EXTENSION` (a close frame that cannot be sent).
+    - Every frame costs its sender: pings, pongs and continuation frames go through the
+      app's frame check (`receive_directly`'s `on_frame`: the message rate, the budget
+      before a valid message), and a pong is written only while what the peer has not
+      read stays within its send budget (`send_queue_bytes`); past it the peer is closed
+      with 4001. Past our close, pings go unanswered. Before the app reads the peer, at
+      most `preauth_max_messages` such frames are taken (1008 beyond).
 
     A module-level class (`--workers` hands it to the processes it spawns); the close
-    timeout is set on the class by `serve` or `worker_app` in each process.
+    timeout and the frame caps are set on the class by `serve` or `worker_app` in each
+    process.
     """
 
     close_timeout_setting = 10.0
+    send_budget_setting = 4 * 1024 * 1024
+    early_frames_setting = 100
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -107,6 +117,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     _raw_transport: Any = None
     _receiver: Callable[[bytes | str], None] | None = None
+    _on_frame: Callable[[int], bool] | None = None
+    _early_frames = 0
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -173,12 +185,22 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self._raw_transport.write(b"".join(conn.data_to_send()))
         return True
 
-    def receive_directly(self, receiver: Callable[[bytes | str], None] | None) -> None:
+    def receive_directly(
+        self,
+        receiver: Callable[[bytes | str], None] | None,
+        on_frame: Callable[[int], bool] | None = None,
+    ) -> None:
         """From now on hand each message to `receiver` as soon as it is parsed (None: back
         to the ASGI queue). What is queued already goes to it first, in order; the queue
         keeps only the disconnect. No task wakes per message and reading is never paused:
-        the receiver only checks a message and puts it in its document's inbox."""
+        the receiver only checks a message and puts it in its document's inbox.
+
+        `on_frame(size)` is asked about every frame that is not a whole message (ping,
+        pong, continuation); False drops it (the peer is being closed). It stays in force
+        after the receiver is taken back: the connection is ending then."""
         self._receiver = receiver
+        if on_frame is not None:
+            self._on_frame = on_frame
         if receiver is None:
             return
         queue: LeanQueue = self.queue  # type: ignore[assignment]
@@ -229,6 +251,68 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             log.exception("a message could not be handled; the connection is dropped")
             self._receiver = None
             self.transport.abort()
+
+    def _frame_allowed(self, size: int) -> bool:
+        """Whether a ping, pong or continuation frame is taken: the app's `on_frame` says,
+        once it reads the peer; before that (authentication, the document loading) at
+        most `early_frames_setting` are (1008 beyond)."""
+        on_frame = self._on_frame
+        if on_frame is not None:
+            return on_frame(size)
+        self._early_frames += 1
+        if self._early_frames <= self.early_frames_setting:
+            return True
+        why = f"{self._early_frames} frames before the server read a message"
+        self._fail("early-frames", CloseCode.POLICY, f"{why} (limit {self.early_frames_setting})")
+        return False
+
+    def handle_cont(self, event: Any) -> None:
+        """A continuation frame costs a message (an endless message of empty frames
+        was counted by nothing); once refused, the message's frames are dropped."""
+        if self._frame_allowed(len(event.data)):
+            super().handle_cont(event)
+        else:
+            self.frames = []
+
+    def handle_pong(self, event: Any) -> None:
+        if self._frame_allowed(len(event.data)):
+            super().handle_pong(event)
+
+    def handle_ping(self) -> None:
+        """Write this ping's pong (websockets queued one per ping, in order) if the peer
+        may still have one: it costs a message of the peer's rate and bytes of its send
+        budget; past our close (a refused token, a broken cap) pings go unanswered."""
+        writes = self.conn.writes
+        pong = writes.pop(0) if writes else b""
+        if not self._frame_allowed(len(pong)) or self.close_sent:
+            return
+        if self.buffered() + len(pong) > self.send_budget_setting:
+            why = "too slow: unread pongs over the send budget"
+            self._fail("unread-pongs", CloseCode.TOO_SLOW, why)
+            return
+        self.transport.write(pong)
+
+    def _fail(self, refusal: str, code: int, reason: str) -> None:
+        """Close with `code` and `reason` as an app's close would: the app hears the
+        disconnect, what the peer sends meanwhile is read and dropped, and the connection
+        goes when the peer answers or after the close timeout (aborted if its buffer does
+        not drain by then: `_AbortingTransport`). Counted and logged as `refusal`."""
+        self.frames = []
+        if self.close_sent or self.conn.state is not State.OPEN:
+            return
+        gate = current_gate()
+        if gate is not None:
+            client = self.client[0] if self.client else "?"
+            gate.note(refusal, "closed a WebSocket from %s: %s", client, reason)
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.data_to_send()  # the pongs of this read's later pings: unanswered
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
 
     def buffered(self) -> int:
         """Bytes written and not yet taken by the peer (the transport's write buffer)."""
@@ -316,6 +400,8 @@ def install_caps(settings: Settings, engine: Any) -> None:
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     WebSocketProtocol.close_timeout_setting = settings.close_timeout
+    WebSocketProtocol.send_budget_setting = settings.send_queue_bytes
+    WebSocketProtocol.early_frames_setting = settings.preauth_max_messages
     configure_connection_log(settings)
     return {
         "host": settings.host,
@@ -388,6 +474,8 @@ def worker_app() -> Any:
 
     settings = dataclasses.replace(settings_from_environment(), workers=1)
     WebSocketProtocol.close_timeout_setting = settings.close_timeout
+    WebSocketProtocol.send_budget_setting = settings.send_queue_bytes
+    WebSocketProtocol.early_frames_setting = settings.preauth_max_messages
     configure_connection_log(settings)
     engine = Collab(settings=settings)
     install_caps(settings, engine)

@@ -6,6 +6,7 @@ Thin on purpose: each endpoint turns a socket or request into hub/session calls.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import logging
 import time
@@ -14,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
@@ -30,6 +31,7 @@ from collab.replay.history import StoreHistoryCache
 from collab.session.text_messages import Hello, MessageError, parse
 from collab.storage.contract import RevisionHistory
 from collab.storage.errors import CorruptDocumentError
+from collab.web.big import BigResponses
 from collab.web.connection import StarletteConnection
 from collab.web.history import HistoryRoutes, error_response
 from collab.web.middleware import SecurityHeaders
@@ -73,6 +75,7 @@ class WebApp(HistoryRoutes):
         )
         self._created: dict[str, float] = {}  # names counted as new in the last minute
         self.history_requests = 0
+        self.big_responses = BigResponses(settings.max_big_responses, settings.send_timeout)
         self.throttle = LogThrottle(5.0)
         # History reads the revisions and snapshots a store keeps: only such stores have it.
         self.histories: StoreHistoryCache | None = None
@@ -339,13 +342,21 @@ class WebApp(HistoryRoutes):
             return runner
         if "at" in request.query_params or "time" in request.query_params:
             return await self._expensive(request, self.document_text_at(request, runner.name))
-        return PlainTextResponse(runner.text, media_type="text/plain; charset=utf-8")
+        return self.respond(runner.text.encode(), "text/plain; charset=utf-8", request)
 
     async def document_update(self, request: Request) -> Response:
         runner = await self._existing(request)
         if isinstance(runner, Response):
             return runner
-        return Response(runner.state, media_type="application/octet-stream")
+        return self.respond(runner.state, "application/octet-stream", request)
+
+    def respond(self, body: bytes, media_type: str, request: Request, **options: Any) -> Response:
+        """A response that may be big: capped and sent within a deadline (`web_big`)."""
+        refuse = functools.partial(self._refuse_big, request)
+        return self.big_responses.respond(body, media_type, refuse, **options)
+
+    def _refuse_big(self, request: Request, reason: str, why: str) -> None:
+        self.refuse(reason, why, request)
 
     async def _existing(self, request: Request) -> DocumentRunner | Response:
         try:

@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from collab.replay.history import DocumentHistory, StoreHistoryCache, parse_time
 from collab.storage.contract import RevisionsGoneError, StoreUnavailableError
@@ -39,6 +39,9 @@ class HistoryRoutes:
 
         def refuse(self, reason: str, what: str, connection: HTTPConnection) -> None: ...
         async def _existing(self, request: Request) -> DocumentRunner | Response: ...
+        def respond(
+            self, body: bytes, media_type: str, request: Request, **options: Any
+        ) -> Response: ...
 
     async def _expensive(self, request: Request, work: Any) -> Response:
         """Serve CPU-bound work (history) only `max_history_requests` at a time; 503 beyond."""
@@ -121,7 +124,7 @@ class HistoryRoutes:
             return error_response(410, f"revisions before {history.base_rev} are no longer kept")
         text = await asyncio.to_thread(history.text_at, rev)
         headers = {"X-Collab-Rev": str(rev)}
-        return PlainTextResponse(text, media_type="text/plain; charset=utf-8", headers=headers)
+        return self.respond(text.encode(), "text/plain; charset=utf-8", request, headers=headers)
 
     async def _history(self, name: str) -> DocumentHistory | Response:
         """The document's history index, up to date with the store (indexed in a thread)."""

@@ -4,7 +4,10 @@ Every message passes the same checks, in order: the access's end (a token's ``ex
 once it passed), the size limit, the message rate, and, until the peer has sent one valid
 message, the bytes and messages it may send unproven and the deadline for that first valid
 one. A message that fails a check closes the peer with its code and reason, and what
-follows from it is dropped.
+follows from it is dropped. A frame that is not a whole message (ping, pong, continuation)
+costs a message of the rate and of the unproven budget too (`PeerReader.on_frame`), where
+the server shows the app its frames (`collab serve`); under another ASGI server the app
+never sees them.
 
 `collab serve`'s protocol hands each message to `PeerReader.on_message` as it is parsed
 (`RECEIVE_EXTENSION`): no ASGI queue, no task waking per message, no pause and resume of
@@ -30,7 +33,9 @@ RECEIVE_EXTENSION = "collab.receive"
 """The ASGI scope extension through which a server hands the app each message at once:
 ``scope["extensions"][RECEIVE_EXTENSION]["receive_directly"](callback)``; the callback gets
 ``bytes`` or ``str``, and messages already queued are handed to it first, in order. The
-app's ``receive()`` then only sees the disconnect."""
+app's ``receive()`` then only sees the disconnect. An optional second argument,
+``on_frame(size) -> bool``, is asked about every ping, pong and continuation frame (False:
+the frame is dropped and a ping goes unanswered)."""
 
 
 class PeerReader:
@@ -74,9 +79,7 @@ class PeerReader:
             self._close(CloseCode.TOO_BIG, f"message of {len(data)} bytes is over {self.limit}")
             return
         if not self.bucket.take():
-            rate = self.runner.hub.settings.max_messages_per_second
-            why = f"more than {rate:g} messages per second"
-            self._refuse_and_close("message-rate", why)
+            self._refuse_rate()
             return
         if self.unproven is not None:
             if self.is_valid_first(self.kind, data):
@@ -87,6 +90,26 @@ class PeerReader:
                     self._refuse_and_close("unproven", why)
                     return
         self.runner.receive(self.peer_id, data)
+
+    def on_frame(self, size: int) -> bool:
+        """A ping, pong or continuation frame of `size` bytes: it costs a message of the
+        rate and, before a valid message, of the unproven budget. False once the peer is
+        closed (by this check or else): the frame is dropped, a ping goes unanswered."""
+        if not self.runner.is_open(self.peer_id):
+            return False
+        if not self.bucket.take():
+            self._refuse_rate()
+            return False
+        if self.unproven is not None:
+            why = self.unproven.add(size)
+            if why is not None:
+                self._refuse_and_close("unproven", why)
+                return False
+        return True
+
+    def _refuse_rate(self) -> None:
+        rate = self.runner.hub.settings.max_messages_per_second
+        self._refuse_and_close("message-rate", f"more than {rate:g} messages per second")
 
     def first_message_overdue(self) -> None:
         """The deadline for a first valid message passed: closed unless one came."""
@@ -114,7 +137,7 @@ async def read_peer(websocket: WebSocket, reader: PeerReader) -> None:
     extension = websocket.scope.get("extensions", {}).get(RECEIVE_EXTENSION)
     try:
         if extension is not None:
-            extension["receive_directly"](reader.on_message)
+            extension["receive_directly"](reader.on_message, reader.on_frame)
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
