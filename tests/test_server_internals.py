@@ -37,6 +37,22 @@ def test_each_listed_member_is_there_with_its_shape(member: internals.Member) ->
     assert internals._check(member, internals._constructed()) is None
 
 
+@pytest.mark.parametrize("hook", internals.HOOKS, ids=str)
+def test_each_call_the_fast_path_relies_on_is_made(hook: internals.Hook) -> None:
+    assert internals._calls(hook)
+
+
+def test_an_override_the_base_no_longer_calls_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = internals._owner_class(internals.WS)
+
+    def handle_text(self: Any, event: Any) -> None:  # a release that inlined the hand-over
+        self.queue.put_nowait({"type": "websocket.receive", "text": event.data.decode()})
+
+    monkeypatch.setattr(base, "handle_text", handle_text)
+    why = "handle_text -> self.send_receive_event_to_app( is no longer called"
+    assert internals.member_problems() == [f"WebSocketsSansIOProtocol.{why}"]
+
+
 def test_the_installed_versions_pass_the_whole_check() -> None:
     assert internals.member_problems() == []
     assert internals.version_problems(internals.installed_versions()) == []

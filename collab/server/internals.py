@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -32,6 +33,7 @@ HTTP = "uvicorn.protocols.http.h11_impl:H11Protocol"
 CONN = "websockets.server:ServerProtocol"  # the WebSocket protocol's `self.conn`
 H11 = "h11:Connection"  # the HTTP protocol's `self.conn`
 SERVER = "uvicorn.server:Server"
+PROTOCOL = "websockets.protocol:Protocol"  # ServerProtocol's base: where frames are handled
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,34 @@ MEMBERS: tuple[Member, ...] = (
     _attr(H11, "our_state", type),
 )
 
+
+@dataclass(frozen=True)
+class Hook:
+    """A call the fast path relies on: `owner.caller`'s code makes it (`call` is in its
+    source). An override that its base class stopped calling would be skipped silently."""
+
+    owner: str
+    caller: str
+    call: str
+
+    def __str__(self) -> str:
+        return f"{self.owner.split(':')[1]}.{self.caller} -> {self.call}"
+
+
+HOOKS: tuple[Hook, ...] = (
+    Hook(WS, "handle_events", "self.handle_connect("),
+    Hook(WS, "handle_events", "self.handle_cont("),
+    Hook(WS, "handle_events", "self.handle_ping("),
+    Hook(WS, "handle_events", "self.handle_pong("),
+    Hook(WS, "handle_text", "self.send_receive_event_to_app("),
+    Hook(WS, "handle_bytes", "self.send_receive_event_to_app("),
+    Hook(WS, "handle_cont", "self.send_receive_event_to_app("),
+    Hook(WS, "send", "self.start_keepalive("),  # once the 101 is written
+    Hook(PROTOCOL, "recv_frame", "Frame(PONG, frame.data)"),  # a pong queued per ping...
+    Hook(PROTOCOL, "send_frame", "self.writes.append("),  # ... as one entry of `writes`
+    Hook(HTTP, "handle_websocket_upgrade", "self.transport.set_protocol("),  # the switch
+)
+
 ADDED = {
     WS: (
         *("_early_frames", "_fail", "_frame_allowed", "_on_frame", "_raw_transport"),
@@ -180,6 +210,7 @@ def member_problems() -> list[str]:
     """One line per member of `MEMBERS` that is missing or has another shape."""
     instances = _constructed()
     problems = [why for member in MEMBERS if (why := _check(member, instances)) is not None]
+    problems += [f"{hook} is no longer called" for hook in HOOKS if not _calls(hook)]
     problems += [why for owner, names in ADDED.items() for why in _clashes(owner, names)]
     problems += _calls_only(instances[WS], "queue", QUEUE_METHODS)
     problems += _calls_only(instances[WS], "writable", EVENT_METHODS)
@@ -210,12 +241,13 @@ def _constructed() -> dict[str, Any]:
     import uvicorn
     from uvicorn.server import ServerState
 
-    config = uvicorn.Config(_no_app, log_config=None, ws="websockets-sansio", lifespan="off")
+    ws_class, http_class = _owner_class(WS), _owner_class(HTTP)
+    config = uvicorn.Config(_no_app, log_config=None, ws=ws_class, http=http_class, lifespan="off")
     config.load()
     loop = asyncio.new_event_loop()
     try:
-        ws = _owner_class(WS)(config, ServerState(), {}, _loop=loop)
-        http = _owner_class(HTTP)(config, ServerState(), {}, _loop=loop)
+        ws = ws_class(config, ServerState(), {}, _loop=loop)
+        http = http_class(config, ServerState(), {}, _loop=loop)
     finally:
         loop.close()
     return {WS: ws, HTTP: http, CONN: ws.conn, H11: http.conn}
@@ -252,10 +284,20 @@ def _check(member: Member, instances: dict[str, Any]) -> str | None:
     return None
 
 
+def _calls(hook: Hook) -> bool:
+    return hook.call in inspect.getsource(getattr(_owner_class(hook.owner), hook.caller))
+
+
+def _module_source(cls: type) -> str:
+    """The source of the module that defines `cls` (read whole: `getsource` of a class
+    tokenizes it, ten times slower, and the module holds no other protocol)."""
+    return inspect.getsource(sys.modules[cls.__module__])
+
+
 def _clashes(owner: str, names: tuple[str, ...]) -> list[str]:
-    """The names our subclass adds that the base class (or its code, on `self`) has too."""
+    """The names our subclass adds that the base class (or its module, on `self`) has too."""
     cls = _owner_class(owner)
-    source = inspect.getsource(cls)
+    source = _module_source(cls)
     return [
         f"{cls.__name__}.{name} exists: our subclass would override it"
         for name in names
@@ -264,7 +306,7 @@ def _clashes(owner: str, names: tuple[str, ...]) -> list[str]:
 
 
 def _calls_only(instance: Any, attribute: str, allowed: tuple[str, ...]) -> list[str]:
-    """The methods uvicorn's class calls on `self.<attribute>` beyond `allowed`."""
-    source = inspect.getsource(type(instance))
+    """The methods uvicorn's module calls on `self.<attribute>` beyond `allowed`."""
+    source = _module_source(type(instance))
     called = set(re.findall(rf"self\.{attribute}\.(\w+)", source))
     return [f"uvicorn calls self.{attribute}.{name}" for name in sorted(called - set(allowed))]
