@@ -25,6 +25,13 @@ from redis_server import own_redis_server, redis_server  # noqa: F401 (fixtures)
 IN_CI = bool(os.environ.get("CI"))
 REPO = Path(__file__).resolve().parent.parent
 
+EDGES = ("fast", "public")
+"""`collab serve`'s two paths: uvicorn's protocols subclassed (the fast path), or its stock
+protocols (the public ASGI path, taken when `collab.server.internals` finds a member
+missing or an untested version: tests/public_edge.py makes it so)."""
+both_edges = pytest.mark.parametrize("edge", EDGES, indirect=True)
+"""Run a test that starts servers with `start_server` or `server` on both paths."""
+
 
 def require(condition: bool, what: str) -> None:
     """Skip a test that needs a real outside part, except in CI, where a missing part fails."""
@@ -67,6 +74,7 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    edge: str = "fast"  # "public": on uvicorn's stock protocols (tests/public_edge.py)
 
     @property
     def http_url(self) -> str:
@@ -79,7 +87,8 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> ServerProcess:
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        command = [sys.executable, "-m", "collab", "serve", "--host", "127.0.0.1"]
+        launcher = ["-m", "collab"] if self.edge == "fast" else [str(REPO / "tests/public_edge.py")]
+        command = [sys.executable, *launcher, "serve", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--data-dir", str(self.data_dir), *self.args]
         self.process = subprocess.Popen(  # its own process group: --workers children too
             command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True
@@ -124,12 +133,18 @@ class ServerProcess:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+def edge(request: pytest.FixtureRequest) -> str:
+    """The path the servers of a test run on: "fast" unless `both_edges` says otherwise."""
+    return getattr(request, "param", "fast")
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, edge: str) -> Iterator[Callable[..., ServerProcess]]:
     """Start `collab serve` subprocesses; `start_server("--fsync", "never")`."""
     servers: list[ServerProcess] = []
 
     def start(*args: str, data_dir: Path | None = None) -> ServerProcess:
-        server = ServerProcess(data_dir or tmp_path / "data", list(args))
+        server = ServerProcess(data_dir or tmp_path / "data", list(args), edge=edge)
         servers.append(server)
         return server.start()
 

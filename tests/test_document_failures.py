@@ -22,7 +22,7 @@ from text_tab import Tab
 
 from collab import Collab, MemoryStore, Settings
 from collab.hub.ticks import TickTimer
-from collab.server.serve import WebSocketProtocol
+from collab.server.websocket import WebSocketProtocol
 from collab.session import ChangeRefused, Session, text_messages
 
 

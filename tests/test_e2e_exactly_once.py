@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ServerProcess
+from conftest import ServerProcess, both_edges
 from pyclient import YClient
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -262,6 +262,7 @@ async def test_a_client_another_process_forgot_is_never_told_acked_zero(
         await back.close()
 
 
+@both_edges
 async def test_a_stranger_cannot_speak_for_another_client(server: ServerProcess) -> None:
     """Knowing a client's public id (presence, history) gives nobody its seq numbers."""
     name = "ids"

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 
 import pytest
-from conftest import ServerProcess, node_available, require, wait_until
+from conftest import ServerProcess, both_edges, node_available, require, wait_until
 from yjs_node import NodeYjs, YPeer
 
 pytestmark = pytest.mark.node
@@ -74,6 +74,7 @@ def node() -> Iterator[Callable[[], NodeYjs]]:
         process.kill()
 
 
+@both_edges
 def test_two_providers_converge_both_ways(server: ServerProcess, node) -> None:
     a = node().peer(server.ws_url, "two")
     b = node().peer(server.ws_url, "two")

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 import uvicorn
-from conftest import REPO, ServerProcess, free_port
+from conftest import REPO, ServerProcess, both_edges, free_port
 from ot_ids import secret_for
 from pg_server import PgCluster, pg_bin_dir, start_cluster
 from pyclient import YClient
@@ -280,17 +280,21 @@ async def test_postgres_going_away_acknowledges_nothing_then_resumes(
     assert sum(len(t.acked) for t in typists) > before
 
 
+@both_edges
 async def test_workers_share_one_port(
     start_server: Callable[..., ServerProcess],
     postgres_url: str,
     redis_server: RedisServer,
     rng: random.Random,
+    edge: str,
 ) -> None:
     server = start_server("--store", postgres_url, "--bus", redis_server.url, "--workers", "2")
     typists = [Typist(f"w{i}", [server], rng) for i in range(4)]
     await type_for(typists, 1.5)
     text = await converged([server], typists)
     assert_exactly_once(text, typists)
+    # On the public path the parent says why once; its workers say nothing more.
+    assert server.log().count("uvicorn's stock protocols") == (edge == "public")
 
 
 def shared_app_example() -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from conftest import REPO, ServerProcess, free_port, wait_until
+from conftest import REPO, ServerProcess, both_edges, free_port, wait_until
 from ot_ids import secret_for
 from pyclient import YClient, url_name
 from raw_ws import raw_connect, raw_websocket, read_all
@@ -379,6 +379,7 @@ def test_silent_and_half_sent_requests_time_out(start_server) -> None:
     assert "no request head in 0.5 s" in server.log()
 
 
+@both_edges
 async def test_a_websocket_must_send_a_valid_message_in_time(start_server) -> None:
     server = start_server("--fsync", "never", "--first-message-timeout", "0.5")
     for door in ("yjs", "ot"):
@@ -399,6 +400,7 @@ async def test_a_websocket_must_send_a_valid_message_in_time(start_server) -> No
         assert not client.closed
 
 
+@both_edges
 async def test_messages_before_a_valid_one_are_capped(start_server) -> None:
     server = start_server("--fsync", "never", "--preauth-max-messages", "5")
     url = f"{server.ws_url}/ot/budget"

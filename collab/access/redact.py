@@ -18,7 +18,7 @@ from urllib.parse import unquote_plus
 REDACTED = "[redacted]"
 
 # The loggers that write request targets, headers or frames: uvicorn's access and error
-# logs, collab's WebSocket connection lines (`collab.server.serve.CONNECTION_LOG`), our own.
+# logs, collab's WebSocket connection lines (`collab.server.websocket.CONNECTION_LOG`), our own.
 LOGGERS = ("uvicorn.access", "uvicorn.error", "collab", "collab.server.connections", "collab.web")
 
 _QUERY_PARAMETER = re.compile(r"(?<=[?&;])([^=&;\s\"'#?]+)=([^&;\s\"'#]*)")

@@ -17,12 +17,12 @@ log = logging.getLogger("collab.web")
 
 ABORT_EXTENSION = "collab.abort"
 """The ASGI scope extension through which a server lets the app drop a connection at once
-(`collab serve` sets it, see `collab.server.serve.WebSocketProtocol`): ``scope["extensions"]
+(`collab serve` sets it, see `collab.server.websocket.WebSocketProtocol`): ``scope["extensions"]
 [ABORT_EXTENSION]["abort"]()``. ASGI itself has no way to abort a WebSocket."""
 
 SEND_EXTENSION = "collab.send"
 """The ASGI scope extension through which a server lets the app write a message without
-awaiting (`collab serve` sets it, see `collab.server.serve.WebSocketProtocol`):
+awaiting (`collab serve` sets it, see `collab.server.websocket.WebSocketProtocol`):
 ``scope["extensions"][SEND_EXTENSION]["send_now"](data) -> bool`` (False: not written, the
 socket's buffer is full or it is closing) and ``["buffered"]() -> int`` (bytes written and
 not yet taken by the peer)."""
