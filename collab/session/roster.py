@@ -5,6 +5,9 @@ processes' and text clients' states), mirrors text clients' presence into awaren
 (`mirror.TextAwareness`: coalesced, renewed on `tick`), shows Yjs cursors to text clients
 in code points, and collects the awareness changes meant for the other processes. It
 reaches peers only through the narrow `Outlets` the session gives it.
+
+Who may speak for an awareness id: a Yjs peer for its own ids, the server alone for a text
+client's (see `Roster.speaks_for_text_client`).
 """
 
 from __future__ import annotations
@@ -133,13 +136,13 @@ class Roster:
             self.outlets.send(peer_id, protocol.encode_awareness(entries))
 
     def receive(self, peer: Peer, message: protocol.Awareness, data: bytes) -> None:
-        """A Yjs peer's awareness entries; those for text clients' ids are ignored.
+        """A Yjs peer's awareness entries; those that speak for a text client are ignored.
 
-        Only the server speaks for text clients. Ignored, not refused: y-websocket
-        providers send back every awareness change they hear of (and the removals their
-        30 s timeout makes), text clients' entries included, so honest peers send them too.
+        Ignored, not refused: y-websocket providers send back every awareness change they
+        hear of (and the removals their 30 s timeout makes), text clients' entries
+        included, so honest peers send them too.
         """
-        entries = [e for e in message.entries if not presence.is_text_client_id(e.client_id)]
+        entries = [e for e in message.entries if not self.speaks_for_text_client(e)]
         if len(entries) != len(message.entries):
             data = protocol.encode_awareness(entries)
         try:
@@ -148,6 +151,22 @@ class Roster:
             self.outlets.close_peer(peer.id, CloseCode.POLICY, error.reason)
             return
         self._show(change, data, publish=True)
+
+    def speaks_for_text_client(self, entry: protocol.AwarenessEntry) -> bool:
+        """Whether a Yjs peer's entry speaks for a text client (only the server may).
+
+        It does when its state says it is a text client's (``collab.kind == "text"``), or
+        when the id it names holds a text client's state here: one this server set for a
+        text client connected to it, or one another process set for its own. Those states
+        enter the table only from the server and other processes, since a Yjs peer's never
+        pass this check. The id alone says nothing: text clients' ids have bit 52 set
+        (`presence.TEXT_CLIENT_BIT`), but so do about half of pycrdt's 53-bit client ids.
+        An id a Yjs peer claimed before a text client came to need it is taken from it
+        when the text client announces itself (`_claim`), and a Yjs peer that leaves never
+        takes a text client's state with it (`left`: the claim may have been another
+        process's).
+        """
+        return presence.is_text_state(entry.state) or self._holds_text_client(entry.client_id)
 
     # ------------------------------------------------------------------ text peers
 
@@ -174,7 +193,10 @@ class Roster:
         """Tell text peers and Yjs peers (as awareness) where this text client is."""
         assert peer.client is not None and peer.presence is not None
         self.outlets.broadcast_text(self.presence_message(peer), peer.id)
-        peer.awareness_ids.add(presence.awareness_id_for(peer.client))
+        awareness_id = presence.awareness_id_for(peer.client)
+        if awareness_id not in peer.awareness_ids:
+            self._claim(awareness_id)
+            peer.awareness_ids.add(awareness_id)
         now, items = self.document.clock(), self.document.text_items
         entry = self.text_awareness.changed(peer.client, peer.presence, now, items)
         if entry is not None:  # else held back a moment (coalesced): `tick` sends it
@@ -182,7 +204,10 @@ class Roster:
 
     def left(self, peer: Peer) -> None:
         """A peer is gone: its awareness states and presence go with it."""
-        gone = self.awareness.remove(peer.awareness_ids)
+        ids = peer.awareness_ids
+        if peer.client is None:  # a Yjs peer: never a text client's state
+            ids = {i for i in ids if not self._holds_text_client(i)}
+        gone = self.awareness.remove(ids)
         if peer.client is not None:
             self.text_awareness.forget(peer.client)
             self.outlets.broadcast_text(presence.left(peer.client), None)
@@ -212,6 +237,20 @@ class Roster:
         return present
 
     # ------------------------------------------------------------------ inside
+
+    def _claim(self, awareness_id: int) -> None:
+        """A text client's id is the server's to speak for from now on: no Yjs peer or
+        other process that held it (a 53-bit pycrdt id, or a peer that chose it on
+        purpose) can change or remove the text client's state any more."""
+        for peer in self.peers.values():
+            peer.awareness_ids.discard(awareness_id)
+        for owned in self._remote.values():
+            owned.discard(awareness_id)
+
+    def _holds_text_client(self, awareness_id: int) -> bool:
+        """Whether the state kept for an id is a text client's (ours or another process's)."""
+        known = self.awareness.states.get(awareness_id)
+        return known is not None and presence.is_text_state(known[1])
 
     def _show(self, change: AwarenessChange, data: bytes, publish: bool) -> None:
         for client_id, old in change.removed:
