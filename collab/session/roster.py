@@ -205,7 +205,7 @@ class Roster:
     def left(self, peer: Peer) -> None:
         """A peer is gone: its awareness states and presence go with it."""
         ids = peer.awareness_ids
-        if peer.client is None:  # a Yjs peer: never a text client's state
+        if peer.client is None:  # not a text client: never take a text client's state
             ids = {i for i in ids if not self._holds_text_client(i)}
         gone = self.awareness.remove(ids)
         if peer.client is not None:
