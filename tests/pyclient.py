@@ -38,9 +38,9 @@ def connect_options(**overrides: Any) -> dict[str, Any]:
 class YClient:
     """One y-websocket peer editing the Y.Text "text" of a pycrdt Doc."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, client_id: int | None = None) -> None:
         self.ws = ws
-        self.doc: Doc = Doc()
+        self.doc: Doc = Doc() if client_id is None else Doc(client_id=client_id)
         self.ytext = self.doc.get("text", type=Text)
         self.received: list[bytes | str] = []
         self.errors: list[str] = []
@@ -56,9 +56,12 @@ class YClient:
         self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._write())]
 
     @classmethod
-    async def connect(cls, url: str, *, handshake: bool = True, **options: Any) -> YClient:
-        """Open `url` (ws://.../yjs/name) and, unless `handshake` is False, send sync step1."""
-        client = cls(await connect(url, **connect_options(**options)))
+    async def connect(
+        cls, url: str, *, handshake: bool = True, client_id: int | None = None, **options: Any
+    ) -> YClient:
+        """Open `url` (ws://.../yjs/name) and, unless `handshake` is False, send sync step1.
+        `client_id`: the pycrdt Doc's (pycrdt draws 53-bit ids when none is given)."""
+        client = cls(await connect(url, **connect_options(**options)), client_id)
         if handshake:
             client.send_raw(protocol.encode_sync_step1(client.doc.get_state()))
         return client

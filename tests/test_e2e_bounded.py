@@ -160,34 +160,53 @@ def awareness_frame(client_id: int, clock: int, state: dict | None) -> bytes:
     return protocol.encode_awareness([protocol.AwarenessEntry(client_id, clock, state)])
 
 
-async def test_awareness_clocks_and_reserved_ids_never_keep_a_document_loaded(
+async def test_awareness_clocks_and_text_clients_ids_never_keep_a_document_loaded(
     start_server,
 ) -> None:
-    """A Yjs peer at the largest clock, or speaking for a text client's awareness id, must
-    not make any encode raise: the text client's hello is welcomed, everyone leaves and the
-    document unloads. Before the fix the text client's "gone" entry (clock 2**53) raised."""
+    """A Yjs peer at the largest clock, or holding a text client's awareness id before that
+    client comes, must not make any encode raise: the text clients are welcomed, everyone
+    leaves and the document unloads. (Before a fix the text client's "gone" entry, clock
+    2**53, raised.) Once a text client is here, only the server speaks for its id."""
     server = start_server("--fsync", "never", "--idle-unload-seconds", "0.2")
-    secret = "r" * 32
+    secret, late_secret = "r" * 32, "q" * 32
     text_id = awareness_id_for(client_id_from_secret(secret))
+    late_id = awareness_id_for(client_id_from_secret(late_secret))
     url = f"{server.ws_url}/yjs/clocks"
     hostile, healthy = await YClient.connect(url), await YClient.connect(url)
     await hostile.synced()
     await healthy.synced()
-    hostile.send_raw(awareness_frame(text_id, MAX_CLOCK - 1, {"user": {"name": "not you"}}))
+    hostile.send_raw(awareness_frame(text_id, 7, {"user": {"name": "not you"}}))
+    hostile.send_raw(awareness_frame(late_id, MAX_CLOCK - 1, {"user": {"name": "late"}}))
+    hostile.send_raw(awareness_frame(4343, 1, {"user": {"name": "hostile"}}))
     hostile.send_raw(awareness_frame(4242, MAX_CLOCK - 1, {"user": {"name": "late"}}))
     await healthy.until(lambda: 4242 in healthy.awareness, what="the hostile's own state")
-    assert text_id not in healthy.awareness, "a Yjs peer spoke for a text client"
     async with connect(f"{server.ws_url}/ot/clocks", **connect_options()) as ws:
         await ws.send(json.dumps({"type": "hello", "secret": secret, "rev": None}))
         assert json.loads(await ws.recv())["type"] == "welcome"
-        await healthy.until(lambda: text_id in healthy.awareness, what="the text client")
-        assert healthy.awareness[text_id]["collab"]["kind"] == "text"
+        await healthy.until(
+            lambda: (healthy.awareness.get(text_id) or {}).get("collab", {}).get("kind") == "text",
+            what="the text client, in place of the hostile's state",
+        )
+        shown = healthy.awareness[text_id]
+        hostile.send_raw(awareness_frame(text_id, MAX_CLOCK - 1, {"user": {"name": "me"}}))
+        hostile.send_raw(awareness_frame(text_id, MAX_CLOCK - 1, None))
+        forged = {"user": {"name": "x"}, "collab": {"kind": "text", "client": "c-x"}}
+        hostile.send_raw(awareness_frame(99, 1, forged))
+        hostile.send_raw(awareness_frame(4242, MAX_CLOCK - 1, None))  # after the others
+        await healthy.until(lambda: healthy.awareness.get(4242) is None, what="the marker")
+        assert healthy.awareness[text_id] == shown, "a Yjs peer spoke for a text client"
+        assert 99 not in healthy.awareness, "a Yjs peer passed for a text client"
+        late = await connect(f"{server.ws_url}/ot/clocks", **connect_options())
+        await late.send(json.dumps({"type": "hello", "secret": late_secret, "rev": None}))
+        assert json.loads(await late.recv())["type"] == "welcome"
+        await late.close()
+        await hostile.close()
+        await healthy.until(lambda: healthy.awareness.get(4343) is None, what="hostile gone")
+        assert healthy.awareness[text_id] == shown, "the hostile's leaving took the text client"
     await healthy.until(lambda: healthy.awareness.get(text_id) is None, what="text client gone")
     over = await YClient.connect(url)
     over.send_raw(awareness_frame(77, MAX_CLOCK, {"user": {"name": "over"}}))
     assert (await over.wait_closed())[0] == 1002
-    await hostile.close()
-    await healthy.until(lambda: healthy.awareness.get(4242) is None, what="hostile gone")
     await healthy.close()
     await over.close()
     await wait_for(lambda: _equals(documents_loaded(server), 0), 10, "the document to unload")

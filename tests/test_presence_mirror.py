@@ -8,11 +8,11 @@ import json
 from typing import Any
 
 import pytest
-from test_session import TextPeer, YPeer, pump
+from test_session import TextPeer, YPeer, client_of, pump
 
 from collab.session import Session
 from collab.session.mirror import COALESCE_SECONDS, RENEW_SECONDS
-from collab.session.presence import awareness_id_for
+from collab.session.presence import awareness_id_for, is_text_state
 from collab.text import positions
 from collab.yjs import protocol
 
@@ -221,3 +221,57 @@ def test_another_process_shows_a_text_client_with_its_caret(clock: Clock) -> Non
     shown = peers_two["u"].of_type("presence")[-1]
     assert shown["client"] == peers_one["t"].client and shown["kind"] == "text"
     assert shown["selection"] == [[3, 9]] and shown["user"]["name"] == "ada"
+
+
+def pump_to(session: Session, peers: dict[str, Any], process: str, other: Session) -> None:
+    """`pump`, and what the session publishes for the other processes reaches `other`."""
+    while output := session.take_output():
+        for peer_id, data in output.messages:
+            peer = peers[peer_id]
+            if isinstance(peer, TextPeer):
+                peer.inbox.append(json.loads(data))
+            else:
+                peer.deliver(data)
+        for message in output.awareness:
+            other.receive_remote_awareness(process, message)
+
+
+def test_a_yjs_peer_of_another_process_cannot_take_a_text_clients_state(clock: Clock) -> None:
+    """A Yjs peer of process two held the id a text client of process one then needs: the
+    text client's state replaces it, and the peer's leaving, or process two's, does not
+    take the text client's state (it is no longer theirs)."""
+    one, two = Session("doc", clock=clock), Session("doc", clock=clock)
+    hostile = YPeer(two, "h")
+    peers_two: dict[str, Any] = {"h": hostile}
+    text_id = awareness_id_for(client_of("ada"))
+    entry = protocol.AwarenessEntry(text_id, 1, {"user": {"name": "not ada 😀"}})
+    two.receive("h", protocol.encode_awareness([entry]))
+    pump_to(two, peers_two, "two", one)
+    assert one.awareness.states[text_id][1] == {"user": {"name": "not ada 😀"}}
+    peers_one: dict[str, Any] = {"t": TextPeer(one, "t", "ada")}
+    pump_to(one, peers_one, "one", two)
+    for session in (one, two):
+        assert is_text_state(session.awareness.states[text_id][1])
+    two.disconnect("h")
+    pump_to(two, peers_two, "two", one)
+    one.forget_process("two")
+    pump_to(one, peers_one, "one", two)
+    for session in (one, two):
+        assert is_text_state(session.awareness.states[text_id][1]), "a Yjs peer took it"
+
+
+def test_echoes_of_a_removal_everyone_heard_change_nothing(session: Session) -> None:
+    """y-websocket providers send back the removals they hear of: once a state is gone,
+    those echoes are not relayed again, nor shown to text clients as someone leaving (the
+    bit of text clients' ids no longer filters them: pycrdt peers' ids have it too)."""
+    y, z = YPeer(session, "y"), YPeer(session, "z")
+    peers: dict[str, Any] = {"y": y, "z": z, "t": TextPeer(session, "t", "ada")}
+    peers["u"] = TextPeer(session, "u", "bob")
+    session.receive("y", protocol.encode_awareness([protocol.AwarenessEntry(5, 1, {})]))
+    session.receive("y", protocol.encode_awareness([protocol.AwarenessEntry(5, 2, None)]))
+    session.disconnect("t")
+    pump(session, peers)
+    text_id = awareness_id_for(client_of("ada"))
+    for gone in (protocol.AwarenessEntry(5, 2, None), protocol.AwarenessEntry(text_id, 9, None)):
+        session.receive("z", protocol.encode_awareness([gone]))
+        assert not session.take_output(), gone

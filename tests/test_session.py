@@ -319,7 +319,7 @@ def test_a_bug_while_handling_a_message_closes_only_that_peer(
     def broken(*args: object) -> None:
         raise KeyError("bug")
 
-    monkeypatch.setattr(session, "_receive_awareness", broken)
+    monkeypatch.setattr(session.roster, "receive", broken)
     session.receive("b", protocol.encode_awareness([protocol.AwarenessEntry(1, 1, {})]))
     pump(session, peers)
     assert b.closed is not None and b.closed[0] == 1011

@@ -88,6 +88,9 @@ class AwarenessTable:
             known = self.states.get(entry.client_id)
             if known is not None and entry.clock < known[0]:
                 continue
+            if entry.state is None and known is None:  # nothing to remove: echoes of
+                owned.discard(entry.client_id)  # a removal everyone already heard of
+                continue
             change.changed = True
             if entry.state is None:
                 _, old = self.states.pop(entry.client_id, (0, None))

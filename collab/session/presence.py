@@ -18,7 +18,9 @@ Selection = list[list[int]]
 
 
 TEXT_CLIENT_BIT = 0x10_0000_0000_0000
-"""Set in the awareness ids of text clients, never in a Yjs client's (random uint32)."""
+"""Set in the awareness ids of text clients. Browsers' Yjs ids are 32-bit, but pycrdt's are
+53-bit: about half of them have this bit too, so it does not tell a text client's id
+(`is_text_state` and the session's knowledge do: `collab.session.roster`)."""
 
 
 def awareness_id_for(client: str) -> int:
@@ -26,9 +28,10 @@ def awareness_id_for(client: str) -> int:
     return TEXT_CLIENT_BIT | zlib.crc32(client.encode()) << 16 | len(client) & 0xFFFF
 
 
-def is_text_client_id(awareness_id: int) -> bool:
-    """Whether an awareness id is reserved for text clients (the server speaks for them)."""
-    return bool(awareness_id & TEXT_CLIENT_BIT)
+def is_text_state(state: object) -> bool:
+    """Whether an awareness state says it is a text client's (as `awareness_state` makes)."""
+    collab = state.get("collab") if isinstance(state, dict) else None
+    return isinstance(collab, dict) and collab.get("kind") == "text"
 
 
 def awareness_state(

@@ -6,7 +6,7 @@ then connections to close. It never awaits, opens a socket or touches a file, so
 server, an embedding server, the replay tools and the tests all drive the very same code.
 
 The session routes; the parts decide: the `Document` (state and revisions), the
-`OTServer` (text clients' ops), the `AwarenessTable`, presence, and the `Outbox`.
+`OTServer` (text clients' ops), the `Roster` (awareness and presence), and the `Outbox`.
 
 Durable before visible: `take_output()` hands back the records of every change together
 with the messages that reveal them. The driver writes the records (one fsync) before it
@@ -28,12 +28,11 @@ from collab.session import presence
 from collab.session.acks import AckTable
 from collab.session.awareness import AwarenessTable
 from collab.session.document import Committed, Document
-from collab.session.mirror import TextAwareness
 from collab.session.ot_server import OTServer
 from collab.session.outbox import Outbox
 from collab.session.peers import Peer, PeerId, PeerKind, PeerState
-from collab.session.presence_routes import PresenceRoutes
 from collab.session.revision import ChangeRefused, Revision
+from collab.session.roster import Outlets, Roster
 from collab.session.text_messages import (
     Hello,
     MessageError,
@@ -70,7 +69,7 @@ class Output:
         return bool(self.records or self.messages or self.closes or self.awareness)
 
 
-class Session(PresenceRoutes):
+class Session:
     """One document and everyone connected to it."""
 
     def __init__(
@@ -90,16 +89,13 @@ class Session(PresenceRoutes):
         self.document = Document(self.settings, stored, clock, client_id, track_text)
         self.acks = _acks_of(stored, self.settings.max_remembered_clients)
         self.ot = OTServer(self.document, self.acks, self.settings.max_catch_up_steps)
-        self.awareness = AwarenessTable(
-            self.settings.max_awareness_bytes_per_peer,
-            self.settings.max_awareness_bytes_per_document,
-        )
-        self.text_awareness = TextAwareness(
-            self.awareness, self.settings.text_name, self.settings.awareness_renew_seconds
-        )
         self.outbox = Outbox()
         self.peers: dict[PeerId, Peer] = {}
         self._yjs_peers: list[PeerId] = []  # the Yjs peers' ids, for the hot broadcast loop
+        outlets = Outlets(self._send, self._broadcast_text, self.close_peer, self._peer_of)
+        self.roster = Roster(
+            name, self.settings, self.document, self.peers, self._yjs_peers, outlets
+        )
         self._text_peers = 0  # how many text peers: none, and a revision skips their loops
         # The last sync step 2 made in this batch, by state vector: peers joining together
         # (most send the empty state vector) share one encode of the document.
@@ -107,8 +103,6 @@ class Session(PresenceRoutes):
         self._records: list[Record] = []
         self._revisions: list[Revision] = []
         self._closes: list[tuple[PeerId, int, str]] = []
-        self._awareness_out: list[bytes] = []
-        self._remote_awareness: dict[str, set[int]] = {}  # process -> client ids it owns
 
     # ------------------------------------------------------------------ reading
 
@@ -136,6 +130,11 @@ class Session(PresenceRoutes):
         return self.document.tracking_text
 
     @property
+    def awareness(self) -> AwarenessTable:
+        """Every awareness state known (the roster's)."""
+        return self.roster.awareness
+
+    @property
     def snapshot_meta(self) -> bytes:
         """What a snapshot taken now must carry besides the state (the ack table)."""
         return self.acks.encode()
@@ -147,9 +146,7 @@ class Session(PresenceRoutes):
         self.peers[peer_id] = Peer(peer_id, PeerKind.YJS, user, readonly)
         self._yjs_peers.append(peer_id)
         self._send(peer_id, protocol.encode_sync_step1(self.document.doc.get_state()))
-        entries = self.awareness.entries()
-        if entries:
-            self._send(peer_id, protocol.encode_awareness(entries))
+        self.roster.joined_yjs(peer_id)
 
     def connect_text(
         self, peer_id: PeerId, user: str | None = None, readonly: bool = False
@@ -170,12 +167,7 @@ class Session(PresenceRoutes):
         else:
             self._text_peers -= 1
             self.document.track_text(any(p.kind is PeerKind.TEXT for p in self.peers.values()))
-        gone = self.awareness.remove(peer.awareness_ids)
-        if peer.client is not None:
-            self.text_awareness.forget(peer.client)
-            self._broadcast_text(presence.left(peer.client))
-        if gone:
-            self._share_awareness(protocol.encode_awareness(gone))
+        self.roster.left(peer)
 
     def receive(self, peer_id: PeerId, data: bytes | str) -> None:
         """One WebSocket message from a peer. Bad input closes that peer, never the session."""
@@ -215,11 +207,37 @@ class Session(PresenceRoutes):
     def take_output(self) -> Output:
         """Everything the driver must do now: persist `records`, then send, then close."""
         output = Output(
-            self._records, self._revisions, self.outbox.take(), self._closes, self._awareness_out
+            self._records,
+            self._revisions,
+            self.outbox.take(),
+            self._closes,
+            self.roster.take_outgoing(),
         )
-        self._records, self._revisions, self._closes, self._awareness_out = [], [], [], []
+        self._records, self._revisions, self._closes = [], [], []
         self._step2 = None  # a copy of the document is not kept past its batch
         return output
+
+    # ------------------------------------------------------------------ presence (the roster)
+
+    def tick(self, now: float | None = None) -> bool:
+        """Time passed: held-back caret moves and renewals go out (`Roster.tick`)."""
+        return self.roster.tick(now)
+
+    def next_tick_at(self) -> float | None:
+        """When `tick` is next needed (`Roster.next_tick_at`)."""
+        return self.roster.next_tick_at()
+
+    def receive_remote_awareness(self, process: str, data: bytes) -> None:
+        """Awareness from another process's peers: kept, and shown to ours."""
+        self.roster.receive_remote(process, data)
+
+    def share_local_awareness(self) -> None:
+        """Publish our peers' awareness states (after the bus came back)."""
+        self.roster.share_local()
+
+    def forget_process(self, process: str) -> None:
+        """Another process is gone: its peers' awareness goes with it."""
+        self.roster.forget_process(process)
 
     # ------------------------------------------------------------------ other processes
 
@@ -299,7 +317,7 @@ class Session(PresenceRoutes):
             if committed is not None:
                 self._publish(committed, sender=peer.id)
         elif isinstance(message, protocol.Awareness):
-            self._receive_awareness(peer, message, data)
+            self.roster.receive(peer, message, data)
         elif isinstance(message, protocol.QueryAwareness):
             self._send(peer.id, protocol.encode_awareness(self.awareness.entries()))
         else:
@@ -337,7 +355,7 @@ class Session(PresenceRoutes):
             elif isinstance(message, OpMessage):
                 self._text_op(peer, message)
             else:
-                self._presence(peer, message)
+                self.roster.presence(peer, message)
         except MessageError as error:
             self._send_error(peer, error.code, error.message, error.seq)
         except ChangeRefused as error:
@@ -366,9 +384,9 @@ class Session(PresenceRoutes):
         if welcome["acked"] is None and missed is None and hello.rev is not None:
             self._send_error(peer, ErrorCode.ACKED_UNKNOWN, ACKED_UNKNOWN)
         welcome["max_message_bytes"] = self.settings.max_message_bytes  # bigger ops: split
-        welcome["presence"] = self._presence_list(exclude=peer.id)
+        welcome["presence"] = self.roster.presence_list(exclude=peer.id)
         self._send_json(peer.id, welcome)
-        self._announce_presence(peer)
+        self.roster.announce(peer)
 
     def _supersede(self, old: Peer) -> None:
         """Close an older connection of a text client; the new one takes its presence."""

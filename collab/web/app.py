@@ -52,7 +52,7 @@ def frontend_dir() -> Path:
     return package.parent / "frontend"
 
 
-class WebApp(HistoryRoutes):
+class WebApp:
     """The routes of one hub: mount them anywhere (see `collab.web.engine`)."""
 
     def __init__(
@@ -74,13 +74,15 @@ class WebApp(HistoryRoutes):
             settings.max_new_documents_per_minute, settings.max_new_documents_per_minute_total, 60.0
         )
         self._created: dict[str, float] = {}  # names counted as new in the last minute
-        self.history_requests = 0
         self.big_responses = BigResponses(settings.max_big_responses, settings.send_timeout)
         self.throttle = LogThrottle(5.0)
         # History reads the revisions and snapshots a store keeps: only such stores have it.
         self.histories: StoreHistoryCache | None = None
         if isinstance(hub.store, RevisionHistory):
             self.histories = StoreHistoryCache(hub.store, hub.settings.text_name)
+        self.history = HistoryRoutes(
+            settings, self.histories, self.refuse, self._existing, self.respond
+        )
 
     def refuse(self, reason: str, what: str, connection: HTTPConnection) -> None:
         """Count a refusal and log it (at most a few lines a second, with a count)."""
@@ -133,8 +135,8 @@ class WebApp(HistoryRoutes):
                 Route("/metrics", self.metrics_endpoint),
                 Route("/api/docs", self.list_documents),
                 Route("/api/docs/{name:path}/text", self.document_text),
-                Route("/api/docs/{name:path}/history", self.document_history),
-                Route("/api/docs/{name:path}/history/{rev:int}", self.document_revision),
+                Route("/api/docs/{name:path}/history", self.history.document_history),
+                Route("/api/docs/{name:path}/history/{rev:int}", self.history.document_revision),
                 Route("/api/docs/{name:path}/update", self.document_update),
             ]
         if frontend:
@@ -341,7 +343,7 @@ class WebApp(HistoryRoutes):
         if isinstance(runner, Response):
             return runner
         if "at" in request.query_params or "time" in request.query_params:
-            return await self._expensive(request, self.document_text_at(request, runner.name))
+            return await self.history.text_at(request, runner.name)
         return self.respond(runner.text.encode(), "text/plain; charset=utf-8", request)
 
     async def document_update(self, request: Request) -> Response:

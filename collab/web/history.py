@@ -1,14 +1,16 @@
 """The HTTP history routes: revisions paged, one revision's change, the text at a revision.
 
-History reads what a `RevisionHistory` store keeps; it is CPU-bound (replaying updates),
-so only `max_history_requests` requests run at once.
+A part the `WebApp` holds (app.py mounts its routes). History reads what a
+`RevisionHistory` store keeps; it is CPU-bound (replaying updates), so only
+`max_history_requests` requests run at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
@@ -19,9 +21,23 @@ from collab.storage.errors import FileFormatError
 from collab.storage.logs import RevisionNotFoundError
 
 if TYPE_CHECKING:
-    from collab.hub import DocumentRunner, Hub
+    from collab.config import Settings
+    from collab.hub import DocumentRunner
 
 log = logging.getLogger("collab.web")
+
+Refuse = Callable[[str, str, HTTPConnection], None]
+"""Count and log a refusal: (reason, what, connection)."""
+Existing = Callable[[Request], Awaitable["DocumentRunner | Response"]]
+"""The request's document, checked (name, access) and loaded, or the error response."""
+
+
+class Respond(Protocol):
+    """A response that may be big: capped and sent within a deadline (`web.big`)."""
+
+    def __call__(
+        self, body: bytes, media_type: str, request: Request, **options: Any
+    ) -> Response: ...
 
 
 def error_response(status: int, message: str) -> JSONResponse:
@@ -29,40 +45,48 @@ def error_response(status: int, message: str) -> JSONResponse:
 
 
 class HistoryRoutes:
-    """The history endpoints of `WebApp` (which provides what is declared here)."""
+    """The history endpoints, given what they need of the web app."""
 
-    hub: Hub
-    histories: StoreHistoryCache | None
-    history_requests: int
+    def __init__(
+        self,
+        settings: Settings,
+        histories: StoreHistoryCache | None,
+        refuse: Refuse,
+        existing: Existing,
+        respond: Respond,
+    ) -> None:
+        """`histories`: None when the store keeps no old revisions (history answers 501)."""
+        self.settings = settings
+        self.histories = histories
+        self.refuse = refuse
+        self.existing = existing
+        self.respond = respond
+        self.requests = 0  # history requests running now
 
-    if TYPE_CHECKING:
+    async def text_at(self, request: Request, name: str) -> Response:
+        """The text as it was (``?at=REV`` or ``?time=ISO-8601``), counted as history."""
+        return await self._expensive(request, self._text_at(request, name))
 
-        def refuse(self, reason: str, what: str, connection: HTTPConnection) -> None: ...
-        async def _existing(self, request: Request) -> DocumentRunner | Response: ...
-        def respond(
-            self, body: bytes, media_type: str, request: Request, **options: Any
-        ) -> Response: ...
-
-    async def _expensive(self, request: Request, work: Any) -> Response:
+    async def _expensive(self, request: Request, work: Coroutine[Any, Any, Response]) -> Response:
         """Serve CPU-bound work (history) only `max_history_requests` at a time; 503 beyond."""
-        if self.history_requests >= self.hub.settings.max_history_requests:
+        if self.requests >= self.settings.max_history_requests:
             work.close()
             why = "too many history requests at once: try again shortly"
             self.refuse("history-busy", why, request)
             response = error_response(503, why)
             response.headers["Retry-After"] = "1"
             return response
-        self.history_requests += 1
+        self.requests += 1
         try:
             return await work
         finally:
-            self.history_requests -= 1
+            self.requests -= 1
 
     # ------------------------------------------------------------------ HTTP: history
 
     async def document_history(self, request: Request) -> Response:
         """The revisions, newest first: ``?limit=50&before=REV`` pages back in time."""
-        runner = await self._existing(request)
+        runner = await self.existing(request)
         if isinstance(runner, Response):
             return runner
         return await self._expensive(request, self._history_page(request, runner))
@@ -91,7 +115,7 @@ class HistoryRoutes:
 
     async def document_revision(self, request: Request) -> Response:
         """One revision: who, when, and what it did (``op`` on ``text_before``)."""
-        runner = await self._existing(request)
+        runner = await self.existing(request)
         if isinstance(runner, Response):
             return runner
         return await self._expensive(request, self._revision(request, runner.name))
@@ -106,8 +130,7 @@ class HistoryRoutes:
             return error_response(404, str(error))
         return JSONResponse(change.as_json())
 
-    async def document_text_at(self, request: Request, name: str) -> Response:
-        """The text as it was: ``?at=REV`` or ``?time=ISO-8601``."""
+    async def _text_at(self, request: Request, name: str) -> Response:
         history = await self._history(name)
         if isinstance(history, Response):
             return history
