@@ -47,7 +47,8 @@ def test_concurrent_openers_of_a_new_document_count_once() -> None:
     from collab.storage.memory import MemoryStore
     from collab.web.app import WebApp
 
-    app = WebApp(Hub(MemoryStore()))
+    hub = Hub(MemoryStore())
+    app = WebApp(hub, hub.settings)
     assert all(app._count_new("doc", "127.0.0.1") is None for _ in range(100))
     assert len(app.new_documents.total) == 1
 

@@ -6,7 +6,7 @@ only: it is closed with 1011, a line is logged (throttled: whoever found the bug
 it, at the price of a connection each time) and `collab_peer_internal_errors_total` counts
 it. Anything else that breaks a batch (a pycrdt panic, which is not an `Exception`) leaves a
 session that may hold changes the store does not have: the runner restarts the document
-(`DocumentRunner.restart`).
+(`Supervisor.restart`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collab.wire import CloseCode
 
 if TYPE_CHECKING:
     from collab.hub.channel import PeerChannel
-    from collab.hub.registry import Hub
+    from collab.hub.context import DocumentContext
 
 log = logging.getLogger("collab.hub.runner")
 
@@ -30,12 +30,14 @@ FATAL = (KeyboardInterrupt, SystemExit, asyncio.CancelledError, GeneratorExit)
 """What must go on up: the process is stopping, or the task is cancelled."""
 
 
-def peer_failed(hub: Hub, name: str, peer_id: object, stage: str, error: Exception) -> None:
+def peer_failed(
+    context: DocumentContext, name: str, peer_id: object, stage: str, error: Exception
+) -> None:
     """Log (throttled by the hub: one log for all its documents) and count an internal
     error that closes one peer; `stage` is "handling" or "sending" (its message)."""
-    if hub.metrics is not None:
-        hub.metrics.peer_errors.labels(stage).inc()
-    held = hub.failure_log.should_log()
+    if context.metrics is not None:
+        context.metrics.peer_errors.labels(stage).inc()
+    held = context.failure_log.should_log()
     if held is None:
         return
     more = f" ({held} more since the last report)" if held else ""
@@ -49,40 +51,44 @@ def peer_failed(hub: Hub, name: str, peer_id: object, stage: str, error: Excepti
     )
 
 
-class Supervised:
-    """The failure handling of a `DocumentRunner` (which provides what is declared)."""
+class Supervisor:
+    """The failure handling of one document's runner: what a failure costs, and who hears."""
 
-    name: str
-    hub: Hub
-    _inbox: deque[tuple[Callable[[Session], None], PeerId | None]]
+    def __init__(
+        self,
+        context: DocumentContext,
+        name: str,
+        close_peer: Callable[[PeerId, int, str], None],
+        fail: Callable[[str], None],
+    ) -> None:
+        self.context = context
+        self.name = name
+        self._close_peer = close_peer
+        self._fail = fail  # every peer closed, the session dropped (`DocumentRunner._fail`)
 
-    if TYPE_CHECKING:
-
-        def close_peer(self, peer_id: PeerId, code: int, reason: str) -> None: ...
-        def _fail(self, reason: str) -> None: ...
-
-    def _apply_inbox(self, session: Session) -> None:
+    def apply_inbox(
+        self, inbox: deque[tuple[Callable[[Session], None], PeerId | None]], session: Session
+    ) -> None:
         """Feed every waiting event to the session. One that raises (a bug: the session
         refuses bad input itself) costs its peer, never the batch or the document."""
-        inbox = self._inbox
         while inbox:
             event, peer_id = inbox.popleft()
             try:
                 event(session)
             except Exception as error:
-                self._peer_failed(peer_id, "handling", error)
+                self.peer_failed(peer_id, "handling", error)
 
-    def _peer_failed(self, peer_id: PeerId | None, stage: str, error: Exception) -> None:
+    def peer_failed(self, peer_id: PeerId | None, stage: str, error: Exception) -> None:
         """The server failed on one peer's message: that peer is closed with 1011."""
-        peer_failed(self.hub, self.name, peer_id, stage, error)
+        peer_failed(self.context, self.name, peer_id, stage, error)
         if peer_id is not None:  # else a bus event (dropped) or a server edit (it reports)
-            self.close_peer(peer_id, CloseCode.INTERNAL, f"internal error {stage} your message")
+            self._close_peer(peer_id, CloseCode.INTERNAL, f"internal error {stage} your message")
 
-    def _send_failed(self, channel: PeerChannel, error: Exception) -> None:
+    def send_failed(self, channel: PeerChannel, error: Exception) -> None:
         """A queued message could not be sent to a peer still there (`PeerChannel`)."""
-        self._peer_failed(channel.peer_id, "sending", error)
+        self.peer_failed(channel.peer_id, "sending", error)
 
-    def _pump_ended(self, task: asyncio.Task[None]) -> None:
+    def pump_ended(self, task: asyncio.Task[None]) -> None:
         """The pump ends only when the runner stops (cancelled); anything else is a failure
         no batch caught."""
         if not task.cancelled() and task.exception() is not None:
@@ -95,7 +101,7 @@ class Supervised:
         session is dropped and the document loaded again from the store (`Hub.reload`:
         /healthz answers 503 until it is)."""
         log.error("%s: the document failed, reloading it from the store", self.name, exc_info=error)
-        if self.hub.metrics is not None:
-            self.hub.metrics.document_restarts.inc()
+        if self.context.metrics is not None:
+            self.context.metrics.document_restarts.inc()
         self._fail("internal error: reconnect")
-        self.hub.reload(self.name)
+        self.context.reload(self.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from pycrdt import Doc
@@ -20,10 +21,18 @@ from collab.hub.failures import FATAL
 from collab.hub.runner import DocumentRunner
 from collab.replay.recording import Recorder
 from collab.session import Output, Session
-from collab.storage.contract import Store
+from collab.storage.contract import DocumentInfo, RevisionHistory, Store
 from collab.wire import CloseCode, OriginPrefix
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Health:
+    loaded: int  # documents in memory
+    restarts: int  # documents whose pump failed since start (each reloaded)
+    reloading: int  # of those, not loaded again yet (/healthz: 503)
+    closing: bool  # the server is shutting down
 
 
 class DocumentNotFoundError(LookupError):
@@ -41,6 +50,7 @@ class Hub:
         on_load: OnLoad | None = None,
         recorder: Recorder | None = None,
         bus: Bus | None = None,
+        metrics: Any = None,
     ) -> None:
         self.store = store
         self.settings = settings or Settings()
@@ -50,7 +60,7 @@ class Hub:
         self.recorder = recorder
         self.bus = bus
         self.closing = False
-        self.metrics: Any = None  # collab.metrics.Metrics, when the engine keeps them
+        self.metrics = metrics  # collab.metrics.Metrics, when the engine keeps them
         self._feed = ChangeFeed(on_change) if on_change is not None else None
         self._loading: dict[str, asyncio.Future[DocumentRunner]] = {}
         self._started: asyncio.Task[None] | None = None
@@ -128,10 +138,35 @@ class Hub:
         log_size = LogSize()
         if stored is not None:
             log_size.records, log_size.bytes = len(stored.records), stored.log_bytes
-        runner = DocumentRunner(self, session, log_size)
+        runner = DocumentRunner(self, session, log_size)  # the hub is its DocumentContext
         if self.bus is not None:  # what was published before this, the runner fetches
             self.bus.subscribe(name, runner)
         return runner
+
+    # ------------------------------------------------------------------ what the edge asks
+
+    def is_loaded(self, name: str) -> bool:
+        return name in self.runners
+
+    @property
+    def loaded_count(self) -> int:
+        return len(self.runners)
+
+    def loaded(self) -> list[DocumentRunner]:
+        """The documents in memory now."""
+        return list(self.runners.values())
+
+    async def stored(self) -> list[DocumentInfo]:
+        """Every document the store holds (name, size, rev)."""
+        return await self.store.list()
+
+    def revision_history(self) -> RevisionHistory | None:
+        """The store, when it keeps old revisions (history pages, `text?at=`)."""
+        return self.store if isinstance(self.store, RevisionHistory) else None
+
+    def health(self) -> Health:
+        """What /healthz reports: documents in memory, failed ones not loaded again."""
+        return Health(len(self.runners), self.restarts, len(self.reloading), self.closing)
 
     def reload(self, name: str) -> None:
         """A document that failed: load it again from the store now, for the peers it

@@ -29,7 +29,7 @@ from collab.access.limits import ThrottledLog
 from collab.hub.accounting import LogSize
 from collab.hub.channel import Connection, PeerChannel
 from collab.hub.compactor import Compactor
-from collab.hub.failures import FATAL, Supervised
+from collab.hub.failures import FATAL, Supervisor
 from collab.hub.ticks import TickTimer
 from collab.session import Output, PeerId, Session
 from collab.storage.contract import DocumentCommit, Record, SharedStore
@@ -37,7 +37,7 @@ from collab.text import ops as textops
 from collab.wire import CloseCode
 
 if TYPE_CHECKING:
-    from collab.hub.registry import Hub
+    from collab.hub.context import DocumentContext
 
 log = logging.getLogger(__name__)
 STORE_FAILURE_LOG_INTERVAL = 10.0  # seconds between two tracebacks of failing commits
@@ -49,28 +49,29 @@ Event = Callable[[Session], None]
 Queued = tuple[Event, PeerId | None]  # an event, and the peer it comes from
 
 
-class DocumentRunner(Supervised):
+class DocumentRunner:
     """Drives one session: events in, then commit → send → close, in batches."""
 
-    def __init__(self, hub: Hub, session: Session, log_size: LogSize) -> None:
-        self.hub = hub
+    def __init__(self, context: DocumentContext, session: Session, log_size: LogSize) -> None:
+        self.context = context
         self.name = session.name
         self.unloading = False
         self.unloaded = asyncio.Event()
         self._session = session
         self._channels: dict[PeerId, PeerChannel] = {}
-        self._compactor = Compactor(self.name, hub.store, session, log_size)
+        self._compactor = Compactor(self.name, context.store, session, log_size)
         self._inbox: deque[Queued] = deque()
         self._edits: list[asyncio.Future[int]] = []  # server edits not yet committed
         self._published: list[Record] = []  # revisions other processes told us about
-        self._catch_up = hub.bus is not None  # fetch from the store what we may have missed
+        self._catch_up = context.bus is not None  # fetch from the store what we may have missed
         # A runtime-checkable isinstance walks the protocol's members: once, not per batch.
-        self._shared = isinstance(hub.store, SharedStore)
+        self._shared = isinstance(context.store, SharedStore)
         self._wake = asyncio.Event()
         self._delivering = asyncio.Lock()  # batches go out one at a time, in order
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._supervisor = Supervisor(context, self.name, self.close_peer, self._fail)
         self._pump_task = asyncio.create_task(self._pump(), name=f"doc-{self.name[:40]}")
-        self._pump_task.add_done_callback(self._pump_ended)
+        self._pump_task.add_done_callback(self._supervisor.pump_ended)
         self._ticks = TickTimer(session, self.kick, lambda: bool(self._channels))
         self._schedule_idle_unload()
 
@@ -112,20 +113,20 @@ class DocumentRunner(Supervised):
     def connect(
         self, connection: Connection, kind: str, user: str | None, readonly: bool
     ) -> PeerId:
-        peer_id = next(self.hub.peer_ids)
-        settings = self.hub.settings
+        peer_id = next(self.context.peer_ids)
+        settings = self.context.settings
         self._channels[peer_id] = PeerChannel(
             peer_id,
             connection,
             settings.send_queue_bytes,
             self._overflowed,
             settings.close_timeout,
-            self._send_failed,
+            self._supervisor.send_failed,
         )
 
         def joined(session: Session) -> None:
-            if self.hub.recorder is not None:
-                self.hub.recorder.connect(session, peer_id, kind, user, readonly)
+            if self.context.recorder is not None:
+                self.context.recorder.connect(session, peer_id, kind, user, readonly)
             if kind == "yjs":
                 session.connect_yjs(peer_id, user, readonly)
             else:
@@ -158,8 +159,8 @@ class DocumentRunner(Supervised):
 
     def receive(self, peer_id: PeerId, data: bytes | str) -> None:
         def received(session: Session) -> None:
-            if self.hub.recorder is not None:
-                self.hub.recorder(self.name, peer_id, data)
+            if self.context.recorder is not None:
+                self.context.recorder(self.name, peer_id, data)
             session.receive(peer_id, data)
 
         self._enqueue(received, peer_id)
@@ -170,8 +171,8 @@ class DocumentRunner(Supervised):
             channel.abandon()
 
         def left(session: Session) -> None:
-            if self.hub.recorder is not None:
-                self.hub.recorder.disconnect(self.name, peer_id)
+            if self.context.recorder is not None:
+                self.context.recorder.disconnect(self.name, peer_id)
             session.disconnect(peer_id)
 
         self._enqueue(left)
@@ -194,8 +195,8 @@ class DocumentRunner(Supervised):
             except Exception as error:  # settled now: `_settle` skips it
                 done.set_exception(error)
                 return
-            if self.hub.recorder is not None:
-                self.hub.recorder.edit(self.name, op, origin, user)
+            if self.context.recorder is not None:
+                self.context.recorder.edit(self.name, op, origin, user)
 
         self._enqueue(edited)
         await self.flush()
@@ -240,8 +241,8 @@ class DocumentRunner(Supervised):
             or not self._session.resync(channel.peer_id)
         ):
             channel.close(CloseCode.TOO_SLOW, "too slow: send queue overflowed")
-        if self.hub.metrics is not None:  # resynced unless it was just closed
-            self.hub.metrics.overflowed(resynced=not channel.closed)
+        if self.context.metrics is not None:  # resynced unless it was just closed
+            self.context.metrics.overflowed(resynced=not channel.closed)
         self.kick()
 
     # ------------------------------------------------------------------ the bus
@@ -275,7 +276,7 @@ class DocumentRunner(Supervised):
         """Deliver batch after batch while events arrive. An optional batch window keeps
         a minimum time between batches (0, the default: the commit sets the pace)."""
         loop = asyncio.get_running_loop()
-        window = self.hub.settings.batch_window
+        window = self.context.settings.batch_window
         last = -window
         while True:
             await self._wake.wait()
@@ -298,7 +299,7 @@ class DocumentRunner(Supervised):
             except FATAL:
                 raise
             except BaseException as error:  # pycrdt panics are BaseExceptions
-                self.restart(error)
+                self._supervisor.restart(error)
                 return False
 
     async def _deliver_batch(self) -> bool:
@@ -316,7 +317,7 @@ class DocumentRunner(Supervised):
             _settle(edits, RuntimeError("the document could not be saved"))
             return False
         _settle(edits, self._session.rev)
-        snapshot = self._compactor.committed(output.records, self.hub.settings)
+        snapshot = self._compactor.committed(output.records, self.context.settings)
         await self._send(output)
         if snapshot is not None:
             self._compactor.start(snapshot)
@@ -336,7 +337,7 @@ class DocumentRunner(Supervised):
                     break
             if self._catch_up and self._shared:
                 self._catch_up = False
-                for record in await self.hub.store.records_after(self.name, session.rev):
+                for record in await self.context.store.records_after(self.name, session.rev):
                     session.apply_committed(record)
         except Exception:
             store_failures.exception("%s: could not catch up with the store", self.name)
@@ -360,7 +361,7 @@ class DocumentRunner(Supervised):
             async with self._commit() as commit:
                 for record in await commit.records_after(session.rev):
                     session.apply_committed(record)
-                self._apply_inbox(session)
+                self._supervisor.apply_inbox(self._inbox, session)
                 output = session.take_output()
                 if output.records:
                     await commit.append(output.records)
@@ -373,11 +374,11 @@ class DocumentRunner(Supervised):
     async def _commit_exclusive(self) -> Output | None:
         """The batch, then one append of its records (if any) to a store only we write."""
         session = self._session
-        self._apply_inbox(session)
+        self._supervisor.apply_inbox(self._inbox, session)
         try:
             output = session.take_output()
             if output.records:
-                await self.hub.store.append(self.name, output.records)
+                await self.context.store.append(self.name, output.records)
         except Exception:
             store_failures.exception("%s: could not commit", self.name)
             self._fail("storage failure: reconnect")
@@ -386,7 +387,7 @@ class DocumentRunner(Supervised):
 
     @contextlib.asynccontextmanager
     async def _commit(self) -> AsyncIterator[DocumentCommit]:
-        store = self.hub.store
+        store = self.context.store
         assert isinstance(store, SharedStore)
         async with store.commit(self.name) as commit:
             yield commit
@@ -399,16 +400,16 @@ class DocumentRunner(Supervised):
                 try:
                     channel.send(data)
                 except Exception as error:  # a message no encoder takes: a bug, one peer
-                    self._peer_failed(peer_id, "sending", error)
-        metrics = self.hub.metrics
+                    self._supervisor.peer_failed(peer_id, "sending", error)
+        metrics = self.context.metrics
         for peer_id, code, reason in output.closes:
             if code == CloseCode.INTERNAL and metrics is not None:  # the session's own guard
                 metrics.peer_errors.labels("handling").inc()
             channel = self._channels.get(peer_id)
             if channel is not None:
                 channel.close(code, reason)
-        self.hub.changed(self.name, output)
-        bus = self.hub.bus
+        self.context.changed(self.name, output)
+        bus = self.context.bus
         if bus is not None:
             if output.records:
                 await bus.publish_records(self.name, output.records)
@@ -426,7 +427,7 @@ class DocumentRunner(Supervised):
         self._inbox.clear()
         edits, self._edits = self._edits, []
         _settle(edits, RuntimeError("the document could not be saved"))
-        self.hub.forget(self)
+        self.context.forget(self)
 
     async def compact(self) -> bool:
         """Deliver what is pending, then write a snapshot; the log starts again.
@@ -447,7 +448,7 @@ class DocumentRunner(Supervised):
 
     def _schedule_idle_unload(self) -> None:
         self._cancel_idle_unload()
-        delay = self.hub.settings.idle_unload_seconds
+        delay = self.context.settings.idle_unload_seconds
         loop = asyncio.get_running_loop()
         self._idle_timer = loop.call_later(delay, self._start_idle_unload)
 
@@ -475,8 +476,8 @@ class DocumentRunner(Supervised):
                 self.unloading = False
                 self._schedule_idle_unload()
             return False
-        self.hub.forget(self)
-        await self.hub.store.release(self.name)
+        self.context.forget(self)
+        await self.context.store.release(self.name)
         return True
 
     def stop(self) -> None:

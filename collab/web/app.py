@@ -24,12 +24,12 @@ from collab.access import http as security
 from collab.access import redact, tokens
 from collab.access.limits import KeyedWindows, LogThrottle
 from collab.access.names import InvalidNameError
+from collab.config import Settings
 from collab.hooks import Access, AccessDenied, Authenticate, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
 from collab.metrics import CONTENT_TYPE, Metrics
 from collab.replay.history import StoreHistoryCache
 from collab.session.text_messages import Hello, MessageError, parse
-from collab.storage.contract import RevisionHistory
 from collab.storage.errors import CorruptDocumentError
 from collab.web.big import BigResponses
 from collab.web.connection import StarletteConnection
@@ -58,16 +58,17 @@ class WebApp:
     def __init__(
         self,
         hub: Hub,
+        settings: Settings,
         authenticate: Authenticate | None = None,
         metrics: Metrics | None = None,
         healthy: Any = None,
     ) -> None:
         self.hub = hub
+        self.settings = settings
         self.authenticate = authenticate
         self.metrics = metrics or Metrics()
         self.healthy = healthy or (lambda: True)
         redact.install()  # tokens travel in URLs and headers: keep them out of every log
-        settings = hub.settings
         self.origins = security.OriginPolicy.from_setting(settings.allowed_origins)
         self.secret = settings.auth_secret
         self.new_documents = KeyedWindows(
@@ -78,8 +79,9 @@ class WebApp:
         self.throttle = LogThrottle(5.0)
         # History reads the revisions and snapshots a store keeps: only such stores have it.
         self.histories: StoreHistoryCache | None = None
-        if isinstance(hub.store, RevisionHistory):
-            self.histories = StoreHistoryCache(hub.store, hub.settings.text_name)
+        store = hub.revision_history()
+        if store is not None:
+            self.histories = StoreHistoryCache(store, settings.text_name)
         self.history = HistoryRoutes(
             settings, self.histories, self.refuse, self._existing, self.respond
         )
@@ -141,7 +143,7 @@ class WebApp:
             ]
         if frontend:
             files = frontend_dir()
-            headers = security.page_headers(self.hub.settings.frame_ancestors)
+            headers = security.page_headers(self.settings.frame_ancestors)
             static = StaticFiles(directory=files, check_dir=False)
             routes += [
                 Route("/", self.page("index.html", headers)),
@@ -179,7 +181,7 @@ class WebApp:
             return denied
 
     async def serve_peer(self, websocket: WebSocket, kind: str) -> None:
-        settings = self.hub.settings
+        settings = self.settings
         headers = websocket.headers
         why = self.origins.check(headers.get("origin"), headers.get("host"), websocket.url.scheme)
         if why is not None:
@@ -210,6 +212,7 @@ class WebApp:
         counters = self.metrics.received[kind]
         reader = PeerReader(
             runner,
+            self.settings,
             peer_id,
             kind,
             counters,
@@ -224,11 +227,11 @@ class WebApp:
             runner.disconnect(peer_id)
 
     async def _open(self, connection: StarletteConnection, name: str) -> DocumentRunner | None:
-        if self.hub.closing:
+        if self.hub.health().closing:
             await connection.close(CloseCode.GOING_AWAY, "server shutting down")
             return None
         try:
-            if name in self.hub.runners:
+            if self.hub.is_loaded(name):
                 return await self.hub.open(name)
             try:
                 return await self.hub.open(name, create=False)
@@ -278,7 +281,7 @@ class WebApp:
         if not isinstance(data, str):
             return False
         try:
-            return isinstance(parse(data, self.hub.settings.max_op_components), Hello)
+            return isinstance(parse(data, self.settings.max_op_components), Hello)
         except MessageError:
             return False
 
@@ -287,19 +290,19 @@ class WebApp:
     async def healthz(self, request: Request) -> Response:
         """503 while the store refuses writes, or while a document that failed is not
         loaded again (`Hub.reload`): a load balancer sends peers elsewhere."""
-        hub = self.hub
-        body = {"documents_loaded": len(hub.runners), "document_restarts": hub.restarts}
+        health = self.hub.health()
+        body = {"documents_loaded": health.loaded, "document_restarts": health.restarts}
         reason = None
         if not self.healthy():
             reason = "the store refuses writes"
-        elif hub.reloading:
-            reason = f"{len(hub.reloading)} failed document(s) not loaded again yet"
+        elif health.reloading:
+            reason = f"{health.reloading} failed document(s) not loaded again yet"
         if reason is not None:
             return JSONResponse({"status": "failing", "reason": reason, **body}, status_code=503)
         return JSONResponse({"status": "ok", **body})
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        settings = self.hub.settings
+        settings = self.settings
         if settings.metrics_token or self.secret:
             token = security.find_token(request.query_params, request.headers, {}, "")
             allowed = bool(settings.metrics_token) and token == settings.metrics_token
@@ -324,7 +327,7 @@ class WebApp:
                 return error_response(401, error.reason)
             allowed = grant.covers
         documents: dict[str, dict[str, Any]] = {}
-        for info in await self.hub.store.list():
+        for info in await self.hub.stored():
             documents[info.name] = {
                 "name": info.name,
                 "size_bytes": info.size_bytes,
@@ -332,7 +335,8 @@ class WebApp:
                 "peers": 0,
                 "loaded": False,
             }
-        for name, runner in self.hub.runners.items():
+        for runner in self.hub.loaded():
+            name = runner.name
             entry = documents.setdefault(name, {"name": name, "size_bytes": runner.size_bytes})
             entry.update(rev=runner.rev, peers=runner.peer_count, loaded=True)
         shown = [d for d in documents.values() if allowed(d["name"])]

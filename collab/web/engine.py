@@ -69,10 +69,12 @@ class Collab:
             on_load=on_load,
             recorder=self.recorder,
             bus=self.bus,
+            metrics=self.metrics,
         )
-        self.hub.metrics = self.metrics
-        self.metrics.loaded_documents_from(lambda: len(self.hub.runners))
-        self.web = WebApp(self.hub, authenticate, self.metrics, lambda: not counted.failing)
+        self.metrics.loaded_documents_from(lambda: self.hub.loaded_count)
+        self.web = WebApp(
+            self.hub, self.settings, authenticate, self.metrics, lambda: not counted.failing
+        )
 
     # ------------------------------------------------------------------ mounting
 
@@ -107,7 +109,7 @@ class Collab:
 
     async def close(self) -> None:
         """Close every peer with 1001, save every document, close the store. Idempotent."""
-        if not self.hub.closing:
+        if not self.hub.health().closing:
             await self.hub.close()
             if self.recorder is not None:
                 self.recorder.close()

@@ -25,6 +25,7 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from collab.access.limits import TokenBucket, Unproven
+from collab.config import Settings
 from collab.hub import DocumentRunner
 from collab.metrics import wire_length
 from collab.wire import CloseCode
@@ -46,13 +47,14 @@ class PeerReader:
     def __init__(
         self,
         runner: DocumentRunner,
+        settings: Settings,
         peer_id: Any,
         kind: str,
         counters: tuple[Any, Any],
         is_valid_first: Callable[[str, bytes | str], bool],
         refuse: Callable[[str, str], None],
     ) -> None:
-        settings = runner.hub.settings
+        self.settings = settings
         self.runner = runner
         self.peer_id = peer_id
         self.kind = kind
@@ -108,14 +110,14 @@ class PeerReader:
         return True
 
     def _refuse_rate(self) -> None:
-        rate = self.runner.hub.settings.max_messages_per_second
+        rate = self.settings.max_messages_per_second
         self._refuse_and_close("message-rate", f"more than {rate:g} messages per second")
 
     def first_message_overdue(self) -> None:
         """The deadline for a first valid message passed: closed unless one came."""
         if self.unproven is None or not self.runner.is_open(self.peer_id):
             return
-        seconds = self.runner.hub.settings.first_message_timeout
+        seconds = self.settings.first_message_timeout
         why = f"no valid message in {seconds:g} s"
         self._refuse_and_close("first-message-timeout", why, CloseCode.TIMEOUT)
 
@@ -131,7 +133,7 @@ async def read_peer(websocket: WebSocket, reader: PeerReader) -> None:
     """Feed the peer's messages to `reader` until it disconnects (or, once a check closed
     it, until its close frame is out or the close timeout passes)."""
     runner = reader.runner
-    settings = runner.hub.settings
+    settings = reader.settings
     loop = asyncio.get_running_loop()
     overdue = loop.call_later(settings.first_message_timeout, reader.first_message_overdue)
     extension = websocket.scope.get("extensions", {}).get(RECEIVE_EXTENSION)
