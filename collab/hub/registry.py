@@ -10,6 +10,7 @@ from typing import Any
 from pycrdt import Doc
 
 from collab.access.limits import LogThrottle
+from collab.access.live import LiveAccess, RevocationSource
 from collab.access.names import validate_name
 from collab.bus.contract import Bus
 from collab.config import Settings
@@ -58,6 +59,8 @@ class Hub:
         self.failure_log = LogThrottle(5.0)  # internal errors that cost a peer (failures.py)
         self.reloading: set[str] = set()  # those not loaded again yet (/healthz: 503)
         self._reloads: set[asyncio.Task[None]] = set()
+        self.live = LiveAccess()  # open connections' access: expiry, revocation
+        self.revocation_source: RevocationSource | None = None  # read at start, then polled
 
     def validate(self, name: str) -> str:
         return validate_name(name, self.settings.max_name_length)
@@ -73,6 +76,7 @@ class Hub:
         # while the first peer waits for its document.
         Doc()
         await self.store.start()
+        await self.live.start(self.revocation_source)
         if self.bus is not None:
             await self.bus.start()
 
@@ -177,6 +181,7 @@ class Hub:
         """Shutdown: close every peer with 1001 after what is in flight, save, unload."""
         self.closing = True
         await asyncio.gather(*(self._shut(runner) for runner in list(self.runners.values())))
+        await self.live.close()
         if self._feed is not None:
             await self._feed.close()
         if self.bus is not None:

@@ -16,7 +16,7 @@ from collab.hooks import Authenticate, OnChange, OnLoad
 from collab.hub import Hub
 from collab.metrics import Metrics, metered
 from collab.replay.recording import Recorder
-from collab.storage.backends import bus_for, check_together, store_for
+from collab.storage.backends import bus_for, check_together, revocations_for, store_for
 from collab.storage.contract import Store
 from collab.text import ops as textops
 from collab.web.app import WebApp
@@ -71,6 +71,7 @@ class Collab:
             bus=self.bus,
         )
         self.hub.metrics = self.metrics
+        self.hub.revocation_source = revocations_for(self.store)
         self.metrics.loaded_documents_from(lambda: len(self.hub.runners))
         self.web = WebApp(self.hub, authenticate, self.metrics, lambda: not counted.failing)
 

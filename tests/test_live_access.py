@@ -1,0 +1,186 @@
+"""Access that follows people on open connections (issue 22), through real sockets: a
+connection that only listens is closed with 4401 when its token expires, on /yjs and /ot;
+a fresh token moves the end without reconnecting; `collab token revoke` closes open
+connections and refuses new ones within 5 s, and survives a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from conftest import REPO, ServerProcess
+from ot_ids import secret_for
+from pyclient import YClient
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from collab.access import tokens
+from collab.yjs import protocol
+
+SECRET = "test-secret-for-live-access-0123456789abcdef"
+NAME = "live 😀 文"
+URL_NAME = "live%20%F0%9F%98%80%20%E6%96%87"
+
+
+@pytest.fixture
+def secured(start_server: Any) -> ServerProcess:
+    return start_server("--fsync", "never", "--auth-secret", SECRET)
+
+
+def expiry(token: str) -> float:
+    return float(jwt.decode(token, options={"verify_signature": False})["exp"])
+
+
+def token_id(token: str) -> str:
+    return str(jwt.decode(token, options={"verify_signature": False})["jti"])
+
+
+async def text_door(server: ServerProcess, token: str, who: str = "t") -> ClientConnection:
+    """A text client after its welcome."""
+    ws = await connect(f"{server.ws_url}/ot/{URL_NAME}?token={token}", proxy=None)
+    await ws.send(json.dumps({"type": "hello", "secret": secret_for(who), "rev": None}))
+    welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert welcome["type"] == "welcome", welcome
+    return ws
+
+
+async def closed(ws: ClientConnection, timeout: float) -> tuple[int | None, str | None]:
+    """Read (dropping what comes) until the server closes; its code and reason."""
+    with pytest.raises(ConnectionClosed):
+        async with asyncio.timeout(timeout):
+            while True:
+                await ws.recv()
+    return ws.close_code, ws.close_reason
+
+
+async def test_listening_connections_are_closed_when_their_token_expires(
+    secured: ServerProcess,
+) -> None:
+    """Nobody sends anything after joining: the server closes both doors at the expiry."""
+    token = tokens.mint(SECRET, NAME, user="ada", ttl=3)  # exp: 2 to 3 s from now
+    ends = expiry(token)
+    listener = await YClient.connect(f"{secured.ws_url}/yjs/{URL_NAME}?token={token}")
+    await listener.synced()
+    text = await text_door(secured, token)
+    assert await listener.wait_closed(timeout=8) == (4401, "the token has expired")
+    assert time.time() >= ends - 0.05, "closed before the token's end"
+    assert time.time() < ends + 2, "closed long after the token's end"
+    assert await closed(text, 8) == (4401, "the token has expired")
+    await listener.close()
+
+
+async def test_a_fresh_token_keeps_a_text_connection_open(secured: ServerProcess) -> None:
+    short = tokens.mint(SECRET, NAME, user="ada", ttl=3)
+    ws = await text_door(secured, short, "renew")
+    other_doc = tokens.mint(SECRET, "elsewhere", user="ada")
+    await ws.send(json.dumps({"type": "token", "token": other_doc}))
+    refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert refused["type"] == "error" and refused["code"] == "bad-token"
+    assert "not for this document" in refused["message"]
+    for wrong in (tokens.mint(SECRET, NAME, user="bob"), "garbage", 7):
+        await ws.send(json.dumps({"type": "token", "token": wrong}))
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert answer["code"] == "bad-token", (wrong, answer)
+    fresh = tokens.mint(SECRET, NAME, user="ada", ttl=600)
+    await ws.send(json.dumps({"type": "token", "token": fresh}))
+    answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert answer == {"type": "token", "expires": expiry(fresh)}
+    while time.time() <= expiry(short) + 0.5:  # past the first token's end
+        await asyncio.sleep(0.05)
+    await ws.send(json.dumps({"type": "op", "seq": 1, "rev": 0, "op": ["a 👩‍👩‍👧\r\n中"]}))
+    ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert ack == {"type": "ack", "seq": 1, "rev": 1}
+    await ws.close()
+
+
+async def test_a_fresh_token_keeps_a_yjs_connection_open(secured: ServerProcess) -> None:
+    short = tokens.mint(SECRET, NAME, ttl=3)
+    peer = await YClient.connect(f"{secured.ws_url}/yjs/{URL_NAME}?token={short}")
+    await peer.synced()
+    peer.send_raw(protocol.encode_auth_token("not a token"))
+    await peer.until(lambda: peer.errors, what="the permission-denied answer")
+    assert "Auth" in peer.errors[0] or "auth" in peer.errors[0].lower()
+    peer.send_raw(protocol.encode_auth_token(tokens.mint(SECRET, NAME, ttl=600)))
+    while time.time() <= expiry(short) + 0.5:
+        await asyncio.sleep(0.05)
+    assert not peer.closed, (peer.close_code, peer.close_reason)
+    peer.append("still here ✍️")
+    reader = await YClient.connect(
+        f"{secured.ws_url}/yjs/{URL_NAME}?token={tokens.mint(SECRET, NAME)}"
+    )
+    await reader.wait_text("still here ✍️")
+    await reader.close()
+    await peer.close()
+
+
+def revoke(server: ServerProcess, *args: str) -> None:
+    command = [sys.executable, "-m", "collab", "token", "revoke", *args]
+    command += ["--data-dir", str(server.data_dir)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("revoked: ")
+
+
+async def refused(server: ServerProcess, token: str) -> tuple[int, str]:
+    client = await YClient.connect(f"{server.ws_url}/yjs/{URL_NAME}?token={token}")
+    await client.until(lambda: client.is_synced or client.closed, what="sync or close")
+    await client.close()
+    assert client.close_code is not None and client.close_reason is not None
+    return client.close_code, client.close_reason
+
+
+async def test_revocation_closes_open_connections_and_survives_a_restart(
+    secured: ServerProcess,
+) -> None:
+    revoked = tokens.mint(SECRET, NAME, user="ada")
+    kept = tokens.mint(SECRET, NAME, user="ada")
+    bobs = tokens.mint(SECRET, "*", user="bob")
+    peers = {}
+    for key, token in (("revoked", revoked), ("kept", kept), ("bob", bobs)):
+        peers[key] = await YClient.connect(f"{secured.ws_url}/yjs/{URL_NAME}?token={token}")
+        await peers[key].synced()
+    text = await text_door(secured, revoked)
+
+    start = time.monotonic()
+    revoke(secured, "--id", token_id(revoked))
+    assert await peers["revoked"].wait_closed(5) == (4401, "the token was revoked")
+    assert await closed(text, 5) == (4401, "the token was revoked")
+    assert time.monotonic() - start < 5
+    assert await refused(secured, revoked) == (4401, "the token was revoked")
+    assert not peers["kept"].closed and not peers["bob"].closed
+
+    revoke(secured, "--user", "bob")  # bob's tokens issued until now
+    assert await peers["bob"].wait_closed(5) == (4401, "the token was revoked")
+    assert not peers["kept"].closed
+    await asyncio.sleep(1.01)  # a token issued in a later second than the revocation
+    later = tokens.mint(SECRET, "*", user="bob")
+    peers["later"] = await YClient.connect(f"{secured.ws_url}/yjs/{URL_NAME}?token={later}")
+    await peers["later"].synced()
+    for peer in peers.values():
+        await peer.close()
+
+    secured.restart()
+    assert await refused(secured, revoked) == (4401, "the token was revoked")
+    assert await refused(secured, bobs) == (4401, "the token was revoked")
+    again = await YClient.connect(f"{secured.ws_url}/yjs/{URL_NAME}?token={kept}")
+    await again.synced()
+    await again.close()
+
+
+def test_a_damaged_revocations_file_stops_the_start(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "revocations.json").write_text('{"revocations": [{"before": "yesterday"}]}')
+    server = ServerProcess(data_dir, ["--fsync", "never", "--auth-secret", SECRET])
+    with pytest.raises(AssertionError, match="revocations"):
+        server.start(timeout=15)
+    server.kill()
