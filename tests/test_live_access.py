@@ -184,3 +184,39 @@ def test_a_damaged_revocations_file_stops_the_start(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="revocations"):
         server.start(timeout=15)
     server.kill()
+
+
+async def test_revocation_reaches_every_process_on_postgresql(
+    start_server: Any, postgres_url: str, redis_server: Any
+) -> None:
+    """Two processes on one PostgreSQL and Redis: a revocation stored by the CLI closes
+    the token's connections on both within 5 s, and neither admits it again, also after a
+    restart."""
+    args = ["--store", postgres_url, "--bus", redis_server.url, "--auth-secret", SECRET]
+    servers = [start_server(*args, "--fsync", "never") for _ in range(2)]
+    revoked = tokens.mint(SECRET, NAME, user="zoë 👩‍👩‍👧")
+    kept = tokens.mint(SECRET, NAME, user="zoë 👩‍👩‍👧")
+    peers = []
+    for server in servers:
+        for token in (revoked, kept):
+            peer = await YClient.connect(f"{server.ws_url}/yjs/{URL_NAME}?token={token}")
+            await peer.synced()
+            peers.append(peer)
+    command = [sys.executable, "-m", "collab", "token", "revoke", "--token", revoked]
+    command += ["--store", postgres_url]
+    start = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=30)
+    assert done.returncode == 0, done.stderr
+    for peer in peers[0::2]:
+        assert await peer.wait_closed(5) == (4401, "the token was revoked")
+    assert time.monotonic() - start < 5
+    assert not any(peer.closed for peer in peers[1::2])
+    for server in servers:
+        assert await refused(server, revoked) == (4401, "the token was revoked")
+    for peer in peers:
+        await peer.close()
+    servers[1].restart()
+    assert await refused(servers[1], revoked) == (4401, "the token was revoked")
+    again = await YClient.connect(f"{servers[1].ws_url}/yjs/{URL_NAME}?token={kept}")
+    await again.synced()
+    await again.close()
