@@ -19,6 +19,7 @@ from collab.hub.accounting import LogSize
 from collab.hub.changes import ChangeFeed
 from collab.hub.failures import FATAL
 from collab.hub.runner import DocumentRunner
+from collab.hub.webhooks import Webhooks
 from collab.replay.recording import Recorder
 from collab.session import Output, Session
 from collab.storage.contract import Store
@@ -61,6 +62,7 @@ class Hub:
         self._reloads: set[asyncio.Task[None]] = set()
         self.live = LiveAccess()  # open connections' access: expiry, revocation
         self.revocation_source: RevocationSource | None = None  # read at start, then polled
+        self.webhooks: Webhooks | None = None  # told of changes committed here
 
     def validate(self, name: str) -> str:
         return validate_name(name, self.settings.max_name_length)
@@ -169,6 +171,14 @@ class Hub:
         """Durable changes: the on_change hook hears of them, in order."""
         if self._feed is not None:
             self._feed.publish(name, output)
+        if self.webhooks is not None:
+            self.webhooks.changed(name, output.records)
+
+    def deleted(self, name: str, rev: int) -> None:
+        """Document `name` (at revision `rev`) was deleted: webhooks hear of it. The
+        delete routes and commands call this once the store has deleted it."""
+        if self.webhooks is not None:
+            self.webhooks.deleted(name, rev)
 
     @staticmethod
     async def _shut(runner: DocumentRunner) -> None:
@@ -184,6 +194,8 @@ class Hub:
         await self.live.close()
         if self._feed is not None:
             await self._feed.close()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         if self.bus is not None:
             await self.bus.close()
         await self.store.close()

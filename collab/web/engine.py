@@ -14,6 +14,7 @@ from collab.bus.contract import Bus
 from collab.config import Settings
 from collab.hooks import Authenticate, OnChange, OnLoad
 from collab.hub import Hub
+from collab.hub.webhooks import webhooks_for
 from collab.metrics import Metrics, metered
 from collab.replay.recording import Recorder
 from collab.storage.backends import bus_for, check_together, revocations_for, store_for
@@ -72,6 +73,7 @@ class Collab:
         )
         self.hub.metrics = self.metrics
         self.hub.revocation_source = revocations_for(self.store)
+        self.hub.webhooks = webhooks_for(self.settings, self.metrics)
         self.metrics.loaded_documents_from(lambda: len(self.hub.runners))
         self.web = WebApp(self.hub, authenticate, self.metrics, lambda: not counted.failing)
 
