@@ -16,6 +16,7 @@ from typing import Any
 
 import jwt
 import pytest
+import test_browser
 from conftest import REPO, ServerProcess
 from ot_ids import secret_for
 from pyclient import YClient
@@ -24,6 +25,8 @@ from websockets.exceptions import ConnectionClosed
 
 from collab.access import tokens
 from collab.yjs import protocol
+
+browser = test_browser.browser  # a module-scoped Chromium (tests/test_browser.py)
 
 SECRET = "test-secret-for-live-access-0123456789abcdef"
 NAME = "live 😀 文"
@@ -220,3 +223,23 @@ async def test_revocation_reaches_every_process_on_postgresql(
     again = await YClient.connect(f"{servers[1].ws_url}/yjs/{URL_NAME}?token={kept}")
     await again.synced()
     await again.close()
+
+
+@pytest.mark.browser
+def test_the_page_says_the_access_ended_and_how_to_get_back(
+    secured: ServerProcess, browser: Any
+) -> None:
+    """Chromium opens the editor with a short token (the URL's token becomes a cookie);
+    when it expires, the server closes the page's socket and the page says so."""
+    token = tokens.mint(SECRET, NAME, user="ada", ttl=3)
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(f"{secured.http_url}/d/{URL_NAME}?token={token}")
+    page.wait_for_function("window.collab && window.collab.client.state === 'saved'")
+    page.wait_for_function("window.collab.client.state === 'error'")
+    status = page.text_content("#status") or ""
+    assert "your access ended (the token has expired)" in status, status
+    assert f"/d/{URL_NAME}?token=" in status, status
+    assert time.time() >= expiry(token) - 0.05
+    context.close()
