@@ -243,3 +243,46 @@ def test_the_page_says_the_access_ended_and_how_to_get_back(
     assert f"/d/{URL_NAME}?token=" in status, status
     assert time.time() >= expiry(token) - 0.05
     context.close()
+
+
+async def test_one_timer_closes_each_expired_ticket_once_whatever_the_churn() -> None:
+    """`LiveAccess` alone: 2,000 tickets with ends spread over a second, a quarter renewed,
+    a quarter forgotten; each of the rest is closed once, at or after its end, and the
+    heap does not keep what was forgotten."""
+    import random
+
+    from collab.access.live import LiveAccess, Ticket
+
+    live = LiveAccess()
+    rng = random.Random(22)
+    now = time.time()
+    closes: dict[int, list[tuple[float, int, str]]] = {}
+    tickets = []
+    for index in range(2000):
+
+        def close(code: int, reason: str, index: int = index) -> None:
+            closes.setdefault(index, []).append((time.time(), code, reason))
+
+        ticket = Ticket(close, f"user {index} 😀", f"id-{index}", now, now + rng.uniform(0.2, 1.2))
+        assert live.admit(ticket)
+        tickets.append(ticket)
+    renewed, forgotten = set(range(0, 2000, 4)), set(range(1, 2000, 4))
+    for index in renewed:
+        live.renew(tickets[index], now + 600, f"id-{index}-2", now)
+    for index in forgotten:
+        live.forget(tickets[index])
+    ends = {i: t.expires for i, t in enumerate(tickets)}
+    expected = set(range(2000)) - renewed - forgotten
+    deadline = time.monotonic() + 10
+    while len(closes) < len(expected):
+        assert time.monotonic() < deadline, f"{len(closes)} of {len(expected)} closed"
+        await asyncio.sleep(0.05)
+    assert set(closes) == expected
+    for index, calls in closes.items():
+        assert len(calls) == 1 and calls[0][1:] == (4401, "the token has expired")
+        assert calls[0][0] >= ends[index]
+    assert live.tickets == {tickets[i] for i in renewed}
+    for index in renewed:
+        live.forget(tickets[index])
+    assert len(live._heap) <= 2 * len(live.tickets) + 64
+    await live.close()
