@@ -155,6 +155,7 @@ async def test_created_then_changed_debounced_signed_and_ending_with_the_latest_
     assert changed[0]["since_rev"] == created["rev"] + 1
     for before, after in itertools.pairwise(changed):
         assert after["since_rev"] == before["rev"] + 1  # every revision reported once
+        assert after["revisions"] == after["rev"] - after["since_rev"] + 1  # one process
     assert receiver.forged == 0 and len(set(receiver.ids)) == len(receiver.ids)
     await writer.close()
     await receiver.stop()
@@ -233,4 +234,50 @@ async def test_deleted_is_sent_when_the_lifecycle_calls_the_hub() -> None:
     await receiver.until(lambda calls: calls[-1]["event"] == "document.deleted", what="deleted")
     assert receiver.calls[-1]["document"] == NAME and receiver.calls[-1]["rev"] == 1
     await engine.close()
+    await receiver.stop()
+
+
+async def test_two_processes_report_each_revision_once(
+    start_server: Any, postgres_url: str, redis_server: Any
+) -> None:
+    """Two processes on one PostgreSQL and Redis edit one document: the calls of both,
+    together, cover every revision exactly once (no event is sent once per process)."""
+    receiver = await Receiver().start()
+    extra = ("--store", postgres_url, "--bus", redis_server.url)
+    servers = [hooked_server(start_server, receiver.url, extra=extra) for _ in range(2)]
+    writers = [await peer(server) for server in servers]
+    for index in range(30):
+        writer = writers[index % 2]
+        writer.append(["😀", "中", "\r\n"][index % 3])
+        await writer.wait_text(writer.text)  # its own change is in
+        await asyncio.sleep(0.03)
+    await round_trip(writers[0], writers[1])
+    await round_trip(writers[1], writers[0])
+    async with httpx.AsyncClient(trust_env=False) as http:
+        bearer = {"authorization": "Bearer " + tokens.mint(AUTH, "*")}
+        listed = await http.get(servers[0].http_url + "/api/docs", headers=bearer)
+    last = next(d["rev"] for d in listed.json()["documents"] if d["name"] == NAME)
+    counted = lambda calls: sum(call["revisions"] for call in calls)  # noqa: E731
+    await receiver.until(lambda calls: counted(calls) >= last, what="every revision reported")
+    assert counted(receiver.calls) == last  # each revision once, by the process that made it
+    assert max(call["rev"] for call in receiver.calls) == last
+    revs = [call["rev"] for call in receiver.calls]
+    assert len(set(revs)) == len(revs)
+    assert [call["event"] for call in receiver.calls].count("document.created") == 1
+    for writer in writers:
+        await writer.close()
+    await receiver.stop()
+
+
+async def test_changes_still_pending_at_shutdown_are_sent() -> None:
+    from collab import Collab, MemoryStore, Settings
+
+    receiver = await Receiver().start()
+    settings = Settings(webhooks=receiver.url, webhook_secret=SECRET)
+    engine = Collab(store=MemoryStore(), settings=settings)
+    await engine.hub.start()
+    for piece in ["a", "😀", "中"]:  # created, then changed at once, then debounced
+        await engine.set_text(NAME, (await engine.get_text(NAME) if piece != "a" else "") + piece)
+    await engine.close()  # the debounced change goes out before the engine stops
+    assert receiver.calls[-1]["rev"] == 3 and receiver.calls[-1]["event"] == "document.changed"
     await receiver.stop()

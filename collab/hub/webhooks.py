@@ -3,15 +3,17 @@
 Each event is a JSON POST to every `--webhook` URL::
 
     {"id": "…", "event": "document.changed", "document": "notes", "rev": 42,
-     "since_rev": 37, "time": 1796663146.58, "users": ["ada", "bob"]}
+     "since_rev": 37, "revisions": 6, "time": 1796663146.58, "users": ["ada", "bob"]}
 
 `rev` is the document's revision after the changes the call reports, `since_rev` the first
-of them, `time` when the last was made, `users` who made them (the authenticated users;
-anonymous edits add none). Headers: ``Collab-Webhook-Id`` (the idempotency key, the same
-on every retry of one event), ``Collab-Webhook-Timestamp`` (unix seconds of this
-attempt) and ``Collab-Webhook-Signature: v1=HEX``, the HMAC-SHA256 with
-`--webhook-secret` of ``TIMESTAMP + "." + BODY`` (`signature`). A receiver recomputes it,
-compares in constant time and refuses a timestamp more than a few minutes old (replays).
+of them, `revisions` how many they are (fewer than ``rev - since_rev + 1`` when other
+processes made some of those in between: they report their own), `time` when the last was
+made, `users` who made them (the authenticated users; anonymous edits add none).
+Headers: ``Collab-Webhook-Id`` (the idempotency key, the same on every retry of one
+event), ``Collab-Webhook-Timestamp`` (unix seconds of this attempt) and
+``Collab-Webhook-Signature: v1=HEX``, the HMAC-SHA256 with `--webhook-secret` of
+``TIMESTAMP + "." + BODY`` (`signature`). A receiver recomputes it, compares in constant
+time and refuses a timestamp more than a few minutes old (replays).
 
 - "changed" is debounced per document: the first change is reported at once, later ones at
   most once a second, the last call always naming the latest revision.
@@ -30,6 +32,7 @@ compares in constant time and refuses a timestamp more than a few minutes old (r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -70,8 +73,10 @@ class _Pending:
     rev: int = 0
     time: float = 0.0
     users: set[str] = field(default_factory=set)
+    count: int = 0  # revisions made here among since_rev..rev
 
     def add(self, records: Sequence[Record]) -> None:
+        self.count += len(records)
         for record in records:
             self.rev, self.time = max(self.rev, record.rev), max(self.time, record.time)
             if record.user:
@@ -111,6 +116,7 @@ class Webhooks:
         self._ready: deque[_Delivery] = deque()
         self._held = 0  # deliveries waiting for a retry or being sent
         self._wake = asyncio.Event()
+        self._idle: asyncio.Event | None = None  # set when nothing is left (at shutdown)
         self._senders: list[asyncio.Task[None]] = []
         self._client: Any = None
         self._log = LogThrottle(20.0)
@@ -177,6 +183,7 @@ class Webhooks:
                 "document": name,
                 "rev": pending.rev,
                 "since_rev": pending.since_rev,
+                "revisions": pending.count,
                 "time": pending.time,
                 "users": sorted(pending.users),
             },
@@ -208,7 +215,7 @@ class Webhooks:
             delivery = self._ready.popleft()
             self._held += 1
             if await self._post(delivery):
-                self._held -= 1
+                self._release()
                 self.sent.inc()
             else:
                 self.failed.inc()
@@ -234,7 +241,7 @@ class Webhooks:
         delay = min(LONGEST_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** (delivery.attempts - 1))
         delay *= random.uniform(0.8, 1.2)
         if time.monotonic() + delay - delivery.started > self.retry_seconds:
-            self._held -= 1
+            self._release()
             self._drop("gave-up", delivery.url, delivery.event_id)
             return
         asyncio.get_running_loop().call_later(delay, self._requeue, delivery)
@@ -243,6 +250,12 @@ class Webhooks:
         self._held -= 1
         self._ready.append(delivery)
         self._wake.set()
+
+    def _release(self) -> None:
+        """A delivery is done (sent or dropped)."""
+        self._held -= 1
+        if self._idle is not None and not self._ready and not self._held:
+            self._idle.set()
 
     def _drop(self, reason: str, url: str, event_id: str) -> None:
         self.dropped.labels(reason).inc()
@@ -255,9 +268,10 @@ class Webhooks:
         """Report what is pending, give deliveries a few seconds, drop the rest (counted)."""
         for name in list(self._timers):
             self._flush(name)
-        deadline = time.monotonic() + SHUTDOWN_SECONDS
-        while (self._ready or self._held) and time.monotonic() < deadline and self._senders:
-            await asyncio.sleep(0.05)
+        if self._senders and (self._ready or self._held):
+            self._idle = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), SHUTDOWN_SECONDS)
         for task in self._senders:
             task.cancel()
         await asyncio.gather(*self._senders, return_exceptions=True)
