@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 import test_browser
@@ -160,6 +161,12 @@ async def test_revocation_closes_open_connections_and_survives_a_restart(
     assert time.monotonic() - start < 5
     assert await refused(secured, revoked) == (4401, "the token was revoked")
     assert not peers["kept"].closed and not peers["bob"].closed
+    async with httpx.AsyncClient(base_url=secured.http_url, trust_env=False) as api:
+        for path in (f"/api/docs/{URL_NAME}/text", "/api/docs"):
+            answer = await api.get(path, headers={"authorization": f"Bearer {revoked}"})
+            assert (answer.status_code, answer.json()["error"]) == (401, "the token was revoked")
+        answer = await api.get(f"/d/{URL_NAME}?token={revoked}", follow_redirects=False)
+        assert answer.status_code == 401  # no cookie is set for a revoked token
 
     revoke(secured, "--user", "bob")  # bob's tokens issued until now
     assert await peers["bob"].wait_closed(5) == (4401, "the token was revoked")
@@ -286,3 +293,51 @@ async def test_one_timer_closes_each_expired_ticket_once_whatever_the_churn() ->
         live.forget(tickets[index])
     assert len(live._heap) <= 2 * len(live.tickets) + 64
     await live.close()
+
+
+def test_a_y_websocket_provider_sees_why_its_connection_ended(secured: ServerProcess) -> None:
+    """The y-websocket provider (Node) in a room opened with a token that expires: its
+    `connection-close` event carries 4401 and the reason."""
+    from conftest import node_available, require, wait_until
+    from yjs_node import NodeYjs
+
+    require(node_available(), "node + npm packages (npm ci --prefix tests/node)")
+    token = tokens.mint(SECRET, NAME, ttl=3)
+    with NodeYjs() as node:
+        peer = node.peer(secured.ws_url, URL_NAME, params={"token": token})
+        peer.insert(0, "from Node 😀")
+
+        def expired() -> list[dict[str, Any]]:
+            return [e for e in peer.events("close") if e["code"] == 4401]
+
+        closes = wait_until(expired, 10, "the provider's connection-close with 4401")
+        assert closes[0]["reason"] == "the token has expired"  # type: ignore[index]
+
+
+async def test_revoking_a_user_closes_what_an_authenticate_hook_let_in() -> None:
+    """No secret, a hook naming the user: a rule for that user closes the user's open
+    connections and refuses none opened after it."""
+    from test_security import serve_app
+
+    from collab import Access, Collab, MemoryStore
+    from collab.access.revocations import Revocation
+
+    def hook(connection, name):  # type: ignore[no-untyped-def]
+        return Access(user=connection.query_params["user"])
+
+    engine = Collab(store=MemoryStore(), authenticate=hook)
+    async for base in serve_app(engine.app()):
+        url = f"ws://{base}/yjs/{URL_NAME}?user="
+        ada = await YClient.connect(url + "ad%C3%A0")
+        bob = await YClient.connect(url + "bob")
+        await ada.synced()
+        await bob.synced()
+        assert engine.hub.live.revoke([Revocation(time.time(), user="adà")]) == 1
+        assert await ada.wait_closed() == (4401, "the token was revoked")
+        ada_again = await YClient.connect(url + "ad%C3%A0")
+        await ada_again.synced()  # let in after the rule: not revoked
+        ada_again.append("back ✍️")
+        await bob.wait_text("back ✍️")
+        for client in (ada, bob, ada_again):
+            await client.close()
+        await engine.close()
