@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-import test_browser
 from conftest import REPO, ServerProcess
 from ot_ids import secret_for
 from pyclient import YClient
@@ -26,8 +25,6 @@ from websockets.exceptions import ConnectionClosed
 
 from collab.access import tokens
 from collab.yjs import protocol
-
-browser = test_browser.browser  # a module-scoped Chromium (tests/test_browser.py)
 
 SECRET = "test-secret-for-live-access-0123456789abcdef"
 NAME = "live 😀 文"
@@ -232,69 +229,6 @@ async def test_revocation_reaches_every_process_on_postgresql(
     await again.close()
 
 
-@pytest.mark.browser
-def test_the_page_says_the_access_ended_and_how_to_get_back(
-    secured: ServerProcess, browser: Any
-) -> None:
-    """Chromium opens the editor with a short token (the URL's token becomes a cookie);
-    when it expires, the server closes the page's socket and the page says so."""
-    token = tokens.mint(SECRET, NAME, user="ada", ttl=3)
-    context = browser.new_context(bypass_csp=True)
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.goto(f"{secured.http_url}/d/{URL_NAME}?token={token}")
-    page.wait_for_function("window.collab && window.collab.client.state === 'saved'")
-    page.wait_for_function("window.collab.client.state === 'error'")
-    status = page.text_content("#status") or ""
-    assert "your access ended (the token has expired)" in status, status
-    assert f"/d/{URL_NAME}?token=" in status, status
-    assert time.time() >= expiry(token) - 0.05
-    context.close()
-
-
-async def test_one_timer_closes_each_expired_ticket_once_whatever_the_churn() -> None:
-    """`LiveAccess` alone: 2,000 tickets with ends spread over a second, a quarter renewed,
-    a quarter forgotten; each of the rest is closed once, at or after its end, and the
-    heap does not keep what was forgotten."""
-    import random
-
-    from collab.access.live import LiveAccess, Ticket
-
-    live = LiveAccess()
-    rng = random.Random(22)
-    now = time.time()
-    closes: dict[int, list[tuple[float, int, str]]] = {}
-    tickets = []
-    for index in range(2000):
-
-        def close(code: int, reason: str, index: int = index) -> None:
-            closes.setdefault(index, []).append((time.time(), code, reason))
-
-        ticket = Ticket(close, f"user {index} 😀", f"id-{index}", now, now + rng.uniform(0.2, 1.2))
-        assert live.admit(ticket)
-        tickets.append(ticket)
-    renewed, forgotten = set(range(0, 2000, 4)), set(range(1, 2000, 4))
-    for index in renewed:
-        live.renew(tickets[index], now + 600, f"id-{index}-2", now)
-    for index in forgotten:
-        live.forget(tickets[index])
-    ends = {i: t.expires for i, t in enumerate(tickets)}
-    expected = set(range(2000)) - renewed - forgotten
-    deadline = time.monotonic() + 10
-    while len(closes) < len(expected):
-        assert time.monotonic() < deadline, f"{len(closes)} of {len(expected)} closed"
-        await asyncio.sleep(0.05)
-    assert set(closes) == expected
-    for index, calls in closes.items():
-        assert len(calls) == 1 and calls[0][1:] == (4401, "the token has expired")
-        assert calls[0][0] >= ends[index]
-    assert live.tickets == {tickets[i] for i in renewed}
-    for index in renewed:
-        live.forget(tickets[index])
-    assert len(live._heap) <= 2 * len(live.tickets) + 64
-    await live.close()
-
-
 def test_a_y_websocket_provider_sees_why_its_connection_ended(secured: ServerProcess) -> None:
     """The y-websocket provider (Node) in a room opened with a token that expires: its
     `connection-close` event carries 4401 and the reason."""
@@ -341,3 +275,46 @@ async def test_revoking_a_user_closes_what_an_authenticate_hook_let_in() -> None
         for client in (ada, bob, ada_again):
             await client.close()
         await engine.close()
+
+
+async def test_one_timer_closes_each_expired_ticket_once_whatever_the_churn() -> None:
+    """`LiveAccess` alone: 2,000 tickets with ends spread over a second, a quarter renewed,
+    a quarter forgotten; each of the rest is closed once, at or after its end, and the
+    heap does not keep what was forgotten."""
+    import random
+
+    from collab.access.live import LiveAccess, Ticket
+
+    live = LiveAccess()
+    rng = random.Random(22)
+    now = time.time()
+    closes: dict[int, list[tuple[float, int, str]]] = {}
+    tickets = []
+    for index in range(2000):
+
+        def close(code: int, reason: str, index: int = index) -> None:
+            closes.setdefault(index, []).append((time.time(), code, reason))
+
+        ticket = Ticket(close, f"user {index} 😀", f"id-{index}", now, now + rng.uniform(0.2, 1.2))
+        assert live.admit(ticket)
+        tickets.append(ticket)
+    renewed, forgotten = set(range(0, 2000, 4)), set(range(1, 2000, 4))
+    for index in renewed:
+        live.renew(tickets[index], now + 600, f"id-{index}-2", now)
+    for index in forgotten:
+        live.forget(tickets[index])
+    ends = {i: t.expires for i, t in enumerate(tickets)}
+    expected = set(range(2000)) - renewed - forgotten
+    deadline = time.monotonic() + 10
+    while len(closes) < len(expected):
+        assert time.monotonic() < deadline, f"{len(closes)} of {len(expected)} closed"
+        await asyncio.sleep(0.05)
+    assert set(closes) == expected
+    for index, calls in closes.items():
+        assert len(calls) == 1 and calls[0][1:] == (4401, "the token has expired")
+        assert calls[0][0] >= ends[index]
+    assert live.tickets == {tickets[i] for i in renewed}
+    for index in renewed:
+        live.forget(tickets[index])
+    assert len(live._heap) <= 2 * len(live.tickets) + 64
+    await live.close()
