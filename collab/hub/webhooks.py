@@ -262,7 +262,8 @@ class Webhooks:
         held = self._log.should_log()
         if held is not None:
             more = f" ({held} more drops not logged)" if held else ""
-            log.warning("webhook to %s dropped (%s): event %s%s", url, reason, event_id, more)
+            where = url.split("?", 1)[0]  # a query may hold a receiver's secret
+            log.warning("webhook to %s dropped (%s): event %s%s", where, reason, event_id, more)
 
     async def close(self) -> None:
         """Report what is pending, give deliveries a few seconds, drop the rest (counted)."""

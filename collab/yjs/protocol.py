@@ -381,8 +381,8 @@ def encode_auth_token(token: str) -> bytes:
 def decode_auth_token(data: bytes | str) -> str | None:
     """The token of a fresh-token message; None for any other message. Raises
     `ProtocolError` for a fresh-token message that is not well formed."""
-    if not isinstance(data, bytes) or data[:2] != _AUTH_TOKEN_PREFIX:
-        return None
+    if type(data) is not bytes or len(data) < 2 or data[0] != MESSAGE_AUTH or data[1] != AUTH_TOKEN:
+        return None  # checked on every message: indexing, no slice
     reader = Reader(data)
     reader.pos = 2
     token = reader.var_string()
