@@ -150,6 +150,30 @@ class Settings:
             "API request then needs one (`collab token`); prefer the environment variable"
         },
     )
+    webhooks: str = field(
+        default="",
+        metadata={
+            "help": "POST signed JSON to this URL when a document is created, changed or "
+            "deleted (docs/webhooks.md); repeat the flag for several (env: comma-separated)",
+            "flag": "--webhook",
+        },
+    )
+    webhook_secret: str = field(
+        default="",
+        metadata={
+            "help": "sign webhook calls with this secret (HMAC-SHA256): needed with --webhook"
+        },
+    )
+    webhook_retry_seconds: float = field(
+        default=600.0,
+        metadata={
+            "help": "how long a webhook call that fails is retried (backoff) before it is dropped"
+        },
+    )
+    webhook_queue: int = field(
+        default=10_000,
+        metadata={"help": "webhook calls waiting at most (sent or retried); more are dropped"},
+    )
     metrics_token: str = field(
         default="",
         metadata={"help": "a bearer token for GET /metrics alone (else a '*' token)"},
@@ -312,12 +336,20 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         }
         if typing.get_origin(annotation) is typing.Literal:
             kwargs["choices"] = typing.get_args(annotation)
-        parser.add_argument(flag_name(setting.name), **kwargs)
+        if "flag" in setting.metadata:  # repeatable: the values join with commas
+            kwargs.update(action="append", default=None)
+        parser.add_argument(setting.metadata.get("flag", flag_name(setting.name)), **kwargs)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """The settings the parsed flags (and, where a flag is absent, the environment) say."""
-    return Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)})
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
+    for setting in dataclasses.fields(Settings):
+        if "flag" in setting.metadata:  # a repeatable flag: given, else the environment's
+            given = values[setting.name]
+            env = os.environ.get(env_name(setting.name), setting.default)
+            values[setting.name] = ",".join(given) if given is not None else env
+    return Settings(**values)
 
 
 def settings_from_environment() -> Settings:

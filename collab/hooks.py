@@ -21,13 +21,17 @@ if TYPE_CHECKING:
 class Access:
     """What the authenticate hook grants a connection.
 
-    `expires` (unix time, None: never): a WebSocket that sends a message after it is
-    closed with 4401 "the token has expired" (a token's ``exp`` sets it too).
+    `expires` (unix time, None: never): an open WebSocket is closed then with 4401 "the
+    token has expired" (a token's ``exp`` sets it too). `token_id` and `issued` (unix
+    time) are the token's ``jti`` and ``iat``, which revocations match; without a token,
+    `issued` is when the access was granted.
     """
 
     user: str | None = None
     readonly: bool = False
     expires: float | None = None
+    token_id: str | None = None
+    issued: float | None = None
 
 
 class AccessDenied(Exception):

@@ -62,6 +62,7 @@ class ErrorCode(StrEnum):
     READONLY = "readonly"  # this connection may not edit
     NOT_JOINED = "not-joined"  # a message before hello
     ACKED_UNKNOWN = "acked-unknown"  # welcome: this client's in-flight op may be applied
+    BAD_TOKEN = "bad-token"  # a fresh token that cannot be used: the old one still counts
 
 
 class OriginPrefix(StrEnum):

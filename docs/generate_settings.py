@@ -75,7 +75,7 @@ def markdown() -> str:
         "| "
         + " | ".join(
             [
-                f"`{flag_name(field.name)}`",
+                f"`{field.metadata.get('flag', flag_name(field.name))}`",
                 f"`{env_name(field.name)}`",
                 shown(field.default),
                 value_kind(hints[field.name]),

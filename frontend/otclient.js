@@ -13,7 +13,8 @@ import { CloseCode, ErrorCode } from "./wire.js";
 /** Why a fatal close stops this tab, for the status line. */
 function closeMessage(code, reason) {
   if (code === CloseCode.SUPERSEDED) return "opened in another tab or window";
-  return reason || `closed (${code})`;
+  if (code !== CloseCode.UNAUTHORIZED || !/expired|revoked/.test(reason)) return reason || `closed (${code})`;
+  return `your access ended (${reason}). To continue, open a new link with a fresh token (${location.origin}${location.pathname}?token=…) from whoever gave you this one; the text here can still be copied`;
 }
 
 /**

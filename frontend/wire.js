@@ -28,5 +28,6 @@ export const ErrorCode = Object.freeze({
   "TOO_OLD": "too-old",
   "READONLY": "readonly",
   "NOT_JOINED": "not-joined",
-  "ACKED_UNKNOWN": "acked-unknown"
+  "ACKED_UNKNOWN": "acked-unknown",
+  "BAD_TOKEN": "bad-token"
 });

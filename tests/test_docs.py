@@ -28,7 +28,7 @@ def test_the_settings_page_has_a_row_per_setting_with_its_flag_env_and_help() ->
     rows = [line for line in generated_settings().splitlines() if line.startswith("| `--")]
     assert len(rows) == len(dataclasses.fields(Settings))
     for row, field in zip(rows, dataclasses.fields(Settings), strict=True):
-        flag = "--" + field.name.replace("_", "-")
+        flag = field.metadata.get("flag", "--" + field.name.replace("_", "-"))  # --webhook
         assert row.startswith(f"| `{flag}` | `COLLAB_{field.name.upper()}` |"), row
         assert field.metadata["help"] in row
 

@@ -88,8 +88,13 @@ def test_log_throttle_counts_what_it_held_back() -> None:
 
 def test_tokens_name_a_document_or_a_prefix() -> None:
     exact = tokens.mint(SECRET, "notes", user="ada")
+    verified = tokens.verify(SECRET, exact)
     assert tokens.access(SECRET, exact, "notes") == tokens.Grant(
-        "notes", "ada", False, tokens.verify(SECRET, exact).expires
+        "notes", "ada", False, verified.expires, verified.token_id, verified.issued
+    )
+    assert (
+        verified.token_id
+        and verified.token_id != tokens.verify(SECRET, tokens.mint(SECRET, "notes")).token_id
     )
     with pytest.raises(tokens.TokenError) as refused:
         tokens.access(SECRET, exact, "notes2")

@@ -164,8 +164,8 @@ async def text_of(server: ServerProcess, name: str) -> str:
 
 
 async def test_a_connection_whose_token_expired_may_not_write(secured: ServerProcess) -> None:
-    """The smallest correct thing (a connection closed at the expiry itself is later work):
-    the first message after the token's `exp` closes the connection with 4401."""
+    """Nothing sent after the token's `exp` is applied: the connection is closed with 4401
+    at the expiry (tests/test_live_access.py), or by its first message after it."""
     name = "expiring"
     token = tokens.mint(SECRET, name, user="ada", ttl=4)  # exp: 3 to 4 s from now
     expires = jwt.decode(token, options={"verify_signature": False})["exp"]
@@ -194,8 +194,8 @@ async def test_a_connection_whose_token_expired_may_not_write(secured: ServerPro
         "rev": welcome["rev"],
         "op": ["中文 ", length] if length else ["中文 "],
     }
-    await text.send(json.dumps(op))
     with pytest.raises(ConnectionClosed):
+        await text.send(json.dumps(op))
         while True:
             assert json.loads(await asyncio.wait_for(text.recv(), 10))["type"] != "ack"
     assert (text.close_code, text.close_reason) == (4401, "the token has expired")

@@ -6,7 +6,8 @@ Claims:
   starts with ``team/``, ``*`` for every document);
 - ``sub``: the user (shown in the history), optional;
 - ``ro``: true for read-only access, optional;
-- ``exp`` / ``iat``: expiry and issue time (unix seconds); a token without ``exp`` is refused.
+- ``exp`` / ``iat``: expiry and issue time (unix seconds); a token without ``exp`` is refused;
+- ``jti``: the token's id, so that it alone can be revoked (`collab.access.revocations`).
 
 Claims are read strictly: each must have exactly the type `mint` gives it (``ro`` is
 ``true`` or ``false``, never ``1`` or ``"yes"``; times are numbers; ``doc`` and ``sub`` are
@@ -20,6 +21,7 @@ text that can be stored), and a claim the server does not know is refused (a mis
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +51,8 @@ class Grant:
     user: str | None = None
     readonly: bool = False
     expires: float = 0.0
+    token_id: str | None = None  # jti
+    issued: float | None = None  # iat
 
     def covers(self, name: str) -> bool:
         """Whether this token opens document `name`."""
@@ -80,6 +84,7 @@ def mint(
         raise ValueError(f"not a user name: {user!r}")
     issued = time.time() if now is None else now
     claims: dict[str, object] = {"doc": doc, "iat": int(issued), "exp": int(issued + ttl)}
+    claims["jti"] = secrets.token_urlsafe(12)
     if user is not None:
         claims["sub"] = user
     if readonly:
@@ -125,7 +130,11 @@ def read_claims(claims: dict[str, Any]) -> Grant:
     readonly = claims.get("ro", False)
     if type(readonly) is not bool:
         raise TokenError("invalid token: ro must be true or false")
-    return Grant(doc, user, readonly, float(claims["exp"]))
+    token_id = claims.get("jti")
+    if "jti" in claims and not is_text(token_id):
+        raise TokenError("invalid token: jti must be a non-empty string (no NUL or lone surrogate)")
+    issued = float(claims["iat"]) if "iat" in claims else None
+    return Grant(doc, user, readonly, float(claims["exp"]), token_id, issued)
 
 
 def is_text(value: object) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 from pycrdt import Doc
 
 from collab.access.limits import LogThrottle
+from collab.access.live import LiveAccess, RevocationSource
 from collab.access.names import validate_name
 from collab.bus.contract import Bus
 from collab.config import Settings
@@ -19,6 +20,7 @@ from collab.hub.accounting import LogSize
 from collab.hub.changes import ChangeFeed
 from collab.hub.failures import FATAL
 from collab.hub.runner import DocumentRunner
+from collab.hub.webhooks import Webhooks
 from collab.replay.recording import Recorder
 from collab.session import Output, Session
 from collab.storage.contract import DocumentInfo, RevisionHistory, Store
@@ -51,6 +53,8 @@ class Hub:
         recorder: Recorder | None = None,
         bus: Bus | None = None,
         metrics: Any = None,
+        revocations: RevocationSource | None = None,
+        webhooks: Webhooks | None = None,
     ) -> None:
         self.store = store
         self.settings = settings or Settings()
@@ -68,6 +72,9 @@ class Hub:
         self.failure_log = LogThrottle(5.0)  # internal errors that cost a peer (failures.py)
         self.reloading: set[str] = set()  # those not loaded again yet (/healthz: 503)
         self._reloads: set[asyncio.Task[None]] = set()
+        self.live = LiveAccess()  # open connections' access: expiry, revocation
+        self.revocation_source = revocations  # read at start, then polled
+        self.webhooks = webhooks  # told of changes committed here
 
     def validate(self, name: str) -> str:
         return validate_name(name, self.settings.max_name_length)
@@ -83,6 +90,7 @@ class Hub:
         # while the first peer waits for its document.
         Doc()
         await self.store.start()
+        await self.live.start(self.revocation_source)
         if self.bus is not None:
             await self.bus.start()
 
@@ -200,6 +208,14 @@ class Hub:
         """Durable changes: the on_change hook hears of them, in order."""
         if self._feed is not None:
             self._feed.publish(name, output)
+        if self.webhooks is not None:
+            self.webhooks.changed(name, output.records)
+
+    def deleted(self, name: str, rev: int) -> None:
+        """Document `name` (at revision `rev`) was deleted: webhooks hear of it. The
+        delete routes and commands call this once the store has deleted it."""
+        if self.webhooks is not None:
+            self.webhooks.deleted(name, rev)
 
     @staticmethod
     async def _shut(runner: DocumentRunner) -> None:
@@ -212,8 +228,11 @@ class Hub:
         """Shutdown: close every peer with 1001 after what is in flight, save, unload."""
         self.closing = True
         await asyncio.gather(*(self._shut(runner) for runner in list(self.runners.values())))
+        await self.live.close()
         if self._feed is not None:
             await self._feed.close()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         if self.bus is not None:
             await self.bus.close()
         await self.store.close()

@@ -3,6 +3,7 @@ and Redis for several processes serving the same documents."""
 
 from __future__ import annotations
 
+from collab.access.live import RevocationSource
 from collab.bus.contract import Bus
 from collab.config import Settings
 from collab.storage.contract import SharedStore, Store
@@ -26,6 +27,19 @@ def store_for(settings: Settings) -> Store:
 
         return PostgresStore.from_url(settings.store, keep_history=settings.keep_history)
     return FileStore.from_settings(settings)
+
+
+def revocations_for(store: Store) -> RevocationSource | None:
+    """Where `collab token revoke` stores revocations for this store (None: nowhere, as
+    for the memory store: `hub.live.revoke` only)."""
+    from collab.storage import revocations
+
+    if isinstance(store, FileStore):
+        return revocations.FileRevocations(store.data_dir)
+    dsn = getattr(store, "dsn", None)
+    if isinstance(dsn, str) and is_database_url(dsn):
+        return revocations.PostgresRevocations(dsn)
+    return None
 
 
 def bus_for(settings: Settings) -> Bus | None:

@@ -72,9 +72,21 @@ CREATE TABLE collab_snapshots (
 );
 """
 
+# Revoked tokens (`collab token revoke`): every process polls them (collab.access.live).
+_V2 = """
+CREATE TABLE collab_revocations (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    before double precision NOT NULL,
+    token_id text,
+    "user" text,
+    created timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+"""
+
 #: (version, what it does, SQL), oldest first.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "documents, revisions and snapshots", _V1),
+    (2, "revoked tokens", _V2),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -23,7 +23,9 @@ from starlette.websockets import WebSocket
 from collab.access import http as security
 from collab.access import redact, tokens
 from collab.access.limits import KeyedWindows, LogThrottle
+from collab.access.live import Ticket
 from collab.access.names import InvalidNameError
+from collab.access.revocations import REVOKED
 from collab.config import Settings
 from collab.hooks import Access, AccessDenied, Authenticate, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
@@ -36,6 +38,7 @@ from collab.web.connection import StarletteConnection
 from collab.web.history import HistoryRoutes, error_response
 from collab.web.middleware import SecurityHeaders
 from collab.web.receive import PeerReader, read_peer
+from collab.web.renewal import Renewal, replier
 from collab.wire import CloseCode
 from collab.yjs import protocol
 from collab.yjs.protocol import close_reason
@@ -96,23 +99,30 @@ class WebApp:
             log.warning("refused %s from %s: %s%s", connection.url.path, client, what, more)
 
     async def access(self, connection: HTTPConnection, name: str) -> Access:
-        """The token (with --auth-secret), then the authenticate hook; raises AccessDenied.
+        """The token (with --auth-secret), then the authenticate hook; raises AccessDenied."""
+        return (await self._access(connection, name))[0]
+
+    async def _access(self, connection: HTTPConnection, name: str) -> tuple[Access, float | None]:
+        """What the connection may do, and the hook's own end of it (no fresh token moves it).
 
         A hook that fails refuses. A read-only token stays read-only whatever the hook says,
-        and the access ends at the earlier of the token's and the hook's `expires`.
+        and the access ends at the earlier of the token's and the hook's `expires`. A
+        revoked token (or user) is refused.
         """
-        granted = Access()
+        granted = Access(issued=time.time())
         if self.secret:
             token = security.find_token(
                 connection.query_params, connection.headers, connection.cookies, name
             )
             try:
-                grant = tokens.access(self.secret, token, name)
+                grant = self.grant(token, name)
             except tokens.TokenError as error:
                 raise AccessDenied(error.reason, error.status) from None
-            granted = Access(grant.user, grant.readonly, grant.expires)
+            granted = Access(
+                grant.user, grant.readonly, grant.expires, grant.token_id, grant.issued
+            )
         if self.authenticate is None:
-            return granted
+            return granted, None
         try:
             hooked = await call_hook(self.authenticate, connection, name)
         except AccessDenied:
@@ -121,10 +131,24 @@ class WebApp:
             log.exception("authenticate hook failed for %r", name)
             raise AccessDenied(f"authentication failed: {type(error).__name__}", 403) from None
         if not isinstance(hooked, Access):
-            return granted
+            return granted, None
         ends = [end for end in (hooked.expires, granted.expires) if end is not None]
         user, readonly = hooked.user or granted.user, hooked.readonly or granted.readonly
-        return Access(user, readonly, min(ends, default=None))
+        access = Access(user, readonly, min(ends, default=None), granted.token_id, granted.issued)
+        if self.hub.live.revoked(access.token_id, access.user, access.issued):
+            raise AccessDenied(REVOKED, 401)
+        return access, hooked.expires
+
+    def grant(self, token: str | None, name: str | None = None) -> tokens.Grant:
+        """A valid token's grant (for document `name`, if given); raises `TokenError`,
+        also for a revoked token."""
+        if name is None:
+            grant = tokens.verify(self.secret, token)
+        else:
+            grant = tokens.access(self.secret, token, name)
+        if self.hub.live.revoked(grant.token_id, grant.user, grant.issued):
+            raise tokens.TokenError(REVOKED)
+        return grant
 
     def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
@@ -169,14 +193,16 @@ class WebApp:
         else:
             await websocket.close(1008, close_reason(why))  # the server answers 403
 
-    async def _admit(self, websocket: WebSocket) -> tuple[str, Access] | Exception:
+    async def _admit(
+        self, websocket: WebSocket
+    ) -> tuple[str, tuple[Access, float | None]] | Exception:
         """The document name and what the connection may do, or why not."""
         try:
             name = self.hub.validate(websocket.path_params["name"])
         except InvalidNameError as error:
             return error
         try:
-            return name, await self.access(websocket, name)
+            return name, await self._access(websocket, name)
         except AccessDenied as denied:
             return denied
 
@@ -202,13 +228,14 @@ class WebApp:
             self.refuse("token" if self.secret else "authenticate", admitted.reason, websocket)
             await connection.close(admitted.close_code, admitted.reason)
             return
-        name, access = admitted
+        name, (access, bound) = admitted
         runner = await self._open(connection, name)
         if runner is None:
             return
         gauge = self.metrics.open[kind]
         gauge.inc()
         peer_id = runner.connect(connection, kind, access.user, access.readonly)
+        ticket = self._ticket(runner, peer_id, access)
         counters = self.metrics.received[kind]
         reader = PeerReader(
             runner,
@@ -219,12 +246,32 @@ class WebApp:
             self._valid_first,
             lambda reason, why: self.refuse(reason, why, websocket),
         )
-        reader.expires = access.expires
+        reader.ticket = ticket
+        if self.secret:
+            check = lambda token: self.grant(token, name)  # noqa: E731
+            reply = replier(connection)
+            live = self.hub.live
+            readonly = access.readonly
+            reader.renew = Renewal(kind, live, ticket, check, reply, readonly=readonly, bound=bound)
         try:
-            await read_peer(websocket, reader)
+            if self.hub.live.admit(ticket):
+                await read_peer(websocket, reader)
+            else:  # revoked while its document loaded
+                runner.close_peer(peer_id, CloseCode.UNAUTHORIZED, REVOKED)
+                await runner.wait_closed(peer_id, settings.close_timeout)
         finally:
+            self.hub.live.forget(ticket)
             gauge.dec()
             runner.disconnect(peer_id)
+
+    @staticmethod
+    def _ticket(runner: DocumentRunner, peer_id: Any, access: Access) -> Ticket:
+        """The connection's access, as the hub's `LiveAccess` watches it."""
+
+        def close(code: int, reason: str) -> None:
+            runner.close_peer(peer_id, code, reason)
+
+        return Ticket(close, access.user, access.token_id, access.issued, access.expires)
 
     async def _open(self, connection: StarletteConnection, name: str) -> DocumentRunner | None:
         if self.hub.health().closing:
@@ -308,7 +355,7 @@ class WebApp:
             allowed = bool(settings.metrics_token) and token == settings.metrics_token
             if not allowed and self.secret:
                 try:
-                    allowed = tokens.verify(self.secret, token).covers("*")
+                    allowed = self.grant(token).covers("*")
                 except tokens.TokenError:
                     allowed = False
             if not allowed:
@@ -321,7 +368,7 @@ class WebApp:
         if self.secret:
             token = security.find_token(request.query_params, request.headers, request.cookies, "")
             try:
-                grant = tokens.verify(self.secret, token)
+                grant = self.grant(token)
             except tokens.TokenError as error:
                 self.refuse("token", error.reason, request)
                 return error_response(401, error.reason)
@@ -405,7 +452,7 @@ class WebApp:
         raw_name = request.path_params.get("name")
         try:
             name = self.hub.validate(raw_name) if raw_name is not None else ""
-            grant = tokens.verify(self.secret, token)
+            grant = self.grant(token)
             if name and not grant.covers(name):
                 raise tokens.TokenError(f"the token is not for this document ({grant.doc!r})", 403)
         except (InvalidNameError, tokens.TokenError) as error:

@@ -14,9 +14,10 @@ from collab.bus.contract import Bus
 from collab.config import Settings
 from collab.hooks import Authenticate, OnChange, OnLoad
 from collab.hub import Hub
+from collab.hub.webhooks import webhooks_for
 from collab.metrics import Metrics, metered
 from collab.replay.recording import Recorder
-from collab.storage.backends import bus_for, check_together, store_for
+from collab.storage.backends import bus_for, check_together, revocations_for, store_for
 from collab.storage.contract import Store
 from collab.text import ops as textops
 from collab.web.app import WebApp
@@ -70,6 +71,8 @@ class Collab:
             recorder=self.recorder,
             bus=self.bus,
             metrics=self.metrics,
+            revocations=revocations_for(self.store),
+            webhooks=webhooks_for(self.settings, self.metrics),
         )
         self.metrics.loaded_documents_from(lambda: self.hub.loaded_count)
         self.web = WebApp(

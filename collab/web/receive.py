@@ -18,13 +18,13 @@ from `websocket.receive()`.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket
 
 from collab.access.limits import TokenBucket, Unproven
+from collab.access.live import EXPIRED, Ticket
 from collab.config import Settings
 from collab.hub import DocumentRunner
 from collab.metrics import wire_length
@@ -42,7 +42,8 @@ the frame is dropped and a ping goes unanswered)."""
 class PeerReader:
     """The checks one peer's messages go through before its document hears them."""
 
-    expires: float | None = None  # unix time its access ends (a token's exp): 4401 after
+    ticket: Ticket | None = None  # its access (a token's exp: 4401 after; collab.access.live)
+    renew: Callable[[bytes | str], bool] | None = None  # takes a fresh token (web/renewal.py)
 
     def __init__(
         self,
@@ -73,15 +74,16 @@ class PeerReader:
             return
         self.received.inc()
         self.received_bytes.inc(wire_length(data))
-        if self.expires is not None and time.time() >= self.expires:
-            why = "the token has expired"
-            self._refuse_and_close("token", why, CloseCode.UNAUTHORIZED)
+        if self.ticket is not None and self.ticket.expired():
+            self._refuse_and_close("token", EXPIRED, CloseCode.UNAUTHORIZED)
             return
         if len(data) > self.limit:
             self._close(CloseCode.TOO_BIG, f"message of {len(data)} bytes is over {self.limit}")
             return
         if not self.bucket.take():
             self._refuse_rate()
+            return
+        if self.renew is not None and self.renew(data):
             return
         if self.unproven is not None:
             if self.is_valid_first(self.kind, data):

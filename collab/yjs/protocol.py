@@ -8,7 +8,9 @@ type 0      sync: ``varUint(0)`` step1 + ``varUint8Array(state vector)``,
             ``varUint(2)`` update + ``varUint8Array(update)``
 type 1      awareness: ``varUint8Array(varUint(n) then n x (varUint client id, varUint clock,
             varString JSON state))``; the state ``null`` removes the client
-type 2      auth (server to client): ``varUint(0)`` then ``varString(reason)``: permission denied
+type 2      auth (server to client): ``varUint(0)`` then ``varString(reason)``: permission denied;
+            (client to server, collab's own): ``varUint(1)`` then ``varString(token)``: a
+            fresh access token for this connection (`decode_auth_token`)
 type 3      query-awareness: no payload
 ==========  ===============================================================================
 
@@ -48,6 +50,7 @@ SYNC_STEP2 = 1
 SYNC_UPDATE = 2
 
 AUTH_PERMISSION_DENIED = 0
+AUTH_TOKEN = 1  # collab's own: a client presents a fresh token without reconnecting
 
 MAX_VAR_UINT = 2**53 - 1
 """The largest varUint: JavaScript's Number.MAX_SAFE_INTEGER, as lib0 enforces."""
@@ -364,6 +367,27 @@ def encode_auth_denied(reason: str) -> bytes:
     """The server's "permission denied" message; the client logs `reason`."""
     encoded = reason.encode()
     return b"".join((_AUTH_DENIED_PREFIX, write_var_uint(len(encoded)), encoded))
+
+
+_AUTH_TOKEN_PREFIX = bytes((MESSAGE_AUTH, AUTH_TOKEN))
+
+
+def encode_auth_token(token: str) -> bytes:
+    """A client's fresh token (collab's extension of the auth message)."""
+    encoded = token.encode()
+    return b"".join((_AUTH_TOKEN_PREFIX, write_var_uint(len(encoded)), encoded))
+
+
+def decode_auth_token(data: bytes | str) -> str | None:
+    """The token of a fresh-token message; None for any other message. Raises
+    `ProtocolError` for a fresh-token message that is not well formed."""
+    if type(data) is not bytes or len(data) < 2 or data[0] != MESSAGE_AUTH or data[1] != AUTH_TOKEN:
+        return None  # checked on every message: indexing, no slice
+    reader = Reader(data)
+    reader.pos = 2
+    token = reader.var_string()
+    reader.expect_end("token")
+    return token
 
 
 def encode_awareness(entries: Iterable[AwarenessEntry]) -> bytes:
