@@ -96,7 +96,7 @@ def joined_non_reader(server: ServerProcess, path: str) -> tuple[socket.socket, 
 
 
 def test_pings_count_against_the_message_rate(start_server) -> None:
-    server = start_server("--fsync", "never", "--close-timeout", "2")
+    server = start_server("--fsync", "never", "--close-timeout", "30")
     assert server.process is not None
     before = rss_bytes(server.process.pid)
     sock, head = joined_non_reader(server, "/yjs/" + url_name("pings-🏓"))
