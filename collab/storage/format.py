@@ -381,3 +381,15 @@ def check_contiguous(path: Path, start_rev: int, decoded: DecodedRecords) -> Non
     ):
         if record.rev != expected:
             raise CorruptDocumentError(path, offset, f"rev {record.rev}, expected {expected}")
+
+
+def current_segment(directory: Path) -> int:
+    """The rev of a document's current segment: its newest log (a log is written after its
+    snapshot, so a snapshot without its log is a compaction that never finished)."""
+    snapshots, logs = scan(directory)
+    if not logs:
+        raise CorruptDocumentError(directory, 0, "no log segment")
+    rev = max(logs)
+    if rev and rev not in snapshots:
+        raise CorruptDocumentError(snapshot_path(directory, rev), 0, "snapshot missing")
+    return rev
