@@ -15,6 +15,7 @@ from collab.bus.contract import Bus
 from collab.config import Settings
 from collab.hooks import Authenticate, OnChange, OnLoad
 from collab.hub import Hub
+from collab.looplag import LoopLagProbe
 from collab.metrics import Metrics, metered
 from collab.security import HostPolicy
 from collab.storage.contract import Store
@@ -72,6 +73,7 @@ class Collab:
         )
         self.hub.metrics = self.metrics
         self.metrics.loaded_documents_from(lambda: len(self.hub.runners))
+        self.loop_lag = LoopLagProbe(self.metrics.loop_lag.observe)
         self.web = WebApp(self.hub, authenticate, self.metrics, lambda: not counted.failing)
 
     # ------------------------------------------------------------------ mounting
@@ -100,9 +102,11 @@ class Collab:
     async def lifespan(self) -> AsyncIterator[None]:
         """Use in the host app's lifespan: closes peers and saves documents at shutdown."""
         await self.hub.start()  # a store or bus that cannot be reached fails the start
+        self.loop_lag.start()
         try:
             yield
         finally:
+            await self.loop_lag.stop()
             await self.close()
 
     async def close(self) -> None:

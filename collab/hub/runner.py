@@ -54,7 +54,9 @@ class DocumentRunner:
         self.unloaded = asyncio.Event()
         self._session = session
         self._channels: dict[PeerId, PeerChannel] = {}
-        self._compactor = Compactor(self.name, hub.store, session, log_size)
+        self._compactor = Compactor(
+            self.name, hub.store, session, log_size, hub.settings, hub.metrics
+        )
         self._inbox: deque[Event] = deque()
         self._edits: list[asyncio.Future[int]] = []  # server edits not yet committed
         self._published: list[Record] = []  # revisions other processes told us about
