@@ -100,26 +100,26 @@ async def main() -> None:
     settings = Settings(max_document_bytes=2 * args.mib * 2**20 + 2**20)
     with tempfile.TemporaryDirectory() as directory:
         for attempt, new_way in enumerate((False, True)):
-            store = FileStore(Path(directory) / str(attempt), fsync=False)
-            for start in range(0, len(log), 64):
-                await store.append(NAME, log[start : start + 64])
-            holder: dict[str, Session] = {}
+            await one_attempt(Path(directory) / str(attempt), log, settings, new_way)
 
-            async def load() -> None:
-                stored = await store.load(NAME)
-                holder["session"] = Session(NAME, settings, stored)
 
-            await watched("load (apply on the loop)", load)
-            session = holder["session"]
-            if new_way:
-                await watched(
-                    "compaction, worker process (new)", lambda: compact_new(store, session)
-                )
-            else:
-                await watched(
-                    "compaction, state on the loop (old)", lambda: compact_old(store, session)
-                )
-            await store.close()
+async def one_attempt(
+    directory: Path, log: list[Record], settings: Settings, new_way: bool
+) -> None:
+    """Store the records, load them as the server does, compact the old or the new way."""
+    store = FileStore(directory, fsync=False)
+    for start in range(0, len(log), 64):
+        await store.append(NAME, log[start : start + 64])
+    sessions: list[Session] = []
+
+    async def load() -> None:
+        sessions.append(Session(NAME, settings, await store.load(NAME)))
+
+    await watched("load (apply on the loop)", load)
+    compact = compact_new if new_way else compact_old
+    what = "compaction, worker process (new)" if new_way else "compaction, state on loop (old)"
+    await watched(what, lambda: compact(store, sessions[0]))
+    await store.close()
 
 
 async def compact_old(store: FileStore, session: Session) -> None:
