@@ -113,7 +113,7 @@ async def one_attempt(
     sessions: list[Session] = []
 
     async def load() -> None:
-        sessions.append(Session(NAME, settings, await store.load(NAME)))
+        sessions.append(Session(NAME, settings, await store.load(NAME), track_text=False))
 
     await watched("load (apply on the loop)", load)
     compact = compact_new if new_way else compact_old

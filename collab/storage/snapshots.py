@@ -9,6 +9,8 @@ server's event loop only switches segments afterwards (docs/storage.md, "Compact
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -90,3 +92,31 @@ def remove_segments_before(directory: Path, rev: int, fsync: bool) -> None:
             snapshot_path(directory, old).unlink(missing_ok=True)
             log_path(directory, old).unlink(missing_ok=True)
     sync_dir(directory, fsync)
+
+
+def build_snapshot_in_worker(
+    dsn: str, name: str, rev: int, meta: bytes, keep_history: bool
+) -> bytes | None:
+    """A worker process's side of `compact_at`: its own connection reads the snapshot and
+    revisions, the state is built and checked here (`build_state`) and inserted."""
+
+    from collab.storage.postgres import PostgresStore  # asyncpg: only where it is used
+
+    async def run() -> bytes | None:
+        store = PostgresStore(dsn, keep_history=keep_history, min_size=1, max_size=1)
+        try:
+            return await store.compact_with(name, rev, meta, functools.partial(_built_state, rev))
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _built_state(rev: int, stored: StoredDocument) -> bytes | None:
+    """The state at `rev` of what `compact_with` read (the records up to `rev`)."""
+    if rev == stored.snapshot_rev:
+        return None
+    if stored.rev != rev:
+        held = f"{stored.snapshot_rev}..{stored.rev}"
+        raise CompactionError(f"cannot compact at rev {rev}: the store holds {held}")
+    return build_state(stored.snapshot, stored.records)
