@@ -5,7 +5,7 @@ holds the GIL in pycrdt calls for tens of milliseconds at a time: in a thread it
 stall every other document. A child process runs it instead, one process per task, so
 whatever memory the work took goes back to the system when it ends.
 
-The child is a fresh interpreter (`python -m collab.storage.worker`), not a fork: it
+The child is a fresh interpreter (`python -P -c ...`, running `serve`), not a fork: it
 inherits none of the server's threads, sockets or locks, and never re-runs the program
 that embeds collab (as multiprocessing's spawn and forkserver do with `__main__`). The
 task goes in on its stdin and the answer comes back on its stdout, both pickled; a pipe the
@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _EXIT_ORPHANED = 70
+_CHILD = "import sys; sys.path.insert(0, sys.argv[1]); import collab.storage.worker as w; w.serve()"
 
 
 class WorkerError(RuntimeError):
@@ -41,45 +42,33 @@ async def run_in_process(func: Callable[..., T], *args: Any, memory_limit: int =
 
     Raises `WorkerError` when the child raised or died. `memory_limit` (bytes, 0: none)
     caps the child's address space: work that needs more fails in the child, never in the
-    server. A cancelled caller kills the child and waits for it to end."""
+    server. A cancelled caller kills the child and waits for it to end (however often it
+    is cancelled meanwhile), so nothing of it outlives the caller's locks."""
     request = pickle.dumps((func, args, memory_limit), protocol=pickle.HIGHEST_PROTOCOL)
     alive_read, alive_write = os.pipe()
+    children: list[subprocess.Popen[bytes]] = []
+    work = asyncio.ensure_future(asyncio.to_thread(_run, request, alive_read, children))
     try:
-        child = await asyncio.to_thread(_start, alive_read)
+        kind, value = await asyncio.shield(work)
+    except asyncio.CancelledError:
+        while not work.done():
+            for child in children:
+                child.kill()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([work], timeout=0.05)
+        raise
     finally:
         os.close(alive_read)
-    try:
-        answer = asyncio.ensure_future(asyncio.to_thread(_finish, child, request))
-        try:
-            kind, value = await asyncio.shield(answer)
-        except asyncio.CancelledError:
-            child.kill()
-            with contextlib.suppress(BaseException):
-                await answer
-            raise
-    finally:
         os.close(alive_write)
     if kind == "error":
         raise WorkerError(value)
     return value  # type: ignore[no-any-return]
 
 
-def _start(alive: int) -> subprocess.Popen[bytes]:
-    """The child, importing this very copy of collab (whatever the caller's sys.path)."""
-    root = str(Path(__file__).resolve().parents[2])
-    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-    return subprocess.Popen(
-        [sys.executable, "-m", "collab.storage.worker", str(alive)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        pass_fds=(alive,),
-        env={**os.environ, "PYTHONPATH": path},
-    )
-
-
-def _finish(child: subprocess.Popen[bytes], request: bytes) -> tuple[str, Any]:
-    """Send the task, wait for the answer: ("ok", result) or ("error", why)."""
+def _run(request: bytes, alive: int, children: list[subprocess.Popen[bytes]]) -> tuple[str, Any]:
+    """Start the child, send the task, wait for the answer: ("ok", result) or ("error", why)."""
+    child = _start(alive)
+    children.append(child)
     try:
         out, err = child.communicate(request)
     except BrokenPipeError:  # it died before reading its task
@@ -94,8 +83,22 @@ def _finish(child: subprocess.Popen[bytes], request: bytes) -> tuple[str, Any]:
     return "error", f"the worker process died ({how}){': ' + last[0] if last else ''}"
 
 
-def _serve(alive: int) -> None:
-    """The child: run the task from stdin, answer on stdout."""
+def _start(alive: int) -> subprocess.Popen[bytes]:
+    """The child, importing this very copy of collab (whatever the caller's sys.path or
+    working directory): `python -P` leaves the directory out, `_CHILD` puts ours first."""
+    root = str(Path(__file__).resolve().parents[2])
+    return subprocess.Popen(
+        [sys.executable, "-P", "-c", _CHILD, root, str(alive)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=(alive,),
+    )
+
+
+def serve() -> None:
+    """The child (`_CHILD`): run the task from stdin, answer on stdout."""
+    alive = int(sys.argv[2])
     threading.Thread(target=_exit_when_orphaned, args=(alive,), daemon=True).start()
     func, args, limit = pickle.loads(sys.stdin.buffer.read())
     if limit:
@@ -117,7 +120,3 @@ def _exit_when_orphaned(alive: int) -> None:
     with contextlib.suppress(OSError):
         os.read(alive, 1)
     os._exit(_EXIT_ORPHANED)
-
-
-if __name__ == "__main__":
-    _serve(int(sys.argv[1]))
