@@ -10,7 +10,12 @@ ping every 2 ms: once the old way (the session's state encoded on the loop, chec
 the log in a thread: `FileStore.compact`), once the new way (`FileStore.compact_at`: a
 worker process reads the files, builds, checks and writes the snapshot; the loop only
 switches segments and reads the snapshot back in a thread). Printed per phase: wall time,
-the loop's worst lag, the control's p99 and worst. Numbers, not a test: the machine may be
+the loop's worst lag, the control's p99 and worst, and the worst stall this process's own
+CPU time explains (the rest of a lag is the machine's other work: on a shared machine,
+compare that column). Then 20 new peers join one by one (an
+edit between each): the session's work to answer each, old (the state encoded by pycrdt)
+and new (what is kept encoded: the snapshot and the updates logged since). Numbers, not a
+test: the machine may be
 shared, so compare the rows of one run.
 
 Not covered here (measured at the edge, see bench/README.md): 20 joiners and
@@ -32,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pycrdt import Doc, Text
 
+from collab import protocol
 from collab.config import Settings
 from collab.looplag import LoopLagProbe
 from collab.session import Session
@@ -60,14 +66,17 @@ async def watched(what: str, work) -> None:
     probe = LoopLagProbe(lambda lag: None, interval=0.005)
     probe.start()
     pings: list[float] = []
+    held: list[float] = []  # per ping: the lag this process's own CPU explains
     stop = asyncio.Event()
 
     async def control() -> None:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
-            asked = loop.time()
+            asked, cpu = loop.time(), time.process_time()
             await asyncio.sleep(0.002)
-            pings.append(loop.time() - asked - 0.002)
+            lag = loop.time() - asked - 0.002
+            pings.append(lag)
+            held.append(min(lag, time.process_time() - cpu))
 
     pinger = asyncio.create_task(control())
     await asyncio.sleep(0.05)
@@ -80,7 +89,8 @@ async def watched(what: str, work) -> None:
     p99 = statistics.quantiles(pings, n=100)[98] if len(pings) > 100 else max(pings)
     print(
         f"{what:<34} {took:8.2f} s   worst loop lag {probe.worst * 1000:8.1f} ms   "
-        f"control p99 {p99 * 1000:7.1f} ms  worst {max(pings) * 1000:7.1f} ms",
+        f"control p99 {p99 * 1000:7.1f} ms  worst {max(pings) * 1000:7.1f} ms   "
+        f"held by this process {max(held) * 1000:7.1f} ms",
         flush=True,
     )
 
@@ -119,7 +129,31 @@ async def one_attempt(
     compact = compact_new if new_way else compact_old
     what = "compaction, worker process (new)" if new_way else "compaction, state on loop (old)"
     await watched(what, lambda: compact(store, sessions[0]))
+    answer_joiners(sessions[0], new_way)
     await store.close()
+
+
+def answer_joiners(session: Session, new_way: bool, count: int = 20) -> None:
+    """`count` new peers join one after another, an edit between each (so no answer is
+    shared): the session's work for each answer, on the loop (old: the state encoded)."""
+    if not new_way:  # as before: every answer encoded from the pycrdt document
+        session.document.kept_updates = lambda _: None  # type: ignore[method-assign]
+    times = []
+    for n in range(count):
+        session.edit_text([len(session.mirror), f"<{n}😀>"], origin="server:bench")
+        session.take_output()
+        session.connect_yjs(f"joiner-{n}")
+        session.take_output()
+        started = time.perf_counter()
+        session.receive(f"joiner-{n}", protocol.encode_sync_step1(b"\x00"))
+        sent = sum(len(data) for _, data in session.take_output().messages)
+        times.append(time.perf_counter() - started)
+    what = "kept encoded (new)" if new_way else "encoded on the loop (old)"
+    print(
+        f"{count} joiners' answers, {what:<22} worst {max(times) * 1000:7.1f} ms   "
+        f"median {statistics.median(times) * 1000:7.1f} ms   ({sent / 2**20:.1f} MiB each)",
+        flush=True,
+    )
 
 
 async def compact_old(store: FileStore, session: Session) -> None:
