@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from collab.storage.worker import WorkerError, run_in_process
+from collab.storage.worker import NICENESS, WorkerError, run_in_process
 
 
 def write_pid_and_sleep(path: str, seconds: float) -> None:
@@ -25,8 +25,9 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def test_the_result_comes_back_from_another_process() -> None:
+async def test_the_result_comes_back_from_another_process_of_lower_priority() -> None:
     assert await run_in_process(os.getpid) != os.getpid()
+    assert await run_in_process(os.nice, 0) == os.nice(0) + NICENESS
     assert await run_in_process(str.upper, "héllo 😀 中文") == "HÉLLO 😀 中文"
 
 

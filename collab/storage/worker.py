@@ -29,6 +29,9 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _EXIT_ORPHANED = 70
+# Background work: on a core it shares with the server (taskset, a busy machine), the
+# scheduler lets the event loop run first whenever it has something to do.
+NICENESS = 10
 _CHILD = "import sys; sys.path.insert(0, sys.argv[1]); import collab.storage.worker as w; w.serve()"
 
 
@@ -100,6 +103,7 @@ def serve() -> None:
     """The child (`_CHILD`): run the task from stdin, answer on stdout."""
     alive = int(sys.argv[2])
     threading.Thread(target=_exit_when_orphaned, args=(alive,), daemon=True).start()
+    os.nice(NICENESS)
     func, args, limit = pickle.loads(sys.stdin.buffer.read())
     if limit:
         import resource
