@@ -27,8 +27,8 @@ from pycrdt import Doc, Text
 from collab.replay.history import DocumentHistory
 from collab.replay.rebuild import replay_text
 from collab.storage.contract import Record, Snapshot
-from collab.storage.files import FileStore, document_segments
-from collab.storage.logs import LogReader, read_history
+from collab.storage.files import FileStore
+from collab.storage.logs import LogReader, document_segments, read_history
 
 NAME = "bench/long history"
 PIECES = ["😀", "中文", "\r\n", "👨‍👩‍👧", "e\u0301"]

@@ -88,7 +88,7 @@ def _write(text: str) -> None:
 
 def replay(args: argparse.Namespace) -> int:
     """`collab replay`: print a document's text, its revisions, or what is wrong with it."""
-    from collab.storage import files, logs
+    from collab.storage import logs
 
     try:
         if args.recording is not None:
@@ -98,7 +98,7 @@ def replay(args: argparse.Namespace) -> int:
 
             return asyncio.run(_replay_store(args))
         if args.data_dir is not None:
-            segments = files.document_segments(args.data_dir, args.target)
+            segments = logs.document_segments(args.data_dir, args.target)
         else:
             segments = logs.segments_at(Path(args.target))
         if not segments:

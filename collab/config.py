@@ -117,6 +117,13 @@ class Settings:
     compact_log_records: int = field(
         default=10_000, metadata={"help": "write a snapshot when the log passes this count"}
     )
+    compaction_memory_bytes: int = field(
+        default=0,
+        metadata={
+            "help": "most memory (address space) a compaction's worker process may take; "
+            "0: no limit. One that needs more fails, keeps the log and is tried again later"
+        },
+    )
     keep_history: bool = field(
         default=True,
         metadata={"help": "keep old log segments after compaction (history and replay)"},

@@ -152,7 +152,33 @@ class Metrics:
             "records per write (group commit)",
             (1, 2, 4, 8, 16, 32, 64, 128, 256),
         )
-        for collector in (self.revisions, self.commit_seconds, self.batch_records):
+        self.loop_lag = _TallyHistogram(
+            "collab_event_loop_lag_seconds",
+            "how late the event loop woke a timer (sampled every 20 ms): a stall of every document",
+            (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.compaction_seconds = _TallyHistogram(
+            "collab_compaction_seconds",
+            "time to build, check and write one snapshot and switch the log (worker process)",
+            (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60),
+        )
+        self.compaction_bytes = _TallyHistogram(
+            "collab_compaction_state_bytes",
+            "size of each snapshot written",
+            tuple(float(4**n * 1024) for n in range(1, 10)),  # 4 KiB .. 256 MiB
+        )
+        self.compaction_failures = _TallyCounter(
+            "collab_compaction_failures", "compactions that failed (the log is kept; retried)"
+        )
+        for collector in (
+            self.revisions,
+            self.commit_seconds,
+            self.batch_records,
+            self.loop_lag,
+            self.compaction_seconds,
+            self.compaction_bytes,
+            self.compaction_failures,
+        ):
             registry.register(collector)  # type: ignore[arg-type]
         self.store_errors = Counter(
             "collab_store_errors", "store writes that failed", registry=registry
@@ -197,6 +223,10 @@ class Metrics:
 
     def overflowed(self, resynced: bool) -> None:
         (self.resyncs if resynced else self.drops).inc()
+
+    def compacted(self, seconds: float, state_bytes: int) -> None:
+        self.compaction_seconds.observe(seconds)
+        self.compaction_bytes.observe(state_bytes)
 
     def loaded_documents_from(self, count: Callable[[], int]) -> None:
         self.documents_loaded.set_function(count)

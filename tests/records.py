@@ -47,17 +47,17 @@ def hold_snapshot_checks(
 ) -> tuple[threading.Event, threading.Event]:
     """Make FileStore's compactions wait inside their snapshot check (the long part, run
     beside the appends): (checking: set once one is in it, release: set it to let them go)."""
-    from collab.storage import files
+    from collab.storage import snapshots
 
     checking, release = threading.Event(), threading.Event()
-    real_replaced_by = files.replaced_by
+    real_replaced_by = snapshots.replaced_by
 
     def held_check(*args: object) -> int | None:
         checking.set()
         assert release.wait(5), "the test never released the snapshot check"
         return real_replaced_by(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(files, "replaced_by", held_check)
+    monkeypatch.setattr(snapshots, "replaced_by", held_check)
     return checking, release
 
 

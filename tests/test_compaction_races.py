@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from records import Writer, hold_fsyncs, hold_snapshot_checks, text_of
 
-from collab.storage import files
+from collab.storage import files, snapshots
 from collab.storage.errors import CompactionError
 from collab.storage.files import FileStore
 
@@ -123,7 +123,7 @@ async def test_two_compactions_at_the_same_revision_keep_the_committed_snapshot(
     snapshot = writer.snapshot()
     arrived = [threading.Event(), threading.Event()]
     calls: list[int] = []
-    real_replaced_by = files.replaced_by
+    real_replaced_by = snapshots.replaced_by
 
     def check_side_by_side(*args: Any) -> int | None:
         calls.append(len(calls))
@@ -131,7 +131,7 @@ async def test_two_compactions_at_the_same_revision_keep_the_committed_snapshot(
         arrived[1].wait(0.5)  # main: both check at once (fixed: the second waits its turn)
         return real_replaced_by(*args)
 
-    monkeypatch.setattr(files, "replaced_by", check_side_by_side)
+    monkeypatch.setattr(snapshots, "replaced_by", check_side_by_side)
     results = await asyncio.wait_for(
         asyncio.gather(
             store.compact("中文 doc", snapshot),

@@ -30,10 +30,11 @@ from collab.replay.history import (
 from collab.replay.verify import verify_store
 from collab.session import Session
 from collab.storage.contract import RevisionsGoneError, Snapshot
-from collab.storage.files import FileStore, document_segments
+from collab.storage.files import FileStore
 from collab.storage.logs import (
     LogReader,
     RevisionNotFoundError,
+    document_segments,
     read_store_history,
 )
 

@@ -26,6 +26,7 @@ from collab.storage.contract import (
     RevisionsGoneError,
     SharedStore,
     Snapshot,
+    StoredDocument,
     StoreUnavailableError,
 )
 from collab.storage.errors import CompactionError
@@ -222,6 +223,35 @@ async def test_racing_compactions_leave_one_snapshot_per_rev_and_lose_nothing(
     assert history is not None and history.base_rev == 0 and len(history.records) == last
     with pytest.raises(CompactionError):
         await other.compact(NAME, Snapshot(last + 1, states[last]))
+
+
+async def test_a_worker_process_builds_the_snapshot_from_the_rows_and_races_safely(
+    make_store: Callable[..., PostgresStore],
+) -> None:
+    """`compact_at`: the state is built by a child process from what the database holds
+    (never from the caller's memory), checked, inserted; one snapshot per rev, nothing lost."""
+    writer = Writer(make_store())
+    other = make_store()
+    for piece in PIECES * 2:
+        await writer.write(writer.session.mirror + piece)
+    last = writer.session.rev
+    built = await asyncio.gather(
+        writer.store.compact_at(NAME, 10, b"meta a"),
+        other.compact_at(NAME, 10, b"meta b"),
+        other.compact_at(NAME, last, b"meta \xf0\x9f\x98\x80"),
+    )
+    assert {s.rev for s in built if s is not None} <= {10, last}
+    final = next(s for s in built if s is not None and s.rev == last)
+    check = Session(NAME, Settings(), StoredDocument(final.state, last, [], 0))
+    assert check.mirror == writer.session.mirror
+    stored = await other.load(NAME)
+    assert stored is not None and stored.snapshot_rev == last and stored.records == []
+    assert stored.snapshot_meta == b"meta \xf0\x9f\x98\x80"
+    assert await other.compact_at(NAME, last, b"") is None  # nothing to do
+    with pytest.raises(CompactionError, match="rev"):
+        await other.compact_at(NAME, last + 5, b"")
+    history = await read_store_history(other, NAME)
+    assert history is not None and len(history.records) == last
 
 
 # ---------------------------------------------------------------------- history and replay

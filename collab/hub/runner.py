@@ -19,10 +19,9 @@ properties); none of them reaches into the session or the channels.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from collab.access.limits import ThrottledLog
@@ -32,7 +31,7 @@ from collab.hub.compactor import Compactor
 from collab.hub.failures import FATAL, Supervisor
 from collab.hub.ticks import TickTimer
 from collab.session import Output, PeerId, Session
-from collab.storage.contract import DocumentCommit, Record, SharedStore
+from collab.storage.contract import Record, SharedStore
 from collab.text import ops as textops
 from collab.wire import CloseCode
 
@@ -59,7 +58,9 @@ class DocumentRunner:
         self.unloaded = asyncio.Event()
         self._session = session
         self._channels: dict[PeerId, PeerChannel] = {}
-        self._compactor = Compactor(self.name, context.store, session, log_size)
+        self._compactor = Compactor(
+            self.name, context.store, session, log_size, context.settings, context.metrics
+        )
         self._inbox: deque[Queued] = deque()
         self._edits: list[asyncio.Future[int]] = []  # server edits not yet committed
         self._published: list[Record] = []  # revisions other processes told us about
@@ -358,7 +359,9 @@ class DocumentRunner:
         if not self._shared:  # only this process writes: no transaction to open
             return await self._commit_exclusive()
         try:
-            async with self._commit() as commit:
+            store = self.context.store
+            assert isinstance(store, SharedStore)
+            async with store.commit(self.name) as commit:
                 for record in await commit.records_after(session.rev):
                     session.apply_committed(record)
                 self._supervisor.apply_inbox(self._inbox, session)
@@ -384,13 +387,6 @@ class DocumentRunner:
             self._fail("storage failure: reconnect")
             return None
         return output
-
-    @contextlib.asynccontextmanager
-    async def _commit(self) -> AsyncIterator[DocumentCommit]:
-        store = self.context.store
-        assert isinstance(store, SharedStore)
-        async with store.commit(self.name) as commit:
-            yield commit
 
     async def _send(self, output: Output) -> None:
         """Send, then close, then tell the others (hook, bus): the records are committed."""

@@ -23,8 +23,7 @@ from collab.replay.recording import REPLAY_SETTINGS, Event, read_events
 from collab.session import PeerId, Session
 from collab.storage.contract import Record, StoredDocument
 from collab.storage.errors import HistoryError
-from collab.storage.files import document_segments
-from collab.storage.logs import RetainedLog, read_history, segments_at
+from collab.storage.logs import RetainedLog, document_segments, read_history, segments_at
 from collab.yjs.crdt import InvalidUpdateError, apply_update
 
 # ---------------------------------------------------------------------- the bare document

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EMPTY_UPDATE = b"\x00\x00"
+KEPT_FROM = 1024 * 1024  # bytes of state from which a new peer gets what is kept encoded
 
 
 def weakly(method: Callable[..., None]) -> Callable[..., None]:
@@ -301,6 +302,15 @@ class Document:
         if self._clocks is None:
             self._clocks = decode_state_vector(self.doc.get_state())
         return self._clocks
+
+    def kept_updates(self, max_log_bytes: int) -> tuple[bytes, list[bytes]] | None:
+        """The whole document as it is kept encoded: the state the log starts from and the
+        updates logged since. None when encoding it afresh is the better answer: a small
+        state (under `KEPT_FROM` bytes, encoded in well under a millisecond), or more than
+        `max_log_bytes` logged since it."""
+        if len(self._base) < KEPT_FROM or self.state_bytes - len(self._base) > max_log_bytes:
+            return None
+        return self._base, [update for _, update in self._logged]
 
     def compacted(self, rev: int, state: bytes) -> None:
         """A snapshot of `state` at `rev` was written: the log now starts there."""

@@ -33,6 +33,7 @@ from collab.session.outbox import Outbox
 from collab.session.peers import Peer, PeerId, PeerKind, PeerState
 from collab.session.revision import ChangeRefused, Revision
 from collab.session.roster import Outlets, Roster
+from collab.session.sync_answers import SyncAnswers
 from collab.session.text_messages import (
     Hello,
     MessageError,
@@ -97,9 +98,7 @@ class Session:
             name, self.settings, self.document, self.peers, self._yjs_peers, outlets
         )
         self._text_peers = 0  # how many text peers: none, and a revision skips their loops
-        # The last sync step 2 made in this batch, by state vector: peers joining together
-        # (most send the empty state vector) share one encode of the document.
-        self._step2: tuple[int, bytes, bytes] | None = None
+        self.sync_answers = SyncAnswers(self.document, self.settings.send_queue_bytes // 4)
         self._records: list[Record] = []
         self._revisions: list[Revision] = []
         self._closes: list[tuple[PeerId, int, str]] = []
@@ -214,7 +213,7 @@ class Session:
             self.roster.take_outgoing(),
         )
         self._records, self._revisions, self._closes = [], [], []
-        self._step2 = None  # a copy of the document is not kept past its batch
+        self.sync_answers.batch_ended()
         return output
 
     # ------------------------------------------------------------------ presence (the roster)
@@ -307,7 +306,8 @@ class Session:
 
     def _handle_yjs(self, peer: Peer, message: protocol.Message, data: bytes) -> None:
         if isinstance(message, protocol.SyncStep1):
-            self._answer_step1(peer, message.state_vector)
+            for answer in self.sync_answers.answer(message.state_vector):
+                self._send(peer.id, answer)
         elif isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
             if peer.readonly:
                 self._send(peer.id, protocol.encode_auth_denied("read-only: update not applied"))
@@ -322,21 +322,6 @@ class Session:
             self._send(peer.id, protocol.encode_awareness(self.awareness.entries()))
         else:
             self.close_peer(peer.id, CloseCode.UNSUPPORTED, "unexpected message from a client")
-
-    def _answer_step1(self, peer: Peer, state_vector: bytes) -> None:
-        cached = self._step2
-        if cached is not None and cached[0] == self.rev and cached[1] == state_vector:
-            self._send(peer.id, cached[2])
-            return
-        try:
-            update = self.document.doc.get_update(state_vector)
-        except Exception:
-            raise ChangeRefused(
-                ErrorCode.BAD_MESSAGE, "invalid state vector in sync step 1"
-            ) from None
-        message = protocol.encode_sync_step2(update)
-        self._step2 = (self.rev, bytes(state_vector), message)
-        self._send(peer.id, message)
 
     # ------------------------------------------------------------------ text peers
 

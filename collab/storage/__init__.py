@@ -3,13 +3,16 @@
 ==============  ==============================================================================
 contract        `Store` (what the hub relies on), `SharedStore` (written by many processes),
                 `RevisionHistory` (a store that keeps old revisions), `HistoryStore` (one
-                that keeps them as segment files), `Record`, `Snapshot`, `StoredDocument`,
+                that keeps them as segment files), `SnapshotBuilder` (one that builds a
+                compaction's snapshot itself), `Record`, `Snapshot`, `StoredDocument`,
                 `DocumentInfo`, `Segment`, the store errors, and the checks stores make
 errors          `FileFormatError(path, offset, reason)` and its kinds; `CompactionError`
 format          the one on-disk format: frames, records, log and snapshot files, file names
 fingerprint     whether two Yjs states hold the same document (compaction's check)
 memory          `MemoryStore`
 files           `FileStore`: locks, open handles, group commit, recovery, compaction
+snapshots       a compaction's snapshot built from what is stored, checked and written
+worker          one task in a child process of its own (compaction off the event loop)
 postgres        `PostgresStore`: the shared store on PostgreSQL (commits, compaction, history)
 postgres_schema its tables, migrations and statements
 logs            reading a document's records across its segments, or through any store

@@ -185,6 +185,20 @@ class RevisionHistory(Store, Protocol):
 
 
 @runtime_checkable
+class SnapshotBuilder(Store, Protocol):
+    """A store that builds a compaction's snapshot itself, from what it holds, in a worker
+    process (FileStore, PostgresStore): the server never encodes or checks a whole state."""
+
+    async def compact_at(
+        self, name: str, rev: int, meta: bytes, memory_limit: int = 0
+    ) -> Snapshot | None:
+        """`compact` at `rev` with the state of the records stored up to `rev`; returns the
+        snapshot written, None when there was nothing to do (raises CompactionError). The
+        worker may use at most `memory_limit` bytes (0: no limit)."""
+        ...
+
+
+@runtime_checkable
 class HistoryStore(Store, Protocol):
     """A store that keeps every snapshot/log segment it writes, readable as files."""
 

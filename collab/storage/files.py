@@ -32,27 +32,33 @@ from collab.storage.contract import (
     StoredDocument,
     check_next_revs,
     last_rev,
-    replaced_by,
 )
 from collab.storage.dirlock import DirectoryLock
 from collab.storage.durable import sync_dir, write_all, write_new_file
 from collab.storage.errors import CompactionError, CorruptDocumentError
 from collab.storage.format import (
+    DOCS_DIR,
     LOG_HEADER,
     check_contiguous,
+    current_segment,
     decode_log,
     encode_log,
     encode_records,
-    encode_snapshot,
     last_rev_in_log,
-    list_segments,
     log_path,
     read_snapshot_file,
-    scan,
+    segment_of_file,
     snapshot_path,
 )
-from collab.storage.logs import SegmentRevisions
+from collab.storage.logs import SegmentRevisions, document_segments
+from collab.storage.snapshots import (
+    check_and_write_snapshot,
+    remove_partial_snapshots,
+    remove_segments_before,
+    write_file_snapshot,
+)
 from collab.storage.threads import FsyncThreads, in_thread
+from collab.storage.worker import WorkerError, run_in_process
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +86,12 @@ class _OpenLog:
 class FileStore:
     """Snapshot + append-only log per document, in `data_dir/docs/<storage_key>/`.
 
-    Loading and compaction run in worker threads. An append writes on the event loop (a
-    write of a few hundred bytes to the page cache costs less than the hop to a thread) and
-    fsyncs on one of the store's writer threads (`APPEND_THREADS`). One asyncio lock per
-    document keeps its operations in order. `fsync=False` skips every fsync (tests and
-    benchmarks only). A `HistoryStore` and a `RevisionHistory`: every segment is kept
-    unless `keep_history=False`.
+    Loading runs in worker threads, compaction in threads or a worker process. An append
+    writes on the event loop (a write of a few hundred bytes to the page cache costs less
+    than the hop to a thread) and fsyncs on one of the store's writer threads
+    (`APPEND_THREADS`). One asyncio lock per document keeps its operations in order.
+    `fsync=False` skips every fsync (tests and benchmarks only). A `HistoryStore` and a
+    `RevisionHistory`: every segment is kept unless `keep_history=False`.
     """
 
     def __init__(
@@ -102,7 +108,7 @@ class FileStore:
         server's files (`collab replay`) pass False and never write."""
         self.data_dir = Path(data_dir)
         self._dir_lock = DirectoryLock(self.data_dir) if exclusive else None
-        self.docs_dir = self.data_dir / "docs"
+        self.docs_dir = self.data_dir / DOCS_DIR
         self.fsync = fsync
         self.keep_history = keep_history
         self.max_open_logs = max_open_logs
@@ -162,14 +168,10 @@ class FileStore:
             raise
 
     async def compact(self, name: str, snapshot: Snapshot) -> None:
-        """Start a new segment at `snapshot`. The document's appends wait only while the
-        log is read and while segments switch: the check that the snapshot holds exactly
-        the log it replaces, and the snapshot's write, happen while they go on (a snapshot
-        file without its log is no segment yet).
-
-        One compaction (or delete) of a document at a time: another one at the same rev
-        would delete the snapshot file this one commits, a delete would swap the log file
-        under it. A thread at work is awaited even when the caller is cancelled."""
+        """Start a new segment at `snapshot` (checked against the log in a thread). Appends
+        wait only while the log is read and while segments switch. One compaction (or
+        delete) of a document at a time (the compaction lock); a thread at work is awaited
+        even when the caller is cancelled (docs/storage.md, "Compaction")."""
         key = storage_key(name)
         async with self._compaction_lock(key):
             async with self._lock(key):
@@ -178,12 +180,45 @@ class FileStore:
                     raise CompactionError(f"no document {name!r} to compact")
                 read = self._logs[key]
                 log_file, read_size = read.path, read.size
-            replaced = await in_thread(self._check_and_write_snapshot, key, stored, snapshot)
+            directory, fsync = self.docs_dir / key, self.fsync
+            replaced = await in_thread(check_and_write_snapshot, directory, stored, snapshot, fsync)
             if replaced is None:
                 return
             kept = stored.records[replaced:]
             async with self._lock(key):
                 await in_thread(self._switch_segment, key, snapshot.rev, kept, log_file, read_size)
+
+    async def compact_at(
+        self, name: str, rev: int, meta: bytes, memory_limit: int = 0
+    ) -> Snapshot | None:
+        """`compact` with the snapshot built from the files by a worker process; returns
+        it (read back in a thread), or None when the log starts at `rev` already."""
+        key = storage_key(name)
+        directory = self.docs_dir / key
+        async with self._compaction_lock(key):
+            async with self._lock(key):
+                if key not in self._logs and await in_thread(self._load, name, key) is None:
+                    raise CompactionError(f"no document {name!r} to compact")
+                log_file = self._logs[key].path
+            start = segment_of_file(log_file).start_rev
+            if rev == start:
+                return None
+            try:
+                after = await run_in_process(
+                    write_file_snapshot,
+                    directory,
+                    start,
+                    rev,
+                    meta,
+                    self.fsync,
+                    memory_limit=memory_limit,
+                )
+            except WorkerError as error:
+                await in_thread(remove_partial_snapshots, directory, rev)
+                raise CompactionError(f"{name!r}: snapshot at rev {rev}: {error}") from None
+            async with self._lock(key):
+                await in_thread(self._switch_segment, key, rev, [], log_file, after)
+            return await in_thread(read_snapshot_file, snapshot_path(directory, rev), rev)
 
     async def list(self) -> list[DocumentInfo]:
         return await asyncio.to_thread(self._list)
@@ -215,8 +250,7 @@ class FileStore:
 
     def segments(self, name: str) -> list[Segment]:
         """Every retained snapshot/log pair of a document, oldest first ([] if none)."""
-        directory = self.docs_dir / storage_key(name)
-        return list_segments(directory) if directory.is_dir() else []
+        return document_segments(self.data_dir, name)
 
     # -- RevisionHistory: read from the segments, in worker threads --
 
@@ -278,17 +312,6 @@ class FileStore:
         if state is not None and state.handle is not None:
             state.handle.close()
 
-    def _current(self, directory: Path) -> int:
-        """The rev of the current segment: the newest log (a log is written after its
-        snapshot, so a snapshot without its log is a compaction that never finished)."""
-        snapshots, logs = scan(directory)
-        if not logs:
-            raise CorruptDocumentError(directory, 0, "no log segment")
-        rev = max(logs)
-        if rev and rev not in snapshots:
-            raise CorruptDocumentError(snapshot_path(directory, rev), 0, "snapshot missing")
-        return rev
-
     def _check_name(self, directory: Path, name: str) -> None:
         path = directory / NAME_FILE
         try:
@@ -305,7 +328,7 @@ class FileStore:
         if not directory.is_dir():
             return None
         self._check_name(directory, name)
-        rev = self._current(directory)
+        rev = current_segment(directory)
         snapshot = read_snapshot_file(snapshot_path(directory, rev), rev) if rev else None
         path = log_path(directory, rev)
         records, end = self._read_current_log(path, rev)
@@ -410,17 +433,6 @@ class FileStore:
 
     # -- compact --
 
-    def _check_and_write_snapshot(
-        self, key: str, stored: StoredDocument, snapshot: Snapshot
-    ) -> int | None:
-        """How many of `stored`'s records the snapshot replaces (None: nothing to do),
-        once it is checked and written."""
-        replaced = replaced_by(stored, snapshot)
-        if replaced is not None:
-            path = snapshot_path(self.docs_dir / key, snapshot.rev)
-            write_new_file(path, encode_snapshot(snapshot), self.fsync)
-        return replaced
-
     def _switch_segment(
         self, key: str, rev: int, kept: list[Record], log_file: Path, read_size: int
     ) -> None:
@@ -432,10 +444,11 @@ class FileStore:
             state = self._logs.get(key)
             if state is None or state.path != log_file:
                 raise CompactionError(f"{log_file}: the log changed while the snapshot was checked")
-            appended = decode_log(log_file, read_size) if state.size > read_size else None
-            if appended is not None and appended.torn is not None:
-                raise CompactionError(f"{log_file}: torn record at {appended.end}: {appended.torn}")
-            records = kept + (appended.records if appended is not None else [])
+            appended = decode_log(log_file, read_size).records if state.size > read_size else []
+            records = kept + appended
+            check_next_revs(rev, records)  # and a torn record (no append runs) ends before
+            if state.last_rev != last_rev(rev, records):
+                raise CompactionError(f"{log_file}: records end before rev {state.last_rev}")
             last = state.last_rev
             self._forget(key)
             log_data = encode_log(records)
@@ -447,15 +460,7 @@ class FileStore:
             raise
         self._remember(key, _OpenLog(log_path(directory, rev), last, len(log_data)))
         if not self.keep_history:
-            self._remove_before(directory, rev)
-
-    def _remove_before(self, directory: Path, rev: int) -> None:
-        snapshots, logs = scan(directory)
-        for old in sorted(snapshots | logs):
-            if old < rev:
-                snapshot_path(directory, old).unlink(missing_ok=True)
-                log_path(directory, old).unlink(missing_ok=True)
-        sync_dir(directory, self.fsync)
+            remove_segments_before(directory, rev, self.fsync)
 
     # -- list, delete --
 
@@ -479,7 +484,7 @@ class FileStore:
         state = self._logs.get(key)
         if state is not None:
             return DocumentInfo(name, size, state.last_rev)
-        rev = self._current(directory)
+        rev = current_segment(directory)
         return DocumentInfo(name, size, last_rev_in_log(log_path(directory, rev), rev))
 
     def _delete(self, key: str) -> None:
@@ -491,8 +496,3 @@ class FileStore:
         os.rename(directory, doomed)
         sync_dir(self.docs_dir, self.fsync)
         shutil.rmtree(doomed)
-
-
-def document_segments(data_dir: Path, name: str) -> list[Segment]:
-    """The segments of document `name` in a `collab serve --data-dir` (read only: no lock)."""
-    return FileStore(Path(data_dir), fsync=False, exclusive=False).segments(name)

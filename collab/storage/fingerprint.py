@@ -27,16 +27,17 @@ def verify_snapshot(
     """Raise CompactionError unless `new_snapshot` holds the same document as old + records."""
     expected = Doc()
     if old_snapshot is not None:
-        _apply(expected, old_snapshot, "the current snapshot")
+        apply_checked(expected, old_snapshot, "the current snapshot")
     for record in records:
-        _apply(expected, record.update, f"the update of rev {record.rev}")
+        apply_checked(expected, record.update, f"the update of rev {record.rev}")
     candidate = Doc()
-    _apply(candidate, new_snapshot, "the new snapshot")
+    apply_checked(candidate, new_snapshot, "the new snapshot")
     if fingerprint(expected) != fingerprint(candidate):
         raise CompactionError("the snapshot differs from the log it should replace")
 
 
-def _apply(doc: Doc, update: bytes, what: str) -> None:
+def apply_checked(doc: Doc, update: bytes, what: str) -> None:
+    """Apply `update` to `doc`; CompactionError naming `what` when pycrdt refuses it."""
     try:
         apply_update(doc, update)
     except InvalidUpdateError as error:

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # --- Frames: u32 body length, u32 crc32(body), body (records and recordings) ----------------
 
+DOCS_DIR = "docs"  # a data directory's folder of documents, one entry per storage key
+
 FRAME = struct.Struct("<II")
 
 
@@ -269,41 +271,58 @@ def encode_snapshot(snapshot: Snapshot) -> bytes:
 
 def read_snapshot_file(path: Path, rev: int | None = None) -> Snapshot:
     """The snapshot in a file of any version; CorruptDocumentError if it is damaged in any
-    way, or (with `rev`) is not the snapshot at `rev`."""
+    way, or (with `rev`) is not the snapshot at `rev`.
+
+    The state is read straight into its own bytes and checksummed in place: no copy of a
+    big state is made while holding the GIL (a thread reading 64 MB would stall the loop)."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            head = file.read(
+                _SNAPSHOT_PREFIX.size + max(s.size for s in _SNAPSHOT_LENGTHS.values())
+            )
+            version, file_rev, crc, lengths = _snapshot_header(path, head, size, rev)
+            meta_length, state_length = lengths
+            file.seek(_SNAPSHOT_PREFIX.size + _SNAPSHOT_LENGTHS[version].size)
+            meta, state = file.read(meta_length), file.read(state_length)
     except OSError as error:
         raise CorruptDocumentError(path, 0, f"cannot read snapshot: {error}") from None
-    if len(data) < _SNAPSHOT_PREFIX.size:
+    start = _SNAPSHOT_PREFIX.size
+    body = start + _SNAPSHOT_LENGTHS[version].size
+    if version >= 2:
+        found = zlib.crc32(state, zlib.crc32(meta, zlib.crc32(head[start:body])))
+    else:
+        found = zlib.crc32(state)
+    if len(meta) + len(state) != meta_length + state_length or found != crc:
+        raise CorruptDocumentError(path, start if version >= 2 else body, "snapshot CRC mismatch")
+    return Snapshot(file_rev, state, meta)
+
+
+def _snapshot_header(
+    path: Path, head: bytes, size: int, rev: int | None
+) -> tuple[int, int, int, tuple[int, int]]:
+    """Version, rev, CRC and (meta, state) lengths of a snapshot file, checked against its
+    size (so that a damaged length never makes a huge read)."""
+    if len(head) < _SNAPSHOT_PREFIX.size:
         raise CorruptDocumentError(path, 0, "snapshot shorter than its header")
-    magic, version, file_rev, crc = _SNAPSHOT_PREFIX.unpack_from(data)
+    magic, version, file_rev, crc = _SNAPSHOT_PREFIX.unpack_from(head)
     if magic != SNAPSHOT_MAGIC:
         raise CorruptDocumentError(path, 0, f"not a snapshot file (magic {magic!r})")
     if version not in _SNAPSHOT_LENGTHS:
         raise CorruptDocumentError(path, 4, f"unknown snapshot version {version}")
     if rev is not None and file_rev != rev:
         raise CorruptDocumentError(path, 8, f"snapshot says rev {file_rev}, file name {rev}")
-    meta, state = _snapshot_sections(path, data, version, crc)
-    return Snapshot(file_rev, state, meta)
-
-
-def _snapshot_sections(path: Path, data: bytes, version: int, crc: int) -> tuple[bytes, bytes]:
-    """The meta and state of a snapshot file whose prefix is read."""
     lengths = _SNAPSHOT_LENGTHS[version]
     start = _SNAPSHOT_PREFIX.size
     body = start + lengths.size
-    if len(data) < body:
+    if size < body:
         raise CorruptDocumentError(path, start, "snapshot shorter than its header")
-    values = lengths.unpack_from(data, start)
+    values = lengths.unpack_from(head, start)
     meta_length, state_length = values if version >= 2 else (0, values[0])
-    checked = start if version >= 2 else body
-    if zlib.crc32(data[checked:]) != crc:
-        raise CorruptDocumentError(path, checked, "snapshot CRC mismatch")
-    if len(data) - body != meta_length + state_length:
-        found = len(data) - body
-        reason = f"{found} bytes after the header, which says {meta_length} + {state_length}"
+    if size - body != meta_length + state_length:
+        reason = f"{size - body} bytes after the header, which says {meta_length} + {state_length}"
         raise CorruptDocumentError(path, start, reason)
-    return data[body : body + meta_length], data[body + meta_length :]
+    return version, file_rev, crc, (meta_length, state_length)
 
 
 # --- A document's segment files ----------------------------------------------------------------
@@ -381,3 +400,15 @@ def check_contiguous(path: Path, start_rev: int, decoded: DecodedRecords) -> Non
     ):
         if record.rev != expected:
             raise CorruptDocumentError(path, offset, f"rev {record.rev}, expected {expected}")
+
+
+def current_segment(directory: Path) -> int:
+    """The rev of a document's current segment: its newest log (a log is written after its
+    snapshot, so a snapshot without its log is a compaction that never finished)."""
+    snapshots, logs = scan(directory)
+    if not logs:
+        raise CorruptDocumentError(directory, 0, "no log segment")
+    rev = max(logs)
+    if rev and rev not in snapshots:
+        raise CorruptDocumentError(snapshot_path(directory, rev), 0, "snapshot missing")
+    return rev

@@ -15,9 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from collab.access.names import storage_key
 from collab.storage.contract import Record, RevisionHistory, RevisionsGoneError, Segment, Snapshot
 from collab.storage.errors import HistoryError
-from collab.storage.format import decode_log, list_segments, read_snapshot_file, segment_of_file
+from collab.storage.format import (
+    DOCS_DIR,
+    decode_log,
+    list_segments,
+    read_snapshot_file,
+    segment_of_file,
+)
 
 
 class RevisionNotFoundError(LookupError):
@@ -36,6 +43,12 @@ def segments_at(path: Path) -> list[Segment]:
     if not path.exists():
         raise FileNotFoundError(f"no such file or directory: {path}")
     return [segment_of_file(path)]
+
+
+def document_segments(data_dir: Path, name: str) -> list[Segment]:
+    """The segments of document `name` in a `collab serve --data-dir` (read only: no lock)."""
+    directory = Path(data_dir) / DOCS_DIR / storage_key(name)
+    return list_segments(directory) if directory.is_dir() else []
 
 
 class LogReader:

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -47,6 +47,8 @@ from collab.storage.contract import (
 from collab.storage.errors import CompactionError, CorruptDocumentError
 from collab.storage.format import encode_records
 from collab.storage.postgres_schema import lock_key, migrate
+from collab.storage.snapshots import build_snapshot_in_worker
+from collab.storage.worker import WorkerError, run_in_process
 from collab.wire import parse_text_origin
 
 log = logging.getLogger(__name__)
@@ -274,24 +276,48 @@ class PostgresStore:
             await _insert(connection, name, records)
 
     async def compact(self, name: str, snapshot: Snapshot) -> None:
+        def checked(stored: StoredDocument) -> bytes | None:
+            return None if replaced_by(stored, snapshot) is None else snapshot.state
+
+        await self.compact_with(name, snapshot.rev, snapshot.meta, checked)
+
+    async def compact_at(
+        self, name: str, rev: int, meta: bytes, memory_limit: int = 0
+    ) -> Snapshot | None:
+        """`compact` with the state built by a worker process that reads the revisions and
+        writes the snapshot over its own connection (`build_snapshot_in_worker`)."""
         check_name(name)
-        read = await self._read(name, "compact", snapshot.rev)  # no lock: revs never change
+        args = (self.dsn, name, rev, meta, self.keep_history)
+        try:
+            state = await run_in_process(build_snapshot_in_worker, *args, memory_limit=memory_limit)
+        except WorkerError as error:
+            raise CompactionError(f"{name!r}: snapshot at rev {rev}: {error}") from None
+        return None if state is None else Snapshot(rev, state, meta)
+
+    async def compact_with(
+        self, name: str, rev: int, meta: bytes, state_of: Callable[[StoredDocument], bytes | None]
+    ) -> bytes | None:
+        """Insert the snapshot at `rev` whose state `state_of` makes (in a thread) from the
+        stored snapshot and the records up to `rev` (None: nothing to do); that state."""
+        check_name(name)
+        read = await self._read(name, "compact", rev)  # no lock: revs never change
         if read is None:
             raise CompactionError(f"no document {name!r} to compact")
         head, records = read
         first = head["rev"] or 0
-        if snapshot.rev < first:
-            log.info(
-                "%r: no compaction at %d: there is a snapshot at %d", name, snapshot.rev, first
-            )
-            return
+        if rev < first:
+            log.info("%r: no compaction at %d: there is a snapshot at %d", name, rev, first)
+            return None
         stored = StoredDocument(head["state"] and bytes(head["state"]), first, records, 0)
-        if await asyncio.to_thread(replaced_by, stored, snapshot) is None:
-            return
+        state = await asyncio.to_thread(state_of, stored)
+        if state is None:
+            return None
         async with self._locked(name, "compact") as connection:
+            snapshot = Snapshot(rev, state, meta)
             await _write_snapshot(
                 connection, name, head["incarnation"], snapshot, self.keep_history
             )
+        return state
 
     async def list(self) -> list[DocumentInfo]:
         pool = await self._ready()

@@ -21,6 +21,7 @@ from collab.storage.backends import bus_for, check_together, revocations_for, st
 from collab.storage.contract import Store
 from collab.text import ops as textops
 from collab.web.app import WebApp
+from collab.web.looplag import LoopLagProbe
 from collab.web.middleware import HostGuard
 
 
@@ -78,6 +79,7 @@ class Collab:
         self.web = WebApp(
             self.hub, self.settings, authenticate, self.metrics, lambda: not counted.failing
         )
+        self.loop_lag = LoopLagProbe(self.metrics.loop_lag.observe)
 
     # ------------------------------------------------------------------ mounting
 
@@ -105,9 +107,11 @@ class Collab:
     async def lifespan(self) -> AsyncIterator[None]:
         """Use in the host app's lifespan: closes peers and saves documents at shutdown."""
         await self.hub.start()  # a store or bus that cannot be reached fails the start
+        self.loop_lag.start()
         try:
             yield
         finally:
+            await self.loop_lag.stop()
             await self.close()
 
     async def close(self) -> None:

@@ -1,0 +1,103 @@
+"""A new peer of a big document is answered with what is kept encoded (the snapshot and the
+updates logged since), never with a state encoded on the event loop; real Yjs clients (Node's
+y-websocket provider, pycrdt) end synced with the whole text."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+from conftest import ServerProcess
+from pyclient import YClient
+from pycrdt import Doc, Text
+from yjs_node import NodeYjs
+
+from collab.config import Settings
+from collab.session import Session
+from collab.storage.contract import Record, StoredDocument
+from collab.yjs import protocol
+
+PIECE = "👩‍👩‍👧 中文 e\u0301\r\n🇫🇷 " * 1_000  # ~35 KB: emoji, ZWJ, CJK, combining, CRLF
+
+
+def big_stored(kb: int, logged: int) -> tuple[StoredDocument, str]:
+    """A snapshot of about `kb` KB and `logged` records after it; the text they make."""
+    doc = Doc()
+    text = doc.get("text", type=Text)
+    while len(text) < kb * 1024:
+        text.insert(len(text), PIECE)
+    snapshot = doc.get_update()
+    records = []
+    for rev in range(1, logged + 1):
+        before = doc.get_state()
+        text.insert(0, f"<{rev}😀>")  # byte offset 0: never inside a character
+        records.append(Record(rev + 1, 0.0, "yjs:9", None, doc.get_update(before)))
+    return StoredDocument(snapshot, 1, records, 0), str(text)
+
+
+def test_a_new_peer_of_a_big_document_gets_the_kept_snapshot_and_updates() -> None:
+    stored, expected = big_stored(2048, 5)
+    session = Session("big 📚", Settings(), stored, track_text=False)
+    session.connect_yjs("joiner")
+    session.take_output()
+    session.receive("joiner", protocol.encode_sync_step1(b"\x00"))
+    messages = [protocol.decode(data) for _, data in session.take_output().messages]
+    assert [type(m) for m in messages] == [protocol.SyncUpdate] * 5 + [protocol.SyncStep2]
+    assert messages[-1].update == stored.snapshot  # as kept: nothing encoded
+    assert [m.update for m in messages[:-1]] == [r.update for r in stored.records]
+    joiner = Doc()
+    joined = joiner.get("text", type=Text)
+    for message in messages:  # in this order: the updates wait for the snapshot
+        joiner.apply_update(message.update)
+    assert str(joined) == expected
+
+
+def test_a_small_document_or_a_long_log_is_encoded_as_before() -> None:
+    for kb, logged in ((100, 3), (2048, 200)):
+        settings = Settings(send_queue_bytes=16 * 1024)  # 200 records: over a quarter of it
+        stored, expected = big_stored(kb, logged)
+        session = Session("doc", settings, stored, track_text=False)
+        session.connect_yjs("joiner")
+        session.take_output()
+        session.receive("joiner", protocol.encode_sync_step1(b"\x00"))
+        messages = [protocol.decode(data) for _, data in session.take_output().messages]
+        assert [type(m) for m in messages] == [protocol.SyncStep2]
+        joiner = Doc()
+        joined = joiner.get("text", type=Text)
+        joiner.apply_update(messages[0].update)
+        assert str(joined) == expected
+
+
+@pytest.mark.parametrize("client", ["node", "pycrdt"])
+async def test_yjs_clients_join_a_big_compacted_document_whole(
+    start_server: Callable[..., ServerProcess], client: str
+) -> None:
+    server = start_server("--compact-log-bytes", "1500000", "--compact-log-records", "100000")
+    name = "big 📚 中文"
+    async with await YClient.connect(f"{server.ws_url}/yjs/{name}") as writer:
+        await writer.synced()
+        for _ in range(50):  # ~1.7 MB: one compaction
+            writer.append(PIECE)
+        await writer.until(lambda: len(writer.text) >= 50 * len(PIECE), 20, "own text")
+        directory = server.data_dir / "docs"
+        deadline = time.monotonic() + 30
+        while not list(directory.glob("*/snapshot-*.ysnap")):
+            assert time.monotonic() < deadline, "no compaction"
+            await asyncio.sleep(0.05)
+        for n in range(5):  # logged after the snapshot
+            writer.insert(n * 11, f"<{n}👍🏽>")
+        probe = await YClient.connect(f"{server.ws_url}/yjs/{name}")
+        await probe.until(lambda: probe.text == writer.text, 20, "the server to hold it all")
+        await probe.close()
+        expected = writer.text
+    if client == "node":
+        with NodeYjs() as node:
+            peer = node.peer(server.ws_url, name)  # waits until synced
+            assert peer.text() == expected
+    else:
+        joiner = await YClient.connect(f"{server.ws_url}/yjs/{name}")
+        await joiner.synced()
+        assert joiner.text == expected
+        await joiner.close()
