@@ -43,7 +43,7 @@ from collab.session.text_messages import (
 from collab.storage.contract import Record
 from collab.text import ops as textops
 from collab.wire import CloseCode, ErrorCode, client_id_from_secret, parse_text_origin
-from collab.yjs import protocol
+from collab.yjs import hocuspocus, protocol
 
 if TYPE_CHECKING:
     from collab.storage.contract import StoredDocument
@@ -142,9 +142,20 @@ class Session(PresenceRoutes):
 
     # ------------------------------------------------------------------ events
 
-    def connect_yjs(self, peer_id: PeerId, user: str | None = None, readonly: bool = False) -> None:
-        """A Yjs peer connected: send it sync step 1 and the awareness states we know."""
-        self.peers[peer_id] = Peer(peer_id, PeerKind.YJS, user, readonly)
+    def connect_yjs(
+        self,
+        peer_id: PeerId,
+        user: str | None = None,
+        readonly: bool = False,
+        sync_status: bool = False,
+    ) -> None:
+        """A Yjs peer connected: send it sync step 1 and the awareness states we know.
+
+        `sync_status` (a Hocuspocus peer): each sync step 2 or update it sends is answered
+        with SyncStatus in the output that holds its record, so a driver that commits
+        before it sends says "applied" only once the change is durable.
+        """
+        self.peers[peer_id] = Peer(peer_id, PeerKind.YJS, user, readonly, sync_status=sync_status)
         self._yjs_peers.append(peer_id)
         self._send(peer_id, protocol.encode_sync_step1(self.document.doc.get_state()))
         entries = self.awareness.entries()
@@ -292,12 +303,14 @@ class Session(PresenceRoutes):
             self._answer_step1(peer, message.state_vector)
         elif isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
             if peer.readonly:
-                self._send(peer.id, protocol.encode_auth_denied("read-only: update not applied"))
+                self._send(peer.id, _refused(peer, "read-only: update not applied"))
                 return
             author = self._author(peer)
             committed = self.document.apply_update(message.update, f"yjs:{peer.id}", author)
             if committed is not None:
                 self._publish(committed, sender=peer.id)
+            if peer.sync_status:
+                self._send(peer.id, hocuspocus.SYNC_STATUS_APPLIED)
         elif isinstance(message, protocol.Awareness):
             self._receive_awareness(peer, message, data)
         elif isinstance(message, protocol.QueryAwareness):
@@ -459,6 +472,13 @@ class Session(PresenceRoutes):
     def _send(self, peer_id: PeerId, data: bytes | str) -> None:
         if peer_id in self.peers:
             self.outbox.send(peer_id, data)
+
+
+def _refused(peer: Peer, reason: str) -> bytes:
+    """What a peer that may not edit hears about its update."""
+    if peer.sync_status:
+        return hocuspocus.SYNC_STATUS_REFUSED
+    return protocol.encode_auth_denied(reason)
 
 
 def _acks_of(stored: StoredDocument | None, limit: int) -> AckTable:
