@@ -23,15 +23,16 @@ from collab.access import http as security
 from collab.access import tokens
 from collab.access.limits import KeyedWindows, LogThrottle
 from collab.access.names import InvalidNameError
-from collab.hooks import Access, AccessDenied, Authenticate, call_hook
+from collab.hooks import Access, AccessDenied, Authenticate, OnStateless, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
 from collab.metrics import CONTENT_TYPE, Metrics
 from collab.replay.history import StoreHistoryCache
 from collab.session.text_messages import Hello, MessageError, parse
 from collab.storage.contract import RevisionHistory
 from collab.storage.errors import CorruptDocumentError
-from collab.web.connection import StarletteConnection
+from collab.web.connection import StarletteConnection, Unavailable
 from collab.web.history import HistoryRoutes, error_response
+from collab.web.hocuspocus import HocuspocusDoor
 from collab.web.middleware import SecurityHeaders
 from collab.web.receive import PeerReader, read_peer
 from collab.wire import CloseCode
@@ -59,6 +60,7 @@ class WebApp(HistoryRoutes):
         authenticate: Authenticate | None = None,
         metrics: Metrics | None = None,
         healthy: Any = None,
+        on_stateless: OnStateless | None = None,
     ) -> None:
         self.hub = hub
         self.authenticate = authenticate
@@ -73,6 +75,7 @@ class WebApp(HistoryRoutes):
         self._created: dict[str, float] = {}  # names counted as new in the last minute
         self.history_requests = 0
         self.throttle = LogThrottle(5.0)
+        self.hocuspocus = HocuspocusDoor(self, on_stateless)
         # History reads the revisions and snapshots a store keeps: only such stores have it.
         self.histories: StoreHistoryCache | None = None
         if isinstance(hub.store, RevisionHistory):
@@ -87,18 +90,20 @@ class WebApp(HistoryRoutes):
             more = f" ({held} more refusals not logged)" if held else ""
             log.warning("refused %s from %s: %s%s", connection.url.path, client, what, more)
 
-    async def access(self, connection: HTTPConnection, name: str) -> Access:
+    async def access(self, connection: HTTPConnection, name: str, token: str = "") -> Access:
         """The token (with --auth-secret), then the authenticate hook; raises AccessDenied.
 
-        A hook that fails refuses. A read-only token stays read-only whatever the hook says.
+        `token`: one the client sent in a message (the Hocuspocus door), else the
+        request's is used. A hook that fails refuses. A read-only token stays read-only
+        whatever the hook says.
         """
         granted = Access()
         if self.secret:
-            token = security.find_token(
+            found = token or security.find_token(
                 connection.query_params, connection.headers, connection.cookies, name
             )
             try:
-                grant = tokens.access(self.secret, token, name)
+                grant = tokens.access(self.secret, found, name)
             except tokens.TokenError as error:
                 raise AccessDenied(error.reason, error.status) from None
             granted = Access(user=grant.user, readonly=grant.readonly)
@@ -119,6 +124,7 @@ class WebApp(HistoryRoutes):
         routes: list[BaseRoute] = [
             WebSocketRoute("/yjs/{name:path}", self.yjs_endpoint),
             WebSocketRoute("/ot/{name:path}", self.text_endpoint),
+            WebSocketRoute("/hocuspocus", self.hocuspocus.endpoint),
         ]
         if http_api:
             routes += [
@@ -149,7 +155,7 @@ class WebApp(HistoryRoutes):
     async def text_endpoint(self, websocket: WebSocket) -> None:
         await self.serve_peer(websocket, "text")
 
-    async def _deny(self, websocket: WebSocket, status: int, reason: str, why: str) -> None:
+    async def deny(self, websocket: WebSocket, status: int, reason: str, why: str) -> None:
         """Refuse an upgrade before accepting it: an HTTP answer, nothing loaded."""
         self.refuse(reason, why, websocket)
         response = error_response(status, why)
@@ -173,12 +179,12 @@ class WebApp(HistoryRoutes):
         settings = self.hub.settings
         why = self.origins.check(websocket.headers.get("origin"), websocket.headers.get("host"))
         if why is not None:
-            await self._deny(websocket, 403, "origin", why)
+            await self.deny(websocket, 403, "origin", why)
             return
         try:
             admitted = await asyncio.wait_for(self._admit(websocket), settings.upgrade_timeout)
         except TimeoutError:
-            await self._deny(websocket, 503, "upgrade-timeout", "authentication took too long")
+            await self.deny(websocket, 503, "upgrade-timeout", "authentication took too long")
             return
         await websocket.accept()
         connection = StarletteConnection(websocket, self.metrics, kind)
@@ -213,9 +219,17 @@ class WebApp(HistoryRoutes):
             runner.disconnect(peer_id)
 
     async def _open(self, connection: StarletteConnection, name: str) -> DocumentRunner | None:
-        if self.hub.closing:
-            await connection.close(CloseCode.GOING_AWAY, "server shutting down")
+        try:
+            return await self.open_document(name, connection.websocket)
+        except Unavailable as error:
+            await connection.close(error.code, error.reason)
             return None
+
+    async def open_document(self, name: str, websocket: WebSocket) -> DocumentRunner:
+        """The runner of document `name` for a peer of `websocket` (a new document counts
+        against the creation caps); raises `Unavailable` with the close code and reason."""
+        if self.hub.closing:
+            raise Unavailable(CloseCode.GOING_AWAY, "server shutting down")
         try:
             if name in self.hub.runners:
                 return await self.hub.open(name)
@@ -223,22 +237,22 @@ class WebApp(HistoryRoutes):
                 return await self.hub.open(name, create=False)
             except DocumentNotFoundError:
                 pass
-            websocket = connection.websocket
             address = websocket.client.host if websocket.client else ""
             limit = self._count_new(name, address)
             if limit is not None:
                 why = f"too many new documents ({limit} limit per minute): try again later"
                 self.refuse("new-documents", why, websocket)
-                await connection.close(CloseCode.TRY_LATER, why)
-                return None
+                raise Unavailable(CloseCode.TRY_LATER, why)
             return await self.hub.open(name)
+        except Unavailable:
+            raise
         except CorruptDocumentError as error:
             log.error("%s: cannot load: %s", name, error)
-            await connection.close(CloseCode.INTERNAL, "document cannot be loaded: damaged on disk")
+            reason = "document cannot be loaded: damaged on disk"
+            raise Unavailable(CloseCode.INTERNAL, reason) from None
         except Exception:
             log.exception("%s: cannot load", name)
-            await connection.close(CloseCode.INTERNAL, "document cannot be loaded")
-        return None
+            raise Unavailable(CloseCode.INTERNAL, "document cannot be loaded") from None
 
     def _count_new(self, name: str, address: str) -> str | None:
         """Count a document creation, once per name and minute (peers that open a new

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp
 from collab.access.http import HostPolicy
 from collab.bus.contract import Bus
 from collab.config import Settings
-from collab.hooks import Authenticate, OnChange, OnLoad
+from collab.hooks import Authenticate, OnChange, OnLoad, OnStateless
 from collab.hub import Hub
 from collab.metrics import Metrics, metered
 from collab.replay.recording import Recorder
@@ -41,7 +41,8 @@ class Collab:
     authenticate hook is asked after it. Hooks may be sync or async:
     ``authenticate(connection, name) -> Access | None``
     (raise ``AccessDenied`` to refuse), ``on_change(change)`` after each change is on
-    disk, ``on_load(name) -> bytes | None`` the initial state of a new document.
+    disk, ``on_load(name) -> bytes | None`` the initial state of a new document,
+    ``on_stateless(name, payload, access)`` a Hocuspocus provider's Stateless message.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class Collab:
         authenticate: Authenticate | None = None,
         on_change: OnChange | None = None,
         on_load: OnLoad | None = None,
+        on_stateless: OnStateless | None = None,
         bus: Bus | None = None,
     ) -> None:
         self.settings = settings or Settings()
@@ -72,7 +74,8 @@ class Collab:
         )
         self.hub.metrics = self.metrics
         self.metrics.loaded_documents_from(lambda: len(self.hub.runners))
-        self.web = WebApp(self.hub, authenticate, self.metrics, lambda: not counted.failing)
+        healthy = lambda: not counted.failing  # noqa: E731
+        self.web = WebApp(self.hub, authenticate, self.metrics, healthy, on_stateless)
 
     # ------------------------------------------------------------------ mounting
 
@@ -113,6 +116,11 @@ class Collab:
                 self.recorder.close()
 
     # ------------------------------------------------------------------ server-side text
+
+    def broadcast_stateless(self, name: str, payload: str) -> None:
+        """A Stateless message to every Hocuspocus provider of document `name` in this
+        process (not stored; call it on the server's event loop)."""
+        self.web.hocuspocus.broadcast(name, payload)
 
     async def get_text(self, name: str) -> str:
         """The shared text of document `name`, loading it if needed.
