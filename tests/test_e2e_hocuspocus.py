@@ -5,20 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 from conftest import ServerProcess, free_port, node_available, require, wait_until
 from hocuspocus_node import NodeHocuspocus
+from pycrdt import Doc, XmlFragment
 from records import hold_fsyncs, text_of
+from test_e2e_exactly_once import Line
 from test_e2e_yjs import UNICODE, server_text, utf16_len
 from yjs_node import NodeYjs
 
 from collab import Access, Collab, FileStore, Settings
+from collab.replay.rebuild import replay_recording
 from collab.server.serve import uvicorn_options
+from collab.text.client import TextClient
 
 pytestmark = pytest.mark.node
 
@@ -135,6 +141,16 @@ def served_here(settings: Settings, **hooks: Any) -> Iterator[tuple[str, Collab]
         thread.join(20)
 
 
+async def stored_text(data: Path, name: str) -> str:
+    """The text the file store in `data` holds for `name` (no server running)."""
+    store = FileStore(data)
+    try:
+        stored = await store.load(name)
+    finally:
+        await store.close()
+    return "" if stored is None else text_of(stored)
+
+
 def test_sync_status_waits_for_the_fsync(tmp_path, monkeypatch, node) -> None:
     """SyncStatus (hasUnsyncedChanges false) only once the change is on disk: while the
     store's fsync is held, the provider still counts it pending, though the server has
@@ -156,8 +172,7 @@ def test_sync_status_waits_for_the_fsync(tmp_path, monkeypatch, node) -> None:
             release.set()
         a.wait_saved()
         assert a.text() == UNICODE
-    stored = FileStore(tmp_path / "data")
-    assert text_of(asyncio.run(stored.load("held/a"))) == UNICODE
+    assert asyncio.run(stored_text(tmp_path / "data", "held/a")) == UNICODE
 
 
 def test_stateless_messages_reach_the_hook_and_server_broadcasts_reach_providers(
@@ -186,3 +201,74 @@ def test_stateless_messages_reach_the_hook_and_server_broadcasts_reach_providers
         other.insert(0, "still here")
         other.wait_saved()
         assert other.events("stateless") == []
+
+
+async def test_a_tiptap_document_beside_the_text_door(server: ServerProcess, node) -> None:
+    """TipTap's fragment and the shared text in one document; the text door (the editor
+    page's protocol) edits the text while the provider edits both."""
+    name = "tiptap-and-textarea"
+    hocus = await asyncio.to_thread(lambda: node().provider(server.ws_url, name))
+    await asyncio.to_thread(hocus.paragraph, "Título 😀")
+    await asyncio.to_thread(hocus.insert, 0, "from tiptap ")
+    await asyncio.to_thread(hocus.wait_saved)
+    client = TextClient()
+    line = await Line.open(f"{server.ws_url}/ot/{name}", client)
+    assert client.text == "from tiptap "
+    await line.send(client.edit([len(client.text), "and the textarea ✍️ e\u0301\r\n"]))
+    await line.synced()
+    expected = "from tiptap and the textarea ✍️ e\u0301\r\n"
+    await asyncio.to_thread(hocus.wait_text, expected)
+    assert await asyncio.to_thread(hocus.xml) == "<paragraph>Título 😀</paragraph>"
+    await asyncio.to_thread(hocus.insert, 0, "👋 ")
+    await line.read_until(lambda m: client.text == "👋 " + expected)
+    await line.close()
+    assert server_text(server, name) == "👋 " + expected
+
+
+def test_a_recording_of_a_hocuspocus_session_replays(start_server, tmp_path, node) -> None:
+    recording = tmp_path / "hocus.rec"
+    server = start_server("--fsync", "never", "--record", str(recording))
+    hocus = node()
+    socket = hocus.socket(server.ws_url)
+    a = hocus.provider(None, "rec/a", socket=socket)
+    b = hocus.provider(None, "rec/b", socket=socket)
+    a.insert(0, UNICODE)
+    a.paragraph("ProseMirror ✍️")
+    b.insert(0, "b 😀")
+    a.wait_saved()
+    b.wait_saved()
+    assert server.stop() == 0
+    sessions = replay_recording(recording)
+    assert sessions["rec/a"].mirror == UNICODE
+    assert sessions["rec/b"].mirror == "b 😀"
+    replayed = Doc()
+    replayed.apply_update(sessions["rec/a"].state)
+    fragment = replayed.get("prosemirror", type=XmlFragment)
+    assert str(fragment) == "<paragraph>ProseMirror ✍️</paragraph>"
+
+
+def test_every_edit_acknowledged_survives_kill_9(start_server, tmp_path, node) -> None:
+    """Append-only typing, the server killed at a random moment each round: the store holds
+    at least every chunk typed before the provider last had no unsynced changes."""
+    rounds = random.Random(20)
+    data = tmp_path / "data"
+    for round_ in range(3):
+        server = start_server("--fsync", "always", data_dir=data)
+        hocus = node()
+        peer = hocus.provider(server.ws_url, f"crash-{round_}")
+        typed, saved = "", ""
+        kill_at = rounds.randrange(4, 40)
+        for index in range(40):
+            chunk = f"{index}:{UNICODE[index % len(UNICODE)]} "
+            peer.insert(len(typed.encode("utf-16-le")) // 2, chunk)
+            typed += chunk
+            if index == kill_at:  # this chunk (and maybe more) is still in flight
+                server.kill()
+                break
+            if index % 4 == 3:
+                peer.wait_saved()
+                saved = typed
+        hocus.kill()
+        text = asyncio.run(stored_text(data, f"crash-{round_}"))
+        assert saved and text.startswith(saved), (round_, len(saved), len(text))
+        assert typed.startswith(text)
