@@ -194,6 +194,7 @@ class HocuspocusSocket:
             if extension is not None:
                 extension["receive_directly"](None)
             self.closed = True
+            self.out.abandon()  # a close frame already on its way still goes out
             for key in list(self.documents):
                 self._leave(key)
             gauge.dec()
@@ -363,6 +364,10 @@ class HocuspocusSocket:
             if error.code == CloseCode.GOING_AWAY:
                 self.close(error.code, error.reason)
             self._deny(key, error.reason, pending)
+            return
+        except Exception:  # a bug costs this document, never a pending state forever
+            log.exception("%s: cannot open for a Hocuspocus peer", name)
+            self._deny(key, "internal error opening the document", pending)
             return
         if self.documents.get(key) is pending and not self.closed:
             self._connect(key, name, access, runner, pending)
