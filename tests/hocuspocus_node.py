@@ -38,13 +38,22 @@ class NodeHocuspocus(NodeYjs):
         socket: str | None = None,
         token: str | None = None,
         awareness: dict[str, Any] | None = None,
+        force_sync_ms: int | None = None,
         wait_synced: bool = True,
     ) -> HocusPeer:
-        """A provider of document `doc`: on its own socket, or attached to `socket`."""
+        """A provider of document `doc`: on its own socket, or attached to `socket`;
+        `force_sync_ms`: its `forceSyncInterval` (a sync step 1 that often)."""
         name = f"h{next(self._names)}"
         url = None if ws_url is None else f"{ws_url}/hocuspocus"
         self.request(
-            "connect", peer=name, url=url, socket=socket, doc=doc, token=token, awareness=awareness
+            "connect",
+            peer=name,
+            url=url,
+            socket=socket,
+            doc=doc,
+            token=token,
+            awareness=awareness,
+            forceSyncMs=force_sync_ms or False,
         )
         peer = HocusPeer(self, name)
         if wait_synced:

@@ -272,3 +272,25 @@ def test_every_edit_acknowledged_survives_kill_9(start_server, tmp_path, node) -
         text = asyncio.run(stored_text(data, f"crash-{round_}"))
         assert saved and text.startswith(saved), (round_, len(saved), len(text))
         assert typed.startswith(text)
+
+
+def test_a_forced_sync_is_acknowledged_too(server: ServerProcess, node) -> None:
+    """`forceSyncInterval` resets the provider's counter to 1 and sends a step 1: the
+    server's step 1 in answer brings the step 2 whose SyncStatus brings it back to 0."""
+    peer = node().provider(server.ws_url, "forced", force_sync_ms=100)
+    peer.insert(0, UNICODE)
+    peer.wait_saved()
+    forced = len(
+        [e for e in peer.events("outgoingMessage") if e["description"] == "First sync step"]
+    )
+    wait_until(
+        lambda: (
+            len(
+                [e for e in peer.events("outgoingMessage") if e["description"] == "First sync step"]
+            )
+            >= forced + 3
+        ),
+        what="three forced syncs",
+    )
+    peer.wait_saved()
+    assert server_text(server, "forced") == UNICODE

@@ -47,12 +47,20 @@ def test_a_sync_step_2_that_adds_nothing_is_acknowledged_too() -> None:
     assert messages_to(output, "h") == [SYNC_STATUS_APPLIED]
 
 
-def test_a_step_1_is_answered_without_sync_status() -> None:
+def test_each_step_1_is_answered_with_step_2_then_a_step_1_of_ours() -> None:
+    """The provider counts one pending change per step 1 it sends (on connect, and every
+    forceSyncInterval); our step 1 brings the step 2 whose SyncStatus settles it. So
+    exactly one step 1 per step 1 it sent: none on connect."""
     session = Session("doc")
     session.connect_yjs("h", sync_status=True)
+    assert messages_to(session.take_output(), "h") == []
+    session.apply_update(update_with(TEXT), "server:test")
     session.take_output()
-    session.receive("h", protocol.encode_sync_step1(Doc().get_state()))
-    assert SYNC_STATUS_APPLIED not in messages_to(session.take_output(), "h")
+    for _ in range(2):
+        session.receive("h", protocol.encode_sync_step1(Doc().get_state()))
+        sent = [protocol.decode(data) for data in messages_to(session.take_output(), "h")]
+        assert [type(message) for message in sent] == [protocol.SyncStep2, protocol.SyncStep1]
+        assert sent[1].state_vector == session.document.doc.get_state()
 
 
 def test_a_readonly_peers_update_is_answered_not_applied() -> None:

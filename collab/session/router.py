@@ -153,11 +153,14 @@ class Session(PresenceRoutes):
 
         `sync_status` (a Hocuspocus peer): each sync step 2 or update it sends is answered
         with SyncStatus in the output that holds its record, so a driver that commits
-        before it sends says "applied" only once the change is durable.
+        before it sends says "applied" only once the change is durable. Its provider
+        counts one pending change per sync step 1 it sends, settled by the SyncStatus of
+        its answer to ours: it gets our step 1 after each of its own, not on connect.
         """
         self.peers[peer_id] = Peer(peer_id, PeerKind.YJS, user, readonly, sync_status=sync_status)
         self._yjs_peers.append(peer_id)
-        self._send(peer_id, protocol.encode_sync_step1(self.document.doc.get_state()))
+        if not sync_status:
+            self._send(peer_id, protocol.encode_sync_step1(self.document.doc.get_state()))
         entries = self.awareness.entries()
         if entries:
             self._send(peer_id, protocol.encode_awareness(entries))
@@ -301,6 +304,8 @@ class Session(PresenceRoutes):
     def _handle_yjs(self, peer: Peer, message: protocol.Message, data: bytes) -> None:
         if isinstance(message, protocol.SyncStep1):
             self._answer_step1(peer, message.state_vector)
+            if peer.sync_status:
+                self._send(peer.id, protocol.encode_sync_step1(self.document.doc.get_state()))
         elif isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
             if peer.readonly:
                 self._send(peer.id, _refused(peer, "read-only: update not applied"))

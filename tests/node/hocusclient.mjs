@@ -29,10 +29,10 @@ function socket ({ socket: name, url }) {
   return {}
 }
 
-function connect ({ peer: name, url, socket: socketName, doc: docName, token = null, awareness = null }) {
+function connect ({ peer: name, url, socket: socketName, doc: docName, token = null, awareness = null, forceSyncMs = false }) {
   if (peers.has(name)) throw new Error(`peer ${name} exists`)
   const doc = new Y.Doc()
-  const options = { name: docName, document: doc, token }
+  const options = { name: docName, document: doc, token, forceSyncInterval: forceSyncMs }
   if (socketName) {
     options.websocketProvider = sockets.get(socketName)
   } else {
@@ -47,6 +47,7 @@ function connect ({ peer: name, url, socket: socketName, doc: docName, token = n
   on('stateless', ({ payload }) => ({ payload }))
   on('close', ({ event }) => ({ code: event?.code ?? null, reason: event?.reason ?? '' }))
   on('synced', ({ state }) => ({ state }))
+  on('outgoingMessage', ({ message }) => ({ description: message.description ?? null }))
   if (awareness !== null) provider.setAwarenessField('user', awareness)
   peers.set(name, { doc, provider, listeners: new Set() })
   return { clientId: doc.clientID }
