@@ -231,3 +231,42 @@ def test_documents_per_socket_are_capped(start_server, raw) -> None:
 def test_a_foreign_origin_is_refused_at_the_upgrade(server, raw) -> None:
     with pytest.raises(Exception, match="403"):
         raw(server, origin="https://evil.example")
+
+
+def test_query_awareness_is_answered_with_the_documents_states(server, raw) -> None:
+    watcher, talker = raw(server), raw(server)
+    watcher.auth("here")
+    talker.auth("here")
+    state = protocol.AwarenessEntry(4242, 1, {"user": {"name": "zoë 😀"}})
+    talker.send(hp.Forward("here", protocol.encode_awareness([state])))
+    watcher.next(lambda m: isinstance(m, hp.Forward) and m.body[0] == 1)  # the broadcast
+    watcher.send(hp.Forward("here", protocol.encode_query_awareness()))
+    answer = watcher.next(lambda m: isinstance(m, hp.Forward) and m.body[0] == 1)
+    entries = protocol.decode(answer.body).entries  # type: ignore[union-attr]
+    assert [(e.client_id, e.state) for e in entries] == [(4242, {"user": {"name": "zoë 😀"}})]
+
+
+def test_a_stateless_message_over_the_size_limit_closes_that_document(start_server, raw) -> None:
+    server = start_server("--fsync", "never", "--max-message-bytes", "1024")
+    client = raw(server)
+    client.auth("a")
+    client.auth("b")
+    client.send(hp.BroadcastStateless("b", "x" * 2000))
+    close = client.status_of("b")
+    assert isinstance(close, hp.Close) and close.reason.startswith("1009: message of ")  # type: ignore[union-attr]
+    assert_still_works(client, server, "a")
+
+
+def test_the_door_is_counted_in_the_metrics(server, raw) -> None:
+    client = raw(server)
+    client.auth("counted")
+    assert_still_works(client, server, "counted")
+    with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=10) as answer:
+        metrics = answer.read().decode()
+    assert 'collab_connections{door="hocuspocus"} 1.0' in metrics
+    received = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith('collab_messages_received_total{door="hocuspocus"}')
+    )
+    assert float(received.split()[-1]) >= 2
