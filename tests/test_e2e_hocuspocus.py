@@ -24,6 +24,7 @@ from yjs_node import NodeYjs
 from collab import Access, Collab, FileStore, Settings
 from collab.replay.rebuild import replay_recording
 from collab.server.serve import uvicorn_options
+from collab.storage.postgres import PostgresStore
 from collab.text.client import TextClient
 
 pytestmark = pytest.mark.node
@@ -141,9 +142,11 @@ def served_here(settings: Settings, **hooks: Any) -> Iterator[tuple[str, Collab]
         thread.join(20)
 
 
-async def stored_text(data: Path, name: str) -> str:
-    """The text the file store in `data` holds for `name` (no server running)."""
-    store = FileStore(data)
+async def stored_text(where: Path | str, name: str) -> str:
+    """The text the store (a file store's directory, or a postgresql:// URL) holds for
+    `name` (no server using that directory)."""
+    store = PostgresStore.from_url(where) if isinstance(where, str) else FileStore(where)
+    await store.start()
     try:
         stored = await store.load(name)
     finally:
@@ -247,13 +250,19 @@ def test_a_recording_of_a_hocuspocus_session_replays(start_server, tmp_path, nod
     assert str(fragment) == "<paragraph>ProseMirror ✍️</paragraph>"
 
 
-def test_every_edit_acknowledged_survives_kill_9(start_server, tmp_path, node) -> None:
+@pytest.mark.parametrize("store", ["file", "postgresql"])
+def test_every_edit_acknowledged_survives_kill_9(
+    start_server, tmp_path, node, request, store
+) -> None:
     """Append-only typing, the server killed at a random moment each round: the store holds
-    at least every chunk typed before the provider last had no unsynced changes."""
+    at least every chunk typed before the provider last had no unsynced changes (fsync,
+    or PostgreSQL's COMMIT)."""
     rounds = random.Random(20)
     data = tmp_path / "data"
+    url = request.getfixturevalue("postgres_url") if store == "postgresql" else None
+    flags = ["--store", url] if url else []
     for round_ in range(3):
-        server = start_server("--fsync", "always", data_dir=data)
+        server = start_server("--fsync", "always", *flags, data_dir=data)
         hocus = node()
         peer = hocus.provider(server.ws_url, f"crash-{round_}")
         typed, saved = "", ""
@@ -269,7 +278,7 @@ def test_every_edit_acknowledged_survives_kill_9(start_server, tmp_path, node) -
                 peer.wait_saved()
                 saved = typed
         hocus.kill()
-        text = asyncio.run(stored_text(data, f"crash-{round_}"))
+        text = asyncio.run(stored_text(url or data, f"crash-{round_}"))
         assert saved and text.startswith(saved), (round_, len(saved), len(text))
         assert typed.startswith(text)
 
