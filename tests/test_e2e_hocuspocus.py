@@ -303,3 +303,21 @@ def test_a_forced_sync_is_acknowledged_too(server: ServerProcess, node) -> None:
     )
     peer.wait_saved()
     assert server_text(server, "forced") == UNICODE
+
+
+def test_sixty_documents_attached_at_once_on_one_socket(server: ServerProcess, node) -> None:
+    """Each provider sends its token, step 1 and awareness before any answer: 180 messages
+    before the first document is authenticated are within the pre-auth caps (100 messages),
+    as they are held per document."""
+    hocus = node()
+    socket = hocus.socket(server.ws_url)
+    names = [f"many/{index} 😀" for index in range(60)]
+    pending = [
+        hocus.send("connect", peer=f"m{i}", socket=socket, doc=name, awareness={"name": str(i)})
+        for i, name in enumerate(names)
+    ]
+    for request in pending:
+        request.result()
+    for index in range(60):
+        hocus.request("wait-synced", 20, peer=f"m{index}", timeoutMs=15000)
+    assert hocus.events_of(None, "socket-disconnect") == []  # type: ignore[arg-type]

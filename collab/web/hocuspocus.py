@@ -244,23 +244,38 @@ class HocuspocusSocket:
                 "message-rate", f"more than {rate:g} messages per second", CloseCode.POLICY
             )
             return
-        if self.unproven is not None:
-            why = self.unproven.add(len(data))
-            if why is not None:
-                self._refuse_socket("unproven", why, CloseCode.POLICY)
-                return
         try:
             message = hp.decode(data)
         except hp.HocuspocusError as error:
+            if not self._unproven_allows(None, len(data)):
+                return
             if error.name is None:
                 self._refuse_socket("protocol", error.reason, error.close_code)
             else:
                 self._refuse_document(error.name, error.close_code, error.reason)
             return
+        if not self._unproven_allows(message, len(data)):
+            return
         if isinstance(message, hp.Ping):
             self.send(hp.PONG)
         elif not isinstance(message, hp.Pong):
             self._dispatch(message, len(data))
+
+    def _unproven_allows(self, message: hp.Message | None, size: int) -> bool:
+        """Until a document is authenticated, what the socket sends counts against the
+        pre-auth budget, except tokens (at most --max-documents-per-socket checked at
+        once) and what waits for a token's answer (held within that budget): a provider
+        attaching many documents at once sends three messages each before any answer."""
+        if self.unproven is None or isinstance(message, hp.Token):
+            return True
+        name = getattr(message, "name", None)  # None: unreadable, or Ping/Pong
+        if name is not None and isinstance(self.documents.get(name), _Pending):
+            return True
+        why = self.unproven.add(size)
+        if why is not None:
+            self._refuse_socket("unproven", why, CloseCode.POLICY)
+            return False
+        return True
 
     def _dispatch(self, message: hp.Message, size: int) -> None:
         key = message.name  # type: ignore[union-attr]
