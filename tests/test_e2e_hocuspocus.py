@@ -306,9 +306,10 @@ def test_a_forced_sync_is_acknowledged_too(server: ServerProcess, node) -> None:
 
 
 def test_sixty_documents_attached_at_once_on_one_socket(server: ServerProcess, node) -> None:
-    """Each provider sends its token, step 1 and awareness before any answer: 180 messages
-    before the first document is authenticated are within the pre-auth caps (100 messages),
-    as they are held per document."""
+    """Each provider sends its token, step 1 and awareness before any answer (its awareness
+    even before its token, when it is set right after the provider is made): 180 messages
+    before the first document is authenticated are within the pre-auth caps (100
+    messages), as they are held per document."""
     hocus = node()
     socket = hocus.socket(server.ws_url)
     names = [f"many/{index} 😀" for index in range(60)]
@@ -321,3 +322,5 @@ def test_sixty_documents_attached_at_once_on_one_socket(server: ServerProcess, n
     for index in range(60):
         hocus.request("wait-synced", 20, peer=f"m{index}", timeoutMs=15000)
     assert hocus.events_of(None, "socket-disconnect") == []  # type: ignore[arg-type]
+    refused = [e for i in range(60) for e in hocus.events_of(f"m{i}", "authenticationFailed")]
+    assert refused == [], "awareness sent before the token is held, not refused"

@@ -270,3 +270,30 @@ def test_the_door_is_counted_in_the_metrics(server, raw) -> None:
         if line.startswith('collab_messages_received_total{door="hocuspocus"}')
     )
     assert float(received.split()[-1]) >= 2
+
+
+def test_refused_tokens_spend_the_pre_auth_budget(start_server, raw) -> None:
+    """A stranger cannot make the server check tokens for ever on one socket."""
+    server = start_server(
+        "--fsync", "never", "--auth-secret", "s3cret", "--preauth-max-messages", "5"
+    )
+    client = raw(server)
+    for index in range(6):
+        client.send(hp.Token(f"guess-{index}", "not a token", "4.8.0"))
+    assert client.closed()[0] == 1008
+
+
+def test_awareness_before_the_token_is_held_but_a_sync_is_refused(server, raw) -> None:
+    """The provider sends awareness set right after it is made before its token (never a
+    sync message): held for the token's answer, and shown once the document is open."""
+    early, watcher = raw(server), raw(server)
+    watcher.auth("early")
+    state = protocol.AwarenessEntry(777, 1, {"user": {"name": "early 🐦"}})
+    early.send(hp.Forward("early", protocol.encode_awareness([state])))
+    early.send(hp.Forward("too-early", protocol.encode_sync_step1(b"\x00")))
+    refusal = early.next(lambda m: isinstance(m, hp.PermissionDenied))
+    assert refusal.name == "too-early"  # type: ignore[union-attr]
+    assert early.auth("early") == hp.Authenticated("early", hp.Scope.READ_WRITE)
+    shown = watcher.next(lambda m: isinstance(m, hp.Forward) and m.body[0] == 1)
+    entries = protocol.decode(shown.body).entries  # type: ignore[union-attr]
+    assert [e.state for e in entries] == [{"user": {"name": "early 🐦"}}]
