@@ -89,3 +89,13 @@ def test_a_y_websocket_peer_never_gets_sync_status() -> None:
     session.take_output()
     session.receive("y", protocol.encode_sync_update(update_with(TEXT)))
     assert SYNC_STATUS_APPLIED not in messages_to(session.take_output(), "y")
+
+
+def test_a_hocuspocus_peer_is_not_resynced_but_reconnects() -> None:
+    """A resync drops queued messages, SyncStatus among them: the provider would count
+    those changes pending for good. Its reconnect starts the count afresh."""
+    session = Session("doc")
+    session.connect_yjs("h", sync_status=True)
+    session.connect_yjs("y")
+    assert session.resync("h") is False
+    assert session.resync("y") is True

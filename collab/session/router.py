@@ -151,11 +151,9 @@ class Session(PresenceRoutes):
     ) -> None:
         """A Yjs peer connected: send it sync step 1 and the awareness states we know.
 
-        `sync_status` (a Hocuspocus peer): each sync step 2 or update it sends is answered
-        with SyncStatus in the output that holds its record, so a driver that commits
-        before it sends says "applied" only once the change is durable. Its provider
-        counts one pending change per sync step 1 it sends, settled by the SyncStatus of
-        its answer to ours: it gets our step 1 after each of its own, not on connect.
+        `sync_status` (a Hocuspocus peer): its step 2s and updates are answered with
+        SyncStatus in the output holding their record (so sent after the commit), and each
+        step 1 it sends with ours, none on connect: its provider counts on exactly that.
         """
         self.peers[peer_id] = Peer(peer_id, PeerKind.YJS, user, readonly, sync_status=sync_status)
         self._yjs_peers.append(peer_id)
@@ -218,10 +216,11 @@ class Session(PresenceRoutes):
     def resync(self, peer_id: PeerId) -> bool:
         """A peer fell behind and its queued messages were dropped: send it the full state.
 
-        Returns False when the peer cannot be resynced (text peers reconnect instead).
+        Returns False when the peer cannot be resynced: text peers reconnect instead, and
+        so do Hocuspocus peers (their provider counts the SyncStatus messages dropped).
         """
         peer = self.peers.get(peer_id)
-        if peer is None or peer.kind is not PeerKind.YJS:
+        if peer is None or peer.kind is not PeerKind.YJS or peer.sync_status:
             return False
         self.outbox.replace(peer_id, protocol.encode_sync_step2(self.document.state))
         return True
@@ -307,8 +306,9 @@ class Session(PresenceRoutes):
             if peer.sync_status:
                 self._send(peer.id, protocol.encode_sync_step1(self.document.doc.get_state()))
         elif isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
-            if peer.readonly:
-                self._send(peer.id, _refused(peer, "read-only: update not applied"))
+            if peer.readonly:  # a Hocuspocus peer hears SyncStatus false
+                denied = protocol.encode_auth_denied("read-only: update not applied")
+                self._send(peer.id, hocuspocus.SYNC_STATUS_REFUSED if peer.sync_status else denied)
                 return
             author = self._author(peer)
             committed = self.document.apply_update(message.update, f"yjs:{peer.id}", author)
@@ -477,13 +477,6 @@ class Session(PresenceRoutes):
     def _send(self, peer_id: PeerId, data: bytes | str) -> None:
         if peer_id in self.peers:
             self.outbox.send(peer_id, data)
-
-
-def _refused(peer: Peer, reason: str) -> bytes:
-    """What a peer that may not edit hears about its update."""
-    if peer.sync_status:
-        return hocuspocus.SYNC_STATUS_REFUSED
-    return protocol.encode_auth_denied(reason)
 
 
 def _acks_of(stored: StoredDocument | None, limit: int) -> AckTable:

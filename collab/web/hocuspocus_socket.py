@@ -69,7 +69,8 @@ class DocumentLink:
 
 @dataclass
 class _Pending:
-    """A document whose token is being checked; what the provider sent meanwhile."""
+    """A document whose token is being checked (or awaited: no task yet); what the
+    provider sent meanwhile."""
 
     held: list[tuple[hp.Message, int]] = field(default_factory=list)
     held_bytes: int = 0
