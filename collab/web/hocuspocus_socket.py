@@ -199,7 +199,7 @@ class HocuspocusSocket:
                 return
             if error.name is None:
                 self._refuse_socket("protocol", error.reason, error.close_code)
-            else:
+            elif self._echoable(error.name):
                 self._refuse_document(error.name, error.close_code, error.reason)
             return
         if not self._unproven_allows(message, len(data)):
@@ -226,11 +226,17 @@ class HocuspocusSocket:
             return False
         return True
 
+    def _echoable(self, key: str) -> bool:
+        """Whether a name is short enough to answer by; a longer one closes the socket."""
+        limit = self.settings.max_name_length
+        if len(key) <= 4 * limit:
+            return True
+        self._refuse_socket("name", f"document name over {limit} characters", CloseCode.BAD_NAME)
+        return False
+
     def _dispatch(self, message: hp.Message, size: int) -> None:
         key = message.name  # type: ignore[union-attr]
-        if len(key) > 4 * self.settings.max_name_length:  # not worth echoing back
-            why = f"document name over {self.settings.max_name_length} characters"
-            self._refuse_socket("name", why, CloseCode.BAD_NAME)
+        if not self._echoable(key):
             return
         state = self.documents.get(key)
         if isinstance(message, hp.Token):
@@ -394,9 +400,10 @@ class HocuspocusSocket:
         server going away): the provider hears a Close message for it, or, when it must
         reconnect, the whole socket closes."""
         state = self.documents.get(link.key)
-        if isinstance(state, _Open) and state.link is link:
-            self._leave(link.key)
-            self.documents[link.key] = _REFUSED
+        if not (isinstance(state, _Open) and state.link is link):
+            return  # the provider left meanwhile (or attached again: a new link)
+        self._leave(link.key)
+        self.documents[link.key] = _REFUSED
         if code in RECONNECT_CODES:
             self.close(code, reason)
             return
