@@ -324,3 +324,30 @@ def test_sixty_documents_attached_at_once_on_one_socket(server: ServerProcess, n
     assert hocus.events_of(None, "socket-disconnect") == []  # type: ignore[arg-type]
     refused = [e for i in range(60) for e in hocus.events_of(f"m{i}", "authenticationFailed")]
     assert refused == [], "awareness sent before the token is held, not refused"
+
+
+def test_providers_resync_after_a_restart_without_duplicates(start_server, node) -> None:
+    """A shared socket reconnects by itself when the server goes away (1001 closes the
+    socket, so the provider retries; a Close message would end its documents for good)."""
+    server = start_server("--fsync", "always")
+    hocus = node()
+    socket = hocus.socket(server.ws_url)
+    a = hocus.provider(None, "restart/a", socket=socket)
+    b = hocus.provider(None, "restart/b", socket=socket)
+    a.insert(0, UNICODE)
+    b.paragraph("TipTap 😀")
+    a.wait_saved()
+    b.wait_saved()
+    assert server.stop() == 0  # graceful: the socket is closed with 1001
+    codes = [e["code"] for e in hocus.events_of(None, "socket-disconnect")]  # type: ignore[arg-type]
+    assert codes and codes[0] == 1001
+    server.start()
+    wait_until(lambda: a.status()["synced"] and b.status()["synced"], 20, "both resynced")
+    a.insert(0, "again ")
+    a.wait_saved()
+    assert server_text(server, "restart/a") == "again " + UNICODE
+    fresh = node().provider(server.ws_url, "restart/b")
+    fresh.wait_xml("<paragraph>TipTap 😀</paragraph>")
+    for peer in (a, b):  # the socket's closes (1001, then failed retries), no Close message
+        codes = [e["code"] for e in peer.events("close")]
+        assert codes[0] == 1001 and 1000 not in codes  # a Close message shows as 1000
