@@ -74,8 +74,9 @@ class Collab:
         )
         self.hub.metrics = self.metrics
         self.metrics.loaded_documents_from(lambda: len(self.hub.runners))
-        healthy = lambda: not counted.failing  # noqa: E731
-        self.web = WebApp(self.hub, authenticate, self.metrics, healthy, on_stateless)
+        self.web = WebApp(
+            self.hub, authenticate, self.metrics, lambda: not counted.failing, on_stateless
+        )
 
     # ------------------------------------------------------------------ mounting
 
@@ -117,11 +118,6 @@ class Collab:
 
     # ------------------------------------------------------------------ server-side text
 
-    def broadcast_stateless(self, name: str, payload: str) -> None:
-        """A Stateless message to every Hocuspocus provider of document `name` in this
-        process (not stored; call it on the server's event loop)."""
-        self.web.hocuspocus.broadcast(name, payload)
-
     async def get_text(self, name: str) -> str:
         """The shared text of document `name`, loading it if needed.
 
@@ -149,3 +145,10 @@ class Collab:
         """Make the text equal to `text` with the smallest single change (see `edit`)."""
         runner = await self.hub.open(self.hub.validate(name))
         return await runner.set_text(text, f"server:{origin}", user)
+
+    # ------------------------------------------------------------------ Hocuspocus
+
+    def broadcast_stateless(self, name: str, payload: str) -> None:
+        """A Stateless message to every Hocuspocus provider of document `name` in this
+        process (not stored; call it on the server's event loop)."""
+        self.web.hocuspocus.broadcast(name, payload)
