@@ -358,12 +358,12 @@ class HocuspocusSocket:
         link = DocumentLink(self, key, name)
         peer_id = runner.connect(link, DOOR, access.user, access.readonly)
         reader = PeerReader(
-            runner,
-            peer_id,
-            DOOR,
-            _UNCOUNTED,  # counted once, by the socket
-            lambda kind, data: True,  # its token proved it
-            lambda reason, why: self.web.refuse(reason, why, self.websocket),
+            runner=runner,
+            peer_id=peer_id,
+            kind=DOOR,
+            counters=_UNCOUNTED,  # counted once, by the socket
+            is_valid_first=lambda kind, data: True,  # its token proved it
+            refuse=lambda reason, why: self.web.refuse(reason, why, self.websocket),
         )
         opened = _Open(runner, peer_id, reader, link, access)
         self.documents[key] = opened
