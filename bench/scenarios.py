@@ -52,7 +52,7 @@ from fanout import (
     make_server,
     percentile,
 )
-from targets import Server, load_average, pin
+from targets import HOCUSPOCUS_TARGETS, Server, load_average, pin
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -407,6 +407,9 @@ def run(scenario: str, args: argparse.Namespace) -> list[object]:
     workdir = Path(tempfile.mkdtemp(prefix="collab-scenarios-"))
     measure = {"connections": connections, "join": join, "slow-peer": slow_peer}[scenario]
     targets = chosen_targets(args)
+    for target in [t for t in targets if t in HOCUSPOCUS_TARGETS]:
+        print(f"{target}: skipped: these scenarios speak y-websocket only", flush=True)
+    targets = [t for t in targets if t not in HOCUSPOCUS_TARGETS]
     try:
         for round_, target in [(r, t) for r in range(1, args.repeat + 1) for t in targets]:
             try:
