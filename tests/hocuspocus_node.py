@@ -39,10 +39,12 @@ class NodeHocuspocus(NodeYjs):
         token: str | None = None,
         awareness: dict[str, Any] | None = None,
         force_sync_ms: int | None = None,
+        session_awareness: bool = False,
         wait_synced: bool = True,
     ) -> HocusPeer:
         """A provider of document `doc`: on its own socket, or attached to `socket`;
-        `force_sync_ms`: its `forceSyncInterval` (a sync step 1 that often)."""
+        `force_sync_ms`: its `forceSyncInterval` (a sync step 1 that often);
+        `session_awareness`: its messages routed by name + NUL + its session id."""
         name = f"h{next(self._names)}"
         url = None if ws_url is None else f"{ws_url}/hocuspocus"
         self.request(
@@ -54,6 +56,7 @@ class NodeHocuspocus(NodeYjs):
             token=token,
             awareness=awareness,
             forceSyncMs=force_sync_ms or False,
+            sessionAwareness=session_awareness,
         )
         peer = HocusPeer(self, name)
         if wait_synced:

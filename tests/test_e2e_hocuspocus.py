@@ -351,3 +351,19 @@ def test_providers_resync_after_a_restart_without_duplicates(start_server, node)
     for peer in (a, b):  # the socket's closes (1001, then failed retries), no Close message
         codes = [e["code"] for e in peer.events("close")]
         assert codes[0] == 1001 and 1000 not in codes  # a Close message shows as 1000
+
+
+def test_two_providers_of_one_document_on_one_socket(server: ServerProcess, node) -> None:
+    """`sessionAwareness: true` routes by name + NUL + session id: two providers of one
+    document share a socket, each its own peer of that document."""
+    hocus = node()
+    socket = hocus.socket(server.ws_url)
+    a = hocus.provider(None, "twice", socket=socket, session_awareness=True)
+    b = hocus.provider(None, "twice", socket=socket, session_awareness=True)
+    a.insert(0, UNICODE)
+    b.wait_text(UNICODE)
+    b.insert(0, "b: ")
+    a.wait_text("b: " + UNICODE)
+    a.wait_saved()
+    b.wait_saved()
+    assert server_text(server, "twice") == "b: " + UNICODE

@@ -29,10 +29,10 @@ function socket ({ socket: name, url }) {
   return {}
 }
 
-function connect ({ peer: name, url, socket: socketName, doc: docName, token = null, awareness = null, forceSyncMs = false }) {
+function connect ({ peer: name, url, socket: socketName, doc: docName, token = null, awareness = null, forceSyncMs = false, sessionAwareness = false }) {
   if (peers.has(name)) throw new Error(`peer ${name} exists`)
   const doc = new Y.Doc()
-  const options = { name: docName, document: doc, token, forceSyncInterval: forceSyncMs }
+  const options = { name: docName, document: doc, token, forceSyncInterval: forceSyncMs, sessionAwareness }
   if (socketName) {
     options.websocketProvider = sockets.get(socketName)
   } else {
