@@ -57,12 +57,14 @@ from targets import (
     ALL_TARGETS,
     COLLAB_TARGETS,
     DEFAULT_COLLAB,
+    HOCUSPOCUS_TARGETS,
     Server,
     load_average,
     missing,
     pin,
 )
 
+from collab.yjs import hocuspocus
 from collab.yjs.protocol import read_var_uint, write_var_uint
 
 TARGETS = ALL_TARGETS
@@ -142,6 +144,7 @@ class Load:
     rate: float
     handshake: bool  # wait for the server's sync step2 (not from the bare relay: it never answers)
     doc_prefix: str
+    hocuspocus: bool = False  # speak the Hocuspocus protocol on /hocuspocus
 
 
 @dataclass(frozen=True)
@@ -171,26 +174,34 @@ class WorkerResult:
 
 
 class Peer:
-    def __init__(self, ident: int, doc: int, ws: ClientConnection) -> None:
+    def __init__(self, ident: int, doc: int, ws: ClientConnection, name: bytes = b"") -> None:
         self.ident = ident
         self.doc = doc
         self.ws = ws
+        self.name = name  # the Hocuspocus name prefix of every message (b"": y-websocket)
         self.encoder = EditEncoder(random.getrandbits(31) | 1)
         self.last_seq: dict[int, int] = {}
 
 
 async def open_peer(load: Load, doc: int, index: int) -> Peer:
-    url = f"{load.url}/yjs/{load.doc_prefix}{doc}"
+    name = f"{load.doc_prefix}{doc}"
+    url = f"{load.url}/hocuspocus" if load.hocuspocus else f"{load.url}/yjs/{name}"
     ws = await connect(url, compression=None, max_size=None, ping_interval=None, open_timeout=30)
-    peer = Peer(doc * load.peers + index, doc, ws)
-    await ws.send(SYNC_STEP1_EMPTY)
+    prefix = hocuspocus.name_prefix(name) if load.hocuspocus else b""
+    peer = Peer(doc * load.peers + index, doc, ws, prefix)
+    if load.hocuspocus:  # the token first, as the provider sends it
+        await ws.send(hocuspocus.encode(hocuspocus.Token(name, "", "bench")))
+    await ws.send(peer.name + SYNC_STEP1_EMPTY)
     if load.handshake:
         async with asyncio.timeout(30):
             while True:
                 message = await ws.recv()
-                if isinstance(message, bytes) and message[:2] == b"\x00\x00":
-                    await ws.send(SYNC_STEP2_EMPTY)  # our state: nothing yet
-                elif isinstance(message, bytes) and message[:2] == SYNC_STEP2_PREFIX:
+                if not isinstance(message, bytes) or not message.startswith(peer.name):
+                    continue
+                body = message[len(peer.name) :]
+                if body[:2] == b"\x00\x00":
+                    await ws.send(peer.name + SYNC_STEP2_EMPTY)  # our state: nothing yet
+                elif body[:2] == SYNC_STEP2_PREFIX:
                     break
     return peer
 
@@ -221,7 +232,7 @@ async def send_edits(peer: Peer, load: Load, timing: Timing, result: WorkerResul
             await asyncio.sleep(delay)
         now = time.monotonic()
         seq += 1
-        message = peer.encoder.message(f"#{peer.ident}.{seq}.{int(now * 1e6)};")
+        message = peer.name + peer.encoder.message(f"#{peer.ident}.{seq}.{int(now * 1e6)};")
         try:
             await peer.ws.send(message)
         except ConnectionClosed:
@@ -360,6 +371,7 @@ def run_load(server: Server, args: argparse.Namespace) -> Outcome:
         rate=args.rate,
         handshake=server.handshakes,
         doc_prefix="bench-",
+        hocuspocus=server.target in HOCUSPOCUS_TARGETS,
     )
     context = multiprocessing.get_context("fork")
     workers = []

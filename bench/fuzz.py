@@ -7,6 +7,8 @@ Targets:
 
 - ``yjs-decoder``: `collab.yjs.protocol.decode` on arbitrary frames (and frames after real
   prefixes): only `ProtocolError` may come out;
+- ``hocuspocus-decoder``: `collab.yjs.hocuspocus.decode` on arbitrary frames after real
+  name and type prefixes: only `HocuspocusError`, and what decodes encodes back the same;
 - ``awareness``: awareness frames with arbitrary entries and JSON into an `AwarenessTable`
   with small caps: only `ProtocolError` / `TooManyStates`; the table's byte count equals
   the sizes it holds;
@@ -54,7 +56,7 @@ from collab.text import ops as textops
 from collab.text.client import TextClient
 from collab.text.positions import cp_to_utf8
 from collab.wire import CloseCode
-from collab.yjs import protocol
+from collab.yjs import hocuspocus, protocol
 
 CASES: collections.Counter[str] = collections.Counter()  # inputs that ran to the end
 
@@ -94,6 +96,24 @@ def yjs_decoder(prefix: bytes, body: bytes) -> None:
         return
     assert message is not None
     done("yjs-decoder")
+
+
+@given(
+    name=st.sampled_from([b"", b"\x00", b"\x01d", b"\x04d\xc3\xa9\xf0", b"\x05"]),
+    kind=st.sampled_from([b"", *(bytes((k,)) for k in range(12)), b"\x80\x80"]),
+    body=st.binary(max_size=200),
+)
+@FUZZ_SETTINGS
+def hocuspocus_decoder(name: bytes, kind: bytes, body: bytes) -> None:
+    try:
+        message = hocuspocus.decode(name + kind + body)
+    except hocuspocus.HocuspocusError as error:
+        assert error.reason and error.close_code in (1002, 1003)
+        done("hocuspocus-decoder")
+        return
+    if not isinstance(message, hocuspocus.Forward):  # its body is the session's to read
+        assert hocuspocus.decode(hocuspocus.encode(message)) == message
+    done("hocuspocus-decoder")
 
 
 @given(
@@ -341,6 +361,7 @@ def session(events: list[tuple[Any, ...]]) -> None:
 
 TARGETS = {
     "yjs-decoder": yjs_decoder,
+    "hocuspocus-decoder": hocuspocus_decoder,
     "awareness": awareness,
     "text-messages": text_messages,
     "session": session,

@@ -52,20 +52,22 @@ from fanout import (
     make_server,
     percentile,
 )
-from targets import Server, load_average, pin
+from targets import HOCUSPOCUS_TARGETS, Server, load_average, pin
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from collab.yjs import protocol
+from collab.yjs import hocuspocus, protocol
 
 MARKER = re.compile(rb"#(\d+)\.(\d+)\.(\d+);")
 
 
 async def ws_connect(server: Server, doc: str, source: str = "127.0.0.1") -> ClientConnection:
     """`source`: the loopback address to connect from (collab caps connections per client
-    address at 256 by default: many connections come from many addresses, as in life)."""
-    return await connect(
-        f"{server.url}/yjs/{doc}",
+    address at 256 by default: many connections come from many addresses, as in life).
+    A Hocuspocus row's connection is wrapped to look like a y-websocket one."""
+    hocuspocus_row = server.target in HOCUSPOCUS_TARGETS
+    ws = await connect(
+        f"{server.url}/hocuspocus" if hocuspocus_row else f"{server.url}/yjs/{doc}",
         local_addr=(source, 0),
         compression=None,
         max_size=None,
@@ -73,6 +75,43 @@ async def ws_connect(server: Server, doc: str, source: str = "127.0.0.1") -> Cli
         open_timeout=60,
         close_timeout=2,
     )
+    if not hocuspocus_row:
+        return ws
+    await ws.send(hocuspocus.encode(hocuspocus.Token(doc, "", "bench")))
+    return OneDocument(ws, doc)  # type: ignore[return-value]
+
+
+class OneDocument:
+    """A Hocuspocus connection as a y-websocket one for one document: the name goes in
+    front of what is sent and comes off what is received; what y-websocket has no word
+    for (Auth answers, SyncStatus, Ping) is skipped."""
+
+    def __init__(self, ws: ClientConnection, name: str) -> None:
+        self.ws = ws
+        self.prefix = hocuspocus.name_prefix(name)
+
+    async def send(self, data: bytes) -> None:
+        await self.ws.send(self.prefix + data)
+
+    async def recv(self) -> bytes:
+        while True:
+            message = await self.ws.recv()
+            if isinstance(message, bytes) and message.startswith(self.prefix):
+                body = message[len(self.prefix) :]
+                if body[:1] in (b"\x00", b"\x01", b"\x03"):  # sync, awareness, query
+                    return body
+
+    def __aiter__(self) -> OneDocument:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self.recv()
+        except ConnectionClosed:
+            raise StopAsyncIteration from None
+
+    async def close(self) -> None:
+        await self.ws.close()
 
 
 async def handshake(ws: ClientConnection, answer: bool = True, at_least: int = 0) -> bytes:
@@ -407,6 +446,10 @@ def run(scenario: str, args: argparse.Namespace) -> list[object]:
     workdir = Path(tempfile.mkdtemp(prefix="collab-scenarios-"))
     measure = {"connections": connections, "join": join, "slow-peer": slow_peer}[scenario]
     targets = chosen_targets(args)
+    if scenario == "slow-peer":  # it reads the socket itself, as y-websocket
+        for target in [t for t in targets if t in HOCUSPOCUS_TARGETS]:
+            print(f"{target}: skipped: slow-peer speaks y-websocket only", flush=True)
+        targets = [t for t in targets if t not in HOCUSPOCUS_TARGETS]
     try:
         for round_, target in [(r, t) for r in range(1, args.repeat + 1) for t in targets]:
             try:

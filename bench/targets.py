@@ -30,8 +30,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 NODE_SERVER = BENCH / "node" / "node_modules" / "@y" / "websocket-server" / "src" / "server.js"
-ALL_TARGETS = ("baseline", "pycrdt", "node", "durable", "fast")
-COLLAB_TARGETS = ("durable", "fast")
+HOCUSPOCUS_SERVER = BENCH / "node" / "hocuspocus-server.mjs"
+ALL_TARGETS = ("baseline", "pycrdt", "node", "hocuspocus", "durable", "hp-durable", "fast")
+COLLAB_TARGETS = ("durable", "hp-durable", "fast")
+HOCUSPOCUS_TARGETS = ("hocuspocus", "hp-durable")
+"""Rows whose clients speak the Hocuspocus protocol (on /hocuspocus) instead of y-websocket."""
 DEFAULT_COLLAB = f"{shlex.quote(sys.executable)} -m collab serve"
 
 
@@ -54,6 +57,11 @@ def missing(target: str) -> str | None:
             return "node is not installed"
         if not NODE_SERVER.exists():
             return "the Node server is not installed: (cd bench/node && npm ci)"
+    if target == "hocuspocus":
+        if shutil.which("node") is None:
+            return "node is not installed"
+        if not (BENCH / "node" / "node_modules" / "@hocuspocus" / "server").exists():
+            return "@hocuspocus/server is not installed: (cd bench/node && npm ci)"
     if target == "pycrdt":
         try:
             import pycrdt.websocket  # noqa: F401
@@ -92,6 +100,9 @@ class Server:
             command += ["--host", "127.0.0.1", "--port", str(self.port)]
         elif target == "node":
             command = ["node", str(NODE_SERVER)]
+            self.env.update(HOST="127.0.0.1", PORT=str(self.port))
+        elif target == "hocuspocus":
+            command = ["node", str(HOCUSPOCUS_SERVER)]
             self.env.update(HOST="127.0.0.1", PORT=str(self.port))
         else:
             data_dir = workdir / f"data-{target}{label}"

@@ -238,6 +238,13 @@ class Settings:
         default=1_000,
         metadata={"help": "messages one WebSocket may send at once above that rate"},
     )
+    max_documents_per_socket: int = field(
+        default=100,
+        metadata={
+            "help": "documents one Hocuspocus WebSocket may have open or being "
+            "authenticated at once (more: PermissionDenied)"
+        },
+    )
     max_new_documents_per_minute: int = field(
         default=300,
         metadata={"help": "new documents one client address may create per minute (1013)"},

@@ -70,6 +70,8 @@ Authenticate = Callable[["HTTPConnection", str], "Access | Awaitable[Access | No
 OnChange = Callable[[Change], "Awaitable[None] | None"]
 # on_load(document_name) -> initial Yjs state for a document the store does not have, or None
 OnLoad = Callable[[str], "bytes | Awaitable[bytes | None] | None"]
+# on_stateless(document_name, payload, access) -> None: a Hocuspocus Stateless message
+OnStateless = Callable[[str, str, Access], "Awaitable[None] | None"]
 
 
 async def call_hook(hook: Callable[..., Any], *args: Any) -> Any:

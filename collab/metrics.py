@@ -28,7 +28,7 @@ from collab.storage.contract import (
     StoredDocument,
 )
 
-DOORS = ("yjs", "text")
+DOORS = ("yjs", "text", "hocuspocus")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 

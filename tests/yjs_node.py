@@ -44,9 +44,9 @@ class Pending:
 class NodeYjs:
     """One Node process holding any number of Yjs peers."""
 
-    def __init__(self) -> None:
+    def __init__(self, script: str = "yclient.mjs") -> None:
         self._process = subprocess.Popen(
-            ["node", str(NODE_DIR / "yclient.mjs")],
+            ["node", str(NODE_DIR / script)],
             cwd=NODE_DIR,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

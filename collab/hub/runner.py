@@ -128,10 +128,10 @@ class DocumentRunner:
         def joined(session: Session) -> None:
             if self.context.recorder is not None:
                 self.context.recorder.connect(session, peer_id, kind, user, readonly)
-            if kind == "yjs":
-                session.connect_yjs(peer_id, user, readonly)
-            else:
+            if kind == "text":
                 session.connect_text(peer_id, user, readonly)
+            else:  # "yjs", or "hocuspocus": the same protocol, plus SyncStatus
+                session.connect_yjs(peer_id, user, readonly, sync_status=kind == "hocuspocus")
 
         self._cancel_idle_unload()
         self._enqueue(joined, peer_id)

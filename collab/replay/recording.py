@@ -13,8 +13,8 @@ File format (version 2), all integers little-endian, frames as in log files::
 Version 1 was the same in big-endian; it is refused with a clear error.
 
 Kinds: ``start`` (a server run began; meta holds the settings that shape replay),
-``connect`` (meta: doc, peer, kind "yjs"/"text", user, readonly, the server document's
-Yjs client id and revision; payload: the document's whole state the first time the run
+``connect`` (meta: doc, peer, kind "yjs"/"text"/"hocuspocus", user, readonly, the server
+document's Yjs client id and revision; payload: the document's whole state the first time the run
 sees the document, else empty), ``binary`` / ``text`` (a WebSocket message; payload: its
 bytes, or its UTF-8 text), ``disconnect``, ``edit`` (a change made by server code,
 `Collab.edit`; meta: doc, op, origin, user). The file is flushed after every frame, so a

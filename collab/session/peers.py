@@ -31,6 +31,7 @@ class Peer:
     awareness_ids: set[int] = field(default_factory=set)  # client ids it speaks for
     client: str | None = None  # a joined text peer's public client id
     presence: dict[str, Any] | None = None  # a joined text peer's user and selection
+    sync_status: bool = False  # a Hocuspocus peer: its sync messages are answered (SyncStatus)
 
     @property
     def joined(self) -> bool:

@@ -43,7 +43,7 @@ from collab.session.text_messages import (
 from collab.storage.contract import Record
 from collab.text import ops as textops
 from collab.wire import CloseCode, ErrorCode, client_id_from_secret, parse_text_origin
-from collab.yjs import protocol
+from collab.yjs import hocuspocus, protocol
 
 if TYPE_CHECKING:
     from collab.storage.contract import StoredDocument
@@ -140,11 +140,23 @@ class Session:
 
     # ------------------------------------------------------------------ events
 
-    def connect_yjs(self, peer_id: PeerId, user: str | None = None, readonly: bool = False) -> None:
-        """A Yjs peer connected: send it sync step 1 and the awareness states we know."""
-        self.peers[peer_id] = Peer(peer_id, PeerKind.YJS, user, readonly)
+    def connect_yjs(
+        self,
+        peer_id: PeerId,
+        user: str | None = None,
+        readonly: bool = False,
+        sync_status: bool = False,
+    ) -> None:
+        """A Yjs peer connected: send it sync step 1 and the awareness states we know.
+
+        `sync_status` (a Hocuspocus peer): its step 2s and updates are answered with
+        SyncStatus in the output holding their record (so sent after the commit), and each
+        step 1 it sends with ours, none on connect: its provider counts on exactly that.
+        """
+        self.peers[peer_id] = Peer(peer_id, PeerKind.YJS, user, readonly, sync_status=sync_status)
         self._yjs_peers.append(peer_id)
-        self._send(peer_id, protocol.encode_sync_step1(self.document.doc.get_state()))
+        if not sync_status:
+            self._send(peer_id, protocol.encode_sync_step1(self.document.doc.get_state()))
         self.roster.joined_yjs(peer_id)
 
     def connect_text(
@@ -195,10 +207,11 @@ class Session:
     def resync(self, peer_id: PeerId) -> bool:
         """A peer fell behind and its queued messages were dropped: send it the full state.
 
-        Returns False when the peer cannot be resynced (text peers reconnect instead).
+        Returns False when the peer cannot be resynced: text peers reconnect instead, and
+        so do Hocuspocus peers (their provider counts the SyncStatus messages dropped).
         """
         peer = self.peers.get(peer_id)
-        if peer is None or peer.kind is not PeerKind.YJS:
+        if peer is None or peer.kind is not PeerKind.YJS or peer.sync_status:
             return False
         self.outbox.replace(peer_id, protocol.encode_sync_step2(self.document.state))
         return True
@@ -308,14 +321,19 @@ class Session:
         if isinstance(message, protocol.SyncStep1):
             for answer in self.sync_answers.answer(message.state_vector):
                 self._send(peer.id, answer)
+            if peer.sync_status:
+                self._send(peer.id, protocol.encode_sync_step1(self.document.doc.get_state()))
         elif isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
-            if peer.readonly:
-                self._send(peer.id, protocol.encode_auth_denied("read-only: update not applied"))
+            if peer.readonly:  # a Hocuspocus peer hears SyncStatus false
+                denied = protocol.encode_auth_denied("read-only: update not applied")
+                self._send(peer.id, hocuspocus.SYNC_STATUS_REFUSED if peer.sync_status else denied)
                 return
             author = self._author(peer)
             committed = self.document.apply_update(message.update, f"yjs:{peer.id}", author)
             if committed is not None:
                 self._publish(committed, sender=peer.id)
+            if peer.sync_status:
+                self._send(peer.id, hocuspocus.SYNC_STATUS_APPLIED)
         elif isinstance(message, protocol.Awareness):
             self.roster.receive(peer, message, data)
         elif isinstance(message, protocol.QueryAwareness):

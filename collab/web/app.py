@@ -27,15 +27,16 @@ from collab.access.live import Ticket
 from collab.access.names import InvalidNameError
 from collab.access.revocations import REVOKED
 from collab.config import Settings
-from collab.hooks import Access, AccessDenied, Authenticate, call_hook
+from collab.hooks import Access, AccessDenied, Authenticate, OnStateless, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
 from collab.metrics import CONTENT_TYPE, Metrics
 from collab.replay.history import StoreHistoryCache
 from collab.session.text_messages import Hello, MessageError, parse
 from collab.storage.errors import CorruptDocumentError
 from collab.web.big import BigResponses
-from collab.web.connection import StarletteConnection
+from collab.web.connection import StarletteConnection, Unavailable
 from collab.web.history import HistoryRoutes, error_response
+from collab.web.hocuspocus import HocuspocusDoor
 from collab.web.middleware import SecurityHeaders
 from collab.web.receive import PeerReader, read_peer
 from collab.web.renewal import Renewal, replier
@@ -65,6 +66,7 @@ class WebApp:
         authenticate: Authenticate | None = None,
         metrics: Metrics | None = None,
         healthy: Any = None,
+        on_stateless: OnStateless | None = None,
     ) -> None:
         self.hub = hub
         self.settings = settings
@@ -80,6 +82,7 @@ class WebApp:
         self._created: dict[str, float] = {}  # names counted as new in the last minute
         self.big_responses = BigResponses(settings.max_big_responses, settings.send_timeout)
         self.throttle = LogThrottle(5.0)
+        self.hocuspocus = HocuspocusDoor(self, on_stateless)
         # History reads the revisions and snapshots a store keeps: only such stores have it.
         self.histories: StoreHistoryCache | None = None
         store = hub.revision_history()
@@ -98,11 +101,14 @@ class WebApp:
             more = f" ({held} more refusals not logged)" if held else ""
             log.warning("refused %s from %s: %s%s", connection.url.path, client, what, more)
 
-    async def access(self, connection: HTTPConnection, name: str) -> Access:
-        """The token (with --auth-secret), then the authenticate hook; raises AccessDenied."""
-        return (await self._access(connection, name))[0]
+    async def access(self, connection: HTTPConnection, name: str, token: str = "") -> Access:
+        """The token (with --auth-secret), then the authenticate hook; raises AccessDenied.
+        `token`: one the client sent in a message (the Hocuspocus door), else the request's."""
+        return (await self._access(connection, name, token))[0]
 
-    async def _access(self, connection: HTTPConnection, name: str) -> tuple[Access, float | None]:
+    async def _access(
+        self, connection: HTTPConnection, name: str, token: str = ""
+    ) -> tuple[Access, float | None]:
         """What the connection may do, and the hook's own end of it (no fresh token moves it).
 
         A hook that fails refuses. A read-only token stays read-only whatever the hook says,
@@ -111,11 +117,11 @@ class WebApp:
         """
         granted = Access(issued=time.time())
         if self.secret:
-            token = security.find_token(
+            found = token or security.find_token(
                 connection.query_params, connection.headers, connection.cookies, name
             )
             try:
-                grant = self.grant(token, name)
+                grant = self.grant(found, name)
             except tokens.TokenError as error:
                 raise AccessDenied(error.reason, error.status) from None
             granted = Access(
@@ -154,6 +160,7 @@ class WebApp:
         routes: list[BaseRoute] = [
             WebSocketRoute("/yjs/{name:path}", self.yjs_endpoint),
             WebSocketRoute("/ot/{name:path}", self.text_endpoint),
+            WebSocketRoute("/hocuspocus", self.hocuspocus.endpoint),
         ]
         if http_api:
             routes += [
@@ -184,7 +191,7 @@ class WebApp:
     async def text_endpoint(self, websocket: WebSocket) -> None:
         await self.serve_peer(websocket, "text")
 
-    async def _deny(self, websocket: WebSocket, status: int, reason: str, why: str) -> None:
+    async def deny(self, websocket: WebSocket, status: int, reason: str, why: str) -> None:
         """Refuse an upgrade before accepting it: an HTTP answer, nothing loaded."""
         self.refuse(reason, why, websocket)
         response = error_response(status, why)
@@ -211,12 +218,12 @@ class WebApp:
         headers = websocket.headers
         why = self.origins.check(headers.get("origin"), headers.get("host"), websocket.url.scheme)
         if why is not None:
-            await self._deny(websocket, 403, "origin", why)
+            await self.deny(websocket, 403, "origin", why)
             return
         try:
             admitted = await asyncio.wait_for(self._admit(websocket), settings.upgrade_timeout)
         except TimeoutError:
-            await self._deny(websocket, 503, "upgrade-timeout", "authentication took too long")
+            await self.deny(websocket, 503, "upgrade-timeout", "authentication took too long")
             return
         await websocket.accept()
         connection = StarletteConnection(websocket, self.metrics, kind)
@@ -235,7 +242,7 @@ class WebApp:
         gauge = self.metrics.open[kind]
         gauge.inc()
         peer_id = runner.connect(connection, kind, access.user, access.readonly)
-        ticket = self._ticket(runner, peer_id, access)
+        ticket = self.ticket_for(runner, peer_id, access)
         counters = self.metrics.received[kind]
         reader = PeerReader(
             runner,
@@ -265,7 +272,7 @@ class WebApp:
             runner.disconnect(peer_id)
 
     @staticmethod
-    def _ticket(runner: DocumentRunner, peer_id: Any, access: Access) -> Ticket:
+    def ticket_for(runner: DocumentRunner, peer_id: Any, access: Access) -> Ticket:
         """The connection's access, as the hub's `LiveAccess` watches it."""
 
         def close(code: int, reason: str) -> None:
@@ -274,9 +281,17 @@ class WebApp:
         return Ticket(close, access.user, access.token_id, access.issued, access.expires)
 
     async def _open(self, connection: StarletteConnection, name: str) -> DocumentRunner | None:
-        if self.hub.health().closing:
-            await connection.close(CloseCode.GOING_AWAY, "server shutting down")
+        try:
+            return await self.open_document(name, connection.websocket)
+        except Unavailable as error:
+            await connection.close(error.code, error.reason)
             return None
+
+    async def open_document(self, name: str, websocket: WebSocket) -> DocumentRunner:
+        """The runner of document `name` for a peer of `websocket` (a new document counts
+        against the creation caps); raises `Unavailable` with the close code and reason."""
+        if self.hub.health().closing:
+            raise Unavailable(CloseCode.GOING_AWAY, "server shutting down")
         try:
             if self.hub.is_loaded(name):
                 return await self.hub.open(name)
@@ -284,22 +299,22 @@ class WebApp:
                 return await self.hub.open(name, create=False)
             except DocumentNotFoundError:
                 pass
-            websocket = connection.websocket
             address = websocket.client.host if websocket.client else ""
             limit = self._count_new(name, address)
             if limit is not None:
                 why = f"too many new documents ({limit} limit per minute): try again later"
                 self.refuse("new-documents", why, websocket)
-                await connection.close(CloseCode.TRY_LATER, why)
-                return None
+                raise Unavailable(CloseCode.TRY_LATER, why)
             return await self.hub.open(name)
+        except Unavailable:
+            raise
         except CorruptDocumentError as error:
             log.error("%s: cannot load: %s", name, error)
-            await connection.close(CloseCode.INTERNAL, "document cannot be loaded: damaged on disk")
+            reason = "document cannot be loaded: damaged on disk"
+            raise Unavailable(CloseCode.INTERNAL, reason) from None
         except Exception:
             log.exception("%s: cannot load", name)
-            await connection.close(CloseCode.INTERNAL, "document cannot be loaded")
-        return None
+            raise Unavailable(CloseCode.INTERNAL, "document cannot be loaded") from None
 
     def _count_new(self, name: str, address: str) -> str | None:
         """Count a document creation, once per name and minute (peers that open a new

@@ -28,6 +28,15 @@ socket's buffer is full or it is closing) and ``["buffered"]() -> int`` (bytes w
 not yet taken by the peer)."""
 
 
+class Unavailable(Exception):
+    """A document a peer cannot have now: the close code and reason to give it."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
 class StarletteConnection:
     """A Starlette WebSocket as the hub's `Connection` (counted in the metrics)."""
 

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp
 from collab.access.http import HostPolicy
 from collab.bus.contract import Bus
 from collab.config import Settings
-from collab.hooks import Authenticate, OnChange, OnLoad
+from collab.hooks import Authenticate, OnChange, OnLoad, OnStateless
 from collab.hub import Hub
 from collab.hub.webhooks import webhooks_for
 from collab.metrics import Metrics, metered
@@ -43,7 +43,8 @@ class Collab:
     authenticate hook is asked after it. Hooks may be sync or async:
     ``authenticate(connection, name) -> Access | None``
     (raise ``AccessDenied`` to refuse), ``on_change(change)`` after each change is on
-    disk, ``on_load(name) -> bytes | None`` the initial state of a new document.
+    disk, ``on_load(name) -> bytes | None`` the initial state of a new document,
+    ``on_stateless(name, payload, access)`` a Hocuspocus provider's Stateless message.
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class Collab:
         authenticate: Authenticate | None = None,
         on_change: OnChange | None = None,
         on_load: OnLoad | None = None,
+        on_stateless: OnStateless | None = None,
         bus: Bus | None = None,
     ) -> None:
         self.settings = settings or Settings()
@@ -77,7 +79,12 @@ class Collab:
         )
         self.metrics.loaded_documents_from(lambda: self.hub.loaded_count)
         self.web = WebApp(
-            self.hub, self.settings, authenticate, self.metrics, lambda: not counted.failing
+            self.hub,
+            self.settings,
+            authenticate,
+            self.metrics,
+            lambda: not counted.failing,
+            on_stateless,
         )
         self.loop_lag = LoopLagProbe(self.metrics.loop_lag.observe)
 
@@ -150,3 +157,10 @@ class Collab:
         """Make the text equal to `text` with the smallest single change (see `edit`)."""
         runner = await self.hub.open(self.hub.validate(name))
         return await runner.set_text(text, f"server:{origin}", user)
+
+    # ------------------------------------------------------------------ Hocuspocus
+
+    def broadcast_stateless(self, name: str, payload: str) -> None:
+        """A Stateless message to every Hocuspocus provider of document `name` in this
+        process (not stored; call it on the server's event loop)."""
+        self.web.hocuspocus.broadcast(name, payload)
