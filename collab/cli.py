@@ -239,6 +239,9 @@ def add_token_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", help="the user the token speaks for (shown in the history)")
     parser.add_argument("--readonly", action="store_true", help="may read, may not edit")
     parser.add_argument(
+        "--admin", action="store_true", help="may also delete the documents it covers"
+    )
+    parser.add_argument(
         "--ttl", type=float, default=3600.0, help="seconds until it expires (default: 3600)"
     )
     parser.add_argument(
@@ -260,7 +263,9 @@ def token(args: argparse.Namespace) -> int:
         return 2
     secret, readonly = args.auth_secret, args.readonly
     try:
-        token = tokens.mint(secret, args.name, user=args.user, readonly=readonly, ttl=args.ttl)
+        token = tokens.mint(
+            secret, args.name, user=args.user, readonly=readonly, admin=args.admin, ttl=args.ttl
+        )
     except ValueError as error:
         print(f"collab token: {error}", file=sys.stderr)
         return 2

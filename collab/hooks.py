@@ -28,6 +28,7 @@ class Access:
     user: str | None = None
     readonly: bool = False
     expires: float | None = None
+    admin: bool = False  # may delete documents (without --auth-secret, only the hook grants it)
 
 
 class AccessDenied(Exception):

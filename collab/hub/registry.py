@@ -18,8 +18,10 @@ from collab.hub.changes import ChangeFeed
 from collab.hub.runner import DocumentRunner
 from collab.replay.recording import Recorder
 from collab.session import Output, Session
+from collab.storage import generations
 from collab.storage.contract import Store
 from collab.wire import CloseCode, OriginPrefix
+from collab.yjs.update import decode_state_vector
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class Hub:
         self.metrics: Any = None  # collab.metrics.Metrics, when the engine keeps them
         self._feed = ChangeFeed(on_change) if on_change is not None else None
         self._loading: dict[str, asyncio.Future[DocumentRunner]] = {}
+        self._deleting: dict[str, asyncio.Event] = {}  # opens of these names wait
         self._started: asyncio.Task[None] | None = None
 
     def validate(self, name: str) -> str:
@@ -87,6 +90,10 @@ class Hub:
             if runner is not None:
                 await runner.unloaded.wait()
                 continue
+            deleting = self._deleting.get(name)
+            if deleting is not None:
+                await deleting.wait()
+                continue
             loading = self._loading.get(name)
             if loading is not None:
                 return await asyncio.shield(loading)
@@ -116,6 +123,7 @@ class Hub:
             raise DocumentNotFoundError(name)
         # Follow the text as ops only while text peers need them, unless on_change does.
         session = Session(name, self.settings, stored, track_text=self._feed is not None)
+        session.generation = await generations.load(self.store, name)
         if initial:
             session.apply_update(initial, origin=OriginPrefix.IMPORT.value)
         log_size = LogSize()
@@ -125,6 +133,24 @@ class Hub:
         if self.bus is not None:  # what was published before this, the runner fetches
             self.bus.subscribe(name, runner)
         return runner
+
+    async def delete(self, name: str, reason: str = "the document was deleted") -> str:
+        """Delete document `name`: its peers are closed (4404), what is in flight is
+        dropped, its data goes from the store (history too) and its generation changes,
+        so a copy held anywhere is never merged into a document made under the name
+        again. Returns the new generation. Raises `DocumentNotFoundError`."""
+        runner = await self.open(name, create=False)
+        done = self._deleting.setdefault(name, asyncio.Event())
+        try:
+            state_vector = await runner.drop(CloseCode.DELETED, reason)
+            generation = await generations.load(self.store, name)
+            following = generation.next(decode_state_vector(state_vector))
+            await generations.save(self.store, name, following)  # first: a crash keeps it
+            await self.store.delete(name)
+        finally:
+            del self._deleting[name]
+            done.set()
+        return following.id
 
     def forget(self, runner: DocumentRunner) -> None:
         if self.runners.get(runner.name) is runner:

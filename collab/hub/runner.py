@@ -29,6 +29,7 @@ from collab.access.limits import ThrottledLog
 from collab.hub.accounting import LogSize
 from collab.hub.channel import Connection, PeerChannel
 from collab.hub.compactor import Compactor
+from collab.hub.lifecycle import RunnerLifecycle
 from collab.hub.ticks import TickTimer
 from collab.session import Output, PeerId, Session
 from collab.storage.contract import DocumentCommit, Record, SharedStore
@@ -47,7 +48,7 @@ RESYNCS_BEFORE_DROP = 3
 Event = Callable[[Session], None]
 
 
-class DocumentRunner:
+class DocumentRunner(RunnerLifecycle):
     """Drives one session: events in, then commit → send → close, in batches."""
 
     def __init__(self, hub: Hub, session: Session, log_size: LogSize) -> None:
@@ -187,8 +188,7 @@ class DocumentRunner:
         def edited(session: Session) -> None:
             try:
                 session.edit_text(op, origin=origin, user=user)
-            except Exception as error:
-                self._edits.remove(done)
+            except Exception as error:  # the batch settles the others, not this one
                 done.set_exception(error)
                 return
             if self.hub.recorder is not None:

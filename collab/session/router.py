@@ -41,6 +41,7 @@ from collab.session.text_messages import (
     parse,
 )
 from collab.storage.contract import Record
+from collab.storage.generations import OLD_GENERATION, Generation
 from collab.text import ops as textops
 from collab.wire import CloseCode, ErrorCode, client_id_from_secret, parse_text_origin
 from collab.yjs import protocol
@@ -98,6 +99,7 @@ class Session(PresenceRoutes):
             self.awareness, self.settings.text_name, self.settings.awareness_renew_seconds
         )
         self.outbox = Outbox()
+        self.generation = Generation()  # the hub sets the stored one
         self.peers: dict[PeerId, Peer] = {}
         self._yjs_peers: list[PeerId] = []  # the Yjs peers' ids, for the hot broadcast loop
         self._text_peers = 0  # how many text peers: none, and a revision skips their loops
@@ -289,10 +291,13 @@ class Session(PresenceRoutes):
 
     def _handle_yjs(self, peer: Peer, message: protocol.Message, data: bytes) -> None:
         if isinstance(message, protocol.SyncStep1):
-            self._answer_step1(peer, message.state_vector)
+            if not self._old_copy(peer, message.state_vector, None):
+                self._answer_step1(peer, message.state_vector)
         elif isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
             if peer.readonly:
                 self._send(peer.id, protocol.encode_auth_denied("read-only: update not applied"))
+                return
+            if self._old_copy(peer, None, message.update):
                 return
             author = self._author(peer)
             committed = self.document.apply_update(message.update, f"yjs:{peer.id}", author)
@@ -304,6 +309,15 @@ class Session(PresenceRoutes):
             self._send(peer.id, protocol.encode_awareness(self.awareness.entries()))
         else:
             self.close_peer(peer.id, CloseCode.UNSUPPORTED, "unexpected message from a client")
+
+    def _old_copy(self, peer: Peer, state_vector: bytes | None, update: bytes | None) -> bool:
+        """Close a peer whose state or update holds items of an earlier generation."""
+        if not self.generation.retired:
+            return False
+        old = self.generation.old_copy(self.document.doc.get_state(), state_vector, update)
+        if old:
+            self.close_peer(peer.id, CloseCode.OLD_GENERATION, OLD_GENERATION)
+        return old
 
     def _answer_step1(self, peer: Peer, state_vector: bytes) -> None:
         cached = self._step2
@@ -357,6 +371,10 @@ class Session(PresenceRoutes):
         peer.client, peer.state = client, PeerState.JOINED
         peer.presence = {"user": hello.user, "selection": None}
         welcome: dict[str, Any] = {"type": "welcome", "client": client, "rev": self.rev}
+        welcome["generation"] = self.generation.id
+        if hello.generation not in (None, self.generation.id):
+            welcome["reset"] = OLD_GENERATION  # its copy is not this document's: start over
+            hello = Hello(hello.secret, None, hello.user)
         missed = None if hello.rev is None else self.document.revisions_since(hello.rev)
         if missed is None:
             welcome["text"] = self.mirror
@@ -385,6 +403,15 @@ class Session(PresenceRoutes):
         if submitted.committed is not None:
             self._publish(submitted.committed, sender=peer.id)
         self._send_json(peer.id, {"type": "ack", "seq": message.seq, "rev": submitted.ack_rev})
+
+    def submit_op(self, client: str, message: OpMessage, user: str | None = None) -> int:
+        """A text op without a connection (HTTP), transformed and acked like a client's."""
+        self.document.always_track_text = True  # followed as ops from now: ops may be late
+        self.document.track_text(True)
+        submitted = self.ot.submit(client, message.seq, message.rev, message.op, user, False)
+        if submitted.committed is not None:
+            self._publish(submitted.committed, sender=None)
+        return submitted.ack_rev
 
     # ------------------------------------------------------------------ publishing changes
 

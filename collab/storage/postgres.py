@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 
 from collab.access.names import storage_key
+from collab.storage import generations
 from collab.storage import postgres_schema as sql
 from collab.storage.contract import (
     CommitConflictError,
@@ -46,6 +47,7 @@ from collab.storage.contract import (
 )
 from collab.storage.errors import CompactionError, CorruptDocumentError
 from collab.storage.format import encode_records
+from collab.storage.generations import Generation
 from collab.storage.postgres_schema import lock_key, migrate
 from collab.wire import parse_text_origin
 
@@ -303,6 +305,23 @@ class PostgresStore:
         check_name(name)
         async with self._locked(name, "delete") as connection:
             await connection.execute("DELETE FROM collab_documents WHERE name = $1", name)
+
+    async def generation(self, name: str) -> Generation:
+        pool = await self._ready()
+        with _translated("generation", name):
+            data = await pool.fetchval(
+                "SELECT generation FROM collab_generations WHERE name = $1", check_name(name)
+            )
+        return Generation() if data is None else generations.decode(bytes(data))
+
+    async def set_generation(self, name: str, generation: Generation) -> None:
+        async with self._locked(check_name(name), "set generation") as connection:
+            await connection.execute(
+                "INSERT INTO collab_generations VALUES ($1, $2) ON CONFLICT (name) "
+                "DO UPDATE SET generation = excluded.generation",
+                name,
+                generations.encode(generation),
+            )
 
     async def release(self, name: str) -> None:
         """Nothing is held per document: connections are pooled, not per document."""

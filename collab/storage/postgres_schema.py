@@ -72,9 +72,18 @@ CREATE TABLE collab_snapshots (
 );
 """
 
+# A name's generation outlives its document (collab.storage.generations): no foreign key.
+_V2 = """
+CREATE TABLE collab_generations (
+    name text COLLATE "C" PRIMARY KEY,
+    generation bytea NOT NULL
+);
+"""
+
 #: (version, what it does, SQL), oldest first.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "documents, revisions and snapshots", _V1),
+    (2, "document generations", _V2),
 ]
 LATEST = MIGRATIONS[-1][0]
 

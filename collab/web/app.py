@@ -9,6 +9,7 @@ import asyncio
 import html
 import logging
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -32,6 +33,7 @@ from collab.storage.contract import RevisionHistory
 from collab.storage.errors import CorruptDocumentError
 from collab.web.connection import StarletteConnection
 from collab.web.history import HistoryRoutes, error_response
+from collab.web.lifecycle import LifecycleRoutes
 from collab.web.middleware import SecurityHeaders
 from collab.web.receive import PeerReader, read_peer
 from collab.wire import CloseCode
@@ -50,7 +52,7 @@ def frontend_dir() -> Path:
     return package.parent / "frontend"
 
 
-class WebApp(HistoryRoutes):
+class WebApp(HistoryRoutes, LifecycleRoutes):
     """The routes of one hub: mount them anywhere (see `collab.web.engine`)."""
 
     def __init__(
@@ -73,6 +75,7 @@ class WebApp(HistoryRoutes):
         )
         self._created: dict[str, float] = {}  # names counted as new in the last minute
         self.history_requests = 0
+        self._changing = weakref.WeakValueDictionary()  # per name: one PUT/DELETE at a time
         self.throttle = LogThrottle(5.0)
         # History reads the revisions and snapshots a store keeps: only such stores have it.
         self.histories: StoreHistoryCache | None = None
@@ -103,7 +106,9 @@ class WebApp(HistoryRoutes):
                 grant = tokens.access(self.secret, token, name)
             except tokens.TokenError as error:
                 raise AccessDenied(error.reason, error.status) from None
-            granted = Access(grant.user, grant.readonly, grant.expires)
+            granted = Access(grant.user, grant.readonly, grant.expires, grant.admin)
+        elif self.authenticate is None:
+            granted = Access(admin=True)  # an open server: whoever reaches it may delete
         if self.authenticate is None:
             return granted
         try:
@@ -117,7 +122,8 @@ class WebApp(HistoryRoutes):
             return granted
         ends = [end for end in (hooked.expires, granted.expires) if end is not None]
         user, readonly = hooked.user or granted.user, hooked.readonly or granted.readonly
-        return Access(user, readonly, min(ends, default=None))
+        admin = granted.admin if self.secret else hooked.admin  # the token's, else the hook's
+        return Access(user, readonly, min(ends, default=None), admin)
 
     def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
@@ -133,6 +139,9 @@ class WebApp(HistoryRoutes):
                 Route("/api/docs/{name:path}/history", self.document_history),
                 Route("/api/docs/{name:path}/history/{rev:int}", self.document_revision),
                 Route("/api/docs/{name:path}/update", self.document_update),
+                Route("/api/docs/{name:path}/update", self.post_update, methods=["POST"]),
+                Route("/api/docs/{name:path}/ops", self.document_ops, methods=["POST"]),
+                Route("/api/docs/{name:path}", self.document_resource, methods=["PUT", "DELETE"]),
             ]
         if frontend:
             files = frontend_dir()
@@ -333,7 +342,10 @@ class WebApp(HistoryRoutes):
             return runner
         if "at" in request.query_params or "time" in request.query_params:
             return await self._expensive(request, self.document_text_at(request, runner.name))
-        return PlainTextResponse(runner.text, media_type="text/plain; charset=utf-8")
+        headers = {"X-Collab-Rev": str(runner.rev)}  # what a service's op is made against
+        return PlainTextResponse(
+            runner.text, headers=headers, media_type="text/plain; charset=utf-8"
+        )
 
     async def document_update(self, request: Request) -> Response:
         runner = await self._existing(request)
