@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from conftest import ServerProcess
+from conftest import ServerProcess, node_available, require, wait_until
 from pyclient import YClient, connect_options, eventually, url_name
 from pycrdt import Doc, Text
 from websockets.asyncio.client import connect
+from yjs_node import NodeYjs
 
 from collab.access import tokens
 from collab.yjs import protocol
@@ -295,3 +296,42 @@ async def test_tokens_and_the_admin_flag(start_server) -> None:
         ).status_code == 403
         deleted = await http.delete(url, headers={"authorization": f"Bearer {admin}"})
         assert deleted.status_code == 200
+
+
+def test_the_y_websocket_provider_never_merges_an_offline_copy_back(shared) -> None:
+    """Real providers: one holds an offline copy (with offline edits) across a delete and
+    a re-create: it is refused, the old text never comes back, and an offline editor of
+    the new generation is merged."""
+    require(node_available(), "node + npm packages (npm ci --prefix tests/node)")
+    room = "offline-copy"
+    http = httpx.Client(base_url=shared.http_url, trust_env=False, timeout=10)
+    headers = {"content-type": "text/plain"}
+    assert http.put(f"/api/docs/{room}", content=TEXT.encode(), headers=headers).status_code == 201
+    with NodeYjs() as node:
+        old = node.peer(shared.ws_url, room)
+        old.wait_text(TEXT)
+        old.disconnect()
+        old.insert(0, "offline 😀 ")  # typed while offline, never sent
+        assert http.delete(f"/api/docs/{room}").status_code == 200
+        fresh_text = "new generation 👍🏽\r\n"
+        made = http.put(f"/api/docs/{room}", content=fresh_text.encode(), headers=headers)
+        assert made.status_code == 201
+        current = node.peer(shared.ws_url, room)
+        current.wait_text(fresh_text)
+        current.disconnect()
+        end = len(fresh_text.encode("utf-16-le")) // 2  # the provider counts UTF-16 units
+        current.insert(end, "kept 中文")  # an offline edit of this generation
+        old.node.request("reconnect", peer=old.name)
+
+        def refused() -> list:
+            return [e for e in node.events_of(old.name, "close") if e["code"] is not None]
+
+        wait_until(refused, 10, "the old copy refused")
+        assert refused()[0]["code"] == 4410 and "deleted or restored" in refused()[0]["reason"]
+        current.node.request("reconnect", peer=current.name)
+        current.wait_synced()
+        watcher = node.peer(shared.ws_url, room)
+        watcher.wait_text(fresh_text + "kept 中文")
+        old.node.request("destroy", peer=old.name)  # stop its reconnect attempts
+    assert http.get(f"/api/docs/{room}/text").text == fresh_text + "kept 中文"
+    http.close()
