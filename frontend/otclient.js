@@ -13,6 +13,7 @@ import { CloseCode, ErrorCode } from "./wire.js";
 /** Why a fatal close stops this tab, for the status line. */
 function closeMessage(code, reason) {
   if (code === CloseCode.SUPERSEDED) return "opened in another tab or window";
+  if (code === CloseCode.DELETED) return "this document was deleted";
   return reason || `closed (${code})`;
 }
 
@@ -30,6 +31,7 @@ export class OTClient {
     this.secret = randomSecret(); // kept for the tab's life, across reconnects
     this.client = null; // the public id the server derived from the secret (welcome)
     this.rev = null; // the last server revision this tab has
+    this.generation = null; // the document's generation this tab's copy is of (welcome)
     this.serverText = ""; // the text at `rev`
     this.text = ""; // what the user sees
     this.seq = 0; // the last seq given to an op
@@ -74,6 +76,7 @@ export class OTClient {
 
   sayHello() {
     const hello = { type: "hello", secret: this.secret, rev: this.rev, user: this.user };
+    if (this.generation !== null) hello.generation = this.generation;
     this.socket.send(JSON.stringify(hello));
   }
 
@@ -168,8 +171,10 @@ export class OTClient {
     if (Number.isSafeInteger(message.max_message_bytes) && message.max_message_bytes > 0) {
       this.maxMessageBytes = message.max_message_bytes;
     }
-    if (Array.isArray(message.ops)) this.catchUp(message.ops);
+    if (message.reset) this.startOver(message);
+    else if (Array.isArray(message.ops)) this.catchUp(message.ops);
     else this.rebase(message.text, message.rev, message.acked);
+    if (typeof message.generation === "string") this.generation = message.generation;
     this.loaded = true;
     this.presence.clear();
     for (const entry of message.presence || []) this.onPresence(entry, false);
@@ -178,6 +183,21 @@ export class OTClient {
     if (this.sync.inflight) this.sendInflight();
     this.setState("saved");
     this.own.sendNow();
+  }
+
+  /**
+   * The document was deleted and made again, or restored, while this tab was away: what
+   * it had not sent belongs to a text that is gone, so it is dropped (never merged into
+   * the new one), the server's text is shown, and the status says why.
+   */
+  startOver(message) {
+    this.sync = new Synchronized();
+    this.sendingTotal = 0;
+    this.history = new UndoManager();
+    this.serverText = message.text;
+    this.rev = message.rev;
+    this.showChange(diffOp(this.text, message.text));
+    this.notice = "This document was deleted or restored meanwhile: your unsent changes were dropped";
   }
 
   /** The revisions this tab missed, in order; its own in-flight op among them is its ack. */
