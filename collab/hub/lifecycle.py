@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 
 from collab.session import Session
 from collab.session.text_messages import OpMessage
+from collab.wire import CloseCode
+
+DELETED = "the document was deleted"
 
 if TYPE_CHECKING:
     from collab.hub.channel import PeerChannel
@@ -29,6 +32,7 @@ class RunnerLifecycle:
     _channels: dict[PeerId, PeerChannel]
     _delivering: asyncio.Lock
     _inbox: deque[Callable[[Session], None]]
+    _dropping: asyncio.Task[bytes] | None = None
 
     if TYPE_CHECKING:  # the runner's
 
@@ -67,6 +71,11 @@ class RunnerLifecycle:
         self._enqueue(changed)
         await self.flush()
         return await done
+
+    def deleted(self) -> None:
+        """Another process deleted the document (BusListener): close, drop unsaved."""
+        task = asyncio.create_task(self.drop(CloseCode.DELETED, DELETED))
+        self._dropping = task  # kept referenced until it ends
 
     async def drop(self, code: int, reason: str) -> bytes:
         """Leave memory without saving (the document is being deleted): peers are closed

@@ -15,6 +15,7 @@ from collab.config import Settings
 from collab.hooks import OnChange, OnLoad, call_hook
 from collab.hub.accounting import LogSize
 from collab.hub.changes import ChangeFeed
+from collab.hub.lifecycle import DELETED
 from collab.hub.runner import DocumentRunner
 from collab.replay.recording import Recorder
 from collab.session import Output, Session
@@ -134,7 +135,7 @@ class Hub:
             self.bus.subscribe(name, runner)
         return runner
 
-    async def delete(self, name: str, reason: str = "the document was deleted") -> str:
+    async def delete(self, name: str, reason: str = DELETED) -> str:
         """Delete document `name`: its peers are closed (4404), what is in flight is
         dropped, its data goes from the store (history too) and its generation changes,
         so a copy held anywhere is never merged into a document made under the name
@@ -147,6 +148,8 @@ class Hub:
             following = generation.next(decode_state_vector(state_vector))
             await generations.save(self.store, name, following)  # first: a crash keeps it
             await self.store.delete(name)
+            if self.bus is not None:  # the other processes close their peers too
+                await self.bus.publish_deleted(name)
         finally:
             del self._deleting[name]
             done.set()
