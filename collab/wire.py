@@ -32,6 +32,7 @@ class CloseCode(IntEnum):
     DELETED = 4404  # the document was deleted (DELETE /api/docs/{name}, collab delete)
     SUPERSEDED = 4409  # a newer connection of the same text client took over
     OLD_GENERATION = 4410  # the peer holds a copy of an earlier generation: drop it
+    RESTORED = 4411  # the document was restored from a backup: reconnect (and start over)
 
     @property
     def fatal(self) -> bool:

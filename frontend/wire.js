@@ -16,7 +16,8 @@ export const CloseCode = Object.freeze({
   "TIMEOUT": 4408,
   "DELETED": 4404,
   "SUPERSEDED": 4409,
-  "OLD_GENERATION": 4410
+  "OLD_GENERATION": 4410,
+  "RESTORED": 4411
 });
 
 export const FATAL_CLOSE_CODES = new Set([1003, 1008, 1009, 4400, 4401, 4403, 4404, 4409, 4410]);

@@ -36,8 +36,9 @@ class BusListener(Protocol):
         """A process stopped (or stopped answering): its peers' awareness goes with it."""
         ...
 
-    def deleted(self) -> None:
-        """Another process deleted the document: close its peers, drop it unsaved."""
+    def deleted(self, reason: str) -> None:
+        """Another process deleted (or restored) the document: close its peers, drop it
+        unsaved; `reason` says which."""
         ...
 
     def resubscribed(self) -> None:
@@ -73,7 +74,7 @@ class Bus(Protocol):
         """Tell the others about awareness changes of this process's peers (best effort)."""
         ...
 
-    async def publish_deleted(self, name: str) -> None:
+    async def publish_deleted(self, name: str, reason: str) -> None:
         """Tell the others the document was deleted (best effort)."""
         ...
 

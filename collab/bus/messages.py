@@ -12,7 +12,8 @@ Kinds and their payloads:
 - ``C`` committed: u64 last revision, for a batch too large to send (the receiver fetches
   what it lacks from the store);
 - ``A`` awareness: the y-websocket awareness message, as is;
-- ``D`` deleted: empty (the document was deleted: close its peers, drop it unsaved);
+- ``D`` deleted: the reason, UTF-8 (the document was deleted or restored: close its
+  peers, drop it unsaved);
 - ``H`` heartbeat and ``G`` goodbye, on the control channel: empty.
 
 A document's channel is the prefix, ``doc:``, then the document name's UTF-8 bytes: Redis

@@ -365,7 +365,8 @@ class RedisBus:
             process, payload = message.process, message.payload
             return lambda listener: listener.awareness(process, payload)
         if message.kind == messages.DELETED:
-            return lambda listener: listener.deleted()
+            reason = message.payload.decode("utf-8", "replace")
+            return lambda listener: listener.deleted(reason)
         raise ValueError(f"message kind {message.kind} on a document channel")
 
     def _call(self, function: Callable[..., None], *args: object) -> None:
@@ -434,6 +435,6 @@ class RedisBus:
         data = messages.encode(messages.AWARENESS, self._process, message)
         self._publisher.enqueue(messages.document_channel(self._prefix, name), data)
 
-    async def publish_deleted(self, name: str) -> None:
-        data = messages.encode(messages.DELETED, self._process)
+    async def publish_deleted(self, name: str, reason: str) -> None:
+        data = messages.encode(messages.DELETED, self._process, reason.encode())
         self._publisher.enqueue(messages.document_channel(self._prefix, name), data)

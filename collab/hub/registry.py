@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from typing import Any
 
 from pycrdt import Doc
@@ -15,20 +16,24 @@ from collab.config import Settings
 from collab.hooks import OnChange, OnLoad, call_hook
 from collab.hub.accounting import LogSize
 from collab.hub.changes import ChangeFeed
-from collab.hub.lifecycle import DELETED
+from collab.hub.lifecycle import DELETED, RESTORED, DocumentNotFoundError
 from collab.hub.runner import DocumentRunner
 from collab.replay.recording import Recorder
 from collab.session import Output, Session
 from collab.storage import generations
-from collab.storage.contract import Store
+from collab.storage.contract import Record, Store
 from collab.wire import CloseCode, OriginPrefix
 from collab.yjs.update import decode_state_vector
 
+
+def state_vector_of(state: bytes) -> dict[int, int]:
+    """The state vector of a whole-document update."""
+    doc = Doc()
+    doc.apply_update(state)
+    return decode_state_vector(doc.get_state())
+
+
 log = logging.getLogger(__name__)
-
-
-class DocumentNotFoundError(LookupError):
-    """The document has never been stored and the caller did not ask to create it."""
 
 
 class Hub:
@@ -141,15 +146,37 @@ class Hub:
         so a copy held anywhere is never merged into a document made under the name
         again. Returns the new generation. Raises `DocumentNotFoundError`."""
         runner = await self.open(name, create=False)
+        return await self._reset(name, runner, CloseCode.DELETED, reason, None)
+
+    async def restore(self, name: str, state: bytes) -> str:
+        """Make document `name` hold `state` (a backup's), in a new generation whose
+        history starts with it: peers of the copy before are closed (4411) and, when they
+        come back, told (text) or refused (Yjs). Returns the new generation."""
+        try:
+            runner: DocumentRunner | None = await self.open(name, create=False)
+        except DocumentNotFoundError:
+            runner = None
+        return await self._reset(name, runner, CloseCode.RESTORED, RESTORED, state)
+
+    async def _reset(
+        self, name: str, runner: DocumentRunner | None, code: int, reason: str, state: bytes | None
+    ) -> str:
+        """Drop the document from memory unsaved, give the name its next generation, and
+        replace what the store holds by `state` (None: nothing)."""
         done = self._deleting.setdefault(name, asyncio.Event())
         try:
-            state_vector = await runner.drop(CloseCode.DELETED, reason)
-            generation = await generations.load(self.store, name)
-            following = generation.next(decode_state_vector(state_vector))
+            dropped = await runner.drop(code, reason) if runner is not None else None
+            retired = [decode_state_vector(dropped)] if dropped else []
+            if state is not None:
+                retired.append(state_vector_of(state))
+            following = (await generations.load(self.store, name)).next(*retired)
             await generations.save(self.store, name, following)  # first: a crash keeps it
             await self.store.delete(name)
+            if state is not None:
+                record = Record(1, time.time(), OriginPrefix.IMPORT.value, None, state)
+                await self.store.append(name, [record])
             if self.bus is not None:  # the other processes close their peers too
-                await self.bus.publish_deleted(name)
+                await self.bus.publish_deleted(name, reason)
         finally:
             del self._deleting[name]
             done.set()

@@ -5,11 +5,11 @@ backup. Text clients are told the current generation in the welcome and say thei
 hello. Yjs peers carry no such tag, so the store keeps, per name, the *retired* state
 vector: for every Yjs client id an earlier generation knew, the highest clock it reached.
 A peer whose state (its sync step 1, or an update it sends) goes past the current
-document's clock for a client id that an earlier generation reached further holds items of
-an earlier generation: it is refused, and its state is never applied. A peer that made
-offline edits in the current generation has its own client id, which no earlier generation
-knew, so it is merged as usual. The server's own Yjs client id is new on every load, so no
-client id carries items of two generations.
+document's clock for a client id an earlier generation knew (or, after a restore, one the
+backup knew) holds items of an earlier copy: it is refused, and its state is never applied.
+Only an old Y.Doc can still make items under such an id: a peer that made offline edits in
+the current generation has its own client id, which no earlier generation knew, so it is
+merged as usual, and the server's own Yjs client id is new on every load.
 
 Stored as JSON (`encode`/`decode`): by `FileStore` in ``data_dir/generations/<key>``, by
 `PostgresStore` in ``collab_generations``, and kept when the document is deleted.
@@ -45,21 +45,25 @@ class Generation:
     id: str = INITIAL
     retired: Mapping[int, int] = field(default_factory=dict)  # Yjs client id -> clock
 
-    def next(self, state_vector: Mapping[int, int]) -> Generation:
-        """The generation after this one, which retires `state_vector` (the last state)."""
+    def next(self, *state_vectors: Mapping[int, int]) -> Generation:
+        """The generation after this one, which retires the client ids of `state_vectors`
+        (the last state; for a restore, the backup's too)."""
         retired = dict(self.retired)
-        for client, clock in state_vector.items():
-            if clock > retired.get(client, 0):
-                retired[client] = clock
+        for state_vector in state_vectors:
+            for client, clock in state_vector.items():
+                retired[client] = max(clock, retired.get(client, 0))
         if len(retired) > MAX_RETIRED_CLIENTS:  # keep the ids that reached furthest
             kept = sorted(retired.items(), key=lambda item: item[1])[-MAX_RETIRED_CLIENTS:]
             retired = dict(kept)
         return Generation(secrets.token_hex(6), retired)
 
     def old_state(self, peer: Mapping[int, int], current: Mapping[int, int]) -> bool:
-        """Whether a peer's state vector holds items of an earlier generation."""
+        """Whether a peer's state vector holds items of an earlier generation: items the
+        current document lacks, under a client id an earlier generation (or the backup a
+        restore loaded) knew. Only an old copy can still make items under such an id:
+        every replica of this generation has ids of its own."""
         return any(
-            clock > current.get(client, 0) and self.retired.get(client, 0) > current.get(client, 0)
+            clock > current.get(client, 0) and client in self.retired
             for client, clock in peer.items()
         )
 

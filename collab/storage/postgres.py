@@ -323,6 +323,24 @@ class PostgresStore:
                 generations.encode(generation),
             )
 
+    async def read_all(self) -> AsyncIterator[tuple[str, bytes | None, list[Record]]]:
+        """Each document's newest snapshot state and the records after it, all read in
+        one REPEATABLE READ transaction: a consistent copy of the store (`collab backup`)."""
+        pool = await self._ready()
+        with _translated("backup", ""):
+            async with (
+                pool.acquire() as connection,
+                connection.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                rows = await connection.fetch("SELECT name FROM collab_documents ORDER BY name")
+                for name in [row["name"] for row in rows]:
+                    head = await connection.fetchrow(sql.HEAD, name, MAX_SEQ)
+                    found = await connection.fetch(
+                        sql.RECORDS_BETWEEN, name, head["rev"] or 0, MAX_SEQ
+                    )
+                    state = None if head["state"] is None else bytes(head["state"])
+                    yield name, state, [_record(row) for row in found]
+
     async def release(self, name: str) -> None:
         """Nothing is held per document: connections are pooled, not per document."""
 

@@ -14,28 +14,29 @@ import asyncio
 import json
 import logging
 import weakref
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
 from collab.access.names import InvalidNameError
 from collab.hooks import Access, AccessDenied
-from collab.hub import DocumentNotFoundError
-from collab.session import Session
+from collab.hub import DocumentNotFoundError, lifecycle
+from collab.hub.lifecycle import DocumentExistsError
 from collab.session.revision import ChangeRefused
 from collab.session.text_messages import Hello, MessageError, OpMessage, parse
 from collab.storage.errors import CorruptDocumentError
 from collab.text import ops as textops
 from collab.web.history import error_response
-from collab.wire import CloseCode, ErrorCode, OriginPrefix, client_id_from_secret
+from collab.wire import ErrorCode, OriginPrefix, client_id_from_secret
 
 if TYPE_CHECKING:
     from collab.hub import DocumentRunner, Hub
 
 log = logging.getLogger("collab.web")
+T = TypeVar("T")
 
-IMPORT = OriginPrefix.IMPORT.value
 TEXT_TYPES = ("text/plain",)
 UPDATE_TYPES = ("application/octet-stream",)
 STATUS = {  # a refused change: the text protocol's error code -> HTTP status
@@ -134,47 +135,25 @@ class LifecycleRoutes:
             log.error("%s: cannot load: %s", name, error)
             raise RequestError(500, "document cannot be loaded: damaged on disk") from None
 
-    async def _exists(self, name: str) -> bool:
-        if name in self.hub.runners:
-            return self.hub.runners[name].rev > 0
-        try:
-            runner = await self._runner(name, create=False)
-        except RequestError as error:
-            if error.status == 404:
-                return False
-            raise
-        return runner.rev > 0
-
     async def _put(self, name: str, access: Access, request: Request) -> Response:
-        settings = self.hub.settings
         kind = _content_type(request, TEXT_TYPES + UPDATE_TYPES)
-        body = await _body(request, settings.max_document_bytes)
+        body = await _body(request, self.hub.settings.max_document_bytes)
         replace = request.query_params.get("replace", "") in ("1", "true")
-        exists = await self._exists(name)
-        if exists and not replace:
-            raise RequestError(409, "the document exists: PUT with ?replace=1 to replace it")
-        if not exists:
+        content = _decoded(body) if kind in TEXT_TYPES else body
+        if not await lifecycle.exists(self.hub, name):
             address = request.client.host if request.client else ""
             limit = self._count_new(name, address)
             if limit is not None:
                 raise RequestError(429, f"too many new documents ({limit} limit per minute)")
-        text = None
-        if kind in TEXT_TYPES or exists:  # checked before the document is touched
-            text = _decoded(body) if kind in TEXT_TYPES else _text_of(body, name, settings)
-        runner = await self._runner(name, create=True)
         try:
-            if text is None:
-                rev = await _changed(runner.apply_update(body, IMPORT, access.user))
-            else:
-                rev = await _changed(runner.set_text(text, IMPORT, access.user))
-        except RequestError:
-            if runner.rev == 0 and not runner.peer_count:  # made for this PUT: not kept
-                await runner.drop(CloseCode.TRY_LATER, "the document could not be made")
-            raise
-        return JSONResponse(
-            {"name": name, "rev": rev, "generation": runner.generation},
-            status_code=200 if exists else 201,
-        )
+            put = lifecycle.put(self.hub, name, content, replace=replace, user=access.user)
+            rev, created, generation = await _changed(put)
+        except DocumentExistsError:
+            raise RequestError(
+                409, "the document exists: PUT with ?replace=1 to replace it"
+            ) from None
+        answer = {"name": name, "rev": rev, "generation": generation}
+        return JSONResponse(answer, status_code=201 if created else 200)
 
     async def _delete(self, name: str, access: Access, request: Request) -> Response:
         try:
@@ -203,10 +182,10 @@ class LifecycleRoutes:
 # ---------------------------------------------------------------------- helpers
 
 
-async def _changed(change: object) -> int:
+async def _changed(change: Awaitable[T]) -> T:
     """The revision of a change, or the RequestError that tells why it was refused."""
     try:
-        return await change  # type: ignore[misc, no-any-return]
+        return await change
     except ChangeRefused as error:
         raise RequestError(STATUS.get(error.code, 400), f"{error.code}: {error.message}") from None
     except textops.OpError as error:
@@ -241,13 +220,3 @@ def _decoded(body: bytes) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError as error:
         raise RequestError(400, f"the body is not UTF-8: {error.reason}") from None
-
-
-def _text_of(update: bytes, name: str, settings: object) -> str:
-    """The shared text a Yjs update holds, checked as a peer's update would be."""
-    session = Session(name, settings)  # type: ignore[arg-type]
-    try:
-        session.apply_update(update, IMPORT)
-    except ChangeRefused as error:
-        raise RequestError(STATUS.get(error.code, 400), f"{error.code}: {error.message}") from None
-    return session.mirror
