@@ -282,6 +282,9 @@ def main(argv: list[str] | None = None) -> None:
     add_replay_arguments(replay_parser)
     token_parser = commands.add_parser("token", help="print a signed access token")
     add_token_arguments(token_parser)
+    from collab.hub import admin
+
+    admin.add_arguments(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(args, "log_level", "info").upper(),
@@ -295,3 +298,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(replay(args))
     if args.command == "token":
         sys.exit(token(args))
+    if args.command in admin.COMMANDS:
+        sys.exit(admin.run(args))
