@@ -3,6 +3,7 @@ from a service, delete, and generations (an old copy is never merged back)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 
@@ -335,3 +336,41 @@ def test_the_y_websocket_provider_never_merges_an_offline_copy_back(shared) -> N
         old.node.request("destroy", peer=old.name)  # stop its reconnect attempts
     assert http.get(f"/api/docs/{room}/text").text == fresh_text + "kept 中文"
     http.close()
+
+
+async def test_a_delete_during_heavy_editing_damages_nothing(shared, http) -> None:
+    """Peers type as fast as they can while the document is deleted: they are closed,
+    nothing of the old text survives, another document being edited meanwhile is intact,
+    and the name works again at once."""
+    name, bystander = "heavy", "bystander"
+    assert (await put_text(http, name, "start ")).status_code == 201
+    assert (await put_text(http, bystander, "calm ")).status_code == 201
+    typists = [await YClient.connect(f"{shared.ws_url}/yjs/{name}") for _ in range(3)]
+    calm = await YClient.connect(f"{shared.ws_url}/yjs/{bystander}")
+    for typist in typists:
+        await typist.synced()
+    await calm.synced()
+    stop = asyncio.Event()
+
+    async def type_away(typist: YClient) -> None:
+        while not stop.is_set() and not typist.closed:
+            typist.insert(0, "😀中")
+            await asyncio.sleep(0)  # let the frames out: as fast as the socket goes
+
+    tasks = [asyncio.create_task(type_away(typist)) for typist in typists]
+    await typists[0].until(lambda: len(typists[0].text) > 200, what="heavy typing")
+    calm.append("still here 👍🏽")
+    deleted = await http.delete(f"/api/docs/{name}")
+    assert deleted.status_code == 200, deleted.text
+    for typist in typists:
+        assert (await typist.wait_closed())[0] == 4404
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert (await http.get(f"/api/docs/{name}/text")).status_code == 404
+    await calm.wait_text("calm still here 👍🏽")
+    assert await text_of(http, bystander) == "calm still here 👍🏽"
+    assert (await put_text(http, name, "again")).status_code == 201
+    async with await YClient.connect(f"{shared.ws_url}/yjs/{name}") as fresh:
+        await fresh.wait_text("again")
+    assert await text_of(http, name) == "again"
+    await calm.close()
