@@ -2,20 +2,15 @@
 // buffered (otstates.js), ack/op/welcome from the server, catch-up after a reconnect,
 // presence.
 
+import { startOver, takeGeneration } from "./generation.js";
+import { closeMessage } from "./notices.js";
 import { Synchronized } from "./otstates.js";
 import { randomSecret } from "./secret.js";
 import { moveSelections, OwnPresence, updatePeers } from "./presence.js";
 import { DEFAULT_MAX_MESSAGE_BYTES, fitInFlight, pendingLength } from "./split.js";
 import { applyOp, diffOp, invert, isNoop } from "./textops.js";
 import { UndoManager } from "./undo.js";
-import { CloseCode, ErrorCode } from "./wire.js";
-
-/** Why a fatal close stops this tab, for the status line. */
-function closeMessage(code, reason) {
-  if (code === CloseCode.SUPERSEDED) return "opened in another tab or window";
-  if (code === CloseCode.DELETED) return "this document was deleted";
-  return reason || `closed (${code})`;
-}
+import { ErrorCode } from "./wire.js";
 
 /**
  * The document as this tab sees it: `text` = `serverText` (at revision `rev`) + what is
@@ -171,10 +166,9 @@ export class OTClient {
     if (Number.isSafeInteger(message.max_message_bytes) && message.max_message_bytes > 0) {
       this.maxMessageBytes = message.max_message_bytes;
     }
-    if (message.reset) this.startOver(message);
+    if (takeGeneration(this, message)) startOver(this, message);
     else if (Array.isArray(message.ops)) this.catchUp(message.ops);
     else this.rebase(message.text, message.rev, message.acked);
-    if (typeof message.generation === "string") this.generation = message.generation;
     this.loaded = true;
     this.presence.clear();
     for (const entry of message.presence || []) this.onPresence(entry, false);
@@ -183,21 +177,6 @@ export class OTClient {
     if (this.sync.inflight) this.sendInflight();
     this.setState("saved");
     this.own.sendNow();
-  }
-
-  /**
-   * The document was deleted and made again, or restored, while this tab was away: what
-   * it had not sent belongs to a text that is gone, so it is dropped (never merged into
-   * the new one), the server's text is shown, and the status says why.
-   */
-  startOver(message) {
-    this.sync = new Synchronized();
-    this.sendingTotal = 0;
-    this.history = new UndoManager();
-    this.serverText = message.text;
-    this.rev = message.rev;
-    this.showChange(diffOp(this.text, message.text));
-    this.notice = "This document was deleted or restored meanwhile: your unsent changes were dropped";
   }
 
   /** The revisions this tab missed, in order; its own in-flight op among them is its ack. */

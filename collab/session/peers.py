@@ -31,6 +31,7 @@ class Peer:
     awareness_ids: set[int] = field(default_factory=set)  # client ids it speaks for
     client: str | None = None  # a joined text peer's public client id
     presence: dict[str, Any] | None = None  # a joined text peer's user and selection
+    current_copy: bool = False  # a Yjs peer whose sync step 1 held no earlier generation
 
     @property
     def joined(self) -> bool:

@@ -311,10 +311,11 @@ class Session(PresenceRoutes):
             self.close_peer(peer.id, CloseCode.UNSUPPORTED, "unexpected message from a client")
 
     def _old_copy(self, peer: Peer, state_vector: bytes | None, update: bytes | None) -> bool:
-        """Close a peer whose state or update holds items of an earlier generation."""
-        if not self.generation.retired:
+        """Close a peer holding an earlier generation's items (checked until a step 1 passes)."""
+        if not self.generation.retired or (update is not None and peer.current_copy):
             return False
         old = self.generation.old_copy(self.document.doc.get_state(), state_vector, update)
+        peer.current_copy = state_vector is not None and not old
         if old:
             self.close_peer(peer.id, CloseCode.OLD_GENERATION, OLD_GENERATION)
         return old
@@ -406,8 +407,7 @@ class Session(PresenceRoutes):
 
     def submit_op(self, client: str, message: OpMessage, user: str | None = None) -> int:
         """A text op without a connection (HTTP), transformed and acked like a client's."""
-        self.document.always_track_text = True  # followed as ops from now: ops may be late
-        self.document.track_text(True)
+        self.document.follow_text()  # from now on, so that the next ops may be late
         submitted = self.ot.submit(client, message.seq, message.rev, message.op, user, False)
         if submitted.committed is not None:
             self._publish(submitted.committed, sender=None)
