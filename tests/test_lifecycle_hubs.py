@@ -3,11 +3,14 @@ delete in one closes the peers of every other, which drop the document unsaved."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from test_hub import FakeConnection, until
 from test_shared_hubs import hubs, joined_text_peer, op
 
 from collab.hub import DocumentNotFoundError
+from collab.text.client import TextClient
 from collab.wire import CloseCode
 
 
@@ -33,3 +36,45 @@ async def test_a_delete_closes_the_peers_of_every_process() -> None:
         await a.delete("doc")
     again = await b.open("doc")  # the name is free: made again, in the new generation
     assert again.rev == 0 and again.generation == generation
+
+
+async def messages(connection: FakeConnection, kind: str) -> list[dict]:
+    """The messages of `kind` sent so far, once there is one."""
+    await until(lambda: any(m["type"] == kind for m in connection.texts()), what=kind)
+    return [m for m in connection.texts() if m["type"] == kind]
+
+
+async def test_a_text_client_of_an_old_generation_drops_what_it_had_not_sent() -> None:
+    store, _, (a, _) = hubs()
+    client = TextClient()
+    runner = await a.open("doc")
+    connection = FakeConnection()
+    peer = runner.connect(connection, "text", None, False)
+
+    def answer(replies: list) -> None:
+        for message in replies:
+            runner.receive(peer, json.dumps(message))
+
+    runner.receive(peer, json.dumps(client.hello()))
+    answer(client.receive((await messages(connection, "welcome"))[0]))
+    answer(client.edit([0, "old 😀"]))
+    client.receive((await messages(connection, "ack"))[0])
+    assert client.text == "old 😀" and client.inflight is None
+    old = client.generation
+    client.edit([5, " unsent 中文"])  # typed while the document is deleted: never sent
+    await a.delete("doc")
+    runner = await a.open("doc")
+    await runner.set_text("new\r\n", "server:test", None)
+    connection = FakeConnection()
+    peer = runner.connect(connection, "text", None, False)
+    runner.receive(peer, json.dumps(client.hello()))
+    welcome = (await messages(connection, "welcome"))[0]
+    assert welcome["generation"] != old
+    assert welcome["reset"] and welcome["text"] == "new\r\n"
+    assert client.receive(welcome) == []  # nothing of the old copy is sent
+    assert client.text == "new\r\n" and client.reset
+    answer(client.edit([5, "kept"]))
+    await messages(connection, "ack")
+    assert runner.text == "new\r\nkept"
+    stored = await store.load("doc")
+    assert stored is not None and all(b"old" not in r.update for r in stored.records)
