@@ -15,6 +15,7 @@ from pyclient import YClient, connect_options
 from redis_server import RedisServer
 from websockets.asyncio.client import connect
 
+from collab.access import tokens
 from collab.yjs import protocol
 
 TEXT = "héllo 😀 👨‍👩‍👧 中文 e\u0301\r\nline 2\r\n"
@@ -118,7 +119,7 @@ async def test_restore_makes_a_new_generation_and_refuses_damage(start_server, t
         backup = tmp_path / "backup"
         ok("backup", backup, "--data-dir", server.data_dir)
         busy = collab("restore", backup, "--data-dir", server.data_dir)
-        assert busy.returncode == 1 and b"HTTP API" in busy.stderr
+        assert busy.returncode == 1 and b"--server" in busy.stderr
         peer = await YClient.connect(f"{server.ws_url}/yjs/doc")
         await peer.wait_text(TEXT)
         peer.insert(0, "after the backup ")
@@ -179,3 +180,44 @@ async def test_the_commands_on_postgresql_reach_the_running_servers(
         assert (await http.get("/api/docs/pg%20doc/text")).status_code == 404
         ok("restore", backup, *where)
         assert (await http.get("/api/docs/pg%20doc/text")).text == "live " + TEXT
+
+
+async def test_the_commands_through_a_running_servers_http_api(start_server, tmp_path) -> None:
+    secret = "k" * 32
+    server: ServerProcess = start_server("--fsync", "never", "--auth-secret", secret)
+    writer, admin = tokens.mint(secret, "*"), tokens.mint(secret, "*", admin=True)
+    source = tmp_path / "a.txt"
+    source.write_bytes(TEXT.encode())
+    via = ("--server", server.http_url, "--token", writer)
+    ok("import", "web doc", source, *via)
+    assert ok("export", "web doc", "--data-dir", server.data_dir) == TEXT.encode()
+    backup = tmp_path / "backup"
+    ok("backup", backup, "--data-dir", server.data_dir)
+    async with httpx.AsyncClient(base_url=server.http_url, trust_env=False) as http:
+        auth = {"authorization": f"Bearer {writer}"}
+        op = {"secret": "w" * 32, "seq": 1, "rev": 1, "op": [len(TEXT), "after"]}
+        assert (await http.post("/api/docs/web%20doc/ops", json=op, headers=auth)).is_success
+        url = f"{server.ws_url}/yjs/web%20doc?token={writer}"
+        async with await YClient.connect(url) as peer:
+            await peer.wait_text(TEXT + "after")
+            refused = collab("restore", backup, *via)  # a writer's token cannot restore
+            assert refused.returncode == 1 and b"HTTP 403" in refused.stderr
+            ok("restore", backup, "--server", server.http_url, "--token", admin)
+            assert (await peer.wait_closed())[0] == 4411
+        assert (await http.get("/api/docs/web%20doc/text", headers=auth)).text == TEXT
+        async with await YClient.connect(url) as stale:  # a new Y.Doc: fine
+            await stale.wait_text(TEXT)
+        garbage = await http.post(
+            "/api/docs/web%20doc/restore",
+            content=b"\x05garbage",
+            headers={
+                "authorization": f"Bearer {admin}",
+                "content-type": "application/octet-stream",
+            },
+        )
+        assert garbage.status_code == 400
+        assert (await http.get("/api/docs/web%20doc/text", headers=auth)).text == TEXT
+    denied = collab("delete", "web doc", *via)
+    assert denied.returncode == 1 and b"admin" in denied.stderr
+    ok("delete", "web doc", "--server", server.http_url, "--token", admin)
+    assert b"web doc" not in ok("list", "--data-dir", server.data_dir)

@@ -5,7 +5,7 @@ With PostgreSQL they work while servers run: changes go through a `Hub` like any
 and with `--bus` the servers hear of them (a delete or restore closes their peers). The
 file store belongs to one process (a lock on its directory): while `collab serve` holds it,
 `list`, `export` and `backup` read its files without the lock, and `import`, `delete` and
-`restore` say so and point to the HTTP API (or stop the server first).
+`restore` take `--server URL` (and a token) to go through that server's HTTP API.
 """
 
 from __future__ import annotations
@@ -13,10 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from collab.config import Settings
 from collab.hub import lifecycle
@@ -29,8 +33,8 @@ from collab.storage.dirlock import DataDirectoryError
 from collab.storage.files import FileStore
 
 IN_USE = (
-    "a running server holds the data directory: use its HTTP API "
-    "(PUT or DELETE /api/docs/NAME, docs/operations.md), or stop it first"
+    "a running server holds the data directory: add --server http://HOST:PORT "
+    "(with --token, or COLLAB_TOKEN, when it has --auth-secret), or stop it first"
 )
 
 
@@ -59,6 +63,11 @@ def add_arguments(commands: Any) -> None:
     parsers["export"].add_argument("--output", "-o", type=Path, help="write here, not stdout")
     parsers["backup"].add_argument("dest", type=Path, help="a new directory for the backup")
     parsers["restore"].add_argument("src", type=Path, help="a directory `collab backup` wrote")
+    for command in ("import", "delete", "restore"):
+        parsers[command].add_argument("--server", metavar="URL", help="through this server")
+        parsers[command].add_argument(
+            "--token", default=os.environ.get("COLLAB_TOKEN"), help="(env COLLAB_TOKEN)"
+        )
     for parser in parsers.values():
         parser.add_argument("--data-dir", type=Path, default=Settings().data_dir)
         parser.add_argument("--store", metavar="URL", help="postgresql://USER@HOST:PORT/DB")
@@ -141,6 +150,12 @@ async def import_document(args: argparse.Namespace) -> int:
         content: str | bytes = raw.decode("utf-8") if args.format == "text" else raw
     except UnicodeDecodeError as error:
         raise CommandError(f"{args.file} is not UTF-8 text: {error.reason}") from None
+    if args.server:
+        kind = "text/plain; charset=utf-8" if args.format == "text" else "application/octet-stream"
+        query = "?replace=1" if args.replace else ""
+        answer = _call(args, "PUT", args.name, query, raw, kind)
+        print(f"imported {args.name!r} at revision {answer['rev']}")
+        return 0
     hub = await _hub(args)
     try:
         rev, created, _ = await lifecycle.put(hub, args.name, content, replace=args.replace)
@@ -155,6 +170,10 @@ async def import_document(args: argparse.Namespace) -> int:
 
 
 async def delete(args: argparse.Namespace) -> int:
+    if args.server:
+        _call(args, "DELETE", args.name)
+        print(f"deleted {args.name!r}")
+        return 0
     hub = await _hub(args)
     try:
         await hub.delete(args.name)
@@ -178,6 +197,14 @@ async def make_backup(args: argparse.Namespace) -> int:
 
 async def restore(args: argparse.Namespace) -> int:
     documents = await asyncio.to_thread(backup.read, args.src)  # all checked first
+    if args.server:
+        for document in documents:
+            kind = "application/octet-stream"
+            await asyncio.to_thread(
+                _call, args, "POST", document.name, "/restore", document.state, kind
+            )
+        print(f"restored {len(documents)} documents from {args.src}")
+        return 0
     hub = await _hub(args)
     try:
         for document in documents:
@@ -186,6 +213,35 @@ async def restore(args: argparse.Namespace) -> int:
         await hub.close()
     print(f"restored {len(documents)} documents from {args.src}")
     return 0
+
+
+def _call(
+    args: argparse.Namespace,
+    method: str,
+    name: str,
+    tail: str = "",
+    body: bytes | None = None,
+    kind: str | None = None,
+) -> dict[str, Any]:
+    """One request to the server's HTTP API; its JSON answer, or a CommandError."""
+    url = f"{args.server.rstrip('/')}/api/docs/{quote(name, safe='')}{tail}"
+    request = urllib.request.Request(url, data=body, method=method)
+    if kind is not None:
+        request.add_header("Content-Type", kind)
+    if args.token:
+        request.add_header("Authorization", f"Bearer {args.token}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+    except urllib.error.HTTPError as error:
+        try:
+            reason = json.loads(error.read()).get("error", error.reason)
+        except ValueError:
+            reason = error.reason
+        raise CommandError(f"{name!r}: HTTP {error.code}: {reason}") from None
+    except (OSError, ValueError) as error:
+        raise CommandError(f"cannot reach {args.server}: {error}") from None
 
 
 def _read(path: Path) -> bytes:

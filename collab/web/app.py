@@ -141,6 +141,7 @@ class WebApp(HistoryRoutes, LifecycleRoutes):
                 Route("/api/docs/{name:path}/update", self.document_update),
                 Route("/api/docs/{name:path}/update", self.post_update, methods=["POST"]),
                 Route("/api/docs/{name:path}/ops", self.document_ops, methods=["POST"]),
+                Route("/api/docs/{name:path}/restore", self.restore_document, methods=["POST"]),
                 Route("/api/docs/{name:path}", self.document_resource, methods=["PUT", "DELETE"]),
             ]
         if frontend:

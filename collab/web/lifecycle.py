@@ -72,12 +72,26 @@ class LifecycleRoutes:
     async def document_resource(self, request: Request) -> Response:
         """PUT (create, import, replace) or DELETE a document."""
         try:
-            name, access = await self._allowed(request)
+            name, access = await self._allowed(request, admin=request.method == "DELETE")
             lock = self._changing.setdefault(name, asyncio.Lock())
             async with lock:  # one PUT or DELETE of a name at a time in this process
                 if request.method == "DELETE":
                     return await self._delete(name, access, request)
                 return await self._put(name, access, request)
+        except RequestError as error:
+            return error_response(error.status, error.reason)
+
+    async def restore_document(self, request: Request) -> Response:
+        """Load a backed-up state (``application/octet-stream``) in a new generation
+        (admin only; what `collab restore --server` sends) -> ``{"rev", "generation"}``."""
+        try:
+            name, _ = await self._allowed(request, admin=True)
+            _content_type(request, UPDATE_TYPES)
+            state = await _body(request, self.hub.settings.max_document_bytes)
+            await _changed(asyncio.to_thread(lifecycle.text_of, state, name, self.hub.settings))
+            async with self._changing.setdefault(name, asyncio.Lock()):
+                generation = await self.hub.restore(name, state)
+            return JSONResponse({"name": name, "rev": 1, "generation": generation})
         except RequestError as error:
             return error_response(error.status, error.reason)
 
@@ -108,8 +122,9 @@ class LifecycleRoutes:
 
     # ------------------------------------------------------------------ the steps
 
-    async def _allowed(self, request: Request) -> tuple[str, Access]:
-        """The valid name and an access that may write (else a RequestError)."""
+    async def _allowed(self, request: Request, admin: bool = False) -> tuple[str, Access]:
+        """The valid name and an access that may write (with `admin`: delete, restore),
+        else a RequestError."""
         try:
             name = self.hub.validate(request.path_params["name"])
             access = await self.access(request, name)
@@ -120,8 +135,8 @@ class LifecycleRoutes:
             raise RequestError(denied.status, denied.reason) from None
         if access.readonly:
             raise RequestError(403, "read-only access: may not change documents")
-        if request.method == "DELETE" and not access.admin:
-            why = "deleting needs an admin token (collab token NAME --admin)"
+        if admin and not access.admin:
+            why = "deleting or restoring needs an admin token (collab token NAME --admin)"
             self.refuse("token" if self.secret else "authenticate", why, request)
             raise RequestError(403, why)
         return name, access
