@@ -374,3 +374,23 @@ async def test_a_delete_during_heavy_editing_damages_nothing(shared, http) -> No
         await fresh.wait_text("again")
     assert await text_of(http, name) == "again"
     await calm.close()
+
+
+async def test_a_document_damaged_on_disk_can_be_deleted(start_server) -> None:
+    server = start_server("--fsync", "always", "--compact-log-records", "1000000")
+    async with httpx.AsyncClient(base_url=server.http_url, trust_env=False) as http:
+        for piece in ("one 😀", " two 中文", " three\r\n"):
+            text = (await http.get("/api/docs/broken/text")).text if piece != "one 😀" else ""
+            assert (await put_text(http, "broken", text + piece, replace="1")).is_success
+    server.kill()
+    (log,) = sorted((server.data_dir / "docs" / "n-broken").glob("log-*.ylog"))
+    damaged = bytearray(log.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    log.write_bytes(bytes(damaged))
+    server.start()
+    async with httpx.AsyncClient(base_url=server.http_url, trust_env=False) as http:
+        assert (await http.get("/api/docs/broken/text")).status_code == 500
+        assert (await http.delete("/api/docs/broken")).status_code == 200
+        assert (await http.get("/api/docs/broken/text")).status_code == 404
+        assert (await put_text(http, "broken", "made again")).status_code == 201
+        assert await text_of(http, "broken") == "made again"

@@ -22,6 +22,7 @@ from collab.replay.recording import Recorder
 from collab.session import Output, Session
 from collab.storage import generations
 from collab.storage.contract import Record, Store
+from collab.storage.errors import CorruptDocumentError
 from collab.wire import CloseCode, OriginPrefix
 from collab.yjs.update import decode_state_vector
 
@@ -144,8 +145,13 @@ class Hub:
         """Delete document `name`: its peers are closed (4404), what is in flight is
         dropped, its data goes from the store (history too) and its generation changes,
         so a copy held anywhere is never merged into a document made under the name
-        again. Returns the new generation. Raises `DocumentNotFoundError`."""
-        runner = await self.open(name, create=False)
+        again. Returns the new generation. Raises `DocumentNotFoundError`. A document
+        damaged on disk is deleted too (its Yjs client ids cannot be read to retire them)."""
+        try:
+            runner: DocumentRunner | None = await self.open(name, create=False)
+        except CorruptDocumentError as error:
+            log.warning("%s: deleting a document that cannot be loaded: %s", name, error)
+            runner = None
         return await self._reset(name, runner, CloseCode.DELETED, reason, None)
 
     async def restore(self, name: str, state: bytes) -> str:
