@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from collab.access.names import InvalidNameError
 from collab.config import Settings
 from collab.hub import lifecycle
 from collab.hub.lifecycle import DocumentExistsError, DocumentNotFoundError
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     command: Callable[[argparse.Namespace], Awaitable[int]] = COMMANDS[args.command]
     try:
         return asyncio.run(command(args))
-    except (CommandError, backup.BackupError, DataDirectoryError) as error:
+    except (CommandError, backup.BackupError, DataDirectoryError, InvalidNameError) as error:
         print(f"collab {args.command}: {error}", file=sys.stderr)
         return 1
 
@@ -125,12 +126,12 @@ async def list_documents(args: argparse.Namespace) -> int:
 async def export(args: argparse.Namespace) -> int:
     store = _reader(args)
     try:
-        found = [d async for d in backup.documents(store) if d.name == args.name]
+        found = await backup.document(store, args.name)
     finally:
         await store.close()
-    if not found:
+    if found is None:
         raise CommandError(f"no document {args.name!r}")
-    state = found[0].state
+    state = found.state
     if args.format == "text":
         text = lifecycle.text_of(state, args.name, Settings())
         data = text.encode("utf-8")

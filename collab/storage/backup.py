@@ -93,6 +93,21 @@ async def documents(store: Any) -> AsyncIterator[BackedUp]:
             yield BackedUp(info.name, stored.rev, state)
 
 
+async def document(store: Any, name: str) -> BackedUp | None:
+    """One document of `store` as it is now (None: there is none), read as `documents`
+    reads them (a file store's files without its lock)."""
+    docs_dir = getattr(store, "docs_dir", None)
+    if docs_dir is not None:
+        directory = Path(docs_dir) / storage_key(name)
+        exists = directory.is_dir()
+        return await asyncio.to_thread(read_document_files, directory) if exists else None
+    stored = await store.load(name)
+    if stored is None:
+        return None
+    state = await asyncio.to_thread(full_state, stored.snapshot, stored.records)
+    return BackedUp(name, stored.rev, state)
+
+
 def read_document_files(directory: Path) -> BackedUp:
     """A file-store document read from its files while the server may write them."""
     for _ in range(READ_ATTEMPTS):
