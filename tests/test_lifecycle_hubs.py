@@ -3,6 +3,7 @@ delete in one closes the peers of every other, which drop the document unsaved."
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -78,3 +79,17 @@ async def test_a_text_client_of_an_old_generation_drops_what_it_had_not_sent() -
     assert runner.text == "new\r\nkept"
     stored = await store.load("doc")
     assert stored is not None and all(b"old" not in r.update for r in stored.records)
+
+
+async def test_deletes_and_restores_of_one_name_at_once_do_not_trip() -> None:
+    _, _, (a, _) = hubs()
+    runner = await a.open("doc")
+    await runner.set_text("héllo 😀", "server:test", None)
+    state = runner.state
+    outcomes = await asyncio.gather(
+        a.delete("doc"), a.delete("doc"), a.restore("doc", state), return_exceptions=True
+    )
+    assert all(isinstance(o, str | DocumentNotFoundError) for o in outcomes), outcomes
+    assert a._deleting == {}
+    reopened = await a.open("doc")
+    assert reopened.text in ("", "héllo 😀")

@@ -147,29 +147,37 @@ class Hub:
         so a copy held anywhere is never merged into a document made under the name
         again. Returns the new generation. Raises `DocumentNotFoundError`. A document
         damaged on disk is deleted too (its Yjs client ids cannot be read to retire them)."""
-        try:
-            runner: DocumentRunner | None = await self.open(name, create=False)
-        except CorruptDocumentError as error:
-            log.warning("%s: deleting a document that cannot be loaded: %s", name, error)
-            runner = None
+        runner = await self._loaded(name, missing_ok=False)
         return await self._reset(name, runner, CloseCode.DELETED, reason, None)
 
     async def restore(self, name: str, state: bytes) -> str:
         """Make document `name` hold `state` (a backup's), in a new generation whose
         history starts with it: peers of the copy before are closed (4411) and, when they
         come back, told (text) or refused (Yjs). Returns the new generation."""
-        try:
-            runner: DocumentRunner | None = await self.open(name, create=False)
-        except DocumentNotFoundError:
-            runner = None
+        runner = await self._loaded(name, missing_ok=True)
         return await self._reset(name, runner, CloseCode.RESTORED, RESTORED, state)
+
+    async def _loaded(self, name: str, missing_ok: bool) -> DocumentRunner | None:
+        """The running document; None when it is damaged on disk or (with `missing_ok`)
+        does not exist."""
+        try:
+            return await self.open(name, create=False)
+        except CorruptDocumentError as error:
+            log.warning("%s: replacing a document that cannot be loaded: %s", name, error)
+            return None
+        except DocumentNotFoundError:
+            if missing_ok:
+                return None
+            raise
 
     async def _reset(
         self, name: str, runner: DocumentRunner | None, code: int, reason: str, state: bytes | None
     ) -> str:
         """Drop the document from memory unsaved, give the name its next generation, and
         replace what the store holds by `state` (None: nothing)."""
-        done = self._deleting.setdefault(name, asyncio.Event())
+        while (other := self._deleting.get(name)) is not None:  # one reset at a time
+            await other.wait()
+        done = self._deleting[name] = asyncio.Event()
         try:
             dropped = await runner.drop(code, reason) if runner is not None else None
             retired = [decode_state_vector(dropped)] if dropped else []
