@@ -10,7 +10,9 @@ import pytest
 from test_hub import FakeConnection, until
 from test_shared_hubs import hubs, joined_text_peer, op
 
-from collab.hub import DocumentNotFoundError
+from collab.config import Settings
+from collab.hub import DocumentNotFoundError, Hub
+from collab.storage.memory import MemoryStore
 from collab.text.client import TextClient
 from collab.wire import CloseCode
 
@@ -81,15 +83,30 @@ async def test_a_text_client_of_an_old_generation_drops_what_it_had_not_sent() -
     assert stored is not None and all(b"old" not in r.update for r in stored.records)
 
 
+class YieldingStore(MemoryStore):
+    """A MemoryStore whose loads and deletes let other tasks run, as real I/O does."""
+
+    async def load(self, name: str):  # type: ignore[override]
+        await asyncio.sleep(0)
+        return await super().load(name)
+
+    async def delete(self, name: str) -> None:
+        await asyncio.sleep(0)
+        await super().delete(name)
+
+
 async def test_deletes_and_restores_of_one_name_at_once_do_not_trip() -> None:
-    _, _, (a, _) = hubs()
-    runner = await a.open("doc")
+    store = YieldingStore()
+    writer = Hub(store, Settings())
+    runner = await writer.open("doc")
     await runner.set_text("héllo 😀", "server:test", None)
     state = runner.state
+    await writer.close()
+    hub = Hub(store, Settings())  # not loaded yet: every call below waits for one load
     outcomes = await asyncio.gather(
-        a.delete("doc"), a.delete("doc"), a.restore("doc", state), return_exceptions=True
+        hub.delete("doc"), hub.delete("doc"), hub.restore("doc", state), return_exceptions=True
     )
     assert all(isinstance(o, str | DocumentNotFoundError) for o in outcomes), outcomes
-    assert a._deleting == {}
-    reopened = await a.open("doc")
+    assert hub._deleting == {}
+    reopened = await hub.open("doc")
     assert reopened.text in ("", "héllo 😀")
