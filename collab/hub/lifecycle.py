@@ -131,7 +131,7 @@ async def put(
     if existed and not replace:
         raise DocumentExistsError(name)
     if isinstance(content, bytes) and existed:  # checked before the document is touched
-        content = text_of(content, name, hub.settings)
+        content = await asyncio.to_thread(text_of, content, name, hub.settings)
     runner = await hub.open(name)
     try:
         if isinstance(content, bytes):

@@ -90,7 +90,7 @@ class LifecycleRoutes:
             state = await _body(request, self.hub.settings.max_document_bytes)
             await _changed(asyncio.to_thread(lifecycle.text_of, state, name, self.hub.settings))
             async with self._changing.setdefault(name, asyncio.Lock()):
-                generation = await self.hub.restore(name, state)
+                generation = await _changed(self.hub.restore(name, state))
             return JSONResponse({"name": name, "rev": 1, "generation": generation})
         except RequestError as error:
             return error_response(error.status, error.reason)
@@ -155,7 +155,7 @@ class LifecycleRoutes:
         body = await _body(request, self.hub.settings.max_document_bytes)
         replace = request.query_params.get("replace", "") in ("1", "true")
         content = _decoded(body) if kind in TEXT_TYPES else body
-        if not await lifecycle.exists(self.hub, name):
+        if not await _changed(lifecycle.exists(self.hub, name)):
             address = request.client.host if request.client else ""
             limit = self._count_new(name, address)
             if limit is not None:
@@ -172,7 +172,7 @@ class LifecycleRoutes:
 
     async def _delete(self, name: str, access: Access, request: Request) -> Response:
         try:
-            generation = await self.hub.delete(name, "the document was deleted")
+            generation = await _changed(self.hub.delete(name))
         except DocumentNotFoundError:
             raise RequestError(404, "no such document") from None
         log.info("%s: deleted by %s", name, access.user or "an admin")
@@ -205,7 +205,11 @@ async def _changed(change: Awaitable[T]) -> T:
         raise RequestError(STATUS.get(error.code, 400), f"{error.code}: {error.message}") from None
     except textops.OpError as error:
         raise RequestError(400, f"{ErrorCode.BAD_OP}: {error}") from None
-    except RuntimeError as error:  # the store refused the commit, or a delete dropped it
+    except CorruptDocumentError as error:
+        log.error("%s", error)
+        raise RequestError(500, "document cannot be loaded: damaged on disk") from None
+    except (RuntimeError, ConnectionError, OSError) as error:  # the store refused, a delete
+        log.warning("a lifecycle change was not saved: %r", error)  # dropped it meanwhile
         raise RequestError(503, f"not saved: {error}") from None
 
 
