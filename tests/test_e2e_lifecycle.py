@@ -338,10 +338,12 @@ def test_the_y_websocket_provider_never_merges_an_offline_copy_back(shared) -> N
     http.close()
 
 
-async def test_a_delete_during_heavy_editing_damages_nothing(shared, http) -> None:
+async def test_a_delete_during_heavy_editing_damages_nothing(start_server) -> None:
     """Peers type as fast as they can while the document is deleted: they are closed,
     nothing of the old text survives, another document being edited meanwhile is intact,
     and the name works again at once."""
+    shared = start_server("--fsync", "never")  # the default size limits: typing never hits them
+    http = httpx.AsyncClient(base_url=shared.http_url, trust_env=False, timeout=10)
     name, bystander = "heavy", "bystander"
     assert (await put_text(http, name, "start ")).status_code == 201
     assert (await put_text(http, bystander, "calm ")).status_code == 201
@@ -374,6 +376,7 @@ async def test_a_delete_during_heavy_editing_damages_nothing(shared, http) -> No
         await fresh.wait_text("again")
     assert await text_of(http, name) == "again"
     await calm.close()
+    await http.aclose()
 
 
 async def test_a_document_damaged_on_disk_can_be_deleted(start_server) -> None:

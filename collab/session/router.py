@@ -314,7 +314,7 @@ class Session(PresenceRoutes):
         """Close a peer holding an earlier generation's items (checked until a step 1 passes)."""
         if not self.generation.retired or (update is not None and peer.current_copy):
             return False
-        old = self.generation.old_copy(self.document.doc.get_state(), state_vector, update)
+        old = self.generation.old_copy(self.document.state_vector(), state_vector, update)
         peer.current_copy = state_vector is not None and not old
         if old:
             self.close_peer(peer.id, CloseCode.OLD_GENERATION, OLD_GENERATION)

@@ -74,12 +74,13 @@ class Generation:
         ends = {client: end for client, (_, end) in update.ranges().items()}
         return self.old_state(ends, current)
 
-    def old_copy(self, state: bytes, state_vector: bytes | None, update: bytes | None) -> bool:
+    def old_copy(
+        self, current: Mapping[int, int], state_vector: bytes | None, update: bytes | None
+    ) -> bool:
         """Whether a peer's sync step 1 (`state_vector`) or `update` holds items of an
-        earlier generation, against the document's `state` vector (False when it cannot
-        be decoded: the usual checks refuse it)."""
+        earlier generation, against the document's `current` state vector (False when
+        they cannot be decoded: the usual checks refuse them)."""
         try:
-            current = decode_state_vector(state)
             if state_vector is not None:
                 return self.old_state(decode_state_vector(state_vector), current)
             return self.old_items(decode_update(update or b""), current)
