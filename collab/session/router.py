@@ -41,7 +41,7 @@ from collab.session.text_messages import (
     parse,
 )
 from collab.storage.contract import Record
-from collab.storage.generations import OLD_GENERATION, Generation
+from collab.storage.generations import OLD_GENERATION, OLD_YJS_COPY, Generation
 from collab.text import ops as textops
 from collab.wire import CloseCode, ErrorCode, client_id_from_secret, parse_text_origin
 from collab.yjs import protocol
@@ -317,7 +317,7 @@ class Session(PresenceRoutes):
         old = self.generation.old_copy(self.document.state_vector(), state_vector, update)
         peer.current_copy = state_vector is not None and not old
         if old:
-            self.close_peer(peer.id, CloseCode.OLD_GENERATION, OLD_GENERATION)
+            self.close_peer(peer.id, CloseCode.OLD_GENERATION, OLD_YJS_COPY)
         return old
 
     def _answer_step1(self, peer: Peer, state_vector: bytes) -> None:

@@ -31,9 +31,12 @@ from collab.storage.errors import CorruptDocumentError
 from collab.yjs.update import Update, UpdateFormatError, decode_state_vector, decode_update
 
 INITIAL = "1"  # the generation of a document that was never deleted nor restored
-OLD_GENERATION = (
+OLD_GENERATION = (  # a text client's welcome: it drops what it had not sent
     "this copy is from before the document was deleted or restored: "
     "changes not sent are dropped, the current text is loaded"
+)
+OLD_YJS_COPY = (  # a Yjs peer's close reason (4410): its state is never applied
+    "this copy is from before the document was deleted or restored: start from a new Y.Doc"
 )
 MAX_RETIRED_CLIENTS = 100_000  # client ids remembered per name (~20 bytes each as JSON)
 
