@@ -65,14 +65,24 @@ def add_arguments(commands: Any) -> None:
     parsers["backup"].add_argument("dest", type=Path, help="a new directory for the backup")
     parsers["restore"].add_argument("src", type=Path, help="a directory `collab backup` wrote")
     for command in ("import", "delete", "restore"):
-        parsers[command].add_argument("--server", metavar="URL", help="through this server")
         parsers[command].add_argument(
-            "--token", default=os.environ.get("COLLAB_TOKEN"), help="(env COLLAB_TOKEN)"
+            "--server", metavar="URL", help="through this running server's HTTP API"
+        )
+        parsers[command].add_argument(
+            "--token",
+            default=os.environ.get("COLLAB_TOKEN"),
+            help="a token for --server (default: env COLLAB_TOKEN)",
         )
     for parser in parsers.values():
-        parser.add_argument("--data-dir", type=Path, default=Settings().data_dir)
-        parser.add_argument("--store", metavar="URL", help="postgresql://USER@HOST:PORT/DB")
-        parser.add_argument("--bus", metavar="URL", help="redis:// (tell the servers)")
+        parser.add_argument(
+            "--data-dir", type=Path, default=Settings().data_dir, help="the file store's directory"
+        )
+        parser.add_argument(
+            "--store", metavar="URL", help="a store instead: postgresql://USER@HOST:PORT/DB"
+        )
+        parser.add_argument(
+            "--bus", metavar="URL", help="redis://HOST:PORT/N: tell the running servers"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
