@@ -397,3 +397,21 @@ async def test_a_document_damaged_on_disk_can_be_deleted(start_server) -> None:
         assert (await http.get("/api/docs/broken/text")).status_code == 404
         assert (await put_text(http, "broken", "made again")).status_code == 201
         assert await text_of(http, "broken") == "made again"
+
+
+async def test_an_op_on_a_revision_too_old_is_refused_and_changes_nothing(shared, http) -> None:
+    name = "too old"
+    url = f"/api/docs/{url_name(name)}/ops"
+    assert (await put_text(http, name, "abc")).status_code == 201  # rev 1
+    async with await YClient.connect(f"{shared.ws_url}/yjs/{url_name(name)}") as peer:
+        await peer.wait_text("abc")
+        peer.append(" 😀")
+        await wait_rev(http, name, 2)
+    # Nobody followed the text as ops before this first service op: rev 1 cannot be caught up.
+    op = {"secret": SECRET, "seq": 1, "rev": 1, "op": [3, "!"]}
+    response = await http.post(url, json=op)
+    assert response.status_code == 409 and "too-old" in response.json()["error"]
+    assert await text_of(http, name) == "abc 😀"
+    op = {"secret": SECRET, "seq": 1, "rev": 2, "op": [5, "!"]}  # redone on the current text
+    assert (await http.post(url, json=op)).json() == {"seq": 1, "rev": 3}
+    assert await text_of(http, name) == "abc 😀!"
