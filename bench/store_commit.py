@@ -38,7 +38,8 @@ from pg_server import start_cluster  # noqa: E402
 
 from collab.storage.contract import Record  # noqa: E402
 from collab.storage.files import FileStore  # noqa: E402
-from collab.storage.postgres import PostgresStore, _columns  # noqa: E402
+from collab.storage.postgres import PostgresStore  # noqa: E402
+from collab.storage.postgres_rows import record_columns  # noqa: E402
 
 
 def records(first: int, count: int, client: str) -> list[Record]:
@@ -103,13 +104,13 @@ async def insert_methods(store: PostgresStore, batch: int, rounds: int) -> dict[
                 async with connection.transaction():
                     start = time.perf_counter()
                     if method == "unnest":
-                        await connection.fetchrow(sql.INSERT, name, rev + 1, *_columns(chunk))
+                        await connection.fetchrow(sql.INSERT, name, rev + 1, *record_columns(chunk))
                     else:  # the continuity check is then a query of its own
                         await connection.fetchval(
                             "SELECT coalesce(max(rev), 0) FROM collab_revisions WHERE name = $1",
                             name,
                         )
-                        rows = list(zip(*_columns(chunk), strict=True))
+                        rows = list(zip(*record_columns(chunk), strict=True))
                         await connection.executemany(
                             'INSERT INTO collab_revisions (name, rev, time, origin, "user", '
                             "update, client, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

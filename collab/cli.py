@@ -241,6 +241,9 @@ def add_token_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", help="the user the token speaks for (shown in the history)")
     parser.add_argument("--readonly", action="store_true", help="may read, may not edit")
     parser.add_argument(
+        "--admin", action="store_true", help="may also delete the documents it covers"
+    )
+    parser.add_argument(
         "--ttl", type=float, default=3600.0, help="seconds until it expires (default: 3600)"
     )
     parser.add_argument(
@@ -262,7 +265,9 @@ def token(args: argparse.Namespace) -> int:
         return 2
     secret, readonly = args.auth_secret, args.readonly
     try:
-        token = tokens.mint(secret, args.name, user=args.user, readonly=readonly, ttl=args.ttl)
+        token = tokens.mint(
+            secret, args.name, user=args.user, readonly=readonly, admin=args.admin, ttl=args.ttl
+        )
     except ValueError as error:
         print(f"collab token: {error}", file=sys.stderr)
         return 2
@@ -357,6 +362,9 @@ def main(argv: list[str] | None = None) -> None:
     add_replay_arguments(replay_parser)
     token_parser = commands.add_parser("token", help="print a signed access token")
     add_token_arguments(token_parser)
+    from collab.hub import admin
+
+    admin.add_arguments(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(args, "log_level", "info").upper(),
@@ -370,3 +378,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(replay(args))
     if args.command == "token":
         sys.exit(token(args))
+    if args.command in admin.COMMANDS:
+        sys.exit(admin.run(args))

@@ -32,6 +32,7 @@ class Access:
     expires: float | None = None
     token_id: str | None = None
     issued: float | None = None
+    admin: bool = False  # may delete documents (without --auth-secret, only the hook grants it)
 
 
 class AccessDenied(Exception):

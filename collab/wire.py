@@ -29,7 +29,10 @@ class CloseCode(IntEnum):
     UNAUTHORIZED = 4401  # no valid token, or the authenticate hook asked who you are
     FORBIDDEN = 4403  # the token or the authenticate hook refused
     TIMEOUT = 4408  # no valid first message in time
+    DELETED = 4404  # the document was deleted (DELETE /api/docs/{name}, collab delete)
     SUPERSEDED = 4409  # a newer connection of the same text client took over
+    OLD_GENERATION = 4410  # the peer holds a copy of an earlier generation: drop it
+    RESTORED = 4411  # the document was restored from a backup: reconnect (and start over)
 
     @property
     def fatal(self) -> bool:
@@ -46,6 +49,8 @@ _FATAL = frozenset(
         CloseCode.UNAUTHORIZED,
         CloseCode.FORBIDDEN,
         CloseCode.SUPERSEDED,
+        CloseCode.DELETED,
+        CloseCode.OLD_GENERATION,
     }
 )
 

@@ -2,20 +2,15 @@
 // buffered (otstates.js), ack/op/welcome from the server, catch-up after a reconnect,
 // presence.
 
+import { startOver, takeGeneration } from "./generation.js";
+import { closeMessage } from "./notices.js";
 import { Synchronized } from "./otstates.js";
 import { randomSecret } from "./secret.js";
 import { moveSelections, OwnPresence, updatePeers } from "./presence.js";
 import { DEFAULT_MAX_MESSAGE_BYTES, fitInFlight, pendingLength } from "./split.js";
 import { applyOp, diffOp, invert, isNoop } from "./textops.js";
 import { UndoManager } from "./undo.js";
-import { CloseCode, ErrorCode } from "./wire.js";
-
-/** Why a fatal close stops this tab, for the status line. */
-function closeMessage(code, reason) {
-  if (code === CloseCode.SUPERSEDED) return "opened in another tab or window";
-  if (code !== CloseCode.UNAUTHORIZED || !/expired|revoked/.test(reason)) return reason || `closed (${code})`;
-  return `your access ended (${reason}). To continue, open a new link with a fresh token (${location.origin}${location.pathname}?token=…) from whoever gave you this one; the text here can still be copied`;
-}
+import { ErrorCode } from "./wire.js";
 
 /**
  * The document as this tab sees it: `text` = `serverText` (at revision `rev`) + what is
@@ -31,6 +26,7 @@ export class OTClient {
     this.secret = randomSecret(); // kept for the tab's life, across reconnects
     this.client = null; // the public id the server derived from the secret (welcome)
     this.rev = null; // the last server revision this tab has
+    this.generation = null; // the document's generation this tab's copy is of (welcome)
     this.serverText = ""; // the text at `rev`
     this.text = ""; // what the user sees
     this.seq = 0; // the last seq given to an op
@@ -75,6 +71,7 @@ export class OTClient {
 
   sayHello() {
     const hello = { type: "hello", secret: this.secret, rev: this.rev, user: this.user };
+    if (this.generation !== null) hello.generation = this.generation;
     this.socket.send(JSON.stringify(hello));
   }
 
@@ -169,7 +166,8 @@ export class OTClient {
     if (Number.isSafeInteger(message.max_message_bytes) && message.max_message_bytes > 0) {
       this.maxMessageBytes = message.max_message_bytes;
     }
-    if (Array.isArray(message.ops)) this.catchUp(message.ops);
+    if (takeGeneration(this, message)) startOver(this, message);
+    else if (Array.isArray(message.ops)) this.catchUp(message.ops);
     else this.rebase(message.text, message.rev, message.acked);
     this.loaded = true;
     this.presence.clear();

@@ -14,10 +14,13 @@ export const CloseCode = Object.freeze({
   "UNAUTHORIZED": 4401,
   "FORBIDDEN": 4403,
   "TIMEOUT": 4408,
-  "SUPERSEDED": 4409
+  "DELETED": 4404,
+  "SUPERSEDED": 4409,
+  "OLD_GENERATION": 4410,
+  "RESTORED": 4411
 });
 
-export const FATAL_CLOSE_CODES = new Set([1003, 1008, 1009, 4400, 4401, 4403, 4409]);
+export const FATAL_CLOSE_CODES = new Set([1003, 1008, 1009, 4400, 4401, 4403, 4404, 4409, 4410]);
 
 export const ErrorCode = Object.freeze({
   "BAD_JSON": "bad-json",

@@ -184,6 +184,7 @@ def test_text_op_acked_relayed_and_visible_to_yjs(session: Session) -> None:
         "text": "",
         "acked": 0,
         "max_message_bytes": Settings().max_message_bytes,
+        "generation": "1",
         "presence": [],
     }
     t1.send({"type": "op", "seq": 1, "rev": 0, "op": [UNICODE]})

@@ -6,6 +6,7 @@ Claims:
   starts with ``team/``, ``*`` for every document);
 - ``sub``: the user (shown in the history), optional;
 - ``ro``: true for read-only access, optional;
+- ``adm``: true to delete documents (`collab token NAME --admin`), optional;
 - ``exp`` / ``iat``: expiry and issue time (unix seconds); a token without ``exp`` is refused;
 - ``jti``: the token's id, so that it alone can be revoked (`collab.access.revocations`).
 
@@ -31,7 +32,7 @@ import jwt
 ALGORITHM = "HS256"
 DEFAULT_TTL = 3600.0
 # What `mint` writes, and the registered claims that are harmless to ignore.
-KNOWN_CLAIMS = frozenset({"doc", "sub", "ro", "exp", "iat", "nbf", "iss", "jti"})
+KNOWN_CLAIMS = frozenset({"doc", "sub", "ro", "adm", "exp", "iat", "nbf", "iss", "jti"})
 
 
 class TokenError(Exception):
@@ -53,6 +54,7 @@ class Grant:
     expires: float = 0.0
     token_id: str | None = None  # jti
     issued: float | None = None  # iat
+    admin: bool = False  # may delete the documents it covers
 
     def covers(self, name: str) -> bool:
         """Whether this token opens document `name`."""
@@ -72,6 +74,7 @@ def mint(
     *,
     user: str | None = None,
     readonly: bool = False,
+    admin: bool = False,
     ttl: float = DEFAULT_TTL,
     now: float | None = None,
 ) -> str:
@@ -89,6 +92,8 @@ def mint(
         claims["sub"] = user
     if readonly:
         claims["ro"] = True
+    if admin:
+        claims["adm"] = True
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -127,14 +132,15 @@ def read_claims(claims: dict[str, Any]) -> Grant:
     user = claims.get("sub")
     if "sub" in claims and not is_text(user):
         raise TokenError("invalid token: sub must be a non-empty string (no NUL or lone surrogate)")
-    readonly = claims.get("ro", False)
-    if type(readonly) is not bool:
-        raise TokenError("invalid token: ro must be true or false")
+    readonly, admin = claims.get("ro", False), claims.get("adm", False)
+    for claim, value in (("ro", readonly), ("adm", admin)):
+        if type(value) is not bool:
+            raise TokenError(f"invalid token: {claim} must be true or false")
     token_id = claims.get("jti")
     if "jti" in claims and not is_text(token_id):
         raise TokenError("invalid token: jti must be a non-empty string (no NUL or lone surrogate)")
     issued = float(claims["iat"]) if "iat" in claims else None
-    return Grant(doc, user, readonly, float(claims["exp"]), token_id, issued)
+    return Grant(doc, user, readonly, float(claims["exp"]), token_id, issued, admin)
 
 
 def is_text(value: object) -> bool:

@@ -36,6 +36,11 @@ class BusListener(Protocol):
         """A process stopped (or stopped answering): its peers' awareness goes with it."""
         ...
 
+    def deleted(self, reason: str) -> None:
+        """Another process deleted (or restored) the document: close its peers, drop it
+        unsaved; `reason` says which."""
+        ...
+
     def resubscribed(self) -> None:
         """The subscription was lost and is back: whatever was published meanwhile is lost,
         so catch up from the store. A bus whose subscriptions take effect later than
@@ -67,6 +72,10 @@ class Bus(Protocol):
 
     async def publish_awareness(self, name: str, message: bytes) -> None:
         """Tell the others about awareness changes of this process's peers (best effort)."""
+        ...
+
+    async def publish_deleted(self, name: str, reason: str) -> None:
+        """Tell the others the document was deleted (best effort)."""
         ...
 
     async def close(self) -> None:

@@ -70,6 +70,10 @@ class MemoryBus:
         for listener in self.network.others(name, self._process):
             listener.awareness(self._process, message)
 
+    async def publish_deleted(self, name: str, reason: str) -> None:
+        for listener in self.network.others(name, self._process):
+            listener.deleted(reason)
+
     async def close(self) -> None:
         for name, listeners in self.network.listeners.items():
             self.network.listeners[name] = [(p, lst) for p, lst in listeners if p != self._process]

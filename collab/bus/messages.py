@@ -12,6 +12,8 @@ Kinds and their payloads:
 - ``C`` committed: u64 last revision, for a batch too large to send (the receiver fetches
   what it lacks from the store);
 - ``A`` awareness: the y-websocket awareness message, as is;
+- ``D`` deleted: the reason, UTF-8 (the document was deleted or restored: close its
+  peers, drop it unsaved);
 - ``H`` heartbeat and ``G`` goodbye, on the control channel: empty.
 
 A document's channel is the prefix, ``doc:``, then the document name's UTF-8 bytes: Redis
@@ -34,9 +36,10 @@ VERSION = 1
 RECORDS = ord("R")
 COMMITTED = ord("C")
 AWARENESS = ord("A")
+DELETED = ord("D")
 HEARTBEAT = ord("H")
 GOODBYE = ord("G")
-KINDS = frozenset({RECORDS, COMMITTED, AWARENESS, HEARTBEAT, GOODBYE})
+KINDS = frozenset({RECORDS, COMMITTED, AWARENESS, DELETED, HEARTBEAT, GOODBYE})
 
 _HEAD = struct.Struct("<BBH")
 _REV = struct.Struct("<Q")

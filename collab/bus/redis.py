@@ -364,6 +364,9 @@ class RedisBus:
         if message.kind == messages.AWARENESS:
             process, payload = message.process, message.payload
             return lambda listener: listener.awareness(process, payload)
+        if message.kind == messages.DELETED:
+            reason = message.payload.decode("utf-8", "replace")
+            return lambda listener: listener.deleted(reason)
         raise ValueError(f"message kind {message.kind} on a document channel")
 
     def _call(self, function: Callable[..., None], *args: object) -> None:
@@ -430,4 +433,8 @@ class RedisBus:
 
     async def publish_awareness(self, name: str, message: bytes) -> None:
         data = messages.encode(messages.AWARENESS, self._process, message)
+        self._publisher.enqueue(messages.document_channel(self._prefix, name), data)
+
+    async def publish_deleted(self, name: str, reason: str) -> None:
+        data = messages.encode(messages.DELETED, self._process, reason.encode())
         self._publisher.enqueue(messages.document_channel(self._prefix, name), data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +20,24 @@ from collab.hooks import OnChange, OnLoad, call_hook
 from collab.hub.accounting import LogSize
 from collab.hub.changes import ChangeFeed
 from collab.hub.failures import FATAL
+from collab.hub.lifecycle import DELETED, RESTORED, DocumentNotFoundError
 from collab.hub.runner import DocumentRunner
 from collab.hub.webhooks import Webhooks
 from collab.replay.recording import Recorder
 from collab.session import Output, Session
-from collab.storage.contract import DocumentInfo, RevisionHistory, Store
+from collab.storage import generations
+from collab.storage.contract import DocumentInfo, Record, RevisionHistory, Store
+from collab.storage.errors import CorruptDocumentError
 from collab.wire import CloseCode, OriginPrefix
+from collab.yjs.update import decode_state_vector
+
+
+def state_vector_of(state: bytes) -> dict[int, int]:
+    """The state vector of a whole-document update."""
+    doc = Doc()
+    doc.apply_update(state)
+    return decode_state_vector(doc.get_state())
+
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +48,6 @@ class Health:
     restarts: int  # documents whose pump failed since start (each reloaded)
     reloading: int  # of those, not loaded again yet (/healthz: 503)
     closing: bool  # the server is shutting down
-
-
-class DocumentNotFoundError(LookupError):
-    """The document has never been stored and the caller did not ask to create it."""
 
 
 class Hub:
@@ -67,6 +76,7 @@ class Hub:
         self.metrics = metrics  # collab.metrics.Metrics, when the engine keeps them
         self._feed = ChangeFeed(on_change) if on_change is not None else None
         self._loading: dict[str, asyncio.Future[DocumentRunner]] = {}
+        self._deleting: dict[str, asyncio.Event] = {}  # opens of these names wait
         self._started: asyncio.Task[None] | None = None
         self.restarts = 0  # documents whose pump failed (DocumentRunner.restart)
         self.failure_log = LogThrottle(5.0)  # internal errors that cost a peer (failures.py)
@@ -111,6 +121,10 @@ class Hub:
             if runner is not None:
                 await runner.unloaded.wait()
                 continue
+            deleting = self._deleting.get(name)
+            if deleting is not None:
+                await deleting.wait()
+                continue
             loading = self._loading.get(name)
             if loading is not None:
                 return await asyncio.shield(loading)
@@ -141,6 +155,7 @@ class Hub:
             raise DocumentNotFoundError(name)
         # Follow the text as ops only while text peers need them, unless on_change does.
         session = Session(name, self.settings, stored, track_text=self._feed is not None)
+        session.generation = await generations.load(self.store, name)
         if initial:
             session.apply_update(initial, origin=OriginPrefix.IMPORT.value)
         log_size = LogSize()
@@ -196,6 +211,61 @@ class Hub:
             raise
         except BaseException:  # a pycrdt panic too: /healthz keeps saying so
             log.exception("%s: cannot be loaded again after it failed", name)
+
+    async def delete(self, name: str, reason: str = DELETED) -> str:
+        """Delete document `name`: its peers are closed (4404), what is in flight is
+        dropped, its data goes from the store (history too) and its generation changes,
+        so a copy held anywhere is never merged into a document made under the name
+        again. Returns the new generation. Raises `DocumentNotFoundError`. A document
+        damaged on disk is deleted too (its Yjs client ids cannot be read to retire them)."""
+        runner = await self._loaded(name, missing_ok=False)
+        return await self._reset(name, runner, CloseCode.DELETED, reason, None)
+
+    async def restore(self, name: str, state: bytes) -> str:
+        """Make document `name` hold `state` (a backup's), in a new generation whose
+        history starts with it: peers of the copy before are closed (4411) and, when they
+        come back, told (text) or refused (Yjs). Returns the new generation."""
+        runner = await self._loaded(name, missing_ok=True)
+        return await self._reset(name, runner, CloseCode.RESTORED, RESTORED, state)
+
+    async def _loaded(self, name: str, missing_ok: bool) -> DocumentRunner | None:
+        """The running document; None when it is damaged on disk or (with `missing_ok`)
+        does not exist."""
+        try:
+            return await self.open(name, create=False)
+        except CorruptDocumentError as error:
+            log.warning("%s: replacing a document that cannot be loaded: %s", name, error)
+            return None
+        except DocumentNotFoundError:
+            if missing_ok:
+                return None
+            raise
+
+    async def _reset(
+        self, name: str, runner: DocumentRunner | None, code: int, reason: str, state: bytes | None
+    ) -> str:
+        """Drop the document from memory unsaved, give the name its next generation, and
+        replace what the store holds by `state` (None: nothing)."""
+        while (other := self._deleting.get(name)) is not None:  # one reset at a time
+            await other.wait()
+        done = self._deleting[name] = asyncio.Event()
+        try:
+            dropped = await runner.drop(code, reason) if runner is not None else None
+            retired = [decode_state_vector(dropped)] if dropped else []
+            if state is not None:
+                retired.append(state_vector_of(state))
+            following = (await generations.load(self.store, name)).next(*retired)
+            await generations.save(self.store, name, following)  # first: a crash keeps it
+            await self.store.delete(name)
+            if state is not None:
+                record = Record(1, time.time(), OriginPrefix.IMPORT.value, None, state)
+                await self.store.append(name, [record])
+            if self.bus is not None:  # the other processes close their peers too
+                await self.bus.publish_deleted(name, reason)
+        finally:
+            del self._deleting[name]
+            done.set()
+        return following.id
 
     def forget(self, runner: DocumentRunner) -> None:
         if self.runners.get(runner.name) is runner:

@@ -29,6 +29,7 @@ from collab.hub.accounting import LogSize
 from collab.hub.channel import Connection, PeerChannel
 from collab.hub.compactor import Compactor
 from collab.hub.failures import FATAL, Supervisor
+from collab.hub.lifecycle import RunnerLifecycle
 from collab.hub.ticks import TickTimer
 from collab.session import Output, PeerId, Session
 from collab.storage.contract import Record, SharedStore
@@ -48,7 +49,7 @@ Event = Callable[[Session], None]
 Queued = tuple[Event, PeerId | None]  # an event, and the peer it comes from
 
 
-class DocumentRunner:
+class DocumentRunner(RunnerLifecycle):
     """Drives one session: events in, then commit → send → close, in batches."""
 
     def __init__(self, context: DocumentContext, session: Session, log_size: LogSize) -> None:
@@ -193,7 +194,7 @@ class DocumentRunner:
         def edited(session: Session) -> None:
             try:
                 session.edit_text(op, origin=origin, user=user)
-            except Exception as error:  # settled now: `_settle` skips it
+            except Exception as error:  # the batch settles the others, not this one
                 done.set_exception(error)
                 return
             if self.context.recorder is not None:

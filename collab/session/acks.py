@@ -16,6 +16,12 @@ or below `forgotten` the table cannot know, and says so (`None`) instead of `0`.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
+
+from collab.wire import parse_text_origin
+
+if TYPE_CHECKING:
+    from collab.storage.contract import StoredDocument
 
 MAX_REMEMBERED_CLIENTS = 100_000
 META_VERSION = 2
@@ -64,6 +70,18 @@ class AckTable:
         table = [[client, seq, rev] for client, (seq, rev) in self._last.items()]
         meta = {"version": META_VERSION, "forgotten": self.forgotten, "acks": table}
         return json.dumps(meta, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_stored(cls, stored: StoredDocument | None, limit: int) -> AckTable:
+        """The table as the store has it: the snapshot's, then the records' origins."""
+        if stored is None:
+            return cls(limit)
+        acks = cls.decode(stored.snapshot_meta, limit)
+        for record in stored.records:
+            parsed = parse_text_origin(record.origin)
+            if parsed is not None:
+                acks.applied(parsed[0], parsed[1], record.rev)
+        return acks
 
     @classmethod
     def decode(cls, meta: bytes, limit: int = MAX_REMEMBERED_CLIENTS) -> AckTable:

@@ -169,6 +169,11 @@ class Document:
 
     # ------------------------------------------------------------------ following the text
 
+    def follow_text(self) -> None:
+        """Follow the text as ops from now on, whoever is connected (services' ops)."""
+        self.always_track_text = True
+        self.track_text(True)
+
     def track_text(self, on: bool) -> None:
         """Start or stop following the text as code-point ops (history for text peers).
 

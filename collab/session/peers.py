@@ -32,6 +32,7 @@ class Peer:
     client: str | None = None  # a joined text peer's public client id
     presence: dict[str, Any] | None = None  # a joined text peer's user and selection
     sync_status: bool = False  # a Hocuspocus peer: its sync messages are answered (SyncStatus)
+    current_copy: bool = False  # a Yjs peer whose sync step 1 held no earlier generation
 
     @property
     def joined(self) -> bool:

@@ -287,3 +287,18 @@ class Roster:
     def _broadcast_yjs(self, message: bytes) -> None:
         for peer_id in self.yjs_peers:
             self.outlets.send(peer_id, message)
+
+    def author_of(self, peer: Peer) -> str | None:
+        """Who a peer's changes are by, in their records: the authenticate hook's user;
+        without one, "~" and the name the client gave (hello/presence or awareness),
+        marked so that a name nobody verified is never taken for one somebody did."""
+        if peer.user is not None:
+            return peer.user
+        user = peer.presence["user"] if peer.presence is not None else None
+        for awareness_id in peer.awareness_ids if user is None else ():
+            state = self.awareness.states.get(awareness_id, (0, None))[1]
+            user = state.get("user") if isinstance(state, dict) else None
+            if isinstance(user, dict) and user.get("name"):
+                break
+        name = user.get("name") if isinstance(user, dict) else None
+        return f"~{str(name)[:64]}" if isinstance(name, str) and name else None

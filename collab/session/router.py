@@ -41,8 +41,9 @@ from collab.session.text_messages import (
     parse,
 )
 from collab.storage.contract import Record
+from collab.storage.generations import OLD_GENERATION, OLD_YJS_COPY, Generation
 from collab.text import ops as textops
-from collab.wire import CloseCode, ErrorCode, client_id_from_secret, parse_text_origin
+from collab.wire import CloseCode, ErrorCode, client_id_from_secret
 from collab.yjs import hocuspocus, protocol
 
 if TYPE_CHECKING:
@@ -88,9 +89,10 @@ class Session:
         self.name = name
         self.settings = settings or Settings()
         self.document = Document(self.settings, stored, clock, client_id, track_text)
-        self.acks = _acks_of(stored, self.settings.max_remembered_clients)
+        self.acks = AckTable.from_stored(stored, self.settings.max_remembered_clients)
         self.ot = OTServer(self.document, self.acks, self.settings.max_catch_up_steps)
         self.outbox = Outbox()
+        self.generation = Generation()  # the hub sets the stored one
         self.peers: dict[PeerId, Peer] = {}
         self._yjs_peers: list[PeerId] = []  # the Yjs peers' ids, for the hot broadcast loop
         outlets = Outlets(self._send, self._broadcast_text, self.close_peer, self._peer_of)
@@ -319,16 +321,19 @@ class Session:
 
     def _handle_yjs(self, peer: Peer, message: protocol.Message, data: bytes) -> None:
         if isinstance(message, protocol.SyncStep1):
-            for answer in self.sync_answers.answer(message.state_vector):
-                self._send(peer.id, answer)
-            if peer.sync_status:
-                self._send(peer.id, protocol.encode_sync_step1(self.document.doc.get_state()))
+            if not self._old_copy(peer, message.state_vector, None):
+                for answer in self.sync_answers.answer(message.state_vector):
+                    self._send(peer.id, answer)
+                if peer.sync_status:
+                    self._send(peer.id, protocol.encode_sync_step1(self.document.doc.get_state()))
         elif isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
             if peer.readonly:  # a Hocuspocus peer hears SyncStatus false
                 denied = protocol.encode_auth_denied("read-only: update not applied")
                 self._send(peer.id, hocuspocus.SYNC_STATUS_REFUSED if peer.sync_status else denied)
                 return
-            author = self._author(peer)
+            if self._old_copy(peer, None, message.update):
+                return
+            author = self.roster.author_of(peer)
             committed = self.document.apply_update(message.update, f"yjs:{peer.id}", author)
             if committed is not None:
                 self._publish(committed, sender=peer.id)
@@ -340,6 +345,16 @@ class Session:
             self._send(peer.id, protocol.encode_awareness(self.awareness.entries()))
         else:
             self.close_peer(peer.id, CloseCode.UNSUPPORTED, "unexpected message from a client")
+
+    def _old_copy(self, peer: Peer, state_vector: bytes | None, update: bytes | None) -> bool:
+        """Close a peer holding an earlier generation's items (checked until a step 1 passes)."""
+        if not self.generation.retired or (update is not None and peer.current_copy):
+            return False
+        old = self.generation.old_copy(self.document.state_vector(), state_vector, update)
+        peer.current_copy = state_vector is not None and not old
+        if old:
+            self.close_peer(peer.id, CloseCode.OLD_GENERATION, OLD_YJS_COPY)
+        return old
 
     # ------------------------------------------------------------------ text peers
 
@@ -378,6 +393,10 @@ class Session:
         peer.client, peer.state = client, PeerState.JOINED
         peer.presence = {"user": hello.user, "selection": None}
         welcome: dict[str, Any] = {"type": "welcome", "client": client, "rev": self.rev}
+        welcome["generation"] = self.generation.id
+        if hello.generation not in (None, self.generation.id):
+            welcome["reset"] = OLD_GENERATION  # its copy is not this document's: start over
+            hello = Hello(hello.secret, None, hello.user)
         missed = None if hello.rev is None else self.document.revisions_since(hello.rev)
         if missed is None:
             welcome["text"] = self.mirror
@@ -401,11 +420,24 @@ class Session:
     def _text_op(self, peer: Peer, message: OpMessage) -> None:
         assert peer.client is not None
         submitted = self.ot.submit(
-            peer.client, message.seq, message.rev, message.op, self._author(peer), peer.readonly
+            peer.client,
+            message.seq,
+            message.rev,
+            message.op,
+            self.roster.author_of(peer),
+            peer.readonly,
         )
         if submitted.committed is not None:
             self._publish(submitted.committed, sender=peer.id)
         self._send_json(peer.id, {"type": "ack", "seq": message.seq, "rev": submitted.ack_rev})
+
+    def submit_op(self, client: str, message: OpMessage, user: str | None = None) -> int:
+        """A text op without a connection (HTTP), transformed and acked like a client's."""
+        self.document.follow_text()  # from now on, so that the next ops may be late
+        submitted = self.ot.submit(client, message.seq, message.rev, message.op, user, False)
+        if submitted.committed is not None:
+            self._publish(submitted.committed, sender=None)
+        return submitted.ack_rev
 
     # ------------------------------------------------------------------ publishing changes
 
@@ -445,21 +477,6 @@ class Session:
                 encoded = encoded or json.dumps(message, ensure_ascii=False)
                 self._send(peer.id, encoded)
 
-    def _author(self, peer: Peer) -> str | None:
-        """Who a peer's changes are by, in their records: the authenticate hook's user;
-        without one, "~" and the name the client gave (hello/presence or awareness),
-        marked so that a name nobody verified is never taken for one somebody did."""
-        if peer.user is not None:
-            return peer.user
-        user = peer.presence["user"] if peer.presence is not None else None
-        for awareness_id in peer.awareness_ids if user is None else ():
-            state = self.awareness.states.get(awareness_id, (0, None))[1]
-            user = state.get("user") if isinstance(state, dict) else None
-            if isinstance(user, dict) and user.get("name"):
-                break
-        name = user.get("name") if isinstance(user, dict) else None
-        return f"~{str(name)[:64]}" if isinstance(name, str) and name else None
-
     def _peer_of(self, client: str | None) -> PeerId | None:
         if client is None:
             return None
@@ -480,15 +497,3 @@ class Session:
     def _send(self, peer_id: PeerId, data: bytes | str) -> None:
         if peer_id in self.peers:
             self.outbox.send(peer_id, data)
-
-
-def _acks_of(stored: StoredDocument | None, limit: int) -> AckTable:
-    """The ack table as the store has it: the snapshot's, then the records' origins."""
-    if stored is None:
-        return AckTable(limit)
-    acks = AckTable.decode(stored.snapshot_meta, limit)
-    for record in stored.records:
-        parsed = parse_text_origin(record.origin)
-        if parsed is not None:
-            acks.applied(parsed[0], parsed[1], record.rev)
-    return acks

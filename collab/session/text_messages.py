@@ -26,6 +26,7 @@ class Hello:
     secret: str
     rev: int | None
     user: dict[str, str]
+    generation: str | None = None  # the generation of the copy the client holds
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,10 @@ def _hello(message: dict[str, Any]) -> Hello:
     rev = message.get("rev")
     if rev is not None and not is_int(rev):
         raise MessageError(ErrorCode.BAD_MESSAGE, "rev must be an integer or null")
-    return Hello(secret, rev, clean_user(message.get("user")))
+    generation = message.get("generation")
+    if generation is not None and not (isinstance(generation, str) and len(generation) <= 64):
+        raise MessageError(ErrorCode.BAD_MESSAGE, "generation must be a short string or null")
+    return Hello(secret, rev, clean_user(message.get("user")), generation)
 
 
 def _op(message: dict[str, Any], max_components: int) -> OpMessage:

@@ -25,6 +25,7 @@ from collab.storage.contract import (
 )
 from collab.storage.errors import CompactionError
 from collab.storage.format import encode_records
+from collab.storage.generations import Generation
 
 
 @dataclass
@@ -57,6 +58,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._docs: dict[str, _MemoryDocument] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._generations: dict[str, Generation] = {}
 
     async def start(self) -> None:
         pass
@@ -110,6 +112,12 @@ class MemoryStore:
 
     async def delete(self, name: str) -> None:
         self._docs.pop(name, None)
+
+    async def generation(self, name: str) -> Generation:
+        return self._generations.get(name, Generation())
+
+    async def set_generation(self, name: str, generation: Generation) -> None:
+        self._generations[name] = generation
 
     async def release(self, name: str) -> None:
         """Nothing to release (FileStore closes the document's log handle)."""

@@ -23,13 +23,14 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 
 from collab.access.names import storage_key
+from collab.storage import generations
 from collab.storage import postgres_schema as sql
 from collab.storage.contract import (
     CommitConflictError,
@@ -37,33 +38,33 @@ from collab.storage.contract import (
     DocumentCommit,
     DocumentInfo,
     Record,
-    RevisionsGoneError,
     Snapshot,
     StoredDocument,
     StoreUnavailableError,
-    check_next_revs,
     replaced_by,
 )
 from collab.storage.errors import CompactionError, CorruptDocumentError
 from collab.storage.format import encode_records
+from collab.storage.generations import Generation
+from collab.storage.postgres_rows import (
+    MAX_SEQ,
+    UNAVAILABLE,
+    PostgresCommit,
+    check_follow,
+    insert,
+    record,
+    records_or_gone,
+    translated,
+    write_snapshot,
+)
 from collab.storage.postgres_schema import lock_key, migrate
 from collab.storage.snapshots import build_snapshot_in_worker
 from collab.storage.worker import WorkerError, run_in_process
-from collab.wire import parse_text_origin
 
 log = logging.getLogger(__name__)
 
 #: The longest name (UTF-8 bytes) a B-tree index entry surely holds with its other columns.
 MAX_NAME_BYTES = 2000
-MAX_SEQ = 2**63 - 1
-
-_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,  # shutdown, crash, cannot connect now
-)
 
 
 def check_name(name: str) -> str:
@@ -72,54 +73,6 @@ def check_name(name: str) -> str:
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise ValueError(f"document name longer than {MAX_NAME_BYTES} UTF-8 bytes")
     return name
-
-
-def _record(row: Any) -> Record:
-    return Record(row["rev"], row["time"], row["origin"], row["user"], bytes(row["update"]))
-
-
-def _text_client(origin: str) -> tuple[str | None, int | None]:
-    """The (client, seq) the database keeps unique, from a text client's origin."""
-    try:
-        parsed = parse_text_origin(origin)
-    except ValueError:  # digits `int` cannot read ("²")
-        parsed = None
-    if parsed is None:
-        return None, None
-    if parsed[1] > MAX_SEQ:
-        raise ValueError(f"origin {origin[:80]!r}: seq past 2**63 - 1")
-    return parsed
-
-
-def _columns(records: Sequence[Record]) -> list[list[Any]]:
-    """The records as `sql.INSERT` takes them: rev, time, origin, user, update, client, seq."""
-    clients = [_text_client(record.origin) for record in records]
-    for record in records:
-        for text in (record.origin, record.user or ""):
-            if "\x00" in text:  # PostgreSQL's text cannot hold NUL
-                raise ValueError(f"rev {record.rev}: NUL in origin or user")
-    return [
-        [record.rev for record in records],
-        [record.time for record in records],
-        [record.origin for record in records],
-        [record.user for record in records],
-        [record.update for record in records],
-        [client for client, _ in clients],
-        [seq for _, seq in clients],
-    ]
-
-
-@contextlib.contextmanager
-def _translated(what: str, name: str) -> Iterator[None]:
-    """Turn the driver's errors into the store's: conflicts and an unreachable server."""
-    try:
-        yield
-    except asyncpg.UniqueViolationError as error:
-        which = "(client, seq)" if "client_seq" in (error.constraint_name or "") else "revision"
-        raise CommitConflictError(f"{name!r}: {what}: {which} already stored: {error}") from None
-    except _UNAVAILABLE as error:
-        message = f"{name!r}: {what}: PostgreSQL unavailable: {type(error).__name__}: {error}"
-        raise StoreUnavailableError(message) from error
 
 
 def _closed(connection: asyncpg.Connection) -> bool:
@@ -179,7 +132,7 @@ class PostgresStore:
             return self._pool
         async with self._opening:
             if self._pool is None:
-                with _translated("connecting", ""):
+                with translated("connecting", ""):
                     pool = await asyncpg.create_pool(
                         self.dsn,
                         min_size=self.min_size,
@@ -209,10 +162,10 @@ class PostgresStore:
         then the database's); committed when the block ends, rolled back on an error."""
         pool = await self._ready()
         async with self._lock(name):
-            with _translated(what, name):
+            with translated(what, name):
                 connection = await pool.acquire()
             try:
-                with _translated(what, name):
+                with translated(what, name):
                     # One round trip: the key is an integer we computed, not text.
                     await connection.execute(
                         f"BEGIN; SELECT pg_advisory_xact_lock({lock_key(name)})"
@@ -228,7 +181,7 @@ class PostgresStore:
                     raise StoreUnavailableError(f"{name!r}: {what}: connection lost")
                 try:
                     status = await connection.execute("COMMIT")
-                except _UNAVAILABLE as error:
+                except UNAVAILABLE as error:
                     raise CommitOutcomeUnknownError(
                         f"{name!r}: {what}: connection lost while committing: the records may "
                         f"or may not be stored: {type(error).__name__}: {error}"
@@ -248,7 +201,7 @@ class PostgresStore:
             return None
         head, records = read
         snapshot_rev = head["rev"] or 0
-        _check_follow(name, snapshot_rev, records)
+        check_follow(name, snapshot_rev, records)
         state = None if head["state"] is None else bytes(head["state"])
         meta = b"" if head["meta"] is None else bytes(head["meta"])
         return StoredDocument(state, snapshot_rev, records, len(encode_records(records)), meta)
@@ -257,7 +210,7 @@ class PostgresStore:
         """The newest snapshot and the records after it up to `until`, as one consistent
         read (None: no such document)."""
         pool = await self._ready()
-        with _translated(what, name):
+        with translated(what, name):
             async with (
                 pool.acquire() as connection,
                 connection.transaction(isolation="repeatable_read", readonly=True),
@@ -266,14 +219,14 @@ class PostgresStore:
                 if head is None:
                     return None
                 rows = await connection.fetch(sql.RECORDS_BETWEEN, name, head["rev"] or 0, until)
-        return head, [_record(row) for row in rows]
+        return head, [record(row) for row in rows]
 
     async def append(self, name: str, records: Sequence[Record]) -> None:
         check_name(name)
         if not records:
             return
         async with self._locked(name, "append") as connection:
-            await _insert(connection, name, records)
+            await insert(connection, name, records)
 
     async def compact(self, name: str, snapshot: Snapshot) -> None:
         def checked(stored: StoredDocument) -> bytes | None:
@@ -314,14 +267,12 @@ class PostgresStore:
             return None
         async with self._locked(name, "compact") as connection:
             snapshot = Snapshot(rev, state, meta)
-            await _write_snapshot(
-                connection, name, head["incarnation"], snapshot, self.keep_history
-            )
+            await write_snapshot(connection, name, head["incarnation"], snapshot, self.keep_history)
         return state
 
     async def list(self) -> list[DocumentInfo]:
         pool = await self._ready()
-        with _translated("list", ""):
+        with translated("list", ""):
             rows = await pool.fetch(sql.LIST)
         return [DocumentInfo(row["name"], row["size"], row["rev"]) for row in rows]
 
@@ -329,6 +280,41 @@ class PostgresStore:
         check_name(name)
         async with self._locked(name, "delete") as connection:
             await connection.execute("DELETE FROM collab_documents WHERE name = $1", name)
+
+    async def generation(self, name: str) -> Generation:
+        pool = await self._ready()
+        with translated("generation", name):
+            data = await pool.fetchval(
+                "SELECT generation FROM collab_generations WHERE name = $1", check_name(name)
+            )
+        return Generation() if data is None else generations.decode(bytes(data))
+
+    async def set_generation(self, name: str, generation: Generation) -> None:
+        async with self._locked(check_name(name), "set generation") as connection:
+            await connection.execute(
+                "INSERT INTO collab_generations VALUES ($1, $2) ON CONFLICT (name) "
+                "DO UPDATE SET generation = excluded.generation",
+                name,
+                generations.encode(generation),
+            )
+
+    async def read_all(self) -> AsyncIterator[tuple[str, bytes | None, list[Record]]]:
+        """Each document's newest snapshot state and the records after it, all read in
+        one REPEATABLE READ transaction: a consistent copy of the store (`collab backup`)."""
+        pool = await self._ready()
+        with translated("backup", ""):
+            async with (
+                pool.acquire() as connection,
+                connection.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                rows = await connection.fetch("SELECT name FROM collab_documents ORDER BY name")
+                for name in [row["name"] for row in rows]:
+                    head = await connection.fetchrow(sql.HEAD, name, MAX_SEQ)
+                    found = await connection.fetch(
+                        sql.RECORDS_BETWEEN, name, head["rev"] or 0, MAX_SEQ
+                    )
+                    state = None if head["state"] is None else bytes(head["state"])
+                    yield name, state, [record(row) for row in found]
 
     async def release(self, name: str) -> None:
         """Nothing is held per document: connections are pooled, not per document."""
@@ -345,7 +331,7 @@ class PostgresStore:
     async def commit(self, name: str) -> AsyncIterator[DocumentCommit]:
         check_name(name)
         async with self._locked(name, "commit") as connection:
-            commit = _PostgresCommit(connection, name)
+            commit = PostgresCommit(connection, name)
             yield commit
             if commit.error is not None:  # caught inside the block: the transaction failed
                 raise commit.error
@@ -353,16 +339,16 @@ class PostgresStore:
     async def records_after(self, name: str, rev: int) -> list[Record]:
         check_name(name)
         pool = await self._ready()
-        with _translated("records_after", name):
+        with translated("records_after", name):
             rows = await pool.fetch(sql.RECORDS_AFTER, name, rev, None)
-        return _records_or_gone(name, rev, rows)
+        return records_or_gone(name, rev, rows)
 
     # -- RevisionHistory --
 
     async def history_start(self, name: str) -> int | None:
         check_name(name)
         pool = await self._ready()
-        with _translated("history", name):
+        with translated("history", name):
             row = await pool.fetchrow(sql.HISTORY_START, name)
         if row is None:
             return None
@@ -383,14 +369,14 @@ class PostgresStore:
     ) -> list[Record]:
         check_name(name)
         pool = await self._ready()
-        with _translated("history", name):
+        with translated("history", name):
             rows = await pool.fetch(sql.RECORDS_AFTER, name, after_rev, limit)
-        return _records_or_gone(name, after_rev, rows)
+        return records_or_gone(name, after_rev, rows)
 
     async def snapshot_at_or_before(self, name: str, rev: int) -> Snapshot | None:
         check_name(name)
         pool = await self._ready()
-        with _translated("history", name):
+        with translated("history", name):
             row = await pool.fetchrow(
                 "SELECT rev, state, meta FROM collab_snapshots WHERE name = $1 AND rev <= $2 "
                 "ORDER BY rev DESC LIMIT 1",
@@ -400,87 +386,3 @@ class PostgresStore:
         return (
             None if row is None else Snapshot(row["rev"], bytes(row["state"]), bytes(row["meta"]))
         )
-
-
-class _PostgresCommit:
-    """One commit: reads and inserts on the connection holding the document's lock."""
-
-    def __init__(self, connection: asyncpg.Connection, name: str) -> None:
-        self.connection, self.name = connection, name
-        self.error: BaseException | None = None
-
-    async def records_after(self, rev: int) -> list[Record]:
-        try:
-            with _translated("records_after", self.name):
-                rows = await self.connection.fetch(sql.RECORDS_AFTER, self.name, rev, None)
-            return _records_or_gone(self.name, rev, rows)
-        except BaseException as error:
-            self.error = error
-            raise
-
-    async def append(self, records: Sequence[Record]) -> None:
-        if not records:
-            return
-        try:
-            await _insert(self.connection, self.name, records)
-        except BaseException as error:
-            self.error = error
-            raise
-
-
-async def _insert(connection: asyncpg.Connection, name: str, records: Sequence[Record]) -> None:
-    """Insert `records` in the open transaction; ValueError unless they continue the log."""
-    first = records[0].rev
-    check_next_revs(first - 1, records)
-    columns = _columns(records)
-    with _translated("append", name):
-        row = await connection.fetchrow(sql.INSERT, name, first, *columns)
-    if row["inserted"] != len(records):
-        raise ValueError(f"record rev {first} does not follow rev {row['last']}")
-
-
-async def _write_snapshot(
-    connection: asyncpg.Connection, name: str, incarnation: int, snapshot: Snapshot, keep: bool
-) -> None:
-    """Insert a verified snapshot unless one as new is there (another compaction won)."""
-    newest = await connection.fetchrow(
-        "SELECT d.incarnation, (SELECT coalesce(max(rev), 0) FROM collab_snapshots s "
-        "WHERE s.name = d.name) AS rev FROM collab_documents d WHERE d.name = $1",
-        name,
-    )
-    if newest is None or newest["incarnation"] != incarnation:
-        raise CompactionError(f"{name!r} was deleted while it was being compacted")
-    if newest["rev"] >= snapshot.rev:
-        return
-    await connection.execute(
-        "INSERT INTO collab_snapshots (name, rev, state, meta) VALUES ($1, $2, $3, $4)",
-        name,
-        snapshot.rev,
-        snapshot.state,
-        snapshot.meta,
-    )
-    if not keep:
-        await connection.execute(
-            "DELETE FROM collab_revisions WHERE name = $1 AND rev <= $2", name, snapshot.rev
-        )
-        await connection.execute(
-            "DELETE FROM collab_snapshots WHERE name = $1 AND rev < $2", name, snapshot.rev
-        )
-
-
-def _records_or_gone(name: str, rev: int, rows: list[Any]) -> list[Record]:
-    """The records of a `sql.RECORDS_AFTER` result; RevisionsGoneError if the next is not kept."""
-    records = [_record(row) for row in rows if row["rev"] is not None]
-    snapshot_rev = rows[0]["snapshot_rev"] if rows else 0
-    if (records and records[0].rev != rev + 1) or (not records and snapshot_rev > rev):
-        raise RevisionsGoneError(f"{name!r}: revisions after {rev} were compacted away")
-    _check_follow(name, rev, records)
-    return records
-
-
-def _check_follow(name: str, rev: int, records: list[Record]) -> None:
-    for expected, record in enumerate(records, start=rev + 1):
-        if record.rev != expected:
-            raise CorruptDocumentError(
-                "postgresql:collab_revisions", record.rev, f"{name!r}: rev {expected} is missing"
-            )

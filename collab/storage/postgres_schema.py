@@ -83,10 +83,19 @@ CREATE TABLE collab_revocations (
 );
 """
 
+# A name's generation outlives its document (collab.storage.generations): no foreign key.
+_V3 = """
+CREATE TABLE collab_generations (
+    name text COLLATE "C" PRIMARY KEY,
+    generation bytea NOT NULL
+);
+"""
+
 #: (version, what it does, SQL), oldest first.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "documents, revisions and snapshots", _V1),
     (2, "revoked tokens", _V2),
+    (3, "document generations", _V3),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -39,6 +39,8 @@ class TextClient:
         self.text = ""  # what the user sees: the server's text plus pending edits
         self.server_text = ""  # the text at `rev`, as the server has it
         self.rev: int | None = None
+        self.generation: str | None = None  # of the copy held (welcome), said in hello
+        self.reset: str | None = None  # why the last welcome dropped what was not sent
         self.seq = 0
         self.inflight: InFlight | None = None
         self.buffer: Op | None = None
@@ -50,7 +52,8 @@ class TextClient:
     def hello(self) -> dict[str, Any]:
         """The first message on every (re)connection."""
         self.joined = False
-        return {"type": "hello", "secret": self.secret, "rev": self.rev, "user": self.user}
+        hello = {"type": "hello", "secret": self.secret, "rev": self.rev, "user": self.user}
+        return hello if self.generation is None else {**hello, "generation": self.generation}
 
     def edit(self, op: Op) -> list[dict[str, Any]]:
         """The user changed the text by `op`; returns what to send now."""
@@ -99,7 +102,13 @@ class TextClient:
 
     def _welcome(self, message: dict[str, Any]) -> list[dict[str, Any]]:
         acked = message.get("acked", 0)
-        if "text" in message:
+        self.generation = message.get("generation", self.generation)
+        self.reset = message.get("reset")
+        if self.reset:  # another generation: what was not sent belongs to a text gone
+            self.inflight = self.buffer = None
+            self.server_text = self.text = message["text"]
+            self.rev = message["rev"]
+        elif "text" in message:
             self._rebase_onto(message["text"], message["rev"], acked)
         else:
             for entry in message["ops"]:  # our own in-flight op among them acks it

@@ -10,6 +10,7 @@ import functools
 import html
 import logging
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -23,20 +24,21 @@ from starlette.websockets import WebSocket
 from collab.access import http as security
 from collab.access import redact, tokens
 from collab.access.limits import KeyedWindows, LogThrottle
-from collab.access.live import Ticket
 from collab.access.names import InvalidNameError
 from collab.access.revocations import REVOKED
 from collab.config import Settings
-from collab.hooks import Access, AccessDenied, Authenticate, OnStateless, call_hook
+from collab.hooks import Access, AccessDenied, Authenticate, OnStateless
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
 from collab.metrics import CONTENT_TYPE, Metrics
 from collab.replay.history import StoreHistoryCache
 from collab.session.text_messages import Hello, MessageError, parse
 from collab.storage.errors import CorruptDocumentError
+from collab.web.admission import Admission, ticket_for
 from collab.web.big import BigResponses
 from collab.web.connection import StarletteConnection, Unavailable
 from collab.web.history import HistoryRoutes, error_response
 from collab.web.hocuspocus import HocuspocusDoor
+from collab.web.lifecycle import LifecycleRoutes
 from collab.web.middleware import SecurityHeaders
 from collab.web.receive import PeerReader, read_peer
 from collab.web.renewal import Renewal, replier
@@ -56,7 +58,7 @@ def frontend_dir() -> Path:
     return package.parent / "frontend"
 
 
-class WebApp:
+class WebApp(LifecycleRoutes):
     """The routes of one hub: mount them anywhere (see `collab.web.engine`)."""
 
     def __init__(
@@ -76,11 +78,13 @@ class WebApp:
         redact.install()  # tokens travel in URLs and headers: keep them out of every log
         self.origins = security.OriginPolicy.from_setting(settings.allowed_origins)
         self.secret = settings.auth_secret
+        self.admission = Admission(self.secret, authenticate, hub.live)
         self.new_documents = KeyedWindows(
             settings.max_new_documents_per_minute, settings.max_new_documents_per_minute_total, 60.0
         )
         self._created: dict[str, float] = {}  # names counted as new in the last minute
         self.big_responses = BigResponses(settings.max_big_responses, settings.send_timeout)
+        self._changing = weakref.WeakValueDictionary()  # per name: one PUT/DELETE at a time
         self.throttle = LogThrottle(5.0)
         self.hocuspocus = HocuspocusDoor(self, on_stateless)
         # History reads the revisions and snapshots a store keeps: only such stores have it.
@@ -102,59 +106,12 @@ class WebApp:
             log.warning("refused %s from %s: %s%s", connection.url.path, client, what, more)
 
     async def access(self, connection: HTTPConnection, name: str, token: str = "") -> Access:
-        """The token (with --auth-secret), then the authenticate hook; raises AccessDenied.
-        `token`: one the client sent in a message (the Hocuspocus door), else the request's."""
-        return (await self._access(connection, name, token))[0]
-
-    async def _access(
-        self, connection: HTTPConnection, name: str, token: str = ""
-    ) -> tuple[Access, float | None]:
-        """What the connection may do, and the hook's own end of it (no fresh token moves it).
-
-        A hook that fails refuses. A read-only token stays read-only whatever the hook says,
-        and the access ends at the earlier of the token's and the hook's `expires`. A
-        revoked token (or user) is refused.
-        """
-        granted = Access(issued=time.time())
-        if self.secret:
-            found = token or security.find_token(
-                connection.query_params, connection.headers, connection.cookies, name
-            )
-            try:
-                grant = self.grant(found, name)
-            except tokens.TokenError as error:
-                raise AccessDenied(error.reason, error.status) from None
-            granted = Access(
-                grant.user, grant.readonly, grant.expires, grant.token_id, grant.issued
-            )
-        if self.authenticate is None:
-            return granted, None
-        try:
-            hooked = await call_hook(self.authenticate, connection, name)
-        except AccessDenied:
-            raise
-        except Exception as error:
-            log.exception("authenticate hook failed for %r", name)
-            raise AccessDenied(f"authentication failed: {type(error).__name__}", 403) from None
-        if not isinstance(hooked, Access):
-            return granted, None
-        ends = [end for end in (hooked.expires, granted.expires) if end is not None]
-        user, readonly = hooked.user or granted.user, hooked.readonly or granted.readonly
-        access = Access(user, readonly, min(ends, default=None), granted.token_id, granted.issued)
-        if self.hub.live.revoked(access.token_id, access.user, access.issued):
-            raise AccessDenied(REVOKED, 401)
-        return access, hooked.expires
+        """What the connection may do (`Admission.access`); raises AccessDenied."""
+        return (await self.admission.access(connection, name, token))[0]
 
     def grant(self, token: str | None, name: str | None = None) -> tokens.Grant:
-        """A valid token's grant (for document `name`, if given); raises `TokenError`,
-        also for a revoked token."""
-        if name is None:
-            grant = tokens.verify(self.secret, token)
-        else:
-            grant = tokens.access(self.secret, token, name)
-        if self.hub.live.revoked(grant.token_id, grant.user, grant.issued):
-            raise tokens.TokenError(REVOKED)
-        return grant
+        """A valid, unrevoked token's grant (`Admission.grant`); raises TokenError."""
+        return self.admission.grant(token, name)
 
     def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
@@ -171,6 +128,10 @@ class WebApp:
                 Route("/api/docs/{name:path}/history", self.history.document_history),
                 Route("/api/docs/{name:path}/history/{rev:int}", self.history.document_revision),
                 Route("/api/docs/{name:path}/update", self.document_update),
+                Route("/api/docs/{name:path}/update", self.post_update, methods=["POST"]),
+                Route("/api/docs/{name:path}/ops", self.document_ops, methods=["POST"]),
+                Route("/api/docs/{name:path}/restore", self.restore_document, methods=["POST"]),
+                Route("/api/docs/{name:path}", self.document_resource, methods=["PUT", "DELETE"]),
             ]
         if frontend:
             files = frontend_dir()
@@ -209,7 +170,7 @@ class WebApp:
         except InvalidNameError as error:
             return error
         try:
-            return name, await self._access(websocket, name)
+            return name, await self.admission.access(websocket, name)
         except AccessDenied as denied:
             return denied
 
@@ -242,7 +203,7 @@ class WebApp:
         gauge = self.metrics.open[kind]
         gauge.inc()
         peer_id = runner.connect(connection, kind, access.user, access.readonly)
-        ticket = self.ticket_for(runner, peer_id, access)
+        ticket = ticket_for(runner, peer_id, access)
         counters = self.metrics.received[kind]
         reader = PeerReader(
             runner,
@@ -270,15 +231,6 @@ class WebApp:
             self.hub.live.forget(ticket)
             gauge.dec()
             runner.disconnect(peer_id)
-
-    @staticmethod
-    def ticket_for(runner: DocumentRunner, peer_id: Any, access: Access) -> Ticket:
-        """The connection's access, as the hub's `LiveAccess` watches it."""
-
-        def close(code: int, reason: str) -> None:
-            runner.close_peer(peer_id, code, reason)
-
-        return Ticket(close, access.user, access.token_id, access.issued, access.expires)
 
     async def _open(self, connection: StarletteConnection, name: str) -> DocumentRunner | None:
         try:
@@ -410,7 +362,10 @@ class WebApp:
             return runner
         if "at" in request.query_params or "time" in request.query_params:
             return await self.history.text_at(request, runner.name)
-        return self.respond(runner.text.encode(), "text/plain; charset=utf-8", request)
+        headers = {"X-Collab-Rev": str(runner.rev)}  # what a service's op is made against
+        return self.respond(
+            runner.text.encode(), "text/plain; charset=utf-8", request, headers=headers
+        )
 
     async def document_update(self, request: Request) -> Response:
         runner = await self._existing(request)

@@ -151,6 +151,12 @@ class Collab:
         runner = await self.hub.open(self.hub.validate(name))
         return await runner.edit(op, f"server:{origin}", user)
 
+    async def delete(self, name: str) -> str:
+        """Delete document `name`: its peers are closed (4404), its data and history go,
+        and the name is free again in a new generation (docs/operations.md). Returns the
+        new generation; raises `DocumentNotFoundError` when there is no such document."""
+        return await self.hub.delete(self.hub.validate(name))
+
     async def set_text(
         self, name: str, text: str, *, origin: str = "server", user: str | None = None
     ) -> int:

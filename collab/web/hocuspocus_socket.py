@@ -20,6 +20,7 @@ from collab.hooks import Access, AccessDenied
 from collab.hub import DocumentRunner, PeerChannel
 from collab.metrics import Tally, wire_length
 from collab.session import PeerId
+from collab.web.admission import ticket_for
 from collab.web.connection import StarletteConnection, Unavailable
 from collab.web.receive import RECEIVE_EXTENSION, PeerReader
 from collab.wire import CloseCode
@@ -369,7 +370,7 @@ class HocuspocusSocket:
             is_valid_first=lambda kind, data: True,  # its token proved it
             refuse=lambda reason, why: self.web.refuse(reason, why, self.websocket),
         )
-        reader.ticket = ticket = self.web.ticket_for(runner, peer_id, access)
+        reader.ticket = ticket = ticket_for(runner, peer_id, access)
         if not self.web.hub.live.admit(ticket):  # revoked while its document loaded
             runner.close_peer(peer_id, CloseCode.UNAUTHORIZED, REVOKED)
         opened = _Open(runner, peer_id, reader, link, access, ticket)

@@ -1,0 +1,15 @@
+// What the status line says when the server ended or reset this tab's connection.
+
+import { CloseCode } from "./wire.js";
+
+/** Why a fatal close stops this tab. */
+export function closeMessage(code, reason) {
+  if (code === CloseCode.SUPERSEDED) return "opened in another tab or window";
+  if (code === CloseCode.DELETED) return "this document was deleted";
+  if (code !== CloseCode.UNAUTHORIZED || !/expired|revoked/.test(reason)) return reason || `closed (${code})`;
+  return `your access ended (${reason}). To continue, open a new link with a fresh token (${location.origin}${location.pathname}?token=…) from whoever gave you this one; the text here can still be copied`;
+}
+
+/** Why what this tab had not sent was dropped (generation.js). */
+export const RESET_NOTICE =
+  "This document was deleted or restored meanwhile: your unsent changes were dropped";
