@@ -67,7 +67,7 @@ async def test_a_text_client_of_an_old_generation_drops_what_it_had_not_sent() -
     client.edit([5, " unsent 中文"])  # typed while the document is deleted: never sent
     await a.delete("doc")
     runner = await a.open("doc")
-    await runner.set_text("new\r\n", "server:test", None)
+    await runner.changes.set_text("new\r\n", "server:test", None)
     connection = FakeConnection()
     peer = runner.connect(connection, "text", None, False)
     runner.receive(peer, json.dumps(client.hello()))
@@ -99,7 +99,7 @@ async def test_deletes_and_restores_of_one_name_at_once_do_not_trip() -> None:
     store = YieldingStore()
     writer = Hub(store, Settings())
     runner = await writer.open("doc")
-    await runner.set_text("héllo 😀", "server:test", None)
+    await runner.changes.set_text("héllo 😀", "server:test", None)
     state = runner.state
     await writer.close()
     hub = Hub(store, Settings())  # not loaded yet: every call below waits for one load

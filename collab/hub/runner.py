@@ -12,9 +12,8 @@ inside the store's commit of the document, after the revisions other processes c
 since: revision numbers are then one global order. Revisions other processes publish on
 the bus are shown at once, and a gap in them is filled from the store.
 
-Other modules use the narrow API below (connect, receive, disconnect, edit, the read-only
-properties); none of them reaches into the session or the channels.
-"""
+Other modules use the narrow API below (connect, receive, disconnect, `changes`, the
+read-only properties) and never reach into the session or the channels."""
 
 from __future__ import annotations
 
@@ -29,11 +28,11 @@ from collab.hub.accounting import LogSize
 from collab.hub.channel import Connection, PeerChannel
 from collab.hub.compactor import Compactor
 from collab.hub.failures import FATAL, Supervisor
-from collab.hub.lifecycle import RunnerLifecycle
+from collab.hub.lifecycle import RESTORED
+from collab.hub.server_changes import ServerChanges
 from collab.hub.ticks import TickTimer
 from collab.session import Output, PeerId, Session
 from collab.storage.contract import Record, SharedStore
-from collab.text import ops as textops
 from collab.wire import CloseCode
 
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ Event = Callable[[Session], None]
 Queued = tuple[Event, PeerId | None]  # an event, and the peer it comes from
 
 
-class DocumentRunner(RunnerLifecycle):
+class DocumentRunner:
     """Drives one session: events in, then commit → send → close, in batches."""
 
     def __init__(self, context: DocumentContext, session: Session, log_size: LogSize) -> None:
@@ -71,7 +70,15 @@ class DocumentRunner(RunnerLifecycle):
         self._wake = asyncio.Event()
         self._delivering = asyncio.Lock()  # batches go out one at a time, in order
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._dropping: asyncio.Task[bytes] | None = None  # leaving memory unsaved (`deleted`)
         self._supervisor = Supervisor(context, self.name, self.close_peer, self._fail)
+        self.changes = ServerChanges(
+            session,
+            lambda done: self._edits.append(done),
+            self._enqueue,
+            self.flush,
+            context.recorder,
+        )
         self._pump_task = asyncio.create_task(self._pump(), name=f"doc-{self.name[:40]}")
         self._pump_task.add_done_callback(self._supervisor.pump_ended)
         self._ticks = TickTimer(session, self.kick, lambda: bool(self._channels))
@@ -101,6 +108,11 @@ class DocumentRunner(RunnerLifecycle):
     def state(self) -> bytes:
         """The whole document as one Yjs update."""
         return self._session.state
+
+    @property
+    def generation(self) -> str:
+        """The document's generation (changes when it is deleted and made again)."""
+        return self._session.generation.id
 
     @property
     def size_bytes(self) -> int:
@@ -180,34 +192,6 @@ class DocumentRunner(RunnerLifecycle):
         self._enqueue(left)
         if not self._channels:
             self._schedule_idle_unload()
-
-    async def edit(self, op: list[int | str], origin: str, user: str | None) -> int:
-        """A change made by server code: applied, committed and sent like any peer's.
-
-        Returns the document's revision once the change is on disk and sent. Raises
-        `textops.OpError` or `ChangeRefused` when it does not fit the text.
-        """
-        textops.check(op)
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._edits.append(done)
-
-        def edited(session: Session) -> None:
-            try:
-                session.edit_text(op, origin=origin, user=user)
-            except Exception as error:  # the batch settles the others, not this one
-                done.set_exception(error)
-                return
-            if self.context.recorder is not None:
-                self.context.recorder.edit(self.name, op, origin, user)
-
-        self._enqueue(edited)
-        await self.flush()
-        return await done
-
-    async def set_text(self, text: str, origin: str, user: str | None) -> int:
-        """Make the text equal to `text` with the smallest single change (see `edit`)."""
-        await self.flush()
-        return await self.edit(textops.diff(self._session.mirror, text), origin, user)
 
     async def flush(self) -> None:
         """Return once every event so far is applied, committed and sent."""
@@ -476,6 +460,25 @@ class DocumentRunner(RunnerLifecycle):
         self.context.forget(self)
         await self.context.store.release(self.name)
         return True
+
+    def deleted(self, reason: str) -> None:
+        """Another process deleted or restored the document (BusListener): its peers
+        are closed, and it leaves memory unsaved."""
+        code = CloseCode.RESTORED if reason == RESTORED else CloseCode.DELETED
+        self._dropping = asyncio.create_task(self.drop(code, reason))  # kept referenced
+
+    async def drop(self, code: int, reason: str) -> bytes:
+        """Leave memory without saving (the document is being deleted): peers are closed
+        with `code`, events not yet committed are dropped. Returns the state vector of
+        what was committed."""
+        async with self._delivering:
+            self._inbox.clear()
+            edits, self._edits = self._edits, []
+            _settle(edits, RuntimeError(reason))
+            for channel in list(self._channels.values()):
+                channel.close(code, reason)
+            self.context.forget(self)
+            return self._session.document.doc.get_state()
 
     def stop(self) -> None:
         """Leave the hub: the pump stops and waiters for the unload go on."""

@@ -10,7 +10,6 @@ import functools
 import html
 import logging
 import time
-import weakref
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -58,7 +57,7 @@ def frontend_dir() -> Path:
     return package.parent / "frontend"
 
 
-class WebApp(LifecycleRoutes):
+class WebApp:
     """The routes of one hub: mount them anywhere (see `collab.web.engine`)."""
 
     def __init__(
@@ -84,7 +83,6 @@ class WebApp(LifecycleRoutes):
         )
         self._created: dict[str, float] = {}  # names counted as new in the last minute
         self.big_responses = BigResponses(settings.max_big_responses, settings.send_timeout)
-        self._changing = weakref.WeakValueDictionary()  # per name: one PUT/DELETE at a time
         self.throttle = LogThrottle(5.0)
         self.hocuspocus = HocuspocusDoor(self, on_stateless)
         # History reads the revisions and snapshots a store keeps: only such stores have it.
@@ -95,6 +93,7 @@ class WebApp(LifecycleRoutes):
         self.history = HistoryRoutes(
             settings, self.histories, self.refuse, self._existing, self.respond
         )
+        self.lifecycle = LifecycleRoutes(hub, settings, self.access, self.refuse, self._count_new)
 
     def refuse(self, reason: str, what: str, connection: HTTPConnection) -> None:
         """Count a refusal and log it (at most a few lines a second, with a count)."""
@@ -128,10 +127,18 @@ class WebApp(LifecycleRoutes):
                 Route("/api/docs/{name:path}/history", self.history.document_history),
                 Route("/api/docs/{name:path}/history/{rev:int}", self.history.document_revision),
                 Route("/api/docs/{name:path}/update", self.document_update),
-                Route("/api/docs/{name:path}/update", self.post_update, methods=["POST"]),
-                Route("/api/docs/{name:path}/ops", self.document_ops, methods=["POST"]),
-                Route("/api/docs/{name:path}/restore", self.restore_document, methods=["POST"]),
-                Route("/api/docs/{name:path}", self.document_resource, methods=["PUT", "DELETE"]),
+                Route("/api/docs/{name:path}/update", self.lifecycle.post_update, methods=["POST"]),
+                Route("/api/docs/{name:path}/ops", self.lifecycle.document_ops, methods=["POST"]),
+                Route(
+                    "/api/docs/{name:path}/restore",
+                    self.lifecycle.restore_document,
+                    methods=["POST"],
+                ),
+                Route(
+                    "/api/docs/{name:path}",
+                    self.lifecycle.document_resource,
+                    methods=["PUT", "DELETE"],
+                ),
             ]
         if frontend:
             files = frontend_dir()

@@ -149,7 +149,7 @@ class Collab:
         one that does not fit the text or the document's size limit.
         """
         runner = await self.hub.open(self.hub.validate(name))
-        return await runner.edit(op, f"server:{origin}", user)
+        return await runner.changes.edit(op, f"server:{origin}", user)
 
     async def delete(self, name: str) -> str:
         """Delete document `name`: its peers are closed (4404), its data and history go,
@@ -162,7 +162,7 @@ class Collab:
     ) -> int:
         """Make the text equal to `text` with the smallest single change (see `edit`)."""
         runner = await self.hub.open(self.hub.validate(name))
-        return await runner.set_text(text, f"server:{origin}", user)
+        return await runner.changes.set_text(text, f"server:{origin}", user)
 
     # ------------------------------------------------------------------ Hocuspocus
 

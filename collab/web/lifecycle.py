@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from starlette.requests import HTTPConnection, Request
@@ -32,6 +32,7 @@ from collab.web.history import error_response
 from collab.wire import ErrorCode, OriginPrefix, client_id_from_secret
 
 if TYPE_CHECKING:
+    from collab.config import Settings
     from collab.hub import DocumentRunner, Hub
 
 log = logging.getLogger("collab.web")
@@ -56,18 +57,27 @@ class RequestError(Exception):
 
 
 class LifecycleRoutes:
-    """The lifecycle endpoints of `WebApp` (which provides what is declared here)."""
+    """The lifecycle endpoints, given what they need of the web app."""
 
-    hub: Hub
-    secret: str
-
-    if TYPE_CHECKING:
-
-        def refuse(self, reason: str, what: str, connection: HTTPConnection) -> None: ...
-        async def access(self, connection: HTTPConnection, name: str) -> Access: ...
-        def _count_new(self, name: str, address: str) -> str | None: ...
-
-    _changing: weakref.WeakValueDictionary[str, asyncio.Lock]
+    def __init__(
+        self,
+        hub: Hub,
+        settings: Settings,
+        access: Callable[[HTTPConnection, str], Awaitable[Access]],
+        refuse: Callable[[str, str, HTTPConnection], None],
+        count_new: Callable[[str, str], str | None],
+    ) -> None:
+        """`access`: what a request may do (raises AccessDenied); `count_new`: a document
+        creation counted against the caps (which limit refused it, or None)."""
+        self.hub = hub
+        self.settings = settings
+        self.access = access
+        self.refuse = refuse
+        self.count_new = count_new
+        self.secret = settings.auth_secret
+        self._changing: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()  # per name: one PUT or DELETE at a time
+        )
 
     async def document_resource(self, request: Request) -> Response:
         """PUT (create, import, replace) or DELETE a document."""
@@ -102,7 +112,7 @@ class LifecycleRoutes:
             body = await _body(request, self.settings.max_message_bytes)
             message, client = self._op_message(body)
             runner = await self._runner(name, create=False)
-            rev = await _changed(runner.submit(client, message, access.user))
+            rev = await _changed(runner.changes.submit(client, message, access.user))
             return JSONResponse({"seq": message.seq, "rev": rev})
         except RequestError as error:
             return error_response(error.status, error.reason)
@@ -115,7 +125,7 @@ class LifecycleRoutes:
             body = await _body(request, self.settings.max_message_bytes)
             runner = await self._runner(name, create=False)
             origin = f"{OriginPrefix.SERVER}http"
-            rev = await _changed(runner.apply_update(body, origin, access.user))
+            rev = await _changed(runner.changes.apply_update(body, origin, access.user))
             return JSONResponse({"rev": rev})
         except RequestError as error:
             return error_response(error.status, error.reason)
@@ -157,7 +167,7 @@ class LifecycleRoutes:
         content = _decoded(body) if kind in TEXT_TYPES else body
         if not await _changed(lifecycle.exists(self.hub, name)):
             address = request.client.host if request.client else ""
-            limit = self._count_new(name, address)
+            limit = self.count_new(name, address)
             if limit is not None:
                 raise RequestError(429, f"too many new documents ({limit} limit per minute)")
         try:
