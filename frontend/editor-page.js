@@ -35,6 +35,8 @@ function statusLabel(client, state) {
   if (state === "error") return `Disconnected: ${client.error}`;
   if (client.notice && state !== "connecting") return client.notice;
   if (state === "offline" && client.unsaved) return "Offline — unsaved changes";
+  if (client.readOnly && state === "saved") return "Read-only: you can read and copy, not edit";
+  if (client.readOnly && state === "offline") return "Offline (read-only)";
   const progress = client.progress;
   if (progress !== null && state === "unsaved") return `Sending… ${Math.floor(progress * 100)}%`;
   return STATE_LABELS[state] || state;
@@ -52,9 +54,19 @@ function pageView(textarea, status, peers, carets) {
       peers.render();
       carets.render();
     },
+    onUser(user) {
+      // The server knows who this is (a token's user): that name, not one typed here.
+      const input = $("user-name");
+      input.value = user.name;
+      input.readOnly = true;
+      input.title = "Your name comes from your access link";
+      peers.render();
+    },
     onReadOnly() {
       textarea.onReadOnly();
       status.title = "This document is read-only for you";
+      status.dataset.readonly = "true";
+      this.onState(textarea.client.state);
     },
     onState(state) {
       status.dataset.state = textarea.client.notice ? "error" : state;

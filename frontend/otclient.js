@@ -48,6 +48,7 @@ export class OTClient {
     this.maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES; // the server says its own (welcome)
     this.sendingTotal = 0; // UTF-16 units of a change going out in pieces (0: none)
     this.notice = ""; // why the last change was refused, for the status line
+    this.readOnly = false; // the server said this connection may not edit (welcome, error)
     socket.handlers = {
       onOpen: () => this.sayHello(),
       onMessage: (text) => this.onMessage(text),
@@ -168,9 +169,15 @@ export class OTClient {
     if (Number.isSafeInteger(message.max_message_bytes) && message.max_message_bytes > 0) {
       this.maxMessageBytes = message.max_message_bytes;
     }
+    if (typeof message.user === "string" && message.user) {
+      // A verified user (the token's): presence and history show it, so the page does too.
+      this.own.user = { ...this.own.user, name: message.user.slice(0, 64), verified: true };
+      if (this.view.onUser) this.view.onUser(this.own.user);
+    }
     if (Array.isArray(message.ops)) this.catchUp(message.ops);
     else this.rebase(message.text, message.rev, message.acked);
     this.loaded = true;
+    if (message.readonly === true) this.becomeReadOnly("");
     this.presence.clear();
     for (const entry of message.presence || []) this.onPresence(entry, false);
     this.view.onPresence();
@@ -292,11 +299,11 @@ export class OTClient {
       return;
     }
     if (message.code === ErrorCode.READONLY) {
-      this.history.clear();
-      this.sync = new Synchronized();
-      this.view.onReadOnly();
-      this.rev = null;
-    } else if (message.code === ErrorCode.TOO_OLD) {
+      // Nothing was applied: the server's text, which this tab has, is the text.
+      this.becomeReadOnly("Not saved: this document is read-only for you");
+      return;
+    }
+    if (message.code === ErrorCode.TOO_OLD) {
       // Nothing wrong with the op: its base is older than the server keeps. Hello again.
     } else if (inflight && (message.seq === inflight.seq || message.seq == null)) {
       this.countRejection(inflight);
@@ -310,15 +317,25 @@ export class OTClient {
     this.rejections.set(inflight.seq, count);
     if (count < 3) return;
     console.error("collab: dropping a change the server refuses", inflight.op);
-    this.sync = new Synchronized();
+    this.dropPending("Not saved: the server refused this change");
     this.rev = null;
+  }
+
+  /** The server says this connection may not edit: drop what is pending (it was not
+   * applied), show the server's text, and take no more changes. `notice` says why. */
+  becomeReadOnly(notice) {
+    this.readOnly = true;
+    this.history.clear();
+    if (this.unsaved) this.dropPending(notice || "Not saved: this document is read-only for you");
+    else if (notice) this.notice = notice;
+    this.view.onReadOnly();
   }
 
   // --- changes made here ----------------------------------------------------------------
 
   /** The user changed `text` by `op`, with an input of `inputType` (for undo grouping). */
   submit(op, inputType = null) {
-    if (isNoop(op)) return;
+    if (isNoop(op) || this.readOnly) return;
     const old = this.text;
     this.text = applyOp(op, old);
     if (inputType !== "historyUndo" && inputType !== "historyRedo") {

@@ -109,6 +109,10 @@ export class TextareaView {
   flush() {
     const value = this.normalizedValue();
     if (value === this.shown) return;
+    if (this.client.readOnly) {
+      this.redraw(); // the server takes no change from here: show its text
+      return;
+    }
     const text = this.client.text;
     const { start, endBefore, endAfter } = diffText(this.shown, value, this.textarea.selectionEnd);
     const from = displayToCp(text, start);
@@ -189,13 +193,14 @@ export class TextareaView {
   onReadOnly() {
     this.readOnly = true;
     this.textarea.readOnly = true;
+    this.textarea.placeholder = "This document is empty (read-only for you)";
   }
 
   /** Editable once loaded, unless read-only; after a fatal close copying still works. */
   onState(state) {
     if (state === "error") {
       this.textarea.readOnly = true;
-    } else if (this.client.loaded && !this.readOnly) {
+    } else if (this.client.loaded && !this.readOnly && !this.client.readOnly) {
       this.textarea.readOnly = false;
       this.textarea.placeholder = "Start typing…";
     }

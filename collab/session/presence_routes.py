@@ -160,7 +160,7 @@ class PresenceRoutes:
     def _presence(self, peer: Peer, message: PresenceMessage) -> None:
         assert peer.presence is not None
         if message.user is not None:
-            peer.presence["user"] = message.user
+            peer.presence["user"] = peer.shown_user(message.user)
         selection = message.selection
         if selection is not None:
             assert message.rev is not None

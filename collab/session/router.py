@@ -355,7 +355,7 @@ class Session(PresenceRoutes):
         if older is not None:  # the same client reconnected before its old socket died
             self._supersede(self.peers[older])
         peer.client, peer.state = client, PeerState.JOINED
-        peer.presence = {"user": hello.user, "selection": None}
+        peer.presence = {"user": peer.shown_user(hello.user), "selection": None}
         welcome: dict[str, Any] = {"type": "welcome", "client": client, "rev": self.rev}
         missed = None if hello.rev is None else self.document.revisions_since(hello.rev)
         if missed is None:
@@ -366,6 +366,10 @@ class Session(PresenceRoutes):
         if welcome["acked"] is None and missed is None and hello.rev is not None:
             self._send_error(peer, ErrorCode.ACKED_UNKNOWN, ACKED_UNKNOWN)
         welcome["max_message_bytes"] = self.settings.max_message_bytes  # bigger ops: split
+        if peer.readonly:
+            welcome["readonly"] = True  # the page shows the text, not editable
+        if peer.user is not None:
+            welcome["user"] = peer.user  # who presence and history show, not the hello's name
         welcome["presence"] = self._presence_list(exclude=peer.id)
         self._send_json(peer.id, welcome)
         self._announce_presence(peer)
