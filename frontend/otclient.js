@@ -5,7 +5,7 @@
 import { Synchronized } from "./otstates.js";
 import { randomSecret } from "./secret.js";
 import { moveSelections, OwnPresence, updatePeers } from "./presence.js";
-import { DEFAULT_MAX_MESSAGE_BYTES, fitInFlight, pendingLength } from "./split.js";
+import { DEFAULT_MAX_MESSAGE_BYTES, fitInFlight, pendingLength, restOfChange } from "./split.js";
 import { applyOp, diffOp, invert, isNoop } from "./textops.js";
 import { UndoManager } from "./undo.js";
 import { CloseCode, ErrorCode } from "./wire.js";
@@ -47,6 +47,8 @@ export class OTClient {
     this.history = new UndoManager(); // this tab's own steps, to undo and redo
     this.maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES; // the server says its own (welcome)
     this.sendingTotal = 0; // UTF-16 units of a change going out in pieces (0: none)
+    this.piecesLanded = 0; // pieces of that change the server has acked
+    this.declareWhole = true; // tell the server the pieces belong together (op `more`)
     this.notice = ""; // why the last change was refused, for the status line
     this.readOnly = false; // the server said this connection may not edit (welcome, error)
     socket.handlers = {
@@ -237,6 +239,7 @@ export class OTClient {
     const inflight = this.sync.inflight;
     if (!inflight || seq !== inflight.seq) return;
     const next = this.sync.confirmed(this.seq + 1);
+    if (this.sendingTotal) this.piecesLanded += 1;
     if (rev <= this.rev && !isNoop(inflight.op)) {
       // Acked at a revision this tab already has: the server had applied the op before
       // (its ack was lost, then we rebased it onto a fresh text). Take the copy out here.
@@ -290,14 +293,12 @@ export class OTClient {
       return;
     }
     console.warn("collab: server error", message);
-    this.resyncs += 1;
     const inflight = this.sync.inflight;
     if (message.code === ErrorCode.TOO_LARGE && inflight && message.seq === inflight.seq) {
-      // The document would pass its size limit: drop what is pending (the rest of a big
-      // paste too), show the server's text and say why. Nothing to resynchronise.
-      this.dropPending("Not saved: the document would be larger than the server allows");
+      this.refuseTooLarge();
       return;
     }
+    this.resyncs += 1;
     if (message.code === ErrorCode.READONLY) {
       // Nothing was applied: the server's text, which this tab has, is the text.
       this.becomeReadOnly("Not saved: this document is read-only for you");
@@ -309,6 +310,32 @@ export class OTClient {
       this.countRejection(inflight);
     }
     this.reconnect();
+  }
+
+  /**
+   * The document would pass its size limit: the change lands whole or not at all. What is
+   * pending is dropped (the rest of a big paste too) and the server's text shown; pieces
+   * of it the server took before (it was not told they belong together, or others' writes
+   * filled the document meanwhile) are taken back by undoing the change.
+   */
+  refuseTooLarge() {
+    const landed = this.sendingTotal > 0 && this.piecesLanded > 0;
+    this.dropPending("");
+    if (landed) this.takeBackLatest();
+    this.notice = landed
+      ? "Not saved: the document would be larger than the server allows (the part already sent was taken back)"
+      : "Not saved: the document would be larger than the server allows";
+    this.refreshState();
+  }
+
+  /** Undo this tab's latest step, not to be redone (what is left of a refused change). */
+  takeBackLatest() {
+    const old = this.text;
+    const op = this.history.undo(old);
+    if (!op) return;
+    this.history.redoStack.pop();
+    this.submit(op, "historyUndo");
+    this.view.onChange(op, old);
   }
 
   /** After three refusals of one op, drop what is pending and take the server's text. */
@@ -377,7 +404,7 @@ export class OTClient {
 
   /** Enter state `next`; an op that just became in flight goes out. */
   setSync(next) {
-    if (!next.inflight) this.sendingTotal = 0;
+    if (!next.inflight) this.sendingTotal = this.piecesLanded = 0;
     else if (next.inflight.seq > this.seq) {
       // Too large for one message: the piece that fits goes out, the rest waits (split.js).
       const fitted = fitInFlight(next, this.maxMessageBytes);
@@ -393,7 +420,12 @@ export class OTClient {
 
   sendInflight() {
     const { seq, op } = this.sync.inflight;
-    this.send({ type: "op", seq, rev: this.rev, op });
+    const message = { type: "op", seq, rev: this.rev, op };
+    // A piece of a bigger change: the server checks the whole change fits before the first.
+    if (this.sendingTotal && this.sync.buffer && this.declareWhole) {
+      message.more = restOfChange(this.sync.buffer, this.maxMessageBytes);
+    }
+    this.send(message);
   }
 
   // --- presence -------------------------------------------------------------------------

@@ -14,11 +14,12 @@ from test_browser import (
     SAVED,
     TIMEOUT_MS,
     model,
-    server_text,
+    server_rev,
     url_name,
-    value,
+    wait_converged,
     wait_value,
 )
+from test_browser_editor import paste
 
 from collab.access import tokens
 
@@ -109,3 +110,64 @@ def test_a_refused_op_leaves_exactly_the_servers_text(secured: ServerProcess, br
     assert reader.eval_on_selector("#text", "ta => ta.readOnly") is True
     for page in (writer, reader):
         page.context.close()
+
+
+# ------------------------------------------------------------------------------ big changes
+
+BIG_LINE = 'héllo 😀 中文 👍🏽 e\u0301 "q" \\ \t\n'
+
+
+def status_says(page, start: str) -> None:
+    page.wait_for_function(
+        "start => document.querySelector('#status').textContent.startsWith(start)", arg=start
+    )
+
+
+@pytest.mark.parametrize("declare", [True, False], ids=["checked-up-front", "taken-back"])
+def test_a_change_over_the_document_limit_lands_whole_or_not_at_all(
+    start_server, open_page, declare: bool
+) -> None:
+    """A paste sent in pieces (64 KiB messages) that the document (200 kB) cannot hold:
+    nothing of it stays, for anyone. The server refuses it whole before its first piece
+    when told the pieces belong together; a page that did not say so (an older page) takes
+    back the pieces that landed before the refusal."""
+    server = start_server(
+        "--fsync", "never", "--max-message-bytes", "65536", "--max-document-bytes", "200000"
+    )
+    name = f"whole-{declare}"
+    a = open_page(server.http_url, name, "Ada")
+    b = open_page(server.http_url, name, "Bob")
+    a.keyboard.type("head 中 😀 ")
+    wait_value(b, "head 中 😀 ")
+    rev = server_rev(server, name)
+    if not declare:
+        a.evaluate("window.collab.client.declareWhole = false")
+    b.evaluate(
+        """() => { window.seen = [];
+        const c = window.collab.client; const on = c.view.onChange.bind(c.view);
+        c.view.onChange = (op, old) => { window.seen.push(c.text.length); on(op, old); }; }"""
+    )
+    big = (BIG_LINE * (150_000 // len(BIG_LINE) + 1))[:150_000]  # ~330 kB of UTF-8
+    paste(a, server.http_url, big)
+    status_says(a, "Not saved")
+    assert "larger than" in a.text_content("#status")
+    assert wait_converged(server.http_url, name, [a, b]) == "head 中 😀 "
+    if declare:
+        assert server_rev(server, name) == rev  # not one piece landed
+        assert b.evaluate("window.seen") == []
+    else:
+        assert "taken back" in a.text_content("#status")
+    a.keyboard.type("ok 👍🏽")
+    assert wait_converged(server.http_url, name, [a, b]) == "head 中 😀 ok 👍🏽"
+
+
+def test_a_change_in_pieces_that_fits_lands_whole(start_server, open_page) -> None:
+    server = start_server(
+        "--fsync", "never", "--max-message-bytes", "65536", "--max-document-bytes", "400000"
+    )
+    a = open_page(server.http_url, "fits", "Ada")
+    b = open_page(server.http_url, "fits", "Bob")
+    big = (BIG_LINE * (150_000 // len(BIG_LINE) + 1))[:150_000]
+    paste(a, server.http_url, big)
+    assert wait_converged(server.http_url, "fits", [a, b]) == big
+    assert a.text_content("#status") == "Saved"

@@ -384,7 +384,13 @@ class Session(PresenceRoutes):
     def _text_op(self, peer: Peer, message: OpMessage) -> None:
         assert peer.client is not None
         submitted = self.ot.submit(
-            peer.client, message.seq, message.rev, message.op, self._author(peer), peer.readonly
+            peer.client,
+            message.seq,
+            message.rev,
+            message.op,
+            self._author(peer),
+            peer.readonly,
+            message.more,
         )
         if submitted.committed is not None:
             self._publish(submitted.committed, sender=peer.id)
