@@ -3,6 +3,7 @@
 // presence.
 
 import { Synchronized } from "./otstates.js";
+import { becomeReadOnly, countRejection, refuseTooLarge, takeAccess } from "./access.js";
 import { randomSecret } from "./secret.js";
 import { moveSelections, OwnPresence, updatePeers } from "./presence.js";
 import { DEFAULT_MAX_MESSAGE_BYTES, fitInFlight, pendingLength, restOfChange } from "./split.js";
@@ -171,15 +172,10 @@ export class OTClient {
     if (Number.isSafeInteger(message.max_message_bytes) && message.max_message_bytes > 0) {
       this.maxMessageBytes = message.max_message_bytes;
     }
-    if (typeof message.user === "string" && message.user) {
-      // A verified user (the token's): presence and history show it, so the page does too.
-      this.own.user = { ...this.own.user, name: message.user.slice(0, 64), verified: true };
-      if (this.view.onUser) this.view.onUser(this.own.user);
-    }
     if (Array.isArray(message.ops)) this.catchUp(message.ops);
     else this.rebase(message.text, message.rev, message.acked);
     this.loaded = true;
-    if (message.readonly === true) this.becomeReadOnly("");
+    takeAccess(this, message);
     this.presence.clear();
     for (const entry of message.presence || []) this.onPresence(entry, false);
     this.view.onPresence();
@@ -295,67 +291,21 @@ export class OTClient {
     console.warn("collab: server error", message);
     const inflight = this.sync.inflight;
     if (message.code === ErrorCode.TOO_LARGE && inflight && message.seq === inflight.seq) {
-      this.refuseTooLarge();
+      refuseTooLarge(this);
       return;
     }
     this.resyncs += 1;
     if (message.code === ErrorCode.READONLY) {
       // Nothing was applied: the server's text, which this tab has, is the text.
-      this.becomeReadOnly("Not saved: this document is read-only for you");
+      becomeReadOnly(this, "Not saved: this document is read-only for you");
       return;
     }
     if (message.code === ErrorCode.TOO_OLD) {
       // Nothing wrong with the op: its base is older than the server keeps. Hello again.
     } else if (inflight && (message.seq === inflight.seq || message.seq == null)) {
-      this.countRejection(inflight);
+      countRejection(this, inflight);
     }
     this.reconnect();
-  }
-
-  /**
-   * The document would pass its size limit: the change lands whole or not at all. What is
-   * pending is dropped (the rest of a big paste too) and the server's text shown; pieces
-   * of it the server took before (it was not told they belong together, or others' writes
-   * filled the document meanwhile) are taken back by undoing the change.
-   */
-  refuseTooLarge() {
-    const landed = this.sendingTotal > 0 && this.piecesLanded > 0;
-    this.dropPending("");
-    if (landed) this.takeBackLatest();
-    this.notice = landed
-      ? "Not saved: the document would be larger than the server allows (the part already sent was taken back)"
-      : "Not saved: the document would be larger than the server allows";
-    this.refreshState();
-  }
-
-  /** Undo this tab's latest step, not to be redone (what is left of a refused change). */
-  takeBackLatest() {
-    const old = this.text;
-    const op = this.history.undo(old);
-    if (!op) return;
-    this.history.redoStack.pop();
-    this.submit(op, "historyUndo");
-    this.view.onChange(op, old);
-  }
-
-  /** After three refusals of one op, drop what is pending and take the server's text. */
-  countRejection(inflight) {
-    const count = (this.rejections.get(inflight.seq) || 0) + 1;
-    this.rejections.set(inflight.seq, count);
-    if (count < 3) return;
-    console.error("collab: dropping a change the server refuses", inflight.op);
-    this.dropPending("Not saved: the server refused this change");
-    this.rev = null;
-  }
-
-  /** The server says this connection may not edit: drop what is pending (it was not
-   * applied), show the server's text, and take no more changes. `notice` says why. */
-  becomeReadOnly(notice) {
-    this.readOnly = true;
-    this.history.clear();
-    if (this.unsaved) this.dropPending(notice || "Not saved: this document is read-only for you");
-    else if (notice) this.notice = notice;
-    this.view.onReadOnly();
   }
 
   // --- changes made here ----------------------------------------------------------------
