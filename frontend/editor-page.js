@@ -5,6 +5,7 @@ import { CaretLayer } from "./carets.js";
 import { OTClient } from "./otclient.js";
 import { encodeName, mountPrefix } from "./paths.js";
 import { PeersList, safeColor } from "./peers-list.js";
+import { explainClose } from "./problems.js";
 import { ReconnectingSocket } from "./socket.js";
 import { TextareaView } from "./textarea.js";
 
@@ -13,7 +14,7 @@ const STATE_LABELS = {
   connecting: "Connecting…",
   saved: "Saved",
   unsaved: "Unsaved changes",
-  offline: "Offline",
+  offline: "Offline: trying to reconnect… (anything you type is kept)",
   error: "Disconnected",
 };
 
@@ -32,9 +33,13 @@ function loadUser() {
 }
 
 function statusLabel(client, state) {
-  if (state === "error") return `Disconnected: ${client.error}`;
+  if (state === "error") {
+    return client.closed ? explainClose(client.closed.code, client.closed.reason).title : "Disconnected";
+  }
   if (client.notice && state !== "connecting") return client.notice;
-  if (state === "offline" && client.unsaved) return "Offline — unsaved changes";
+  if (state === "offline" && client.unsaved) {
+    return "Offline: unsaved changes, kept here and sent when the server is back";
+  }
   if (client.readOnly && state === "saved") return "Read-only: you can read and copy, not edit";
   if (client.readOnly && state === "offline") return "Offline (read-only)";
   const progress = client.progress;
@@ -72,8 +77,20 @@ function pageView(textarea, status, peers, carets) {
       status.dataset.state = textarea.client.notice ? "error" : state;
       status.textContent = statusLabel(textarea.client, state);
       textarea.onState(state);
+      if (state === "error") showProblem(textarea);
     },
   };
+}
+
+/** After a close the page does not come back from: what happened and what to do next. */
+function showProblem(textarea) {
+  const closed = textarea.client.closed;
+  const { title, next } = explainClose(closed && closed.code, closed && closed.reason);
+  const notice = $("notice");
+  notice.querySelector(".notice-title").textContent = title;
+  notice.querySelector(".notice-next").textContent = next;
+  notice.hidden = false;
+  if (!textarea.client.loaded) textarea.textarea.placeholder = title;
 }
 
 /**
@@ -111,6 +128,7 @@ function start() {
   document.title = `${name} — collab`;
   $("doc-name").textContent = name;
   $("home").href = prefix + "/";
+  $("notice-list").href = prefix + "/";
   $("history-link").href = `${prefix}/static/history.html#${encodeName(name)}`;
 
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";

@@ -4,6 +4,7 @@
 // itself; only the latest position asked for is fetched. "Restore this version" opens the
 // editor, which makes the text that revision's as one new change of its user (undoable).
 
+import { explainHttp } from "./problems.js";
 import { cpLength } from "./positions.js";
 import { applyOp } from "./textops.js";
 
@@ -19,10 +20,16 @@ let wanted = null; // the revision to show next (the slider may move faster than
 let loading = false;
 const infos = new Map(); // rev -> {rev, time, origin, user, size}
 
+/** An Error in words for a person, for an HTTP error answer. */
+function httpProblem(status, reason) {
+  const { title, next } = explainHttp(status, reason);
+  return new Error(`${title}. ${next}`);
+}
+
 async function getJSON(url) {
   const response = await fetch(url);
   const body = await response.json();
-  if (!response.ok) throw new Error(body.error || response.statusText);
+  if (!response.ok) throw httpProblem(response.status, body.error);
   return body;
 }
 
@@ -118,7 +125,7 @@ async function fetchRevision(rev) {
   }
   const response = await fetch(`${api}/text?at=${rev}`);
   const text = await response.text();
-  if (!response.ok) throw new Error(JSON.parse(text).error || response.statusText);
+  if (!response.ok) throw httpProblem(response.status, JSON.parse(text).error);
   return [document.createTextNode(text)];
 }
 
@@ -152,7 +159,7 @@ async function show(rev) {
       renderList(target);
     }
   } catch (error) {
-    $("who").textContent = `Cannot load: ${error.message}`;
+    $("who").textContent = error.message;
     $("who").classList.add("error");
   } finally {
     loading = false;
@@ -188,6 +195,6 @@ async function start() {
 }
 
 start().catch((error) => {
-  $("who").textContent = `Cannot load the history: ${error.message}`;
+  $("who").textContent = error.message;
   $("who").classList.add("error");
 });

@@ -25,16 +25,30 @@ function documentItem(prefix, doc) {
   return item;
 }
 
+/** Why the list cannot be shown, in words for a person. */
+function listProblem(response) {
+  if (response.status === 401 || response.status === 403) {
+    return (
+      "The list of documents needs an access link for all documents. You can still " +
+      "open a document from its own link, or by its name above."
+    );
+  }
+  return `The list could not be loaded (the server answered ${response.status}): reload the page to try again.`;
+}
+
 async function listDocuments(prefix, list) {
   try {
-    const response = await fetch(`${prefix}/api/docs`);
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const response = await fetch(`${prefix}/api/docs`, { headers: { accept: "application/json" } });
+    if (!response.ok) {
+      list.replaceChildren(textItem(listProblem(response)));
+      return;
+    }
     const { documents } = await response.json();
     documents.sort((a, b) => a.name.localeCompare(b.name));
     const rows = documents.map((doc) => documentItem(prefix, doc));
     list.replaceChildren(...(rows.length ? rows : [textItem("No documents yet.")]));
   } catch (error) {
-    list.replaceChildren(textItem(`Could not load: ${error}`));
+    list.replaceChildren(textItem(`The server cannot be reached (${error.message}): reload the page to try again.`));
   }
 }
 

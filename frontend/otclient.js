@@ -98,6 +98,7 @@ export class OTClient {
     this.view.onPresence();
     if (fatal) {
       this.error = closeMessage(code, reason);
+      this.closed = { code, reason }; // the page's words for it: problems.js
       this.setState("error");
     } else {
       this.setState(this.loaded ? "offline" : "connecting");

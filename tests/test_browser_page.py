@@ -5,6 +5,7 @@ helpers are test_browser.py's)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -171,3 +172,103 @@ def test_a_change_in_pieces_that_fits_lands_whole(start_server, open_page) -> No
     paste(a, server.http_url, big)
     assert wait_converged(server.http_url, "fits", [a, b]) == big
     assert a.text_content("#status") == "Saved"
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def new_page(browser):
+    context = browser.new_context(viewport={"width": 1000, "height": 700}, bypass_csp=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    return page
+
+
+@pytest.mark.parametrize(
+    ("grant", "heading"),
+    [
+        (
+            lambda: token("memo 中文", now=time.time() - 7200, ttl=60),
+            "Your access link has expired",
+        ),
+        (lambda: token("another"), "Your access link is for another document"),
+        (lambda: token("memo 中文")[:-6], "This access link does not work"),
+    ],
+    ids=["expired", "another-document", "damaged"],
+)
+def test_a_bad_token_in_a_link_gets_a_page_for_a_person(
+    secured: ServerProcess, browser, grant, heading: str
+) -> None:
+    page = new_page(browser)
+    response = page.goto(f"{secured.http_url}/d/{url_name('memo 中文')}?token={grant()}")
+    assert response is not None and response.status in (401, 403)
+    assert response.headers["content-type"].startswith("text/html")
+    assert page.inner_text("h1") == heading
+    assert page.get_attribute("a.next", "href") == "/"  # a next step: the document list
+    assert "{" not in page.inner_text("main")  # no raw JSON
+    page.context.close()
+
+
+def test_the_editor_without_a_token_says_what_to_do(secured: ServerProcess, browser) -> None:
+    page = new_page(browser)
+    page.goto(f"{secured.http_url}/d/{url_name('memo 😀')}")
+    page.wait_for_selector("#status[data-state=error]")
+    status = page.inner_text("#status")
+    assert "needs an access link" in status
+    assert "?token=" not in status and "Bearer" not in status
+    notice = page.inner_text("#notice")
+    assert "Ask" in notice  # a next step
+    assert page.get_attribute("#text", "placeholder") != "Loading…"
+    page.context.close()
+
+
+def test_api_routes_answer_a_browser_in_html_and_scripts_in_json(secured: ServerProcess) -> None:
+    import httpx
+
+    with httpx.Client(base_url=secured.http_url, trust_env=False) as client:
+        as_browser = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+        reply = client.get("/api/docs/notes/text", headers=as_browser)
+        assert reply.status_code == 401 and reply.headers["content-type"].startswith("text/html")
+        assert "needs an access link" in reply.text and "<h1>" in reply.text
+        assert "Content-Security-Policy" in reply.headers
+        reply = client.get("/api/docs/notes/text")
+        assert reply.status_code == 401 and reply.json()["error"].startswith("a token is needed")
+        reply = client.get("/api/docs", headers=as_browser)
+        assert reply.status_code == 401 and "text/html" in reply.headers["content-type"]
+
+
+def test_the_list_with_a_document_token_says_what_it_can(secured: ServerProcess, browser) -> None:
+    page = new_page(browser)
+    page.goto(f"{secured.http_url}/d/memo?token={token('memo', user='ada')}")
+    page.wait_for_function(SAVED)
+    page.goto(f"{secured.http_url}/")
+    page.wait_for_function("window.collab && window.collab.ready")
+    text = page.inner_text("#documents")
+    assert "HTTP" not in text
+    assert "open a document from its own link" in text
+    page.context.close()
+
+
+def test_a_name_that_cannot_be_a_document_gets_a_clear_answer(
+    server: ServerProcess, browser
+) -> None:
+    page = new_page(browser)
+    response = page.goto(f"{server.http_url}/d/{'x' * 300}")
+    assert response is not None and response.status == 400
+    assert "cannot be a document name" in page.inner_text("h1")
+    assert "longer than" in page.inner_text("main")
+    page.context.close()
+
+
+def test_the_server_unreachable_after_load_is_said_with_a_next_step(
+    start_server, open_page
+) -> None:
+    server = start_server("--fsync", "never")
+    page = open_page(server.http_url, "offline 中文", "Ada")
+    page.keyboard.type("kept 😀")
+    page.wait_for_function(SAVED)
+    server.kill()
+    page.wait_for_selector("#status[data-state=offline]")
+    page.keyboard.type(" more")
+    status = page.inner_text("#status")
+    assert "Offline" in status and "kept" in status

@@ -31,6 +31,7 @@ from collab.session.text_messages import Hello, MessageError, parse
 from collab.storage.contract import RevisionHistory
 from collab.storage.errors import CorruptDocumentError
 from collab.web.connection import StarletteConnection
+from collab.web.error_pages import error_page
 from collab.web.history import HistoryRoutes, error_response
 from collab.web.middleware import SecurityHeaders
 from collab.web.receive import PeerReader, read_peer
@@ -73,6 +74,7 @@ class WebApp(HistoryRoutes):
         )
         self._created: dict[str, float] = {}  # names counted as new in the last minute
         self.history_requests = 0
+        self.page_headers = security.page_headers(settings.frame_ancestors)
         self.throttle = LogThrottle(5.0)
         # History reads the revisions and snapshots a store keeps: only such stores have it.
         self.histories: StoreHistoryCache | None = None
@@ -310,7 +312,7 @@ class WebApp(HistoryRoutes):
                 grant = tokens.verify(self.secret, token)
             except tokens.TokenError as error:
                 self.refuse("token", error.reason, request)
-                return error_response(401, error.reason)
+                return error_page(request, 401, error.reason, self.page_headers)
             allowed = grant.covers
         documents: dict[str, dict[str, Any]] = {}
         for info in await self.hub.store.list():
@@ -347,12 +349,12 @@ class WebApp(HistoryRoutes):
             await self.access(request, name)
             return await self.hub.open(name, create=False)
         except InvalidNameError as error:
-            return error_response(400, f"invalid document name: {error}")
+            return error_page(request, 400, f"invalid document name: {error}", self.page_headers)
         except AccessDenied as denied:
             self.refuse("token" if self.secret else "authenticate", denied.reason, request)
-            return error_response(denied.status, denied.reason)
+            return error_page(request, denied.status, denied.reason, self.page_headers)
         except DocumentNotFoundError:
-            return error_response(404, "no such document")
+            return error_page(request, 404, "no such document", self.page_headers)
         except CorruptDocumentError as error:
             log.error("%s: cannot load: %s", request.path_params["name"], error)
             return error_response(500, "document cannot be loaded: damaged on disk")
@@ -369,6 +371,11 @@ class WebApp(HistoryRoutes):
             token = request.query_params.get("token")
             if token and self.secret:
                 return self._token_redirect(request, token, headers)
+            try:
+                if "name" in request.path_params:
+                    self.hub.validate(request.path_params["name"])
+            except InvalidNameError as error:
+                return error_page(request, 400, f"invalid document name: {error}", headers)
             path = frontend_dir() / filename
             if not path.exists():
                 return error_response(404, f"{filename} is missing from the frontend")
@@ -388,7 +395,8 @@ class WebApp(HistoryRoutes):
         except (InvalidNameError, tokens.TokenError) as error:
             status = getattr(error, "status", 400)
             self.refuse("token", str(error), request)
-            return error_response(status, str(error))
+            reason = f"invalid document name: {error}" if status == 400 else str(error)
+            return error_page(request, status, reason, headers)
         query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
         path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
         response = RedirectResponse(path + (f"?{query}" if query else ""), 303)
