@@ -20,11 +20,17 @@ const STATE_LABELS = {
 
 const $ = (id) => document.getElementById(id);
 
-/** The user's name and colour, remembered in localStorage (a guest name until set). */
+/**
+ * The user's name and colour, remembered in localStorage: one identity per browser, in
+ * every tab and after a reload (a guest name is made once, and kept until renamed).
+ */
 function loadUser() {
   let name = localStorage.getItem("collab.name");
   let color = localStorage.getItem("collab.color");
-  if (!name) name = "Guest " + Math.floor(1000 + Math.random() * 9000);
+  if (!name) {
+    name = "Guest " + Math.floor(1000 + Math.random() * 9000);
+    localStorage.setItem("collab.name", name);
+  }
   if (!color || safeColor(color) !== color) {
     color = COLORS[Math.floor(Math.random() * COLORS.length)];
     localStorage.setItem("collab.color", color);
@@ -110,14 +116,32 @@ async function restoreFromHash(textarea, apiBase, status) {
   textarea.replaceText(text, "restore");
 }
 
+/**
+ * The name box: a rename applies as it is typed (presence is throttled), here, in the
+ * browser's other tabs (the storage event) and after a reload. A token's user cannot be
+ * renamed here (onUser makes the box read-only).
+ */
 function watchUserName(client, peers, user) {
-  $("user-name").value = user.name;
-  $("user-name").addEventListener("change", (event) => {
-    const name = event.target.value.trim().slice(0, 64) || user.name;
-    event.target.value = name;
-    localStorage.setItem("collab.name", name);
-    client.setUser({ name, color: user.color });
+  const input = $("user-name");
+  input.value = user.name;
+  const rename = (name) => {
+    if (client.user.verified || !name || name === client.user.name) return;
+    client.setUser({ ...client.user, name });
     peers.render();
+  };
+  input.addEventListener("input", () => {
+    const name = input.value.trim().slice(0, 64);
+    if (!name || client.user.verified) return;
+    localStorage.setItem("collab.name", name);
+    rename(name);
+  });
+  input.addEventListener("change", () => {
+    if (!input.value.trim()) input.value = client.user.name; // an empty name is not kept
+  });
+  window.addEventListener("storage", (event) => {
+    if (event.key !== "collab.name" || !event.newValue) return;
+    if (document.activeElement !== input && !client.user.verified) input.value = event.newValue;
+    rename(event.newValue.slice(0, 64));
   });
 }
 

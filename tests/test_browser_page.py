@@ -272,3 +272,78 @@ def test_the_server_unreachable_after_load_is_said_with_a_next_step(
     page.keyboard.type(" more")
     status = page.inner_text("#status")
     assert "Offline" in status and "kept" in status
+
+
+# ------------------------------------------------------------------------------ identity
+
+
+def history_users(server: ServerProcess, name: str, grant: str | None = None) -> set[str]:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{server.http_url}/api/docs/{url_name(name)}/history")
+    if grant:
+        request.add_header("Authorization", "Bearer " + grant)
+    with urllib.request.urlopen(request) as response:
+        return {revision["user"] for revision in json.load(response)["revisions"]}
+
+
+def test_a_guest_name_is_one_per_browser(server: ServerProcess, browser) -> None:
+    context = browser.new_context(bypass_csp=True)
+    first = context.new_page()
+    first.set_default_timeout(TIMEOUT_MS)
+    first.goto(f"{server.http_url}/d/guests")
+    first.wait_for_function(SAVED)
+    guest = first.input_value("#user-name")
+    assert guest.startswith("Guest ")
+    first.focus("#text")
+    first.keyboard.type("one 😀 ")
+    first.wait_for_function(SAVED)
+    first.reload()
+    first.wait_for_function(SAVED)
+    assert first.input_value("#user-name") == guest
+    second = context.new_page()  # another tab of the same browser
+    second.set_default_timeout(TIMEOUT_MS)
+    second.goto(f"{server.http_url}/d/guests")
+    second.wait_for_function(SAVED)
+    assert second.input_value("#user-name") == guest
+    second.focus("#text")
+    second.keyboard.press("End")
+    second.keyboard.type("two 中文")
+    second.wait_for_function(SAVED)
+    assert history_users(server, "guests") == {"~" + guest}
+    context.close()
+
+
+def test_a_rename_applies_as_typed_everywhere(server: ServerProcess, open_page) -> None:
+    a = open_page(server.http_url, "renames", "Ada")
+    b = open_page(server.http_url, "renames", "Bob")
+    a.wait_for_selector("#peers li:has-text('Bob')")
+    b.focus("#user-name")
+    b.keyboard.press("ControlOrMeta+a")
+    b.keyboard.type("Bea 中文 👩🏽‍💻")  # no Enter, no blur
+    a.wait_for_selector("#peers li:has-text('Bea 中文 👩🏽‍💻')")
+    assert b.evaluate("localStorage.getItem('collab.name')") == "Bea 中文 👩🏽‍💻"
+    other_tab = b.context.new_page()  # the same browser's other tab follows
+    other_tab.goto(b.url)
+    other_tab.wait_for_function(SAVED)
+    assert other_tab.input_value("#user-name") == "Bea 中文 👩🏽‍💻"
+    b.focus("#user-name")
+    b.keyboard.type("!")
+    other_tab.wait_for_function("document.querySelector('#user-name').value === 'Bea 中文 👩🏽‍💻!'")
+
+
+def test_a_tokens_user_is_the_name_everywhere(secured: ServerProcess, browser) -> None:
+    name = "who 中文"
+    ada = open_with_token(browser, secured.http_url, name, token(name, user="ada"))
+    bob = open_with_token(browser, secured.http_url, name, token(name, user="bob"))
+    assert ada.input_value("#user-name") == "ada"
+    assert ada.eval_on_selector("#user-name", "input => input.readOnly") is True
+    ada.wait_for_selector("#peers li:first-child:has-text('ada')")
+    bob.wait_for_selector("#peers li:has-text('ada')")
+    ada.focus("#text")
+    ada.keyboard.type("hi 😀")
+    ada.wait_for_function(SAVED)
+    assert history_users(secured, name, token(name)) == {"ada"}
+    for page in (ada, bob):
+        page.context.close()
