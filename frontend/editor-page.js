@@ -6,6 +6,7 @@ import { OTClient } from "./otclient.js";
 import { encodeName, mountPrefix } from "./paths.js";
 import { PeersList, safeColor } from "./peers-list.js";
 import { explainClose } from "./problems.js";
+import { copyLink, download, liveCount } from "./share.js";
 import { ReconnectingSocket } from "./socket.js";
 import { TextareaView } from "./textarea.js";
 
@@ -54,16 +55,17 @@ function statusLabel(client, state) {
 }
 
 /** What the client tells its view, handed to the textarea, the status and the peers. */
-function pageView(textarea, status, peers, carets) {
+function pageView(textarea, status, peers, drawn) {
   return {
     onChange(op, oldText) {
       textarea.onChange(op, oldText);
       peers.render();
-      carets.render();
+      drawn.carets();
+      drawn.count();
     },
     onPresence() {
       peers.render();
-      carets.render();
+      drawn.carets();
     },
     onUser(user) {
       // The server knows who this is (a token's user): that name, not one typed here.
@@ -160,8 +162,8 @@ function start() {
   const textarea = new TextareaView($("text"));
   const peers = new PeersList($("peers"), null);
   const user = loadUser();
-  const carets = { render() {} }; // drawn once the client exists
-  const view = pageView(textarea, $("status"), peers, carets);
+  const drawn = { carets() {}, count() {} }; // the carets and the count, once the client exists
+  const view = pageView(textarea, $("status"), peers, drawn);
   const apiBase = `${prefix}/api/docs/${encodeURIComponent(name).replace(/\./g, "%2E")}`;
   const onState = view.onState;
   view.onState = (state) => {
@@ -173,8 +175,18 @@ function start() {
   peers.client = client;
   textarea.attach(client);
   const layer = new CaretLayer($("text"), client);
-  carets.render = () => layer.render();
-  textarea.onLocalChange = carets.render;
+  drawn.carets = () => layer.render();
+  drawn.count = liveCount($("counts"), client);
+  drawn.count();
+  $("text").addEventListener("input", drawn.count);
+  $("download").addEventListener("click", () => download(name, client.text));
+  $("copy-link").addEventListener("click", async () => {
+    $("share-note").textContent = await copyLink(apiBase);
+  });
+  textarea.onLocalChange = () => {
+    drawn.carets();
+    drawn.count();
+  };
   peers.render();
   watchUserName(client, peers, user);
   window.addEventListener("online", () => socket.hurry());

@@ -347,3 +347,42 @@ def test_a_tokens_user_is_the_name_everywhere(secured: ServerProcess, browser) -
     assert history_users(secured, name, token(name)) == {"ada"}
     for page in (ada, bob):
         page.context.close()
+
+
+# ------------------------------------------------------------------------------ export, share
+
+
+def test_download_copy_link_and_count(server: ServerProcess, open_page, tmp_path) -> None:
+    name = "notes/today 中文"
+    a = open_page(server.http_url, name, "Ada")
+    b = open_page(server.http_url, name, "Bob")
+    a.keyboard.type("Ada 😀 中文 👩🏽‍💻")
+    a.wait_for_selector("#counts:has-text('5 words · 10 characters')")
+    b.wait_for_selector("#counts:has-text('5 words · 10 characters')")  # remote changes too
+    a.keyboard.press("Enter")
+    a.keyboard.type("e\u0301 🇫🇷")  # a combining accent and a flag: one character each
+    a.wait_for_selector("#counts:has-text('7 words · 14 characters')")
+    with a.expect_download() as info:
+        a.click("#download")
+    download = info.value
+    assert download.suggested_filename == "notes-today 中文.txt"
+    saved = tmp_path / "saved.txt"
+    download.save_as(saved)
+    assert saved.read_text(encoding="utf-8") == "Ada 😀 中文 👩🏽‍💻\ne\u0301 🇫🇷"
+    a.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.http_url)
+    a.click("#copy-link")
+    a.wait_for_selector("#share-note:has-text('Link copied')")
+    assert "can read and edit" in a.inner_text("#share-note")
+    assert a.evaluate("navigator.clipboard.readText()") == f"{server.http_url}/d/{url_name(name)}"
+
+
+def test_a_copied_link_says_it_carries_no_access(secured: ServerProcess, browser) -> None:
+    name = "shared 中文"
+    page = open_with_token(browser, secured.http_url, name, token(name, user="ada"))
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=secured.http_url)
+    page.click("#copy-link")
+    page.wait_for_selector("#share-note:has-text('Link copied')")
+    assert "carries no access" in page.inner_text("#share-note")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == f"{secured.http_url}/d/{url_name(name)}" and "token" not in copied
+    page.context.close()
