@@ -6,7 +6,7 @@
 // change to the text or to presence; scrolling only moves them.
 
 import { onceAFrame } from "./frame.js";
-import { safeColor } from "./peers-list.js";
+import { safeColor, textColorOn } from "./peers-list.js";
 import { cpLength, cpToDisplay, display } from "./positions.js";
 
 /** The textarea's styles that decide where its characters go. */
@@ -143,6 +143,7 @@ export class CaretLayer {
       label.className = "carets-label";
       label.textContent = String(user.name || "Anonymous").slice(0, 64);
       label.style.background = color;
+      label.style.color = textColorOn(color);
       caret.append(label);
       marks.push(caret);
     }

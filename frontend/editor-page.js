@@ -1,6 +1,7 @@
 // The editor page (editor.html, `/d/{name}`): a textarea, the connection state, who is
 // here and the user's name, wired to an OTClient on `<prefix>/ot/{name}`.
 
+import { Announcer, PresenceNews } from "./announce.js";
 import { CaretLayer } from "./carets.js";
 import { OTClient } from "./otclient.js";
 import { encodeName, mountPrefix } from "./paths.js";
@@ -56,6 +57,8 @@ function statusLabel(client, state) {
 
 /** What the client tells its view, handed to the textarea, the status and the peers. */
 function pageView(textarea, status, peers, drawn) {
+  const announcer = new Announcer($("announce"));
+  const news = new PresenceNews(announcer);
   return {
     onChange(op, oldText) {
       textarea.onChange(op, oldText);
@@ -66,6 +69,7 @@ function pageView(textarea, status, peers, drawn) {
     onPresence() {
       peers.render();
       drawn.carets();
+      news.update(textarea.client);
     },
     onUser(user) {
       // The server knows who this is (a token's user): that name, not one typed here.
@@ -84,6 +88,8 @@ function pageView(textarea, status, peers, drawn) {
     onState(state) {
       status.dataset.state = textarea.client.notice ? "error" : state;
       status.textContent = statusLabel(textarea.client, state);
+      announcer.statusChanged(state, status.textContent);
+      announcer.notice(textarea.client.notice);
       textarea.onState(state);
       if (state === "error") showProblem(textarea);
     },

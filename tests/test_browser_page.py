@@ -386,3 +386,133 @@ def test_a_copied_link_says_it_carries_no_access(secured: ServerProcess, browser
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied == f"{secured.http_url}/d/{url_name(name)}" and "token" not in copied
     page.context.close()
+
+
+# ------------------------------------------------------------------------------ accessibility
+
+AXE = test_browser.REPO / "tests/node/node_modules/axe-core/axe.min.js"
+
+
+def axe_problems(page) -> list[str]:
+    """The serious and critical violations axe-core finds on `page`, one line each."""
+    from conftest import require
+
+    require(AXE.exists(), "axe-core (npm ci --prefix tests/node)")
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_no_serious_accessibility_problem_on_any_page(
+    server: ServerProcess, browser, scheme: str
+) -> None:
+    context = browser.new_context(bypass_csp=True, color_scheme=scheme)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.add_init_script("localStorage.setItem('collab.name', 'Ada')")
+    page.goto(f"{server.http_url}/d/{url_name('axe 中文')}")
+    page.wait_for_function(SAVED)
+    page.focus("#text")
+    page.keyboard.type("Ada 😀 中文\nline two")
+    page.wait_for_function(SAVED)
+    other = context.new_page()  # someone else's caret and label drawn in the text
+    other.add_init_script("localStorage.setItem('collab.name', 'Bob')")
+    other.goto(page.url)
+    other.wait_for_function(SAVED)
+    other.focus("#text")
+    page.wait_for_selector(".carets-caret")
+    problems = {"editor": axe_problems(page)}
+    page.goto(f"{server.http_url}/")
+    page.wait_for_function("window.collab && window.collab.ready")
+    problems["list"] = axe_problems(page)
+    page.goto(f"{server.http_url}/static/history.html#{url_name('axe 中文')}")
+    page.wait_for_selector("#who:not(:empty)")
+    problems["history"] = axe_problems(page)
+    context.close()
+    assert problems == {"editor": [], "list": [], "history": []}
+
+
+ANNOUNCED = """() => {
+    const region = document.querySelector('#announce');
+    window.announced = [];
+    new MutationObserver(() => window.announced.push(region.textContent.trim()))
+        .observe(region, {childList: true, characterData: true, subtree: true});
+}"""
+
+
+def test_status_is_announced_once_and_people_coming_and_going(
+    server: ServerProcess, open_page
+) -> None:
+    a = open_page(server.http_url, "heard 中文", "Ada")
+    assert a.get_attribute("#announce", "role") == "status"
+    assert a.get_attribute("#status", "aria-live") is None  # the bar is not read out
+    a.evaluate(ANNOUNCED)
+    a.keyboard.type("twenty-two characters 😀 中文")
+    a.wait_for_function(SAVED)
+    assert a.evaluate("window.announced") == []  # typing is not announced
+    b = open_page(server.http_url, "heard 中文", "Bob 中文")
+    a.wait_for_function("window.announced.includes('Bob 中文 joined')")
+    b.context.close()
+    a.wait_for_function("window.announced.includes('Bob 中文 left')")
+    assert len(a.evaluate("window.announced")) == 2
+
+
+def test_focus_is_visible_everywhere(server: ServerProcess, open_page) -> None:
+    a = open_page(server.http_url, "focus", "Ada")
+    a.keyboard.type("focus 中文 😀")
+    a.wait_for_function(SAVED)
+    ring = """el => { const s = getComputedStyle(el);
+        return (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2)
+            || s.boxShadow !== 'none'; }"""
+    a.focus("#text")
+    assert a.eval_on_selector("#text", ring)
+    seen = set()
+    a.focus("#home")
+    assert a.eval_on_selector("#home", ring)
+    for _ in range(12):  # Tab through the bar's controls
+        a.keyboard.press("Tab")
+        focused = a.evaluate("document.activeElement.id || document.activeElement.tagName")
+        if focused == "BODY":  # past the last control
+            break
+        seen.add(focused)
+        assert a.evaluate(f"({ring})(document.activeElement)"), focused
+    assert {"download", "copy-link", "user-name"} <= seen
+    a.goto(f"{server.http_url}/static/history.html#focus")
+    a.wait_for_selector("#revisions button")
+    a.focus("#revisions button")
+    assert a.eval_on_selector("#revisions button", ring)
+
+
+def test_names_on_colours_are_readable(server: ServerProcess, open_page) -> None:
+    a = open_page(server.http_url, "contrast")
+    ratio = """([fg, bg]) => {
+        const lum = (c) => { const m = c.match(/\\d+/g).slice(0, 3).map(Number).map((v) => {
+            v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+            return 0.2126 * m[0] + 0.7152 * m[1] + 0.0722 * m[2]; };
+        const [x, y] = [lum(fg), lum(bg)].sort((p, q) => q - p);
+        return (x + 0.05) / (y + 0.05); }"""
+    colours = [
+        "#d81b60",
+        "#8e24aa",
+        "#3949ab",
+        "#1e88e5",
+        "#00897b",
+        "#43a047",
+        "#f4511e",
+        "#ffeb3b",
+        "#777777",
+    ]
+    for colour in colours:
+        fg = a.evaluate("c => import('/static/peers-list.js').then(m => m.textColorOn(c))", colour)
+        as_rgb = a.evaluate(
+            "([f, b]) => { const d = document.createElement('i'); d.style.color = f;"
+            " d.style.background = b; document.body.append(d); const s = getComputedStyle(d);"
+            " const r = [s.color, s.backgroundColor]; d.remove(); return r; }",
+            [fg, colour],
+        )
+        assert a.evaluate(ratio, as_rgb) >= 4.5, colour
