@@ -83,6 +83,7 @@ function pageView(textarea, status, peers, drawn) {
       textarea.onReadOnly();
       status.title = "This document is read-only for you";
       status.dataset.readonly = "true";
+      announcer.say("This document is read-only for you: you can read and copy, not edit");
       this.onState(textarea.client.state);
     },
     onState(state) {

@@ -76,6 +76,7 @@ def test_a_read_only_page_cannot_be_edited_and_says_so(secured: ServerProcess, b
     assert reader.evaluate("window.collab.client.readOnly") is True
     assert reader.eval_on_selector("#text", "ta => ta.readOnly") is True
     assert "read-only" in reader.inner_text("#status").lower()
+    assert "read-only" in reader.inner_text("#announce")  # said once to a screen reader
     reader.click("#text")
     reader.keyboard.type("XYZ")
     writer.keyboard.type(" line 0.")
