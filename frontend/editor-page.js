@@ -122,7 +122,9 @@ async function restoreFromHash(textarea, apiBase, status) {
     status.textContent = `Cannot restore revision ${match[1]}: ${response.statusText}`;
     return;
   }
-  textarea.replaceText(text, "restore");
+  if (!textarea.replaceText(text, "restore")) return;
+  textarea.textarea.focus(); // so that Ctrl+Z undoes it at once, without a click
+  $("share-note").textContent = `Restored revision ${match[1]}: Ctrl+Z (⌘Z) undoes it`;
 }
 
 /**

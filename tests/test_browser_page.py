@@ -517,3 +517,69 @@ def test_names_on_colours_are_readable(server: ServerProcess, open_page) -> None
             [fg, colour],
         )
         assert a.evaluate(ratio, as_rgb) >= 4.5, colour
+
+
+# ------------------------------------------------------------------------------ history
+
+
+def revision_op(server: ServerProcess, name: str, rev: int) -> list:
+    import json
+    import urllib.request
+
+    url = f"{server.http_url}/api/docs/{url_name(name)}/history/{rev}"
+    with urllib.request.urlopen(url) as response:
+        return json.load(response)["op"]
+
+
+def test_history_reads_like_a_story(server: ServerProcess, open_page) -> None:
+    name = "story 中文"
+    a = open_page(server.http_url, name, "Ada 中文")
+    b = open_page(server.http_url, name, "Bob")
+    a.keyboard.type("Ada writes 😀")  # a session of many keystrokes
+    a.keyboard.press("Enter")
+    a.keyboard.type("line two")
+    a.wait_for_function(SAVED)
+    wait_value(b, "Ada writes 😀\nline two")
+    b.eval_on_selector("#text", "ta => ta.setSelectionRange(ta.value.length, ta.value.length)")
+    b.keyboard.type(" 中文 by Bob")
+    wait_converged(server.http_url, name, [a, b])
+    revisions = server_rev(server, name)
+
+    page = a.context.new_page()
+    page.goto(f"{server.http_url}/static/history.html#{url_name(name)}")
+    page.wait_for_selector("#revisions li:has-text('Bob')")
+    sessions = page.locator("#revisions li")
+    assert sessions.count() == 2 < revisions  # two sessions, not one line per keystroke
+    assert "Bob" in sessions.nth(0).inner_text() and "Ada 中文" in sessions.nth(1).inner_text()
+    colours = [
+        sessions.nth(i).locator("button").evaluate("b => b.style.borderLeftColor") for i in range(2)
+    ]
+    assert colours[0] != colours[1] and all(colours)
+    who = page.inner_text("#who")
+    assert "Bob" in who and "ot:" not in who and "bytes" not in who  # no detail unasked
+    assert not page.is_visible("#detail")
+    page.click(".detail summary")
+    assert "ot:" in page.inner_text("#detail")  # on demand
+
+    # The list follows the slider; a line break inserted is shown.
+    enter = next(
+        rev
+        for rev in range(1, revisions + 1)
+        if any("\n" in part for part in revision_op(server, name, rev) if isinstance(part, str))
+    )
+    page.fill("#slider", str(enter))  # in Ada's session: the Enter
+    page.wait_for_function(f"document.getElementById('rev').textContent.startsWith('rev {enter} ')")
+    page.wait_for_function(
+        "document.querySelector('#revisions [aria-current=true]')?.textContent.includes('Ada')"
+    )
+    page.wait_for_selector("#text ins .newline", state="attached")
+    assert page.text_content("#text").startswith("Ada writes 😀\n")
+    assert (
+        page.locator("#text .newline").evaluate("n => getComputedStyle(n, '::before').content")
+        == '"↵"'
+    )
+
+    page.click("#restore")  # restore asks first
+    assert page.is_visible("#restore-dialog")
+    page.click("#restore-cancel")
+    assert not page.is_visible("#restore-dialog") and "/static/history" in page.url
