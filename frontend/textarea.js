@@ -196,13 +196,18 @@ export class TextareaView {
     this.textarea.placeholder = "This document is empty (read-only for you)";
   }
 
-  /** Editable once loaded, unless read-only; after a fatal close copying still works. */
+  /**
+   * Editable once loaded, unless read-only; after a fatal close copying still works. The
+   * attributes are written only when they change: writing one, even the same value, makes
+   * the browser lay out the whole text again (a keystroke in a big text pays it twice).
+   */
   onState(state) {
+    const ta = this.textarea;
     if (state === "error") {
-      this.textarea.readOnly = true;
+      if (!ta.readOnly) ta.readOnly = true;
     } else if (this.client.loaded && !this.readOnly && !this.client.readOnly) {
-      this.textarea.readOnly = false;
-      this.textarea.placeholder = "Start typing…";
+      if (ta.readOnly) ta.readOnly = false;
+      if (ta.placeholder !== "Start typing…") ta.placeholder = "Start typing…";
     }
   }
 }

@@ -583,3 +583,37 @@ def test_history_reads_like_a_story(server: ServerProcess, open_page) -> None:
     assert page.is_visible("#restore-dialog")
     page.click("#restore-cancel")
     assert not page.is_visible("#restore-dialog") and "/static/history" in page.url
+
+
+# ------------------------------------------------------------------------------ big texts
+
+
+def test_carets_are_right_far_into_a_long_text(server: ServerProcess, open_page) -> None:
+    """The caret mirror is kept in blocks of lines (only a changed block is laid out
+    again): a caret hundreds of lines down, after emoji and CJK, is drawn on its line, and
+    follows an edit in an earlier block."""
+    from test_browser_editor import GEOMETRY, wait_caret_at
+
+    text = "".join(f"行 {i} 😀 中文\n" for i in range(900))
+    a = open_page(server.http_url, "long 中文", "Ada")
+    b = open_page(server.http_url, "long 中文", "Bob")
+    b.evaluate("t => window.collab.view.replaceText(t, 'insertFromPaste')", text)
+    wait_value(a, text)
+    bob = b.evaluate("window.collab.client.client")
+    line_height = a.evaluate(GEOMETRY, bob)["line"]
+    b.focus("#text")
+    at = units("".join(f"行 {i} 😀 中文\n" for i in range(650)))
+    b.eval_on_selector("#text", "(ta, at) => ta.setSelectionRange(at, at)", at)
+    b.keyboard.press("ArrowRight")
+    b.keyboard.press("ArrowLeft")
+    a.eval_on_selector("#text", "(ta, y) => { ta.scrollTop = y; }", 640 * line_height)
+    wait_caret_at(a, bob, 0, 650 * line_height)
+    a.focus("#text")
+    a.eval_on_selector("#text", "ta => ta.setSelectionRange(0, 0)")
+    a.keyboard.press("Enter")  # a line more in the first block: Bob's caret moves down
+    a.keyboard.press("Enter")
+    wait_caret_at(a, bob, 0, 652 * line_height)
+
+
+def units(s: str) -> int:
+    return len(s.encode("utf-16-le")) // 2
