@@ -617,3 +617,53 @@ def test_carets_are_right_far_into_a_long_text(server: ServerProcess, open_page)
 
 def units(s: str) -> int:
     return len(s.encode("utf-16-le")) // 2
+
+
+# ------------------------------------------------------------------------------ the list
+
+
+def test_the_list_shows_documents_with_text_their_size_and_last_edit(
+    server: ServerProcess, open_page, browser
+) -> None:
+    open_page(server.http_url, "only visited", "Ada")  # opened, never written
+    a = open_page(server.http_url, "notes/中文", "Ada")
+    a.keyboard.type("😀 中文 abc")  # 8 characters
+    a.wait_for_function(SAVED)
+    b = open_page(server.http_url, "pasted", "Bob")
+    paste(b, server.http_url, "x" * 50_000)
+    b.wait_for_function(SAVED)
+    b.keyboard.press("ControlOrMeta+a")
+    b.keyboard.press("Backspace")
+    b.keyboard.type("kept 👍🏽")
+    b.wait_for_function(SAVED)
+    page = new_page(browser)
+    page.goto(f"{server.http_url}/")
+    page.wait_for_function("window.collab && window.collab.ready")
+    items = page.inner_text("#documents")
+    assert "only visited" not in items  # opening a name creates no document
+    entry = page.inner_text("#documents li:has-text('notes/中文')")
+    assert "8 characters" in entry and "edited just now" in entry
+    pasted = page.inner_text("#documents li:has-text('pasted')")
+    assert "7 characters" in pasted and "KB" not in pasted  # the text (code points), not the log
+    page.context.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "says"), [("notes/", "ends with “/”"), ("..", "cannot be parts"), ("a/./b", "cannot")]
+)
+def test_names_an_address_cannot_carry_get_a_clear_answer(
+    server: ServerProcess, browser, name: str, says: str
+) -> None:
+    page = new_page(browser)
+    page.goto(f"{server.http_url}/")
+    page.wait_for_function("window.collab && window.collab.ready")
+    page.fill("#open-name", name)
+    page.click("#open button")
+    page.wait_for_selector("#open-problem:not(:empty)")
+    assert says in page.inner_text("#open-problem")
+    assert page.url == f"{server.http_url}/"
+    if name == "notes/":
+        response = page.goto(f"{server.http_url}/d/notes/")
+        assert response is not None and response.status == 400
+        assert "did you mean 'notes'" in page.inner_text("main")
+    page.context.close()

@@ -26,13 +26,14 @@ from collab.access.names import InvalidNameError
 from collab.hooks import Access, AccessDenied, Authenticate, call_hook
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
 from collab.metrics import CONTENT_TYPE, Metrics
-from collab.replay.history import StoreHistoryCache
+from collab.replay.history import StoreHistoryCache, iso_time
 from collab.session.text_messages import Hello, MessageError, parse
 from collab.storage.contract import RevisionHistory
 from collab.storage.errors import CorruptDocumentError
 from collab.web.connection import StarletteConnection
 from collab.web.error_pages import error_page
 from collab.web.history import HistoryRoutes, error_response
+from collab.web.listing import DocumentSummaries
 from collab.web.middleware import SecurityHeaders
 from collab.web.receive import PeerReader, read_peer
 from collab.wire import CloseCode
@@ -75,6 +76,7 @@ class WebApp(HistoryRoutes):
         self._created: dict[str, float] = {}  # names counted as new in the last minute
         self.history_requests = 0
         self.page_headers = security.page_headers(settings.frame_ancestors)
+        self.summaries = DocumentSummaries(hub.store, settings.text_name)
         self.throttle = LogThrottle(5.0)
         # History reads the revisions and snapshots a store keeps: only such stores have it.
         self.histories: StoreHistoryCache | None = None
@@ -327,7 +329,24 @@ class WebApp(HistoryRoutes):
             entry = documents.setdefault(name, {"name": name, "size_bytes": runner.size_bytes})
             entry.update(rev=runner.rev, peers=runner.peer_count, loaded=True)
         shown = [d for d in documents.values() if allowed(d["name"])]
+        for entry in shown:
+            await self._summarize(entry)
         return JSONResponse({"documents": sorted(shown, key=lambda d: d["name"])})
+
+    async def _summarize(self, entry: dict[str, Any]) -> None:
+        """`text_chars` and `last_edit` (ISO 8601 or null) of a listed document: a name
+        opened but never written holds no text."""
+        entry.update(text_chars=0, last_edit=None)
+        if not entry["rev"]:
+            return
+        try:
+            summary = await self.summaries.get(entry["name"], entry["rev"])
+        except Exception as error:  # a damaged document is listed, without a summary
+            log.warning("%s: no summary for the list: %r", entry["name"], error)
+            return
+        if summary is not None:
+            last = summary.last_edit
+            entry.update(text_chars=summary.chars, last_edit=last and iso_time(last))
 
     async def document_text(self, request: Request) -> Response:
         runner = await self._existing(request)
@@ -376,6 +395,10 @@ class WebApp(HistoryRoutes):
                     self.hub.validate(request.path_params["name"])
             except InvalidNameError as error:
                 return error_page(request, 400, f"invalid document name: {error}", headers)
+            name = request.path_params.get("name", "")
+            if name.endswith("/"):  # an address cannot tell "notes/" from "notes" apart
+                why = f"it ends with '/' (did you mean {name.rstrip('/')!r}?)"
+                return error_page(request, 400, f"invalid document name: {why}", headers)
             path = frontend_dir() / filename
             if not path.exists():
                 return error_response(404, f"{filename} is missing from the frontend")
