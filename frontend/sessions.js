@@ -18,6 +18,13 @@ export function author(info) {
   return "someone";
 }
 
+/** Who a revision is by, for grouping: the user, or without one the connection (two
+ * unnamed Yjs editors are two people). */
+function authorKey(info) {
+  if (info.user) return `user:${info.user}`;
+  return String(info.origin || "").split(":").slice(0, 2).join(":");
+}
+
 /**
  * `infos` ({rev, time, user, origin}, any order) grouped into sessions, newest first:
  * {author, first, last, start, end, count} (revisions `first`..`last`, times in ms).
@@ -28,15 +35,16 @@ export function groupSessions(infos, pauseMs = PAUSE_MS) {
   let current = null;
   for (const info of sorted) {
     const who = author(info);
+    const key = authorKey(info);
     const time = Date.parse(info.time);
     const continues =
-      current !== null && current.author === who && time - current.end <= pauseMs && info.rev === current.last + 1;
+      current !== null && current.key === key && time - current.end <= pauseMs && info.rev === current.last + 1;
     if (continues) {
       current.last = info.rev;
       current.end = time;
       current.count += 1;
     } else {
-      current = { author: who, first: info.rev, last: info.rev, start: time, end: time, count: 1 };
+      current = { author: who, key, first: info.rev, last: info.rev, start: time, end: time, count: 1 };
       sessions.push(current);
     }
   }

@@ -42,3 +42,12 @@ test("an author's colour is the same every time and a CSS colour", () => {
   assert.equal(authorColor("Ada 中文"), authorColor("Ada 中文"));
   assert.match(authorColor("😀"), /^#[0-9a-f]{6}$/);
 });
+
+test("unnamed peers on two connections are two sessions", () => {
+  const infos = [
+    { rev: 1, user: null, time: at(0), origin: "yjs:1" },
+    { rev: 2, user: null, time: at(0), origin: "yjs:1" },
+    { rev: 3, user: null, time: at(0), origin: "yjs:2" },
+  ];
+  assert.deepEqual(groupSessions(infos).map((s) => [s.first, s.last]), [[3, 3], [1, 2]]);
+});
