@@ -1,10 +1,13 @@
 // The editor page (editor.html, `/d/{name}`): a textarea, the connection state, who is
 // here and the user's name, wired to an OTClient on `<prefix>/ot/{name}`.
 
+import { Announcer, PresenceNews } from "./announce.js";
 import { CaretLayer } from "./carets.js";
 import { OTClient } from "./otclient.js";
 import { encodeName, mountPrefix } from "./paths.js";
 import { PeersList, safeColor } from "./peers-list.js";
+import { explainClose } from "./problems.js";
+import { copyLink, download, liveCount } from "./share.js";
 import { ReconnectingSocket } from "./socket.js";
 import { TextareaView } from "./textarea.js";
 
@@ -13,17 +16,23 @@ const STATE_LABELS = {
   connecting: "Connecting…",
   saved: "Saved",
   unsaved: "Unsaved changes",
-  offline: "Offline",
+  offline: "Offline: trying to reconnect… (anything you type is kept)",
   error: "Disconnected",
 };
 
 const $ = (id) => document.getElementById(id);
 
-/** The user's name and colour, remembered in localStorage (a guest name until set). */
+/**
+ * The user's name and colour, remembered in localStorage: one identity per browser, in
+ * every tab and after a reload (a guest name is made once, and kept until renamed).
+ */
 function loadUser() {
   let name = localStorage.getItem("collab.name");
   let color = localStorage.getItem("collab.color");
-  if (!name) name = "Guest " + Math.floor(1000 + Math.random() * 9000);
+  if (!name) {
+    name = "Guest " + Math.floor(1000 + Math.random() * 9000);
+    localStorage.setItem("collab.name", name);
+  }
   if (!color || safeColor(color) !== color) {
     color = COLORS[Math.floor(Math.random() * COLORS.length)];
     localStorage.setItem("collab.color", color);
@@ -32,36 +41,71 @@ function loadUser() {
 }
 
 function statusLabel(client, state) {
-  if (state === "error") return `Disconnected: ${client.error}`;
+  if (state === "error") {
+    return client.closed ? explainClose(client.closed.code, client.closed.reason).title : "Disconnected";
+  }
   if (client.notice && state !== "connecting") return client.notice;
-  if (state === "offline" && client.unsaved) return "Offline — unsaved changes";
+  if (state === "offline" && client.unsaved) {
+    return "Offline: unsaved changes, kept here and sent when the server is back";
+  }
+  if (client.readOnly && state === "saved") return "Read-only: you can read and copy, not edit";
+  if (client.readOnly && state === "offline") return "Offline (read-only)";
   const progress = client.progress;
   if (progress !== null && state === "unsaved") return `Sending… ${Math.floor(progress * 100)}%`;
   return STATE_LABELS[state] || state;
 }
 
 /** What the client tells its view, handed to the textarea, the status and the peers. */
-function pageView(textarea, status, peers, carets) {
+function pageView(textarea, status, peers, drawn) {
+  const announcer = new Announcer($("announce"));
+  const news = new PresenceNews(announcer);
   return {
     onChange(op, oldText) {
       textarea.onChange(op, oldText);
       peers.render();
-      carets.render();
+      drawn.carets();
+      drawn.count();
     },
     onPresence() {
       peers.render();
-      carets.render();
+      drawn.carets();
+      news.update(textarea.client);
+    },
+    onUser(user) {
+      // The server knows who this is (a token's user): that name, not one typed here.
+      const input = $("user-name");
+      input.value = user.name;
+      input.readOnly = true;
+      input.title = "Your name comes from your access link";
+      peers.render();
     },
     onReadOnly() {
       textarea.onReadOnly();
       status.title = "This document is read-only for you";
+      status.dataset.readonly = "true";
+      announcer.say("This document is read-only for you: you can read and copy, not edit");
+      this.onState(textarea.client.state);
     },
     onState(state) {
       status.dataset.state = textarea.client.notice ? "error" : state;
       status.textContent = statusLabel(textarea.client, state);
+      announcer.statusChanged(state, status.textContent);
+      announcer.notice(textarea.client.notice);
       textarea.onState(state);
+      if (state === "error") showProblem(textarea);
     },
   };
+}
+
+/** After a close the page does not come back from: what happened and what to do next. */
+function showProblem(textarea) {
+  const closed = textarea.client.closed;
+  const { title, next } = explainClose(closed && closed.code, closed && closed.reason);
+  const notice = $("notice");
+  notice.querySelector(".notice-title").textContent = title;
+  notice.querySelector(".notice-next").textContent = next;
+  notice.hidden = false;
+  if (!textarea.client.loaded) textarea.textarea.placeholder = title;
 }
 
 /**
@@ -78,17 +122,37 @@ async function restoreFromHash(textarea, apiBase, status) {
     status.textContent = `Cannot restore revision ${match[1]}: ${response.statusText}`;
     return;
   }
-  textarea.replaceText(text, "restore");
+  if (!textarea.replaceText(text, "restore")) return;
+  textarea.textarea.focus(); // so that Ctrl+Z undoes it at once, without a click
+  $("share-note").textContent = `Restored revision ${match[1]}: Ctrl+Z (⌘Z) undoes it`;
 }
 
+/**
+ * The name box: a rename applies as it is typed (presence is throttled), here, in the
+ * browser's other tabs (the storage event) and after a reload. A token's user cannot be
+ * renamed here (onUser makes the box read-only).
+ */
 function watchUserName(client, peers, user) {
-  $("user-name").value = user.name;
-  $("user-name").addEventListener("change", (event) => {
-    const name = event.target.value.trim().slice(0, 64) || user.name;
-    event.target.value = name;
-    localStorage.setItem("collab.name", name);
-    client.setUser({ name, color: user.color });
+  const input = $("user-name");
+  input.value = user.name;
+  const rename = (name) => {
+    if (client.user.verified || !name || name === client.user.name) return;
+    client.setUser({ ...client.user, name });
     peers.render();
+  };
+  input.addEventListener("input", () => {
+    const name = input.value.trim().slice(0, 64);
+    if (!name || client.user.verified) return;
+    localStorage.setItem("collab.name", name);
+    rename(name);
+  });
+  input.addEventListener("change", () => {
+    if (!input.value.trim()) input.value = client.user.name; // an empty name is not kept
+  });
+  window.addEventListener("storage", (event) => {
+    if (event.key !== "collab.name" || !event.newValue) return;
+    if (document.activeElement !== input && !client.user.verified) input.value = event.newValue;
+    rename(event.newValue.slice(0, 64));
   });
 }
 
@@ -99,6 +163,7 @@ function start() {
   document.title = `${name} — collab`;
   $("doc-name").textContent = name;
   $("home").href = prefix + "/";
+  $("notice-list").href = prefix + "/";
   $("history-link").href = `${prefix}/static/history.html#${encodeName(name)}`;
 
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -106,8 +171,8 @@ function start() {
   const textarea = new TextareaView($("text"));
   const peers = new PeersList($("peers"), null);
   const user = loadUser();
-  const carets = { render() {} }; // drawn once the client exists
-  const view = pageView(textarea, $("status"), peers, carets);
+  const drawn = { carets() {}, count() {} }; // the carets and the count, once the client exists
+  const view = pageView(textarea, $("status"), peers, drawn);
   const apiBase = `${prefix}/api/docs/${encodeURIComponent(name).replace(/\./g, "%2E")}`;
   const onState = view.onState;
   view.onState = (state) => {
@@ -119,8 +184,18 @@ function start() {
   peers.client = client;
   textarea.attach(client);
   const layer = new CaretLayer($("text"), client);
-  carets.render = () => layer.render();
-  textarea.onLocalChange = carets.render;
+  drawn.carets = () => layer.render();
+  drawn.count = liveCount($("counts"), client);
+  drawn.count();
+  $("text").addEventListener("input", drawn.count);
+  $("download").addEventListener("click", () => download(name, client.text));
+  $("copy-link").addEventListener("click", async () => {
+    $("share-note").textContent = await copyLink(apiBase);
+  });
+  textarea.onLocalChange = () => {
+    drawn.carets();
+    drawn.count();
+  };
   peers.render();
   watchUserName(client, peers, user);
   window.addEventListener("online", () => socket.hurry());

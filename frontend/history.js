@@ -1,10 +1,15 @@
 // The history view: a slider over a document's revisions showing the text at each, who
-// made it and what it inserted and deleted. The server answers each step from a checkpoint
-// (GET .../history/REV: the op and the text before it), so the page never replays the log
-// itself; only the latest position asked for is fetched. "Restore this version" opens the
-// editor, which makes the text that revision's as one new change of its user (undoable).
+// made it and what it inserted and deleted (line breaks shown), beside a list of sessions
+// (sessions.js: one author's run of changes, in their colour) that follows the slider.
+// Technical detail (revision, origin, bytes) only on demand. The server answers each step
+// from a checkpoint (GET .../history/REV: the op and the text before it), so the page never
+// replays the log itself; only the latest position asked for is fetched. "Restore this
+// version", once confirmed, opens the editor, which makes the text that revision's as one
+// new change of its user (Ctrl+Z undoes it at once).
 
+import { explainHttp } from "./problems.js";
 import { cpLength } from "./positions.js";
+import { author, authorColor, groupSessions } from "./sessions.js";
 import { applyOp } from "./textops.js";
 
 const $ = (id) => document.getElementById(id);
@@ -19,36 +24,31 @@ let wanted = null; // the revision to show next (the slider may move faster than
 let loading = false;
 const infos = new Map(); // rev -> {rev, time, origin, user, size}
 
+/** An Error in words for a person, for an HTTP error answer. */
+function httpProblem(status, reason) {
+  const { title, next } = explainHttp(status, reason);
+  return new Error(`${title}. ${next}`);
+}
+
 async function getJSON(url) {
   const response = await fetch(url);
   const body = await response.json();
-  if (!response.ok) throw new Error(body.error || response.statusText);
+  if (!response.ok) throw httpProblem(response.status, body.error);
   return body;
 }
 
-/**
- * Who made a revision: the authenticate hook's user, or the name the client gave ("~" in
- * the record: nobody verified it), or else what kind of peer it was.
- */
-export function author(info) {
-  if (typeof info.user === "string" && info.user.startsWith("~")) return info.user.slice(1);
-  if (info.user) return info.user;
-  const origin = String(info.origin || "");
-  if (origin.startsWith("yjs:")) return "a Yjs peer";
-  if (origin.startsWith("ot:")) return `text client ${origin.split(":")[1]}`;
-  if (origin.startsWith("server")) return "the server";
-  return origin || "unknown";
-}
-
-function describe(rev, short = false) {
-  if (rev === first) return first === 0 ? "rev 0: the empty document" : `rev ${rev}: oldest kept`;
+/** Who and when, for a person; the technical line (revision, origin, bytes) apart. */
+function describe(rev) {
+  if (rev === first) {
+    const what = first === 0 ? "The empty document, before anyone wrote" : "The oldest version kept";
+    return { who: what, detail: `revision ${rev}` };
+  }
   const info = infos.get(rev);
-  if (!info) return `rev ${rev}`;
+  if (!info) return { who: `Revision ${rev}`, detail: "" };
   const when = new Date(info.time).toLocaleString();
-  if (short) return `${rev} · ${author(info)} · ${when}`;
   const unverified = typeof info.user === "string" && info.user.startsWith("~");
-  const who = unverified ? `${author(info)} (name not verified)` : author(info);
-  return `rev ${rev} · ${when} · ${who} · ${info.origin} · ${info.size} B`;
+  const who = `${author(info)}${unverified ? " (name not verified)" : ""}, ${when}`;
+  return { who, detail: `revision ${rev} · ${info.origin} · ${info.size} bytes` };
 }
 
 /** The text after `op` with what it inserted (<ins>) and deleted (<del>) marked. */
@@ -72,9 +72,20 @@ export function markChanges(before, op) {
   return parts;
 }
 
+/** An <ins> or <del> of `text`, each line break in it shown (a ↵ drawn by CSS, so the
+ * text itself stays the document's). */
 function mark(tag, text) {
   const element = document.createElement(tag);
-  element.textContent = text;
+  const lines = text.split("\n");
+  lines.forEach((line, index) => {
+    if (index > 0) {
+      const newline = document.createElement("span");
+      newline.className = "newline";
+      newline.title = "line break";
+      element.append(newline, "\n");
+    }
+    if (line) element.append(line);
+  });
   return element;
 }
 
@@ -88,20 +99,38 @@ async function loadPage(before) {
   return page;
 }
 
+/** The sessions around revision `current`, the one holding it marked and scrolled to. */
 function renderList(current) {
   const list = $("revisions");
-  list.replaceChildren();
   const top = Math.min(last, current + PAGE / 2);
+  const shown = [];
   for (let rev = top; rev > Math.max(first, top - PAGE); rev--) {
-    const item = document.createElement("li");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.textContent = describe(rev, true);
-    button.setAttribute("aria-current", String(rev === current));
-    button.addEventListener("click", () => show(rev));
-    item.append(button);
-    list.append(item);
+    if (infos.has(rev)) shown.push(infos.get(rev));
   }
+  const items = groupSessions(shown).map((session) => sessionItem(session, current));
+  list.replaceChildren(...items);
+  const here = list.querySelector("[aria-current=true]");
+  if (here) here.scrollIntoView({ block: "nearest" });
+}
+
+function sessionItem(session, current) {
+  const item = document.createElement("li");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.style.borderLeftColor = authorColor(session.author);
+  const dot = Object.assign(document.createElement("span"), { className: "dot" });
+  dot.style.background = authorColor(session.author);
+  const name = Object.assign(document.createElement("span"), { textContent: session.author });
+  const start = new Date(session.start).toLocaleString();
+  const changes = session.count === 1 ? "1 change" : `${session.count} changes`;
+  const when = Object.assign(document.createElement("small"), { textContent: `${start} · ${changes}` });
+  button.append(dot, name, when);
+  button.title = `revisions ${session.first}–${session.last}`;
+  const holds = current >= session.first && current <= session.last;
+  button.setAttribute("aria-current", String(holds));
+  button.addEventListener("click", () => show(session.last));
+  item.append(button);
+  return item;
 }
 
 async function ensureInfo(rev) {
@@ -118,7 +147,7 @@ async function fetchRevision(rev) {
   }
   const response = await fetch(`${api}/text?at=${rev}`);
   const text = await response.text();
-  if (!response.ok) throw new Error(JSON.parse(text).error || response.statusText);
+  if (!response.ok) throw httpProblem(response.status, JSON.parse(text).error);
   return [document.createTextNode(text)];
 }
 
@@ -145,18 +174,36 @@ async function show(rev) {
       const [nodes] = await Promise.all([fetchRevision(target), ensureInfo(target)]);
       if (wanted !== null) continue; // already moved on: skip drawing this one
       const counts = showChanges(nodes);
-      $("who").textContent = describe(target) + counts;
+      const { who, detail } = describe(target);
+      $("who").textContent = who + counts;
+      $("detail").textContent = detail;
       $("restore").disabled = target === last;
       $("restore").dataset.rev = String(target);
       $("who").classList.remove("error");
       renderList(target);
     }
   } catch (error) {
-    $("who").textContent = `Cannot load: ${error.message}`;
+    $("who").textContent = error.message;
     $("who").classList.add("error");
   } finally {
     loading = false;
   }
+}
+
+/** "Restore this version" asks first (a dialog: what happens, and that it can be undone). */
+function confirmRestore(editor) {
+  const dialog = $("restore-dialog");
+  $("restore").addEventListener("click", () => {
+    const rev = Number($("restore").dataset.rev);
+    $("restore-what").textContent =
+      `The text becomes what it was at revision ${rev} (${describe(rev).who}), as one new ` +
+      "change of yours. Ctrl+Z (⌘Z) in the editor undoes it.";
+    dialog.showModal();
+  });
+  $("restore-cancel").addEventListener("click", () => dialog.close());
+  $("restore-confirm").addEventListener("click", () => {
+    location.href = `${editor}#restore=${$("restore").dataset.rev}`;
+  });
 }
 
 async function start() {
@@ -164,9 +211,7 @@ async function start() {
   document.title = `History of ${name} — collab`;
   const editor = `${prefix}/d/${encodeURIComponent(name).replace(/%2F/g, "/")}`;
   $("back").href = editor;
-  $("restore").addEventListener("click", (event) => {
-    location.href = `${editor}#restore=${event.target.dataset.rev}`;
-  });
+  confirmRestore(editor);
   await loadPage();
   const slider = $("slider");
   slider.min = String(first);
@@ -188,6 +233,6 @@ async function start() {
 }
 
 start().catch((error) => {
-  $("who").textContent = `Cannot load the history: ${error.message}`;
+  $("who").textContent = error.message;
   $("who").classList.add("error");
 });

@@ -6,8 +6,7 @@ import { CloseCode } from "./wire.js";
 export function closeMessage(code, reason) {
   if (code === CloseCode.SUPERSEDED) return "opened in another tab or window";
   if (code === CloseCode.DELETED) return "this document was deleted";
-  if (code !== CloseCode.UNAUTHORIZED || !/expired|revoked/.test(reason)) return reason || `closed (${code})`;
-  return `your access ended (${reason}). To continue, open a new link with a fresh token (${location.origin}${location.pathname}?token=…) from whoever gave you this one; the text here can still be copied`;
+  return reason || `closed (${code})`;
 }
 
 /** Why what this tab had not sent was dropped (generation.js). */

@@ -5,9 +5,10 @@
 import { startOver, takeGeneration } from "./generation.js";
 import { closeMessage } from "./notices.js";
 import { Synchronized } from "./otstates.js";
+import { becomeReadOnly, countRejection, refuseTooLarge, takeAccess } from "./access.js";
 import { randomSecret } from "./secret.js";
 import { moveSelections, OwnPresence, updatePeers } from "./presence.js";
-import { DEFAULT_MAX_MESSAGE_BYTES, fitInFlight, pendingLength } from "./split.js";
+import { DEFAULT_MAX_MESSAGE_BYTES, fitInFlight, pendingLength, restOfChange } from "./split.js";
 import { applyOp, diffOp, invert, isNoop } from "./textops.js";
 import { UndoManager } from "./undo.js";
 import { ErrorCode } from "./wire.js";
@@ -44,7 +45,10 @@ export class OTClient {
     this.history = new UndoManager(); // this tab's own steps, to undo and redo
     this.maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES; // the server says its own (welcome)
     this.sendingTotal = 0; // UTF-16 units of a change going out in pieces (0: none)
+    this.piecesLanded = 0; // pieces of that change the server has acked
+    this.declareWhole = true; // tell the server the pieces belong together (op `more`)
     this.notice = ""; // why the last change was refused, for the status line
+    this.readOnly = false; // the server said this connection may not edit (welcome, error)
     socket.handlers = {
       onOpen: () => this.sayHello(),
       onMessage: (text) => this.onMessage(text),
@@ -92,6 +96,7 @@ export class OTClient {
     this.view.onPresence();
     if (fatal) {
       this.error = closeMessage(code, reason);
+      this.closed = { code, reason }; // the page's words for it: problems.js
       this.setState("error");
     } else {
       this.setState(this.loaded ? "offline" : "connecting");
@@ -170,6 +175,7 @@ export class OTClient {
     else if (Array.isArray(message.ops)) this.catchUp(message.ops);
     else this.rebase(message.text, message.rev, message.acked);
     this.loaded = true;
+    takeAccess(this, message);
     this.presence.clear();
     for (const entry of message.presence || []) this.onPresence(entry, false);
     this.view.onPresence();
@@ -229,6 +235,7 @@ export class OTClient {
     const inflight = this.sync.inflight;
     if (!inflight || seq !== inflight.seq) return;
     const next = this.sync.confirmed(this.seq + 1);
+    if (this.sendingTotal) this.piecesLanded += 1;
     if (rev <= this.rev && !isNoop(inflight.op)) {
       // Acked at a revision this tab already has: the server had applied the op before
       // (its ack was lost, then we rebased it onto a fresh text). Take the copy out here.
@@ -282,42 +289,30 @@ export class OTClient {
       return;
     }
     console.warn("collab: server error", message);
-    this.resyncs += 1;
     const inflight = this.sync.inflight;
     if (message.code === ErrorCode.TOO_LARGE && inflight && message.seq === inflight.seq) {
-      // The document would pass its size limit: drop what is pending (the rest of a big
-      // paste too), show the server's text and say why. Nothing to resynchronise.
-      this.dropPending("Not saved: the document would be larger than the server allows");
+      refuseTooLarge(this);
       return;
     }
+    this.resyncs += 1;
     if (message.code === ErrorCode.READONLY) {
-      this.history.clear();
-      this.sync = new Synchronized();
-      this.view.onReadOnly();
-      this.rev = null;
-    } else if (message.code === ErrorCode.TOO_OLD) {
+      // Nothing was applied: the server's text, which this tab has, is the text.
+      becomeReadOnly(this, "Not saved: this document is read-only for you");
+      return;
+    }
+    if (message.code === ErrorCode.TOO_OLD) {
       // Nothing wrong with the op: its base is older than the server keeps. Hello again.
     } else if (inflight && (message.seq === inflight.seq || message.seq == null)) {
-      this.countRejection(inflight);
+      countRejection(this, inflight);
     }
     this.reconnect();
-  }
-
-  /** After three refusals of one op, drop what is pending and take the server's text. */
-  countRejection(inflight) {
-    const count = (this.rejections.get(inflight.seq) || 0) + 1;
-    this.rejections.set(inflight.seq, count);
-    if (count < 3) return;
-    console.error("collab: dropping a change the server refuses", inflight.op);
-    this.sync = new Synchronized();
-    this.rev = null;
   }
 
   // --- changes made here ----------------------------------------------------------------
 
   /** The user changed `text` by `op`, with an input of `inputType` (for undo grouping). */
   submit(op, inputType = null) {
-    if (isNoop(op)) return;
+    if (isNoop(op) || this.readOnly) return;
     const old = this.text;
     this.text = applyOp(op, old);
     if (inputType !== "historyUndo" && inputType !== "historyRedo") {
@@ -359,7 +354,7 @@ export class OTClient {
 
   /** Enter state `next`; an op that just became in flight goes out. */
   setSync(next) {
-    if (!next.inflight) this.sendingTotal = 0;
+    if (!next.inflight) this.sendingTotal = this.piecesLanded = 0;
     else if (next.inflight.seq > this.seq) {
       // Too large for one message: the piece that fits goes out, the rest waits (split.js).
       const fitted = fitInFlight(next, this.maxMessageBytes);
@@ -375,7 +370,12 @@ export class OTClient {
 
   sendInflight() {
     const { seq, op } = this.sync.inflight;
-    this.send({ type: "op", seq, rev: this.rev, op });
+    const message = { type: "op", seq, rev: this.rev, op };
+    // A piece of a bigger change: the server checks the whole change fits before the first.
+    if (this.sendingTotal && this.sync.buffer && this.declareWhole) {
+      message.more = restOfChange(this.sync.buffer, this.maxMessageBytes);
+    }
+    this.send(message);
   }
 
   // --- presence -------------------------------------------------------------------------

@@ -9,6 +9,23 @@ export function safeColor(color) {
   return typeof color === "string" && /^#[0-9a-fA-F]{3,8}$/.test(color) ? color : "#757575";
 }
 
+/** Relative luminance of a "#rgb" or "#rrggbb" colour (WCAG 2). */
+function luminance(color) {
+  let hex = color.slice(1, 7);
+  if (hex.length < 6) hex = hex.slice(0, 3).replace(/./g, (c) => c + c);
+  const channel = (i) => {
+    const v = parseInt(hex.slice(i, i + 2), 16) / 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  };
+  return 0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4);
+}
+
+/** White or black, whichever contrasts more with `color` (a name on its colour). */
+export function textColorOn(color) {
+  const l = luminance(safeColor(color));
+  return 1.05 / (l + 0.05) >= (l + 0.05) / 0.05 ? "#ffffff" : "#000000"; // both >= 4.58:1
+}
+
 export class PeersList {
   constructor(list, client) {
     this.list = list;

@@ -145,3 +145,37 @@ export function fitInFlight(state, maxBytes) {
   const buffer = state.buffer ? compose(rest, state.buffer) : rest;
   return new AwaitingWithBuffer({ seq: state.inflight.seq, op: head }, buffer);
 }
+
+/** The UTF-8 bytes of `s`. */
+function utf8Bytes(s) {
+  let bytes = 0;
+  for (let i = 0; i < s.length; i++) {
+    const unit = s.charCodeAt(i);
+    bytes += unit < 0x80 ? 1 : unit < 0x800 || (unit >= 0xd800 && unit <= 0xdfff) ? 2 : 3;
+  }
+  return bytes; // a surrogate pair: 2 + 2 = 4, as UTF-8 encodes it
+}
+
+/**
+ * What the pieces still to send of a change (`rest`, an op) carry, for the op message's
+ * `more` (docs/text-protocol.md): the UTF-8 bytes they insert and their insert and delete
+ * components, counting one more for each cut `maxBytes` messages will make.
+ */
+export function restOfChange(rest, maxBytes) {
+  let bytes = 0;
+  let json = 0;
+  let parts = 0;
+  for (const c of rest) {
+    if (typeof c === "string") {
+      bytes += utf8Bytes(c);
+      json += jsonStringBytes(c);
+      parts += 1;
+    } else {
+      json += String(c).length + 1;
+      if (c < 0) parts += 1;
+    }
+  }
+  const budget = Math.max(64, maxBytes - ENVELOPE_BYTES);
+  parts += Math.ceil(json / budget) + Math.ceil(rest.length / MAX_PIECE_COMPONENTS);
+  return { bytes, parts };
+}

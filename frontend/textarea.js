@@ -109,6 +109,10 @@ export class TextareaView {
   flush() {
     const value = this.normalizedValue();
     if (value === this.shown) return;
+    if (this.client.readOnly) {
+      this.redraw(); // the server takes no change from here: show its text
+      return;
+    }
     const text = this.client.text;
     const { start, endBefore, endAfter } = diffText(this.shown, value, this.textarea.selectionEnd);
     const from = displayToCp(text, start);
@@ -189,15 +193,21 @@ export class TextareaView {
   onReadOnly() {
     this.readOnly = true;
     this.textarea.readOnly = true;
+    this.textarea.placeholder = "This document is empty (read-only for you)";
   }
 
-  /** Editable once loaded, unless read-only; after a fatal close copying still works. */
+  /**
+   * Editable once loaded, unless read-only; after a fatal close copying still works. The
+   * attributes are written only when they change: writing one, even the same value, makes
+   * the browser lay out the whole text again (a keystroke in a big text pays it twice).
+   */
   onState(state) {
+    const ta = this.textarea;
     if (state === "error") {
-      this.textarea.readOnly = true;
-    } else if (this.client.loaded && !this.readOnly) {
-      this.textarea.readOnly = false;
-      this.textarea.placeholder = "Start typing…";
+      if (!ta.readOnly) ta.readOnly = true;
+    } else if (this.client.loaded && !this.readOnly && !this.client.readOnly) {
+      if (ta.readOnly) ta.readOnly = false;
+      if (ta.placeholder !== "Start typing…") ta.placeholder = "Start typing…";
     }
   }
 }

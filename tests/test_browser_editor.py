@@ -330,12 +330,13 @@ def test_history_shows_who_and_what_and_restores(server: ServerProcess, open_pag
     )
     assert "Bob" in page.text_content("#who")
 
-    page.click("#restore")  # opens the editor, which makes the text rev bob_rev's again
+    page.click("#restore")  # asks first
+    page.click("#restore-confirm")  # opens the editor, which makes the text rev bob_rev's
     page.wait_for_url("**/d/**")
     wait_value(page, "héllo 😀 中文")
     assert wait_converged(server.http_url, name, [a, b, page]) == "héllo 😀 中文"
     assert server_rev(server, name) == last + 1  # one new revision, by the restoring user
     assert revision(server.http_url, name, last + 1)["user"] == "~Ada"
-    page.focus("#text")
-    undo(page)  # and the restore is undoable
+    assert page.evaluate("document.activeElement.id") == "text"
+    undo(page)  # and the restore is undoable at once, no click needed
     assert wait_converged(server.http_url, name, [a, b, page]) == "hé 😀 中文"

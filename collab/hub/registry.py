@@ -26,7 +26,13 @@ from collab.hub.webhooks import Webhooks
 from collab.replay.recording import Recorder
 from collab.session import Output, Session
 from collab.storage import generations
-from collab.storage.contract import DocumentInfo, Record, RevisionHistory, Store
+from collab.storage.contract import (
+    DocumentInfo,
+    Record,
+    RevisionHistory,
+    Store,
+    StoredDocument,
+)
 from collab.storage.errors import CorruptDocumentError
 from collab.wire import CloseCode, OriginPrefix
 from collab.yjs.update import decode_state_vector
@@ -182,6 +188,11 @@ class Hub:
     async def stored(self) -> list[DocumentInfo]:
         """Every document the store holds (name, size, rev)."""
         return await self.store.list()
+
+    async def load_stored(self, name: str) -> StoredDocument | None:
+        """What the store holds of document `name` (None: never stored), read apart from
+        the document in memory (the list's summaries)."""
+        return await self.store.load(name)
 
     def revision_history(self) -> RevisionHistory | None:
         """The store, when it keeps old revisions (history pages, `text?at=`)."""

@@ -14,11 +14,24 @@ from dataclasses import dataclass
 from collab.session.acks import AckTable
 from collab.session.document import Committed, Document
 from collab.session.revision import ChangeRefused, Revision
+from collab.session.text_messages import More
 from collab.text import ops as textops
 from collab.wire import ErrorCode, text_origin
 
 STEPS_PER_REVISION = 8
 """The fixed cost of one transform (reading, building, a call), in component steps."""
+
+PART_BYTES = 64
+"""At least what one insert or delete component adds to a Yjs update beyond the text it
+inserts (an item's header, ids, a delete-set entry; about 36 bytes measured): the whole
+change's size is estimated high, so that a change checked whole is never refused halfway."""
+
+
+def whole_change_bytes(op: textops.Op, more: More) -> int:
+    """What a change sent in pieces (this `op`, then `more`) may add to the document."""
+    inserted = sum(len(part.encode()) for part in op if isinstance(part, str))
+    parts = sum(1 for part in op if isinstance(part, str) or part < 0) + more.parts
+    return inserted + more.bytes + PART_BYTES * parts
 
 
 def catch_up(document: Document, base: int, own: int, budget: int) -> Sequence[Revision] | None:
@@ -61,8 +74,13 @@ class OTServer:
         op: textops.Op,
         user: str | None,
         readonly: bool,
+        more: More | None = None,
     ) -> Submitted:
-        """Apply `op` (made on revision `base`) for `client`; raises `ChangeRefused`."""
+        """Apply `op` (made on revision `base`) for `client`; raises `ChangeRefused`.
+
+        `more`: the ops after this one belong to the same change (it goes in pieces). The
+        whole change must fit the document's size limit, or none of it is applied: a change
+        refused halfway would leave part of it for everyone (issue 23)."""
         known = self.acks.get(client)
         if known is not None and seq <= known[0]:
             return Submitted(known[1], None)  # a resubmission: acked again, never applied twice
@@ -73,6 +91,13 @@ class OTServer:
             raise ChangeRefused(
                 ErrorCode.FUTURE_REV, f"rev {base} is ahead of the server's {document.rev}"
             )
+        if more is not None:
+            limit = document.settings.max_document_bytes
+            if document.state_bytes + whole_change_bytes(op, more) > limit:
+                raise ChangeRefused(
+                    ErrorCode.TOO_LARGE,
+                    f"the whole change would take the document past {limit} bytes",
+                )
         missed = catch_up(document, base, len(op), self.max_steps)
         if missed is None:
             raise ChangeRefused(ErrorCode.TOO_OLD, f"rev {base} is too old: say hello again")

@@ -41,3 +41,10 @@ class Peer:
     @property
     def closing(self) -> bool:
         return self.state is PeerState.CLOSING
+
+    def shown_user(self, user: dict[str, str]) -> dict[str, str]:
+        """The user a text peer's presence shows: with a verified user (a token's, the
+        authenticate hook's) that name, whatever name the client said; its colour stays."""
+        if self.user is None:
+            return user
+        return {**user, "name": self.user[:64]}

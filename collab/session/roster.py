@@ -174,7 +174,7 @@ class Roster:
         """A text client's presence message: its user and its selection at a revision."""
         assert peer.presence is not None
         if message.user is not None:
-            peer.presence["user"] = message.user
+            peer.presence["user"] = peer.shown_user(message.user)
         selection = message.selection
         if selection is not None:
             assert message.rev is not None

@@ -391,7 +391,7 @@ class Session:
         if older is not None:  # the same client reconnected before its old socket died
             self._supersede(self.peers[older])
         peer.client, peer.state = client, PeerState.JOINED
-        peer.presence = {"user": hello.user, "selection": None}
+        peer.presence = {"user": peer.shown_user(hello.user), "selection": None}
         welcome: dict[str, Any] = {"type": "welcome", "client": client, "rev": self.rev}
         welcome["generation"] = self.generation.id
         if hello.generation not in (None, self.generation.id):
@@ -406,6 +406,10 @@ class Session:
         if welcome["acked"] is None and missed is None and hello.rev is not None:
             self._send_error(peer, ErrorCode.ACKED_UNKNOWN, ACKED_UNKNOWN)
         welcome["max_message_bytes"] = self.settings.max_message_bytes  # bigger ops: split
+        if peer.readonly:
+            welcome["readonly"] = True  # the page shows the text, not editable
+        if peer.user is not None:
+            welcome["user"] = peer.user  # who presence and history show, not the hello's name
         welcome["presence"] = self.roster.presence_list(exclude=peer.id)
         self._send_json(peer.id, welcome)
         self.roster.announce(peer)
@@ -419,14 +423,9 @@ class Session:
 
     def _text_op(self, peer: Peer, message: OpMessage) -> None:
         assert peer.client is not None
-        submitted = self.ot.submit(
-            peer.client,
-            message.seq,
-            message.rev,
-            message.op,
-            self.roster.author_of(peer),
-            peer.readonly,
-        )
+        author, readonly = self.roster.author_of(peer), peer.readonly
+        rev, op, more = message.rev, message.op, message.more
+        submitted = self.ot.submit(peer.client, message.seq, rev, op, author, readonly, more)
         if submitted.committed is not None:
             self._publish(submitted.committed, sender=peer.id)
         self._send_json(peer.id, {"type": "ack", "seq": message.seq, "rev": submitted.ack_rev})

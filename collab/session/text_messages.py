@@ -30,10 +30,20 @@ class Hello:
 
 
 @dataclass(frozen=True)
+class More:
+    """What the next ops of one change still carry (the change goes in pieces): the UTF-8
+    bytes they insert and how many insert/delete components they hold."""
+
+    bytes: int
+    parts: int
+
+
+@dataclass(frozen=True)
 class OpMessage:
     seq: int
     rev: int
     op: textops.Op
+    more: More | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,17 @@ def _op(message: dict[str, Any], max_components: int) -> OpMessage:
         textops.check(op, max_components=max_components)
     except textops.OpError as error:
         raise MessageError(ErrorCode.BAD_OP, str(error), seq) from None
-    return OpMessage(seq, rev, op)  # type: ignore[arg-type]
+    return OpMessage(seq, rev, op, _more(message.get("more"), seq))  # type: ignore[arg-type]
+
+
+def _more(more: object, seq: int) -> More | None:
+    """The `more` of an op message: null, or {"bytes": n, "parts": n}."""
+    if more is None:
+        return None
+    fields = (more.get("bytes"), more.get("parts")) if isinstance(more, dict) else (None,)
+    if not all(is_int(n) and 0 <= n <= MAX_SEQ for n in fields):
+        raise MessageError(ErrorCode.BAD_MESSAGE, "more needs integer bytes and parts >= 0", seq)
+    return More(*fields)  # type: ignore[arg-type]
 
 
 def _presence(message: dict[str, Any]) -> PresenceMessage:

@@ -29,15 +29,17 @@ from collab.config import Settings
 from collab.hooks import Access, AccessDenied, Authenticate, OnStateless
 from collab.hub import DocumentNotFoundError, DocumentRunner, Hub
 from collab.metrics import CONTENT_TYPE, Metrics
-from collab.replay.history import StoreHistoryCache
+from collab.replay.history import StoreHistoryCache, iso_time
 from collab.session.text_messages import Hello, MessageError, parse
 from collab.storage.errors import CorruptDocumentError
 from collab.web.admission import Admission, ticket_for
 from collab.web.big import BigResponses
 from collab.web.connection import StarletteConnection, Unavailable
+from collab.web.error_pages import error_page
 from collab.web.history import HistoryRoutes, error_response
 from collab.web.hocuspocus import HocuspocusDoor
 from collab.web.lifecycle import LifecycleRoutes
+from collab.web.listing import DocumentSummaries
 from collab.web.middleware import SecurityHeaders
 from collab.web.receive import PeerReader, read_peer
 from collab.web.renewal import Renewal, replier
@@ -83,6 +85,8 @@ class WebApp:
         )
         self._created: dict[str, float] = {}  # names counted as new in the last minute
         self.big_responses = BigResponses(settings.max_big_responses, settings.send_timeout)
+        self.page_headers = security.page_headers(settings.frame_ancestors)
+        self.summaries = DocumentSummaries(hub.load_stored, settings.text_name)
         self.throttle = LogThrottle(5.0)
         self.hocuspocus = HocuspocusDoor(self, on_stateless)
         # History reads the revisions and snapshots a store keeps: only such stores have it.
@@ -345,7 +349,7 @@ class WebApp:
                 grant = self.grant(token)
             except tokens.TokenError as error:
                 self.refuse("token", error.reason, request)
-                return error_response(401, error.reason)
+                return error_page(request, 401, error.reason, self.page_headers)
             allowed = grant.covers
         documents: dict[str, dict[str, Any]] = {}
         for info in await self.hub.stored():
@@ -361,7 +365,24 @@ class WebApp:
             entry = documents.setdefault(name, {"name": name, "size_bytes": runner.size_bytes})
             entry.update(rev=runner.rev, peers=runner.peer_count, loaded=True)
         shown = [d for d in documents.values() if allowed(d["name"])]
+        for entry in shown:
+            await self._summarize(entry)
         return JSONResponse({"documents": sorted(shown, key=lambda d: d["name"])})
+
+    async def _summarize(self, entry: dict[str, Any]) -> None:
+        """`text_chars` and `last_edit` (ISO 8601 or null) of a listed document: a name
+        opened but never written holds no text."""
+        entry.update(text_chars=0, last_edit=None)
+        if not entry["rev"]:
+            return
+        try:
+            summary = await self.summaries.get(entry["name"], entry["rev"])
+        except Exception as error:  # a damaged document is listed, without a summary
+            log.warning("%s: no summary for the list: %r", entry["name"], error)
+            return
+        if summary is not None:
+            last = summary.last_edit
+            entry.update(text_chars=summary.chars, last_edit=last and iso_time(last))
 
     async def document_text(self, request: Request) -> Response:
         runner = await self._existing(request)
@@ -394,12 +415,12 @@ class WebApp:
             await self.access(request, name)
             return await self.hub.open(name, create=False)
         except InvalidNameError as error:
-            return error_response(400, f"invalid document name: {error}")
+            return error_page(request, 400, f"invalid document name: {error}", self.page_headers)
         except AccessDenied as denied:
             self.refuse("token" if self.secret else "authenticate", denied.reason, request)
-            return error_response(denied.status, denied.reason)
+            return error_page(request, denied.status, denied.reason, self.page_headers)
         except DocumentNotFoundError:
-            return error_response(404, "no such document")
+            return error_page(request, 404, "no such document", self.page_headers)
         except CorruptDocumentError as error:
             log.error("%s: cannot load: %s", request.path_params["name"], error)
             return error_response(500, "document cannot be loaded: damaged on disk")
@@ -416,6 +437,15 @@ class WebApp:
             token = request.query_params.get("token")
             if token and self.secret:
                 return self._token_redirect(request, token, headers)
+            try:
+                if "name" in request.path_params:
+                    self.hub.validate(request.path_params["name"])
+            except InvalidNameError as error:
+                return error_page(request, 400, f"invalid document name: {error}", headers)
+            name = request.path_params.get("name", "")
+            if name.endswith("/"):  # an address cannot tell "notes/" from "notes" apart
+                why = f"it ends with '/' (did you mean {name.rstrip('/')!r}?)"
+                return error_page(request, 400, f"invalid document name: {why}", headers)
             path = frontend_dir() / filename
             if not path.exists():
                 return error_response(404, f"{filename} is missing from the frontend")
@@ -435,7 +465,8 @@ class WebApp:
         except (InvalidNameError, tokens.TokenError) as error:
             status = getattr(error, "status", 400)
             self.refuse("token", str(error), request)
-            return error_response(status, str(error))
+            reason = f"invalid document name: {error}" if status == 400 else str(error)
+            return error_page(request, status, reason, headers)
         query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
         path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
         response = RedirectResponse(path + (f"?{query}" if query else ""), 303)

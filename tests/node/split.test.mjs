@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { cpLength } from "../../frontend/positions.js";
-import { jsonStringBytes, MAX_PIECE_COMPONENTS, splitOp } from "../../frontend/split.js";
+import { jsonStringBytes, MAX_PIECE_COMPONENTS, restOfChange, splitOp } from "../../frontend/split.js";
 import { applyOp, compose, normalize, replaceOp } from "../../frontend/textops.js";
 
 const utf8 = (s) => Buffer.byteLength(s, "utf8");
@@ -111,4 +111,13 @@ test("an op of many components is cut below the server's component limit", () =>
   let current = "a".repeat(3000);
   for (const piece of pieces) current = applyOp(piece, current);
   assert.equal(current, "ax".repeat(3000));
+});
+
+test("restOfChange counts the UTF-8 bytes and the parts of what is still to send", () => {
+  const text = "héllo 😀 中文 👍🏽 e\u0301 \"q\" \\ \t\n".repeat(500);
+  const rest = [3, text, -2, 4, "x"];
+  const { bytes, parts } = restOfChange(rest, 4096);
+  assert.equal(bytes, utf8(text) + 1);
+  const pieces = allPieces(rest, 4096).length;
+  assert.ok(parts >= 3 + pieces - 1, `${parts} parts for ${pieces} pieces`);
 });
