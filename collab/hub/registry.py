@@ -84,7 +84,7 @@ class Hub:
         self._loading: dict[str, asyncio.Future[DocumentRunner]] = {}
         self._deleting: dict[str, asyncio.Event] = {}  # opens of these names wait
         self._started: asyncio.Task[None] | None = None
-        self.restarts = 0  # documents whose pump failed (DocumentRunner.restart)
+        self.restarts = 0  # documents whose pump failed (Supervisor.restart)
         self.failure_log = LogThrottle(5.0)  # internal errors that cost a peer (failures.py)
         self.reloading: set[str] = set()  # those not loaded again yet (/healthz: 503)
         self._reloads: set[asyncio.Task[None]] = set()
