@@ -179,10 +179,22 @@ class Peer:
         self.last_seq: dict[int, int] = {}
 
 
+PEERS_PER_ADDRESS = 200  # collab caps connections per client address at 256 by default
+
+
 async def open_peer(load: Load, doc: int, index: int) -> Peer:
     url = f"{load.url}/yjs/{load.doc_prefix}{doc}"
-    ws = await connect(url, compression=None, max_size=None, ping_interval=None, open_timeout=30)
-    peer = Peer(doc * load.peers + index, doc, ws)
+    ident = doc * load.peers + index
+    source = f"127.0.1.{1 + ident // PEERS_PER_ADDRESS % 254}"  # many peers, many addresses
+    ws = await connect(
+        url,
+        local_addr=(source, 0),
+        compression=None,
+        max_size=None,
+        ping_interval=None,
+        open_timeout=30,
+    )
+    peer = Peer(ident, doc, ws)
     await ws.send(SYNC_STEP1_EMPTY)
     if load.handshake:
         async with asyncio.timeout(30):
