@@ -383,7 +383,7 @@ def start_profiler(
         return None
     args.py_spy.mkdir(parents=True, exist_ok=True)
     output = args.py_spy / f"{scenario}-{server.target}.txt"
-    command = ["py-spy", "record", "--pid", str(server.pid), "--format", "raw"]
+    command = ["py-spy", "record", "--pid", str(server.pid), "--format", "raw", "--nonblocking"]
     command += ["--rate", "250", "--output", str(output)]
     if args.client_cpu is not None:
         command = ["taskset", "-c", str(args.client_cpu), *command]
