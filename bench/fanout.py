@@ -71,6 +71,9 @@ MARKER = re.compile(rb"#(\d+)\.(\d+)\.(\d+);")
 SYNC_STEP1_EMPTY = b"\x00\x00\x01\x00"  # sync, step1, state vector of 0 clients
 SYNC_STEP2_EMPTY = b"\x00\x01\x02\x00\x00"  # sync, step2, the empty update
 SYNC_STEP2_PREFIX = b"\x00\x01"
+# Hocuspocus: the document's name (varString) before every message, Auth (2) with a Token
+# (0) first; then the y-websocket messages (it answers a sync step 1 with a sync step 2).
+HOCUSPOCUS_AUTH = b"\x02\x00\x00"  # Auth, Token, the empty token
 
 
 # --- Yjs updates, by hand ---------------------------------------------------------------
@@ -142,6 +145,7 @@ class Load:
     rate: float
     handshake: bool  # wait for the server's sync step2 (not from the bare relay: it never answers)
     doc_prefix: str
+    hocuspocus: bool = False  # the Hocuspocus protocol (one URL, names in the messages)
 
 
 @dataclass(frozen=True)
@@ -171,10 +175,11 @@ class WorkerResult:
 
 
 class Peer:
-    def __init__(self, ident: int, doc: int, ws: ClientConnection) -> None:
+    def __init__(self, ident: int, doc: int, ws: ClientConnection, prefix: bytes = b"") -> None:
         self.ident = ident
         self.doc = doc
         self.ws = ws
+        self.prefix = prefix  # before every message (Hocuspocus: the document's name)
         self.encoder = EditEncoder(random.getrandbits(31) | 1)
         self.last_seq: dict[int, int] = {}
 
@@ -183,7 +188,9 @@ PEERS_PER_ADDRESS = 200  # collab caps connections per client address at 256 by 
 
 
 async def open_peer(load: Load, doc: int, index: int) -> Peer:
-    url = f"{load.url}/yjs/{load.doc_prefix}{doc}"
+    name = f"{load.doc_prefix}{doc}"
+    url = f"{load.url}/" if load.hocuspocus else f"{load.url}/yjs/{name}"
+    prefix = varbytes(name.encode()) if load.hocuspocus else b""
     ident = doc * load.peers + index
     source = f"127.0.1.{1 + ident // PEERS_PER_ADDRESS % 254}"  # many peers, many addresses
     ws = await connect(
@@ -194,15 +201,20 @@ async def open_peer(load: Load, doc: int, index: int) -> Peer:
         ping_interval=None,
         open_timeout=30,
     )
-    peer = Peer(ident, doc, ws)
-    await ws.send(SYNC_STEP1_EMPTY)
+    peer = Peer(ident, doc, ws, prefix)
+    if load.hocuspocus:
+        await ws.send(prefix + HOCUSPOCUS_AUTH)
+    await ws.send(prefix + SYNC_STEP1_EMPTY)
     if load.handshake:
         async with asyncio.timeout(30):
             while True:
                 message = await ws.recv()
-                if isinstance(message, bytes) and message[:2] == b"\x00\x00":
-                    await ws.send(SYNC_STEP2_EMPTY)  # our state: nothing yet
-                elif isinstance(message, bytes) and message[:2] == SYNC_STEP2_PREFIX:
+                if not isinstance(message, bytes) or not message.startswith(prefix):
+                    continue
+                body = message[len(prefix) :]
+                if body[:2] == b"\x00\x00":
+                    await ws.send(prefix + SYNC_STEP2_EMPTY)  # our state: nothing yet
+                elif body[:2] == SYNC_STEP2_PREFIX:
                     break
     return peer
 
@@ -233,7 +245,7 @@ async def send_edits(peer: Peer, load: Load, timing: Timing, result: WorkerResul
             await asyncio.sleep(delay)
         now = time.monotonic()
         seq += 1
-        message = peer.encoder.message(f"#{peer.ident}.{seq}.{int(now * 1e6)};")
+        message = peer.prefix + peer.encoder.message(f"#{peer.ident}.{seq}.{int(now * 1e6)};")
         try:
             await peer.ws.send(message)
         except ConnectionClosed:
@@ -373,6 +385,7 @@ def run_load(server: Server, args: argparse.Namespace) -> Outcome:
         rate=args.rate,
         handshake=server.handshakes,
         doc_prefix="bench-",
+        hocuspocus=server.target == "hocuspocus",
     )
     context = multiprocessing.get_context("fork")
     workers = []

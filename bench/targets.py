@@ -5,6 +5,7 @@
 | baseline | `bench/bare_relay.py`: Starlette + uvicorn + websockets relaying bytes, nothing else |
 | pycrdt   | `bench/pycrdt_server.py`: pycrdt-websocket's WebsocketServer under uvicorn, in memory |
 | node     | `@y/websocket-server` 0.1.1 (yjs 13) from `bench/node/`, in memory |
+| hocuspocus | `@hocuspocus/server` 4.7.0 (`bench/node/hocuspocus.mjs`), in memory |
 | durable  | `collab serve --fsync always` |
 | fast     | `collab serve --fsync never` |
 
@@ -30,7 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 NODE_SERVER = BENCH / "node" / "node_modules" / "@y" / "websocket-server" / "src" / "server.js"
-ALL_TARGETS = ("baseline", "pycrdt", "node", "durable", "fast")
+HOCUSPOCUS = BENCH / "node" / "node_modules" / "@hocuspocus" / "server"
+ALL_TARGETS = ("baseline", "pycrdt", "node", "hocuspocus", "durable", "fast")
 COLLAB_TARGETS = ("durable", "fast")
 DEFAULT_COLLAB = f"{shlex.quote(sys.executable)} -m collab serve"
 
@@ -49,11 +51,11 @@ def pin(cpu: int | None) -> None:
 
 def missing(target: str) -> str | None:
     """Why a target cannot run here (not installed), or None."""
-    if target == "node":
+    if target in ("node", "hocuspocus"):
         if shutil.which("node") is None:
             return "node is not installed"
-        if not NODE_SERVER.exists():
-            return "the Node server is not installed: (cd bench/node && npm ci)"
+        if not (NODE_SERVER if target == "node" else HOCUSPOCUS).exists():
+            return f"the {target} server is not installed: (cd bench/node && npm ci)"
     if target == "pycrdt":
         try:
             import pycrdt.websocket  # noqa: F401
@@ -90,8 +92,9 @@ class Server:
         elif target == "pycrdt":
             command = [sys.executable, str(BENCH / "pycrdt_server.py")]
             command += ["--host", "127.0.0.1", "--port", str(self.port)]
-        elif target == "node":
-            command = ["node", str(NODE_SERVER)]
+        elif target in ("node", "hocuspocus"):
+            script = NODE_SERVER if target == "node" else BENCH / "node" / "hocuspocus.mjs"
+            command = ["node", str(script)]
             self.env.update(HOST="127.0.0.1", PORT=str(self.port))
         else:
             data_dir = workdir / f"data-{target}{label}"
