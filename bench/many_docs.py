@@ -26,7 +26,7 @@ import scenarios
 from targets import load_average
 
 MANY_DOCS = ["--docs", "200", "--peers", "3", "--rate", "2", "--seconds", "15", "--warmup", "3"]
-ALL_ROWS = ["baseline", "pycrdt", "node", "durable", "fast"]
+ALL_ROWS = ["baseline", "pycrdt", "node", "hocuspocus", "durable", "fast"]
 # The flags both parts take (fanout's other flags go to part 1 only).
 SHARED = ("--only", "--variant", "--server-arg", "--collab-command", "--server-cpu",
           "--client-cpu", "--repeat")  # fmt: skip
