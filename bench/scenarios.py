@@ -44,13 +44,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's collab
 
 from fanout import (
+    HOCUSPOCUS_AUTH,
     SYNC_STEP1_EMPTY,
     SYNC_STEP2_EMPTY,
+    SYNC_STEP2_PREFIX,
     EditEncoder,
     add_target_arguments,
     chosen_targets,
     make_server,
     percentile,
+    varbytes,
 )
 from targets import HOCUSPOCUS_TARGETS, Server, load_average, pin
 from websockets.asyncio.client import ClientConnection, connect
@@ -129,6 +132,27 @@ async def handshake(ws: ClientConnection, answer: bool = True, at_least: int = 0
             return decoded.update
 
 
+async def hocuspocus_join(server: Server, doc: str, source: str) -> ClientConnection:
+    """Connect to a Hocuspocus server and sync one document (its name before every message:
+    Auth with the empty token, sync step 1; answer its step 1; done at its step 2)."""
+    ws = await connect(
+        f"{server.url}/", local_addr=(source, 0), compression=None, max_size=None,
+        ping_interval=None, open_timeout=60, close_timeout=2,
+    )  # fmt: skip
+    prefix = varbytes(doc.encode())
+    await ws.send(prefix + HOCUSPOCUS_AUTH)
+    await ws.send(prefix + SYNC_STEP1_EMPTY)
+    while True:
+        message = await ws.recv()
+        if not isinstance(message, bytes) or not message.startswith(prefix):
+            continue
+        body = message[len(prefix) :]
+        if body[:2] == b"\x00\x00":
+            await ws.send(prefix + SYNC_STEP2_EMPTY)
+        elif body[:2] == SYNC_STEP2_PREFIX:
+            return ws
+
+
 # --- connections ------------------------------------------------------------------------
 
 
@@ -165,7 +189,10 @@ async def connections(server: Server, args: argparse.Namespace) -> ConnectionsRe
     for wave in range(0, args.connections, 50):
 
         async def one(i: int) -> ClientConnection:
-            ws = await ws_connect(server, f"conn-{i % docs}", f"127.0.1.{1 + i // 200}")
+            source = f"127.0.1.{1 + i // 200}"
+            if server.target == "hocuspocus":
+                return await hocuspocus_join(server, f"conn-{i % docs}", source)
+            ws = await ws_connect(server, f"conn-{i % docs}", source)
             if server.handshakes:
                 await handshake(ws)
             else:
@@ -422,7 +449,7 @@ def start_profiler(
         return None
     args.py_spy.mkdir(parents=True, exist_ok=True)
     output = args.py_spy / f"{scenario}-{server.target}.txt"
-    command = ["py-spy", "record", "--pid", str(server.pid), "--format", "raw"]
+    command = ["py-spy", "record", "--pid", str(server.pid), "--format", "raw", "--nonblocking"]
     command += ["--rate", "250", "--output", str(output)]
     if args.client_cpu is not None:
         command = ["taskset", "-c", str(args.client_cpu), *command]

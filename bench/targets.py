@@ -5,6 +5,7 @@
 | baseline | `bench/bare_relay.py`: Starlette + uvicorn + websockets relaying bytes, nothing else |
 | pycrdt   | `bench/pycrdt_server.py`: pycrdt-websocket's WebsocketServer under uvicorn, in memory |
 | node     | `@y/websocket-server` 0.1.1 (yjs 13) from `bench/node/`, in memory |
+| hocuspocus | `@hocuspocus/server` 4.7.0 (`bench/node/hocuspocus-server.mjs`), in memory |
 | durable  | `collab serve --fsync always` |
 | fast     | `collab serve --fsync never` |
 
@@ -52,7 +53,7 @@ def pin(cpu: int | None) -> None:
 
 def missing(target: str) -> str | None:
     """Why a target cannot run here (not installed), or None."""
-    if target == "node":
+    if target in ("node", "hocuspocus"):
         if shutil.which("node") is None:
             return "node is not installed"
         if not NODE_SERVER.exists():

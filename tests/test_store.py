@@ -279,6 +279,29 @@ async def test_concurrent_appends_are_written_in_call_order(store: Store) -> Non
     assert stored is not None and stored.records == records
 
 
+async def test_open_logs_are_closed_in_groups_not_one_per_append(tmp_path: Path) -> None:
+    """Past `max_open_logs` the store closes the least recently used handles down to three
+    quarters of it: a document whose handle was kept is appended to without reopening its
+    log, and the scan for idle handles runs once per group, not on every append."""
+    store = FileStore(tmp_path, fsync=False, max_open_logs=8)
+    names = [f"{name} {n}" for n in range(2) for name in UNICODE_NAMES][:9]
+    editors = {name: Editor() for name in names}
+    for name in names:
+        await store.append(name, editors[name].edit(PIECES[:1]))
+    kept = [name for name in names if store._logs[storage_key(name)].handle is not None]
+    assert kept == names[3:]  # 9 > 8: the 3 least recently used closed, 6 kept
+    handles = {name: store._logs[storage_key(name)].handle for name in kept}
+    for name in kept:
+        await store.append(name, editors[name].edit(PIECES[1:3]))
+        assert store._logs[storage_key(name)].handle is handles[name]
+    await store.close()
+    again = FileStore(tmp_path, fsync=False)
+    for name, editor in editors.items():
+        stored = await again.load(name)
+        assert stored is not None and text_of(stored) == str(editor.text)
+    await again.close()
+
+
 async def test_many_documents_with_few_open_files(tmp_path: Path) -> None:
     store = FileStore(tmp_path, max_open_logs=2)
     editors = {name: Editor() for name in UNICODE_NAMES}

@@ -27,10 +27,13 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from collab.access.limits import ConnectionCounter, LogThrottle
 from collab.config import Settings
+from collab.storage.files import MAX_OPEN_LOGS
 
 log = logging.getLogger("collab")
 
-FD_RESERVE = 64  # descriptors kept for the store's files, logs and the listening socket
+# Descriptors kept from connections: the store's open logs, and 64 for its other files,
+# the fsync threads' pipes and the listening socket.
+FD_RESERVE = 64 + MAX_OPEN_LOGS
 
 
 def raise_fd_limit() -> int:

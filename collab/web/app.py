@@ -192,11 +192,14 @@ class WebApp:
         if why is not None:
             await self.deny(websocket, 403, "origin", why)
             return
-        try:
-            admitted = await asyncio.wait_for(self._admit(websocket), settings.upgrade_timeout)
-        except TimeoutError:
-            await self.deny(websocket, 503, "upgrade-timeout", "authentication took too long")
-            return
+        if self.authenticate is None:  # nothing in it waits: no task and timer for a timeout
+            admitted = await self._admit(websocket)
+        else:
+            try:
+                admitted = await asyncio.wait_for(self._admit(websocket), settings.upgrade_timeout)
+            except TimeoutError:
+                await self.deny(websocket, 503, "upgrade-timeout", "authentication took too long")
+                return
         await websocket.accept()
         connection = StarletteConnection(websocket, self.metrics, kind)
         if isinstance(admitted, InvalidNameError):
