@@ -5,15 +5,14 @@
 // (one Y.Doc) either on its own socket (`url`) or attached to a shared one (`socket`).
 // Node 20 has no global WebSocket: `ws` is passed as WebSocketPolyfill.
 
-import readline from 'node:readline'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
+import { emit, serveCommands } from './lines.mjs'
 import { HocuspocusProvider, HocuspocusProviderWebsocket } from '@hocuspocus/provider'
 
 const sockets = new Map()
 const peers = new Map()
 
-const emit = (message) => process.stdout.write(JSON.stringify(message) + '\n')
 
 const getPeer = (name) => {
   const peer = peers.get(name)
@@ -127,19 +126,4 @@ const commands = {
   exit: () => { setImmediate(() => process.exit(0)); return {} }
 }
 
-async function handle (line) {
-  let request
-  try {
-    request = JSON.parse(line)
-    const command = commands[request.cmd]
-    if (!command) throw new Error(`unknown command ${request.cmd}`)
-    const result = await command(request)
-    emit({ id: request.id, ok: true, ...result })
-  } catch (error) {
-    emit({ id: request?.id ?? null, ok: false, error: String(error?.stack ?? error) })
-  }
-}
-
-const input = readline.createInterface({ input: process.stdin })
-input.on('line', (line) => { if (line.trim()) handle(line) })
-input.on('close', () => process.exit(0))
+serveCommands(commands)

@@ -8,16 +8,15 @@
 // disableBc is essential: without it, peers in one process sync through Node's
 // BroadcastChannel and bypass the server under test.
 
-import readline from 'node:readline'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
+import { emit, serveCommands } from './lines.mjs'
 import { WebsocketProvider } from 'y-websocket'
 import { random, splitsPair } from './seeded.mjs'
 
 /** @type {Map<string, {doc: Y.Doc, text: Y.Text, provider: WebsocketProvider}>} */
 const peers = new Map()
 
-const emit = (message) => process.stdout.write(JSON.stringify(message) + '\n')
 
 const toBase64 = (bytes) => Buffer.from(bytes).toString('base64')
 
@@ -166,19 +165,4 @@ const commands = {
   exit: () => { setImmediate(() => process.exit(0)); return {} }
 }
 
-async function handle (line) {
-  let request
-  try {
-    request = JSON.parse(line)
-    const command = commands[request.cmd]
-    if (!command) throw new Error(`unknown command ${request.cmd}`)
-    const result = await command(request)
-    emit({ id: request.id, ok: true, ...result })
-  } catch (error) {
-    emit({ id: request?.id ?? null, ok: false, error: String(error?.stack ?? error) })
-  }
-}
-
-const input = readline.createInterface({ input: process.stdin })
-input.on('line', (line) => { if (line.trim()) handle(line) })
-input.on('close', () => process.exit(0))
+serveCommands(commands)
