@@ -150,6 +150,16 @@ def test_a_name_over_the_limit_is_refused(server, raw) -> None:
     assert client.closed() == (4400, "document name over 256 characters")
 
 
+@pytest.mark.parametrize("name", ["notes/", "a/../b", "./中文"])
+def test_a_name_no_address_can_hold_is_refused(server, raw, name: str) -> None:
+    client = raw(server)
+    client.auth("a")
+    refusal = client.auth(name)  # the page could never open it, nor tell "notes/" from "notes"
+    assert isinstance(refusal, hp.PermissionDenied) and refusal.name == name
+    assert "invalid document name" in refusal.reason
+    assert_still_works(client, server, "a")
+
+
 def test_a_frame_that_names_no_document_closes_the_socket(server, raw) -> None:
     client = raw(server)
     client.auth("a")

@@ -47,6 +47,24 @@ def validate_name(name: str, max_length: int) -> str:
     return name
 
 
+def validate_address(name: str, max_length: int) -> str:
+    """Return `name` if a document may be opened or made under it from an address, else raise
+    `InvalidNameError`.
+
+    Beyond `validate_name`: a browser reads a trailing "/" and "."/".." segments of a URL
+    path as "the same place" and "here"/"up", so such a name could never be opened from the
+    page, and "notes/" would be a second document beside "notes". The doors that open a live
+    document or make one refuse them; reading or deleting one stored earlier still works.
+    """
+    validate_name(name, max_length)
+    if name.endswith("/"):
+        raise InvalidNameError(name, f"it ends with '/' (did you mean {name.rstrip('/')!r}?)")
+    if any(part in (".", "..") for part in name.split("/")):
+        why = "'.' and '..' cannot be parts of a name: an address reads them as here and up"
+        raise InvalidNameError(name, why)
+    return name
+
+
 def _check_characters(name: str) -> bytes:
     """The UTF-8 bytes of `name`, refusing empty names, NUL and lone surrogates."""
     if not name:

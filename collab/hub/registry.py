@@ -13,7 +13,7 @@ from pycrdt import Doc
 
 from collab.access.limits import LogThrottle
 from collab.access.live import LiveAccess, RevocationSource
-from collab.access.names import validate_name
+from collab.access.names import validate_address, validate_name
 from collab.bus.contract import Bus
 from collab.config import Settings
 from collab.hooks import OnChange, OnLoad, call_hook
@@ -94,6 +94,10 @@ class Hub:
 
     def validate(self, name: str) -> str:
         return validate_name(name, self.settings.max_name_length)
+
+    def validate_address(self, name: str) -> str:
+        """`validate`, for doors that open a live document or make one (`names.py`)."""
+        return validate_address(name, self.settings.max_name_length)
 
     async def start(self) -> None:
         """Connect the store and the bus (once; `open` does it too if nobody did)."""

@@ -177,7 +177,7 @@ class WebApp:
     ) -> tuple[str, tuple[Access, float | None]] | Exception:
         """The document name and what the connection may do, or why not."""
         try:
-            name = self.hub.validate(websocket.path_params["name"])
+            name = self.hub.validate_address(websocket.path_params["name"])
         except InvalidNameError as error:
             return error
         try:
@@ -442,13 +442,9 @@ class WebApp:
                 return self._token_redirect(request, token, headers)
             try:
                 if "name" in request.path_params:
-                    self.hub.validate(request.path_params["name"])
+                    self.hub.validate_address(request.path_params["name"])
             except InvalidNameError as error:
                 return error_page(request, 400, f"invalid document name: {error}", headers)
-            name = request.path_params.get("name", "")
-            if name.endswith("/"):  # an address cannot tell "notes/" from "notes" apart
-                why = f"it ends with '/' (did you mean {name.rstrip('/')!r}?)"
-                return error_page(request, 400, f"invalid document name: {why}", headers)
             path = frontend_dir() / filename
             if not path.exists():
                 return error_response(404, f"{filename} is missing from the frontend")

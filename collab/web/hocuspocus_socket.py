@@ -305,7 +305,7 @@ class HocuspocusSocket:
                 self._deny(key, why)
                 return
         try:
-            name = self.hub.validate(key.partition("\0")[0])  # "\0": the provider's session
+            name = self.hub.validate_address(key.partition("\0")[0])  # "\0": the provider's session
         except InvalidNameError as error:
             self.web.refuse("name", str(error), self.websocket)
             self._deny(key, f"invalid document name: {error.reason}")

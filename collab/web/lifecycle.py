@@ -82,7 +82,8 @@ class LifecycleRoutes:
     async def document_resource(self, request: Request) -> Response:
         """PUT (create, import, replace) or DELETE a document."""
         try:
-            name, access = await self._allowed(request, admin=request.method == "DELETE")
+            deleting = request.method == "DELETE"
+            name, access = await self._allowed(request, admin=deleting, makes=not deleting)
             lock = self._changing.setdefault(name, asyncio.Lock())
             async with lock:  # one PUT or DELETE of a name at a time in this process
                 if request.method == "DELETE":
@@ -95,7 +96,7 @@ class LifecycleRoutes:
         """Load a backed-up state (``application/octet-stream``) in a new generation
         (admin only; what `collab restore --server` sends) -> ``{"rev", "generation"}``."""
         try:
-            name, _ = await self._allowed(request, admin=True)
+            name, _ = await self._allowed(request, admin=True, makes=True)
             _content_type(request, UPDATE_TYPES)
             state = await _body(request, self.settings.max_document_bytes)
             await _changed(asyncio.to_thread(lifecycle.text_of, state, name, self.settings))
@@ -132,11 +133,15 @@ class LifecycleRoutes:
 
     # ------------------------------------------------------------------ the steps
 
-    async def _allowed(self, request: Request, admin: bool = False) -> tuple[str, Access]:
+    async def _allowed(
+        self, request: Request, admin: bool = False, makes: bool = False
+    ) -> tuple[str, Access]:
         """The valid name and an access that may write (with `admin`: delete, restore),
-        else a RequestError."""
+        else a RequestError. A request that `makes` a document needs a name an address can
+        hold (`names.validate_address`)."""
+        validate = self.hub.validate_address if makes else self.hub.validate
         try:
-            name = self.hub.validate(request.path_params["name"])
+            name = validate(request.path_params["name"])
             access = await self.access(request, name)
         except InvalidNameError as error:
             raise RequestError(400, f"invalid document name: {error}") from None
