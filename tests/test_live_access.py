@@ -164,6 +164,9 @@ async def test_revocation_closes_open_connections_and_survives_a_restart(
             assert (answer.status_code, answer.json()["error"]) == (401, "the token was revoked")
         answer = await api.get(f"/d/{URL_NAME}?token={revoked}", follow_redirects=False)
         assert answer.status_code == 401  # no cookie is set for a revoked token
+        as_browser = {"accept": "text/html"}
+        answer = await api.get(f"/d/{URL_NAME}?token={revoked}", headers=as_browser)
+        assert "<h1>Your access was withdrawn</h1>" in answer.text  # words for a person
 
     revoke(secured, "--user", "bob")  # bob's tokens issued until now
     assert await peers["bob"].wait_closed(5) == (4401, "the token was revoked")

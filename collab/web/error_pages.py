@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from collab.access import http as security
+from collab.access.revocations import REVOKED
 from collab.web.history import error_response
 
 # (the start of a technical reason, a heading, what to do next)
@@ -26,6 +27,11 @@ EXPLAINED = [
     (
         "the token has expired",
         "Your access link has expired",
+        "Ask the person who shared this document for a new link.",
+    ),
+    (
+        REVOKED,
+        "Your access was withdrawn",
         "Ask the person who shared this document for a new link.",
     ),
     (
