@@ -439,7 +439,7 @@ def print_profile(profile: dict, keys: int) -> None:
     nodes = {n["id"]: n for n in profile["nodes"]}
     deltas = profile.get("timeDeltas", [])
     per_node: dict[int, float] = {}
-    for sample, delta in zip(profile.get("samples", []), deltas[1:] + [0], strict=False):
+    for sample, delta in zip(profile.get("samples", []), [*deltas[1:], 0], strict=False):
         per_node[sample] = per_node.get(sample, 0.0) + delta
     per_function: dict[str, float] = {}
     for node_id, us in per_node.items():
