@@ -2,6 +2,7 @@
 
     flock /work/wt/bench.lock python bench/typing.py            # 30 keys a place
     flock /work/wt/bench.lock python bench/typing.py --keys 10 --trace /tmp/typing
+    flock /work/wt/bench.lock python bench/typing.py --baseline /work/main  # before/after
     python bench/typing.py --rows page-1M --keys 20              # some rows only
 
 Starts `collab serve` (fsync never) on a free loopback port, makes a document of about a
@@ -9,18 +10,24 @@ million code points (lines of varied length, emoji with ZWJ and skin tones, CJK,
 marks) with `PUT /api/docs/{name}`, opens its page in Chromium and connects two other peers
 (text-op clients over a WebSocket) whose selections the page draws as remote carets: one
 near the end, one in the middle. Then it types `--keys` characters at the end, in the
-middle and at the top of the text, one at a time, and prints each place's per-key latency:
-median, p95 and max.
+middle and at the top of the text, one at a time, and prints each place's per-key latency
+and work (below): median, p95 and max, in ms.
 
 A key's latency is from its keydown (`event.timeStamp`, when the browser made the event)
 to the end of the next frame's rendering after the page's work: a requestAnimationFrame
 callback registered in the keydown posts a message, and a posted message runs only after
-that frame's style, layout and paint. The Event Timing API's duration for the same key
-(the browser's own measure, reported only from 16 ms up, in steps of 8 ms) is the
-"evt>16" column: how many keys it saw over one frame.
+that frame's style, layout and paint. It includes the wait for the next frame (up to one
+frame, 16.7 ms, however little the work). A key's work is the main thread's time for it
+without that wait: from the keydown to the end of the input event's handlers, plus from
+the frame's start to the end of its rendering; under 16 ms, the key is drawn in the next
+frame. The Event Timing API's count of keys over 16 ms (its durations come in steps of
+8 ms, so keys drawn in exactly the next frame may count too) is the ">16" column.
 
 Rows: the page (`page-1M`), a bare full-window `<textarea>` with the same text, wrapping
-(`bare-1M`) and not (`bare-1M-nowrap`), and the same three for a 3,000-character text.
+(`bare-1M`) and not (`bare-1M-nowrap`), an editable div of 50-line blocks that Chromium
+lays out only when they are on screen (`blocks-1M`: what a view laying out only the
+visible lines would cost), and the same four for a 3,000-character text. `--baseline
+DIR` also measures the page served from another checkout (`page-1M (baseline)`).
 `--trace DIR` also records, for the page at 1M, a Chromium performance trace of `--keys`
 keys in the middle (DIR/trace.json, summarised: the main thread's time by kind) and a V8
 CPU profile (the functions with the most self time). Every row has a time budget
@@ -135,15 +142,18 @@ def free_port() -> int:
 class Server:
     """A `collab serve` subprocess with fsync off, in a temporary directory."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, root: Path = ROOT) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
         self.log = open(workdir / "server.log", "ab")  # noqa: SIM115 - the child's output
         command = [sys.executable, "-m", "collab", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--data-dir", str(workdir / "data")]
         command += ["--fsync", "never"]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        self.process = subprocess.Popen(
+            command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=root
+        )
         deadline = time.monotonic() + 30
         while not self.healthy():
             if time.monotonic() > deadline or self.process.poll() is not None:
@@ -452,6 +462,36 @@ def print_profile(profile: dict, keys: int) -> None:
         print(f"    {key:50} {us / 1000 / keys:8.2f}")
 
 
+def run_size(browser, servers: dict[str, Server], size: str, text: str, args) -> None:
+    """Every row of one text size; the page's rows on every server."""
+    rows = [r for r in args.rows if r.endswith(size)]
+    name = f"{NAME} {size}"
+    n = len(text)
+    peers = []
+    try:
+        for server in servers.values():
+            server.put(name, text)
+            url = f"ws://127.0.0.1:{server.port}/ot/{quote(name, safe='')}"
+            peers.append(Peers(url, [("Ada", n - 40), ("Bob", n // 2 - 40)]))
+        for row in rows:
+            for label, server in servers.items() if row.startswith("page") else [("", None)]:
+                if server is not None:
+                    context, page = open_page(browser, server, name)
+                elif row.startswith("blocks"):
+                    context, page = open_blocks(browser, text)
+                else:
+                    context, page = open_bare(browser, text, not row.endswith("nowrap"))
+                measure(page, args.keys, args.row_seconds, row + label)
+                context.close()
+        if args.trace and size == "1M":
+            context, page = open_page(browser, servers[""], name)
+            trace(browser, page, args.keys, args.trace)
+            context.close()
+    finally:
+        for peer in peers:
+            peer.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keys", type=int, default=30, help="keys typed at each place")
@@ -459,45 +499,26 @@ def main() -> None:
     parser.add_argument("--rows", nargs="*", default=ROWS, choices=ROWS)
     parser.add_argument("--row-seconds", type=float, default=240, help="time budget of a row")
     parser.add_argument("--trace", type=Path, help="a directory for a trace of the page at 1M")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout whose page is measured too (before)"
+    )
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     texts = {"1M": make_text(args.size), "3k": make_text(3_000)}
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
-        server = Server(Path(tmp))
+        servers = {"": Server(Path(tmp) / "this")}
+        if args.baseline:
+            servers[" (baseline)"] = Server(Path(tmp) / "baseline", args.baseline.resolve())
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             for size, text in texts.items():
-                rows = [r for r in args.rows if r.endswith(size) or f"-{size}-" in r]
-                if not rows and not (args.trace and size == "1M"):
-                    continue
-                name = f"{NAME} {size}"
-                server.put(name, text)
-                n = len(text)
-                peers = Peers(
-                    f"ws://127.0.0.1:{server.port}/ot/{quote(name, safe='')}",
-                    [("Ada", n - 40), ("Bob", n // 2 - 40)],
-                )
-                try:
-                    for row in rows:
-                        if row.startswith("page"):
-                            context, page = open_page(browser, server, name)
-                        elif row.startswith("blocks"):
-                            context, page = open_blocks(browser, text)
-                        else:
-                            context, page = open_bare(browser, text, not row.endswith("nowrap"))
-                        measure(page, args.keys, args.row_seconds, row)
-                        context.close()
-                    if args.trace and size == "1M":
-                        context, page = open_page(browser, server, name)
-                        trace(browser, page, args.keys, args.trace)
-                        context.close()
-                finally:
-                    peers.stop()
+                run_size(browser, servers, size, text, args)
         finally:
             browser.close()
-            server.stop()
+            for server in servers.values():
+                server.stop()
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
 
