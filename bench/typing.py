@@ -28,9 +28,10 @@ Rows: the page (`page-1M`), a bare full-window `<textarea>` with the same text, 
 lays out only when they are on screen (`blocks-1M`: what a view laying out only the
 visible lines would cost), and the same four for a 3,000-character text. `--baseline
 DIR` also measures the page served from another checkout (`page-1M (baseline)`).
-`--trace DIR` also records, for the page at 1M, a Chromium performance trace of `--keys`
-keys in the middle (DIR/trace.json, summarised: the main thread's time by kind) and a V8
-CPU profile (the functions with the most self time). Every row has a time budget
+`--trace DIR` also records, for the page and the bare textarea at 1M, a Chromium
+performance trace of `--keys` keys in the middle (DIR/page/trace.json, DIR/bare/..., each
+summarised: the main thread's self time by kind and by event) and a V8 CPU profile (the
+functions with the most self time). Every row has a time budget
 (`--row-seconds`); the script stops by itself. Numbers, not a test: the machine is
 shared, so compare the rows of one run and say `uptime` beside them.
 """
@@ -484,9 +485,14 @@ def run_size(browser, servers: dict[str, Server], size: str, text: str, args) ->
                 measure(page, args.keys, args.row_seconds, row + label)
                 context.close()
         if args.trace and size == "1M":
-            context, page = open_page(browser, servers[""], name)
-            trace(browser, page, args.keys, args.trace)
-            context.close()
+            for kind in ("page", "bare"):
+                if kind == "page":
+                    context, page = open_page(browser, servers[""], name)
+                else:
+                    context, page = open_bare(browser, text, True)
+                print(f"--- {kind}-1M")
+                trace(browser, page, args.keys, args.trace / kind)
+                context.close()
     finally:
         for peer in peers:
             peer.stop()
