@@ -180,18 +180,20 @@ export class CaretLayer {
     this.scroll();
   }
 
-  /** The layer over the textarea's padding box, the mirror as wide as its text area. */
+  /**
+   * The layer over the textarea's padding box, the mirror as wide as its text area. A
+   * style is written only when it changes: a write, even of the same value, makes the
+   * browser work out the mirror's style again.
+   */
   fit() {
     const ta = this.textarea;
     const style = getComputedStyle(ta);
-    for (const name of MIRRORED) this.mirror.style[name] = style[name];
-    Object.assign(this.layer.style, {
-      left: `${ta.offsetLeft + ta.clientLeft}px`,
-      top: `${ta.offsetTop + ta.clientTop}px`,
-      width: `${ta.clientWidth}px`,
-      height: `${ta.clientHeight}px`,
-    });
-    this.mirror.style.width = `${ta.clientWidth}px`;
+    for (const name of MIRRORED) setStyle(this.mirror, name, style[name]);
+    setStyle(this.layer, "left", `${ta.offsetLeft + ta.clientLeft}px`);
+    setStyle(this.layer, "top", `${ta.offsetTop + ta.clientTop}px`);
+    setStyle(this.layer, "width", `${ta.clientWidth}px`);
+    setStyle(this.layer, "height", `${ta.clientHeight}px`);
+    setStyle(this.mirror, "width", `${ta.clientWidth}px`);
   }
 
   scroll() {
@@ -225,6 +227,10 @@ export class CaretLayer {
     }
     return marks;
   }
+}
+
+function setStyle(element, name, value) {
+  if (element.style[name] !== value) element.style[name] = value;
 }
 
 /** A mark at `rect` (viewport coordinates) placed in the mirror's coordinates. */

@@ -13,3 +13,22 @@ export function onceAFrame(draw) {
     });
   };
 }
+
+/**
+ * A function that runs `work` at most once per frame, just after the frame is drawn (a
+ * task queued from the frame's callback runs once its rendering is done): work that is
+ * asked for on every keystroke but must not delay what the user sees.
+ */
+export function onceAfterPaint(work) {
+  let pending = false;
+  return () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() =>
+      setTimeout(() => {
+        pending = false;
+        work();
+      }, 0),
+    );
+  };
+}

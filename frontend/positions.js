@@ -4,6 +4,11 @@
 // - UTF-16 units: JavaScript string indices;
 // - display units: UTF-16 indices in the textarea's value, where every "\r\n" and lone "\r"
 //   of the document shows as one "\n".
+//
+// A conversion walks the text from its start. In a long text (a keystroke in a million
+// characters asks for a dozen conversions) the walk starts instead from the nearest of
+// the checkpoints kept for the last few texts: the walk's state every 1,024 units, made
+// in one pass the first time a text is asked about.
 
 const isHigh = (unit) => unit >= 0xd800 && unit <= 0xdbff;
 const isLow = (unit) => unit >= 0xdc00 && unit <= 0xdfff;
@@ -15,6 +20,7 @@ function isPairAt(s, i) {
 
 /** The number of code points in `s`. */
 export function cpLength(s) {
+  if (s.length >= INDEXED_FROM) return checkpoints(s).total;
   let n = s.length;
   for (let i = 0; i < s.length - 1; i++) {
     if (isPairAt(s, i)) {
@@ -27,6 +33,12 @@ export function cpLength(s) {
 
 /** The UTF-16 index reached by stepping `count` code points forward from unit index `from`. */
 export function advance(s, from, count) {
+  if (s.length >= INDEXED_FROM && count > CHECKPOINT_UNITS && !splitsPair(s, from)) {
+    const index = checkpoints(s);
+    const cp = index.cpAt(s, from) + count;
+    if (cp > index.total) throw new RangeError("position past the end of the text");
+    return index.unitOf(s, cp);
+  }
   let i = from;
   for (let k = 0; k < count; k++) {
     if (i >= s.length) throw new RangeError("position past the end of the text");
@@ -44,6 +56,7 @@ export function cpToUtf16(text, cp) {
 export function utf16ToCp(text, index) {
   if (index < 0 || index > text.length) throw new RangeError("position outside the text");
   if (splitsPair(text, index)) throw new RangeError("position inside a surrogate pair");
+  if (text.length >= INDEXED_FROM) return checkpoints(text).cpAt(text, index);
   return cpLength(text.slice(0, index));
 }
 
@@ -61,9 +74,7 @@ const isCrlfAt = (text, unit) => text.charCodeAt(unit) === 13 && text.charCodeAt
 
 /** The code point position in `text` of UTF-16 position `index` in `display(text)`. */
 export function displayToCp(text, index) {
-  let shown = 0;
-  let unit = 0;
-  let cp = 0;
+  let [unit, cp, shown] = start(text, "shown", index);
   while (shown < index && unit < text.length) {
     if (isCrlfAt(text, unit)) {
       unit += 2; // "\r\n" is one "\n" on screen but two code points
@@ -87,9 +98,8 @@ export function displayToCp(text, index) {
  * between the "\r" and the "\n" of a "\r\n" shows before the line break.
  */
 export function cpToDisplay(text, cp) {
-  let shown = 0;
-  let unit = 0;
-  for (let k = 0; k < cp && unit < text.length; k++) {
+  let [unit, k, shown] = start(text, "cp", cp);
+  for (; k < cp && unit < text.length; k++) {
     if (isCrlfAt(text, unit)) {
       if (k + 1 === cp) return shown;
       unit += 2;
@@ -104,6 +114,91 @@ export function cpToDisplay(text, cp) {
     }
   }
   return shown;
+}
+
+/** Units between two checkpoints; a text this many times longer gets them. */
+const CHECKPOINT_UNITS = 1024;
+const INDEXED_FROM = 8 * CHECKPOINT_UNITS;
+/** How many texts keep their checkpoints (the text, the server's text, one more). */
+const KEPT = 3;
+
+/**
+ * The state of the walk over a text (unit, code point and display position) at every
+ * multiple of CHECKPOINT_UNITS (or just after, when a pair or a "\r\n" spans it). Each
+ * of the three numbers grows at every step of the walk, so the checkpoint to start from
+ * is found by a binary search on any of them.
+ */
+class Checkpoints {
+  constructor(text) {
+    const size = Math.ceil(text.length / CHECKPOINT_UNITS) + 1;
+    this.unit = new Int32Array(size);
+    this.cp = new Int32Array(size);
+    this.shown = new Int32Array(size);
+    let [unit, cp, shown, k] = [0, 0, 0, 0];
+    while (unit < text.length) {
+      for (; k < size && unit >= k * CHECKPOINT_UNITS; k++) this.set(k, unit, cp, shown);
+      if (isCrlfAt(text, unit)) [unit, cp, shown] = [unit + 2, cp + 2, shown + 1];
+      else if (isPairAt(text, unit)) [unit, cp, shown] = [unit + 2, cp + 1, shown + 2];
+      else [unit, cp, shown] = [unit + 1, cp + 1, shown + 1];
+    }
+    for (; k < size; k++) this.set(k, unit, cp, shown);
+    this.total = cp;
+  }
+
+  set(k, unit, cp, shown) {
+    this.unit[k] = unit;
+    this.cp[k] = cp;
+    this.shown[k] = shown;
+  }
+
+  /** The last checkpoint whose `key` ("unit", "cp" or "shown") is at most `value`. */
+  find(key, value) {
+    const values = this[key];
+    let [low, high] = [0, values.length - 1];
+    while (low < high) {
+      const mid = (low + high + 1) >> 1;
+      if (values[mid] <= value) low = mid;
+      else high = mid - 1;
+    }
+    return low;
+  }
+
+  /** The code point index of UTF-16 index `index` (not inside a pair). */
+  cpAt(text, index) {
+    const k = this.find("unit", index);
+    let [unit, cp] = [this.unit[k], this.cp[k]];
+    for (; unit < index; cp++) unit += isPairAt(text, unit) ? 2 : 1;
+    return cp;
+  }
+
+  /** The UTF-16 index of code point index `cp` (at most the text's length). */
+  unitOf(text, cp) {
+    const k = this.find("cp", cp);
+    let [unit, at] = [this.unit[k], this.cp[k]];
+    for (; at < cp; at++) unit += isPairAt(text, unit) ? 2 : 1;
+    return unit;
+  }
+}
+
+const kept = []; // [{text, index}], the latest first
+
+/** The checkpoints of `text`, made once for each of the last KEPT texts asked about. */
+function checkpoints(text) {
+  let at = kept.findIndex((entry) => entry.text === text);
+  if (at < 0) {
+    kept.unshift({ text, index: new Checkpoints(text) });
+    kept.length = Math.min(kept.length, KEPT);
+    at = 0;
+  }
+  return kept[at].index;
+}
+
+/** Where a walk over `text` to `key` = `value` starts: [unit, cp, shown]. */
+function start(text, key, value) {
+  if (text.length < INDEXED_FROM) return [0, 0, 0];
+  const index = checkpoints(text);
+  const k = index.find(key, value);
+  return [index.unit[k], index.cp[k], index.shown[k]];
 }
 
 /** The 1-based line of code point position `cp` in `text` (0 when `cp` is not a number). */

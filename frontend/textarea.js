@@ -5,6 +5,7 @@
 // (Ctrl/Cmd+Z, Ctrl/Cmd+Shift+Z, Ctrl+Y, the context menu) are the client's collaborative
 // undo (undo.js), never the browser's own.
 
+import { onceAfterPaint } from "./frame.js";
 import { cpLength, cpToDisplay, display, displayToCp } from "./positions.js";
 import { diffText } from "./textdiff.js";
 import { diffOp, firstChange, replaceOp, transformPosition } from "./textops.js";
@@ -47,6 +48,13 @@ export class TextareaView {
     this.readOnly = false;
     this.inputType = null; // what the browser said the pending input is (beforeinput)
     this.onLocalChange = () => {}; // told after an undo or redo is shown
+    /**
+     * The selection is read once a frame, after it is drawn: a keystroke asks three times
+     * (input, selectionchange, keyup), and each read makes Chromium sync the selection
+     * of the whole text (milliseconds in a million characters). Presence goes out at most
+     * every 150 ms anyway.
+     */
+    this.sendSelection = onceAfterPaint(() => this.readSelection());
   }
 
   attach(client) {
@@ -154,7 +162,8 @@ export class TextareaView {
     this.onLocalChange();
   }
 
-  sendSelection() {
+  /** Tell the client where this user's selection is (in code points), if focused. */
+  readSelection() {
     if (this.composing || !this.client) return;
     const ta = this.textarea;
     if (document.activeElement !== ta) return;

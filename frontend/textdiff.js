@@ -1,17 +1,24 @@
 // Where two strings differ: one replaced region, in UTF-16 units, that never cuts a
 // surrogate pair. The textarea diffs what it showed against what the user made of it; the
-// OT algebra diffs two texts into an op.
+// OT algebra diffs two texts into an op. Linear, but runs of equal text are compared
+// natively 4,096 units at a time (a keystroke in a million characters compares them all).
 
 import { splitsPair } from "./positions.js";
 
+/** Units compared at once (a native string comparison) before comparing one by one. */
+const STRIDE = 4096;
+
 function commonPrefix(a, b, limit) {
   let n = 0;
+  while (n + STRIDE <= limit && a.slice(n, n + STRIDE) === b.slice(n, n + STRIDE)) n += STRIDE;
   while (n < limit && a.charCodeAt(n) === b.charCodeAt(n)) n++;
   return n;
 }
 
 function commonSuffix(a, b, limit) {
   let n = 0;
+  const tail = (s, from) => s.slice(s.length - from - STRIDE, s.length - from);
+  while (n + STRIDE <= limit && tail(a, n) === tail(b, n)) n += STRIDE;
   while (n < limit && a.charCodeAt(a.length - 1 - n) === b.charCodeAt(b.length - 1 - n)) n++;
   return n;
 }

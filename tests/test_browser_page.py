@@ -6,6 +6,7 @@ helpers are test_browser.py's)."""
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -617,6 +618,64 @@ def test_carets_are_right_far_into_a_long_text(server: ServerProcess, open_page)
 
 def units(s: str) -> int:
     return len(s.encode("utf-16-le")) // 2
+
+
+def put_text(server: ServerProcess, name: str, text: str) -> None:
+    """Make the document `name` hold `text` (PUT /api/docs/{name})."""
+    request = urllib.request.Request(
+        f"{server.http_url}/api/docs/{url_name(name)}",
+        data=text.encode(),
+        method="PUT",
+        headers={"Content-Type": "text/plain; charset=utf-8"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status in (200, 201)
+
+
+def test_typing_in_a_million_characters_with_two_remote_carets(
+    server: ServerProcess, open_page
+) -> None:
+    """Typing in a 1,000,000-character document (emoji, ZWJ, CJK, combining marks) at the
+    top, the middle and the end while two others' carets are drawn and one of them types
+    too: every page and the server end with the same text, each insert where it was
+    typed. (How fast is measured by bench/typing.py, not here.)"""
+    lines = [f"{k} 行 😀 👩‍👩‍👧 e\u0301 the quick brown fox\n" for k in range(30_000)]
+    text = "".join(lines)
+    while len(text) < 1_000_000:
+        lines.append(f"{len(lines)} 中文 end\n")
+        text += lines[-1]
+    assert len(text) >= 1_000_000
+    name = "big 中文 😀"
+    put_text(server, name, text)
+    ada = open_page(server.http_url, name, "Ada")
+    bob = open_page(server.http_url, name, "Bob")
+    cy = open_page(server.http_url, name, "Cy")
+    middle, later = len(lines) // 2, len(lines) * 3 // 4
+
+    def line_start(k: int) -> int:
+        return units("".join(lines[:k]))
+
+    for page, at in ((bob, line_start(later)), (cy, line_start(middle) + 4)):
+        page.focus("#text")
+        page.eval_on_selector("#text", "(ta, at) => ta.setSelectionRange(at, at)", at)
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("ArrowLeft")
+    ada.wait_for_function("document.querySelectorAll('.carets-caret').length === 2")
+
+    typed = {0: "Ada 😀 中文 ", middle: "mid 👍🏽 漢字 ", len(lines): "end 🇫🇷 e\u0301"}
+    for k in (len(lines), middle, 0):  # from the end, so each place is still line k
+        ada.focus("#text")
+        ada.eval_on_selector("#text", "(ta, at) => ta.setSelectionRange(at, at)", line_start(k))
+        ada.keyboard.type(typed[k][:4])
+        ada.keyboard.insert_text(typed[k][4:])
+    bob.keyboard.type("Bob 👍 ")
+    typed[later] = "Bob 👍 "
+
+    expected = "".join(typed.get(k, "") + line for k, line in enumerate(lines))
+    expected += typed[len(lines)]
+    wait_converged(server.http_url, name, [ada, bob, cy])
+    assert model(ada) == expected
+    assert ada.evaluate("document.querySelectorAll('.carets-caret').length") == 2
 
 
 # ------------------------------------------------------------------------------ the list
