@@ -66,7 +66,7 @@ def hold_fsyncs(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threa
     """Make every os.fsync wait: (entered: set once one is in it, release: let them go).
     A disk that slow has the appends' fsyncs on the writer threads (`FsyncPlan`)."""
     entered, release = threading.Event(), threading.Event()
-    monkeypatch.setattr(FsyncPlan, "inline", lambda plan, now: False)
+    monkeypatch.setattr(FsyncPlan, "inline", lambda plan, now, count=1: False)
     real_fsync = os.fsync
 
     def held_fsync(fd: int) -> None:

@@ -18,6 +18,7 @@ from test_e2e_hocuspocus import served_here
 from websockets.exceptions import ConnectionClosed
 
 from collab.config import Settings
+from collab.storage.fsync_plan import FsyncPlan
 from collab.text.client import TextClient
 
 PIECES = ["HÉLLO 👨‍👩‍👧 ", "🇫🇷 中文 ", "e\u0301 ", "👍🏽\r\n"]
@@ -56,6 +57,10 @@ async def test_acks_and_relays_come_after_the_fsync_and_fast_ones_run_inline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     synced = SyncedLogs(monkeypatch)
+    # This shared machine's disk is sometimes slow (fsyncs of several ms, which go to the
+    # threads): the plan takes any fsync as fast here, so that the inline path is the one
+    # under test whatever the neighbours do.
+    monkeypatch.setattr(FsyncPlan.__init__, "__defaults__", (10.0, 10.0, 10.0))
     settings = Settings(data_dir=tmp_path / "data", fsync="always", log_level="warning")
     with served_here(settings) as (url, _):
         client = TextClient()

@@ -34,3 +34,12 @@ def test_many_fsyncs_go_to_the_threads_even_when_each_is_fast() -> None:
     late = [plan.inline(1.0 + n / 100) for n in range(1, 100)]  # 100 a second
     assert not any(late[:-1])
     assert plan.inline(2.05)  # a window at that rate: 5% of the loop, inline again
+
+
+def test_a_burst_of_fsyncs_in_one_turn_goes_to_the_threads() -> None:
+    """0.3 ms each: three in a row stall the loop 0.9 ms, four 1.2 ms (over the turn's 1 ms)."""
+    plan = FsyncPlan(slow=0.001, share=0.5, turn=0.001)
+    plan.measured(0.0003)
+    assert plan.inline(0.0, 3)
+    assert not plan.inline(0.01, 4)
+    assert plan.inline(0.02, 1)

@@ -61,23 +61,36 @@ class FsyncThreads:
         self._threads: list[threading.Thread] = []
         self._answers: _Answers | None = None  # for the loop that asks
         self.plan = FsyncPlan()  # used on that loop only
+        self._turn: list[tuple[int, asyncio.Future[None]]] = []  # asked in this loop turn
 
     def sync(self, fd: int) -> asyncio.Future[None]:
-        """Done once `fd` is fsync'd; fails with what the fsync raised (its OSError)."""
+        """Done once `fd` is fsync'd; fails with what the fsync raised (its OSError).
+
+        The fsyncs asked for in one turn of the loop are decided together at its end:
+        a lone document's runs inline, several documents' (a burst) go to the threads,
+        where they overlap, unless the plan says they are fast enough to run in a row."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        if self.plan.inline(time.monotonic()):
-            error, seconds = _fsync(fd)
-            self.plan.measured(seconds)
-            _settle(done, error)
-            return done
+        if not self._turn:
+            loop.call_soon(self._flush, loop)
+        self._turn.append((fd, done))
+        return done
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        turn, self._turn = self._turn, []
+        if self.plan.inline(time.monotonic(), len(turn)):
+            for fd, done in turn:
+                error, seconds = _fsync(fd)
+                self.plan.measured(seconds)
+                _settle(done, error)
+            return
         if not self._threads:
             self._start()
         answers = self._answers
         if answers is None or answers.loop is not loop:
             answers = self._answers = _Answers(loop, self.plan)
-        self._requests.put((fd, done, answers))
-        return done
+        for fd, done in turn:
+            self._requests.put((fd, done, answers))
 
     def _start(self) -> None:
         # The threads hold the queue, not this object: when it is dropped without close()
