@@ -30,16 +30,10 @@ from collab.storage.contract import Record
 from collab.text import ops as textops
 from collab.text import positions
 from collab.wire import ErrorCode, parse_text_origin
-from collab.yjs.checks import SurrogateIndex, check_update
+from collab.yjs.checks import Summary, SurrogateIndex, check_update
 from collab.yjs.crdt import InvalidUpdateError, apply_update
 from collab.yjs.items import TextItems
-from collab.yjs.update import (
-    NON_TEXT_CONTENT,
-    SKIP,
-    Update,
-    UpdateFormatError,
-    decode_state_vector,
-)
+from collab.yjs.update import NON_TEXT_CONTENT, UpdateFormatError, decode_state_vector
 
 if TYPE_CHECKING:
     from collab.storage.contract import StoredDocument
@@ -214,7 +208,7 @@ class Document:
             apply_update(self.doc, update)
             _, deltas = self._take_captured()
             op = self._op_from_deltas(deltas)
-            if not self.tracking_text and NON_TEXT_CONTENT.intersection(decoded.refs()):
+            if not self.tracking_text and NON_TEXT_CONTENT.intersection(decoded.refs):
                 self._check_plain_text()
         except (InvalidUpdateError, textops.OpError) as error:
             self._undo(f"{origin}: {error}")
@@ -330,7 +324,7 @@ class Document:
         if self.state_bytes + added > limit:
             raise ChangeRefused(ErrorCode.TOO_LARGE, f"document would exceed {limit} bytes")
 
-    def _check_update(self, update: bytes, known: dict[int, int]) -> Update:
+    def _check_update(self, update: bytes, known: dict[int, int]) -> Summary:
         try:
             decoded, problem = check_update(update, known, self._surrogate_index())
         except UpdateFormatError as error:
@@ -426,18 +420,14 @@ class Document:
         return update, deltas
 
 
-def _adds_items(update: Update, known: dict[int, int]) -> bool:
+def _adds_items(update: Summary, known: dict[int, int]) -> bool:
     """Whether `update` holds structs past the clocks the document has (a Skip is not
     integrated; a GC range is: it advances the client's clock, so it is logged)."""
-    return any(
-        s.clock + s.length > known.get(s.client, 0) and s.ref != SKIP for s in update.structs
-    )
+    return any(end > known.get(client, 0) for client, end in update.ends.items())
 
 
-def _advance(clocks: dict[int, int], update: Update) -> None:
+def _advance(clocks: dict[int, int], update: Summary) -> None:
     """Move the state vector past an update that was applied in full."""
-    for s in update.structs:
-        if s.ref != SKIP:
-            end = s.clock + s.length
-            if end > clocks.get(s.client, 0):
-                clocks[s.client] = end
+    for client, end in update.ends.items():
+        if end > clocks.get(client, 0):
+            clocks[client] = end
