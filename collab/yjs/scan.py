@@ -19,15 +19,15 @@ property test holds the two to the same verdict and the same summary.
 from __future__ import annotations
 
 import heapq
-import re
 from collections.abc import Mapping
+from itertools import chain, compress
 from typing import NamedTuple
 
 from collab.yjs.protocol import MAX_VAR_UINT, read_var_uint
 from collab.yjs.update import DELETED, GC, SKIP, STRING, Update
 
-_HIGH_BYTE = re.compile(b"[\xd8-\xdb]")
-"""The high byte of a UTF-16 high surrogate."""
+_HIGH_MASK = bytes(int(0xD8 <= b <= 0xDB) for b in range(256))
+"""Maps the high byte of a UTF-16 unit to 1 if the unit is a high surrogate, else 0."""
 
 
 class Summary(NamedTuple):
@@ -67,29 +67,9 @@ def _uint(data: bytes, pos: int) -> tuple[int, int]:
     return read_var_uint(data, pos)
 
 
-class _Ids:
-    """Reads item IDs; a client as encoded before is recognised without decoding it."""
-
-    __slots__ = ("data", "known")
-
-    def __init__(self, data: bytes, own: bytes, client: int) -> None:
-        self.data = data
-        self.known: list[tuple[bytes, int]] = [(own, client)]
-
-    def read(self, pos: int) -> tuple[int, int, int]:
-        """(client, clock, position after)."""
-        data = self.data
-        for encoded, seen in self.known:
-            if data.startswith(encoded, pos):
-                client, pos = seen, pos + len(encoded)
-                break
-        else:
-            start = pos
-            client, pos = _uint(data, pos)
-            if len(self.known) < 4:
-                self.known.append((data[start:pos], client))
-        k, pos = _uint(data, pos)
-        return client, k, pos
+_ID_SHIFTS = ((), (1,), (0,), (0, 1))
+"""By an item's info >> 6 (0x80: origin, 0x40: right origin), the IDs that follow, each as
+what to subtract from its clock to get the unit that must not be a high surrogate."""
 
 
 class _Fallback(Exception):
@@ -120,8 +100,9 @@ class _Scan:
         self.ends: dict[int, int] = {}  # client -> end clock of its group
         self.waits: dict[int, list[tuple[int, int, int]]] = {}  # client -> (clock, dep)
         self.probes: dict[int, list[int]] = {}  # client -> clocks that must not be highs
-        self.astral: list[tuple[int, int, bytes]] = []  # strings with astral characters:
-        # client, clock, UTF-16-LE
+        # Strings with astral characters, per client: their clock ranges and the high bytes
+        # of their UTF-16 units.
+        self.astral: dict[int, tuple[list[int], list[int], list[bytes]]] = {}
         self.refs: set[int] = set()
 
     def run(self, known_highs: Mapping[int, set[int]]) -> Summary:
@@ -159,13 +140,17 @@ class _Scan:
         return pos
 
     def _group(self, pos: int, n: int, client: int, own: bytes, clock: int) -> tuple[int, int]:
-        """Read the `n` structs of one client's group; return the position and end clock."""
+        """Read the `n` structs of one client's group; return the position and end clock.
+
+        The hot loop of the scan, so written for CPython's speed: locals only, varUints of
+        one or two bytes read inline, the group's own client and the last other client
+        recognised by their encoded bytes."""
         data, state, refs, probes_of = self.data, self.state, self.refs, self.probes
         probes = probes_of.setdefault(client, [])
         waits: list[tuple[int, int, int]] = []
-        astral = self.astral
-        ids = _Ids(data, own, client)
+        starts, stops, high_bytes = self.astral.setdefault(client, ([], [], []))
         own_len = len(own)
+        other, other_client, other_known, other_probes = own, client, 0, probes
         for _ in range(n):
             info = data[pos]
             pos += 1
@@ -177,44 +162,32 @@ class _Scan:
                 length, pos = _uint(data, pos)
                 clock += length
                 continue
-            if info & 0x80:  # origin
-                if data.startswith(own, pos):  # the common case, read inline
-                    dep, k, pos = client, data[pos + own_len], pos + own_len
-                    if k < 0x80:
-                        pos += 1
-                    elif data[pos + 1] < 0x80:
-                        k, pos = (k & 0x7F) | data[pos + 1] << 7, pos + 2
-                    else:
-                        k, pos = _uint(data, pos)
+            for shift in _ID_SHIFTS[info >> 6]:  # origin (probe k), right origin (k - 1)
+                if data.startswith(own, pos):
+                    dep, pos = client, pos + own_len
+                elif data.startswith(other, pos):
+                    dep, pos = other_client, pos + len(other)
                 else:
-                    dep, k, pos = ids.read(pos)
+                    start = pos
+                    dep, pos = _uint(data, pos)
+                    if dep != client:
+                        other, other_client = data[start:pos], dep
+                        other_known, other_probes = state.get(dep, 0), probes_of.setdefault(dep, [])
+                k = data[pos]
+                if k < 0x80:
+                    pos += 1
+                elif data[pos + 1] < 0x80:
+                    k, pos = (k & 0x7F) | data[pos + 1] << 7, pos + 2
+                else:
+                    k, pos = _uint(data, pos)
                 if dep == client:
                     if k >= clock:
                         raise _Fallback  # depends on its own later item
-                    probes.append(k)
+                    probes.append(k - shift)
                 else:
-                    if k >= state.get(dep, 0):
+                    if k >= other_known:
                         waits.append((clock, dep, k))
-                    probes_of.setdefault(dep, []).append(k)
-            if info & 0x40:  # right origin: the unit before it must not be a high half
-                if data.startswith(own, pos):
-                    dep, k, pos = client, data[pos + own_len], pos + own_len
-                    if k < 0x80:
-                        pos += 1
-                    elif data[pos + 1] < 0x80:
-                        k, pos = (k & 0x7F) | data[pos + 1] << 7, pos + 2
-                    else:
-                        k, pos = _uint(data, pos)
-                else:
-                    dep, k, pos = ids.read(pos)
-                if dep == client:
-                    if k >= clock:
-                        raise _Fallback
-                    probes.append(k - 1)
-                else:
-                    if k >= state.get(dep, 0):
-                        waits.append((clock, dep, k))
-                    probes_of.setdefault(dep, []).append(k - 1)
+                    other_probes.append(k - shift)
             if not info & 0xC0:
                 pos = self._parent(pos, client, clock, waits, info)
             length = data[pos]
@@ -232,7 +205,9 @@ class _Scan:
                     units = text.encode("utf-16-le")
                     length = len(units) >> 1
                     if length != len(text):
-                        astral.append((client, clock, units))
+                        starts.append(clock)
+                        stops.append(clock + length)
+                        high_bytes.append(units[1::2])
                 pos = end
             clock += length
         if waits:
@@ -293,28 +268,31 @@ class _Scan:
         return pos
 
     def _highs(self) -> dict[int, list[int]]:
-        """The clocks of the high surrogates in the strings (the odd bytes of UTF-16-LE
-        are each unit's high byte), checking that none is cut at the known clock."""
+        """The clocks of the high surrogates in the strings, in bulk per client: a mask of
+        the strings' UTF-16 units (1 on a high surrogate) picks them from their clocks."""
         highs: dict[int, list[int]] = {}
-        state = self.state
-        for client, clock, units in self.astral:
-            found = [clock + m.start() for m in _HIGH_BYTE.finditer(units[1::2])]
-            highs.setdefault(client, []).extend(found)
-            known = state.get(client, 0)
-            if clock < known < clock + len(units) // 2 and known - 1 in found:
-                raise _Fallback  # cut inside one of its own pairs
+        for client, (starts, stops, high_bytes) in self.astral.items():
+            if not starts:
+                continue
+            mask = b"".join(high_bytes).translate(_HIGH_MASK)
+            highs[client] = list(compress(chain.from_iterable(map(range, starts, stops)), mask))
         return highs
 
     def _no_split_pairs(
         self, known_highs: Mapping[int, set[int]], highs: dict[int, list[int]]
     ) -> None:
-        """No item or deletion starts or ends between the halves of a pair."""
+        """No item or deletion starts or ends between the halves of a pair, and no string
+        is cut inside one of its own pairs at the known clock (its high half is just below
+        it: the string, which holds the low half too, straddles it)."""
+        mine = {client: set(clocks) for client, clocks in highs.items()}
+        for client, clocks in mine.items():
+            if self.state.get(client, 0) - 1 in clocks:
+                raise _Fallback
         for client, probes in self.probes.items():
             known = known_highs.get(client)
             if known and not known.isdisjoint(probes):
                 raise _Fallback
-            mine = highs.get(client)
-            if mine and not set(mine).isdisjoint(probes):
+            if client in mine and not mine[client].isdisjoint(probes):
                 raise _Fallback
 
     def _integrates(self) -> None:
