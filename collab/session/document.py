@@ -302,6 +302,15 @@ class Document:
             self._clocks = decode_state_vector(self.doc.get_state())
         return self._clocks
 
+    def clocks_lacking(self, state_vector: bytes) -> int | None:
+        """How many clocks a peer with `state_vector` lacks of this document (summed over
+        clients); None when the state vector cannot be read."""
+        try:
+            theirs = decode_state_vector(state_vector)
+        except UpdateFormatError:
+            return None
+        return sum(max(0, end - theirs.get(c, 0)) for c, end in self.state_vector().items())
+
     def kept_updates(self, max_log_bytes: int) -> tuple[bytes, list[bytes]] | None:
         """The whole document as it is kept encoded: the state the log starts from and the
         updates logged since. None when encoding it afresh is the better answer: a small

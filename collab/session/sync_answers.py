@@ -1,11 +1,14 @@
 """The answers to Yjs peers' sync step 1: what a peer lacks, encoded once per batch.
 
 Peers that join together (most send the empty state vector) share one encode of the
-document. A new peer of a big document gets it as it is already kept encoded, never encoded
-on the event loop (~10 ms a MB): the updates logged since the snapshot, then the snapshot as
-its step 2 (a client keeps updates it cannot place yet; at step 2 it has everything). The
-updates go first, while they are few: a peer may be sent one message over its queue's limit
-only when nothing else waits for it (`PeerChannel`). No copy is kept past its batch.
+document. A peer of a big document that lacks much of it (a new one, one that comes back
+from far behind, one resynced after its queue overflowed) gets it as it is already kept
+encoded, never encoded on the event loop (~4 ms a MB, and pycrdt slicing a big item to
+start a diff inside it costs as much): the updates logged since the snapshot, then the
+snapshot as its step 2 (a client keeps updates it cannot place yet; at step 2 it has
+everything; what it had already, Yjs and Yrs skip). The updates go first, while they are
+few: a peer may be sent one message over its queue's limit only when nothing else waits
+for it (`PeerChannel`). No copy is kept past its batch.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from collab.wire import ErrorCode
 from collab.yjs import protocol
 
 EMPTY_STATE_VECTOR = b"\x00"  # a new peer's sync step 1: it has nothing
+KEPT_FROM_LACKING = 16 * 1024
+"""Clocks (UTF-16 units, deletions) a peer must lack for the kept answer: below it, the
+diff pycrdt encodes is small and quick."""
 
 
 class SyncAnswers:
@@ -34,7 +40,7 @@ class SyncAnswers:
         cached = self._step2
         if cached is not None and cached[0] == rev and cached[1] == state_vector:
             return [cached[2]]
-        if state_vector == EMPTY_STATE_VECTOR:
+        if state_vector == EMPTY_STATE_VECTOR or self._lacks_much(state_vector):
             kept = self._from_kept()
             if kept is not None:
                 return kept
@@ -47,6 +53,10 @@ class SyncAnswers:
         message = protocol.encode_sync_step2(update)
         self._step2 = (rev, bytes(state_vector), message)
         return [message]
+
+    def _lacks_much(self, state_vector: bytes) -> bool:
+        lacking = self.document.clocks_lacking(state_vector)
+        return lacking is not None and lacking >= KEPT_FROM_LACKING
 
     def _from_kept(self) -> list[bytes] | None:
         kept = self.document.kept_updates(self.kept_limit)
