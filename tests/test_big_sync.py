@@ -188,3 +188,28 @@ async def test_a_peer_with_an_old_copy_of_a_big_document_comes_back_to_all_of_it
         assert any(isinstance(m, protocol.SyncStep2) and len(m.update) > 1_000_000 for m in steps)
         assert not back.errors
         await back.close()
+
+
+def test_the_snapshot_is_framed_once_not_once_per_batch_of_joiners() -> None:
+    stored, expected = big_stored(2048, 2)
+    session = Session("big", Settings(), stored, track_text=False)
+    sent = []
+    for joiner in ("a", "b"):  # two batches
+        session.connect_yjs(joiner)
+        session.take_output()
+        session.receive(joiner, protocol.encode_sync_step1(b"\x00"))
+        sent.append(session.take_output().messages[-1][1])
+    assert sent[0] is sent[1]  # the same message object: no 2 MB copy per batch
+    doc = Doc()
+    doc.apply_update(stored.snapshot)
+    for record in stored.records:
+        doc.apply_update(record.update)
+    session.compacted(3, doc.get_update())  # the log starts at the new snapshot
+    session.connect_yjs("c")
+    session.take_output()
+    session.receive("c", protocol.encode_sync_step1(b"\x00"))
+    (_, data), *rest = session.take_output().messages
+    assert not rest and data is session.document.kept_updates(1)[0]
+    peer = Doc()
+    peer.apply_update(protocol.decode(data).update)
+    assert str(peer.get("text", type=Text)) == expected

@@ -30,6 +30,7 @@ from collab.storage.contract import Record
 from collab.text import ops as textops
 from collab.text import positions
 from collab.wire import ErrorCode, parse_text_origin
+from collab.yjs import protocol
 from collab.yjs.checks import Summary, SurrogateIndex, check_update
 from collab.yjs.crdt import InvalidUpdateError, apply_update
 from collab.yjs.items import TextItems
@@ -91,7 +92,10 @@ class Document:
         self.base_rev = 0  # the revision of the state the log starts from
         self.state_bytes = 0  # size of the stored state: snapshot + updates since
         self.history: deque[Revision] = deque(maxlen=max(1, settings.history_in_memory))
-        self._base = b""  # the state the log starts from (the snapshot)
+        # The state the log starts from (the snapshot), kept framed as the sync step 2 a
+        # peer of a big document is sent as it is (no copy per answer), and its size.
+        self._base_step2 = b""
+        self._base_size = 0
         self._logged: list[tuple[int, bytes]] = []  # (rev, update) logged since the base
         self._mirror: str | None = None  # the text as a Python str, while tracking
         self._text_subscription: Any = None
@@ -113,7 +117,7 @@ class Document:
     def _load(self, stored: StoredDocument) -> None:
         if stored.snapshot:
             self.doc.apply_update(stored.snapshot)
-            self._base = stored.snapshot
+            self._set_base(stored.snapshot)
             self.state_bytes = len(stored.snapshot)
         self.rev = self.base_rev = stored.snapshot_rev
         self.track_text(self.always_track_text)  # the history starts after the snapshot
@@ -312,19 +316,35 @@ class Document:
         return sum(max(0, end - theirs.get(c, 0)) for c, end in self.state_vector().items())
 
     def kept_updates(self, max_log_bytes: int) -> tuple[bytes, list[bytes]] | None:
-        """The whole document as it is kept encoded: the state the log starts from and the
-        updates logged since. None when encoding it afresh is the better answer: a small
-        state (under `KEPT_FROM` bytes, encoded in well under a millisecond), or more than
-        `max_log_bytes` logged since it."""
-        if len(self._base) < KEPT_FROM or self.state_bytes - len(self._base) > max_log_bytes:
+        """The whole document as it is kept encoded: the state the log starts from, as a
+        sync step 2 message, and the updates logged since. None when encoding it afresh is
+        the better answer: a small state (under `KEPT_FROM` bytes, encoded in well under a
+        millisecond), or more than `max_log_bytes` logged since it."""
+        base = self._base_size
+        if base < KEPT_FROM or self.state_bytes - base > max_log_bytes:
             return None
-        return self._base, [update for _, update in self._logged]
+        return self._base_step2, [update for _, update in self._logged]
 
-    def compacted(self, rev: int, state: bytes) -> None:
-        """A snapshot of `state` at `rev` was written: the log now starts there."""
-        self._base, self.base_rev = state, rev
+    def compacted(self, rev: int, state: bytes, step2: bytes | None = None) -> None:
+        """A snapshot of `state` at `rev` was written: the log now starts there. `step2`:
+        `state` already framed as a sync step 2 (by the caller, off the event loop)."""
+        self._set_base(state, step2)
+        self.base_rev = rev
         self._logged = [(r, update) for r, update in self._logged if r > rev]
         self.state_bytes = len(state) + sum(len(update) for _, update in self._logged)
+
+    def _set_base(self, state: bytes, step2: bytes | None = None) -> None:
+        """Framed once, when a snapshot is loaded or written (one copy), not once per batch
+        of peers it is sent to."""
+        if step2 is None:
+            step2 = protocol.encode_sync_step2(state) if state else b""
+        self._base_step2, self._base_size = step2, len(state)
+
+    def _base(self) -> bytes:
+        """The state the log starts from, out of its framing (a copy: pycrdt takes bytes)."""
+        if not self._base_size:
+            return b""
+        return self._base_step2[len(self._base_step2) - self._base_size :]
 
     # ------------------------------------------------------------------ internals
 
@@ -382,8 +402,8 @@ class Document:
         self._clocks = None
         self.doc = Doc(client_id=self.client_id)
         self.text = self.doc.get(self.settings.text_name, type=Text)
-        if self._base:
-            self.doc.apply_update(self._base)
+        if self._base_size:
+            self.doc.apply_update(self._base())
         for _, update in self._logged:
             self.doc.apply_update(update)
         self._take_captured()

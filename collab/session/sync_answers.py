@@ -8,7 +8,8 @@ start a diff inside it costs as much): the updates logged since the snapshot, th
 snapshot as its step 2 (a client keeps updates it cannot place yet; at step 2 it has
 everything; what it had already, Yjs and Yrs skip). The updates go first, while they are
 few: a peer may be sent one message over its queue's limit only when nothing else waits
-for it (`PeerChannel`). No copy is kept past its batch.
+for it (`PeerChannel`). No copy is kept past its batch (the snapshot's step 2 is the
+document's own: framed when it was loaded or written, never copied per answer).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ class SyncAnswers:
         self.document = document
         self.kept_limit = kept_limit  # most bytes of logged updates sent instead of a state
         self._step2: tuple[int, bytes, bytes] | None = None  # (rev, state vector, message)
-        self._base_step2: tuple[int, bytes] | None = None  # the snapshot as step 2
 
     def answer(self, state_vector: bytes) -> list[bytes]:
         """The messages that bring a peer with `state_vector` up to date; raises
@@ -62,13 +62,11 @@ class SyncAnswers:
         kept = self.document.kept_updates(self.kept_limit)
         if kept is None:
             return None
-        base, updates = kept
+        base_step2, updates = kept
         messages = [protocol.encode_sync_update(update) for update in updates]
-        if self._base_step2 is None or self._base_step2[0] != self.document.base_rev:
-            self._base_step2 = (self.document.base_rev, protocol.encode_sync_step2(base))
-        messages.append(self._base_step2[1])
+        messages.append(base_step2)  # framed once, when the snapshot was loaded or written
         return messages
 
     def batch_ended(self) -> None:
         """The batch's output was taken: its copies of the document go."""
-        self._step2 = self._base_step2 = None
+        self._step2 = None
