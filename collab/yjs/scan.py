@@ -151,14 +151,15 @@ class _Scan:
         starts, stops, high_bytes = self.astral.setdefault(client, ([], [], []))
         own_len = len(own)
         other, other_client, other_known, other_probes = own, client, 0, probes
+        saw_string = saw_deleted = False
         for _ in range(n):
             info = data[pos]
             pos += 1
             ref = info & 0x1F
-            refs.add(ref)
             if ref != STRING and ref != DELETED:
                 if ref != GC:
                     raise _Fallback
+                refs.add(GC)
                 length, pos = _uint(data, pos)
                 clock += length
                 continue
@@ -195,7 +196,10 @@ class _Scan:
                 pos += 1
             else:
                 length, pos = _uint(data, pos)
-            if ref == STRING:
+            if ref == DELETED:
+                saw_deleted = True
+            else:
+                saw_string = True
                 end = pos + length
                 raw = data[pos:end]
                 if len(raw) != length:
@@ -212,6 +216,7 @@ class _Scan:
             clock += length
         if waits:
             self.waits[client] = waits
+        refs.update(ref for ref, seen in ((STRING, saw_string), (DELETED, saw_deleted)) if seen)
         return pos, clock
 
     def _dep(
