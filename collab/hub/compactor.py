@@ -21,6 +21,7 @@ from typing import Any
 from collab.config import Settings
 from collab.hub.accounting import LogSize
 from collab.session import Session
+from collab.session.document import KEPT_FROM
 from collab.storage.contract import Record, Snapshot, SnapshotBuilder
 from collab.storage.errors import CompactionError
 from collab.yjs import protocol
@@ -115,9 +116,10 @@ class Compactor:
         if snapshot is not None:
             if self.metrics is not None:
                 self.metrics.compacted(time.perf_counter() - started, len(snapshot.state))
-            # A big state is framed as the sync step 2 its new peers get, in a thread
-            # (bytes.join copies without the GIL): not a 64 MiB copy on the loop.
-            step2 = await asyncio.to_thread(protocol.encode_sync_step2, snapshot.state)
+            step2 = None  # a small state is framed on the loop, by the session
+            if len(snapshot.state) >= KEPT_FROM:  # a big one in a thread (bytes.join
+                # copies without the GIL): not a 64 MiB copy on the loop
+                step2 = await asyncio.to_thread(protocol.encode_sync_step2, snapshot.state)
             self.session.compacted(snapshot.rev, snapshot.state, step2)
         return True
 
