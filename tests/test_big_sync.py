@@ -213,3 +213,18 @@ def test_the_snapshot_is_framed_once_not_once_per_batch_of_joiners() -> None:
     peer = Doc()
     peer.apply_update(protocol.decode(data).update)
     assert str(peer.get("text", type=Text)) == expected
+
+
+def test_a_change_refused_halfway_rebuilds_from_the_framed_snapshot() -> None:
+    stored, expected = big_stored(100, 2)
+    session = Session("doc", Settings(), stored, track_text=False)
+    peer = Doc()
+    peer.apply_update(session.document.state)
+    before = peer.get_state()
+    peer.get("text", type=Text).insert_embed(0, {"img": "😀"})  # no text client can hold it
+    session.connect_yjs("p")
+    session.take_output()
+    session.receive("p", protocol.encode_sync_update(peer.get_update(before)))
+    assert [code for _, code, _ in session.take_output().closes] == [1002]
+    assert str(session.document.text) == expected  # rebuilt: the snapshot, then the log
+    assert session.document.rev == 3
