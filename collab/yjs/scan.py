@@ -13,7 +13,8 @@ well formed and every check passes, and None in every other case (content other 
 strings, deletions and GC ranges, a Skip, a map key, anything malformed, any check that
 would fail or that it does not settle cheaply). The caller then runs the full decoder
 and checks, which give the exact reason. So its refusals are the full checks' own; a
-property test holds the two to the same verdict and the same summary.
+property test holds the two to the same verdict and the same summary. The price: an
+update refused only at its end is read twice (~90 ms for 500 KB instead of ~70).
 """
 
 from __future__ import annotations
