@@ -42,6 +42,15 @@ class Due:
     state: bytes | None = None
 
 
+async def framed_off_loop(state: bytes) -> bytes | None:
+    """A big snapshot's state framed as the sync step 2 its new peers get, in a thread
+    (bytes.join copies without the GIL): not a 64 MiB copy on the loop. None for a small
+    one (under `KEPT_FROM`): the session frames it, quicker than a thread's round trip."""
+    if len(state) < KEPT_FROM:
+        return None
+    return await asyncio.to_thread(protocol.encode_sync_step2, state)
+
+
 class Compactor:
     """One document's log accounting and snapshot writing."""
 
@@ -116,10 +125,7 @@ class Compactor:
         if snapshot is not None:
             if self.metrics is not None:
                 self.metrics.compacted(time.perf_counter() - started, len(snapshot.state))
-            step2 = None  # a small state is framed on the loop, by the session
-            if len(snapshot.state) >= KEPT_FROM:  # a big one in a thread (bytes.join
-                # copies without the GIL): not a 64 MiB copy on the loop
-                step2 = await asyncio.to_thread(protocol.encode_sync_step2, snapshot.state)
+            step2 = await framed_off_loop(snapshot.state)
             self.session.compacted(snapshot.rev, snapshot.state, step2)
         return True
 
