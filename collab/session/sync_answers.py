@@ -40,10 +40,14 @@ class SyncAnswers:
         cached = self._step2
         if cached is not None and cached[0] == rev and cached[1] == state_vector:
             return [cached[2]]
-        if state_vector == EMPTY_STATE_VECTOR or self._lacks_much(state_vector):
-            kept = self._from_kept()
-            if kept is not None:
-                return kept
+        kept = self.document.kept_updates(self.kept_limit)  # None for a small document
+        if kept is not None and (
+            state_vector == EMPTY_STATE_VECTOR or self._lacks_much(state_vector)
+        ):
+            base_step2, updates = kept
+            messages = [protocol.encode_sync_update(update) for update in updates]
+            messages.append(base_step2)  # framed once, when the snapshot was loaded or written
+            return messages
         try:
             update = self.document.doc.get_update(state_vector)
         except Exception:
@@ -57,15 +61,6 @@ class SyncAnswers:
     def _lacks_much(self, state_vector: bytes) -> bool:
         lacking = self.document.clocks_lacking(state_vector)
         return lacking is not None and lacking >= KEPT_FROM_LACKING
-
-    def _from_kept(self) -> list[bytes] | None:
-        kept = self.document.kept_updates(self.kept_limit)
-        if kept is None:
-            return None
-        base_step2, updates = kept
-        messages = [protocol.encode_sync_update(update) for update in updates]
-        messages.append(base_step2)  # framed once, when the snapshot was loaded or written
-        return messages
 
     def batch_ended(self) -> None:
         """The batch's output was taken: its copies of the document go."""
