@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pycrdt import Doc, Text
 
 from collab.config import Settings
+from collab.hub.compactor import framed_off_loop
 from collab.session import Session
 from collab.storage.contract import Record, Snapshot
 from collab.storage.files import FileStore
@@ -165,7 +166,8 @@ async def compact_old(store: FileStore, session: Session) -> None:
 async def compact_new(store: FileStore, session: Session) -> None:
     snapshot = await store.compact_at(NAME, session.rev, session.snapshot_meta)
     assert snapshot is not None
-    session.compacted(snapshot.rev, snapshot.state)
+    step2 = await framed_off_loop(snapshot.state)  # as the server's Compactor does
+    session.compacted(snapshot.rev, snapshot.state, step2)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import pytest
 from pycrdt import Doc, Text
 
 from collab.storage.contract import Record, Snapshot, StoredDocument
+from collab.storage.fsync_plan import FsyncPlan
 
 
 class Writer:
@@ -62,8 +63,10 @@ def hold_snapshot_checks(
 
 
 def hold_fsyncs(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
-    """Make every os.fsync wait: (entered: set once one is in it, release: let them go)."""
+    """Make every os.fsync wait: (entered: set once one is in it, release: let them go).
+    A disk that slow has the appends' fsyncs on the writer threads (`FsyncPlan`)."""
     entered, release = threading.Event(), threading.Event()
+    monkeypatch.setattr(FsyncPlan, "inline", lambda plan, now, count=1: False)
     real_fsync = os.fsync
 
     def held_fsync(fd: int) -> None:

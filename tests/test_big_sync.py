@@ -101,3 +101,130 @@ async def test_yjs_clients_join_a_big_compacted_document_whole(
         await joiner.synced()
         assert joiner.text == expected
         await joiner.close()
+
+
+def answer_to(session: Session, state_vector: bytes) -> list[protocol.Message]:
+    session.connect_yjs("back")
+    session.take_output()
+    session.receive("back", protocol.encode_sync_step1(state_vector))
+    return [protocol.decode(data) for _, data in session.take_output().messages]
+
+
+def test_a_peer_back_from_far_behind_gets_the_kept_answer_and_one_just_behind_a_diff() -> None:
+    stored, expected = big_stored(2048, 5)
+    far = Doc()  # a text of its own, none of the document's: its state vector is not empty
+    far.get("text", type=Text).insert(0, "mine 😀 ")
+    messages = answer_to(Session("big", Settings(), stored, track_text=False), far.get_state())
+    assert [type(m) for m in messages] == [protocol.SyncUpdate] * 5 + [protocol.SyncStep2]
+    assert messages[-1].update == stored.snapshot  # as kept: nothing encoded
+    for message in messages:
+        far.apply_update(message.update)
+    assert sorted(str(far.get("text", type=Text))) == sorted("mine 😀 " + expected)
+
+    just_behind = Doc()
+    just_behind.apply_update(stored.snapshot)
+    for record in stored.records[:-1]:
+        just_behind.apply_update(record.update)
+    messages = answer_to(
+        Session("big", Settings(), stored, track_text=False), just_behind.get_state()
+    )
+    assert [type(m) for m in messages] == [protocol.SyncStep2]
+    assert len(messages[0].update) < 1000  # the last record, encoded by pycrdt
+    just_behind.apply_update(messages[0].update)
+    assert str(just_behind.get("text", type=Text)) == expected
+
+
+def test_a_resync_of_a_big_document_sends_what_is_kept() -> None:
+    stored, expected = big_stored(2048, 3)
+    session = Session("big", Settings(), stored, track_text=False)
+    session.connect_yjs("slow")
+    session.take_output()
+    assert session.resync("slow")
+    messages = [protocol.decode(data) for _, data in session.take_output().messages]
+    assert [type(m) for m in messages] == [protocol.SyncUpdate] * 3 + [protocol.SyncStep2]
+    assert messages[-1].update == stored.snapshot
+    peer = Doc()
+    for message in messages:
+        peer.apply_update(message.update)
+    assert str(peer.get("text", type=Text)) == expected
+
+
+async def test_a_peer_with_an_old_copy_of_a_big_document_comes_back_to_all_of_it(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """Through real sockets: deletions and inserts made while it was away, some before a
+    compaction and some after, all reach it; its own offline edit reaches the others."""
+    server = start_server("--compact-log-bytes", "1500000", "--compact-log-records", "100000")
+    name = "big 📚 back"
+    url = f"{server.ws_url}/yjs/{name}"
+    async with await YClient.connect(url) as writer:
+        await writer.synced()
+        for _ in range(20):
+            writer.append(PIECE)
+        away = await YClient.connect(url)
+        await away.until(lambda: away.text == writer.text, 20, "the first part")
+        old_copy = away.doc.get_update()
+        await away.close()
+        writer.delete(3, 40)  # while it is away, before the compaction
+        for _ in range(30):  # ~1 MB more: a compaction
+            writer.append(PIECE)
+        directory = server.data_dir / "docs"
+        deadline = time.monotonic() + 30
+        while not list(directory.glob("*/snapshot-*.ysnap")):
+            assert time.monotonic() < deadline, "no compaction"
+            await asyncio.sleep(0.05)
+        writer.insert(5, "après 😀 中文")  # logged after the snapshot
+        writer.delete(100, 7)
+        back = await YClient.connect(url, handshake=False)
+        back._remote = True  # its old copy is not news for the server
+        back.doc.apply_update(old_copy)
+        back._remote = False
+        back.insert(0, "offline 👍🏽 ")
+        back.send_raw(protocol.encode_sync_step1(back.doc.get_state()))
+        await back.until(lambda: back.text.startswith("offline 👍🏽 "), 20, "its own edit")
+        await back.until(lambda: back.text == writer.text, 30, "everything")
+        assert writer.text.startswith("offline 👍🏽 ") and "après 😀 中文" in writer.text
+        steps = [protocol.decode(f) for f in back.received if isinstance(f, bytes)]
+        assert any(isinstance(m, protocol.SyncStep2) and len(m.update) > 1_000_000 for m in steps)
+        assert not back.errors
+        await back.close()
+
+
+def test_the_snapshot_is_framed_once_not_once_per_batch_of_joiners() -> None:
+    stored, expected = big_stored(2048, 2)
+    session = Session("big", Settings(), stored, track_text=False)
+    sent = []
+    for joiner in ("a", "b"):  # two batches
+        session.connect_yjs(joiner)
+        session.take_output()
+        session.receive(joiner, protocol.encode_sync_step1(b"\x00"))
+        sent.append(session.take_output().messages[-1][1])
+    assert sent[0] is sent[1]  # the same message object: no 2 MB copy per batch
+    doc = Doc()
+    doc.apply_update(stored.snapshot)
+    for record in stored.records:
+        doc.apply_update(record.update)
+    session.compacted(3, doc.get_update())  # the log starts at the new snapshot
+    session.connect_yjs("c")
+    session.take_output()
+    session.receive("c", protocol.encode_sync_step1(b"\x00"))
+    (_, data), *rest = session.take_output().messages
+    assert not rest and data is session.document.kept_updates(1)[0]
+    peer = Doc()
+    peer.apply_update(protocol.decode(data).update)
+    assert str(peer.get("text", type=Text)) == expected
+
+
+def test_a_change_refused_halfway_rebuilds_from_the_framed_snapshot() -> None:
+    stored, expected = big_stored(100, 2)
+    session = Session("doc", Settings(), stored, track_text=False)
+    peer = Doc()
+    peer.apply_update(session.document.state)
+    before = peer.get_state()
+    peer.get("text", type=Text).insert_embed(0, {"img": "😀"})  # no text client can hold it
+    session.connect_yjs("p")
+    session.take_output()
+    session.receive("p", protocol.encode_sync_update(peer.get_update(before)))
+    assert [code for _, code, _ in session.take_output().closes] == [1002]
+    assert str(session.document.text) == expected  # rebuilt: the snapshot, then the log
+    assert session.document.rev == 3

@@ -73,7 +73,7 @@ async def test_threads_stop_when_nobody_closed_the_store(tmp_path: Path) -> None
 async def test_an_fsync_that_raises_other_than_oserror_still_answers(tmp_path: Path) -> None:
     """os.fsync raises ValueError (a negative descriptor), OverflowError (one past C's int):
     the thread must answer and live on, or the append waits for ever holding its document's
-    lock (`FileStore._fsync_off_loop` waits until the fsync is done, even when cancelled)."""
+    lock (`FileStore._fsync_append` waits until the fsync is done, even when cancelled)."""
     threads = FsyncThreads(1)
     good = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT)
     os.write(good, "🇫🇷 中文 e\u0301\r\n".encode())

@@ -21,8 +21,10 @@ from typing import Any
 from collab.config import Settings
 from collab.hub.accounting import LogSize
 from collab.session import Session
+from collab.session.document import KEPT_FROM
 from collab.storage.contract import Record, Snapshot, SnapshotBuilder
 from collab.storage.errors import CompactionError
+from collab.yjs import protocol
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,15 @@ class Due:
     rev: int
     meta: bytes
     state: bytes | None = None
+
+
+async def framed_off_loop(state: bytes) -> bytes | None:
+    """A big snapshot's state framed as the sync step 2 its new peers get, in a thread
+    (bytes.join copies without the GIL): not a 64 MiB copy on the loop. None for a small
+    one (under `KEPT_FROM`): the session frames it, quicker than a thread's round trip."""
+    if len(state) < KEPT_FROM:
+        return None
+    return await asyncio.to_thread(protocol.encode_sync_step2, state)
 
 
 class Compactor:
@@ -114,7 +125,8 @@ class Compactor:
         if snapshot is not None:
             if self.metrics is not None:
                 self.metrics.compacted(time.perf_counter() - started, len(snapshot.state))
-            self.session.compacted(snapshot.rev, snapshot.state)
+            step2 = await framed_off_loop(snapshot.state)
+            self.session.compacted(snapshot.rev, snapshot.state, step2)
         return True
 
     async def _compact(self, due: Due) -> Snapshot | None:

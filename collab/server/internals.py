@@ -115,6 +115,12 @@ MEMBERS: tuple[Member, ...] = (
     _method(HTTP, "resume_writing"),
     _attr(HTTP, "conn", object),  # checked as h11's Connection below
     _attr(HTTP, "loop", asyncio.AbstractEventLoop),
+    # ... and what a whole upgrade head taken at once uses, as handle_websocket_upgrade
+    _attr(HTTP, "config", object),
+    _attr(HTTP, "server_state", object),
+    _attr(HTTP, "app_state", dict),
+    _attr(HTTP, "connections", set),
+    _attr(HTTP, "ws_protocol_class", type),
     _later(HTTP, "transport", "connection_made"),
     _later(HTTP, "client", "connection_made"),
     # uvicorn's server: what `collab serve`'s subclass overrides and calls.
@@ -154,6 +160,12 @@ HOOKS: tuple[Hook, ...] = (
     Hook(PROTOCOL, "recv_frame", "Frame(PONG, frame.data)"),  # a pong queued per ping...
     Hook(PROTOCOL, "send_frame", "self.writes.append("),  # ... as one entry of `writes`
     Hook(HTTP, "handle_websocket_upgrade", "self.transport.set_protocol("),  # the switch
+    # A head taken at once (`HTTPProtocol._upgrade_at_once`) does what the upgrade does:
+    Hook(HTTP, "handle_websocket_upgrade", "self.connections.discard(self)"),
+    Hook(HTTP, "handle_websocket_upgrade", "protocol.connection_made(self.transport)"),
+    Hook(HTTP, "handle_websocket_upgrade", "protocol.data_received("),
+    Hook(HTTP, "data_received", "self._unset_keepalive_if_required()"),  # none when fresh
+    Hook(HTTP, "_get_upgrade", 'if b"upgrade" in connection:'),  # as is_websocket_upgrade
 )
 
 ADDED = {
@@ -164,7 +176,8 @@ ADDED = {
     ),
     HTTP: (
         *("_arm_head_timer", "_cancel_head_timer", "_cancel_send_timer", "_head_timed_out"),
-        *("_send_timed_out", "head_timer", "refused", "send_timer"),
+        *("_send_timed_out", "_upgrade_at_once", "fresh", "head_timer", "refused"),
+        "send_timer",
     ),
 }
 """What our subclasses add, by the class they subclass: a release that gives the base a

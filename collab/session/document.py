@@ -30,16 +30,11 @@ from collab.storage.contract import Record
 from collab.text import ops as textops
 from collab.text import positions
 from collab.wire import ErrorCode, parse_text_origin
-from collab.yjs.checks import SurrogateIndex, check_update
+from collab.yjs import protocol
+from collab.yjs.checks import Summary, SurrogateIndex, check_update
 from collab.yjs.crdt import InvalidUpdateError, apply_update
 from collab.yjs.items import TextItems
-from collab.yjs.update import (
-    NON_TEXT_CONTENT,
-    SKIP,
-    Update,
-    UpdateFormatError,
-    decode_state_vector,
-)
+from collab.yjs.update import NON_TEXT_CONTENT, UpdateFormatError, decode_state_vector
 
 if TYPE_CHECKING:
     from collab.storage.contract import StoredDocument
@@ -97,7 +92,10 @@ class Document:
         self.base_rev = 0  # the revision of the state the log starts from
         self.state_bytes = 0  # size of the stored state: snapshot + updates since
         self.history: deque[Revision] = deque(maxlen=max(1, settings.history_in_memory))
-        self._base = b""  # the state the log starts from (the snapshot)
+        # The state the log starts from (the snapshot), kept framed as the sync step 2 a
+        # peer of a big document is sent as it is (no copy per answer), and its size.
+        self._base_step2 = b""
+        self._base_size = 0
         self._logged: list[tuple[int, bytes]] = []  # (rev, update) logged since the base
         self._mirror: str | None = None  # the text as a Python str, while tracking
         self._text_subscription: Any = None
@@ -119,7 +117,7 @@ class Document:
     def _load(self, stored: StoredDocument) -> None:
         if stored.snapshot:
             self.doc.apply_update(stored.snapshot)
-            self._base = stored.snapshot
+            self._set_base(stored.snapshot)
             self.state_bytes = len(stored.snapshot)
         self.rev = self.base_rev = stored.snapshot_rev
         self.track_text(self.always_track_text)  # the history starts after the snapshot
@@ -214,7 +212,7 @@ class Document:
             apply_update(self.doc, update)
             _, deltas = self._take_captured()
             op = self._op_from_deltas(deltas)
-            if not self.tracking_text and NON_TEXT_CONTENT.intersection(decoded.refs()):
+            if not self.tracking_text and NON_TEXT_CONTENT.intersection(decoded.refs):
                 self._check_plain_text()
         except (InvalidUpdateError, textops.OpError) as error:
             self._undo(f"{origin}: {error}")
@@ -308,20 +306,45 @@ class Document:
             self._clocks = decode_state_vector(self.doc.get_state())
         return self._clocks
 
-    def kept_updates(self, max_log_bytes: int) -> tuple[bytes, list[bytes]] | None:
-        """The whole document as it is kept encoded: the state the log starts from and the
-        updates logged since. None when encoding it afresh is the better answer: a small
-        state (under `KEPT_FROM` bytes, encoded in well under a millisecond), or more than
-        `max_log_bytes` logged since it."""
-        if len(self._base) < KEPT_FROM or self.state_bytes - len(self._base) > max_log_bytes:
+    def clocks_lacking(self, state_vector: bytes) -> int | None:
+        """How many clocks a peer with `state_vector` lacks of this document (summed over
+        clients); None when the state vector cannot be read."""
+        try:
+            theirs = decode_state_vector(state_vector)
+        except UpdateFormatError:
             return None
-        return self._base, [update for _, update in self._logged]
+        return sum(max(0, end - theirs.get(c, 0)) for c, end in self.state_vector().items())
 
-    def compacted(self, rev: int, state: bytes) -> None:
-        """A snapshot of `state` at `rev` was written: the log now starts there."""
-        self._base, self.base_rev = state, rev
+    def kept_updates(self, max_log_bytes: int) -> tuple[bytes, list[bytes]] | None:
+        """The whole document as it is kept encoded: the state the log starts from, as a
+        sync step 2 message, and the updates logged since. None when encoding it afresh is
+        the better answer: a small state (under `KEPT_FROM` bytes, encoded in well under a
+        millisecond), or more than `max_log_bytes` logged since it."""
+        base = self._base_size
+        if base < KEPT_FROM or self.state_bytes - base > max_log_bytes:
+            return None
+        return self._base_step2, [update for _, update in self._logged]
+
+    def compacted(self, rev: int, state: bytes, step2: bytes | None = None) -> None:
+        """A snapshot of `state` at `rev` was written: the log now starts there. `step2`:
+        `state` already framed as a sync step 2 (by the caller, off the event loop)."""
+        self._set_base(state, step2)
+        self.base_rev = rev
         self._logged = [(r, update) for r, update in self._logged if r > rev]
         self.state_bytes = len(state) + sum(len(update) for _, update in self._logged)
+
+    def _set_base(self, state: bytes, step2: bytes | None = None) -> None:
+        """Framed once, when a snapshot is loaded or written (one copy), not once per batch
+        of peers it is sent to."""
+        if step2 is None:
+            step2 = protocol.encode_sync_step2(state) if state else b""
+        self._base_step2, self._base_size = step2, len(state)
+
+    def _base(self) -> bytes:
+        """The state the log starts from, out of its framing (a copy: pycrdt takes bytes)."""
+        if not self._base_size:
+            return b""
+        return self._base_step2[len(self._base_step2) - self._base_size :]
 
     # ------------------------------------------------------------------ internals
 
@@ -330,7 +353,7 @@ class Document:
         if self.state_bytes + added > limit:
             raise ChangeRefused(ErrorCode.TOO_LARGE, f"document would exceed {limit} bytes")
 
-    def _check_update(self, update: bytes, known: dict[int, int]) -> Update:
+    def _check_update(self, update: bytes, known: dict[int, int]) -> Summary:
         try:
             decoded, problem = check_update(update, known, self._surrogate_index())
         except UpdateFormatError as error:
@@ -379,8 +402,8 @@ class Document:
         self._clocks = None
         self.doc = Doc(client_id=self.client_id)
         self.text = self.doc.get(self.settings.text_name, type=Text)
-        if self._base:
-            self.doc.apply_update(self._base)
+        if self._base_size:
+            self.doc.apply_update(self._base())
         for _, update in self._logged:
             self.doc.apply_update(update)
         self._take_captured()
@@ -426,18 +449,14 @@ class Document:
         return update, deltas
 
 
-def _adds_items(update: Update, known: dict[int, int]) -> bool:
+def _adds_items(update: Summary, known: dict[int, int]) -> bool:
     """Whether `update` holds structs past the clocks the document has (a Skip is not
     integrated; a GC range is: it advances the client's clock, so it is logged)."""
-    return any(
-        s.clock + s.length > known.get(s.client, 0) and s.ref != SKIP for s in update.structs
-    )
+    return any(end > known.get(client, 0) for client, end in update.ends.items())
 
 
-def _advance(clocks: dict[int, int], update: Update) -> None:
+def _advance(clocks: dict[int, int], update: Summary) -> None:
     """Move the state vector past an update that was applied in full."""
-    for s in update.structs:
-        if s.ref != SKIP:
-            end = s.clock + s.length
-            if end > clocks.get(s.client, 0):
-                clocks[s.client] = end
+    for client, end in update.ends.items():
+        if end > clocks.get(client, 0):
+            clocks[client] = end

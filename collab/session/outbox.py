@@ -53,9 +53,9 @@ class Outbox:
             else:
                 items.append(_Updates([update], own))
 
-    def replace(self, peer_id: PeerId, data: bytes | str) -> None:
-        """Drop what is queued for a peer and queue `data` instead (a resync)."""
-        self._out[peer_id] = [data]
+    def replace(self, peer_id: PeerId, messages: list[bytes]) -> None:
+        """Drop what is queued for a peer and queue `messages` instead (a resync)."""
+        self._out[peer_id] = list(messages)
 
     def drop(self, peer_id: PeerId) -> None:
         self._out.pop(peer_id, None)

@@ -33,7 +33,7 @@ from collab.session.outbox import Outbox
 from collab.session.peers import Peer, PeerId, PeerKind, PeerState
 from collab.session.revision import ChangeRefused, Revision
 from collab.session.roster import Outlets, Roster
-from collab.session.sync_answers import SyncAnswers
+from collab.session.sync_answers import EMPTY_STATE_VECTOR, SyncAnswers
 from collab.session.text_messages import (
     Hello,
     MessageError,
@@ -215,7 +215,7 @@ class Session:
         peer = self.peers.get(peer_id)
         if peer is None or peer.kind is not PeerKind.YJS or peer.sync_status:
             return False
-        self.outbox.replace(peer_id, protocol.encode_sync_step2(self.document.state))
+        self.outbox.replace(peer_id, self.sync_answers.answer(EMPTY_STATE_VECTOR))
         return True
 
     def take_output(self) -> Output:
@@ -266,9 +266,10 @@ class Session:
         self.outbox.send_update(self._yjs_peers, record.update, None)
         self._broadcast_revision(revision, exclude=None)
 
-    def compacted(self, rev: int, state: bytes) -> None:
-        """The driver wrote a snapshot of `state` at `rev`: the log now starts there."""
-        self.document.compacted(rev, state)
+    def compacted(self, rev: int, state: bytes, step2: bytes | None = None) -> None:
+        """The driver wrote a snapshot of `state` at `rev`: the log now starts there.
+        `step2`: `state` framed as a sync step 2, if the driver did it off the loop."""
+        self.document.compacted(rev, state, step2)
 
     # ------------------------------------------------------------------ server-side edits
 

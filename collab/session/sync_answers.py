@@ -1,11 +1,15 @@
 """The answers to Yjs peers' sync step 1: what a peer lacks, encoded once per batch.
 
 Peers that join together (most send the empty state vector) share one encode of the
-document. A new peer of a big document gets it as it is already kept encoded, never encoded
-on the event loop (~10 ms a MB): the updates logged since the snapshot, then the snapshot as
-its step 2 (a client keeps updates it cannot place yet; at step 2 it has everything). The
-updates go first, while they are few: a peer may be sent one message over its queue's limit
-only when nothing else waits for it (`PeerChannel`). No copy is kept past its batch.
+document. A peer of a big document that lacks much of it (a new one, one that comes back
+from far behind, one resynced after its queue overflowed) gets it as it is already kept
+encoded, never encoded on the event loop (~4 ms a MB, and pycrdt slicing a big item to
+start a diff inside it costs as much): the updates logged since the snapshot, then the
+snapshot as its step 2 (a client keeps updates it cannot place yet; at step 2 it has
+everything; what it had already, Yjs and Yrs skip). The updates go first, while they are
+few: a peer may be sent one message over its queue's limit only when nothing else waits
+for it (`PeerChannel`). No copy is kept past its batch (the snapshot's step 2 is the
+document's own: framed when it was loaded or written, never copied per answer).
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from collab.wire import ErrorCode
 from collab.yjs import protocol
 
 EMPTY_STATE_VECTOR = b"\x00"  # a new peer's sync step 1: it has nothing
+KEPT_FROM_LACKING = 16 * 1024
+"""Clocks (UTF-16 units, deletions) a peer must lack for the kept answer: below it, the
+diff pycrdt encodes is small and quick."""
 
 
 class SyncAnswers:
@@ -25,7 +32,6 @@ class SyncAnswers:
         self.document = document
         self.kept_limit = kept_limit  # most bytes of logged updates sent instead of a state
         self._step2: tuple[int, bytes, bytes] | None = None  # (rev, state vector, message)
-        self._base_step2: tuple[int, bytes] | None = None  # the snapshot as step 2
 
     def answer(self, state_vector: bytes) -> list[bytes]:
         """The messages that bring a peer with `state_vector` up to date; raises
@@ -34,10 +40,14 @@ class SyncAnswers:
         cached = self._step2
         if cached is not None and cached[0] == rev and cached[1] == state_vector:
             return [cached[2]]
-        if state_vector == EMPTY_STATE_VECTOR:
-            kept = self._from_kept()
-            if kept is not None:
-                return kept
+        kept = self.document.kept_updates(self.kept_limit)  # None for a small document
+        if kept is not None and (
+            state_vector == EMPTY_STATE_VECTOR or self._lacks_much(state_vector)
+        ):
+            base_step2, updates = kept
+            messages = [protocol.encode_sync_update(update) for update in updates]
+            messages.append(base_step2)  # framed once, when the snapshot was loaded or written
+            return messages
         try:
             update = self.document.doc.get_update(state_vector)
         except Exception:
@@ -48,17 +58,10 @@ class SyncAnswers:
         self._step2 = (rev, bytes(state_vector), message)
         return [message]
 
-    def _from_kept(self) -> list[bytes] | None:
-        kept = self.document.kept_updates(self.kept_limit)
-        if kept is None:
-            return None
-        base, updates = kept
-        messages = [protocol.encode_sync_update(update) for update in updates]
-        if self._base_step2 is None or self._base_step2[0] != self.document.base_rev:
-            self._base_step2 = (self.document.base_rev, protocol.encode_sync_step2(base))
-        messages.append(self._base_step2[1])
-        return messages
+    def _lacks_much(self, state_vector: bytes) -> bool:
+        lacking = self.document.clocks_lacking(state_vector)
+        return lacking is not None and lacking >= KEPT_FROM_LACKING
 
     def batch_ended(self) -> None:
         """The batch's output was taken: its copies of the document go."""
-        self._step2 = self._base_step2 = None
+        self._step2 = None

@@ -65,11 +65,11 @@ log = logging.getLogger(__name__)
 MAX_OPEN_LOGS = 1024  # log files kept open (appends reuse them); past it, the LRU close
 NAME_FILE = "name"
 
-# Appends fsync on this many writer threads, apart from loads and compactions (which
-# can take seconds) so they never queue behind them. Several documents' fsyncs in flight at
-# once share the filesystem's journal commits: on ext4, ten concurrent fsyncs cost a third of
-# the CPU and a quarter of the time of ten in a row (measured 22 µs against 73 µs of CPU
-# each). An fsync on the event loop would stall every other document for its ~0.2 ms.
+# Appends fsync inline while fsyncs are fast and few (`FsyncPlan`), else on this many writer
+# threads, apart from loads and compactions (which can take seconds) so they never queue
+# behind them. Several documents' fsyncs in flight at once share the filesystem's journal
+# commits: on ext4, ten concurrent fsyncs cost a third of the CPU and a quarter of the time
+# of ten in a row (measured 22 µs against 73 µs of CPU each).
 APPEND_THREADS = 8
 
 
@@ -89,8 +89,8 @@ class FileStore:
 
     Loading runs in worker threads, compaction in threads or a worker process. An append
     writes on the event loop (a write of a few hundred bytes to the page cache costs less
-    than the hop to a thread) and fsyncs on one of the store's writer threads
-    (`APPEND_THREADS`). One asyncio lock per document keeps its operations in order.
+    than the hop to a thread) and fsyncs inline or on a writer thread (`FsyncPlan` decides
+    by the fsyncs' length and rate). One asyncio lock per document keeps its order.
     `fsync=False` skips every fsync (tests and benchmarks only). A `HistoryStore` and a
     `RevisionHistory`: every segment is kept unless `keep_history=False`.
     """
@@ -149,14 +149,14 @@ class FileStore:
                 state = await in_thread(self._open_log, name, key)
             handle, size = self._write(key, state, records)
             if self.fsync:
-                await self._fsync_off_loop(key, state, handle)
+                await self._fsync_append(key, state, handle)
             state.size = size
             state.last_rev = records[-1].rev
         if self._open_handles > self.max_open_logs:
             self._close_idle_handles()
 
-    async def _fsync_off_loop(self, key: str, state: _OpenLog, handle: BinaryIO) -> None:
-        """fsync on a writer thread, the document's lock held until it returns, even when
+    async def _fsync_append(self, key: str, state: _OpenLog, handle: BinaryIO) -> None:
+        """fsync (inline or on a writer thread), the lock held until it returns, even when
         the caller is cancelled meanwhile (the write is then cut, as after a failure)."""
         synced = self._fsyncs.sync(handle.fileno())
         try:

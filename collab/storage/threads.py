@@ -12,12 +12,16 @@ import contextlib
 import os
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from collab.storage.fsync_plan import FsyncPlan
+
 T = TypeVar("T")
 _FsyncRequest = tuple[int, "asyncio.Future[None]", "_Answers"]
+_Answer = tuple["asyncio.Future[None]", Exception | None, float]
 
 
 async def in_thread(func: Callable[..., T], *args: Any) -> T:
@@ -41,8 +45,9 @@ async def in_thread(func: Callable[..., T], *args: Any) -> T:
 
 
 class FsyncThreads:
-    """fsync on a few threads of our own: `sync(fd)` is a future of the loop. Several
-    fsyncs in flight at once share the filesystem's journal commits.
+    """fsync inline or on a few threads of our own, as `FsyncPlan` decides: `sync(fd)` is
+    a future of the loop (done at once when the fsync ran inline). Several fsyncs in
+    flight at once on the threads share the filesystem's journal commits.
 
     A `ThreadPoolExecutor` makes a concurrent future per call and chains it to an asyncio
     one (a lock, callbacks both ways), and each answer wakes the loop through its
@@ -55,18 +60,37 @@ class FsyncThreads:
         self._requests: queue.SimpleQueue[_FsyncRequest | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._answers: _Answers | None = None  # for the loop that asks
+        self.plan = FsyncPlan()  # used on that loop only
+        self._turn: list[tuple[int, asyncio.Future[None]]] = []  # asked in this loop turn
 
     def sync(self, fd: int) -> asyncio.Future[None]:
-        """Done once `fd` is fsync'd; fails with what the fsync raised (its OSError)."""
+        """Done once `fd` is fsync'd; fails with what the fsync raised (its OSError).
+
+        The fsyncs asked for in one turn of the loop are decided together at its end:
+        a lone document's runs inline, several documents' (a burst) go to the threads,
+        where they overlap, unless the plan says they are fast enough to run in a row."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
+        if not self._turn:
+            loop.call_soon(self._flush, loop)
+        self._turn.append((fd, done))
+        return done
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        turn, self._turn = self._turn, []
+        if self.plan.inline(time.monotonic(), len(turn)):
+            for fd, done in turn:
+                error, seconds = _fsync(fd)
+                self.plan.measured(seconds)
+                _settle(done, error)
+            return
         if not self._threads:
             self._start()
         answers = self._answers
         if answers is None or answers.loop is not loop:
-            answers = self._answers = _Answers(loop)
-        self._requests.put((fd, done, answers))
-        return done
+            answers = self._answers = _Answers(loop, self.plan)
+        for fd, done in turn:
+            self._requests.put((fd, done, answers))
 
     def _start(self) -> None:
         # The threads hold the queue, not this object: when it is dropped without close()
@@ -93,18 +117,19 @@ class _Answers:
     """fsync answers for one event loop, handed over in batches: one wake-up of the loop
     for all the answers that arrive before it runs."""
 
-    __slots__ = ("_lock", "_ready", "_scheduled", "loop")
+    __slots__ = ("_lock", "_ready", "_scheduled", "loop", "plan")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, plan: FsyncPlan) -> None:
         self.loop = loop
+        self.plan = plan  # told, on the loop, how long each fsync took
         self._lock = threading.Lock()
-        self._ready: list[tuple[asyncio.Future[None], Exception | None]] = []
+        self._ready: list[_Answer] = []
         self._scheduled = False
 
-    def put(self, done: asyncio.Future[None], error: Exception | None) -> None:
+    def put(self, done: asyncio.Future[None], error: Exception | None, seconds: float) -> None:
         """From any thread."""
         with self._lock:
-            self._ready.append((done, error))
+            self._ready.append((done, error, seconds))
             if self._scheduled:
                 return
             self._scheduled = True
@@ -115,19 +140,26 @@ class _Answers:
         with self._lock:
             ready, self._ready = self._ready, []
             self._scheduled = False
-        for done, error in ready:
+        for done, error, seconds in ready:
+            self.plan.measured(seconds)
             _settle(done, error)
 
 
 def _serve(requests: queue.SimpleQueue[_FsyncRequest | None]) -> None:
     while (request := requests.get()) is not None:
         fd, done, answers = request
-        try:
-            os.fsync(fd)
-            error = None
-        except Exception as failure:  # OSError; ValueError for a bad descriptor: answered
-            error = failure
-        answers.put(done, error)
+        answers.put(done, *_fsync(fd))
+
+
+def _fsync(fd: int) -> tuple[Exception | None, float]:
+    """fsync `fd`: what it raised, and how long it took (seconds)."""
+    start = time.monotonic()
+    try:
+        os.fsync(fd)
+        error = None
+    except Exception as failure:  # OSError; ValueError for a bad descriptor: answered
+        error = failure
+    return error, time.monotonic() - start
 
 
 def _stop(requests: queue.SimpleQueue[_FsyncRequest | None], count: int) -> None:

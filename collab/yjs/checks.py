@@ -24,9 +24,11 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping
 
+from collab.yjs.scan import Summary, quick_check, summarize
 from collab.yjs.update import GC, ID, SKIP, Struct, Update, UpdateFormatError, decode_update
 
 __all__ = [
+    "Summary",
     "SurrogateIndex",
     "Update",
     "UpdateFormatError",
@@ -153,23 +155,28 @@ class SurrogateIndex:
     def __init__(self) -> None:
         self._highs: dict[int, set[int]] = {}
 
+    @property
+    def highs(self) -> Mapping[int, set[int]]:
+        """Client -> clocks of its high surrogates (read only)."""
+        return self._highs
+
     def __len__(self) -> int:
         """Number of high surrogates remembered."""
         return sum(map(len, self._highs.values()))
 
-    def add(self, update: bytes | Update, known: Mapping[int, int] | None = None) -> None:
+    def add(self, update: bytes | Update | Summary, known: Mapping[int, int] | None = None) -> None:
         """Remember the high surrogates of `update`'s strings.
 
         `known` is the state vector before the update was applied: clocks below it were
         ignored by the document (already there), so their content, which a peer may have
         forged, is ignored here too.
         """
-        for s in _decoded(update).structs:
-            if s.highs:
-                highs = s.highs
-                if known is not None and s.clock < (floor := known.get(s.client, 0)):
-                    highs = tuple(h for h in highs if h >= floor)
-                self._highs.setdefault(s.client, set()).update(highs)
+        if not isinstance(update, Summary):
+            update = summarize(_decoded(update))
+        for client, highs in update.highs.items():
+            floor = 0 if known is None else known.get(client, 0)
+            kept = self._highs.setdefault(client, set())
+            kept.update(highs if floor == 0 else (h for h in highs if h >= floor))
 
     def splits_pair(self, update: bytes | Update) -> str | None:
         """Why `update` would split a surrogate pair, or None."""
@@ -217,12 +224,17 @@ def cut_inside_pair(update: bytes | Update, state: Mapping[int, int]) -> str | N
 
 def check_update(
     update: bytes, state: Mapping[int, int], surrogates: SurrogateIndex
-) -> tuple[Update, str | None]:
-    """Decode once and run the checks: the decoded update and the first reason to refuse it.
+) -> tuple[Summary, str | None]:
+    """Run the checks: the update's summary and the first reason to refuse it, or None.
 
-    Raises `UpdateFormatError` if the bytes are not an update. Pass the decoded update to
-    ``surrogates.add(decoded, state)`` once the document has accepted it.
+    Text updates that pass are settled by one fast pass over the bytes
+    (`collab.yjs.scan`); anything else is decoded in full. Raises `UpdateFormatError` if
+    the bytes are not an update. Pass the summary to ``surrogates.add(summary, state)``
+    once the document has accepted the update.
     """
+    summary = quick_check(update, state, surrogates.highs)
+    if summary is not None:
+        return summary, None
     decoded = decode_update(update)
     problem = missing_dependencies(decoded, state) or cut_inside_pair(decoded, state)
-    return decoded, problem or surrogates.splits_pair(decoded)
+    return summarize(decoded), problem or surrogates.splits_pair(decoded)

@@ -1,0 +1,338 @@
+"""The fast path of `collab.yjs.checks.check_update`: one pass over the bytes of a text update.
+
+The full decoder (`collab.yjs.update`) builds an object per struct and the checks walk them
+again: a 500 KB sync step 2 of 15,000 structs took ~85 ms, against ~6 ms for pycrdt to
+apply it. This scan reads the same bytes without building structs: it keeps only what the
+checks need (dependencies across clients, the clocks to probe for surrogate halves, the
+clock ranges) in flat lists, skips string content without decoding it (UTF-16 lengths are
+counted on the UTF-8 bytes, all of them validated at once at the end) and checks the
+surrogate probes and the integration order in bulk.
+
+It only ever *accepts*: `quick_check` returns the update's `Summary` when the update is
+well formed and every check passes, and None in every other case (content other than
+strings, deletions and GC ranges, a Skip, a map key, anything malformed, any check that
+would fail or that it does not settle cheaply). The caller then runs the full decoder
+and checks, which give the exact reason. So its refusals are the full checks' own; a
+property test holds the two to the same verdict and the same summary. The price: an
+update refused only at its end is read twice (~90 ms for 500 KB instead of ~70).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from itertools import chain, compress
+from typing import NamedTuple
+
+from collab.yjs.protocol import MAX_VAR_UINT, read_var_uint
+from collab.yjs.update import DELETED, GC, SKIP, STRING, Update
+
+_HIGH_MASK = bytes(int(0xD8 <= b <= 0xDB) for b in range(256))
+"""Maps the high byte of a UTF-16 unit to 1 if the unit is a high surrogate, else 0."""
+
+
+class Summary(NamedTuple):
+    """What the server needs of an update it accepts, whichever path checked it."""
+
+    ends: dict[int, int]
+    """Client -> end clock of its structs that integrate (Skips excluded)."""
+    highs: dict[int, list[int]]
+    """Client -> clocks of the UTF-16 high surrogates in its string content."""
+    refs: frozenset[int]
+    """The content refs of its structs."""
+
+
+def summarize(update: Update) -> Summary:
+    """The `Summary` of an update the full decoder read."""
+    ends: dict[int, int] = {}
+    highs: dict[int, list[int]] = {}
+    for s in update.structs:
+        if s.ref != SKIP:
+            ends[s.client] = max(ends.get(s.client, 0), s.clock + s.length)
+        if s.highs:
+            highs.setdefault(s.client, []).extend(s.highs)
+    return Summary(ends, highs, frozenset(s.ref for s in update.structs))
+
+
+def _uint(data: bytes, pos: int) -> tuple[int, int]:
+    """A varUint and the position after it; 1 to 3 bytes without a loop."""
+    b = data[pos]
+    if b < 0x80:
+        return b, pos + 1
+    c = data[pos + 1]
+    if c < 0x80:
+        return (b & 0x7F) | c << 7, pos + 2
+    d = data[pos + 2]
+    if d < 0x80:
+        return (b & 0x7F) | (c & 0x7F) << 7 | d << 14, pos + 3
+    return read_var_uint(data, pos)
+
+
+_ID_SHIFTS = ((), (1,), (0,), (0, 1))
+"""By an item's info >> 6 (0x80: origin, 0x40: right origin), the IDs that follow, each as
+what to subtract from its clock to get the unit that must not be a high surrogate."""
+
+
+class _Fallback(Exception):
+    """Not settled here: the full decoder and checks decide."""
+
+
+def quick_check(
+    data: bytes, state: Mapping[int, int], known_highs: Mapping[int, set[int]]
+) -> Summary | None:
+    """The update's `Summary` if it is well formed and passes every check; None when the
+    full decoder and checks must decide (they may still accept it).
+
+    `state` is the document's state vector, `known_highs` the `SurrogateIndex`'s clocks.
+    """
+    try:
+        return _Scan(data, state).run(known_highs)
+    except (_Fallback, IndexError, ValueError):  # ValueError: read_var_uint's ProtocolError
+        return None
+
+
+class _Scan:
+    """One pass over an update's bytes, collecting what the checks need."""
+
+    def __init__(self, data: bytes, state: Mapping[int, int]) -> None:
+        self.data = data
+        self.state = state
+        self.starts: dict[int, int] = {}  # client -> first clock of its group
+        self.ends: dict[int, int] = {}  # client -> end clock of its group
+        self.waits: dict[int, list[tuple[int, int, int]]] = {}  # client -> (clock, dep)
+        self.probes: dict[int, list[int]] = {}  # client -> clocks that must not be highs
+        # Strings with astral characters, per client: their clock ranges and the high bytes
+        # of their UTF-16 units.
+        self.astral: dict[int, tuple[list[int], list[int], list[bytes]]] = {}
+        self.refs: set[int] = set()
+
+    def run(self, known_highs: Mapping[int, set[int]]) -> Summary:
+        data = self.data
+        pos = self._structs()
+        pos = self._deletes(pos)
+        if pos != len(data):
+            raise _Fallback
+        highs = self._highs()
+        self._no_split_pairs(known_highs, highs)
+        self._integrates()
+        return Summary(self.ends, highs, frozenset(self.refs))
+
+    def _structs(self) -> int:
+        data, state, starts, ends = self.data, self.state, self.starts, self.ends
+        groups, pos = _uint(data, 0)
+        if groups * 4 > len(data) - pos:
+            raise _Fallback
+        for _ in range(groups):
+            n, pos = _uint(data, pos)
+            if n * 2 > len(data) - pos or n == 0:
+                raise _Fallback
+            start = pos
+            client, pos = _uint(data, pos)
+            if client in starts:
+                raise _Fallback  # two groups of one client
+            own = data[start:pos]  # the client as encoded: its own origins repeat it
+            clock, pos = _uint(data, pos)
+            if clock > state.get(client, 0):
+                raise _Fallback  # a gap before the group
+            starts[client] = clock
+            pos, ends[client] = self._group(pos, n, client, own, clock)
+            if ends[client] > MAX_VAR_UINT:
+                raise _Fallback
+        return pos
+
+    def _group(self, pos: int, n: int, client: int, own: bytes, clock: int) -> tuple[int, int]:
+        """Read the `n` structs of one client's group; return the position and end clock.
+
+        The hot loop of the scan, so written for CPython's speed: locals only, varUints of
+        one or two bytes read inline, the group's own client and the last other client
+        recognised by their encoded bytes."""
+        data, state, refs, probes_of = self.data, self.state, self.refs, self.probes
+        probes = probes_of.setdefault(client, [])
+        waits: list[tuple[int, int, int]] = []
+        starts, stops, high_bytes = self.astral.setdefault(client, ([], [], []))
+        own_len = len(own)
+        other, other_client, other_known, other_probes = own, client, 0, probes
+        saw_string = saw_deleted = False
+        for _ in range(n):
+            info = data[pos]
+            pos += 1
+            ref = info & 0x1F
+            if ref != STRING and ref != DELETED:
+                if ref != GC:
+                    raise _Fallback
+                refs.add(GC)
+                length, pos = _uint(data, pos)
+                clock += length
+                continue
+            for shift in _ID_SHIFTS[info >> 6]:  # origin (probe k), right origin (k - 1)
+                if data.startswith(own, pos):
+                    dep, pos = client, pos + own_len
+                elif data.startswith(other, pos):
+                    dep, pos = other_client, pos + len(other)
+                else:
+                    start = pos
+                    dep, pos = _uint(data, pos)
+                    if dep != client:
+                        other, other_client = data[start:pos], dep
+                        other_known, other_probes = state.get(dep, 0), probes_of.setdefault(dep, [])
+                k = data[pos]
+                if k < 0x80:
+                    pos += 1
+                elif data[pos + 1] < 0x80:
+                    k, pos = (k & 0x7F) | data[pos + 1] << 7, pos + 2
+                else:
+                    k, pos = _uint(data, pos)
+                if dep == client:
+                    if k >= clock:
+                        raise _Fallback  # depends on its own later item
+                    probes.append(k - shift)
+                else:
+                    if k >= other_known:
+                        waits.append((clock, dep, k))
+                    other_probes.append(k - shift)
+            if not info & 0xC0:
+                pos = self._parent(pos, client, clock, waits, info)
+            length = data[pos]
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = _uint(data, pos)
+            if ref == DELETED:
+                saw_deleted = True
+            else:
+                saw_string = True
+                end = pos + length
+                raw = data[pos:end]
+                if len(raw) != length:
+                    raise _Fallback
+                if not raw.isascii():
+                    text = raw.decode()  # UnicodeDecodeError is a ValueError
+                    units = text.encode("utf-16-le")
+                    length = len(units) >> 1
+                    if length != len(text):
+                        starts.append(clock)
+                        stops.append(clock + length)
+                        high_bytes.append(units[1::2])
+                pos = end
+            clock += length
+        if waits:
+            self.waits[client] = waits
+        refs.update(ref for ref, seen in ((STRING, saw_string), (DELETED, saw_deleted)) if seen)
+        return pos, clock
+
+    def _dep(
+        self, client: int, clock: int, dep: int, k: int, waits: list[tuple[int, int, int]]
+    ) -> None:
+        """A dependency on item (dep, k): known, or to integrate from this update first."""
+        if dep == client:
+            if k >= clock:
+                raise _Fallback
+        elif k >= self.state.get(dep, 0):
+            waits.append((clock, dep, k))
+
+    def _parent(
+        self, pos: int, client: int, clock: int, waits: list[tuple[int, int, int]], info: int
+    ) -> int:
+        """Skip an item's parent (a root type's name or a parent item's ID)."""
+        data = self.data
+        kind, pos = _uint(data, pos)
+        if kind == 1:
+            length, pos = _uint(data, pos)
+            if pos + length > len(data):
+                raise _Fallback
+            data[pos : pos + length].decode()  # UnicodeDecodeError is a ValueError
+            pos += length
+        else:
+            dep, pos = _uint(data, pos)
+            k, pos = _uint(data, pos)
+            self._dep(client, clock, dep, k, waits)
+        if info & 0x20:
+            raise _Fallback  # a map key: not text
+        return pos
+
+    def _deletes(self, pos: int) -> int:
+        data, state, starts, ends = self.data, self.state, self.starts, self.ends
+        clients, pos = _uint(data, pos)
+        if clients * 2 > len(data) - pos:
+            raise _Fallback
+        for _ in range(clients):
+            client, pos = _uint(data, pos)
+            n, pos = _uint(data, pos)
+            if n * 2 > len(data) - pos:
+                raise _Fallback
+            available = state.get(client, 0)
+            if client in starts:
+                available = max(available, ends[client])
+            probes = self.probes.setdefault(client, [])
+            for _ in range(n):
+                clock, pos = _uint(data, pos)
+                length, pos = _uint(data, pos)
+                if clock + length > available:
+                    raise _Fallback
+                probes.append(clock - 1)
+                probes.append(clock + length - 1)
+        return pos
+
+    def _highs(self) -> dict[int, list[int]]:
+        """The clocks of the high surrogates in the strings, in bulk per client: a mask of
+        the strings' UTF-16 units (1 on a high surrogate) picks them from their clocks."""
+        highs: dict[int, list[int]] = {}
+        for client, (starts, stops, high_bytes) in self.astral.items():
+            if not starts:
+                continue
+            mask = b"".join(high_bytes).translate(_HIGH_MASK)
+            highs[client] = list(compress(chain.from_iterable(map(range, starts, stops)), mask))
+        return highs
+
+    def _no_split_pairs(
+        self, known_highs: Mapping[int, set[int]], highs: dict[int, list[int]]
+    ) -> None:
+        """No item or deletion starts or ends between the halves of a pair, and no string
+        is cut inside one of its own pairs at the known clock (its high half is just below
+        it: the string, which holds the low half too, straddles it)."""
+        mine = {client: set(clocks) for client, clocks in highs.items()}
+        for client, clocks in mine.items():
+            if self.state.get(client, 0) - 1 in clocks:
+                raise _Fallback
+        for client, probes in self.probes.items():
+            known = known_highs.get(client)
+            if known and not known.isdisjoint(probes):
+                raise _Fallback
+            if client in mine and not mine[client].isdisjoint(probes):
+                raise _Fallback
+
+    def _integrates(self) -> None:
+        """Every struct integrates: the dependencies across clients resolve in some order
+        (as `collab.yjs.checks._cannot_integrate` decides it, on the waits alone)."""
+        if not self.waits:
+            return
+        starts, ends, state = self.starts, self.ends, self.state
+        for waits in self.waits.values():
+            for _, dep, k in waits:
+                if dep not in starts or k >= max(ends[dep], state.get(dep, 0)):
+                    raise _Fallback  # depends on an unknown item
+        done = {c: max(ends[c], state.get(c, 0)) for c in starts if c not in self.waits}
+        for c in self.waits:
+            done[c] = state.get(c, 0)
+        next_index = dict.fromkeys(self.waits, 0)
+        waiting: dict[int, list[tuple[int, int]]] = {}
+        ready = list(self.waits)
+        while ready:
+            client = ready.pop()
+            waits, i = self.waits[client], next_index[client]
+            floor = state.get(client, 0)
+            while i < len(waits):
+                clock, dep, k = waits[i]
+                if k >= done[dep]:
+                    heapq.heappush(waiting.setdefault(dep, []), (k, client))
+                    done[client] = max(floor, clock)
+                    break
+                i += 1
+            else:
+                done[client] = max(floor, ends[client])
+            next_index[client] = i
+            heap = waiting.get(client)
+            while heap and heap[0][0] < done[client]:
+                ready.append(heapq.heappop(heap)[1])
+        if any(next_index[c] < len(w) for c, w in self.waits.items()):
+            raise _Fallback  # a dependency cycle
