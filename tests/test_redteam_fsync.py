@@ -18,6 +18,7 @@ from test_e2e_exactly_once import Line
 from test_e2e_hocuspocus import served_here, stored_text
 
 from collab.config import Settings
+from collab.storage.fsync_plan import FsyncPlan
 from collab.text.client import TextClient
 
 NAME = "slow-disk/中 😀"
@@ -98,3 +99,23 @@ async def test_an_fsync_that_fails_inline_acks_nothing_and_damages_nothing(
         assert other.text == typed  # the failed edit is nowhere
         await again.close()
     assert await stored_text(tmp_path / "data", NAME) == typed
+
+
+def test_the_plan_runs_a_hiccup_inline_at_most_once_a_minute() -> None:
+    """100 fsyncs a second, 0.2 ms each but every `every`-th 200 ms: over ten minutes, at
+    most one such fsync a minute is asked for inline."""
+    for every in (10, 20, 50, 1000, 10_000):
+        plan, inline_hiccups = FsyncPlan(), 0
+        plan.measured(0.0002)
+        for n in range(60_000):
+            hiccup = n % every == every - 1
+            inline = plan.inline(n / 100)
+            inline_hiccups += hiccup and inline
+            plan.measured(0.2 if hiccup else 0.0002)
+        assert inline_hiccups <= 10, (every, inline_hiccups)
+    plan = FsyncPlan()
+    plan.measured(0.0002)
+    plan.measured(0.005)  # slow, not a hiccup: back inline once the average is fast again
+    for _ in range(20):
+        plan.measured(0.0002)
+    assert plan.inline(1.0)
