@@ -12,8 +12,8 @@
 - a WebSocket upgrade head that arrives whole in the connection's first read goes straight
   to the WebSocket protocol, which parses it anyway: uvicorn would parse it with h11
   first, build an HTTP scope and write the head out again (~40 µs of a connection's
-  set-up). Anything else (a head in pieces, bytes after it, another method) takes h11's
-  path as before.
+  set-up). Anything else (a head in pieces, bytes after it, another method or protocol
+  version, no Host or two, a target h11 refuses) takes h11's path as before.
 
 The caps themselves are pure bookkeeping in `collab.access.limits`. The protocol classes are
 module-level (`--workers` hands them to the processes it spawns); each process installs
