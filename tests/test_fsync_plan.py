@@ -17,7 +17,7 @@ def test_slow_fsyncs_go_to_the_threads_and_come_back_when_fast_again() -> None:
     plan = FsyncPlan(slow=0.001, share=0.3)
     plan.measured(0.0002)
     assert plan.inline(0.0)
-    plan.measured(0.02)  # one stall inline: the next ones go to the threads
+    plan.measured(0.005)  # one slow fsync inline: the next ones go to the threads
     assert not plan.inline(0.1)
     for _ in range(20):  # the threads measure fast fsyncs again
         plan.measured(0.0002)

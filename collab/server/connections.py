@@ -12,8 +12,8 @@
 - a WebSocket upgrade head that arrives whole in the connection's first read goes straight
   to the WebSocket protocol, which parses it anyway: uvicorn would parse it with h11
   first, build an HTTP scope and write the head out again (~40 µs of a connection's
-  set-up). Anything else (a head in pieces, bytes after it, another method) takes h11's
-  path as before.
+  set-up). Anything else (a head in pieces, bytes after it, another method or protocol
+  version, no Host or two, a target h11 refuses) takes h11's path as before.
 
 The caps themselves are pure bookkeeping in `collab.access.limits`. The protocol classes are
 module-level (`--workers` hands them to the processes it spawns); each process installs
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import resource
 from typing import Any
 
@@ -59,6 +60,8 @@ def connection_cap(settings: Settings, fd_limit: int) -> int:
 
 
 MAX_DIRECT_HEAD = 16 * 1024  # bytes: uvicorn's default cap on an incomplete h11 event
+_DIRECT_REQUEST_LINE = re.compile(rb"GET [\x21-\x7e]+ HTTP/1\.1")
+"""A request line h11 takes (a target of visible ASCII) and websockets too (HTTP/1.1)."""
 
 
 def websocket_upgrade_head(data: bytes) -> bytes | None:
@@ -66,14 +69,19 @@ def websocket_upgrade_head(data: bytes) -> bytes | None:
     uvicorn's h11 path hands the head on) when it is exactly one whole GET head that
     that path would upgrade to a WebSocket: its `Connection` tokens hold "upgrade" and
     its `Upgrade` is "websocket" (the last of each counting, as uvicorn reads them).
-    None otherwise. The WebSocket protocol then checks the rest of the handshake."""
+    None otherwise. The WebSocket protocol then checks the rest of the handshake; what
+    h11 refuses and websockets does not check (a control character in the target, a
+    second Host) is left to h11, which answers 400."""
     if not data.startswith(b"GET ") or len(data) > MAX_DIRECT_HEAD:
         return None
     if data.find(b"\r\n\r\n") != len(data) - 4:
         return None
     lines = data[:-4].split(b"\r\n")
+    if not _DIRECT_REQUEST_LINE.fullmatch(lines[0]):
+        return None
     connection: list[bytes] = []
     upgrade = None
+    hosts = 0
     for index in range(1, len(lines)):
         name, colon, value = lines[index].partition(b":")
         if not colon:
@@ -84,7 +92,9 @@ def websocket_upgrade_head(data: bytes) -> bytes | None:
             connection = [token.strip() for token in value.lower().split(b",")]
         elif name == b"upgrade":
             upgrade = value.strip().lower()
-    if upgrade != b"websocket" or b"upgrade" not in connection:
+        elif name == b"host":
+            hosts += 1
+    if upgrade != b"websocket" or b"upgrade" not in connection or hosts != 1:
         return None
     return b"\r\n".join(lines) + b"\r\n\r\n"
 

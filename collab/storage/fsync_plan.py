@@ -20,8 +20,12 @@ document of the process while it runs. So an fsync runs inline only while
   fsyncs inline whatever their length gave a p99 of 16 ms against 4-5 ms with this plan.
 
 Until one fsync has been measured, fsyncs go to the threads. A single fsync that hangs
-inline stalls the loop for its length once; the average then sends the next ones to the
-threads, and it comes back inline when the threads measure fast fsyncs again.
+inline stalls the loop for its length once. The average alone would bring fsyncs back
+inline within a dozen fast ones, so a disk that hiccups now and then (a journal commit
+behind a big snapshot, a network disk) would stall the loop on every hiccup: an fsync of
+`stall` (10 ms) or more, wherever it ran, keeps them on the threads for `calm` (60 s)
+from the next ask, renewed by each such fsync. A disk that hiccups less often than that
+stalls the loop at most once per `calm`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ TURN = 0.001  # s: at most this long in a row of inline fsyncs per turn of the l
 SHARE = 0.5  # at most this share of the loop's time in inline fsyncs
 WEIGHT = 0.25  # of the newest fsync in the moving average
 WINDOW = 1.0  # s: fsyncs are counted per window to know their rate
+STALL = 0.01  # s: an fsync this long (a loop's whole budget) is a hiccup of the disk
+CALM = 60.0  # s: after a hiccup, fsyncs stay on the threads this long
 
 
 class FsyncPlan:
@@ -46,6 +52,8 @@ class FsyncPlan:
         self._window_start = 0.0
         self._count = 0  # fsyncs asked for in the current window
         self._rate = 0.0  # fsyncs per second in the last whole window
+        self._hiccup = False  # an fsync of STALL or more measured since the last ask
+        self._calm_until = 0.0  # no fsync inline before this time
 
     def inline(self, now: float, count: int = 1) -> bool:
         """Whether the `count` fsyncs of one loop turn, asked for at `now` (a monotonic
@@ -54,6 +62,10 @@ class FsyncPlan:
             self._rate = self._count / (now - self._window_start)
             self._window_start, self._count = now, 0
         self._count += count
+        if self._hiccup:
+            self._hiccup, self._calm_until = False, now + CALM
+        if now < self._calm_until:
+            return False
         typical = self.typical
         if typical is None or typical >= self.slow or count * typical > self.turn:
             return False
@@ -61,5 +73,7 @@ class FsyncPlan:
         return rate * typical <= self.share
 
     def measured(self, seconds: float) -> None:
+        if seconds >= STALL:
+            self._hiccup = True
         typical = self.typical
         self.typical = seconds if typical is None else typical + (seconds - typical) * WEIGHT
