@@ -44,14 +44,22 @@ def test_a_new_peer_of_a_big_document_gets_the_kept_snapshot_and_updates() -> No
     session.take_output()
     session.receive("joiner", protocol.encode_sync_step1(b"\x00"))
     messages = [protocol.decode(data) for _, data in session.take_output().messages]
-    assert [type(m) for m in messages] == [protocol.SyncUpdate] * 5 + [protocol.SyncStep2]
-    assert messages[-1].update == stored.snapshot  # as kept: nothing encoded
-    assert [m.update for m in messages[:-1]] == [r.update for r in stored.records]
+    assert_kept_answer(messages, stored)
     joiner = Doc()
     joined = joiner.get("text", type=Text)
-    for message in messages:  # in this order: the updates wait for the snapshot
+    for message in messages:  # each applies as it comes: nothing waits for a later one
         joiner.apply_update(message.update)
     assert str(joined) == expected
+
+
+def assert_kept_answer(messages: list[protocol.Message], stored: StoredDocument) -> None:
+    """The snapshot as kept (nothing encoded), the logged updates in order, then a step 2
+    that says the peer has everything."""
+    kinds = [protocol.SyncUpdate] * (1 + len(stored.records)) + [protocol.SyncStep2]
+    assert [type(m) for m in messages] == kinds
+    assert messages[0].update == stored.snapshot
+    assert [m.update for m in messages[1:-1]] == [r.update for r in stored.records]
+    assert messages[-1].update == b"\x00\x00"  # the empty update
 
 
 def test_a_small_document_or_a_long_log_is_encoded_as_before() -> None:
@@ -70,11 +78,22 @@ def test_a_small_document_or_a_long_log_is_encoded_as_before() -> None:
         assert str(joined) == expected
 
 
-@pytest.mark.parametrize("client", ["node", "pycrdt"])
+@pytest.mark.parametrize(
+    ("client", "queue"),
+    [("node", "4194304"), ("pycrdt", "4194304"), ("pycrdt", "262144")],
+    ids=["node", "pycrdt", "pycrdt-snapshot-over-the-queue-limit"],
+)
 async def test_yjs_clients_join_a_big_compacted_document_whole(
-    start_server: Callable[..., ServerProcess], client: str
+    start_server: Callable[..., ServerProcess], client: str, queue: str
 ) -> None:
-    server = start_server("--compact-log-bytes", "1500000", "--compact-log-records", "100000")
+    server = start_server(
+        "--compact-log-bytes",
+        "1500000",
+        "--compact-log-records",
+        "100000",
+        "--send-queue-bytes",
+        queue,
+    )
     name = "big 📚 中文"
     async with await YClient.connect(f"{server.ws_url}/yjs/{name}") as writer:
         await writer.synced()
@@ -99,7 +118,8 @@ async def test_yjs_clients_join_a_big_compacted_document_whole(
     else:
         joiner = await YClient.connect(f"{server.ws_url}/yjs/{name}")
         await joiner.synced()
-        assert joiner.text == expected
+        assert joiner.text == expected  # synced means whole: the step 2 comes last
+        assert not joiner.closed  # the updates after a snapshot over the limit queued
         await joiner.close()
 
 
@@ -115,8 +135,7 @@ def test_a_peer_back_from_far_behind_gets_the_kept_answer_and_one_just_behind_a_
     far = Doc()  # a text of its own, none of the document's: its state vector is not empty
     far.get("text", type=Text).insert(0, "mine 😀 ")
     messages = answer_to(Session("big", Settings(), stored, track_text=False), far.get_state())
-    assert [type(m) for m in messages] == [protocol.SyncUpdate] * 5 + [protocol.SyncStep2]
-    assert messages[-1].update == stored.snapshot  # as kept: nothing encoded
+    assert_kept_answer(messages, stored)
     for message in messages:
         far.apply_update(message.update)
     assert sorted(str(far.get("text", type=Text))) == sorted("mine 😀 " + expected)
@@ -134,6 +153,44 @@ def test_a_peer_back_from_far_behind_gets_the_kept_answer_and_one_just_behind_a_
     assert str(just_behind.get("text", type=Text)) == expected
 
 
+def test_a_peer_holding_part_of_a_big_document_applies_each_message_as_it_comes() -> None:
+    """Yrs (pycrdt 0.14) loses updates it had to keep pending when the peer already held
+    part of the document and a later update applied at once: the snapshot used to come
+    last, and such a peer missed the appends logged after it."""
+    doc = Doc()
+    text = doc.get("text", type=Text)
+    for _ in range(40):
+        text.insert(len(text), PIECE)
+    old_copy = doc.get_update()  # what the peer held when it left
+    for _ in range(10):  # then the document went on: the snapshot has these
+        text.insert(len(text), PIECE)
+    snapshot, records = doc.get_update(), []
+    edits = [
+        lambda: text.insert(len(text), "appended 中文 ✍️"),
+        lambda: text.insert(len(text), "e\u0301 \r\n 🇫🇷"),
+        lambda: text.insert(0, "après 😀 "),  # into the part the peer holds
+        lambda: text.__delitem__(slice(0, 4)),  # "a": one byte... then "près" stays
+    ]
+    for rev, edit in enumerate(edits, start=2):
+        before = doc.get_state()
+        edit()
+        records.append(Record(rev, 0.0, "yjs:9", None, doc.get_update(before)))
+    stored = StoredDocument(snapshot, 1, records, 0)
+    peer = Doc()
+    peer.apply_update(old_copy)
+    peer.get("text", type=Text).insert(0, "offline 👍🏽 ")
+    reference = Doc()  # the same edits, each applied after what it depends on
+    for update in (peer.get_update(), snapshot, *(r.update for r in records)):
+        reference.apply_update(update)
+
+    messages = answer_to(Session("big", Settings(), stored, track_text=False), peer.get_state())
+    assert_kept_answer(messages, stored)
+    for message in messages:
+        peer.apply_update(message.update)
+    assert str(peer.get("text", type=Text)) == str(reference.get("text", type=Text))
+    assert "appended 中文 ✍️" in str(reference.get("text", type=Text))
+
+
 def test_a_resync_of_a_big_document_sends_what_is_kept() -> None:
     stored, expected = big_stored(2048, 3)
     session = Session("big", Settings(), stored, track_text=False)
@@ -141,8 +198,7 @@ def test_a_resync_of_a_big_document_sends_what_is_kept() -> None:
     session.take_output()
     assert session.resync("slow")
     messages = [protocol.decode(data) for _, data in session.take_output().messages]
-    assert [type(m) for m in messages] == [protocol.SyncUpdate] * 3 + [protocol.SyncStep2]
-    assert messages[-1].update == stored.snapshot
+    assert_kept_answer(messages, stored)
     peer = Doc()
     for message in messages:
         peer.apply_update(message.update)
@@ -185,7 +241,11 @@ async def test_a_peer_with_an_old_copy_of_a_big_document_comes_back_to_all_of_it
         await back.until(lambda: back.text == writer.text, 30, "everything")
         assert writer.text.startswith("offline 👍🏽 ") and "après 😀 中文" in writer.text
         steps = [protocol.decode(f) for f in back.received if isinstance(f, bytes)]
-        assert any(isinstance(m, protocol.SyncStep2) and len(m.update) > 1_000_000 for m in steps)
+        # the kept answer (once the session has the snapshot) or a diff (before): both whole
+        assert any(
+            isinstance(m, protocol.SyncUpdate | protocol.SyncStep2) and len(m.update) > 1_000_000
+            for m in steps
+        )
         assert not back.errors
         await back.close()
 
@@ -198,7 +258,7 @@ def test_the_snapshot_is_framed_once_not_once_per_batch_of_joiners() -> None:
         session.connect_yjs(joiner)
         session.take_output()
         session.receive(joiner, protocol.encode_sync_step1(b"\x00"))
-        sent.append(session.take_output().messages[-1][1])
+        sent.append(session.take_output().messages[0][1])
     assert sent[0] is sent[1]  # the same message object: no 2 MB copy per batch
     doc = Doc()
     doc.apply_update(stored.snapshot)
@@ -208,8 +268,9 @@ def test_the_snapshot_is_framed_once_not_once_per_batch_of_joiners() -> None:
     session.connect_yjs("c")
     session.take_output()
     session.receive("c", protocol.encode_sync_step1(b"\x00"))
-    (_, data), *rest = session.take_output().messages
-    assert not rest and data is session.document.kept_updates(1)[0]
+    (_, data), (_, synced) = session.take_output().messages
+    assert data is session.document.kept_updates(1)[0]  # nothing logged since: then synced
+    assert isinstance(protocol.decode(synced), protocol.SyncStep2)
     peer = Doc()
     peer.apply_update(protocol.decode(data).update)
     assert str(peer.get("text", type=Text)) == expected

@@ -47,13 +47,16 @@ class PeerChannel:
     not taken yet (the queue, the message being sent, the socket's write buffer) plus the
     next message passes `limit` bytes, the queue is dropped and `on_overflow` decides
     (resync or close). Only a peer with nothing pending at all is sent one message over the
-    limit (a big document's sync step 2).
+    limit (a big document's snapshot); while that message goes out, what follows it (the
+    rest of the answer, live updates) queues within `limit` on top of it. So a peer holds at
+    most `limit` bytes, or one bigger message and `limit` more.
 
     Closing never waits on the peer: when the close frame cannot be sent within
     `close_timeout` seconds (a peer that stopped reading), the connection is aborted.
     """
 
     __slots__ = (
+        "_big",
         "_closer",
         "_drained",
         "_queued",
@@ -88,6 +91,7 @@ class PeerChannel:
         self.queue: deque[bytes | str] | None = None  # made when the peer falls behind
         self._queued = 0  # bytes in the queue
         self._sending = 0  # bytes of the message being sent, until its send returns
+        self._big = 0  # size of the one message over the limit, until it has mostly gone
         self.overflows = 0
         self.closed = False
         self._closer: asyncio.Task[None] | None = None
@@ -103,17 +107,23 @@ class PeerChannel:
     def send(self, data: bytes | str) -> None:
         if self.closed:
             return
-        if self._task is None and self.connection.send_now(data):
-            return
         size = len(data)
+        if self._task is None and self.connection.send_now(data):
+            if size > self.limit:
+                self._big = size
+            return
         pending = self.queued_bytes
-        if pending and pending + size > self.limit:
+        if pending <= self.limit:
+            self._big = 0  # the big message has gone, or there was none
+        if pending and pending + size > self.limit + self._big:
             if self.queue is not None:
                 self.queue.clear()
             self._queued = 0
             self.overflows += 1
             self.on_overflow(self)
             return
+        if not pending and size > self.limit:
+            self._big = size
         if self.queue is None:
             self.queue = deque()
         self.queue.append(data)

@@ -43,12 +43,12 @@ class Due:
 
 
 async def framed_off_loop(state: bytes) -> bytes | None:
-    """A big snapshot's state framed as the sync step 2 its new peers get, in a thread
-    (bytes.join copies without the GIL): not a 64 MiB copy on the loop. None for a small
-    one (under `KEPT_FROM`): the session frames it, quicker than a thread's round trip."""
+    """A big snapshot's state framed as the sync update its new peers get first, in a
+    thread (bytes.join copies without the GIL): not a 64 MiB copy on the loop. None for a
+    small one (under `KEPT_FROM`): the session frames it, quicker than a thread's round trip."""
     if len(state) < KEPT_FROM:
         return None
-    return await asyncio.to_thread(protocol.encode_sync_step2, state)
+    return await asyncio.to_thread(protocol.encode_sync_update, state)
 
 
 class Compactor:
@@ -125,8 +125,8 @@ class Compactor:
         if snapshot is not None:
             if self.metrics is not None:
                 self.metrics.compacted(time.perf_counter() - started, len(snapshot.state))
-            step2 = await framed_off_loop(snapshot.state)
-            self.session.compacted(snapshot.rev, snapshot.state, step2)
+            framed = await framed_off_loop(snapshot.state)
+            self.session.compacted(snapshot.rev, snapshot.state, framed)
         return True
 
     async def _compact(self, due: Due) -> Snapshot | None:

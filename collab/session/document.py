@@ -92,9 +92,9 @@ class Document:
         self.base_rev = 0  # the revision of the state the log starts from
         self.state_bytes = 0  # size of the stored state: snapshot + updates since
         self.history: deque[Revision] = deque(maxlen=max(1, settings.history_in_memory))
-        # The state the log starts from (the snapshot), kept framed as the sync step 2 a
+        # The state the log starts from (the snapshot), kept framed as the sync update a
         # peer of a big document is sent as it is (no copy per answer), and its size.
-        self._base_step2 = b""
+        self._base_message = b""
         self._base_size = 0
         self._logged: list[tuple[int, bytes]] = []  # (rev, update) logged since the base
         self._mirror: str | None = None  # the text as a Python str, while tracking
@@ -316,35 +316,35 @@ class Document:
         return sum(max(0, end - theirs.get(c, 0)) for c, end in self.state_vector().items())
 
     def kept_updates(self, max_log_bytes: int) -> tuple[bytes, list[bytes]] | None:
-        """The whole document as it is kept encoded: the state the log starts from, as a
-        sync step 2 message, and the updates logged since. None when encoding it afresh is
+        """The whole document as it is kept encoded: the state the log starts from, framed
+        as a sync update message, and the updates logged since. None when encoding it afresh is
         the better answer: a small state (under `KEPT_FROM` bytes, encoded in well under a
         millisecond), or more than `max_log_bytes` logged since it."""
         base = self._base_size
         if base < KEPT_FROM or self.state_bytes - base > max_log_bytes:
             return None
-        return self._base_step2, [update for _, update in self._logged]
+        return self._base_message, [update for _, update in self._logged]
 
-    def compacted(self, rev: int, state: bytes, step2: bytes | None = None) -> None:
-        """A snapshot of `state` at `rev` was written: the log now starts there. `step2`:
-        `state` already framed as a sync step 2 (by the caller, off the event loop)."""
-        self._set_base(state, step2)
+    def compacted(self, rev: int, state: bytes, framed: bytes | None = None) -> None:
+        """A snapshot of `state` at `rev` was written: the log now starts there. `framed`:
+        `state` already framed as a sync update (by the caller, off the event loop)."""
+        self._set_base(state, framed)
         self.base_rev = rev
         self._logged = [(r, update) for r, update in self._logged if r > rev]
         self.state_bytes = len(state) + sum(len(update) for _, update in self._logged)
 
-    def _set_base(self, state: bytes, step2: bytes | None = None) -> None:
+    def _set_base(self, state: bytes, framed: bytes | None = None) -> None:
         """Framed once, when a snapshot is loaded or written (one copy), not once per batch
         of peers it is sent to."""
-        if step2 is None:
-            step2 = protocol.encode_sync_step2(state) if state else b""
-        self._base_step2, self._base_size = step2, len(state)
+        if framed is None:
+            framed = protocol.encode_sync_update(state) if state else b""
+        self._base_message, self._base_size = framed, len(state)
 
     def _base(self) -> bytes:
         """The state the log starts from, out of its framing (a copy: pycrdt takes bytes)."""
         if not self._base_size:
             return b""
-        return self._base_step2[len(self._base_step2) - self._base_size :]
+        return self._base_message[len(self._base_message) - self._base_size :]
 
     # ------------------------------------------------------------------ internals
 

@@ -266,10 +266,10 @@ class Session:
         self.outbox.send_update(self._yjs_peers, record.update, None)
         self._broadcast_revision(revision, exclude=None)
 
-    def compacted(self, rev: int, state: bytes, step2: bytes | None = None) -> None:
+    def compacted(self, rev: int, state: bytes, framed: bytes | None = None) -> None:
         """The driver wrote a snapshot of `state` at `rev`: the log now starts there.
-        `step2`: `state` framed as a sync step 2, if the driver did it off the loop."""
-        self.document.compacted(rev, state, step2)
+        `framed`: `state` framed as a sync update, if the driver did it off the loop."""
+        self.document.compacted(rev, state, framed)
 
     # ------------------------------------------------------------------ server-side edits
 

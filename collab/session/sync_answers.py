@@ -4,12 +4,14 @@ Peers that join together (most send the empty state vector) share one encode of 
 document. A peer of a big document that lacks much of it (a new one, one that comes back
 from far behind, one resynced after its queue overflowed) gets it as it is already kept
 encoded, never encoded on the event loop (~4 ms a MB, and pycrdt slicing a big item to
-start a diff inside it costs as much): the updates logged since the snapshot, then the
-snapshot as its step 2 (a client keeps updates it cannot place yet; at step 2 it has
-everything; what it had already, Yjs and Yrs skip). The updates go first, while they are
-few: a peer may be sent one message over its queue's limit only when nothing else waits
-for it (`PeerChannel`). No copy is kept past its batch (the snapshot's step 2 is the
-document's own: framed when it was loaded or written, never copied per answer).
+start a diff inside it costs as much): the snapshot as a sync update, the updates logged
+since, in order, then an empty step 2 (the client is synced when it has everything; what
+it had already, Yjs and Yrs skip). Each message can be applied as it arrives: a client
+that got the logged updates before the snapshot would have to keep them pending, and Yrs
+(pycrdt 0.14) loses such pending updates when the peer already held part of the document
+(`tests/test_big_sync.py`). The snapshot may be over the peer's queue limit: `PeerChannel`
+queues what follows it within the limit. No copy is kept past its batch (the snapshot's
+message is the document's own: framed when it was loaded or written, never per answer).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collab.wire import ErrorCode
 from collab.yjs import protocol
 
 EMPTY_STATE_VECTOR = b"\x00"  # a new peer's sync step 1: it has nothing
+SYNCED = protocol.encode_sync_step2(b"\x00\x00")  # a step 2 of the empty update
 KEPT_FROM_LACKING = 16 * 1024
 """Clocks (UTF-16 units, deletions) a peer must lack for the kept answer: below it, the
 diff pycrdt encodes is small and quick."""
@@ -44,9 +47,9 @@ class SyncAnswers:
         if kept is not None and (
             state_vector == EMPTY_STATE_VECTOR or self._lacks_much(state_vector)
         ):
-            base_step2, updates = kept
-            messages = [protocol.encode_sync_update(update) for update in updates]
-            messages.append(base_step2)  # framed once, when the snapshot was loaded or written
+            base, updates = kept  # the base framed once, when the snapshot was loaded or written
+            messages = [base, *(protocol.encode_sync_update(update) for update in updates)]
+            messages.append(SYNCED)
             return messages
         try:
             update = self.document.doc.get_update(state_vector)
