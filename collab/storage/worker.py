@@ -30,9 +30,7 @@ T = TypeVar("T")
 
 _EXIT_ORPHANED = 70
 # Background work: on a core it shares with the server (taskset, a busy machine), the
-# scheduler lets the event loop run first whenever it has something to do. On Linux the
-# child runs under SCHED_IDLE (it gets a core only when nothing else wants it): at nice 10
-# alone, the scheduler still gave it slices of a pinned server's core mid-compaction.
+# scheduler lets the event loop run first whenever it has something to do.
 NICENESS = 10
 _CHILD = "import sys; sys.path.insert(0, sys.argv[1]); import collab.storage.worker as w; w.serve()"
 
@@ -106,8 +104,6 @@ def serve() -> None:
     alive = int(sys.argv[2])
     threading.Thread(target=_exit_when_orphaned, args=(alive,), daemon=True).start()
     os.nice(NICENESS)
-    if hasattr(os, "SCHED_IDLE"):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     func, args, limit = pickle.loads(sys.stdin.buffer.read())
     if limit:
         import resource
