@@ -56,11 +56,6 @@ class DiffEncodes:
         monkeypatch.setattr(pycrdt.Doc, "get_update", get_update)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs a design choice (a per-peer budget for sync step 1 answered by a diff, "
-    "or such diffs off the loop): see the report",
-)
 async def test_step_1s_just_short_of_a_big_item_do_not_each_encode_a_diff_on_the_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -86,3 +81,4 @@ async def test_step_1s_just_short_of_a_big_item_do_not_each_encode_a_diff_on_the
                 )
     # Measured (load ~3): 100 diffs, 236 ms in all (a 2 M-unit item), on the event loop.
     assert watched.count <= 10, (watched.count, f"{watched.seconds * 1000:.0f} ms")
+    assert stranger.close_code == 1002 and "sync step 1 sent too often" in stranger.close_reason

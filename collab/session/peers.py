@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any
 
+from collab.access.limits import TokenBucket
+
 PeerId = Hashable
 
 
@@ -33,6 +35,7 @@ class Peer:
     presence: dict[str, Any] | None = None  # a joined text peer's user and selection
     sync_status: bool = False  # a Hocuspocus peer: its sync messages are answered (SyncStatus)
     current_copy: bool = False  # a Yjs peer whose sync step 1 held no earlier generation
+    sync_asks: TokenBucket | None = None  # its sync step 1s (SyncAnswers.answer_peer)
 
     @property
     def joined(self) -> bool:

@@ -323,7 +323,7 @@ class Session:
     def _handle_yjs(self, peer: Peer, message: protocol.Message, data: bytes) -> None:
         if isinstance(message, protocol.SyncStep1):
             if not self._old_copy(peer, message.state_vector, None):
-                for answer in self.sync_answers.answer(message.state_vector):
+                for answer in self.sync_answers.answer_peer(peer, message.state_vector):
                     self._send(peer.id, answer)
                 if peer.sync_status:
                     self._send(peer.id, protocol.encode_sync_step1(self.document.doc.get_state()))

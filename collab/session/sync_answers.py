@@ -16,7 +16,9 @@ message is the document's own: framed when it was loaded or written, never per a
 
 from __future__ import annotations
 
+from collab.access.limits import TokenBucket
 from collab.session.document import Document
+from collab.session.peers import Peer
 from collab.session.revision import ChangeRefused
 from collab.wire import ErrorCode
 from collab.yjs import protocol
@@ -26,6 +28,12 @@ SYNCED = protocol.encode_sync_step2(b"\x00\x00")  # a step 2 of the empty update
 KEPT_FROM_LACKING = 16 * 1024
 """Clocks (UTF-16 units, deletions) a peer must lack for the kept answer: below it, the
 diff pycrdt encodes is small and quick."""
+SYNC_ASKS_BURST = 10
+SYNC_ASKS_PER_SECOND = 1.0
+"""A peer's own sync step 1s: an honest client sends one per connection (y-websocket's
+`resyncInterval`, one every few seconds). Each may cost a diff pycrdt encodes on the loop,
+and its cost is the length of the item the diff starts inside (~11 ms one clock short of
+a 16 MiB pasted text), not what the peer lacks."""
 
 
 class SyncAnswers:
@@ -35,6 +43,15 @@ class SyncAnswers:
         self.document = document
         self.kept_limit = kept_limit  # most bytes of logged updates sent instead of a state
         self._step2: tuple[int, bytes, bytes] | None = None  # (rev, state vector, message)
+
+    def answer_peer(self, peer: Peer, state_vector: bytes) -> list[bytes]:
+        """`answer`, to a peer's own sync step 1: `ChangeRefused` past its budget."""
+        if peer.sync_asks is None:
+            peer.sync_asks = TokenBucket(SYNC_ASKS_PER_SECOND, SYNC_ASKS_BURST)
+        if not peer.sync_asks.take():
+            why = f"sync step 1 sent too often ({SYNC_ASKS_BURST} at once, then 1 a second)"
+            raise ChangeRefused(ErrorCode.BAD_MESSAGE, why)
+        return self.answer(state_vector)
 
     def answer(self, state_vector: bytes) -> list[bytes]:
         """The messages that bring a peer with `state_vector` up to date; raises
