@@ -17,7 +17,7 @@ message is the document's own: framed when it was loaded or written, never per a
 from __future__ import annotations
 
 from collab.access.limits import TokenBucket
-from collab.session.document import Document
+from collab.session.document import KEPT_FROM, Document
 from collab.session.peers import Peer
 from collab.session.revision import ChangeRefused
 from collab.wire import ErrorCode
@@ -30,10 +30,10 @@ KEPT_FROM_LACKING = 16 * 1024
 diff pycrdt encodes is small and quick."""
 SYNC_ASKS_BURST = 10
 SYNC_ASKS_PER_SECOND = 1.0
-"""A peer's own sync step 1s: an honest client sends one per connection (y-websocket's
-`resyncInterval`, one every few seconds). Each may cost a diff pycrdt encodes on the loop,
-and its cost is the length of the item the diff starts inside (~11 ms one clock short of
-a 16 MiB pasted text), not what the peer lacks."""
+"""A peer's own sync step 1s on a big document: an honest client sends one per connection
+(y-websocket's `resyncInterval`, one every few seconds). Each may cost a diff pycrdt encodes
+on the loop, and its cost is the length of the item the diff starts inside (~11 ms one clock
+short of a 16 MiB pasted text), not what the peer lacks."""
 
 
 class SyncAnswers:
@@ -45,7 +45,11 @@ class SyncAnswers:
         self._step2: tuple[int, bytes, bytes] | None = None  # (rev, state vector, message)
 
     def answer_peer(self, peer: Peer, state_vector: bytes) -> list[bytes]:
-        """`answer`, to a peer's own sync step 1: `ChangeRefused` past its budget."""
+        """`answer`, to a peer's own sync step 1: `ChangeRefused` past its budget, which
+        counts only on a big document (a small one's diffs cost well under a millisecond,
+        whatever a Hocuspocus provider's `forceSyncInterval`)."""
+        if self.document.state_bytes < KEPT_FROM:
+            return self.answer(state_vector)
         if peer.sync_asks is None:
             peer.sync_asks = TokenBucket(SYNC_ASKS_PER_SECOND, SYNC_ASKS_BURST)
         if not peer.sync_asks.take():
