@@ -6,6 +6,8 @@ fsync'd, and a kill -9 right after the ack loses nothing."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import os
 import threading
 from pathlib import Path
@@ -18,6 +20,7 @@ from test_e2e_hocuspocus import served_here
 from websockets.exceptions import ConnectionClosed
 
 from collab.config import Settings
+from collab.storage import threads
 from collab.storage.fsync_plan import FsyncPlan
 from collab.text.client import TextClient
 
@@ -58,9 +61,13 @@ async def test_acks_and_relays_come_after_the_fsync_and_fast_ones_run_inline(
 ) -> None:
     synced = SyncedLogs(monkeypatch)
     # This shared machine's disk is sometimes slow (fsyncs of several ms, which go to the
-    # threads): the plan takes any fsync as fast here, so that the inline path is the one
-    # under test whatever the neighbours do.
-    monkeypatch.setattr(FsyncPlan.__init__, "__defaults__", (10.0, 10.0, 10.0))
+    # threads, or hold them there after a hiccup): the plan takes any fsync as fast here,
+    # so that the inline path is the one under test whatever the neighbours do.
+    monkeypatch.setattr(
+        threads,
+        "FsyncPlan",
+        functools.partial(FsyncPlan, slow=10.0, share=10.0, turn=10.0, stall=math.inf),
+    )
     settings = Settings(data_dir=tmp_path / "data", fsync="always", log_level="warning")
     with served_here(settings) as (url, _):
         client = TextClient()

@@ -7,6 +7,7 @@ files the way crashes and bad disks do and check what `load` makes of it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -22,6 +23,7 @@ from records import Writer, hold_fsyncs, hold_snapshot_checks, text_of
 
 from collab.access.names import storage_key
 from collab.config import Settings
+from collab.storage import threads
 from collab.storage.contract import (
     DocumentInfo,
     HistoryStore,
@@ -610,7 +612,9 @@ async def test_fast_fsyncs_run_on_the_loop_and_slow_ones_off_it_side_by_side(
     import threading
 
     # slow past 5 ms (not the default 1 ms): a loaded machine's 0.1 ms sleep can take 2
-    monkeypatch.setattr(FsyncPlan.__init__, "__defaults__", (0.005, 10.0, 0.01))
+    monkeypatch.setattr(
+        threads, "FsyncPlan", functools.partial(FsyncPlan, slow=0.005, share=10.0, turn=0.01)
+    )
     store = FileStore(tmp_path, fsync=True)
     writers = {name: Writer() for name in ("one", "two")}
     on_loop: list[bool] = []
@@ -671,7 +675,9 @@ async def test_a_lone_document_fsyncs_inline_and_a_burst_of_documents_on_the_thr
 
     # at most 2 ms in a row per turn (not the default 1 ms): a loaded machine's 0.3 ms
     # sleep can take 1, and ten of them are more than 2 all the same
-    monkeypatch.setattr(FsyncPlan.__init__, "__defaults__", (1.0, 10.0, 0.002))
+    monkeypatch.setattr(
+        threads, "FsyncPlan", functools.partial(FsyncPlan, slow=1.0, share=10.0, turn=0.002)
+    )
     store = FileStore(tmp_path, fsync=True)
     names = [f"burst/{n} 中😀" for n in range(10)]
     writers = {name: Writer() for name in names}

@@ -44,10 +44,13 @@ class FsyncPlan:
     `measured(seconds)` reports how long one took (inline or on a thread). Used on the
     event loop only."""
 
-    def __init__(self, slow: float = SLOW, share: float = SHARE, turn: float = TURN) -> None:
+    def __init__(
+        self, slow: float = SLOW, share: float = SHARE, turn: float = TURN, stall: float = STALL
+    ) -> None:
         self.slow = slow
         self.share = share
         self.turn = turn
+        self.stall = stall
         self.typical: float | None = None  # seconds, once one fsync was measured
         self._window_start = 0.0
         self._count = 0  # fsyncs asked for in the current window
@@ -73,7 +76,7 @@ class FsyncPlan:
         return rate * typical <= self.share
 
     def measured(self, seconds: float) -> None:
-        if seconds >= STALL:
+        if seconds >= self.stall:
             self._hiccup = True
         typical = self.typical
         self.typical = seconds if typical is None else typical + (seconds - typical) * WEIGHT
