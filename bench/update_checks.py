@@ -7,10 +7,11 @@ Two updates: a one-character insert in the middle of a text with emoji (the comm
 and a sync step 2 (the whole document as one update) of about `--kb` KB, built from random
 typing, pastes and deletes by two clients, with emoji. Each is timed through the full path
 (decoding alone, then `missing_dependencies` + `splits_pair` on the decoded update), then
-through `check_update` as the server calls it (the fast scan of `collab.yjs.scan`, which
-settles both), against the server's state vector and a SurrogateIndex holding the
-document, and beside pycrdt applying it (the small one to the server's document, the big
-one to an empty document). Best of `--repeat` runs.
+through the fast scan of `collab.yjs.scan` in Python, and through `check_update` as the
+server calls it (the scan in C when it was built, which settles both), against the
+server's state vector and a SurrogateIndex holding the document, and beside pycrdt
+applying it (the small one to the server's document, the big one to an empty document).
+Best of `--repeat` runs.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pycrdt import Doc, Text
 
+from collab.yjs import scan
 from collab.yjs.checks import SurrogateIndex, check_update, missing_dependencies
-from collab.yjs.scan import quick_check
+from collab.yjs.scan import python_quick_check, quick_check
 from collab.yjs.update import decode_state_vector, decode_update
 
 PIECES = ["a", "b", "c", " ", "é", "中", "😀", "👍🏽", "🇫🇷", "👨‍👩‍👧", "\n", "the quick "]
@@ -105,9 +107,11 @@ def main() -> None:
     empty_state: dict[int, int] = {}
 
     print(f"index: {len(index)} high surrogates, {len(state)} clients")
+    built = "the C scan" if scan._native_quick_check is not None else "NOT BUILT: the Python scan"
+    print(f"check_update runs {built}")
     print(
         f"{'update':>14} {'bytes':>8} {'structs':>8} {'full decode':>12} {'full checks':>12}"
-        f" {'check_update':>13} {'pycrdt apply':>13}"
+        f" {'Python scan':>12} {'check_update':>13} {'pycrdt apply':>13}"
     )
     for name, update, known, apply_it in (
         ("one character", small, state, False),  # applying it twice would change nothing
@@ -122,11 +126,15 @@ def main() -> None:
             lambda d=decoded, k=known: (missing_dependencies(d, k), index.splits_pair(d)),
             args.repeat,
         )
+        python = best_us(
+            lambda u=update, k=known: python_quick_check(u, k, index.highs), args.repeat
+        )
         total = best_us(lambda u=update, k=known: check_update(u, k, index), args.repeat)
         apply = f"{best_us(lambda u=update: Doc().apply_update(u), args.repeat):11.1f}µs"
         print(
             f"{name:>14} {len(update):>8} {len(decoded.structs):>8} {decode:>10.1f}µs"
-            f" {checks:>10.1f}µs {total:>11.1f}µs {apply if apply_it else '-':>13}"
+            f" {checks:>10.1f}µs {python:>10.1f}µs {total:>11.1f}µs"
+            f" {apply if apply_it else '-':>13}"
         )
 
 

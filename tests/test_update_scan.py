@@ -1,15 +1,18 @@
 """collab.yjs.scan, the fast path of check_update: it accepts only what the full decoder and
-checks accept, with the same summary, and it does accept honest text updates."""
+checks accept, with the same summary, and it does accept honest text updates. Its two
+implementations, C (collab/yjs/_scan.c) and Python, give the same answer on every input."""
 
 from __future__ import annotations
 
 import random
 
+from conftest import require
 from hostile_updates import item, only_deletes, uint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
+from collab.yjs import scan
 from collab.yjs.checks import (
     Summary,
     SurrogateIndex,
@@ -17,7 +20,7 @@ from collab.yjs.checks import (
     cut_inside_pair,
     missing_dependencies,
 )
-from collab.yjs.scan import quick_check, summarize
+from collab.yjs.scan import python_quick_check, quick_check, summarize
 from collab.yjs.update import UpdateFormatError, decode_state_vector, decode_update
 
 PIECES = ["a", "Z", " ", "é", "e\u0301", "中文", "😀", "👍🏽", "🇫🇷", "👨‍👩‍👧", "\r\n", "𝄞x", ""]
@@ -38,8 +41,10 @@ def full_check(
 
 
 def agree(update: bytes, state: dict[int, int], index: SurrogateIndex) -> Summary | None:
-    """The fast path's answer, asserted to be the full checks' when it gives one."""
+    """The fast path's answer, asserted to be the full checks' when it gives one, and the
+    same from its C and Python implementations."""
     fast = quick_check(update, state, index.highs)
+    assert python_quick_check(update, state, index.highs) == fast, (update.hex(), state)
     summary, problem = full_check(update, state, index)
     if fast is not None:
         assert problem is None, (update.hex(), state, problem)
@@ -181,11 +186,66 @@ def test_crafted_refusals_are_left_to_the_full_checks() -> None:
     for update in crafted:
         if full_check(update, known, index)[1] is not None:
             assert quick_check(update, known, index.highs) is None, update.hex()
+            assert python_quick_check(update, known, index.highs) is None, update.hex()
     cut = Doc(client_id=9)
     cut.get("text", type=Text).insert(0, "😀😀")
     whole = cut.get_update()
     assert full_check(whole, {9: 1}, SurrogateIndex())[1] is not None  # cut inside a pair
     assert quick_check(whole, {9: 1}, {}) is None
+    assert python_quick_check(whole, {9: 1}, {}) is None
+
+
+def test_the_c_scan_is_built() -> None:
+    """`pip install` builds collab/yjs/_scan.c where a C compiler is at hand (CI has one)."""
+    require(scan._native_quick_check is not None, "the C scan (a C compiler at install)")
+
+
+BAD_UTF8 = [
+    b"\xc0\x80",  # overlong NUL
+    b"\xe0\x9f\xbf",  # overlong 3 bytes
+    b"\xed\xa0\x80",  # a surrogate
+    b"\xf0\x8f\xbf\xbf",  # overlong 4 bytes
+    b"\xf4\x90\x80\x80",  # past U+10FFFF
+    b"\xf8\x88\x80\x80\x80",  # 5 bytes
+    b"\xe4\xb8",  # cut
+    b"\x80",  # a lone continuation
+]
+
+
+def test_both_scans_refuse_what_is_not_utf8_and_read_what_is() -> None:
+    for bad in BAD_UTF8:
+        update = uint(1) + item(7, 0, "a")[1:-2] + uint(len(bad)) + bad + b"\x00"
+        with_bad_root = uint(1) + uint(1) + uint(7) + uint(0) + b"\x04" + uint(1)
+        with_bad_root += uint(len(bad)) + bad + uint(1) + b"a" + b"\x00"
+        for data in (update, with_bad_root):
+            assert quick_check(data, {}, {}) is None, data.hex()
+            assert python_quick_check(data, {}, {}) is None
+    for text in ["e\u0301", "中文", "😀", "👨\u200d👩\u200d👧", "\r\n", "\U0010ffff", "\uffff"]:
+        update = item(7, 0, text) + b"\x00"
+        assert quick_check(update, {}, {}) == python_quick_check(update, {}, {}) is not None
+
+
+def test_both_scans_agree_on_many_clients_and_deletions() -> None:
+    """Hundreds of groups and delete-set clients, in an order other than their ids'."""
+    rnd = random.Random(7)
+    docs = [Doc(client_id=rnd.randrange(1, 2**53)) for _ in range(300)]
+    server = Doc()
+    for doc in docs:
+        doc.apply_update(server.get_update())
+        edit(doc, rnd)
+        edit(doc, rnd)
+        server.apply_update(doc.get_update(server.get_state()))
+    whole = server.get_update()
+    assert quick_check(whole, {}, {}) == python_quick_check(whole, {}, {}) is not None
+    state = decode_state_vector(server.get_state())
+    index = index_of(whole)
+    assert quick_check(whole, state, index.highs) == python_quick_check(whole, state, index.highs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64), st.dictionaries(st.integers(0, 2**53), st.integers(0, 2**53)))
+def test_both_scans_agree_on_any_bytes(data: bytes, state: dict[int, int]) -> None:
+    assert quick_check(data, state, {}) == python_quick_check(data, state, {})
 
 
 def test_check_update_gives_the_same_reasons_as_before() -> None:

@@ -8,6 +8,10 @@ clock ranges) in flat lists, skips string content without decoding it (UTF-16 le
 counted on the UTF-8 bytes, all of them validated at once at the end) and checks the
 surrogate probes and the integration order in bulk.
 
+The scan is written twice: in C (`collab/yjs/_scan.c`, built by `pip install` when a C
+compiler is at hand: no Python object per struct at all) and here in Python (the reference,
+and the fallback where the C one was not built), held to the same answers by property tests.
+
 It only ever *accepts*: `quick_check` returns the update's `Summary` when the update is
 well formed and every check passes, and None in every other case (content other than
 strings, deletions and GC ranges, a Skip, a map key, anything malformed, any check that
@@ -22,10 +26,17 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping
 from itertools import chain, compress
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from collab.yjs.protocol import MAX_VAR_UINT, read_var_uint
 from collab.yjs.update import DELETED, GC, SKIP, STRING, Update
+
+try:  # built from collab/yjs/_scan.c by `pip install` when a C compiler is at hand
+    from collab.yjs._scan import quick_check as _native_quick_check
+except ImportError:  # the Python scan: the same answers, ~5x slower
+    _native_quick_check = None
+
+_V = TypeVar("_V")
 
 _HIGH_MASK = bytes(int(0xD8 <= b <= 0xDB) for b in range(256))
 """Maps the high byte of a UTF-16 unit to 1 if the unit is a high surrogate, else 0."""
@@ -85,37 +96,70 @@ def quick_check(
 
     `state` is the document's state vector, `known_highs` the `SurrogateIndex`'s clocks.
     """
+    if _native_quick_check is None:
+        return python_quick_check(data, state, known_highs)
+    answer = _native_quick_check(data, _dict(state), _dict(known_highs))
+    return None if answer is None else Summary(*answer)
+
+
+def _dict(mapping: Mapping[int, _V]) -> dict[int, _V]:
+    return mapping if type(mapping) is dict else dict(mapping)
+
+
+def python_quick_check(
+    data: bytes, state: Mapping[int, int], known_highs: Mapping[int, set[int]]
+) -> Summary | None:
+    """`quick_check` in Python: the reference the C one is tested against, and the fallback
+    where it was not built."""
     try:
-        return _Scan(data, state).run(known_highs)
+        walked = _Walk(data, state).run()
+        _no_split_pairs(walked, state, known_highs)
+        _integrates(walked, state)
     except (_Fallback, IndexError, ValueError):  # ValueError: read_var_uint's ProtocolError
         return None
+    return Summary(walked.ends, walked.highs, walked.refs)
 
 
-class _Scan:
+class _Walked(NamedTuple):
+    """What one pass over an update's bytes collects for the checks."""
+
+    starts: dict[int, int]
+    """Client -> first clock of its group."""
+    ends: dict[int, int]
+    """Client -> end clock of its group."""
+    waits: dict[int, list[tuple[int, int, int]]]
+    """Client -> (clock, dep, k) of its items depending on another client's unknown item
+    (clients with none are left out)."""
+    probes: dict[int, list[int]]
+    """Client -> clocks that must not be high surrogates (an item or deletion edge there
+    would split a pair)."""
+    highs: dict[int, list[int]]
+    """Client -> clocks of the high surrogates in its strings (clients with none left out)."""
+    refs: frozenset[int]
+    """The content refs seen."""
+
+
+class _Walk:
     """One pass over an update's bytes, collecting what the checks need."""
 
     def __init__(self, data: bytes, state: Mapping[int, int]) -> None:
         self.data = data
         self.state = state
-        self.starts: dict[int, int] = {}  # client -> first clock of its group
-        self.ends: dict[int, int] = {}  # client -> end clock of its group
-        self.waits: dict[int, list[tuple[int, int, int]]] = {}  # client -> (clock, dep)
-        self.probes: dict[int, list[int]] = {}  # client -> clocks that must not be highs
+        self.starts: dict[int, int] = {}
+        self.ends: dict[int, int] = {}
+        self.waits: dict[int, list[tuple[int, int, int]]] = {}
+        self.probes: dict[int, list[int]] = {}
         # Strings with astral characters, per client: their clock ranges and the high bytes
         # of their UTF-16 units.
         self.astral: dict[int, tuple[list[int], list[int], list[bytes]]] = {}
         self.refs: set[int] = set()
 
-    def run(self, known_highs: Mapping[int, set[int]]) -> Summary:
-        data = self.data
-        pos = self._structs()
-        pos = self._deletes(pos)
-        if pos != len(data):
+    def run(self) -> _Walked:
+        pos = self._deletes(self._structs())
+        if pos != len(self.data):
             raise _Fallback
         highs = self._highs()
-        self._no_split_pairs(known_highs, highs)
-        self._integrates()
-        return Summary(self.ends, highs, frozenset(self.refs))
+        return _Walked(self.starts, self.ends, self.waits, self.probes, highs, frozenset(self.refs))
 
     def _structs(self) -> int:
         data, state, starts, ends = self.data, self.state, self.starts, self.ends
@@ -284,55 +328,57 @@ class _Scan:
             highs[client] = list(compress(chain.from_iterable(map(range, starts, stops)), mask))
         return highs
 
-    def _no_split_pairs(
-        self, known_highs: Mapping[int, set[int]], highs: dict[int, list[int]]
-    ) -> None:
-        """No item or deletion starts or ends between the halves of a pair, and no string
-        is cut inside one of its own pairs at the known clock (its high half is just below
-        it: the string, which holds the low half too, straddles it)."""
-        mine = {client: set(clocks) for client, clocks in highs.items()}
-        for client, clocks in mine.items():
-            if self.state.get(client, 0) - 1 in clocks:
-                raise _Fallback
-        for client, probes in self.probes.items():
-            known = known_highs.get(client)
-            if known and not known.isdisjoint(probes):
-                raise _Fallback
-            if client in mine and not mine[client].isdisjoint(probes):
-                raise _Fallback
 
-    def _integrates(self) -> None:
-        """Every struct integrates: the dependencies across clients resolve in some order
-        (as `collab.yjs.checks._cannot_integrate` decides it, on the waits alone)."""
-        if not self.waits:
-            return
-        starts, ends, state = self.starts, self.ends, self.state
-        for waits in self.waits.values():
-            for _, dep, k in waits:
-                if dep not in starts or k >= max(ends[dep], state.get(dep, 0)):
-                    raise _Fallback  # depends on an unknown item
-        done = {c: max(ends[c], state.get(c, 0)) for c in starts if c not in self.waits}
-        for c in self.waits:
-            done[c] = state.get(c, 0)
-        next_index = dict.fromkeys(self.waits, 0)
-        waiting: dict[int, list[tuple[int, int]]] = {}
-        ready = list(self.waits)
-        while ready:
-            client = ready.pop()
-            waits, i = self.waits[client], next_index[client]
-            floor = state.get(client, 0)
-            while i < len(waits):
-                clock, dep, k = waits[i]
-                if k >= done[dep]:
-                    heapq.heappush(waiting.setdefault(dep, []), (k, client))
-                    done[client] = max(floor, clock)
-                    break
-                i += 1
-            else:
-                done[client] = max(floor, ends[client])
-            next_index[client] = i
-            heap = waiting.get(client)
-            while heap and heap[0][0] < done[client]:
-                ready.append(heapq.heappop(heap)[1])
-        if any(next_index[c] < len(w) for c, w in self.waits.items()):
-            raise _Fallback  # a dependency cycle
+def _no_split_pairs(
+    walked: _Walked, state: Mapping[int, int], known_highs: Mapping[int, set[int]]
+) -> None:
+    """No item or deletion starts or ends between the halves of a pair, and no string is
+    cut inside one of its own pairs at the known clock (its high half is just below it: the
+    string, which holds the low half too, straddles it)."""
+    mine = {client: set(clocks) for client, clocks in walked.highs.items()}
+    for client, clocks in mine.items():
+        if state.get(client, 0) - 1 in clocks:
+            raise _Fallback
+    for client, probes in walked.probes.items():
+        known = known_highs.get(client)
+        if known and not known.isdisjoint(probes):
+            raise _Fallback
+        if client in mine and not mine[client].isdisjoint(probes):
+            raise _Fallback
+
+
+def _integrates(walked: _Walked, state: Mapping[int, int]) -> None:
+    """Every struct integrates: the dependencies across clients resolve in some order
+    (as `collab.yjs.checks._cannot_integrate` decides it, on the waits alone)."""
+    all_waits, starts, ends = walked.waits, walked.starts, walked.ends
+    if not all_waits:
+        return
+    for waits in all_waits.values():
+        for _, dep, k in waits:
+            if dep not in starts or k >= max(ends[dep], state.get(dep, 0)):
+                raise _Fallback  # depends on an unknown item
+    done = {c: max(ends[c], state.get(c, 0)) for c in starts if c not in all_waits}
+    for c in all_waits:
+        done[c] = state.get(c, 0)
+    next_index = dict.fromkeys(all_waits, 0)
+    waiting: dict[int, list[tuple[int, int]]] = {}
+    ready = list(all_waits)
+    while ready:
+        client = ready.pop()
+        waits, i = all_waits[client], next_index[client]
+        floor = state.get(client, 0)
+        while i < len(waits):
+            clock, dep, k = waits[i]
+            if k >= done[dep]:
+                heapq.heappush(waiting.setdefault(dep, []), (k, client))
+                done[client] = max(floor, clock)
+                break
+            i += 1
+        else:
+            done[client] = max(floor, ends[client])
+        next_index[client] = i
+        heap = waiting.get(client)
+        while heap and heap[0][0] < done[client]:
+            ready.append(heapq.heappop(heap)[1])
+    if any(next_index[c] < len(w) for c, w in all_waits.items()):
+        raise _Fallback  # a dependency cycle
