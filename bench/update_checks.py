@@ -29,6 +29,7 @@ from pycrdt import Doc, Text
 
 from collab.yjs import scan
 from collab.yjs.checks import SurrogateIndex, check_update, missing_dependencies
+from collab.yjs.protocol import write_var_uint as uint
 from collab.yjs.scan import python_quick_check, quick_check
 from collab.yjs.update import decode_state_vector, decode_update
 
@@ -81,10 +82,31 @@ def build(kb: int, seed: int = 1) -> tuple[Doc, Doc]:
     return a, b
 
 
+def hostile(groups: int) -> list[tuple[str, bytes]]:
+    """Shapes a stranger could send to make the scan's bookkeeping work: many groups of
+    distinct clients, each one astral character, and a delete set naming each; and a chain
+    of clients, each one's item depending on the next one's."""
+    root = bytes([4]) + uint(1) + uint(4) + b"text"
+    emoji = uint(4) + "😀".encode()
+    many = uint(groups) + b"".join(
+        uint(1) + uint(c + 1) + uint(0) + root + emoji for c in range(groups)
+    )
+    many += uint(groups) + b"".join(
+        uint(c + 1) + uint(1) + uint(0) + uint(2) for c in range(groups)
+    )
+    chain = uint(groups) + b"".join(
+        uint(1) + uint(c + 1) + uint(0) + bytes([4 | 0x80]) + uint(c + 2) + uint(0) + b"\x01a"
+        for c in range(groups - 1)
+    )
+    chain += uint(1) + uint(groups) + uint(0) + root + b"\x01a" + b"\x00"
+    return [(f"{groups:,} clients", many), (f"{groups:,}-link chain", chain)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kb", type=int, default=500, help="size of the sync step 2 (KB)")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--hostile", type=int, default=100_000, help="clients in those shapes")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -136,6 +158,11 @@ def main() -> None:
             f" {checks:>10.1f}µs {python:>10.1f}µs {total:>11.1f}µs"
             f" {apply if apply_it else '-':>13}"
         )
+    print(f"{'hostile shape':>20} {'bytes':>9} {'Python scan':>12} {'check_update':>13}")
+    for name, update in hostile(args.hostile):
+        python = best_us(lambda u=update: python_quick_check(u, {}, {}), 1, 0)
+        total = best_us(lambda u=update: check_update(u, {}, SurrogateIndex()), args.repeat)
+        print(f"{name:>20} {len(update):>9} {python / 1000:>10.1f}ms {total / 1000:>11.1f}ms")
 
 
 if __name__ == "__main__":
