@@ -72,6 +72,7 @@ EDGE_CASES: list[tuple[bytes, dict[int, int], dict[int, set[int] | frozenset[int
     (update(deletes=uint(1) + uint(7) + uint(1) + uint(0) + uint(0)), {}, {7: {0}}),
     (update(deletes=uint(1) + uint(7) + uint(1) + uint(2**53 - 2) + uint(1)), {7: 2**53 - 1}, {}),
     (update(deletes=uint(1) + uint(7) + uint(1) + uint(2**53 - 1) + uint(1)), {7: 2**53 - 1}, {}),
+    (update(deletes=uint(1) + uint(7) + uint(1) + uint(1) + uint(2**53 - 1)), {7: 2**53}, {}),
     # Origins at -1 probes (right origin at clock 0), at 2**53 - 1, on the group's own pair.
     (update(group(9, 0, string("x", 0x44, uint(7) + uint(0)))), {7: 4}, {7: {0}}),
     (update(group(9, 0, string("x", 0x84, uint(7) + uint(2**53 - 1)))), {7: 2**53}, {}),

@@ -330,6 +330,7 @@ static int deletes(Scan *s) {
         if (known_clock(s, client, &available)) return -1;
         Group *g = group_of(s, client);
         if (g != NULL && g->end > available) available = g->end;
+        if (available > MAX_VAR_UINT) available = MAX_VAR_UINT; /* the decoder's limit */
         for (uint64_t i = 0; i < n; i++) {
             uint64_t clock = read_uint(s), length = read_uint(s);
             if (s->fallback) return 0;
