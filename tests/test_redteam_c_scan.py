@@ -212,6 +212,21 @@ def test_fuzzed_updates_get_the_python_scans_answer() -> None:
     assert fuzz(native, seed=1, rounds=3000) > 300
 
 
+def test_the_c_scan_neither_leaks_nor_steals_references() -> None:
+    """`state`'s and `known_highs`' values are borrowed: their counts stay as they were,
+    whether the scan accepts, falls back on a split pair or raises on a bad state clock."""
+    native = pytest.importorskip("collab.yjs._scan")
+    clock, highs = 10**6 + 4, {10**6 + 1, 10**6 + 3}  # not cached small ints
+    items = group(9, 0, string("x", 0x84, uint(7) + uint(10**6 + 1)), string("y"))
+    before = sys.getrefcount(clock), sys.getrefcount(highs)
+    for _ in range(1000):
+        assert native.quick_check(EMOJI, {7: clock}, {7: highs}) is not None
+        assert native.quick_check(update(items), {7: clock}, {7: highs}) is None
+        with pytest.raises(TypeError):
+            native.quick_check(update(items), {7: clock, 9: None}, {7: highs})
+    assert (sys.getrefcount(clock), sys.getrefcount(highs)) == before
+
+
 def _sanitizer_libraries() -> list[str]:
     libraries = []
     for name in ("libasan.so", "libubsan.so"):
