@@ -330,6 +330,7 @@ static int deletes(Scan *s) {
         if (known_clock(s, client, &available)) return -1;
         Group *g = group_of(s, client);
         if (g != NULL && g->end > available) available = g->end;
+        if (available > MAX_VAR_UINT) available = MAX_VAR_UINT; /* the decoder's limit */
         for (uint64_t i = 0; i < n; i++) {
             uint64_t clock = read_uint(s), length = read_uint(s);
             if (s->fallback) return 0;
@@ -448,7 +449,10 @@ static int no_split_pairs(Scan *s, PyObject *known_highs) {
     int failed = 0;
     for (size_t i = 0; i < s->groups.len; i++) {
         Group *g = &AT(s->groups, Group, i);
-        if (is_high(&mine, g->client, (int64_t)g->known - 1)) goto split;
+        /* known - 1 as a clock: none below 0 nor past 2**53 - 1 (state clocks may be) */
+        uint64_t below_known = g->known - 1;
+        if (below_known <= MAX_VAR_UINT && is_high(&mine, g->client, (int64_t)below_known))
+            goto split;
     }
     PyObject *known = NULL;
     for (size_t i = 0; i < s->probes.len; i++) {

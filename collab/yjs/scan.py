@@ -307,6 +307,7 @@ class _Walk:
             available = state.get(client, 0)
             if client in starts:
                 available = max(available, ends[client])
+            available = min(available, MAX_VAR_UINT)  # the full decoder's limit
             probes = self.probes.setdefault(client, [])
             for _ in range(n):
                 clock, pos = _uint(data, pos)
