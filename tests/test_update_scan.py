@@ -256,3 +256,22 @@ def test_check_update_gives_the_same_reasons_as_before() -> None:
     assert why == "item 7:0 inserts after high surrogate 5:1"
     _, why = check_update(item(7, 0, "X", origin=(5, 9)) + b"\x00", known, index)
     assert why == "item 7:0 depends on unknown item 5:9"
+
+
+def test_clocks_past_32_bits_are_refused_by_every_check() -> None:
+    """Yrs keeps clocks as 32-bit numbers: a GC range to 2**40 then an item would be
+    applied at clock 257 while the server's bookkeeping says 2**40 + 1."""
+    gc_then_item = (
+        uint(1) + uint(2) + uint(7) + uint(0) + b"\x00" + uint(2**40)
+        + b"\x04" + uint(1) + uint(4) + b"text" + uint(1) + b"X" + b"\x00"
+    )  # fmt: skip
+    deletes_far = only_deletes([(7, 2**32 - 1, 1)])
+    at_the_limit = item(7, 2**32 - 2, "X") + b"\x00"  # ends at 2**32 - 1: accepted
+    for update, state in ((gc_then_item, {}), (deletes_far, {7: 2**32})):
+        assert quick_check(update, state, {}) is None
+        assert python_quick_check(update, state, {}) is None
+        _, why = full_check(update, state, SurrogateIndex())
+        assert why is not None and "2**32 - 1" in why, why
+    state = {7: 2**32 - 2}
+    assert quick_check(at_the_limit, state, {}) == python_quick_check(at_the_limit, state, {})
+    assert full_check(at_the_limit, state, SurrogateIndex())[1] is None

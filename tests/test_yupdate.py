@@ -230,7 +230,9 @@ def any_content(value_bytes: bytes) -> bytes:
         (item(1, 0, vstr("NaN"), 5) + b"\x00", "JSON"),
         (item(1, 0, any_content(bytes([117, 1]) * 200 + b"\x7e"), 8) + b"\x00", "nested"),
         (item(1, 0, any_content(b"\x50"), 8) + b"\x00", "Any tag"),
-        (item(1, 2**53 - 2, uint(5), 1) + b"\x00", "2**53"),
+        (item(1, 2**53 - 2, uint(5), 1) + b"\x00", "2**32"),
+        (item(1, 2**32 - 2, uint(5), 1) + b"\x00", "clock above 2**32 - 1"),  # Yrs: 32 bits
+        (b"\x00" + uint(1) + uint(1) + uint(1) + uint(2**32 - 1) + uint(1), "2**32"),
         (uint(2) + item(1, 0, vstr("a"), 4)[1:] + item(1, 1, vstr("b"), 4)[1:] + b"\x00", "two"),
         (b"\x00\x01\x01\x05" + b"\x00" * 4, "delete range count"),
     ],

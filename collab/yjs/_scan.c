@@ -6,7 +6,7 @@
  * `Summary` when the update is a well-formed text update that passes every check, None when
  * the full decoder and checks must decide (anything malformed; content other than strings,
  * deletions and GC ranges; a map key; a gap; an item depending on its own later item or on
- * an unknown one; a clock past 2**53 - 1; an item or deletion edge between the halves of a
+ * an unknown one; a clock past 2**32 - 1; an item or deletion edge between the halves of a
  * surrogate pair; dependencies that cannot all integrate). It only ever accepts: refusals and
  * their reasons are the full checks'. tests/test_update_scan.py holds both implementations to
  * the full checks' verdicts and to each other's answers.
@@ -25,6 +25,7 @@
 
 #define MAX_VAR_UINT ((uint64_t)9007199254740991ULL) /* 2**53 - 1, as lib0 enforces */
 #define MAX_VAR_UINT_BYTES 8
+#define MAX_CLOCK ((uint64_t)4294967295ULL) /* 2**32 - 1: Yrs's clocks are 32-bit */
 #define REF_GC 0
 #define REF_DELETED 1
 #define REF_STRING 4
@@ -279,7 +280,7 @@ static int one_group(Scan *s) {
     uint64_t clock = g.start;
     for (uint64_t i = 0; i < n && !s->fallback; i++) {
         if (one_struct(s, &g, &clock)) return -1;
-        if (clock > MAX_VAR_UINT) s->fallback = 1; /* ends past 2**53 - 1 */
+        if (clock > MAX_CLOCK) s->fallback = 1; /* ends past 2**32 - 1 */
     }
     if (s->fallback) return 0;
     g.end = clock;
@@ -330,7 +331,7 @@ static int deletes(Scan *s) {
         if (known_clock(s, client, &available)) return -1;
         Group *g = group_of(s, client);
         if (g != NULL && g->end > available) available = g->end;
-        if (available > MAX_VAR_UINT) available = MAX_VAR_UINT; /* the decoder's limit */
+        if (available > MAX_CLOCK) available = MAX_CLOCK; /* the decoder's limit */
         for (uint64_t i = 0; i < n; i++) {
             uint64_t clock = read_uint(s), length = read_uint(s);
             if (s->fallback) return 0;

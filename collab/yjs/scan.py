@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from itertools import chain, compress
 from typing import NamedTuple, TypeVar
 
-from collab.yjs.protocol import MAX_VAR_UINT, read_var_uint
-from collab.yjs.update import DELETED, GC, SKIP, STRING, Update
+from collab.yjs.protocol import read_var_uint
+from collab.yjs.update import DELETED, GC, MAX_CLOCK, SKIP, STRING, Update
 
 try:  # built from collab/yjs/_scan.c by `pip install` when a C compiler is at hand
     from collab.yjs._scan import quick_check as _native_quick_check
@@ -180,7 +180,7 @@ class _Walk:
                 raise _Fallback  # a gap before the group
             starts[client] = clock
             pos, ends[client] = self._group(pos, n, client, own, clock)
-            if ends[client] > MAX_VAR_UINT:
+            if ends[client] > MAX_CLOCK:
                 raise _Fallback
         return pos
 
@@ -307,7 +307,7 @@ class _Walk:
             available = state.get(client, 0)
             if client in starts:
                 available = max(available, ends[client])
-            available = min(available, MAX_VAR_UINT)  # the full decoder's limit
+            available = min(available, MAX_CLOCK)  # the full decoder's limit
             probes = self.probes.setdefault(client, [])
             for _ in range(n):
                 clock, pos = _uint(data, pos)

@@ -38,10 +38,15 @@ import json
 import re
 from typing import NamedTuple, TypeAlias
 
-from collab.yjs.protocol import MAX_VAR_UINT, ProtocolError, read_var_uint
+from collab.yjs.protocol import ProtocolError, read_var_uint
 
 ID: TypeAlias = tuple[int, int]
 """(client, clock) of one item unit."""
+
+MAX_CLOCK = 2**32 - 1
+"""The highest clock an update may reach (its structs' and deletions' ends included).
+Yjs allows 2**53 - 1, but Yrs (pycrdt) keeps clocks as 32-bit numbers: past this, the
+document would wrap what the update says and its replicas would disagree."""
 
 GC, DELETED, JSON_, BINARY, STRING, EMBED, FORMAT, TYPE, ANY, DOC, SKIP = range(11)
 """Content refs (``info & 0x1F``); GC and SKIP are not items."""
@@ -185,8 +190,8 @@ class _Input:
 
     def end_clock(self, clock: int, length: int) -> int:
         end = clock + length
-        if end > MAX_VAR_UINT:
-            raise UpdateFormatError("clock above 2**53 - 1")
+        if end > MAX_CLOCK:
+            raise UpdateFormatError("clock above 2**32 - 1")
         return end
 
 
@@ -362,7 +367,7 @@ def _read_deletes(reader: _Input) -> list[tuple[int, int, int]]:
         for _ in range(reader.count("delete range", 2)):
             clock = reader.uint()
             length = reader.uint()
-            if clock + length > MAX_VAR_UINT:
-                raise UpdateFormatError("deleted clock above 2**53 - 1")
+            if clock + length > MAX_CLOCK:
+                raise UpdateFormatError("deleted clock above 2**32 - 1")
             deletes.append((client, clock, length))
     return deletes
