@@ -1,0 +1,146 @@
+"""The editor's block view in Chromium (frontend/blockview.js): the text is held in blocks of
+lines that the browser lays out only on screen, a keystroke rewrites one block, and line
+breaks, block joins, select-all, copy, cut and paste give exactly the text the server
+has (the fixtures and helpers are test_browser.py's)."""
+
+from __future__ import annotations
+
+import pytest
+import test_browser
+from conftest import ServerProcess
+from test_browser import (
+    SAVED,
+    model,
+    server_text,
+    set_caret,
+    units,
+    value,
+    wait_converged,
+    wait_value,
+)
+
+browser = test_browser.browser
+open_page = test_browser.open_page
+
+pytestmark = pytest.mark.browser
+
+LINES = [f"行 {k} 😀 👩‍👩‍👧 e\u0301 中文\n" for k in range(160)]
+
+MUTATIONS = """() => {
+    window.mutations = [];
+    new MutationObserver((records) => window.mutations.push(...records.map(
+        (r) => r.type + ':' + (r.target.nodeName)))).observe(document.querySelector('#text'),
+        {childList: true, characterData: true, subtree: true});
+}"""
+
+
+def load(page, text: str) -> None:
+    page.evaluate("t => window.collabEditor.replaceText(t, 'insertFromPaste')", text)
+    page.wait_for_function(SAVED)
+
+
+def line_start(k: int) -> int:
+    return units("".join(LINES[:k]))
+
+
+def test_a_keystroke_rewrites_one_block_of_lines(server: ServerProcess, open_page) -> None:
+    a = open_page(server.http_url, "blocks 中文")
+    load(a, "".join(LINES))
+    blocks = a.evaluate(
+        """() => Array.from(document.querySelectorAll('#text > div'),
+            (div) => getComputedStyle(div).contentVisibility)"""
+    )
+    assert len(blocks) >= 3 and set(blocks) == {"auto"}  # laid out only when on screen
+    set_caret(a, line_start(80) + units("行 80"))
+    a.evaluate(MUTATIONS)
+    a.keyboard.type("x")
+    a.wait_for_function("window.mutations.length > 0")
+    a.wait_for_function(SAVED)
+    assert a.evaluate("window.mutations") == ["characterData:#text"]  # one text node
+    assert a.evaluate("getSelection().focusNode.data").startswith("行 50 ")  # its block
+    expected = "".join(LINES[:80]) + "行 80x" + "".join(LINES[80:])[len("行 80") :]
+    assert wait_converged(server.http_url, "blocks 中文", [a]) == expected
+
+
+def test_line_breaks_at_the_joins_of_blocks(server: ServerProcess, open_page) -> None:
+    a = open_page(server.http_url, "joins")
+    b = open_page(server.http_url, "joins")
+    load(a, "".join(LINES))
+    wait_value(b, "".join(LINES))
+    set_caret(a, line_start(100) - 1)  # the end of the second block
+    a.keyboard.press("Delete")  # joins the third block's first line to it
+    set_caret(a, line_start(50))  # the first line of the second block
+    a.keyboard.press("Backspace")  # joins it to the last line of the first
+    a.keyboard.press("Enter")  # and splits them again
+    a.keyboard.press("Enter")
+    set_caret(a, units(value(a)))  # the empty last line, after the text's final "\n"
+    a.keyboard.type("end 👍🏽")
+    lines = LINES[:]
+    lines[49] += "\n"
+    lines[99] = lines[99][:-1]
+    expected = "".join(lines) + "end 👍🏽"
+    assert wait_converged(server.http_url, "joins", [a, b]) == expected
+    # The empty line and the typed last line are drawn on lines of their own.
+    tops = a.evaluate(
+        """() => { const range = document.createRange();
+            const dom = window.collabEditor.dom;
+            const top = (at) => { range.setStart(...dom.position(at));
+                range.setEnd(...dom.position(at + 1));
+                return range.getBoundingClientRect().top; };
+            const text = window.collabEditor.text;
+            return ['行 49 ', '行 50 ', '行 159 ', 'end'].map((s) => top(text.indexOf(s))); }"""
+    )
+    line = a.evaluate("parseFloat(getComputedStyle(document.querySelector('#text')).lineHeight)")
+    assert tops[1] - tops[0] == pytest.approx(2 * line, abs=1)
+    assert tops[3] - tops[2] == pytest.approx(line, abs=1)
+
+
+def test_select_all_copy_cut_paste_and_delete(server: ServerProcess, open_page) -> None:
+    a = open_page(server.http_url, "clip 😀")
+    b = open_page(server.http_url, "clip 😀")
+    a.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.http_url)
+    text = "one 中文\r\ntwo 👩‍👩‍👧 e\u0301\r\n" + "".join(LINES[:120])
+    load(a, text)
+    wait_converged(server.http_url, "clip 😀", [a, b])
+    shown = text.replace("\r\n", "\n")
+
+    a.keyboard.press("ControlOrMeta+a")
+    a.keyboard.press("ControlOrMeta+c")
+    assert a.evaluate("navigator.clipboard.readText()") == shown  # across every block
+
+    a.evaluate("at => window.collabEditor.select(4, at)", 4 + units("中文\ntwo 👩‍👩‍👧"))
+    a.keyboard.press("ControlOrMeta+x")
+    assert a.evaluate("navigator.clipboard.readText()") == "中文\ntwo 👩‍👩‍👧"
+    a.evaluate(
+        """() => navigator.clipboard.write([new ClipboardItem({
+            'text/plain': new Blob(['<b>😀</b>\\r\\nbold'], {type: 'text/plain'}),
+            'text/html': new Blob(['<b>BOLD</b>'], {type: 'text/html'})})])"""
+    )
+    a.keyboard.press("ControlOrMeta+v")  # plain text only, its "\r\n" a "\n"
+    pasted = "one <b>😀</b>\nbold e\u0301\r\n" + "".join(LINES[:120])
+    assert wait_converged(server.http_url, "clip 😀", [a, b]) == pasted
+    assert a.evaluate("document.querySelectorAll('#text b, #text span').length") == 0
+
+    a.keyboard.press("ControlOrMeta+a")
+    a.keyboard.press("Delete")
+    wait_value(a, "")
+    wait_value(b, "")  # (wait_converged waits for a text that is not empty)
+    a.wait_for_function(SAVED)
+    assert model(a) == model(b) == server_text(server.http_url, "clip 😀") == ""
+    assert a.evaluate("document.querySelector('#text').hasAttribute('data-empty')")
+    a.keyboard.type("again 中")
+    assert wait_converged(server.http_url, "clip 😀", [a, b]) == "again 中"
+    assert model(b) == server_text(server.http_url, "clip 😀")
+
+
+def test_word_deletes_and_arrow_keys_across_blocks(server: ServerProcess, open_page) -> None:
+    a = open_page(server.http_url, "words")
+    load(a, "".join(LINES[:60]))
+    set_caret(a, line_start(50))
+    a.keyboard.press("ArrowUp")  # into the first block, natively
+    a.keyboard.press("End")
+    a.keyboard.type(" word")
+    a.keyboard.press("Control+Backspace")  # the word, as the browser finds it
+    expected = "".join(LINES[:49]) + LINES[49][:-1] + " \n" + "".join(LINES[50:60])
+    wait_value(a, expected)
+    assert wait_converged(server.http_url, "words", [a]) == expected
