@@ -80,6 +80,32 @@ export class BlockDom {
     return [this.divs[k].firstChild, offset];
   }
 
+  /**
+   * Where a caret at display position `at` is drawn (viewport coordinates, the line's
+   * height at least `lineHeight`), or null: the left edge of the character after it (so a
+   * caret at a soft wrap shows at the start of the next line, as the browser's does), the
+   * right edge of the one before it at a line's end, or the empty line's own place (its
+   * line break, or the block's closing `<br>`). A collapsed Range has no box on an empty
+   * line, hence the characters around it.
+   */
+  caretRect(at, lineHeight) {
+    const [node, index] = this.position(at);
+    const text = node.data;
+    const isBreak = (i) => text.charCodeAt(i) === 10;
+    let rect;
+    if (index < text.length && (!isBreak(index) || index === 0 || isBreak(index - 1))) {
+      rect = unitRect(node, index, isHigh(text.charCodeAt(index)) ? 2 : 1, "left");
+    } else if (index > 0 && !isBreak(index - 1)) {
+      const pair = index > 1 && isHigh(text.charCodeAt(index - 2));
+      rect = unitRect(node, index - (pair ? 2 : 1), pair ? 2 : 1, "right");
+    } else if (node.nextSibling) {
+      rect = node.nextSibling.getBoundingClientRect(); // the <br> of an empty last line
+    }
+    if (!rect) return null;
+    const height = Math.max(lineHeight, rect.height); // the line's height, not the glyph's
+    return { left: rect.left, top: rect.top - (height - rect.height) / 2, width: 0, height };
+  }
+
   /** This document's selection in display units: [anchor, focus], or null if not in here. */
   selection() {
     const selection = document.getSelection();
@@ -94,6 +120,18 @@ export class BlockDom {
     const selection = document.getSelection();
     selection.setBaseAndExtent(...this.position(anchor), ...this.position(focus));
   }
+}
+
+const isHigh = (unit) => unit >= 0xd800 && unit <= 0xdbff;
+
+/** The rect of `count` units of `node` from `at`, reduced to its `side` edge. */
+function unitRect(node, at, count, side) {
+  const range = document.createRange();
+  range.setStart(node, at);
+  range.setEnd(node, at + count);
+  const rect = range.getClientRects()[0] || range.getBoundingClientRect();
+  const left = side === "left" ? rect.left : rect.right;
+  return { left, top: rect.top, height: rect.height };
 }
 
 /** The length of the text in `div` before DOM position (node, offset). */

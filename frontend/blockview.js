@@ -1,22 +1,18 @@
 // The editor's text on the page, bound to an OTClient: an editable element holding the text
 // in blocks of lines (blockdom.js), of which the browser lays out only those on screen, so
 // a keystroke costs about the same in a million characters as in a hundred. The browser
-// edits nothing itself: every `beforeinput` (typing, Enter, deletions by character, word
-// or line, paste, drop, cut) becomes an op on the client's text, and the blocks it touches
-// are rewritten from it. Only an IME composition is left to the browser inside its block,
-// read back at compositionend; the client holds server messages until then. Undo and redo
-// (Ctrl/Cmd+Z, Ctrl/Cmd+Shift+Z, Ctrl+Y, the context menu) are the client's collaborative
-// undo (undo.js), never the browser's own.
+// edits nothing itself: what the user does (blockinput.js) becomes an op on the client's
+// text, and the blocks the op touches are rewritten from it; so are others' changes, the
+// selection kept in place. Undo and redo are the client's collaborative undo (undo.js),
+// never the browser's own.
 
 import { BlockDom } from "./blockdom.js";
+import { listen, readBack, sorted } from "./blockinput.js";
 import { displayChange } from "./blocks.js";
 import { onceAFrame, onceAfterPaint } from "./frame.js";
-import { changedRange, historyShortcut, insertedText } from "./inputs.js";
-import { cpLength, cpToDisplay, display, displayToCp } from "./positions.js";
-import { diffText } from "./textdiff.js";
+import { changedRange } from "./inputs.js";
+import { cpLength, cpToDisplay, displayToCp } from "./positions.js";
 import { diffOp, replaceOp, transformPosition } from "./textops.js";
-
-const sorted = ([a, b]) => (a <= b ? [a, b] : [b, a]);
 
 export class BlockView {
   constructor(element, scroller = element.parentElement) {
@@ -37,70 +33,13 @@ export class BlockView {
 
   attach(client) {
     this.client = client;
-    const el = this.element;
-    el.addEventListener("beforeinput", (event) => this.beforeInput(event));
-    el.addEventListener("input", () => {
-      if (!this.composing) this.readBack([]); // an input the browser made without asking
-    });
-    el.addEventListener("keydown", (event) => {
-      const action = historyShortcut(event);
-      if (action === null) return;
-      event.preventDefault();
-      this.history(action);
-    });
-    el.addEventListener("compositionstart", () => {
-      this.composing = true;
-      this.composedIn = this.focusBlock();
-      client.hold();
-    });
-    el.addEventListener("compositionend", () => this.endComposition());
-    el.addEventListener("blur", () => {
-      if (this.composing) this.endComposition();
-      client.setSelection(null);
-    });
-    el.addEventListener("copy", (event) => this.copy(event, false));
-    el.addEventListener("cut", (event) => this.copy(event, true));
-    for (const type of ["keyup", "mouseup", "focus"]) {
-      el.addEventListener(type, () => this.sendSelection());
-    }
-    document.addEventListener("selectionchange", () => {
-      if (document.activeElement === el) this.sendSelection();
-    });
+    listen(this, client);
   }
 
   /** Can the user change the text now? */
   editable() {
     const client = this.client;
     return client !== null && client.loaded && !this.readOnly && !client.readOnly;
-  }
-
-  beforeInput(event) {
-    const type = event.inputType;
-    if (type === "historyUndo" || type === "historyRedo") {
-      event.preventDefault();
-      this.history(type === "historyUndo" ? "undo" : "redo");
-      return;
-    }
-    if (type === "insertCompositionText" || event.isComposing) return; // the IME's, for now
-    event.preventDefault();
-    const insert = insertedText(event);
-    if (insert === null || !this.editable()) return;
-    const range = this.targetRange(event);
-    if (range !== null) this.edit(range[0], range[1], insert, type);
-  }
-
-  /** What `event` replaces, in display units: its target range, or the selection. */
-  targetRange(event) {
-    const [target] = event.getTargetRanges();
-    let range = this.dom.selection();
-    if (target) {
-      const start = this.dom.offsetOf(target.startContainer, target.startOffset);
-      const end = this.dom.offsetOf(target.endContainer, target.endOffset);
-      if (start !== null && end !== null) range = [start, end];
-    } else if (range && range[0] === range[1] && event.inputType.startsWith("delete")) {
-      return null; // nothing to delete there (the end of the text, say)
-    }
-    return range && sorted(range);
   }
 
   /** Replace display units [from, to) with `insert` as the user's input of `inputType`. */
@@ -128,46 +67,8 @@ export class BlockView {
   endComposition() {
     if (!this.composing) return;
     this.composing = false;
-    this.readBack([this.composedIn]);
+    readBack(this, [this.composedIn]);
     this.client.release();
-  }
-
-  /**
-   * Take what the browser wrote into blocks by itself (an IME's text) as the user's
-   * change: the block holding the caret, and `also`. A block's text is compared with what
-   * it held, and put back before the change is made through the client.
-   */
-  readBack(also) {
-    const blocks = new Set([...also, this.focusBlock()].filter((k) => k >= 0));
-    for (const k of [...blocks].sort((a, b) => b - a)) {
-      if (k >= this.dom.divs.length) continue;
-      const body = this.dom.blocks.bodies[k];
-      const shown = this.dom.shownIn(k);
-      if (shown === body) continue;
-      const caret = this.dom.caretIn(k);
-      this.dom.rewrite(k);
-      if (!this.editable()) continue; // the server takes no change from here
-      const { start, endBefore, endAfter } = diffText(body, shown, caret);
-      const base = this.dom.blocks.starts[k];
-      const insert = display(shown.slice(start, endAfter));
-      this.edit(base + start, base + endBefore, insert, "insertCompositionText");
-    }
-  }
-
-  /** The block holding the selection's focus, or -1. */
-  focusBlock() {
-    const selection = document.getSelection();
-    return selection && selection.rangeCount ? this.dom.blockOf(selection.focusNode) : -1;
-  }
-
-  /** Copy (and cut) the selected text as plain text, line breaks as "\n". */
-  copy(event, cut) {
-    const selection = this.dom.selection();
-    if (selection === null || selection[0] === selection[1]) return;
-    const [from, to] = sorted(selection);
-    event.preventDefault();
-    event.clipboardData.setData("text/plain", this.dom.blocks.slice(from, to));
-    if (cut && this.editable()) this.edit(from, to, "", "deleteByCut");
   }
 
   /** Undo or redo this user's latest step and select what it changed. */
@@ -223,15 +124,14 @@ export class BlockView {
   /** Scroll the least that shows the caret (the browser does it only for its own edits). */
   revealCaret() {
     const selection = this.dom.selection();
-    if (selection === null) return;
-    const [node, offset] = this.dom.position(selection[1]);
-    const range = document.createRange();
-    range.setStart(node, offset);
-    const rect = range.getBoundingClientRect();
+    const rect = selection && this.dom.caretRect(selection[1], 0);
+    if (!rect) return;
     const view = this.scroller.getBoundingClientRect();
-    const line = rect.height || 24;
-    if (rect.top < view.top) this.scroller.scrollTop -= view.top - rect.top + line;
-    else if (rect.bottom > view.bottom) this.scroller.scrollTop += rect.bottom - view.bottom + line;
+    const margin = rect.height; // a line more, as the browser does
+    if (rect.top < view.top) this.scroller.scrollTop -= view.top - rect.top + margin;
+    else if (rect.top + rect.height > view.bottom) {
+      this.scroller.scrollTop += rect.top + rect.height - view.bottom + margin;
+    }
   }
 
   onReadOnly() {

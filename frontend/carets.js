@@ -9,8 +9,6 @@ import { onceAFrame } from "./frame.js";
 import { safeColor, textColorOn } from "./peers-list.js";
 import { cpLength, cpToDisplay } from "./positions.js";
 
-const isHigh = (unit) => unit >= 0xd800 && unit <= 0xdbff;
-
 /** Everyone's selections in `presence` (client -> {user, selection}), clamped to `length`. */
 export function drawnSelections(presence, length) {
   const out = [];
@@ -69,7 +67,7 @@ export class CaretLayer {
         marks.push(box("carets-selection", rect, origin, color, client));
       }
     }
-    const at = caretRect(...dom.position(head), this.lineHeight);
+    const at = dom.caretRect(head, this.lineHeight);
     if (at) {
       const caret = box("carets-caret", at, origin, color, client);
       caret.style.width = "";
@@ -99,37 +97,4 @@ function box(className, rect, origin, color, client) {
     borderColor: color,
   });
   return mark;
-}
-
-/**
- * The caret at UTF-16 position `index` of a block's text node: the left edge of the
- * character after it (so a caret at a soft wrap shows at the start of the next line, as
- * the browser's does), the right edge of the one before it at a line's end, or the
- * empty line's own place (its line break, or the block's closing `<br>`).
- */
-function caretRect(node, index, lineHeight) {
-  const text = node.data;
-  const isBreak = (at) => text.charCodeAt(at) === 10;
-  let rect;
-  if (index < text.length && (!isBreak(index) || index === 0 || isBreak(index - 1))) {
-    rect = unitRect(node, index, isHigh(text.charCodeAt(index)) ? 2 : 1, "left");
-  } else if (index > 0 && !isBreak(index - 1)) {
-    const pair = index > 1 && isHigh(text.charCodeAt(index - 2));
-    rect = unitRect(node, index - (pair ? 2 : 1), pair ? 2 : 1, "right");
-  } else if (node.nextSibling) {
-    rect = node.nextSibling.getBoundingClientRect(); // the <br> of an empty last line
-  }
-  if (!rect) return null;
-  const height = Math.max(lineHeight, rect.height); // the line's height, not the glyph's
-  return { left: rect.left, top: rect.top - (height - rect.height) / 2, width: 0, height };
-}
-
-/** The rect of `count` units of `node` from `at`, reduced to its `side` edge. */
-function unitRect(node, at, count, side) {
-  const range = document.createRange();
-  range.setStart(node, at);
-  range.setEnd(node, at + count);
-  const rect = range.getClientRects()[0] || range.getBoundingClientRect();
-  const left = side === "left" ? rect.left : rect.right;
-  return { left, top: rect.top, height: rect.height };
 }

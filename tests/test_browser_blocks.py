@@ -69,6 +69,9 @@ def test_line_breaks_at_the_joins_of_blocks(server: ServerProcess, open_page) ->
     wait_value(b, "".join(LINES))
     set_caret(a, line_start(100) - 1)  # the end of the second block
     a.keyboard.press("Delete")  # joins the third block's first line to it
+    # The first block far off screen: Chromium skips its layout, and its own editing takes
+    # such a block as one piece (a Backspace's target range is then the whole block).
+    a.evaluate("document.querySelector('.editor').scrollTop = 140 * 24")
     set_caret(a, line_start(50))  # the first line of the second block
     a.keyboard.press("Backspace")  # joins it to the last line of the first
     a.keyboard.press("Enter")  # and splits them again
@@ -136,11 +139,36 @@ def test_select_all_copy_cut_paste_and_delete(server: ServerProcess, open_page) 
 def test_word_deletes_and_arrow_keys_across_blocks(server: ServerProcess, open_page) -> None:
     a = open_page(server.http_url, "words")
     load(a, "".join(LINES[:60]))
+    a.evaluate("document.querySelector('.editor').scrollTop = 10_000")  # the first block away
     set_caret(a, line_start(50))
-    a.keyboard.press("ArrowUp")  # into the first block, natively
+    a.keyboard.press("ArrowLeft")  # into the first block, natively, though it was skipped
+    a.wait_for_function("at => window.collabEditor.selection[0] === at", arg=line_start(50) - 1)
+    a.keyboard.press("ArrowRight")
+    a.keyboard.press("ArrowUp")
     a.keyboard.press("End")
     a.keyboard.type(" word")
     a.keyboard.press("Control+Backspace")  # the word, as the browser finds it
     expected = "".join(LINES[:49]) + LINES[49][:-1] + " \n" + "".join(LINES[50:60])
     wait_value(a, expected)
     assert wait_converged(server.http_url, "words", [a]) == expected
+
+
+def test_the_caret_stays_on_screen_while_typing(server: ServerProcess, open_page) -> None:
+    a = open_page(server.http_url, "reveal")
+    load(a, "".join(LINES))
+    caret_in_view = """() => { const caret = getSelection().getRangeAt(0).getBoundingClientRect();
+        const view = document.querySelector('.editor').getBoundingClientRect();
+        return caret.height > 0 && caret.top >= view.top && caret.bottom <= view.bottom; }"""
+    set_caret(a, line_start(20) - 1)
+    for _ in range(40):  # Enter past the bottom of the window
+        a.keyboard.press("Enter")
+    a.keyboard.type("中 😀")
+    a.wait_for_function(caret_in_view)  # drawn in the frame after the key
+    set_caret(a, units(value(a)))  # the end, far below: typing brings it into view
+    a.keyboard.type("end")
+    a.wait_for_function(caret_in_view)  # drawn in the frame after the key
+    set_caret(a, 0)  # and the top, far above
+    a.keyboard.type("top")
+    a.wait_for_function(caret_in_view)  # drawn in the frame after the key
+    expected = "top" + "".join(LINES[:19]) + LINES[19][:-1] + "\n" * 40 + "中 😀\n"
+    assert wait_converged(server.http_url, "reveal", [a]) == expected + "".join(LINES[20:]) + "end"
