@@ -5,6 +5,9 @@
 // blocks' starts. Only an IME composition is left to the browser inside its block, read
 // back at compositionend; the client holds server messages until then. Undo and redo
 // (Ctrl/Cmd+Z, Ctrl/Cmd+Shift+Z, Ctrl+Y, the context menu's) are the view's history.
+// The element is contenteditable="true", not "plaintext-only": Chromium gives no target
+// ranges to a plaintext-only element's beforeinput, and since every input is prevented
+// and made plain text here, nothing rich can get in either way.
 
 import { historyShortcut, insertedText } from "./inputs.js";
 import { display } from "./positions.js";
