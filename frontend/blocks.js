@@ -5,7 +5,7 @@
 // starts one further. Only the blocks a change touches are replaced, so a keystroke in a
 // million characters rewrites one block, and the browser lays out only that one.
 
-import { cpLength, cpToDisplay, cpToUtf16, display } from "./positions.js";
+import { carry, cpLength, cpToDisplay, cpToUtf16, display } from "./positions.js";
 
 /** Lines per block when a text is cut. */
 export const BLOCK_LINES = 50;
@@ -104,7 +104,8 @@ export class Blocks {
  * What `op` (code points, turning `before` into `after`) changes in the display text: the
  * units [from, to) of display(before) become `insert`. The region grows by a "\r" before
  * it or a "\n" after it, so that a "\r\n" made or split at its edge is inside it.
- * Null when `op` changes nothing.
+ * Null when `op` changes nothing. `after` gets position checkpoints carried from
+ * `before`'s (positions.js), not made again from the whole text.
  */
 export function displayChange(before, after, op) {
   let [at, first, endBefore, endAfter, shift] = [0, -1, 0, 0, 0];
@@ -128,7 +129,9 @@ export function displayChange(before, after, op) {
     first -= 1;
     unit -= 1;
   }
-  if (before.charCodeAt(cpToUtf16(before, endBefore)) === 10) {
+  const unitEnd = cpToUtf16(before, endBefore);
+  carry(before, after, unit, unitEnd, unitEnd + after.length - before.length);
+  if (before.charCodeAt(unitEnd) === 10) {
     endBefore += 1;
     endAfter += 1;
   }
