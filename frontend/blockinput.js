@@ -38,6 +38,13 @@ export function listen(view, client) {
     if (view.composing) view.endComposition();
     client.setSelection(null);
   });
+  el.addEventListener("dragstart", () => {
+    view.dragged = view.dom.selection();
+  });
+  el.addEventListener("dragend", () => {
+    view.dragged = null;
+  });
+  el.addEventListener("drop", (event) => drop(view, event));
   el.addEventListener("copy", (event) => copy(view, event, false));
   el.addEventListener("cut", (event) => copy(view, event, true));
   for (const type of ["keyup", "mouseup", "focus"]) {
@@ -133,4 +140,30 @@ function copy(view, event, cut) {
   event.preventDefault();
   event.clipboardData.setData("text/plain", view.dom.blocks.slice(from, to));
   if (cut && view.editable()) view.edit(from, to, "", "deleteByCut");
+}
+
+/**
+ * A drop: the dropped text as plain text where the pointer is; dragged from this text
+ * (without Ctrl or Alt, which copy), a move. Made here, not by the browser: Chromium's
+ * drop target range comes after its drag deletion, which is prevented, so it points
+ * elsewhere.
+ */
+function drop(view, event) {
+  event.preventDefault();
+  const dragged = view.dragged && sorted(view.dragged);
+  view.dragged = null;
+  const text = display(event.dataTransfer.getData("text/plain"));
+  const point = document.caretRangeFromPoint(event.clientX, event.clientY);
+  const at = point && view.dom.offsetOf(point.startContainer, point.startOffset);
+  if (at === null || text === "" || !view.editable()) return;
+  const move = dragged !== null && dragged[0] !== dragged[1] && !event.ctrlKey && !event.altKey;
+  if (!move) {
+    view.edit(at, at, text, "insertFromDrop");
+    return;
+  }
+  const [from, to] = dragged;
+  if (at >= from && at <= to) return; // dropped onto itself
+  view.edit(from, to, "", "deleteByDrag");
+  const shifted = at > to ? at - (to - from) : at;
+  view.edit(shifted, shifted, text, "insertFromDrop");
 }

@@ -21,6 +21,7 @@ export class BlockView {
     this.dom = new BlockDom(element);
     this.composing = false;
     this.composedIn = -1; // the block the composition started in
+    this.dragged = null; // the selection a drag from this text started with
     this.client = null;
     this.readOnly = false;
     this.onLocalChange = () => {}; // told after every change made here

@@ -172,3 +172,27 @@ def test_the_caret_stays_on_screen_while_typing(server: ServerProcess, open_page
     a.wait_for_function(caret_in_view)  # drawn in the frame after the key
     expected = "top" + "".join(LINES[:19]) + LINES[19][:-1] + "\n" * 40 + "中 😀\n"
     assert wait_converged(server.http_url, "reveal", [a]) == expected + "".join(LINES[20:]) + "end"
+
+
+def test_dragging_text_moves_it(server: ServerProcess, open_page) -> None:
+    a = open_page(server.http_url, "drag 中文")
+    b = open_page(server.http_url, "drag 中文")
+    load(a, "alpha 😀 beta gamma\n中文 second line\n")
+    a.evaluate("window.collabEditor.select(9, 13)")  # "beta"
+    word = a.evaluate(
+        """() => { const r = getSelection().getRangeAt(0).getBoundingClientRect();
+            return [r.left + r.width / 2, r.top + r.height / 2]; }"""
+    )
+    line = a.evaluate(  # the left edge of "中", starting the second line
+        """() => { const range = document.createRange();
+            const [node, at] = window.collabEditor.dom.position(20);
+            range.setStart(node, at); range.setEnd(node, at + 1);
+            const r = range.getBoundingClientRect(); return [r.left + 1, r.top + r.height / 2]; }"""
+    )
+    assert a.evaluate("window.collabEditor.text[20]") == "中"
+    a.mouse.move(*word)
+    a.mouse.down()
+    a.mouse.move(*line, steps=5)
+    a.mouse.up()
+    expected = "alpha 😀  gamma\nbeta中文 second line\n"
+    assert wait_converged(server.http_url, "drag 中文", [a, b]) == expected
