@@ -2,8 +2,8 @@
 //
 // - code points: ops and presence on the wire (docs/text-protocol.md);
 // - UTF-16 units: JavaScript string indices;
-// - display units: UTF-16 indices in the text as the editor shows it, where every "\r\n" and lone "\r"
-//   of the document shows as one "\n".
+// - display units: UTF-16 indices in the text as the editor shows it, where every "\r\n"
+//   and lone "\r" of the document shows as one "\n".
 //
 // A conversion walks the text from its start. In a long text (a keystroke in a million
 // characters asks for a dozen conversions) the walk starts instead from the nearest of
@@ -233,8 +233,9 @@ export function carry(before, after, from, toBefore, toAfter) {
 function walk(text, from, to) {
   let [unit, cp, shown] = [from, 0, 0];
   while (unit < to) {
-    if (isCrlfAt(text, unit) && unit + 1 < to) [unit, cp, shown] = [unit + 2, cp + 2, shown + 1];
-    else if (isPairAt(text, unit) && unit + 1 < to) [unit, cp, shown] = [unit + 2, cp + 1, shown + 2];
+    const two = unit + 1 < to; // both units of a pair or a "\r\n" inside the slice
+    if (two && isCrlfAt(text, unit)) [unit, cp, shown] = [unit + 2, cp + 2, shown + 1];
+    else if (two && isPairAt(text, unit)) [unit, cp, shown] = [unit + 2, cp + 1, shown + 2];
     else [unit, cp, shown] = [unit + 1, cp + 1, shown + 1];
   }
   return [cp, shown];

@@ -11,7 +11,10 @@ import { cpLength, display } from "../../frontend/positions.js";
 import { applyOp, replaceOp } from "../../frontend/textops.js";
 import { below } from "./seeded.mjs";
 
-const PIECES = ["a", "é", "中文", "😀", "👩‍👩‍👧", "👋🏽", "e\u0301", "\n", "\n", "\r\n", "\r", " "];
+const PIECES = [
+  ..."a é 中文 😀 👩‍👩‍👧 👋🏽 e\u0301".split(" "),
+  ...["\n", "\n", "\r\n", "\r", " "],
+];
 
 function randomText(next, pieces) {
   let text = "";
@@ -40,10 +43,7 @@ test("a text is cut after every `lines` lines; a trailing newline leaves an empt
   assert.deepEqual(splitBlocks("😀\n中\n👩‍👩‍👧", 1), ["😀", "中", "👩‍👩‍👧"]);
   const text = Array.from({ length: 120 }, (_, k) => `line ${k} 中文 😀`).join("\n");
   const bodies = splitBlocks(text);
-  assert.deepEqual(
-    bodies.map((b) => b.split("\n").length),
-    [50, 50, 20],
-  );
+  assert.deepEqual(bodies.map((b) => b.split("\n").length), [50, 50, 20]);
   assert.equal(bodies.join("\n"), text);
 });
 

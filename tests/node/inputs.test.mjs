@@ -10,7 +10,9 @@ import { changedRange, historyShortcut, insertedText } from "../../frontend/inpu
 const paste = (text) => ({
   inputType: "insertFromPaste",
   data: null,
-  dataTransfer: { getData: (type) => (type === "text/plain" ? text : "<b>rich</b>") },
+  dataTransfer: {
+    getData: (type) => (type === "text/plain" ? text : "<b>rich</b>"),
+  },
 });
 
 test("an input's inserted text: typed, a line break, pasted as plain text, or nothing", () => {
