@@ -9,7 +9,7 @@
 // ranges to a plaintext-only element's beforeinput, and since every input is prevented
 // and made plain text here, nothing rich can get in either way.
 
-import { historyShortcut, insertedText } from "./inputs.js";
+import { historyShortcut, insertedText, selectAll } from "./inputs.js";
 import { display } from "./positions.js";
 import { diffText } from "./textdiff.js";
 
@@ -23,6 +23,11 @@ export function listen(view, client) {
     if (!view.composing) readBack(view, []); // an input the browser made without asking
   });
   el.addEventListener("keydown", (event) => {
+    if (selectAll(event) && !el.isContentEditable) {
+      event.preventDefault(); // read-only: the text, not the whole page
+      view.dom.select(0, view.dom.length);
+      return;
+    }
     const action = historyShortcut(event);
     if (action === null) return;
     event.preventDefault();

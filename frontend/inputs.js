@@ -1,6 +1,6 @@
 // What the user's input events ask of the editor, read without the DOM's own editing: the
-// shortcuts of the collaborative undo, the text an input inserts, and the selection that
-// shows what an undo, a redo or a restore changed.
+// shortcuts of the collaborative undo and select-all, the text an input inserts, and the
+// selection that shows what an undo, a redo or a restore changed.
 
 import { cpLength, display } from "./positions.js";
 
@@ -11,6 +11,12 @@ export function historyShortcut(event) {
   if (key === "z") return event.shiftKey ? "redo" : "undo";
   if (key === "y" && event.ctrlKey && !event.shiftKey) return "redo";
   return null;
+}
+
+/** Is `event` the select-all shortcut (Ctrl+A, Cmd+A)? */
+export function selectAll(event) {
+  const modified = Boolean(event.ctrlKey || event.metaKey) && !event.altKey;
+  return modified && event.key.toLowerCase() === "a";
 }
 
 /**

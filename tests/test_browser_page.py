@@ -83,6 +83,8 @@ def test_a_read_only_page_cannot_be_edited_and_says_so(secured: ServerProcess, b
     reader.keyboard.type("XYZ")
     writer.keyboard.type(" line 0.")
     wait_value(reader, "Ada 😀 中文 line 0.")
+    reader.keyboard.press("ControlOrMeta+a")  # selects the text, not the whole page
+    assert reader.evaluate("getSelection().toString()") == "Ada 😀 中文 line 0."
     assert model(reader) == api_text(secured, name) == "Ada 😀 中文 line 0."
     for page in (writer, reader):
         page.context.close()

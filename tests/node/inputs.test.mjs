@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { changedRange, historyShortcut, insertedText } from "../../frontend/inputs.js";
+import { changedRange, historyShortcut, insertedText, selectAll } from "../../frontend/inputs.js";
 
 const paste = (text) => ({
   inputType: "insertFromPaste",
@@ -26,7 +26,7 @@ test("an input's inserted text: typed, a line break, pasted as plain text, or no
   assert.equal(insertedText({ inputType: "insertText", data: null }), null);
 });
 
-test("the history shortcuts", () => {
+test("the history and select-all shortcuts", () => {
   const key = (key, more = {}) => ({ key, ctrlKey: true, ...more });
   assert.equal(historyShortcut(key("z")), "undo");
   assert.equal(historyShortcut(key("Z", { shiftKey: true })), "redo");
@@ -34,6 +34,9 @@ test("the history shortcuts", () => {
   assert.equal(historyShortcut({ key: "z", metaKey: true }), "undo");
   assert.equal(historyShortcut(key("z", { isComposing: true })), null);
   assert.equal(historyShortcut({ key: "z" }), null);
+  assert.equal(selectAll(key("a")), true);
+  assert.equal(selectAll({ key: "A", metaKey: true }), true);
+  assert.equal(selectAll({ key: "a" }), false);
 });
 
 test("what an op changed, in code points: what it inserted, or a caret where it deleted", () => {
