@@ -10,6 +10,7 @@ import test_browser
 from conftest import ServerProcess
 from test_browser import (
     SAVED,
+    caret,
     model,
     server_text,
     set_caret,
@@ -196,3 +197,33 @@ def test_dragging_text_moves_it(server: ServerProcess, open_page) -> None:
     a.mouse.up()
     expected = "alpha 😀  gamma\nbeta中文 second line\n"
     assert wait_converged(server.http_url, "drag 中文", [a, b]) == expected
+
+
+def test_ime_composition_in_an_empty_text_and_at_a_block_start(
+    server: ServerProcess, open_page
+) -> None:
+    """The browser composes in a block that is empty (a text node and a <br>) or in a
+    block's first line; the composed text is read back from that block alone."""
+    a = open_page(server.http_url, "ime blocks")
+    devtools = a.context.new_cdp_session(a)
+
+    def compose(text: str) -> None:
+        devtools.send(
+            "Input.imeSetComposition", {"text": "ni", "selectionStart": 2, "selectionEnd": 2}
+        )
+        devtools.send(
+            "Input.imeSetComposition", {"text": text, "selectionStart": 1, "selectionEnd": 1}
+        )
+        devtools.send("Input.insertText", {"text": text})
+
+    compose("你")
+    wait_value(a, "你")
+    load(a, "你" + "".join(LINES))
+    set_caret(a, line_start(50) + 1)  # the start of the second block (after "你")
+    compose("好")
+    expected = "你" + "".join(LINES[:50]) + "好" + "".join(LINES[50:])
+    assert wait_converged(server.http_url, "ime blocks", [a]) == expected
+    assert caret(a) == line_start(50) + 2
+    assert a.evaluate("document.querySelectorAll('#text > div').length") >= 3
+    blocks = "Array.from(document.querySelectorAll('#text > div'))"
+    assert a.evaluate(f"{blocks}.every((div) => div.firstChild.nodeType === Node.TEXT_NODE)")
