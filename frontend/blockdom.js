@@ -70,7 +70,6 @@ export class BlockDom {
     if (node === div.firstChild && node.nodeType === Node.TEXT_NODE) inBlock = offset;
     else if (node === div) inBlock = offset === 0 ? 0 : body.length;
     else inBlock = textBefore(div, node, offset); // in nodes the browser made
-
     return this.blocks.starts[k] + Math.min(inBlock, body.length);
   }
 
