@@ -58,11 +58,15 @@ export class BlockView {
     this.onLocalChange();
   }
 
-  /** Rewrite the blocks that `op` (which turned `before` into the client's text) touches. */
+  /**
+   * Rewrite the blocks that `op` (which turned `before` into the client's text) touches;
+   * returns where it changed the display text (null: nowhere).
+   */
   show(op, before) {
     const change = displayChange(before, this.client.text, op);
     if (change !== null) this.dom.replace(change.from, change.to, change.insert);
     this.markEmpty();
+    return change;
   }
 
   endComposition() {
@@ -111,15 +115,26 @@ export class BlockView {
     this.client.setSelection(selection.map((at) => displayToCp(text, at)));
   }
 
-  /** The client's text changed by `op` (someone else's change, transformed): show it. */
+  /**
+   * The client's text changed by `op` (someone else's change, transformed): show it, the
+   * selection kept. What is on screen stays in place: scroll anchoring holds the view
+   * still when a block above changes, and a change above the caret in the caret's own
+   * block (which anchoring cannot see) scrolls by as much as it moved the caret's line.
+   */
   onChange(op, oldText) {
     const focused = document.activeElement === this.element;
     const selection = focused ? this.dom.selection() : null;
-    this.show(op, oldText);
-    if (selection === null) return; // scroll anchoring keeps what is on screen in place
+    const caret = selection && selection[1];
+    const blockStart = selection && this.dom.blocks.starts[this.dom.blocks.locate(caret)[0]];
+    const top = selection && this.dom.caretRect(caret, 0);
+    const change = this.show(op, oldText);
+    if (selection === null) return;
     const text = this.client.text;
     const moved = (at) => cpToDisplay(text, transformPosition(displayToCp(oldText, at), op));
     this.dom.select(moved(selection[0]), moved(selection[1]));
+    if (!top || !change || change.from < blockStart || change.from >= caret) return;
+    const now = this.dom.caretRect(moved(caret), 0);
+    if (now && now.top !== top.top) this.scroller.scrollTop += now.top - top.top;
   }
 
   /** Scroll the least that shows the caret (the browser does it only for its own edits). */

@@ -227,3 +227,29 @@ def test_ime_composition_in_an_empty_text_and_at_a_block_start(
     assert a.evaluate("document.querySelectorAll('#text > div').length") >= 3
     blocks = "Array.from(document.querySelectorAll('#text > div'))"
     assert a.evaluate(f"{blocks}.every((div) => div.firstChild.nodeType === Node.TEXT_NODE)")
+
+
+def test_lines_added_above_the_caret_in_its_own_block_keep_it_in_place(
+    server: ServerProcess, open_page
+) -> None:
+    """Scroll anchoring keeps the view still when a block above changes; a change in the
+    caret's own block above it moves the caret's line unless the view follows it."""
+    from test_browser import caret_top
+
+    a = open_page(server.http_url, "same block")
+    b = open_page(server.http_url, "same block")
+    load(a, "".join(LINES[:45]))  # one block
+    wait_value(b, "".join(LINES[:45]))
+    a.evaluate("document.querySelector('.editor').scrollTop = 20 * 24")
+    set_caret(a, line_start(35))
+    top = caret_top(a)
+    assert 100 < top < 500
+    set_caret(b, line_start(30))
+    b.keyboard.insert_text("中文 👍🏽\n" * 3)  # on screen, above a's caret
+    a.wait_for_function("window.collabEditor.text.includes('👍🏽')")
+    assert caret(a) == line_start(35) + 3 * units("中文 👍🏽\n")
+    assert caret_top(a) == pytest.approx(top, abs=2)
+    set_caret(b, line_start(43))
+    b.keyboard.insert_text("below\n")  # under the caret: nothing moves
+    a.wait_for_function("window.collabEditor.text.includes('below')")
+    assert caret_top(a) == pytest.approx(top, abs=2)
