@@ -12,6 +12,7 @@ export class BlockDom {
     this.element = element;
     this.blocks = new Blocks("");
     this.divs = [makeBlock("")];
+    this.active = new Set(); // the blocks laid out wherever they are (select)
     element.replaceChildren(...this.divs);
   }
 
@@ -114,10 +115,20 @@ export class BlockDom {
     return anchor === null || focus === null ? null : [anchor, focus];
   }
 
-  /** Select display units from `anchor` to `focus` (a caret when equal). */
+  /**
+   * Select display units from `anchor` to `focus` (a caret when equal). The blocks at both
+   * ends are marked active (laid out whether on screen or not, style.css): Chromium makes
+   * a block holding the selection relevant only at its next rendering, and until then
+   * its editing takes the skipped block as one piece (an arrow key jumps over it).
+   */
   select(anchor, focus = anchor) {
     const selection = document.getSelection();
     selection.setBaseAndExtent(...this.position(anchor), ...this.position(focus));
+    const ends = [this.blocks.locate(anchor)[0], this.blocks.locate(focus)[0]];
+    const active = new Set(ends.map((k) => this.divs[k]));
+    for (const div of this.active) if (!active.has(div)) div.classList.remove("active");
+    for (const div of active) if (!this.active.has(div)) div.classList.add("active");
+    this.active = active;
   }
 }
 

@@ -253,3 +253,24 @@ def test_lines_added_above_the_caret_in_its_own_block_keep_it_in_place(
     b.keyboard.insert_text("below\n")  # under the caret: nothing moves
     a.wait_for_function("window.collabEditor.text.includes('below')")
     assert caret_top(a) == pytest.approx(top, abs=2)
+
+
+def test_arrow_keys_at_once_after_the_page_moves_the_caret_far(
+    server: ServerProcess, open_page
+) -> None:
+    """The page puts the caret in a block that was off screen (skipped): the next key moves
+    it by one character, not over the whole block."""
+    a = open_page(server.http_url, "far caret")
+    lines = LINES * 3
+    load(a, "".join(lines))
+    for k in (130, 300, 470):
+        at = units("".join(lines[:k]))
+        a.evaluate(
+            """at => { document.querySelector('.editor').scrollTop = 0;
+                window.collabEditor.select(at); }""",
+            at,
+        )
+        a.keyboard.press("ArrowRight")
+        a.wait_for_function("at => window.collabEditor.selection[0] === at + 1", arg=at)
+        a.keyboard.press("Shift+ArrowRight")
+        assert a.evaluate("window.collabEditor.selection") == [at + 1, at + 2, "forward"]
