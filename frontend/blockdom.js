@@ -74,6 +74,31 @@ export class BlockDom {
     return this.blocks.starts[k] + Math.min(inBlock, body.length);
   }
 
+  /**
+   * The display units [from, to] of the blocks on screen in `scroller` or within a screen's
+   * height of it (found by the blocks' boxes: those off screen keep their size unlaid out).
+   */
+  nearScreen(scroller) {
+    const view = scroller.getBoundingClientRect();
+    const [low, high] = [view.top - view.height, view.bottom + view.height];
+    const top = (div) => div.getBoundingClientRect().top;
+    const bottom = (div) => div.getBoundingClientRect().bottom;
+    const first = Math.min(this.divs.length - 1, this.firstBlock((div) => bottom(div) >= low));
+    const last = Math.max(first, this.firstBlock((div) => top(div) > high) - 1);
+    return [this.blocks.starts[first], this.blocks.starts[last] + this.blocks.bodies[last].length];
+  }
+
+  /** The first block whose div passes `test` (as all after it do); the count if none. */
+  firstBlock(test) {
+    let [low, high] = [0, this.divs.length];
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (test(this.divs[mid])) high = mid;
+      else low = mid + 1;
+    }
+    return low;
+  }
+
   /** The DOM position [text node, offset] of display position `at`. */
   position(at) {
     const [k, offset] = this.blocks.locate(at);

@@ -34,6 +34,7 @@ export class CaretLayer {
     /** Redraw, at most once a frame. */
     this.render = onceAFrame(() => this.draw());
     new ResizeObserver(() => this.render()).observe(view.element);
+    view.scroller.addEventListener("scroll", () => this.render()); // selections: see shown()
     if (document.fonts) document.fonts.ready.then(() => this.render());
   }
 
@@ -46,22 +47,30 @@ export class CaretLayer {
     }
     const origin = this.layer.getBoundingClientRect();
     this.lineHeight = parseFloat(getComputedStyle(this.view.element).lineHeight) || 0;
+    const shown = this.view.dom.nearScreen(this.view.scroller);
     const marks = [];
     for (const s of selections) {
       const ends = { anchor: cpToDisplay(text, s.anchor), head: cpToDisplay(text, s.head) };
-      marks.push(...this.marksOf(origin, { ...s, ...ends }));
+      marks.push(...this.marksOf(origin, shown, { ...s, ...ends }));
     }
     this.layer.replaceChildren(...marks);
   }
 
-  marksOf(origin, { client, user, anchor, head }) {
+  /**
+   * The marks of one user: the caret, and the selection's part in `shown` (display units
+   * near the screen). A selection of a whole long text would otherwise make the browser
+   * lay out every block and draw a mark for every line, at every redraw.
+   */
+  marksOf(origin, shown, { client, user, anchor, head }) {
     const color = safeColor(user.color);
     const dom = this.view.dom;
     const marks = [];
-    if (anchor !== head) {
+    const from = Math.max(Math.min(anchor, head), shown[0]);
+    const to = Math.min(Math.max(anchor, head), shown[1]);
+    if (from < to) {
       const range = document.createRange();
-      range.setStart(...dom.position(Math.min(anchor, head)));
-      range.setEnd(...dom.position(Math.max(anchor, head)));
+      range.setStart(...dom.position(from));
+      range.setEnd(...dom.position(to));
       for (const rect of range.getClientRects()) {
         if (rect.width < 1) continue;
         marks.push(box("carets-selection", rect, origin, color, client));

@@ -277,3 +277,29 @@ def test_arrow_keys_at_once_after_the_page_moves_the_caret_far(
         a.wait_for_function("at => window.collabEditor.selection[0] === at + 1", arg=at)
         a.keyboard.press("Shift+ArrowRight")
         assert a.evaluate("window.collabEditor.selection") == [at + 1, at + 2, "forward"]
+
+
+def test_a_selection_of_a_long_text_is_drawn_near_the_screen_only(
+    server: ServerProcess, open_page
+) -> None:
+    """Another user selects all of a long text: the page draws its selection on the lines
+    near the screen (not one mark per line of the whole text), and where it scrolls to."""
+    a = open_page(server.http_url, "select all 中文")
+    b = open_page(server.http_url, "select all 中文")
+    lines = LINES * 10  # 1,600 lines
+    load(b, "".join(lines))
+    wait_value(a, "".join(lines))
+    b.keyboard.press("ControlOrMeta+a")
+    bob = b.evaluate("window.collab.client.client")
+    marks = f'.carets-selection[data-client="{bob}"]'
+    a.wait_for_selector(marks)
+    count = a.evaluate(f"document.querySelectorAll('{marks}').length")
+    assert 20 < count < 200  # the screen's lines and a screen's height either side
+    on_screen = f"""() => {{
+        const view = document.querySelector('.editor').getBoundingClientRect();
+        return Array.from(document.querySelectorAll('{marks}')).some((m) => {{
+            const r = m.getBoundingClientRect();
+            return r.top >= view.top && r.bottom <= view.bottom; }}); }}"""
+    a.evaluate("document.querySelector('.editor').scrollTop = 1000 * 24")
+    a.wait_for_function(on_screen)
+    assert a.evaluate(f"document.querySelectorAll('{marks}').length") < 200
