@@ -18,15 +18,17 @@ to the end of the next frame's rendering after the page's work: a requestAnimati
 callback registered in the keydown posts a message, and a posted message runs only after
 that frame's style, layout and paint. It includes the wait for the next frame (up to one
 frame, 16.7 ms, however little the work). A key's work is the main thread's time for it
-without that wait: from the keydown to the end of the input event's handlers, plus from
+without that wait: from the keydown to the end of the input event's handlers (or of the
+beforeinput's, when the page makes the edit itself and the browser fires no input), plus from
 the frame's start to the end of its rendering; under 16 ms, the key is drawn in the next
 frame. The Event Timing API's count of keys over 16 ms (its durations come in steps of
 8 ms, so keys drawn in exactly the next frame may count too) is the ">16" column.
 
-Rows: the page (`page-1M`), a bare full-window `<textarea>` with the same text, wrapping
-(`bare-1M`) and not (`bare-1M-nowrap`), an editable div of 50-line blocks that Chromium
-lays out only when they are on screen (`blocks-1M`: what a view laying out only the
-visible lines would cost), and the same four for a 3,000-character text. `--baseline
+Rows: the page (`page-1M`, its block view: frontend/blockview.js), a bare full-window
+`<textarea>` with the same text, wrapping (`bare-1M`) and not (`bare-1M-nowrap`), a bare
+editable div of 50-line blocks that Chromium lays out only when they are on screen, with
+no script (`blocks-1M`: the floor of the page's view), and the same four for a
+3,000-character text. `--baseline
 DIR` also measures the page served from another checkout (`page-1M (baseline)`).
 `--trace DIR` also records, for the page and the bare textarea at 1M, a Chromium
 performance trace of `--keys` keys in the middle (DIR/page/trace.json, DIR/bare/..., each
@@ -89,18 +91,22 @@ PROBE = """
 window.__lat = [];
 window.__work = [];
 window.__evt = [];
+// The end of the key's input handlers: its input event's, or its beforeinput's when the
+// page handles the key there and prevents the browser's own edit (so no input event).
+let handled = 0;
+addEventListener("beforeinput", () => { handled = performance.now(); });
+addEventListener("input", () => { handled = performance.now(); });
 addEventListener("keydown", (event) => {
   if (event.key.length !== 1) return;
   const t0 = event.timeStamp;
   const start = performance.now();
-  let handled = start;
-  addEventListener("input", () => { handled = performance.now(); }, { once: true });
   requestAnimationFrame(() => {
     const frame = performance.now();
+    const done = Math.max(start, handled);
     const channel = new MessageChannel();
     channel.port1.onmessage = () => {
       const end = performance.now();
-      window.__work.push(handled - start + (end - frame));
+      window.__work.push(done - start + (end - frame));
       window.__lat.push(end - t0);
     };
     channel.port2.postMessage(0);
@@ -244,7 +250,8 @@ def summary(values: list[float]) -> str:
 
 
 def place_caret(page, place: str) -> None:
-    """Put the caret at `place` of the text and scroll it into view."""
+    """Put the caret at `place` of the text and scroll it into view (the page's view and
+    the bare blocks both hold the text in block divs, one text node first in each)."""
     page.evaluate(
         """place => {
           const ta = document.querySelector('#text');

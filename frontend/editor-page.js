@@ -1,5 +1,5 @@
-// The editor page (editor.html, `/d/{name}`): a textarea, the connection state, who is
-// here and the user's name, wired to an OTClient on `<prefix>/ot/{name}`.
+// The editor page (editor.html, `/d/{name}`): the text (blockview.js), the connection state,
+// who is here and the user's name, wired to an OTClient on `<prefix>/ot/{name}`.
 
 import { Announcer, PresenceNews } from "./announce.js";
 import { CaretLayer } from "./carets.js";
@@ -8,8 +8,8 @@ import { encodeName, mountPrefix } from "./paths.js";
 import { PeersList, safeColor } from "./peers-list.js";
 import { explainClose } from "./problems.js";
 import { copyLink, download, liveCount } from "./share.js";
+import { BlockView } from "./blockview.js";
 import { ReconnectingSocket } from "./socket.js";
-import { TextareaView } from "./textarea.js";
 
 const COLORS = ["#d81b60", "#8e24aa", "#3949ab", "#1e88e5", "#00897b", "#43a047", "#f4511e"];
 const STATE_LABELS = {
@@ -55,13 +55,13 @@ function statusLabel(client, state) {
   return STATE_LABELS[state] || state;
 }
 
-/** What the client tells its view, handed to the textarea, the status and the peers. */
-function pageView(textarea, status, peers, drawn) {
+/** What the client tells its view, handed to the text, the status and the peers. */
+function pageView(editor, status, peers, drawn) {
   const announcer = new Announcer($("announce"));
   const news = new PresenceNews(announcer);
   return {
     onChange(op, oldText) {
-      textarea.onChange(op, oldText);
+      editor.onChange(op, oldText);
       peers.render();
       drawn.carets();
       drawn.count();
@@ -69,7 +69,7 @@ function pageView(textarea, status, peers, drawn) {
     onPresence() {
       peers.render();
       drawn.carets();
-      news.update(textarea.client);
+      news.update(editor.client);
     },
     onUser(user) {
       // The server knows who this is (a token's user): that name, not one typed here.
@@ -80,39 +80,39 @@ function pageView(textarea, status, peers, drawn) {
       peers.render();
     },
     onReadOnly() {
-      textarea.onReadOnly();
+      editor.onReadOnly();
       status.title = "This document is read-only for you";
       status.dataset.readonly = "true";
       announcer.say("This document is read-only for you: you can read and copy, not edit");
-      this.onState(textarea.client.state);
+      this.onState(editor.client.state);
     },
     onState(state) {
-      status.dataset.state = textarea.client.notice ? "error" : state;
-      status.textContent = statusLabel(textarea.client, state);
+      status.dataset.state = editor.client.notice ? "error" : state;
+      status.textContent = statusLabel(editor.client, state);
       announcer.statusChanged(state, status.textContent);
-      announcer.notice(textarea.client.notice);
-      textarea.onState(state);
-      if (state === "error") showProblem(textarea);
+      announcer.notice(editor.client.notice);
+      editor.onState(state);
+      if (state === "error") showProblem(editor);
     },
   };
 }
 
 /** After a close the page does not come back from: what happened and what to do next. */
-function showProblem(textarea) {
-  const closed = textarea.client.closed;
+function showProblem(editor) {
+  const closed = editor.client.closed;
   const { title, next } = explainClose(closed && closed.code, closed && closed.reason);
   const notice = $("notice");
   notice.querySelector(".notice-title").textContent = title;
   notice.querySelector(".notice-next").textContent = next;
   notice.hidden = false;
-  if (!textarea.client.loaded) textarea.textarea.placeholder = title;
+  if (!editor.client.loaded) editor.setPlaceholder(title);
 }
 
 /**
  * `#restore=REV` (the history page's "Restore this version"): once loaded, make the text
  * that revision's, as one change of this user's that Ctrl+Z takes back.
  */
-async function restoreFromHash(textarea, apiBase, status) {
+async function restoreFromHash(editor, apiBase, status) {
   const match = /^#restore=(\d+)$/.exec(location.hash);
   if (!match) return;
   history.replaceState(null, "", location.pathname + location.search);
@@ -122,8 +122,8 @@ async function restoreFromHash(textarea, apiBase, status) {
     status.textContent = `Cannot restore revision ${match[1]}: ${response.statusText}`;
     return;
   }
-  if (!textarea.replaceText(text, "restore")) return;
-  textarea.textarea.focus(); // so that Ctrl+Z undoes it at once, without a click
+  if (!editor.replaceText(text, "restore")) return;
+  editor.element.focus(); // so that Ctrl+Z undoes it at once, without a click
   $("share-note").textContent = `Restored revision ${match[1]}: Ctrl+Z (⌘Z) undoes it`;
 }
 
@@ -168,31 +168,30 @@ function start() {
 
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const socket = new ReconnectingSocket(`${scheme}//${location.host}${prefix}/ot/${encodeName(name)}`);
-  const textarea = new TextareaView($("text"));
+  const editor = new BlockView($("text"));
   const peers = new PeersList($("peers"), null);
   const user = loadUser();
   const drawn = { carets() {}, count() {} }; // the carets and the count, once the client exists
-  const view = pageView(textarea, $("status"), peers, drawn);
+  const view = pageView(editor, $("status"), peers, drawn);
   const apiBase = `${prefix}/api/docs/${encodeURIComponent(name).replace(/\./g, "%2E")}`;
   const onState = view.onState;
   view.onState = (state) => {
     onState(state);
     if (state !== "saved" || view.restoring) return;
-    view.restoring = restoreFromHash(textarea, apiBase, $("status"));
+    view.restoring = restoreFromHash(editor, apiBase, $("status"));
   };
   const client = new OTClient(socket, user, view);
   peers.client = client;
-  textarea.attach(client);
-  const layer = new CaretLayer($("text"), client);
+  editor.attach(client);
+  const layer = new CaretLayer(editor, client);
   drawn.carets = () => layer.render();
   drawn.count = liveCount($("counts"), client);
   drawn.count();
-  $("text").addEventListener("input", drawn.count);
   $("download").addEventListener("click", () => download(name, client.text));
   $("copy-link").addEventListener("click", async () => {
     $("share-note").textContent = await copyLink(apiBase);
   });
-  textarea.onLocalChange = () => {
+  editor.onLocalChange = () => {
     drawn.carets();
     drawn.count();
   };
@@ -205,7 +204,8 @@ function start() {
       event.returnValue = "";
     }
   });
-  window.collab = { client, view: textarea, carets: layer };
+  window.collab = { client, view: editor, carets: layer };
+  window.collabEditor = editor; // the text and the selection, for tests and tools
   client.connect();
 }
 

@@ -2,13 +2,14 @@
 //
 // - code points: ops and presence on the wire (docs/text-protocol.md);
 // - UTF-16 units: JavaScript string indices;
-// - display units: UTF-16 indices in the textarea's value, where every "\r\n" and lone "\r"
-//   of the document shows as one "\n".
+// - display units: UTF-16 indices in the text as the editor shows it, where every "\r\n"
+//   and lone "\r" of the document shows as one "\n".
 //
 // A conversion walks the text from its start. In a long text (a keystroke in a million
 // characters asks for a dozen conversions) the walk starts instead from the nearest of
 // the checkpoints kept for the last few texts: the walk's state every 1,024 units, made
-// in one pass the first time a text is asked about.
+// in one pass the first time a text is asked about, or carried from the text it was
+// changed from (`carry`).
 
 const isHigh = (unit) => unit >= 0xd800 && unit <= 0xdbff;
 const isLow = (unit) => unit >= 0xdc00 && unit <= 0xdfff;
@@ -178,6 +179,66 @@ class Checkpoints {
     for (; at < cp; at++) unit += isPairAt(text, unit) ? 2 : 1;
     return unit;
   }
+}
+
+/** A change this many units long or longer: the new text's checkpoints are made anew. */
+const CARRY_LIMIT = 64 * CHECKPOINT_UNITS;
+/** Carried this many times in a row: made anew (the gaps left by changes add up). */
+const CARRY_TIMES = 256;
+
+/**
+ * The checkpoints of a text made from those of `index`'s text with its units [from, to)
+ * changed: the checkpoints at or before `from` stay, those at or after `to` move by
+ * (units, code points, display units) = `delta`, those in between are left out.
+ */
+function carried(index, from, to, delta) {
+  const head = index.find("unit", from) + 1;
+  let tail = head;
+  while (tail < index.unit.length && index.unit[tail] < to) tail++;
+  const out = Object.create(Checkpoints.prototype);
+  for (const [key, shift] of [["unit", delta[0]], ["cp", delta[1]], ["shown", delta[2]]]) {
+    const values = new Int32Array(head + index[key].length - tail);
+    values.set(index[key].subarray(0, head));
+    for (let k = tail; k < index[key].length; k++) values[head + k - tail] = index[key][k] + shift;
+    out[key] = values;
+  }
+  out.total = index.total + delta[1];
+  out.carried = (index.carried || 0) + 1;
+  return out;
+}
+
+/**
+ * `after` is `before` with units [from, toBefore) replaced by after's [from, toAfter): give
+ * `after` checkpoints made from those kept for `before`, without a pass over the whole
+ * text (a keystroke in a million characters would otherwise make them all again). The
+ * region grows by a unit each side, where a pair or a "\r\n" may form or break; its
+ * slices are cut at the same places in both texts, so their differences are exact.
+ */
+export function carry(before, after, from, toBefore, toAfter) {
+  if (after.length < INDEXED_FROM || kept.some((entry) => entry.text === after)) return;
+  const old = kept.find((entry) => entry.text === before);
+  if (!old || Math.max(toBefore, toAfter) - from >= CARRY_LIMIT) return;
+  if ((old.index.carried || 0) >= CARRY_TIMES) return;
+  const low = Math.max(0, from - 1);
+  const highBefore = Math.min(before.length, toBefore + 1);
+  const highAfter = highBefore + toAfter - toBefore;
+  const [cpBefore, shownBefore] = walk(before, low, highBefore);
+  const [cpAfter, shownAfter] = walk(after, low, highAfter);
+  const delta = [highAfter - highBefore, cpAfter - cpBefore, shownAfter - shownBefore];
+  kept.unshift({ text: after, index: carried(old.index, low, highBefore, delta) });
+  kept.length = Math.min(kept.length, KEPT);
+}
+
+/** Code points and display units of `text`'s units [from, to), walked from `from`. */
+function walk(text, from, to) {
+  let [unit, cp, shown] = [from, 0, 0];
+  while (unit < to) {
+    const two = unit + 1 < to; // both units of a pair or a "\r\n" inside the slice
+    if (two && isCrlfAt(text, unit)) [unit, cp, shown] = [unit + 2, cp + 2, shown + 1];
+    else if (two && isPairAt(text, unit)) [unit, cp, shown] = [unit + 2, cp + 1, shown + 2];
+    else [unit, cp, shown] = [unit + 1, cp + 1, shown + 1];
+  }
+  return [cp, shown];
 }
 
 const kept = []; // [{text, index}], the latest first

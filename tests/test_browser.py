@@ -87,7 +87,8 @@ def server_rev(server: ServerProcess, name: str) -> int:
 
 
 def value(page) -> str:
-    return page.eval_on_selector("#text", "ta => ta.value")
+    """The text the page shows (its blocks joined, line breaks as "\n")."""
+    return page.evaluate("window.collabEditor.text")
 
 
 def model(page) -> str:
@@ -101,19 +102,17 @@ def units(s: str) -> int:
 
 
 def caret(page) -> int:
-    """selectionStart, in UTF-16 units as the page counts."""
-    return page.eval_on_selector("#text", "ta => ta.selectionStart")
+    """The selection's start in the shown text, in UTF-16 units as the page counts."""
+    return page.evaluate("window.collabEditor.selection[0]")
 
 
 def set_caret(page, units: int) -> None:
     page.focus("#text")
-    page.eval_on_selector("#text", "(ta, at) => ta.setSelectionRange(at, at)", units)
+    page.evaluate("at => window.collabEditor.select(at)", units)
 
 
 def wait_value(page, expected: str) -> None:
-    page.wait_for_function(
-        "expected => document.querySelector('#text').value === expected", arg=expected
-    )
+    page.wait_for_function("expected => window.collabEditor.text === expected", arg=expected)
 
 
 def wait_converged(base_url: str, name: str, pages: list) -> str:
@@ -195,14 +194,12 @@ def test_selection_survives_remote_edits(server: ServerProcess, open_page) -> No
     b = open_page(server.http_url, "select")
     a.keyboard.type("one two three")
     wait_value(b, "one two three")
-    a.eval_on_selector("#text", "ta => ta.setSelectionRange(4, 7, 'backward')")  # "two"
+    a.evaluate("window.collabEditor.select(4, 7, 'backward')")  # "two"
     set_caret(b, 0)
     b.keyboard.type("😀 ")
     wait_value(a, "😀 one two three")
-    selection = a.eval_on_selector(
-        "#text", "ta => [ta.selectionStart, ta.selectionEnd, ta.selectionDirection]"
-    )
-    assert selection == [7, 10, "backward"]
+    assert a.evaluate("window.collabEditor.selection") == [7, 10, "backward"]
+    assert a.evaluate("getSelection().toString()") == "two"
 
 
 def test_remote_lines_above_keep_the_caret_line_in_place(server: ServerProcess, open_page) -> None:
@@ -211,20 +208,32 @@ def test_remote_lines_above_keep_the_caret_line_in_place(server: ServerProcess, 
     a.keyboard.insert_text("".join(f"line {n} 😀\n" for n in range(200)))
     wait_converged(server.http_url, "scroll", [a, b])
     set_caret(a, units(value(a)[: value(a).index("line 150")]))
-    a.eval_on_selector("#text", "ta => { ta.scrollTop = 150 * 24 - 100; }")  # 16px * 1.5
-    top = a.eval_on_selector("#text", "ta => ta.scrollTop")
+    a.evaluate("document.querySelector('.editor').scrollTop = 150 * 24 - 100")  # 16px * 1.5
+    top = caret_top(a)
+    assert 50 < top < 200  # the caret's line is on screen
     at = caret(a)
 
     set_caret(b, 0)
     b.keyboard.insert_text("中文 👍🏽\n" * 10)  # ten lines above a's caret
-    a.wait_for_function("document.querySelector('#text').value.startsWith('中文')")
+    a.wait_for_function("window.collabEditor.text.startsWith('中文')")
     assert caret(a) == at + 10 * units("中文 👍🏽\n")
-    assert a.eval_on_selector("#text", "ta => ta.scrollTop") == pytest.approx(top + 240, abs=2)
+    assert caret_top(a) == pytest.approx(top, abs=2)
 
     set_caret(b, units(value(b)))
     b.keyboard.insert_text("below\n")  # under the caret: nothing moves
-    a.wait_for_function("document.querySelector('#text').value.endsWith('below\\n')")
-    assert a.eval_on_selector("#text", "ta => ta.scrollTop") == pytest.approx(top + 240, abs=2)
+    a.wait_for_function("window.collabEditor.text.endsWith('below\\n')")
+    assert caret_top(a) == pytest.approx(top, abs=2)
+
+
+def caret_top(page) -> float:
+    """Where the page's caret is on screen, from the top of the area that scrolls the text."""
+    return page.evaluate(
+        """() => {
+            const range = getSelection().getRangeAt(0);
+            const scroller = document.querySelector('.editor');
+            return range.getBoundingClientRect().top - scroller.getBoundingClientRect().top;
+        }"""
+    )
 
 
 def test_yjs_peer_and_page_converge(server: ServerProcess, open_page) -> None:
@@ -299,11 +308,14 @@ def test_remote_ops_wait_for_the_end_of_a_composition(server: ServerProcess, ope
 
     a.eval_on_selector(
         "#text",
-        """ta => {
-            ta.setSelectionRange(5, 5);
-            ta.dispatchEvent(new CompositionEvent('compositionstart', {data: ''}));
-            ta.value = 'hello中';  // the IME's text, as the browser shows it while composing
-            ta.dispatchEvent(new InputEvent('input', {
+        """el => {
+            window.collabEditor.select(5);
+            el.dispatchEvent(new CompositionEvent('compositionstart', {data: ''}));
+            // The IME's text, written by the browser into the block while composing.
+            const node = getSelection().focusNode;
+            node.data += '中';
+            getSelection().collapse(node, node.data.length);
+            el.dispatchEvent(new InputEvent('input', {
                 data: '中', inputType: 'insertCompositionText', isComposing: true}));
         }""",
     )
@@ -311,7 +323,7 @@ def test_remote_ops_wait_for_the_end_of_a_composition(server: ServerProcess, ope
     b.keyboard.type("😀X")
     b.wait_for_function(SAVED)
     a.wait_for_function("window.collab.client.held.length > 0")
-    assert value(a) == "hello中"  # nothing was written into the textarea meanwhile
+    assert value(a) == "hello中"  # nothing was written into the text meanwhile
 
     a.eval_on_selector(
         "#text",
@@ -443,7 +455,7 @@ def test_a_newer_connection_with_the_same_secret_takes_over(
     a.wait_for_function("window.collab.client.state === 'error'")
     assert a.text_content("#status") == "Disconnected: opened in another tab or window"
     assert a.evaluate("window.collab.client.socket.timer") is None  # no reconnect
-    assert a.eval_on_selector("#text", "ta => ta.readOnly")
+    assert a.eval_on_selector("#text", "el => !el.isContentEditable")
     assert value(a) == "mine 😀"
 
 

@@ -61,7 +61,7 @@ def test_undo_takes_out_only_own_typing_around_remote_edits(
     wait_value(a, "中文 X Bob👍🏽")
     assert wait_converged(server.http_url, "undo", [a, b]) == "中文 X Bob👍🏽"
     assert server_rev(server, "undo") == rev + 1  # one op, through the normal path
-    assert a.eval_on_selector("#text", "ta => [ta.selectionStart, ta.selectionEnd]") == [3, 3]
+    assert a.evaluate("window.collabEditor.selection") == [3, 3, "forward"]
 
     undo(a)  # nothing more of a's to undo: b's text stays
     a.wait_for_function(SAVED)
@@ -179,8 +179,8 @@ GEOMETRY = """client => {
     const context = document.createElement('canvas').getContext('2d');
     context.font = `${style.fontSize} ${style.fontFamily}`;
     return {
-        left: box.left + ta.clientLeft + parseFloat(style.paddingLeft) - ta.scrollLeft,
-        top: box.top + ta.clientTop + parseFloat(style.paddingTop) - ta.scrollTop,
+        left: box.left + ta.clientLeft + parseFloat(style.paddingLeft),
+        top: box.top + ta.clientTop + parseFloat(style.paddingTop),
         line: parseFloat(style.lineHeight),
         char: context.measureText('x').width,
         columns: Math.floor((ta.clientWidth - parseFloat(style.paddingLeft)
@@ -197,7 +197,7 @@ def caret_of(page, client: str) -> dict:
 
 
 def wait_caret_at(page, client: str, x: float, y: float) -> dict:
-    """The caret drawn for `client` reaches (x, y) in the textarea's text coordinates."""
+    """The caret drawn for `client` reaches (x, y) in the text's own coordinates."""
     page.wait_for_function(
         """([client, x, y]) => {
             const ta = document.querySelector('#text');
@@ -206,8 +206,8 @@ def wait_caret_at(page, client: str, x: float, y: float) -> dict:
             const caret = document.querySelector(`.carets-caret[data-client="${client}"]`);
             if (!caret) return false;
             const at = caret.getBoundingClientRect();
-            const left = box.left + ta.clientLeft + parseFloat(style.paddingLeft) - ta.scrollLeft;
-            const top = box.top + ta.clientTop + parseFloat(style.paddingTop) - ta.scrollTop;
+            const left = box.left + ta.clientLeft + parseFloat(style.paddingLeft);
+            const top = box.top + ta.clientTop + parseFloat(style.paddingTop);
             const dx = at.left + at.width / 2 - left - x;
             return Math.abs(dx) < 1.5 && Math.abs(at.top - top - y) < 2;
         }""",
@@ -267,14 +267,14 @@ def test_the_others_carets_are_drawn_where_their_text_is(server: ServerProcess, 
     set_caret(a, 0)
     a.keyboard.insert_text("\n" * 60)
     wait_caret_at(a, bob, end_x + cjk, end_y + 60 * line)
-    a.eval_on_selector("#text", "ta => { ta.scrollTop = 200; }")
-    wait_caret_at(a, bob, end_x + cjk, end_y + 60 * line)  # coordinates include the scroll
+    a.evaluate("document.querySelector('.editor').scrollTop = 200")
+    wait_caret_at(a, bob, end_x + cjk, end_y + 60 * line)  # the text's coordinates scroll
     g = caret_of(a, bob)
-    top = a.eval_on_selector("#text", "ta => ta.getBoundingClientRect().top")
+    top = a.evaluate("document.querySelector('.editor').getBoundingClientRect().top")
     assert g["caret"]["y"] < top + end_y + 60 * line - 150
 
     # A selection is drawn in the user's colour; a Yjs peer's too, whatever its kind.
-    b.eval_on_selector("#text", "ta => ta.setSelectionRange(60, 66)")
+    b.evaluate("window.collabEditor.select(60, 66)")
     a.wait_for_selector(f'.carets-selection[data-client="{bob}"]')
     a.evaluate(
         """() => window.collab.client.receive({type: 'presence', client: 'yjs:77', kind: 'yjs',
@@ -305,7 +305,7 @@ def test_history_shows_who_and_what_and_restores(server: ServerProcess, open_pag
     b.keyboard.type(" 中文")
     wait_converged(server.http_url, name, [a, b])
     bob_rev = server_rev(server, name)
-    a.eval_on_selector("#text", "ta => ta.setSelectionRange(2, 5)")
+    a.evaluate("window.collabEditor.select(2, 5)")
     a.keyboard.press("Backspace")
     assert wait_converged(server.http_url, name, [a, b]) == "hé 😀 中文"
     last = server_rev(server, name)

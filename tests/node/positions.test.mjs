@@ -8,6 +8,7 @@ import { test } from "node:test";
 
 import {
   advance,
+  carry,
   cpLength,
   cpToDisplay,
   cpToUtf16,
@@ -85,4 +86,38 @@ test("a text changing one key at a time keeps its answers right", () => {
     assert.equal(cpToUtf16(text, probe), utf16[probe]);
     assert.equal(advance(text, utf16[probe], utf16.length - 1 - probe), text.length);
   }
+});
+
+test("checkpoints carried through changes answer as if made anew", () => {
+  const random = seeded(11);
+  for (const size of [9_000, 20_000]) {
+    let text = randomText(random, size);
+    cpLength(text); // its checkpoints, made once
+    for (let k = 0; k < 60; k++) {
+      const length = cpLength(text);
+      const cp = Math.floor(random() * (length + 1));
+      const from = cpToUtf16(text, cp);
+      const to = cpToUtf16(text, Math.min(length, cp + Math.floor(random() * 4)));
+      let piece = "";
+      for (let n = Math.floor(random() * 3); n > 0; n--) {
+        piece += PIECES[Math.floor(random() * PIECES.length)];
+      }
+      const after = text.slice(0, from) + piece + text.slice(to);
+      carry(text, after, from, to, from + piece.length);
+      text = after;
+      if (k % 20 === 19) checkEverywhere(text);
+    }
+  }
+});
+
+test("a line break made or split at a change's edge, through carried checkpoints", () => {
+  const head = "😀".repeat(2000) + "\r";
+  const before = head + "\n" + "中".repeat(9000);
+  cpLength(before);
+  const split = head + "x\n" + "中".repeat(9000); // "\r" | "x" | "\n"
+  carry(before, split, head.length, head.length, head.length + 1);
+  checkEverywhere(split);
+  const joined = head + "\n" + "中".repeat(9000); // and made again
+  carry(split, joined, head.length, head.length + 1, head.length);
+  checkEverywhere(joined);
 });
