@@ -158,7 +158,7 @@ class Session:
         self.peers[peer_id] = Peer(peer_id, PeerKind.YJS, user, readonly, sync_status=sync_status)
         self._yjs_peers.append(peer_id)
         if not sync_status:
-            self._send(peer_id, protocol.encode_sync_step1(self.document.doc.get_state()))
+            self._send(peer_id, protocol.encode_sync_step1(self.document.encoded_state_vector()))
         self.roster.joined_yjs(peer_id)
 
     def connect_text(
@@ -326,7 +326,8 @@ class Session:
                 for answer in self.sync_answers.answer_peer(peer, message.state_vector):
                     self._send(peer.id, answer)
                 if peer.sync_status:
-                    self._send(peer.id, protocol.encode_sync_step1(self.document.doc.get_state()))
+                    state_vector = self.document.encoded_state_vector()
+                    self._send(peer.id, protocol.encode_sync_step1(state_vector))
         elif isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
             if peer.readonly:  # a Hocuspocus peer hears SyncStatus false
                 denied = protocol.encode_auth_denied("read-only: update not applied")
