@@ -350,13 +350,12 @@ class Document:
             return None
         return sum(max(0, end - theirs.get(c, 0)) for c, end in self.state_vector().items())
 
-    def kept_updates(self, max_log_bytes: int) -> tuple[bytes, list[bytes]] | None:
+    def kept_updates(self) -> tuple[bytes, list[bytes]] | None:
         """The whole document as it is kept encoded: the state the log starts from, framed
-        as a sync update message, and the updates logged since. None when encoding it afresh is
-        the better answer: a small state (under `KEPT_FROM` bytes, encoded in well under a
-        millisecond), or more than `max_log_bytes` logged since it."""
-        base = self._base_size
-        if base < KEPT_FROM or self.state_bytes - base > max_log_bytes:
+        as a sync update message, and the updates logged since. None when encoding it afresh
+        is the better answer: a small state (under `KEPT_FROM` bytes, encoded in well under a
+        millisecond)."""
+        if self._base_size < KEPT_FROM:
             return None
         return self._base_message, [update for _, update in self._logged]
 

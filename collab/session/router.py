@@ -33,7 +33,7 @@ from collab.session.outbox import Outbox
 from collab.session.peers import Peer, PeerId, PeerKind, PeerState
 from collab.session.revision import ChangeRefused, Revision
 from collab.session.roster import Outlets, Roster
-from collab.session.sync_answers import EMPTY_STATE_VECTOR, SyncAnswers
+from collab.session.sync_answers import EMPTY_STATE_VECTOR, KeptAnswer, SyncAnswers
 from collab.session.text_messages import (
     Hello,
     MessageError,
@@ -63,7 +63,7 @@ class Output:
 
     records: list[Record] = field(default_factory=list)
     revisions: list[Revision] = field(default_factory=list)  # the records as text changes
-    messages: list[tuple[PeerId, bytes | str]] = field(default_factory=list)
+    messages: list[tuple[PeerId, bytes | str | KeptAnswer]] = field(default_factory=list)
     closes: list[tuple[PeerId, int, str]] = field(default_factory=list)
     awareness: list[bytes] = field(default_factory=list)  # for the other processes (bus)
 
@@ -100,7 +100,7 @@ class Session:
             name, self.settings, self.document, self.peers, self._yjs_peers, outlets
         )
         self._text_peers = 0  # how many text peers: none, and a revision skips their loops
-        self.sync_answers = SyncAnswers(self.document, self.settings.send_queue_bytes // 4)
+        self.sync_answers = SyncAnswers(self.document)
         self._records: list[Record] = []
         self._revisions: list[Revision] = []
         self._closes: list[tuple[PeerId, int, str]] = []
@@ -495,6 +495,6 @@ class Session:
     def _send_json(self, peer_id: PeerId, message: dict[str, Any]) -> None:
         self._send(peer_id, json.dumps(message, ensure_ascii=False))
 
-    def _send(self, peer_id: PeerId, data: bytes | str) -> None:
+    def _send(self, peer_id: PeerId, data: bytes | str | KeptAnswer) -> None:
         if peer_id in self.peers:
             self.outbox.send(peer_id, data)
