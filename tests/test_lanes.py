@@ -43,7 +43,7 @@ def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def long_document(run_bytes: int) -> tuple[Document, dict[int, int], str]:
+def long_document(run_bytes: int, track: bool = False) -> tuple[Document, dict[int, int], str]:
     """A stored document of `WRITERS` runs of about `run_bytes` each (one item per writer,
     as Yrs keeps an appending writer's text); its clocks and text."""
     doc = Doc()
@@ -55,13 +55,13 @@ def long_document(run_bytes: int) -> tuple[Document, dict[int, int], str]:
         clocks[client] = utf16_length(run)
     stored = StoredDocument(doc.get_update(), 1, [], 0)
     settings = Settings(max_document_bytes=1 << 30)
-    return Document(settings, stored, track_text=False), clocks, str(doc.get("text", type=Text))
+    return Document(settings, stored, track_text=track), clocks, str(doc.get("text", type=Text))
 
 
-def append_time(run_bytes: int, rounds: int = 32) -> float:
+def append_time(run_bytes: int, rounds: int = 32, track: bool = False) -> float:
     """Seconds for `rounds` 2 KB appends by each writer (after one each, not timed: the
     first Yjs update decodes the whole state once), integrated in full at the end."""
-    document, clocks, _ = long_document(run_bytes)
+    document, clocks, _ = long_document(run_bytes, track)
     edits = []
     for i in range(rounds):
         for client in clocks:
@@ -144,8 +144,20 @@ def test_what_is_read_is_what_integrating_each_update_at_once_gives(
 
 
 def test_an_append_costs_the_same_on_a_long_text() -> None:
-    short = min(append_time(16 * 1024) for _ in range(2))
-    long = min(append_time(400 * 1024) for _ in range(2))  # 7.6 MB
+    short = min(append_time(16 * 1024) for _ in range(3))  # the best of 3: a shared machine
+    long = min(append_time(400 * 1024) for _ in range(3))  # 7.6 MB
+    assert long < 3 * short, f"{long * 1e3:.1f} ms at 7.6 MB, {short * 1e3:.1f} ms at 300 KB"
+
+
+@pytest.mark.xfail(strict=True, reason="the text mirror is a str: O(text) per revision")
+def test_an_append_costs_the_same_on_a_long_text_a_text_peer_follows() -> None:
+    """Not met: while a text peer follows the text, each Yjs update's op is computed on the
+    whole mirror (its UTF-8 positions encoded and decoded from the start,
+    `collab.text.positions._utf8_span`) and the mirror rebuilt (`collab.text.ops.apply`):
+    ~10 ms an append at 16 MB, ~48 ms at 15 MB of mixed text under load. What would: a
+    mirror kept in chunks with their UTF-8 and code point lengths."""
+    short = append_time(16 * 1024, 2, track=True)
+    long = append_time(400 * 1024, 2, track=True)
     assert long < 3 * short, f"{long * 1e3:.1f} ms at 7.6 MB, {short * 1e3:.1f} ms at 300 KB"
 
 
