@@ -33,7 +33,7 @@ from collab.yjs.update import DELETED, STRING
 log = logging.getLogger(__name__)
 
 LANE_BYTES = 64 * 1024
-"""A lane is integrated when it holds this many bytes (~2.5 ms of pycrdt's work at most)."""
+"""A lane is integrated when it holds this many bytes: one run merge for 32 appends of 2 KB."""
 WAITING_BYTES = 1024 * 1024
 """All lanes together: past it, the fullest lane is integrated."""
 _TEXT_REFS = frozenset((STRING, DELETED))
