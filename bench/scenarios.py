@@ -119,8 +119,11 @@ class OneDocument:
 
 async def handshake(ws: ClientConnection, answer: bool = True, at_least: int = 0) -> bytes:
     """Send step 1 (empty state); answer the server's step 1 (if `answer`); return the
-    update of the first step 2 of at least `at_least` bytes."""
+    updates received up to the first step 2 that brings them to `at_least` bytes, joined
+    (collab answers a big document as it keeps it: the snapshot and the logged updates as
+    sync updates, then an empty step 2)."""
     await ws.send(SYNC_STEP1_EMPTY)
+    received: list[bytes] = []
     while True:
         message = await ws.recv()
         if not isinstance(message, bytes):
@@ -128,8 +131,10 @@ async def handshake(ws: ClientConnection, answer: bool = True, at_least: int = 0
         decoded = protocol.decode(message)
         if isinstance(decoded, protocol.SyncStep1) and answer:
             await ws.send(SYNC_STEP2_EMPTY)
-        elif isinstance(decoded, protocol.SyncStep2) and len(decoded.update) >= at_least:
-            return decoded.update
+        elif isinstance(decoded, protocol.SyncUpdate | protocol.SyncStep2):
+            received.append(decoded.update)
+            if isinstance(decoded, protocol.SyncStep2) and sum(map(len, received)) >= at_least:
+                return b"".join(received)
 
 
 async def hocuspocus_join(server: Server, doc: str, source: str) -> ClientConnection:

@@ -16,6 +16,7 @@ from yjs_node import NodeYjs
 
 from collab.config import Settings
 from collab.session import Session
+from collab.session.sync_answers import KeptAnswer
 from collab.storage.contract import Record, StoredDocument
 from collab.yjs import protocol
 
@@ -37,13 +38,21 @@ def big_stored(kb: int, logged: int) -> tuple[StoredDocument, str]:
     return StoredDocument(snapshot, 1, records, 0), str(text)
 
 
+def sent(session: Session) -> list[bytes]:
+    """The session's messages as the peer gets them: a kept answer part by part."""
+    out: list[bytes] = []
+    for _, data in session.take_output().messages:
+        out.extend(data if isinstance(data, KeptAnswer) else [data])  # type: ignore[list-item]
+    return out
+
+
 def test_a_new_peer_of_a_big_document_gets_the_kept_snapshot_and_updates() -> None:
     stored, expected = big_stored(2048, 5)
     session = Session("big 📚", Settings(), stored, track_text=False)
     session.connect_yjs("joiner")
     session.take_output()
     session.receive("joiner", protocol.encode_sync_step1(b"\x00"))
-    messages = [protocol.decode(data) for _, data in session.take_output().messages]
+    messages = [protocol.decode(data) for data in sent(session)]
     assert_kept_answer(messages, stored)
     joiner = Doc()
     joined = joiner.get("text", type=Text)
@@ -62,19 +71,25 @@ def assert_kept_answer(messages: list[protocol.Message], stored: StoredDocument)
     assert messages[-1].update == b"\x00\x00"  # the empty update
 
 
-def test_a_small_document_or_a_long_log_is_encoded_as_before() -> None:
-    for kb, logged in ((100, 3), (2048, 200)):
-        settings = Settings(send_queue_bytes=16 * 1024)  # 200 records: over a quarter of it
+def test_a_small_document_is_encoded_and_a_long_log_kept_as_it_is() -> None:
+    """A long log (200 records, over the queue's limit) no longer means a state encoded on
+    the loop: the kept answer is sent part by part (`PeerChannel`)."""
+    for kb, logged, kept in ((100, 3, False), (2048, 200, True)):
+        settings = Settings(send_queue_bytes=16 * 1024)
         stored, expected = big_stored(kb, logged)
         session = Session("doc", settings, stored, track_text=False)
         session.connect_yjs("joiner")
         session.take_output()
         session.receive("joiner", protocol.encode_sync_step1(b"\x00"))
-        messages = [protocol.decode(data) for _, data in session.take_output().messages]
-        assert [type(m) for m in messages] == [protocol.SyncStep2]
+        messages = [protocol.decode(data) for data in sent(session)]
+        if kept:
+            assert_kept_answer(messages, stored)
+        else:
+            assert [type(m) for m in messages] == [protocol.SyncStep2]
         joiner = Doc()
         joined = joiner.get("text", type=Text)
-        joiner.apply_update(messages[0].update)
+        for message in messages:
+            joiner.apply_update(message.update)
         assert str(joined) == expected
 
 
@@ -127,7 +142,7 @@ def answer_to(session: Session, state_vector: bytes) -> list[protocol.Message]:
     session.connect_yjs("back")
     session.take_output()
     session.receive("back", protocol.encode_sync_step1(state_vector))
-    return [protocol.decode(data) for _, data in session.take_output().messages]
+    return [protocol.decode(data) for data in sent(session)]
 
 
 def test_a_peer_back_from_far_behind_gets_the_kept_answer_and_one_just_behind_a_diff() -> None:
@@ -197,7 +212,7 @@ def test_a_resync_of_a_big_document_sends_what_is_kept() -> None:
     session.connect_yjs("slow")
     session.take_output()
     assert session.resync("slow")
-    messages = [protocol.decode(data) for _, data in session.take_output().messages]
+    messages = [protocol.decode(data) for data in sent(session)]
     assert_kept_answer(messages, stored)
     peer = Doc()
     for message in messages:
@@ -253,13 +268,13 @@ async def test_a_peer_with_an_old_copy_of_a_big_document_comes_back_to_all_of_it
 def test_the_snapshot_is_framed_once_not_once_per_batch_of_joiners() -> None:
     stored, expected = big_stored(2048, 2)
     session = Session("big", Settings(), stored, track_text=False)
-    sent = []
+    firsts = []
     for joiner in ("a", "b"):  # two batches
         session.connect_yjs(joiner)
         session.take_output()
         session.receive(joiner, protocol.encode_sync_step1(b"\x00"))
-        sent.append(session.take_output().messages[0][1])
-    assert sent[0] is sent[1]  # the same message object: no 2 MB copy per batch
+        firsts.append(sent(session)[0])
+    assert firsts[0] is firsts[1]  # the same message object: no 2 MB copy per batch
     doc = Doc()
     doc.apply_update(stored.snapshot)
     for record in stored.records:
@@ -268,8 +283,8 @@ def test_the_snapshot_is_framed_once_not_once_per_batch_of_joiners() -> None:
     session.connect_yjs("c")
     session.take_output()
     session.receive("c", protocol.encode_sync_step1(b"\x00"))
-    (_, data), (_, synced) = session.take_output().messages
-    assert data is session.document.kept_updates(1)[0]  # nothing logged since: then synced
+    data, synced = sent(session)
+    assert data is session.document.kept_updates()[0]  # nothing logged since: then synced
     assert isinstance(protocol.decode(synced), protocol.SyncStep2)
     peer = Doc()
     peer.apply_update(protocol.decode(data).update)
@@ -289,3 +304,43 @@ def test_a_change_refused_halfway_rebuilds_from_the_framed_snapshot() -> None:
     assert [code for _, code, _ in session.take_output().closes] == [1002]
     assert str(session.document.text) == expected  # rebuilt: the snapshot, then the log
     assert session.document.rev == 3
+
+
+async def test_a_peer_joining_a_big_document_with_a_long_log_gets_it_kept_and_paced(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """Through real sockets: 400 KB logged since the snapshot (over a quarter of a 256 KiB
+    queue, where a diff used to be encoded on the loop) reach a joiner as they are kept,
+    part by part, while a writer goes on appending; it ends with every edit, not closed."""
+    server = start_server(
+        "--compact-log-bytes", "1500000", "--compact-log-records", "100000",
+        "--send-queue-bytes", "262144",
+    )  # fmt: skip
+    url = f"{server.ws_url}/yjs/big 📚 long log"
+    async with await YClient.connect(url) as writer:
+        await writer.synced()
+        for _ in range(50):  # ~1.7 MB: one compaction
+            writer.append(PIECE)
+        directory = server.data_dir / "docs"
+        deadline = time.monotonic() + 30
+        while not list(directory.glob("*/snapshot-*.ysnap")):
+            assert time.monotonic() < deadline, "no compaction"
+            await asyncio.sleep(0.05)
+        for n in range(200):  # ~400 KB logged after it, in 2 KB appends
+            writer.append(f"<{n} 中文 👍🏽>" + PIECE[: 2000 // 2])
+        probe = await YClient.connect(url)
+        await probe.until(lambda: probe.text == writer.text, 30, "the server to hold it all")
+        await probe.close()
+        joiner = await YClient.connect(url)
+        for n in range(20):  # while it is answered
+            writer.append(f"[{n} e\u0301 🇫🇷]")
+        await joiner.synced(30)
+        await joiner.until(lambda: joiner.text == writer.text, 30, "every edit")
+        assert not joiner.closed and not joiner.errors
+        steps = [protocol.decode(f) for f in joiner.received if isinstance(f, bytes)]
+        steps = [m for m in steps if isinstance(m, protocol.SyncUpdate | protocol.SyncStep2)]
+        assert isinstance(steps[0], protocol.SyncUpdate) and len(steps[0].update) > 1_000_000
+        first_step2 = next(i for i, m in enumerate(steps) if isinstance(m, protocol.SyncStep2))
+        assert first_step2 > 200  # the snapshot, then each logged update, then synced
+        assert steps[first_step2].update == b"\x00\x00"
+        await joiner.close()

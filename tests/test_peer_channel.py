@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from collab.hub.channel import PeerChannel
+from collab.session.sync_answers import SYNCED, KeptAnswer
+from collab.yjs import protocol
 
 LIMIT = 1000
 
@@ -67,3 +69,68 @@ async def test_without_a_big_message_the_limit_is_the_limit() -> None:
     channel.send(b"c" * 200)  # 1,100 pending
     assert overflows == ["p"]
     channel.abandon()
+
+
+class SlowPeer(StalledPeer):
+    """A peer that takes one message each time `take` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.take = asyncio.Event()
+
+    def send_now(self, data: bytes | str) -> bool:
+        return False  # everything goes through the queue, paced by `send`
+
+    async def send(self, data: bytes | str) -> None:
+        await self.take.wait()
+        self.take.clear()
+        self.written.append(data)
+
+    def buffered(self) -> int:
+        return 0
+
+
+async def test_a_kept_answer_goes_part_by_part_and_only_what_queues_beside_it_counts() -> None:
+    """A kept answer of any length (the snapshot, 40 logged updates: 8x the limit) does not
+    overflow the queue; live updates queued behind it count, and go after it."""
+    peer = SlowPeer()
+    channel, overflows = channel_to(peer)
+    updates = [f"<{i} 中文 😀>".encode() * 20 for i in range(40)]  # ~200 bytes each
+    channel.send(KeptAnswer(protocol.encode_sync_update(b"S" * 3000), updates))
+    live = [b"live update 1" * 30, b"live update 2" * 30]  # 390 bytes each
+    for message in live:
+        channel.send(message)
+    assert overflows == []
+    for _ in range(len(updates) + 4):
+        peer.take.set()
+        await asyncio.wait_for(until_taken(peer), 5)
+    decoded = [protocol.decode(m) for m in peer.written[: len(updates) + 2]]
+    assert decoded[0].update == b"S" * 3000
+    assert [m.update for m in decoded[1:-1]] == updates
+    assert decoded[-1] == protocol.decode(SYNCED)
+    assert peer.written[len(updates) + 2 :] == live  # after the answer, in order
+    channel.send(b"x" * 600)
+    channel.send(b"y" * 600)  # nothing is being sent: the limit is the limit again
+    assert overflows == ["p"]
+    channel.abandon()
+
+
+async def test_an_overflow_beside_a_kept_answer_drops_the_rest_of_it() -> None:
+    peer = SlowPeer()
+    channel, overflows = channel_to(peer)
+    channel.send(KeptAnswer(protocol.encode_sync_update(b"S" * 3000), [b"u" * 100] * 50))
+    peer.take.set()
+    await asyncio.wait_for(until_taken(peer), 5)  # the snapshot went
+    channel.send(b"a" * 600)
+    channel.send(b"b" * 600)  # live updates beside it over the limit: resync or close
+    assert overflows == ["p"]
+    for _ in range(3):
+        peer.take.set()
+        await asyncio.sleep(0)
+    assert len(peer.written) <= 2  # the snapshot, at most the part being sent
+    channel.abandon()
+
+
+async def until_taken(peer: SlowPeer) -> None:
+    while peer.take.is_set():
+        await asyncio.sleep(0)

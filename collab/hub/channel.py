@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from collab.session import PeerId
+from collab.session.sync_answers import KeptAnswer
 from collab.wire import CloseCode
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,9 @@ class PeerChannel:
     (resync or close). Only a peer with nothing pending at all is sent one message over the
     limit (a big document's snapshot); while that message goes out, what follows it (the
     rest of the answer, live updates) queues within `limit` on top of it. So a peer holds at
-    most `limit` bytes, or one bigger message and `limit` more.
+    most `limit` bytes, or one bigger message and `limit` more. A `KeptAnswer` (the
+    snapshot and logged updates of a big document, kept anyway) is queued as one item and
+    sent part by part; while one is queued, only what queues beside it counts.
 
     Closing never waits on the peer: when the close frame cannot be sent within
     `close_timeout` seconds (a peer that stopped reading), the connection is aborted.
@@ -59,6 +62,7 @@ class PeerChannel:
         "_big",
         "_closer",
         "_drained",
+        "_kept",
         "_queued",
         "_sending",
         "_task",
@@ -88,10 +92,11 @@ class PeerChannel:
         self.on_overflow = on_overflow
         self.on_failure = on_failure
         self.close_timeout = close_timeout
-        self.queue: deque[bytes | str] | None = None  # made when the peer falls behind
+        self.queue: deque[bytes | str | KeptAnswer] | None = None  # made when it falls behind
         self._queued = 0  # bytes in the queue
         self._sending = 0  # bytes of the message being sent, until its send returns
         self._big = 0  # size of the one message over the limit, until it has mostly gone
+        self._kept = 0  # kept answers in the queue
         self.overflows = 0
         self.closed = False
         self._closer: asyncio.Task[None] | None = None
@@ -104,26 +109,33 @@ class PeerChannel:
         write buffer."""
         return self._queued + self._sending + self.connection.buffered()
 
-    def send(self, data: bytes | str) -> None:
+    def send(self, data: bytes | str | KeptAnswer) -> None:
         if self.closed:
+            return
+        if isinstance(data, KeptAnswer):
+            self._queue(data, 0)
+            self._kept += 1
             return
         size = len(data)
         if self._task is None and self.connection.send_now(data):
             if size > self.limit:
                 self._big = size
             return
-        pending = self.queued_bytes
+        pending = self._queued if self._kept else self.queued_bytes
         if pending <= self.limit:
             self._big = 0  # the big message has gone, or there was none
         if pending and pending + size > self.limit + self._big:
             if self.queue is not None:
                 self.queue.clear()
-            self._queued = 0
+            self._queued = self._kept = 0
             self.overflows += 1
             self.on_overflow(self)
             return
         if not pending and size > self.limit:
             self._big = size
+        self._queue(data, size)
+
+    def _queue(self, data: bytes | str | KeptAnswer, size: int) -> None:
         if self.queue is None:
             self.queue = deque()
         self.queue.append(data)
@@ -162,7 +174,7 @@ class PeerChannel:
     def _stop(self) -> None:
         self.closed = True
         self.queue = None
-        self._queued = 0
+        self._queued = self._kept = 0
         if self._task is not None:
             self._task.cancel()
             self._task = None
@@ -181,8 +193,9 @@ class PeerChannel:
         """Send the queue, waiting on the peer; end when it is empty."""
         try:
             while self.queue:
-                data = self.queue.popleft()
-                self._queued -= len(data)
+                data = self._next()
+                if data is None:
+                    continue
                 self._sending = len(data)
                 try:
                     await self.connection.send(data)
@@ -200,5 +213,21 @@ class PeerChannel:
             self.closed = True
         self._task = None
         self.queue = None
+        self._kept = 0
         if self._drained is not None:
             self._drained.set()
+
+    def _next(self) -> bytes | str | None:
+        """The next message to send: the queue's first, or the next part of the kept answer
+        at its head (None when that answer has no part left: it leaves the queue)."""
+        assert self.queue is not None
+        head = self.queue[0]
+        if isinstance(head, KeptAnswer):
+            part = next(iter(head), None)
+            if part is None:
+                self.queue.popleft()
+                self._kept -= 1
+            return part
+        self.queue.popleft()
+        self._queued -= len(head)
+        return head

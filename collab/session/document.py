@@ -25,6 +25,7 @@ from pycrdt import Doc, Text, TextEvent, TransactionEvent
 
 from collab.access.storable import storable
 from collab.config import Settings
+from collab.session.lanes import Lanes
 from collab.session.revision import ChangeRefused, Revision
 from collab.storage.contract import Record
 from collab.text import ops as textops
@@ -34,7 +35,12 @@ from collab.yjs import protocol
 from collab.yjs.checks import Summary, SurrogateIndex, check_update
 from collab.yjs.crdt import InvalidUpdateError, apply_update
 from collab.yjs.items import TextItems
-from collab.yjs.update import NON_TEXT_CONTENT, UpdateFormatError, decode_state_vector
+from collab.yjs.update import (
+    NON_TEXT_CONTENT,
+    UpdateFormatError,
+    decode_state_vector,
+    encode_state_vector,
+)
 
 if TYPE_CHECKING:
     from collab.storage.contract import StoredDocument
@@ -101,9 +107,10 @@ class Document:
         self._text_subscription: Any = None
         self._captured_update: bytes | None = None
         self._captured_deltas: list[list[dict[str, Any]]] = []
-        self.doc = Doc(client_id=client_id)
-        self.client_id: int = self.doc.client_id
-        self.text = self.doc.get(settings.text_name, type=Text)
+        self._doc = Doc(client_id=client_id)  # `doc`: with every waiting update integrated
+        self.client_id: int = self._doc.client_id
+        self._text = self._doc.get(settings.text_name, type=Text)
+        self._lanes = Lanes(settings.text_name)  # Yjs writers' appends waiting for pycrdt
         # Where edits would split a character: built from the state on the first Yjs
         # update (documents that only text clients edit never pay for decoding it).
         self._surrogates: SurrogateIndex | None = None if stored else SurrogateIndex()
@@ -127,6 +134,18 @@ class Document:
             self._add(record, self._op_from_deltas(deltas))
 
     # ------------------------------------------------------------------ reading
+
+    @property
+    def doc(self) -> Doc:
+        """The pycrdt document, every accepted update integrated (`collab.session.lanes`)."""
+        self._lanes.integrate(self._doc)
+        return self._doc
+
+    @property
+    def text(self) -> Text:
+        """The shared text, every accepted update integrated."""
+        self._lanes.integrate(self._doc)
+        return self._text
 
     @property
     def mirror(self) -> str:
@@ -208,6 +227,24 @@ class Document:
         # step 2 re-sends what is known: no revision, nothing relayed).
         nothing_new = not _adds_items(decoded, known)
         deleted_before = self._delete_set() if nothing_new else b""
+        # A Yjs writer's text, while no text peer follows the text, may wait in its lane.
+        waits = not nothing_new and self._mirror is None
+        if waits and self._lanes.wait(self._doc, update, decoded, known):
+            op: textops.Op = []
+        else:
+            op = self._integrate(update, decoded, origin)
+        self._surrogate_index().add(decoded, known)
+        _advance(known, decoded)
+        if nothing_new and self._delete_set() == deleted_before:
+            return None
+        # The update is stored and relayed as it came (as the reference server relays
+        # it): parts still waiting for missing ones must be on disk too.
+        record = self._record(origin, user, update)
+        return Committed(record, self._add(record, op))
+
+    def _integrate(self, update: bytes, decoded: Summary, origin: str) -> textops.Op:
+        """Integrate a checked update now: its op for text peers. Raises `ChangeRefused`
+        when pycrdt refuses it or it brings what the text cannot carry (then undone)."""
         try:
             apply_update(self.doc, update)
             _, deltas = self._take_captured()
@@ -217,14 +254,7 @@ class Document:
         except (InvalidUpdateError, textops.OpError) as error:
             self._undo(f"{origin}: {error}")
             raise ChangeRefused(ErrorCode.BAD_MESSAGE, f"update refused: {error}") from None
-        self._surrogate_index().add(decoded, known)
-        _advance(known, decoded)
-        if nothing_new and self._delete_set() == deleted_before:
-            return None
-        # The update is stored and relayed as it came (as the reference server relays
-        # it): parts still waiting for missing ones must be on disk too.
-        record = self._record(origin, user, update)
-        return Committed(record, self._add(record, op))
+        return op
 
     def apply_op(
         self,
@@ -306,6 +336,11 @@ class Document:
             self._clocks = decode_state_vector(self.doc.get_state())
         return self._clocks
 
+    def encoded_state_vector(self) -> bytes:
+        """The state vector as a sync step 1 carries it, from the clocks kept: no update
+        that waits in a lane is integrated for it."""
+        return encode_state_vector(self.state_vector())
+
     def clocks_lacking(self, state_vector: bytes) -> int | None:
         """How many clocks a peer with `state_vector` lacks of this document (summed over
         clients); None when the state vector cannot be read."""
@@ -315,13 +350,12 @@ class Document:
             return None
         return sum(max(0, end - theirs.get(c, 0)) for c, end in self.state_vector().items())
 
-    def kept_updates(self, max_log_bytes: int) -> tuple[bytes, list[bytes]] | None:
+    def kept_updates(self) -> tuple[bytes, list[bytes]] | None:
         """The whole document as it is kept encoded: the state the log starts from, framed
-        as a sync update message, and the updates logged since. None when encoding it afresh is
-        the better answer: a small state (under `KEPT_FROM` bytes, encoded in well under a
-        millisecond), or more than `max_log_bytes` logged since it."""
-        base = self._base_size
-        if base < KEPT_FROM or self.state_bytes - base > max_log_bytes:
+        as a sync update message, and the updates logged since. None when encoding it afresh
+        is the better answer: a small state (under `KEPT_FROM` bytes, encoded in well under a
+        millisecond)."""
+        if self._base_size < KEPT_FROM:
             return None
         return self._base_message, [update for _, update in self._logged]
 
@@ -398,22 +432,23 @@ class Document:
         self._items = None
         tracking = self._mirror is not None
         if tracking:
-            self.text.unobserve(self._text_subscription)
+            self._text.unobserve(self._text_subscription)
         self._clocks = None
-        self.doc = Doc(client_id=self.client_id)
-        self.text = self.doc.get(self.settings.text_name, type=Text)
+        self._lanes.drop()  # they are logged: the rebuild integrates them
+        self._doc = Doc(client_id=self.client_id)
+        self._text = self._doc.get(self.settings.text_name, type=Text)
         if self._base_size:
-            self.doc.apply_update(self._base())
+            self._doc.apply_update(self._base())
         for _, update in self._logged:
-            self.doc.apply_update(update)
+            self._doc.apply_update(update)
         self._take_captured()
         if tracking:
-            rebuilt = str(self.text)
+            rebuilt = str(self._text)
             if rebuilt != self._mirror:  # never expected: the history no longer applies
                 log.error("text mirror differed from the log; history of ops restarted")
                 self.history.clear()
             self._mirror = rebuilt
-            self._text_subscription = self.text.observe(weakly(self._on_text_event))
+            self._text_subscription = self._text.observe(weakly(self._on_text_event))
 
     def _op_from_deltas(self, deltas: list[list[dict[str, Any]]]) -> textops.Op:
         """The code-point op of one transaction's text events (the mirror is the old text).

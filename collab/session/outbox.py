@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
 from pycrdt import merge_updates
 
 from collab.yjs import protocol
 
+if TYPE_CHECKING:
+    from collab.session.sync_answers import KeptAnswer
+
 PeerId = Hashable
+Message: TypeAlias = "bytes | str | KeptAnswer"  # a kept answer: sent part by part
 
 
 @dataclass
@@ -33,9 +38,9 @@ class Outbox:
     """Messages per peer, in order, until `take`."""
 
     def __init__(self) -> None:
-        self._out: dict[PeerId, list[bytes | str | _Updates]] = {}
+        self._out: dict[PeerId, list[Message | _Updates]] = {}
 
-    def send(self, peer_id: PeerId, data: bytes | str) -> None:
+    def send(self, peer_id: PeerId, data: Message) -> None:
         self._out.setdefault(peer_id, []).append(data)
 
     def send_update(self, peer_ids: Iterable[PeerId], update: bytes, sender: PeerId) -> None:
@@ -53,17 +58,17 @@ class Outbox:
             else:
                 items.append(_Updates([update], own))
 
-    def replace(self, peer_id: PeerId, messages: list[bytes]) -> None:
+    def replace(self, peer_id: PeerId, messages: list[Message]) -> None:
         """Drop what is queued for a peer and queue `messages` instead (a resync)."""
         self._out[peer_id] = list(messages)
 
     def drop(self, peer_id: PeerId) -> None:
         self._out.pop(peer_id, None)
 
-    def take(self) -> list[tuple[PeerId, bytes | str]]:
+    def take(self) -> list[tuple[PeerId, Message]]:
         """Every queued message, in order per peer; the outbox is empty after."""
         merged: dict[object, bytes] = {}
-        messages: list[tuple[PeerId, bytes | str]] = []
+        messages: list[tuple[PeerId, Message]] = []
         for peer_id, items in self._out.items():
             for item in items:
                 if type(item) is _Updates:

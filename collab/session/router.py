@@ -33,7 +33,7 @@ from collab.session.outbox import Outbox
 from collab.session.peers import Peer, PeerId, PeerKind, PeerState
 from collab.session.revision import ChangeRefused, Revision
 from collab.session.roster import Outlets, Roster
-from collab.session.sync_answers import EMPTY_STATE_VECTOR, SyncAnswers
+from collab.session.sync_answers import EMPTY_STATE_VECTOR, KeptAnswer, SyncAnswers
 from collab.session.text_messages import (
     Hello,
     MessageError,
@@ -63,7 +63,7 @@ class Output:
 
     records: list[Record] = field(default_factory=list)
     revisions: list[Revision] = field(default_factory=list)  # the records as text changes
-    messages: list[tuple[PeerId, bytes | str]] = field(default_factory=list)
+    messages: list[tuple[PeerId, bytes | str | KeptAnswer]] = field(default_factory=list)
     closes: list[tuple[PeerId, int, str]] = field(default_factory=list)
     awareness: list[bytes] = field(default_factory=list)  # for the other processes (bus)
 
@@ -100,7 +100,7 @@ class Session:
             name, self.settings, self.document, self.peers, self._yjs_peers, outlets
         )
         self._text_peers = 0  # how many text peers: none, and a revision skips their loops
-        self.sync_answers = SyncAnswers(self.document, self.settings.send_queue_bytes // 4)
+        self.sync_answers = SyncAnswers(self.document)
         self._records: list[Record] = []
         self._revisions: list[Revision] = []
         self._closes: list[tuple[PeerId, int, str]] = []
@@ -158,7 +158,7 @@ class Session:
         self.peers[peer_id] = Peer(peer_id, PeerKind.YJS, user, readonly, sync_status=sync_status)
         self._yjs_peers.append(peer_id)
         if not sync_status:
-            self._send(peer_id, protocol.encode_sync_step1(self.document.doc.get_state()))
+            self._send(peer_id, protocol.encode_sync_step1(self.document.encoded_state_vector()))
         self.roster.joined_yjs(peer_id)
 
     def connect_text(
@@ -326,7 +326,8 @@ class Session:
                 for answer in self.sync_answers.answer_peer(peer, message.state_vector):
                     self._send(peer.id, answer)
                 if peer.sync_status:
-                    self._send(peer.id, protocol.encode_sync_step1(self.document.doc.get_state()))
+                    state_vector = self.document.encoded_state_vector()
+                    self._send(peer.id, protocol.encode_sync_step1(state_vector))
         elif isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
             if peer.readonly:  # a Hocuspocus peer hears SyncStatus false
                 denied = protocol.encode_auth_denied("read-only: update not applied")
@@ -494,6 +495,6 @@ class Session:
     def _send_json(self, peer_id: PeerId, message: dict[str, Any]) -> None:
         self._send(peer_id, json.dumps(message, ensure_ascii=False))
 
-    def _send(self, peer_id: PeerId, data: bytes | str) -> None:
+    def _send(self, peer_id: PeerId, data: bytes | str | KeptAnswer) -> None:
         if peer_id in self.peers:
             self.outbox.send(peer_id, data)

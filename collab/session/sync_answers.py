@@ -9,12 +9,16 @@ since, in order, then an empty step 2 (the client is synced when it has everythi
 it had already, Yjs and Yrs skip). Each message can be applied as it arrives: a client
 that got the logged updates before the snapshot would have to keep them pending, and Yrs
 (pycrdt 0.14) loses such pending updates when the peer already held part of the document
-(`tests/test_big_sync.py`). The snapshot may be over the peer's queue limit: `PeerChannel`
-queues what follows it within the limit. No copy is kept past its batch (the snapshot's
-message is the document's own: framed when it was loaded or written, never per answer).
+(`tests/test_big_sync.py`). That answer is a `KeptAnswer`, sent part by part as the peer
+takes them, whatever the length of the log: its bytes are the document's own (kept anyway,
+each logged update framed only when its turn comes), so the peer's queue limit counts only
+what queues behind it (`collab.hub.channel.PeerChannel`). No copy is kept past its batch.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import chain
 
 from collab.access.limits import TokenBucket
 from collab.session.document import KEPT_FROM, Document
@@ -36,15 +40,30 @@ on the loop, and its cost is the length of the item the diff starts inside (~11 
 short of a 16 MiB pasted text), not what the peer lacks."""
 
 
+class KeptAnswer:
+    """The snapshot as kept, then each update logged since (framed as its turn comes), then
+    `SYNCED`: one message to the session's driver, sent part by part."""
+
+    __slots__ = ("_parts", "size")
+
+    def __init__(self, base: bytes, updates: list[bytes]) -> None:
+        framed = map(protocol.encode_sync_update, updates)
+        self._parts: Iterator[bytes] = chain((base,), framed, (SYNCED,))
+        self.size = len(base) + sum(map(len, updates)) + len(SYNCED)  # about: for logs
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The parts not sent yet (each once)."""
+        return self._parts
+
+
 class SyncAnswers:
     """One document's sync step 2 answers, cached for the batch they are made in."""
 
-    def __init__(self, document: Document, kept_limit: int) -> None:
+    def __init__(self, document: Document) -> None:
         self.document = document
-        self.kept_limit = kept_limit  # most bytes of logged updates sent instead of a state
         self._step2: tuple[int, bytes, bytes] | None = None  # (rev, state vector, message)
 
-    def answer_peer(self, peer: Peer, state_vector: bytes) -> list[bytes]:
+    def answer_peer(self, peer: Peer, state_vector: bytes) -> list[bytes | KeptAnswer]:
         """`answer`, to a peer's own sync step 1: `ChangeRefused` past its budget, which
         counts only on a big document (a small one's diffs cost well under a millisecond,
         whatever a Hocuspocus provider's `forceSyncInterval`)."""
@@ -57,21 +76,18 @@ class SyncAnswers:
             raise ChangeRefused(ErrorCode.BAD_MESSAGE, why)
         return self.answer(state_vector)
 
-    def answer(self, state_vector: bytes) -> list[bytes]:
+    def answer(self, state_vector: bytes) -> list[bytes | KeptAnswer]:
         """The messages that bring a peer with `state_vector` up to date; raises
         `ChangeRefused` for a state vector that cannot be read."""
         rev = self.document.rev
         cached = self._step2
         if cached is not None and cached[0] == rev and cached[1] == state_vector:
             return [cached[2]]
-        kept = self.document.kept_updates(self.kept_limit)  # None for a small document
+        kept = self.document.kept_updates()  # None for a small document
         if kept is not None and (
             state_vector == EMPTY_STATE_VECTOR or self._lacks_much(state_vector)
         ):
-            base, updates = kept  # the base framed once, when the snapshot was loaded or written
-            messages = [base, *(protocol.encode_sync_update(update) for update in updates)]
-            messages.append(SYNCED)
-            return messages
+            return [KeptAnswer(*kept)]  # the base framed once, when loaded or written
         try:
             update = self.document.doc.get_update(state_vector)
         except Exception:

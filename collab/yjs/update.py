@@ -38,7 +38,7 @@ import json
 import re
 from typing import NamedTuple, TypeAlias
 
-from collab.yjs.protocol import ProtocolError, read_var_uint
+from collab.yjs.protocol import ProtocolError, read_var_uint, write_var_uint
 
 ID: TypeAlias = tuple[int, int]
 """(client, clock) of one item unit."""
@@ -221,6 +221,12 @@ def decode_state_vector(data: bytes | bytearray | memoryview) -> dict[int, int]:
     if reader.left():
         raise UpdateFormatError(f"{reader.left()} bytes after the state vector")
     return state
+
+
+def encode_state_vector(state: dict[int, int]) -> bytes:
+    """The state vector ``doc.get_state()`` would give for these clocks."""
+    entries = (write_var_uint(client) + write_var_uint(clock) for client, clock in state.items())
+    return write_var_uint(len(state)) + b"".join(entries)
 
 
 def _read_structs(reader: _Input) -> list[Struct]:
