@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import inspect
 import logging
 import os
@@ -84,6 +85,7 @@ def serve_fast(settings: Settings, engine: Any) -> None:
         async def startup(self, sockets: Any = None) -> None:
             quiet_accept_errors(asyncio.get_running_loop())
             await super().startup(sockets)
+            freeze_startup_heap()
 
         async def shutdown(self, sockets: Any = None) -> None:
             # Close our peers with 1001 and save before uvicorn closes sockets its own way.
@@ -104,6 +106,20 @@ def serve_fast(settings: Settings, engine: Any) -> None:
     server = Server(config)
     log.info("collab listening on http://%s:%d, %s", settings.host, settings.port, where(settings))
     server.run()
+
+
+def freeze_startup_heap() -> None:
+    """Leave what start-up built (modules, the app, the store's state: a few hundred
+    thousand objects) out of the garbage collector's full passes from now on.
+
+    A full pass walks every tracked object, and one runs each time the tracked objects
+    grow by a quarter: with 2,000 peers connecting, three of them took 40-95 ms each,
+    about 95 µs of every connection's set-up, nearly all of it walking objects that live
+    as long as the process. Frozen (`gc.freeze`), they are not walked again; the
+    connections' own objects still are, and cycles among them are still collected."""
+    gc.collect()
+    gc.freeze()
+    log.info("start-up heap: %d objects left out of full collections", gc.get_freeze_count())
 
 
 def warn_if_public(settings: Settings) -> None:
@@ -230,7 +246,9 @@ def worker_app() -> Any:
     install_caps(settings, engine)
     with contextlib.suppress(RuntimeError):  # uvicorn calls the factory in its loop
         quiet_accept_errors(asyncio.get_running_loop())
-    return engine.app()
+    app = engine.app()
+    freeze_startup_heap()
+    return app
 
 
 def public_worker_app() -> Any:
