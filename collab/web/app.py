@@ -18,6 +18,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
 from collab.access import http as security
@@ -40,7 +41,7 @@ from collab.web.history import HistoryRoutes, error_response
 from collab.web.hocuspocus import HocuspocusDoor
 from collab.web.lifecycle import LifecycleRoutes
 from collab.web.listing import DocumentSummaries
-from collab.web.middleware import SecurityHeaders
+from collab.web.middleware import Doors, SecurityHeaders
 from collab.web.receive import PeerReader, read_peer
 from collab.web.renewal import Renewal, replier
 from collab.wire import CloseCode
@@ -115,6 +116,11 @@ class WebApp:
     def grant(self, token: str | None, name: str | None = None) -> tokens.Grant:
         """A valid, unrevoked token's grant (`Admission.grant`); raises TokenError."""
         return self.admission.grant(token, name)
+
+    def doors(self, app: ASGIApp) -> Doors:
+        """`app` (with `routes()`) with the WebSocket doors dispatched ahead of it."""
+        prefixes = {"/yjs/": self.yjs_endpoint, "/ot/": self.text_endpoint}
+        return Doors(app, prefixes, {"/hocuspocus": self.hocuspocus.endpoint})
 
     def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
