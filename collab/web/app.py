@@ -194,7 +194,8 @@ class WebApp:
     async def serve_peer(self, websocket: WebSocket, kind: str) -> None:
         settings = self.settings
         headers = websocket.headers
-        why = self.origins.check(headers.get("origin"), headers.get("host"), websocket.url.scheme)
+        scheme = websocket.scope.get("scheme", "http")  # as `websocket.url.scheme`, unparsed
+        why = self.origins.check(headers.get("origin"), headers.get("host"), scheme)
         if why is not None:
             await self.deny(websocket, 403, "origin", why)
             return
