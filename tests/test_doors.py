@@ -96,6 +96,16 @@ async def test_every_door_and_its_refusals_skip_the_router(
     assert not [scope for scope in router_scopes if scope.startswith("websocket")]
 
 
+async def test_paths_match_as_starlettes_routes_match_them(tmp_path: Path) -> None:
+    """The doors match a path with the routes' own patterns: a name with a line break
+    inside matches no route (refused before accept, as Starlette's router refuses it)."""
+    async with serving(tmp_path) as (_, host):
+        port = int(host.rsplit(":", 1)[1])
+        for path in ("/yjs/a%0Ab", "/ot/a%0Ab"):
+            answer = await asyncio.to_thread(_upgrade, port, path, None)
+            assert answer.startswith(b"HTTP/1.1 403 "), (path, answer[:80])
+
+
 async def test_a_door_under_a_root_path_goes_through_starlette(
     tmp_path: Path, router_scopes: list[str]
 ) -> None:

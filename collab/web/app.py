@@ -119,15 +119,17 @@ class WebApp:
 
     def doors(self, app: ASGIApp) -> Doors:
         """`app` (with `routes()`) with the WebSocket doors dispatched ahead of it."""
-        prefixes = {"/yjs/": self.yjs_endpoint, "/ot/": self.text_endpoint}
-        return Doors(app, prefixes, {"/hocuspocus": self.hocuspocus.endpoint})
+        return Doors(app, self.websocket_routes())
 
-    def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
-        routes: list[BaseRoute] = [
+    def websocket_routes(self) -> list[WebSocketRoute]:
+        return [
             WebSocketRoute("/yjs/{name:path}", self.yjs_endpoint),
             WebSocketRoute("/ot/{name:path}", self.text_endpoint),
             WebSocketRoute("/hocuspocus", self.hocuspocus.endpoint),
         ]
+
+    def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
+        routes: list[BaseRoute] = [*self.websocket_routes()]
         if http_api:
             routes += [
                 Route("/healthz", self.healthz),

@@ -4,9 +4,9 @@ and the WebSocket doors dispatched ahead of Starlette's stack."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from starlette.requests import HTTPConnection
+from starlette.routing import Match, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -69,47 +69,32 @@ class HostGuard:
             await response(scope, receive, send)
 
 
-Door = Callable[[WebSocket], Awaitable[None]]
-"""A WebSocket endpoint, as Starlette's `WebSocketRoute` calls it."""
-
-
 class Doors:
     """ASGI middleware: a WebSocket upgrade to one of the doors goes straight to its
     endpoint; everything else goes to `app` (a Starlette app with the same routes).
 
     Starlette's stack for a WebSocket (its error and exception middleware, the router's
-    matching, the route's session wrapper) is a dozen calls, coroutines and closures per
-    connection that do nothing for these doors: their endpoints catch their own errors and
-    refuse with their own codes, and the stack's coroutines and closures stay alive, for
-    the garbage collector to walk, as long as the connection. The checks (Host before this,
-    Origin, tokens, caps, metrics) are the endpoints' own, the same either way.
-
-    `prefixes` maps a path prefix to the door whose `name` path parameter is the rest of
-    the path (as `/yjs/{name:path}`: any rest, "" included); `exact` maps whole paths. A
-    scope with a root path (the app mounted under a prefix) is left to Starlette.
+    walk over every route, the route's session wrapper) is a dozen calls, coroutines and
+    closures per connection that do nothing for these doors: their endpoints catch their
+    own errors and refuse with their own codes, and the stack's coroutines and closures
+    stay alive, for the garbage collector to walk, as long as the connection. The checks
+    (Host before this, Origin, tokens, caps, metrics) are the endpoints' own, the same
+    either way, and a path matches a door exactly as Starlette's router matches it (the
+    routes' own `matches`). A scope with a root path (the app mounted under a prefix) is
+    left to Starlette.
     """
 
-    def __init__(self, app: ASGIApp, prefixes: dict[str, Door], exact: dict[str, Door]) -> None:
+    def __init__(self, app: ASGIApp, doors: list[WebSocketRoute]) -> None:
         self.app = app
-        self.prefixes = tuple(prefixes.items())
-        self.exact = exact
+        self.doors = doors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and not scope.get("root_path"):
-            door, params = self._door(scope["path"])
-            if door is not None:
-                scope["app"] = self.app  # as Starlette's routing leaves the scope
-                scope["path_params"] = params
-                await door(WebSocket(scope, receive=receive, send=send))
-                return
+            for door in self.doors:
+                match, child_scope = door.matches(scope)
+                if match is Match.FULL:
+                    scope["app"] = self.app  # as Starlette's routing leaves the scope
+                    scope.update(child_scope)  # the endpoint and the path parameters
+                    await door.endpoint(WebSocket(scope, receive=receive, send=send))
+                    return
         await self.app(scope, receive, send)
-
-    def _door(self, path: str) -> tuple[Door | None, dict[str, str]]:
-        """The door of `path` and its path parameters; (None, {}) for no door."""
-        door = self.exact.get(path)
-        if door is not None:
-            return door, {}
-        for prefix, door in self.prefixes:
-            if path.startswith(prefix):
-                return door, {"name": path[len(prefix) :]}
-        return None, {}
