@@ -1,6 +1,6 @@
 """The WebSocket doors of the standalone app (`Collab.app()`, what `collab serve` runs) are
 dispatched ahead of Starlette's middleware stack and router (`collab.web.middleware.Doors`):
-the same endpoints, the same checks, a dozen fewer coroutines and closures per connection.
+the same endpoints, the same checks, about ten fewer coroutines and closures per connection.
 Everything else (HTTP, a door under a root path) still goes through Starlette."""
 
 from __future__ import annotations
