@@ -88,3 +88,18 @@ def test_compression_is_negotiated_only_when_enabled(
         "--fsync", "never", "--ws-compression", "true", data_dir=tmp_path / "deflating"
     )
     assert "permessage-deflate" in (sync_once(deflating, compression="deflate") or "")
+
+
+def test_the_start_up_heap_is_left_out_of_full_collections(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """What start-up built lives as long as the process: the collector's full passes (one
+    each time the tracked objects grow by a quarter, e.g. while peers connect) stop
+    walking it once the server listens (`gc.freeze`), and young collections run every
+    7,000 allocations, not 700. Peers still sync afterwards."""
+    server = start_server("--fsync", "never")
+    sync_once(server)
+    line = next(line for line in server.log().splitlines() if "start-up heap" in line)
+    frozen = int(line.split("start-up heap: ")[1].split()[0].replace(",", ""))
+    assert frozen > 10_000, line
+    assert "young collections every 7000 allocations" in line, line

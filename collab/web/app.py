@@ -18,6 +18,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
 from collab.access import http as security
@@ -40,7 +41,7 @@ from collab.web.history import HistoryRoutes, error_response
 from collab.web.hocuspocus import HocuspocusDoor
 from collab.web.lifecycle import LifecycleRoutes
 from collab.web.listing import DocumentSummaries
-from collab.web.middleware import SecurityHeaders
+from collab.web.middleware import Doors, SecurityHeaders
 from collab.web.receive import PeerReader, read_peer
 from collab.web.renewal import Renewal, replier
 from collab.wire import CloseCode
@@ -116,12 +117,19 @@ class WebApp:
         """A valid, unrevoked token's grant (`Admission.grant`); raises TokenError."""
         return self.admission.grant(token, name)
 
-    def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
-        routes: list[BaseRoute] = [
+    def doors(self, app: ASGIApp) -> Doors:
+        """`app` (with `routes()`) with the WebSocket doors dispatched ahead of it."""
+        return Doors(app, self.websocket_routes())
+
+    def websocket_routes(self) -> list[WebSocketRoute]:
+        return [
             WebSocketRoute("/yjs/{name:path}", self.yjs_endpoint),
             WebSocketRoute("/ot/{name:path}", self.text_endpoint),
             WebSocketRoute("/hocuspocus", self.hocuspocus.endpoint),
         ]
+
+    def routes(self, *, http_api: bool = True, frontend: bool = True) -> list[BaseRoute]:
+        routes: list[BaseRoute] = [*self.websocket_routes()]
         if http_api:
             routes += [
                 Route("/healthz", self.healthz),
@@ -188,7 +196,8 @@ class WebApp:
     async def serve_peer(self, websocket: WebSocket, kind: str) -> None:
         settings = self.settings
         headers = websocket.headers
-        why = self.origins.check(headers.get("origin"), headers.get("host"), websocket.url.scheme)
+        scheme = websocket.scope.get("scheme", "http")  # as `websocket.url.scheme`, unparsed
+        why = self.origins.check(headers.get("origin"), headers.get("host"), scheme)
         if why is not None:
             await self.deny(websocket, 403, "origin", why)
             return

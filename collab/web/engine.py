@@ -100,9 +100,10 @@ class Collab:
 
     def app(self) -> HostGuard:
         """A standalone app that closes the engine on shutdown and answers only to the
-        host names of ``settings.allowed_hosts`` (loopback and ``settings.host`` by default)."""
+        host names of ``settings.allowed_hosts`` (loopback and ``settings.host`` by default).
+        Its WebSocket doors skip Starlette's stack (`collab.web.middleware.Doors`)."""
         app = Starlette(routes=self.routes(), lifespan=lambda app: self.lifespan())
-        return self.host_guard(app)
+        return self.host_guard(self.web.doors(app))
 
     def host_guard(self, app: ASGIApp) -> HostGuard:
         """Wrap any ASGI app so that it answers only the allowed Host names (DNS rebinding:

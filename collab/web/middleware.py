@@ -1,10 +1,12 @@
-"""ASGI middleware of the edge: security headers on pages, the Host check on every request."""
+"""ASGI middleware of the edge: security headers on pages, the Host check on every request,
+and the WebSocket doors dispatched ahead of Starlette's stack."""
 
 from __future__ import annotations
 
 import logging
 
 from starlette.requests import HTTPConnection
+from starlette.routing import Match, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -65,3 +67,34 @@ class HostGuard:
             await WebSocket(scope, receive, send).send_denial_response(response)
         else:
             await response(scope, receive, send)
+
+
+class Doors:
+    """ASGI middleware: a WebSocket upgrade to one of the doors goes straight to its
+    endpoint; everything else goes to `app` (a Starlette app with the same routes).
+
+    Starlette's stack for a WebSocket (its error and exception middleware, the router's
+    walk over every route, the route's session wrapper) is a dozen calls, coroutines and
+    closures per connection that do nothing for these doors: their endpoints catch their
+    own errors and refuse with their own codes, and the stack's coroutines and closures
+    stay alive, for the garbage collector to walk, as long as the connection. The checks
+    (Host before this, Origin, tokens, caps, metrics) are the endpoints' own, the same
+    either way, and a path matches a door exactly as Starlette's router matches it (the
+    routes' own `matches`). A scope with a root path (the app mounted under a prefix) is
+    left to Starlette.
+    """
+
+    def __init__(self, app: ASGIApp, doors: list[WebSocketRoute]) -> None:
+        self.app = app
+        self.doors = doors
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and not scope.get("root_path"):
+            for door in self.doors:
+                match, child_scope = door.matches(scope)
+                if match is Match.FULL:
+                    scope["app"] = self.app  # as Starlette's routing leaves the scope
+                    scope.update(child_scope)  # the endpoint and the path parameters
+                    await door.endpoint(WebSocket(scope, receive=receive, send=send))
+                    return
+        await self.app(scope, receive, send)
