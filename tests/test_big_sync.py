@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import ServerProcess
@@ -36,6 +37,14 @@ def big_stored(kb: int, logged: int) -> tuple[StoredDocument, str]:
         text.insert(0, f"<{rev}😀>")  # byte offset 0: never inside a character
         records.append(Record(rev + 1, 0.0, "yjs:9", None, doc.get_update(before)))
     return StoredDocument(snapshot, 1, records, 0), str(text)
+
+
+async def compacted(data_dir: Path) -> None:
+    """Wait (30 s at most) until a document of the store has a snapshot."""
+    deadline = time.monotonic() + 30
+    while not list((data_dir / "docs").glob("*/snapshot-*.ysnap")):
+        assert time.monotonic() < deadline, "no compaction"
+        await asyncio.sleep(0.05)
 
 
 def sent(session: Session) -> list[bytes]:
@@ -115,11 +124,7 @@ async def test_yjs_clients_join_a_big_compacted_document_whole(
         for _ in range(50):  # ~1.7 MB: one compaction
             writer.append(PIECE)
         await writer.until(lambda: len(writer.text) >= 50 * len(PIECE), 20, "own text")
-        directory = server.data_dir / "docs"
-        deadline = time.monotonic() + 30
-        while not list(directory.glob("*/snapshot-*.ysnap")):
-            assert time.monotonic() < deadline, "no compaction"
-            await asyncio.sleep(0.05)
+        await compacted(server.data_dir)
         for n in range(5):  # logged after the snapshot
             writer.insert(n * 11, f"<{n}👍🏽>")
         probe = await YClient.connect(f"{server.ws_url}/yjs/{name}")
@@ -239,11 +244,7 @@ async def test_a_peer_with_an_old_copy_of_a_big_document_comes_back_to_all_of_it
         writer.delete(3, 40)  # while it is away, before the compaction
         for _ in range(30):  # ~1 MB more: a compaction
             writer.append(PIECE)
-        directory = server.data_dir / "docs"
-        deadline = time.monotonic() + 30
-        while not list(directory.glob("*/snapshot-*.ysnap")):
-            assert time.monotonic() < deadline, "no compaction"
-            await asyncio.sleep(0.05)
+        await compacted(server.data_dir)
         writer.insert(5, "après 😀 中文")  # logged after the snapshot
         writer.delete(100, 7)
         back = await YClient.connect(url, handshake=False)
@@ -321,11 +322,7 @@ async def test_a_peer_joining_a_big_document_with_a_long_log_gets_it_kept_and_pa
         await writer.synced()
         for _ in range(50):  # ~1.7 MB: one compaction
             writer.append(PIECE)
-        directory = server.data_dir / "docs"
-        deadline = time.monotonic() + 30
-        while not list(directory.glob("*/snapshot-*.ysnap")):
-            assert time.monotonic() < deadline, "no compaction"
-            await asyncio.sleep(0.05)
+        await compacted(server.data_dir)
         for n in range(200):  # ~400 KB logged after it, in 2 KB appends
             writer.append(f"<{n} 中文 👍🏽>" + PIECE[: 2000 // 2])
         probe = await YClient.connect(url)
