@@ -23,7 +23,7 @@ from records import Writer, hold_fsyncs, hold_snapshot_checks, text_of
 
 from collab.access.names import storage_key
 from collab.config import Settings
-from collab.storage import threads
+from collab.storage import durable, threads
 from collab.storage.contract import (
     DocumentInfo,
     HistoryStore,
@@ -783,3 +783,23 @@ async def test_a_document_keeps_one_lock_while_its_log_is_open(tmp_path: Path) -
     await store.append("中文 😀", [writer.record("👩‍👩‍👧")])
     assert store._lock(key) is lock()
     await store.close()
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, durable.SYNC_STEP - 1, durable.SYNC_STEP, 3 * durable.SYNC_STEP + 5]
+)
+def test_a_big_file_is_written_whole_and_synced_in_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """A snapshot of many MB is synced a step at a time (so that one fsync never holds the
+    file system's journal for the whole file) and lands whole, under its name only."""
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(os.fstat(fd).st_size) or real(fd))
+    data = ("😀 中文 e\u0301\r\n" * (size // 16 + 1)).encode()[:size]
+    target = tmp_path / "snapshot-000000000001.ysnap"
+    durable.write_new_file(target, data)
+    assert target.read_bytes() == data
+    assert [path.name for path in tmp_path.iterdir()] == [target.name]
+    steps = range(durable.SYNC_STEP, size, durable.SYNC_STEP)  # all but the last, fsynced
+    assert synced == list(steps)
