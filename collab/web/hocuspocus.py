@@ -55,7 +55,8 @@ class HocuspocusDoor:
     async def endpoint(self, websocket: WebSocket) -> None:
         web = self.web
         headers = websocket.headers
-        why = web.origins.check(headers.get("origin"), headers.get("host"), websocket.url.scheme)
+        scheme = websocket.scope.get("scheme", "http")  # as `websocket.url.scheme`, unparsed
+        why = web.origins.check(headers.get("origin"), headers.get("host"), scheme)
         if why is not None:
             await web.deny(websocket, 403, "origin", why)
             return
