@@ -78,7 +78,7 @@ async def test_the_readme_mount_serves_the_yjs_door_the_api_and_the_page(
                 await asyncio.sleep(0.01)
             assert text.text == "héllo 😀 中文\r\n"
             page = await http.get("/collab/d/notes")
-            assert page.status_code == 200 and "<textarea" in page.text
+            assert page.status_code == 200 and 'role="textbox"' in page.text
         await peer.close()
     stored = await FileStore(Path("app-data"), exclusive=False).load("notes")
     assert stored is not None and stored.rev == 1
@@ -103,7 +103,7 @@ async def test_host_routes_and_login_still_work(example: types.ModuleType) -> No
         response = await http.get("/login", params={"token": "token-ada"})
         assert response.status_code == 303 and http.cookies["session"] == "token-ada"
         page = await http.get("/collab/d/notes")
-        assert page.status_code == 200 and "<textarea" in page.text
+        assert page.status_code == 200 and 'role="textbox"' in page.text
         unknown = await http.get("/collab/api/docs/notes/text")
         assert unknown.status_code == 404
 
