@@ -33,7 +33,7 @@ from collab.yjs.update import DELETED, GC, MAX_CLOCK, SKIP, STRING, Update
 
 try:  # built from collab/yjs/_scan.c by `pip install` when a C compiler is at hand
     from collab.yjs._scan import quick_check as _native_quick_check
-except ImportError:  # the Python scan: the same answers, ~5x slower
+except ImportError:  # the Python scan: the same answers, ~9x slower on a big update
     _native_quick_check = None
 
 _V = TypeVar("_V")
