@@ -91,6 +91,14 @@ static uint64_t read_uint(Scan *s) {
     return 0;
 }
 
+/* A count of things that follow, each at least `min_bytes` long: one that the bytes left
+ * cannot hold leaves the update to the full decoder (it bounds every loop by the input). */
+static uint64_t read_count(Scan *s, uint64_t min_bytes) {
+    uint64_t count = read_uint(s);
+    if (!s->fallback && count > (s->len - s->pos) / min_bytes) s->fallback = 1;
+    return count;
+}
+
 /* state.get(client, 0) into *known; -1 on a Python error. */
 static int known_clock(Scan *s, uint64_t client, uint64_t *known) {
     if (s->cached && s->cached_client == client) {
@@ -260,9 +268,8 @@ static int one_struct(Scan *s, Group *g, uint64_t *clock) {
 }
 
 static int one_group(Scan *s) {
-    uint64_t n = read_uint(s);
-    if (s->fallback) return 0;
-    if (n == 0 || n > (s->len - s->pos) / 2) {
+    uint64_t n = read_count(s, 2);
+    if (s->fallback || n == 0) {
         s->fallback = 1;
         return 0;
     }
@@ -315,19 +322,10 @@ static void sort_groups(Scan *s) {
 
 /* The delete set: each range must be known, and its edges are probed. */
 static int deletes(Scan *s) {
-    uint64_t clients = read_uint(s);
-    if (s->fallback) return 0;
-    if (clients > (s->len - s->pos) / 2) {
-        s->fallback = 1;
-        return 0;
-    }
+    uint64_t clients = read_count(s, 2);
     for (uint64_t c = 0; c < clients && !s->fallback; c++) {
-        uint64_t client = read_uint(s), n = read_uint(s), available;
+        uint64_t client = read_uint(s), n = read_count(s, 2), available;
         if (s->fallback) return 0;
-        if (n > (s->len - s->pos) / 2) {
-            s->fallback = 1;
-            return 0;
-        }
         if (known_clock(s, client, &available)) return -1;
         Group *g = group_of(s, client);
         if (g != NULL && g->end > available) available = g->end;
@@ -348,12 +346,7 @@ static int deletes(Scan *s) {
 }
 
 static int walk(Scan *s) {
-    uint64_t groups = read_uint(s);
-    if (s->fallback) return 0;
-    if (groups > (s->len - s->pos) / 4) {
-        s->fallback = 1;
-        return 0;
-    }
+    uint64_t groups = read_count(s, 4);
     for (uint64_t i = 0; i < groups && !s->fallback; i++)
         if (one_group(s)) return -1;
     if (s->fallback) return 0;
