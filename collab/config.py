@@ -97,6 +97,15 @@ class Settings:
             "edit is sent at once and what arrives during a write (fsync) shares the next"
         },
     )
+    batch_work: float = field(
+        default=0.005,
+        metadata={
+            "help": "seconds of work a batch of one document takes from what waits (at "
+            "least one message): the rest waits for its next batch, and other documents "
+            "run in between, so a flood of costly messages to one document (each big "
+            "update on a big document costs pycrdt milliseconds) does not hold the others"
+        },
+    )
     idle_unload_seconds: float = field(
         default=30.0, metadata={"help": "keep an unused document in memory this long"}
     )

@@ -322,7 +322,7 @@ async def test_a_lone_edit_is_sent_without_waiting(store: ControlledStore) -> No
 async def test_edits_during_a_write_share_one_batch_and_one_fsync(
     store: ControlledStore,
 ) -> None:
-    hub = make_hub(store)
+    hub = make_hub(store, batch_work=60.0)  # however loaded the machine, one batch
     runner = await hub.open("busy")
     connections = [FakeConnection() for _ in range(4)]
     peers = [runner.connect(c, "yjs", None, False) for c in connections]
@@ -347,6 +347,63 @@ async def test_edits_during_a_write_share_one_batch_and_one_fsync(
     text = str(replica.get("text", type=Text))
     assert all(part in text for part in ("first", "edit 1", "edit 2", "edit 3"))
     assert text == runner.text
+
+
+async def test_a_flood_to_one_document_is_taken_a_batch_of_work_at_a_time(
+    store: ControlledStore,
+) -> None:
+    """Issue 19: a batch takes `batch_work` seconds of what waits, at least one message;
+    the rest waits for the next batch, after the other tasks' turn (other documents). A
+    flood of costly updates to one big document held the loop for seconds."""
+    hub = make_hub(store, batch_work=0.0)  # every message spends the budget
+    runner = await hub.open("flood")
+    writer, reader = FakeConnection(), FakeConnection()
+    w = runner.connect(writer, "yjs", None, False)
+    runner.connect(reader, "yjs", None, False)
+    await runner.flush()
+    store.append_gate.clear()
+    runner.receive(w, yjs_edit(10, "first"))
+    await until(lambda: runner.rev == 1, what="the first batch to be written")
+    texts = ["😀 1", "中文 2", "e\u0301 3", "👨‍👩‍👧 4", "\r\n 5"]
+    for n, text in enumerate(texts, start=1):  # they pile up while it is written
+        runner.receive(w, yjs_edit(10 + n, text))
+    seen: list[int] = []  # the revision each time another task had a turn
+    watching = asyncio.create_task(watch(lambda: seen.append(runner.rev)))
+    store.append_gate.set()
+    await until(lambda: runner.rev == 6, what="every edit committed")
+    watching.cancel()
+    assert store.appends == [1] * 6  # a batch (and an fsync) each
+    assert set(seen) >= {2, 3, 4, 5}, seen  # others ran between the batches
+    assert all(text in runner.text for text in texts)
+    assert len(updates_in(reader)) == 6
+
+
+async def test_a_server_edit_is_settled_by_the_batch_that_applied_it(
+    store: ControlledStore,
+) -> None:
+    """While a server edit waits, a batch takes everything queued before it (its revision
+    is told once it is on disk), whatever the work budget."""
+    hub = make_hub(store, batch_work=0.0)
+    runner = await hub.open("edited")
+    w = runner.connect(FakeConnection(), "yjs", None, False)
+    await runner.flush()
+    store.append_gate.clear()
+    runner.receive(w, yjs_edit(10, "first"))
+    await until(lambda: runner.rev == 1, what="the first batch to be written")
+    runner.receive(w, yjs_edit(11, "中文 😀"))
+    update = protocol.decode(yjs_edit(12, "server e\u0301")).update  # type: ignore[union-attr]
+    edit = asyncio.create_task(runner.changes.apply_update(update, "server", None))
+    await loop_turns(5)
+    store.append_gate.set()
+    assert await asyncio.wait_for(edit, 5) == 3
+    assert store.appends == [1, 2]
+    assert "server e\u0301" in runner.text and "中文 😀" in runner.text
+
+
+async def watch(note: Callable[[], None]) -> None:
+    while True:
+        note()
+        await asyncio.sleep(0)
 
 
 def awareness_in(connection: FakeConnection) -> list[protocol.Awareness]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -67,16 +68,23 @@ class Supervisor:
         self._fail = fail  # every peer closed, the session dropped (`DocumentRunner._fail`)
 
     def apply_inbox(
-        self, inbox: deque[tuple[Callable[[Session], None], PeerId | None]], session: Session
+        self,
+        inbox: deque[tuple[Callable[[Session], None], PeerId | None]],
+        session: Session,
+        work: float | None = None,
     ) -> None:
-        """Feed every waiting event to the session. One that raises (a bug: the session
-        refuses bad input itself) costs its peer, never the batch or the document."""
+        """Feed waiting events to the session: every one, or (`work` seconds) until that
+        much time has gone, at least one. One that raises (a bug: the session refuses bad
+        input itself) costs its peer, never the batch or the document."""
+        until = None if work is None else time.perf_counter() + work
         while inbox:
             event, peer_id = inbox.popleft()
             try:
                 event(session)
             except Exception as error:
                 self.peer_failed(peer_id, "handling", error)
+            if until is not None and time.perf_counter() >= until:
+                return
 
     def peer_failed(self, peer_id: PeerId | None, stage: str, error: Exception) -> None:
         """The server failed on one peer's message: that peer is closed with 1011."""
@@ -105,3 +113,14 @@ class Supervisor:
             self.context.metrics.document_restarts.inc()
         self._fail("internal error: reconnect")
         self.context.reload(self.name)
+
+
+def settle(edits: list[asyncio.Future[int]], outcome: int | Exception) -> None:
+    """Tell server edits how their batch ended: the revision, or why it was not saved."""
+    for done in edits:
+        if done.done():
+            continue
+        if isinstance(outcome, Exception):
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome)

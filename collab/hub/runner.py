@@ -1,9 +1,10 @@
 """The runner of one document: drives its session, commits before sending, unloads when idle.
 
 Everything here is asyncio plumbing around the sans-I/O session. Events (a peer joined, a
-message, a peer left, a server edit) wait in an inbox; the pump takes everything that
-waits as one batch: it commits the batch's records (one fsync, or one transaction in a
-shared store), then sends, then closes. What arrives while a commit is in flight waits
+message, a peer left, a server edit) wait in an inbox; the pump takes what waits as one
+batch (up to `batch_work` seconds of work, then other documents get their turn): it
+commits the batch's records (one fsync, or one transaction in a shared store), then
+sends, then closes. What arrives while a commit is in flight waits
 for the next batch, so the store's commit sets the pace (group commit), not a timer: a
 lone edit goes out at once, a busy document sends one merged message per peer per commit.
 
@@ -27,7 +28,7 @@ from collab.access.limits import ThrottledLog
 from collab.hub.accounting import LogSize
 from collab.hub.channel import Connection, PeerChannel
 from collab.hub.compactor import Compactor
-from collab.hub.failures import FATAL, Supervisor
+from collab.hub.failures import FATAL, Supervisor, settle
 from collab.hub.lifecycle import RESTORED
 from collab.hub.server_changes import ServerChanges
 from collab.hub.ticks import TickTimer
@@ -273,6 +274,9 @@ class DocumentRunner:
             await self._deliver_pending()
             self._ticks.schedule()
             last = loop.time()
+            if self._inbox:  # the batch's work was spent: the rest after others' turn
+                self._wake.set()
+                await asyncio.sleep(0)
 
     async def _deliver_pending(self) -> bool:
         """Apply what waits (published revisions, then events), commit, send; False when
@@ -300,9 +304,9 @@ class DocumentRunner:
         output = await self._commit_batch()
         edits, self._edits = self._edits[:count], self._edits[count:]
         if output is None:
-            _settle(edits, RuntimeError("the document could not be saved"))
+            settle(edits, RuntimeError("the document could not be saved"))
             return False
-        _settle(edits, self._session.rev)
+        settle(edits, self._session.rev)
         snapshot = self._compactor.committed(output.records, self.context.settings)
         await self._send(output)
         if snapshot is not None:
@@ -349,7 +353,7 @@ class DocumentRunner:
             async with store.commit(self.name) as commit:
                 for record in await commit.records_after(session.rev):
                     session.apply_committed(record)
-                self._supervisor.apply_inbox(self._inbox, session)
+                self._supervisor.apply_inbox(self._inbox, session, self._work())
                 output = session.take_output()
                 if output.records:
                     await commit.append(output.records)
@@ -362,7 +366,7 @@ class DocumentRunner:
     async def _commit_exclusive(self) -> Output | None:
         """The batch, then one append of its records (if any) to a store only we write."""
         session = self._session
-        self._supervisor.apply_inbox(self._inbox, session)
+        self._supervisor.apply_inbox(self._inbox, session, self._work())
         try:
             output = session.take_output()
             if output.records:
@@ -372,6 +376,11 @@ class DocumentRunner:
             self._fail("storage failure: reconnect")
             return None
         return output
+
+    def _work(self) -> float | None:
+        """The batch's work budget; none while server edits wait (each is settled with
+        the batch its event was queued before)."""
+        return None if self._edits else self.context.settings.batch_work
 
     async def _send(self, output: Output) -> None:
         """Send, then close, then tell the others (hook, bus): the records are committed."""
@@ -407,7 +416,7 @@ class DocumentRunner:
             channel.close(CloseCode.INTERNAL, reason)
         self._inbox.clear()
         edits, self._edits = self._edits, []
-        _settle(edits, RuntimeError("the document could not be saved"))
+        settle(edits, RuntimeError("the document could not be saved"))
         self.context.forget(self)
 
     async def compact(self) -> bool:
@@ -474,7 +483,7 @@ class DocumentRunner:
         async with self._delivering:
             self._inbox.clear()
             edits, self._edits = self._edits, []
-            _settle(edits, RuntimeError(reason))
+            settle(edits, RuntimeError(reason))
             for channel in list(self._channels.values()):
                 channel.close(code, reason)
             self.context.forget(self)
@@ -487,14 +496,3 @@ class DocumentRunner:
         self.unloaded.set()
         self._pump_task.cancel()
         self._ticks.cancel()
-
-
-def _settle(edits: list[asyncio.Future[int]], outcome: int | Exception) -> None:
-    """Tell server edits how their batch ended: the revision, or why it was not saved."""
-    for done in edits:
-        if done.done():
-            continue
-        if isinstance(outcome, Exception):
-            done.set_exception(outcome)
-        else:
-            done.set_result(outcome)
