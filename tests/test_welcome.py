@@ -4,8 +4,11 @@ work holds the event loop; `json.dumps` of 64 MiB of text held it ~0.6 s)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import socket
+from types import SimpleNamespace
 from typing import Any
 
 from conftest import ServerProcess, both_edges
@@ -14,8 +17,10 @@ from hypothesis import strategies as st
 from pyclient import YClient
 from raw_ws import client_frame, raw_websocket
 
+from collab.metrics import Metrics
 from collab.server.frames import fragment_frame, server_frame
 from collab.session.welcome import PART_CHARS, LongMessage, welcome_message
+from collab.web.connection import SEND_EXTENSION, StarletteConnection
 
 PIECES = ["😀", "👨‍👩‍👧", "中文", "e\u0301", "\r\n", '"\\', "\t\x01", "a"]
 texts = st.lists(st.sampled_from(PIECES) | st.text(max_size=5), max_size=40).map("".join)
@@ -48,6 +53,32 @@ def test_fragment_frames_carry_fin_on_the_last_only() -> None:
     assert fragment_frame(b"ab", False, True)[:2] == bytes([0x80, 2])
     big = b"x" * 70_000
     assert fragment_frame(big, True, True) == server_frame(big.decode())
+
+
+async def test_each_part_is_sent_on_a_loop_turn_of_its_own() -> None:
+    """A socket that takes every part at once (loopback) never makes the sender wait: the
+    parts still go one per turn of the event loop, so other documents run between them."""
+    turns = 0
+    at_part: list[int] = []
+
+    async def send_fragment(data: str, first: bool, last: bool) -> None:
+        at_part.append(turns)
+
+    async def other_document() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    extension = {"send_now": None, "buffered": None, "send_fragment": send_fragment}
+    socket = SimpleNamespace(scope={"extensions": {SEND_EXTENSION: extension}})
+    connection = StarletteConnection(socket, Metrics(), "text")  # type: ignore[arg-type]
+    other = asyncio.create_task(other_document())
+    await asyncio.sleep(0)
+    await connection.send_long(LongMessage({}, "text", "中文 😀\r\n" * 100, part_chars=50))
+    other.cancel()
+    assert len(at_part) == 12  # 600 characters, 50 a part
+    assert all(a < b for a, b in itertools.pairwise(at_part)), at_part
 
 
 def read_frame(sock: socket.socket) -> tuple[int, bytes]:
