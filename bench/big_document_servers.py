@@ -10,9 +10,10 @@ another peer receives it, through every phase. The phases: `upload` (one peer wr
 big document in 256 KB updates; collab compacts it as it grows, every --compact-log-bytes),
 `joiners` (20 new peers join it at once while its writer goes on editing every 50 ms; the
 time until every joiner holds it all), `history` (collab: `GET text?at=1`, the document at
-an old revision), `upload500` (a 500 KB document uploaded as one update, sync step 2 style,
-5 times to new documents, the median reported,
-from two clients typing with emoji: the time until an observer receives it). Printed per
+an old revision), `text` (collab: 5 text peers join it at once through the OT door, each
+until it has read its welcome, the whole text), `upload500` (a 500 KB document uploaded as
+one update, sync step 2 style, 5 times to new documents, the median reported, from two
+clients typing with emoji: the time until an observer receives it). Printed per
 server: each phase's time, the control's p99 and worst latency in it, the server's RSS
 growth, and for collab the event loop's worst lag (/metrics, a histogram bucket bound).
 Compare rows of one run: the machine may be shared (the load average is printed).
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import re
 import shlex
 import statistics
@@ -38,6 +40,7 @@ from fanout import SYNC_STEP1_EMPTY, SYNC_STEP2_EMPTY, EditEncoder, percentile
 from scenarios import handshake, ws_connect
 from targets import DEFAULT_COLLAB, Server, load_average, missing, pin
 from update_checks import build
+from websockets.asyncio.client import connect
 
 from collab.yjs import protocol
 
@@ -153,6 +156,27 @@ def history_seconds(server: Server) -> float:
     return time.perf_counter() - start
 
 
+WELCOME = b'{"type": "welcome"'
+
+
+async def text_joiners(server: Server, count: int = 5) -> float:
+    """`count` text peers join the big document at once; the time until each has read its
+    welcome (the whole text: one message, in fragments from `collab serve`)."""
+
+    async def join(i: int) -> None:
+        url = f"ws://127.0.0.1:{server.port}/ot/big"
+        async with connect(url, max_size=None, compression=None, open_timeout=60) as ws:
+            secret = f"bench-text-peer-{i}-0123456789"
+            await ws.send(json.dumps({"type": "hello", "secret": secret, "user": {}}))
+            # Not parsed nor decoded: this process also times the control document.
+            while not (await asyncio.wait_for(ws.recv(decode=False), 600)).startswith(WELCOME):
+                pass
+
+    start = time.perf_counter()
+    await asyncio.gather(*(join(i) for i in range(count)))
+    return time.perf_counter() - start
+
+
 UPLOADS = 5
 """500 KB uploads per server, each to a new document: the phase reports their median."""
 
@@ -220,6 +244,9 @@ async def measure(server: Server, args: argparse.Namespace, update: bytes) -> No
         control.phase = "history"
         print("  history...", flush=True)
         times["history"] = f"{await asyncio.to_thread(history_seconds, server):7.2f} s"
+        control.phase = "text"
+        print("  text peers...", flush=True)
+        times["text"] = f"{await text_joiners(server):7.2f} s"
     control.phase = "upload500"
     print("  upload500...", flush=True)
     times["upload500"] = f"{await upload500(server, update) * 1000:7.0f} ms"
@@ -230,7 +257,7 @@ async def measure(server: Server, args: argparse.Namespace, update: bytes) -> No
     growth = (server.rss_kib() - rss) / 1024
     print(f"  RSS growth {growth:.0f} MiB; loop lag worst {worst_loop_lag(server)}")
     print(f"  {'phase':<10} {'time':>10}   control p99 / worst (ms)")
-    for phase in ("idle", "upload", "joiners", "history", "upload500"):
+    for phase in ("idle", "upload", "joiners", "history", "text", "upload500"):
         if phase == "idle" or phase in times:
             print(f"  {phase:<10} {times.get(phase, ''):>10}   {control.row(phase)}")
 

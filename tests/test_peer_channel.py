@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from collab.hub.channel import PeerChannel
 from collab.session.sync_answers import SYNCED, KeptAnswer
+from collab.session.welcome import LongMessage
 from collab.yjs import protocol
 
 LIMIT = 1000
@@ -89,6 +91,10 @@ class SlowPeer(StalledPeer):
     def buffered(self) -> int:
         return 0
 
+    async def send_long(self, message: LongMessage) -> None:
+        for part, _ in message:  # each part as the peer takes it, as fragments go
+            await self.send(part)
+
 
 async def test_a_kept_answer_goes_part_by_part_and_only_what_queues_beside_it_counts() -> None:
     """A kept answer of any length (the snapshot, 40 logged updates: 8x the limit) does not
@@ -134,3 +140,43 @@ async def test_an_overflow_beside_a_kept_answer_drops_the_rest_of_it() -> None:
 async def until_taken(peer: SlowPeer) -> None:
     while peer.take.is_set():
         await asyncio.sleep(0)
+
+
+async def test_a_long_message_goes_part_by_part_and_what_follows_goes_after_it() -> None:
+    """A text peer's welcome of 8x the limit does not overflow; live messages queued behind
+    it count, and go after its last part."""
+    peer = SlowPeer()
+    channel, overflows = channel_to(peer)
+    text = "Zoë 中文 😀 e\u0301\r\n" * 500
+    channel.send(LongMessage({"type": "welcome"}, "text", text, part_chars=1000))
+    live = ['{"type": "op", "op": ["前"]}' * 20, '{"type": "presence"}' * 20]
+    for message in live:
+        channel.send(message)
+    assert overflows == []
+    parts = len(text) // 1000 + 1
+    for _ in range(parts + len(live)):
+        peer.take.set()
+        await asyncio.wait_for(until_taken(peer), 5)
+    assert json.loads("".join(peer.written[:parts])) == {"type": "welcome", "text": text}
+    assert peer.written[parts:] == live
+    channel.abandon()
+
+
+async def test_an_overflow_during_a_long_message_keeps_what_was_queued_after_it() -> None:
+    """An overflow while the long message goes (a resync queues anew) lets it finish, and
+    takes nothing queued after the overflow for it."""
+    peer = SlowPeer()
+    channel, overflows = channel_to(peer)
+    channel.send(LongMessage({}, "text", "😀" * 3000, part_chars=1000))
+    peer.take.set()
+    await asyncio.wait_for(until_taken(peer), 5)  # its first part went
+    channel.send("a" * 600)
+    channel.send("b" * 600)  # over the limit beside it
+    assert overflows == ["p"]
+    channel.send("after the overflow")  # what a resync would queue
+    for _ in range(3):
+        peer.take.set()
+        await asyncio.wait_for(until_taken(peer), 5)
+    assert json.loads("".join(peer.written[:3])) == {"text": "😀" * 3000}
+    assert peer.written[3:] == ["after the overflow"]
+    channel.abandon()

@@ -252,7 +252,7 @@ def test_the_web_edge_uses_only_the_extension_keys_the_server_offers() -> None:
     for path in (REPO / "collab/web").glob("*.py"):
         read |= set(re.findall(r'extension\["(\w+)"\]', path.read_text()))
     assert read and read <= offered, (read, offered)
-    assert offered == {"abort", "send_now", "buffered", "receive_directly"}
+    assert offered == {"abort", "send_now", "buffered", "receive_directly", "send_fragment"}
 
 
 # On an untested uvicorn, `collab serve` runs on the public path, and says so once.

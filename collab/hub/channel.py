@@ -11,9 +11,12 @@ from typing import Protocol
 
 from collab.session import PeerId
 from collab.session.sync_answers import KeptAnswer
+from collab.session.welcome import LongMessage
 from collab.wire import CloseCode
 
 log = logging.getLogger(__name__)
+
+Outgoing = bytes | str | KeptAnswer | LongMessage
 
 
 class Connection(Protocol):
@@ -36,6 +39,10 @@ class Connection(Protocol):
         """Bytes written to the socket that the peer has not taken yet (0 if unknown)."""
         ...
 
+    async def send_long(self, message: LongMessage) -> None:
+        """Send one long text message, encoded part by part (only text peers get one)."""
+        ...
+
 
 class PeerChannel:
     """One peer's outgoing messages, bounded.
@@ -52,7 +59,9 @@ class PeerChannel:
     rest of the answer, live updates) queues within `limit` on top of it. So a peer holds at
     most `limit` bytes, or one bigger message and `limit` more. A `KeptAnswer` (the
     snapshot and logged updates of a big document, kept anyway) is queued as one item and
-    sent part by part; while one is queued, only what queues beside it counts.
+    sent part by part; while one is queued, only what queues beside it counts. So is a
+    `LongMessage` (a text peer's welcome with a long text, kept anyway as the document's
+    text), encoded part by part as it is sent.
 
     Closing never waits on the peer: when the close frame cannot be sent within
     `close_timeout` seconds (a peer that stopped reading), the connection is aborted.
@@ -92,7 +101,7 @@ class PeerChannel:
         self.on_overflow = on_overflow
         self.on_failure = on_failure
         self.close_timeout = close_timeout
-        self.queue: deque[bytes | str | KeptAnswer] | None = None  # made when it falls behind
+        self.queue: deque[Outgoing] | None = None  # made when it falls behind
         self._queued = 0  # bytes in the queue
         self._sending = 0  # bytes of the message being sent, until its send returns
         self._big = 0  # size of the one message over the limit, until it has mostly gone
@@ -109,10 +118,10 @@ class PeerChannel:
         write buffer."""
         return self._queued + self._sending + self.connection.buffered()
 
-    def send(self, data: bytes | str | KeptAnswer) -> None:
+    def send(self, data: Outgoing) -> None:
         if self.closed:
             return
-        if isinstance(data, KeptAnswer):
+        if isinstance(data, KeptAnswer | LongMessage):
             self._queue(data, 0)
             self._kept += 1
             return
@@ -135,7 +144,7 @@ class PeerChannel:
             self._big = size
         self._queue(data, size)
 
-    def _queue(self, data: bytes | str | KeptAnswer, size: int) -> None:
+    def _queue(self, data: Outgoing, size: int) -> None:
         if self.queue is None:
             self.queue = deque()
         self.queue.append(data)
@@ -196,6 +205,9 @@ class PeerChannel:
                 data = self._next()
                 if data is None:
                     continue
+                if isinstance(data, LongMessage):
+                    await self._send_long(data)
+                    continue
                 self._sending = len(data)
                 try:
                     await self.connection.send(data)
@@ -217,11 +229,22 @@ class PeerChannel:
         if self._drained is not None:
             self._drained.set()
 
-    def _next(self) -> bytes | str | None:
+    async def _send_long(self, message: LongMessage) -> None:
+        """Send the long message at the queue's head; it leaves the queue once sent (until
+        then, only what queues beside it counts against the limit)."""
+        await self.connection.send_long(message)
+        if self.queue and self.queue[0] is message:  # not dropped by an overflow meanwhile
+            self.queue.popleft()
+            self._kept -= 1
+
+    def _next(self) -> bytes | str | LongMessage | None:
         """The next message to send: the queue's first, or the next part of the kept answer
-        at its head (None when that answer has no part left: it leaves the queue)."""
+        at its head (None when that answer has no part left: it leaves the queue). A
+        `LongMessage` stays at the head while it is sent."""
         assert self.queue is not None
         head = self.queue[0]
+        if isinstance(head, LongMessage):
+            return head
         if isinstance(head, KeptAnswer):
             part = next(iter(head), None)
             if part is None:

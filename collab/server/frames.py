@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import struct
 
-FIN_BINARY = 0x82
-FIN_TEXT = 0x81
+FIN, CONTINUATION, TEXT, BINARY = 0x80, 0x0, 0x1, 0x2
+FIN_BINARY = FIN | BINARY
+FIN_TEXT = FIN | TEXT
 
 
 def server_frame(data: bytes | str) -> bytes:
     """An unmasked, unfragmented server frame: binary for bytes, text (UTF-8) for str."""
     if type(data) is bytes:
-        first, payload = FIN_BINARY, data
-    else:
-        first, payload = FIN_TEXT, data.encode()  # type: ignore[union-attr]
+        return _frame(FIN_BINARY, data)
+    return _frame(FIN_TEXT, data.encode())  # type: ignore[union-attr]
+
+
+def fragment_frame(payload: bytes, first: bool, last: bool) -> bytes:
+    """One fragment of a text message (RFC 6455 section 5.4): the first is a text frame,
+    the others continuation frames; only the last has FIN set."""
+    return _frame((FIN if last else 0) | (TEXT if first else CONTINUATION), payload)
+
+
+def _frame(first: int, payload: bytes) -> bytes:
     length = len(payload)
     if length < 126:
         head = struct.pack("!BB", first, length)

@@ -98,6 +98,7 @@ MEMBERS: tuple[Member, ...] = (
     # websockets' server connection, as the WebSocket protocol's `self.conn`.
     _method(CONN, "send_binary", "data", "fin"),
     _method(CONN, "send_text", "data", "fin"),
+    _method(CONN, "send_continuation", "data", "fin"),
     _method(CONN, "send_close", "code", "reason"),
     _method(CONN, "data_to_send"),
     _attr(CONN, "writes", list),  # one entry per queued write: a ping's pong is one
@@ -170,9 +171,10 @@ HOOKS: tuple[Hook, ...] = (
 
 ADDED = {
     WS: (
-        *("_early_frames", "_fail", "_frame_allowed", "_on_frame", "_raw_transport"),
-        *("_receiver", "buffered", "close_timeout_setting", "early_frames_setting"),
-        *("receive_directly", "send_budget_setting", "send_now"),
+        *("_early_frames", "_fail", "_fragmenting", "_frame_allowed", "_on_frame"),
+        *("_raw_transport", "_receiver", "buffered", "close_timeout_setting"),
+        *("early_frames_setting", "receive_directly", "send_budget_setting", "send_fragment"),
+        "send_now",
     ),
     HTTP: (
         *("_arm_head_timer", "_cancel_head_timer", "_cancel_send_timer", "_head_timed_out"),

@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidState
 from websockets.protocol import State
 
 from collab.server.connections import current_gate
-from collab.server.frames import FrameCache
+from collab.server.frames import FrameCache, fragment_frame
 from collab.server.lean import LeanEvent, LeanQueue
 from collab.web.connection import ABORT_EXTENSION, SEND_EXTENSION
 from collab.web.receive import RECEIVE_EXTENSION
@@ -98,6 +98,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable.set()
 
     _raw_transport: Any = None
+    _fragmenting = False  # a text message is being sent in fragments: nothing else now
     _receiver: Callable[[bytes | str], None] | None = None
     _on_frame: Callable[[int], bool] | None = None
     _early_frames = 0
@@ -122,6 +123,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             # One dict for both extensions: a few hundred bytes less per idle connection.
             socket = {"abort": self.transport.abort, "send_now": self.send_now}
             socket["buffered"] = self.buffered
+            socket["send_fragment"] = self.send_fragment
             socket["receive_directly"] = self.receive_directly
             extensions = scope["extensions"]
             extensions[ABORT_EXTENSION] = extensions[SEND_EXTENSION] = socket
@@ -149,6 +151,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             or self.initial_response is not None
             or not self.writable.is_set()
             or self._raw_transport.is_closing()
+            or self._fragmenting
         ):
             return False
         conn = self.conn
@@ -166,6 +169,25 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             return False
         self._raw_transport.write(b"".join(conn.data_to_send()))
         return True
+
+    async def send_fragment(self, data: str, first: bool, last: bool) -> None:
+        """Write one fragment of a text message (`collab.server.frames.fragment_frame`),
+        after waiting until the socket's buffer is under its high-water mark. Between the
+        first and the last, `send_now` writes nothing (a data frame may not come between
+        fragments; a ping's pong or a close may). Raises ConnectionError once the
+        connection is closing."""
+        if not self.writable.is_set():
+            await self.writable.wait()
+        if self.close_sent or self.disconnected or self._raw_transport.is_closing():
+            raise ConnectionError("the WebSocket is closing")
+        conn = self.conn
+        if conn.extensions:  # compressed: websockets frames it
+            send = conn.send_text if first else conn.send_continuation
+            send(data.encode(), fin=last)
+            self._raw_transport.write(b"".join(conn.data_to_send()))
+        else:
+            self._raw_transport.write(fragment_frame(data.encode(), first, last))
+        self._fragmenting = not last
 
     def receive_directly(
         self,

@@ -16,9 +16,10 @@ from collab.yjs import protocol
 
 if TYPE_CHECKING:
     from collab.session.sync_answers import KeptAnswer
+    from collab.session.welcome import LongMessage
 
 PeerId = Hashable
-Message: TypeAlias = "bytes | str | KeptAnswer"  # a kept answer: sent part by part
+Message: TypeAlias = "bytes | str | KeptAnswer | LongMessage"  # the last two: part by part
 
 
 @dataclass

@@ -29,17 +29,18 @@ from collab.session.acks import AckTable
 from collab.session.awareness import AwarenessTable
 from collab.session.document import Committed, Document
 from collab.session.ot_server import OTServer
-from collab.session.outbox import Outbox
+from collab.session.outbox import Message, Outbox
 from collab.session.peers import Peer, PeerId, PeerKind, PeerState
 from collab.session.revision import ChangeRefused, Revision
 from collab.session.roster import Outlets, Roster
-from collab.session.sync_answers import EMPTY_STATE_VECTOR, KeptAnswer, SyncAnswers
+from collab.session.sync_answers import EMPTY_STATE_VECTOR, SyncAnswers
 from collab.session.text_messages import (
     Hello,
     MessageError,
     OpMessage,
     parse,
 )
+from collab.session.welcome import welcome_message
 from collab.storage.contract import Record
 from collab.storage.generations import OLD_GENERATION, OLD_YJS_COPY, Generation
 from collab.text import ops as textops
@@ -63,7 +64,7 @@ class Output:
 
     records: list[Record] = field(default_factory=list)
     revisions: list[Revision] = field(default_factory=list)  # the records as text changes
-    messages: list[tuple[PeerId, bytes | str | KeptAnswer]] = field(default_factory=list)
+    messages: list[tuple[PeerId, Message]] = field(default_factory=list)
     closes: list[tuple[PeerId, int, str]] = field(default_factory=list)
     awareness: list[bytes] = field(default_factory=list)  # for the other processes (bus)
 
@@ -400,9 +401,8 @@ class Session:
             welcome["reset"] = OLD_GENERATION  # its copy is not this document's: start over
             hello = Hello(hello.secret, None, hello.user)
         missed = None if hello.rev is None else self.document.revisions_since(hello.rev)
-        if missed is None:
-            welcome["text"] = self.mirror
-        else:
+        text = self.mirror if missed is None else None  # sent last, in parts when long
+        if missed is not None:
             welcome["ops"] = [revision.as_message() for revision in missed]
         welcome["acked"] = self.acks.acked(client, hello.rev)
         if welcome["acked"] is None and missed is None and hello.rev is not None:
@@ -413,7 +413,7 @@ class Session:
         if peer.user is not None:
             welcome["user"] = peer.user  # who presence and history show, not the hello's name
         welcome["presence"] = self.roster.presence_list(exclude=peer.id)
-        self._send_json(peer.id, welcome)
+        self._send(peer.id, welcome_message(welcome, text))
         self.roster.announce(peer)
 
     def _supersede(self, old: Peer) -> None:
@@ -495,6 +495,6 @@ class Session:
     def _send_json(self, peer_id: PeerId, message: dict[str, Any]) -> None:
         self._send(peer_id, json.dumps(message, ensure_ascii=False))
 
-    def _send(self, peer_id: PeerId, data: bytes | str | KeptAnswer) -> None:
+    def _send(self, peer_id: PeerId, data: Message) -> None:
         if peer_id in self.peers:
             self.outbox.send(peer_id, data)

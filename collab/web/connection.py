@@ -6,11 +6,13 @@ writing to the socket at once (no task, no await) and aborting a connection.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from starlette.websockets import WebSocket, WebSocketState
 
 from collab.metrics import Metrics, wire_length
+from collab.session.welcome import LongMessage
 from collab.yjs.protocol import close_reason
 
 log = logging.getLogger("collab.web")
@@ -24,8 +26,9 @@ SEND_EXTENSION = "collab.send"
 """The ASGI scope extension through which a server lets the app write a message without
 awaiting (`collab serve` sets it, see `collab.server.websocket.WebSocketProtocol`):
 ``scope["extensions"][SEND_EXTENSION]["send_now"](data) -> bool`` (False: not written, the
-socket's buffer is full or it is closing) and ``["buffered"]() -> int`` (bytes written and
-not yet taken by the peer)."""
+socket's buffer is full or it is closing), ``["buffered"]() -> int`` (bytes written and
+not yet taken by the peer) and ``await ["send_fragment"](text, first, last)`` (one fragment
+of a text message)."""
 
 
 class Unavailable(Exception):
@@ -40,7 +43,15 @@ class Unavailable(Exception):
 class StarletteConnection:
     """A Starlette WebSocket as the hub's `Connection` (counted in the metrics)."""
 
-    __slots__ = ("_send_now", "buffered", "metrics", "sent_bytes", "sent_messages", "websocket")
+    __slots__ = (
+        "_send_fragment",
+        "_send_now",
+        "buffered",
+        "metrics",
+        "sent_bytes",
+        "sent_messages",
+        "websocket",
+    )
 
     def __init__(self, websocket: WebSocket, metrics: Metrics, door: str) -> None:
         self.websocket = websocket
@@ -50,9 +61,11 @@ class StarletteConnection:
         if extension is not None:  # the server writes for us at once, no task, no await
             self._send_now = extension["send_now"]
             self.buffered = extension["buffered"]
+            self._send_fragment = extension["send_fragment"]
         else:
             self._send_now = _cannot_send_now
             self.buffered = _nothing_buffered
+            self._send_fragment = None
 
     def send_now(self, data: bytes | str) -> bool:
         """Write to the socket at once if it can take it (no task); False otherwise."""
@@ -69,6 +82,19 @@ class StarletteConnection:
             await self.websocket.send_bytes(data)
         else:
             await self.websocket.send_text(data)
+
+    async def send_long(self, message: LongMessage) -> None:
+        """One long text message, encoded part by part and sent as fragments when the
+        server can (`collab serve`); through another ASGI server, joined and sent whole
+        (encoded on the loop at once, as any message)."""
+        if self._send_fragment is None:
+            await self.send(message.whole())
+            return
+        for index, (part, last) in enumerate(message):
+            await self._send_fragment(part, index == 0, last)
+            self.sent_bytes.inc(wire_length(part))
+            await asyncio.sleep(0)  # a part per turn: a socket that takes all never waits
+        self.sent_messages.inc()
 
     async def close(self, code: int, reason: str) -> None:
         if self.websocket.application_state != WebSocketState.DISCONNECTED:
