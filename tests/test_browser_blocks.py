@@ -11,11 +11,11 @@ from conftest import ServerProcess
 from test_browser import (
     SAVED,
     caret,
+    caret_to_end,
     model,
     server_text,
     set_caret,
     units,
-    value,
     wait_converged,
     wait_value,
 )
@@ -80,7 +80,7 @@ def test_line_breaks_at_the_joins_of_blocks(server: ServerProcess, open_page) ->
     a.keyboard.press("Backspace")  # joins it to the last line of the first
     a.keyboard.press("Enter")  # and splits them again
     a.keyboard.press("Enter")
-    set_caret(a, units(value(a)))  # the empty last line, after the text's final "\n"
+    caret_to_end(a)  # the empty last line, after the text's final "\n"
     a.keyboard.type("end 👍🏽")
     lines = LINES[:]
     lines[49] += "\n"
@@ -168,7 +168,7 @@ def test_the_caret_stays_on_screen_while_typing(server: ServerProcess, open_page
         a.keyboard.press("Enter")
     a.keyboard.type("中 😀")
     a.wait_for_function(caret_in_view)  # drawn in the frame after the key
-    set_caret(a, units(value(a)))  # the end, far below: typing brings it into view
+    caret_to_end(a)  # the end, far below: typing brings it into view
     a.keyboard.type("end")
     a.wait_for_function(caret_in_view)  # drawn in the frame after the key
     set_caret(a, 0)  # and the top, far above

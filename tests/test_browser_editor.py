@@ -12,6 +12,7 @@ import test_browser
 from conftest import ServerProcess
 from test_browser import (
     SAVED,
+    caret_to_end,
     model,
     server_rev,
     server_text,
@@ -52,7 +53,7 @@ def test_undo_takes_out_only_own_typing_around_remote_edits(
     b.keyboard.type("中文 ")  # before
     set_caret(b, units("中文 Ada"))
     b.keyboard.type("X")  # inside the text a's undo takes out
-    set_caret(b, units(value(b)))
+    caret_to_end(b)
     b.keyboard.type(" Bob👍🏽")  # after
     wait_value(a, "中文 AdaX 😀 wrote Bob👍🏽")
     rev = server_rev(server, "undo")
@@ -87,7 +88,7 @@ def test_undo_steps_group_like_a_textarea(server: ServerProcess, open_page) -> N
     set_caret(a, 0)  # so does a caret jump
     a.keyboard.type("中")
     a.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.http_url)
-    set_caret(a, units(value(a)))
+    caret_to_end(a)
     a.evaluate("text => navigator.clipboard.writeText(text)", " pasted 👍🏽")
     a.keyboard.press("ControlOrMeta+V")  # a paste is one step of its own
     a.keyboard.type("!")
@@ -245,7 +246,7 @@ def test_the_others_carets_are_drawn_where_their_text_is(server: ServerProcess, 
     set_caret(b, start + 5 * per_row + 5)  # the second word of the wrapped row
     wait_caret_at(a, bob, 5 * char, 2 * line)
 
-    set_caret(b, units(value(b)))  # the very end, after an emoji
+    caret_to_end(b)  # the very end, after an emoji
     end_x = a.evaluate(
         """() => { const s = getComputedStyle(document.querySelector('#text'));
         const c = document.createElement('canvas').getContext('2d');
@@ -301,7 +302,7 @@ def test_history_shows_who_and_what_and_restores(server: ServerProcess, open_pag
     b = open_page(server.http_url, name, "Bob")
     a.keyboard.type("héllo 😀")
     wait_value(b, "héllo 😀")
-    set_caret(b, units(value(b)))
+    caret_to_end(b)
     b.keyboard.type(" 中文")
     wait_converged(server.http_url, name, [a, b])
     bob_rev = server_rev(server, name)
