@@ -94,10 +94,12 @@ def test_an_upload_as_one_update_is_durable_before_anyone_sees_it(
     """A peer uploads what two writers typed (emoji, ZWJ, CJK, combining marks, CRLF) as one
     sync update: too mixed for a lane, it waits whole for pycrdt, after the log (fsync on)
     and the relay. An item only pycrdt can refuse, sent meanwhile, is refused with its close
-    code and stored nowhere; a kill -9 once a peer has the upload loses none of it; every
-    door, a replay of the log and its verification agree, before the crash and after."""
+    code and stored nowhere; a kill -9 as soon as a peer has another upload loses none of
+    it; every door, a replay of the log and its verification agree, before the crash and
+    after."""
     server = start_server()
     update, uploaded = two_writers_update(100)
+    late_update, late_text = two_writers_update(100, seed=8)
     url = f"{server.ws_url}/yjs/upload"
 
     async def run() -> str:
@@ -119,6 +121,12 @@ def test_an_upload_as_one_update_is_durable_before_anyone_sees_it(
         for client in (observer, uploader):
             assert not client.errors
             await client.close()
+        # Another upload, and the kill as soon as a peer has it (pycrdt may be applying it).
+        late = [await YClient.connect(f"{url}-late") for _ in range(2)]
+        for client in late:
+            await client.synced()
+        late[0].doc.apply_update(late_update)
+        await late[1].wait_text(late_text)
         return expected
 
     expected = asyncio.run(run())
@@ -129,6 +137,9 @@ def test_an_upload_as_one_update_is_durable_before_anyone_sees_it(
         async with await YClient.connect(url) as joiner:
             await joiner.synced()
             await joiner.wait_text(expected)
+        async with await YClient.connect(f"{url}-late") as joiner:
+            await joiner.synced()
+            await joiner.wait_text(late_text)
         tab = await Tab.join(f"{server.ws_url}/ot/upload", "bob")
         assert tab.client.text == expected
         await tab.close()
