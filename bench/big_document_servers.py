@@ -17,6 +17,10 @@ clients typing with emoji: the time until an observer receives it). Printed per
 server: each phase's time, the control's p99 and worst latency in it, the server's RSS
 growth, and for collab the event loop's worst lag (/metrics, a histogram bucket bound).
 Compare rows of one run: the machine may be shared (the load average is printed).
+
+Targets (`--only`, repeatable): `pycrdt` (pycrdt-websocket, no store), `node`
+(`@y/websocket-server`), `baseline` (the bare relay), `durable` (collab at its defaults: the
+file store, fsync on) and `fast` (collab with `--fsync never`).
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ from collab.yjs import protocol
 
 MiB = 1024 * 1024
 MARK = re.compile(rb"#C(\d+);")
-TARGETS = ("baseline", "pycrdt", "node", "fast")
+TARGETS = ("baseline", "pycrdt", "node", "fast", "durable")
+COLLAB_NAMES = {"fast": "collab --fsync never", "durable": "collab"}  # durable: the default
 
 
 class Control:
@@ -249,7 +254,7 @@ async def measure(server: Server, args: argparse.Namespace, update: bytes) -> No
         times["text"] = f"{await text_joiners(server):7.2f} s"
     control.phase = "upload500"
     print("  upload500...", flush=True)
-    times["upload500"] = f"{await upload500(server, update) * 1000:7.0f} ms"
+    times["upload500"] = f"{await upload500(server, update) * 1000:7.1f} ms"
     control.phase = "end"
     control.stop.set()
     await controlling
@@ -288,7 +293,7 @@ def main() -> None:
             if (why := missing(target)) is not None:
                 print(f"{target}: skipped ({why})")
                 continue
-            name = f"collab{options.get('label', '')}" if target == "fast" else target
+            name = COLLAB_NAMES.get(target, target) + str(options.get("label", ""))
             print(f"{name} (load {load_average():.2f})", flush=True)
             server = Server(
                 target,
@@ -296,7 +301,7 @@ def main() -> None:
                 label=str(options.get("label", "")),
                 cpu=args.server_cpu,
                 collab_command=str(options.get("collab_command", DEFAULT_COLLAB)),
-                extra=extra if target == "fast" else [],
+                extra=extra if target in COLLAB_NAMES else [],
             )
             try:
                 with server:

@@ -803,3 +803,37 @@ def test_a_big_file_is_written_whole_and_synced_in_steps(
     assert [path.name for path in tmp_path.iterdir()] == [target.name]
     steps = range(durable.SYNC_STEP, size, durable.SYNC_STEP)  # all but the last, fsynced
     assert synced == list(steps)
+
+
+async def test_a_new_documents_first_records_are_written_with_its_directory(
+    file_store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new document's log is made with its first records: its name and its log synced
+    once each, then its directory and the docs directory, four fsyncs before the records
+    are durable (six before: an empty log first, then the append's own). The log goes on
+    from there; a failure on the way leaves no directory at all."""
+    await file_store.append("first", Editor().edit(["x"]))  # the docs directory exists
+    calls: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd)))
+    editor = Editor()
+    await file_store.append("中文 😀 new", editor.edit(PIECES))
+    assert len(calls) == 4
+    await file_store.append("中文 😀 new", editor.edit(["\r\n👍🏽 more"]))
+    assert len(calls) == 5
+    stored = await FileStore(file_store.data_dir, exclusive=False).load("中文 😀 new")
+    assert stored is not None and text_of(stored) == str(editor.text)
+    assert [r.rev for r in stored.records] == list(range(1, len(PIECES) + 2))
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(OSError):
+        await file_store.append("e\u0301 failed", Editor().edit(PIECES))
+    assert sorted(p.name for p in file_store.docs_dir.iterdir()) == sorted(
+        storage_key(name) for name in ("first", "中文 😀 new")
+    )
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    await file_store.append("e\u0301 failed", Editor().edit(PIECES))
+    assert (await file_store.load("e\u0301 failed")) is not None

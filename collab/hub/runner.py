@@ -293,9 +293,8 @@ class DocumentRunner:
                 return False
 
     async def _deliver_batch(self) -> bool:
-        """One batch (see `_deliver_pending`). When compaction is due, the snapshot is taken
-        at the same instant as the output: the state then holds exactly the records
-        committed by this batch, no more."""
+        """One batch (see `_deliver_pending`). A snapshot due holds exactly the records this
+        batch committed; an update that waits whole for pycrdt is integrated once sent."""
         if not await self._apply_published():
             return False
         if not self._inbox:
@@ -309,6 +308,7 @@ class DocumentRunner:
         settle(edits, self._session.rev)
         snapshot = self._compactor.committed(output.records, self.context.settings)
         await self._send(output)
+        self._session.document.settle()
         if snapshot is not None:
             self._compactor.start(snapshot)
         return True

@@ -216,8 +216,8 @@ class Document:
         Raises `ChangeRefused` when it does not fit; the document is then as it was.
         Refused before applying: updates that depend on items the document does not have
         (pycrdt would keep them pending and half-apply a later one) and edits between the
-        halves of a surrogate pair (Yjs and Yrs replicas would diverge).
-        """
+        halves of a surrogate pair (Yjs and Yrs replicas would diverge). Accepted Yjs text
+        may reach pycrdt later (`collab.session.lanes`): the checks settled what it refuses."""
         if update == EMPTY_UPDATE:  # a new peer's sync step 2: nothing to apply or store
             return None
         self._check_size(len(update))
@@ -227,7 +227,7 @@ class Document:
         # step 2 re-sends what is known: no revision, nothing relayed).
         nothing_new = not _adds_items(decoded, known)
         deleted_before = self._delete_set() if nothing_new else b""
-        # A Yjs writer's text, while no text peer follows the text, may wait in its lane.
+        # Yjs text, while no text peer follows it, may wait in its writer's lane or whole.
         waits = not nothing_new and self._mirror is None
         if waits and self._lanes.wait(self._doc, update, decoded, known):
             op: textops.Op = []
@@ -237,10 +237,13 @@ class Document:
         _advance(known, decoded)
         if nothing_new and self._delete_set() == deleted_before:
             return None
-        # The update is stored and relayed as it came (as the reference server relays
-        # it): parts still waiting for missing ones must be on disk too.
+        # Stored and relayed as it came (as the reference server relays it), waiting or not.
         record = self._record(origin, user, update)
         return Committed(record, self._add(record, op))
+
+    def settle(self) -> None:
+        """Integrate an update that waits whole, once its batch is sent (`Lanes.settle`)."""
+        self._lanes.settle(self._doc)
 
     def _integrate(self, update: bytes, decoded: Summary, origin: str) -> textops.Op:
         """Integrate a checked update now: its op for text peers. Raises `ChangeRefused`

@@ -16,6 +16,14 @@ would: every struct is an item of one client holding text or a deletion, in the 
 or after an item, and all it refers to of other clients (origins, parent, deleted ranges)
 is integrated already. Its lane then depends on nothing that waits elsewhere, so lanes can be
 integrated one at a time in any order, each in its own order.
+
+An update that may not take a lane (several writers, a paste bigger than a lane: a 500 KB
+upload as one sync step 2) may still wait *whole*, so that pycrdt's apply (7 ms for 500 KB)
+comes after the update is logged and relayed, not before: when it holds only text and
+deletions and no item names its parent item by ID, the checks settle everything pycrdt
+could refuse (an ID may name an item that is not a type: only pycrdt knows). It is
+integrated after every lane (it may refer to their items) and before anything else may
+wait; the runner integrates it once the batch is sent (`settle`).
 """
 
 from __future__ import annotations
@@ -47,16 +55,22 @@ class Lanes:
         self._lanes: dict[int, list[bytes]] = {}
         self._bytes: dict[int, int] = {}
         self._starts: dict[int, int] = {}  # client -> its first clock that waits
+        self._whole: bytes | None = None  # an update that waits whole, after every lane
         self.waiting = 0  # bytes in all lanes
 
     def wait(self, doc: Doc, update: bytes, summary: Summary, known: Mapping[int, int]) -> bool:
         """Let an accepted `update` wait in its writer's lane, if it may (see the module's
         docstring); False when it must be integrated now. `known` is the document's state
         vector before it. A lane that is full then (this one, or the fullest past
-        `WAITING_BYTES`) is integrated into `doc`."""
+        `WAITING_BYTES`) is integrated into `doc`. One that may not take a lane may wait
+        whole (see the module's docstring)."""
+        self.settle(doc)  # nothing waits after a whole update
         client = self._writer(update, summary, known)
         if client is None:
-            return False
+            if summary.nested or not summary.refs <= _TEXT_REFS:
+                return False
+            self._whole = update
+            return True
         lane = self._lanes.setdefault(client, [])
         if not lane:
             self._starts[client] = known.get(client, 0)
@@ -70,14 +84,23 @@ class Lanes:
         return True
 
     def integrate(self, doc: Doc) -> None:
-        """Integrate every lane into `doc` (one transaction)."""
-        if self._lanes:
+        """Integrate every lane, then the update that waits whole, into `doc` (one
+        transaction)."""
+        if self._lanes or self._whole is not None:
             _integrate(doc, self.drop())
 
+    def settle(self, doc: Doc) -> None:
+        """Integrate everything if an update waits whole (lanes may go on waiting)."""
+        if self._whole is not None:
+            self.integrate(doc)
+
     def drop(self) -> list[bytes]:
-        """Every lane's updates, each lane in order; no lane is left."""
+        """Every lane's updates, each lane in order, then the whole one; nothing is left."""
         updates = [update for lane in self._lanes.values() for update in lane]
+        if self._whole is not None:
+            updates.append(self._whole)
         self._lanes, self._bytes, self._starts, self.waiting = {}, {}, {}, 0
+        self._whole = None
         return updates
 
     def _take(self, client: int) -> list[bytes]:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,6 +50,27 @@ def write_new_file(path: Path, data: bytes, fsync: bool = True) -> None:
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()
+        raise
+    sync_dir(path.parent, fsync)
+
+
+def write_new_directory(path: Path, files: Mapping[str, bytes], fsync: bool = True) -> None:
+    """Make the directory `path` holding `files` (name -> bytes) atomically: written in a
+    temp directory beside it, each file synced once and the directory once (no temp file
+    and rename per file: nobody else sees the temp directory), renamed into place, then its
+    parent synced. A crash leaves all of it or none."""
+    temp = path.with_name(f".new-{uuid.uuid4().hex}")
+    temp.mkdir()
+    try:
+        for name, data in files.items():
+            with open(temp / name, "xb", buffering=0) as file:
+                write_all(file, data)
+                if fsync:
+                    os.fsync(file.fileno())
+        sync_dir(temp, fsync)
+        os.rename(temp, path)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
         raise
     sync_dir(path.parent, fsync)
 

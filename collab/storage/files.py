@@ -34,7 +34,7 @@ from collab.storage.contract import (
     last_rev,
 )
 from collab.storage.dirlock import DirectoryLock
-from collab.storage.durable import sync_dir, write_all, write_new_file
+from collab.storage.durable import sync_dir, write_all, write_new_directory, write_new_file
 from collab.storage.errors import CompactionError, CorruptDocumentError
 from collab.storage.format import (
     DOCS_DIR,
@@ -144,14 +144,15 @@ class FileStore:
         if not records:
             return
         async with self._lock(key):
-            state = self._logs.get(key)
+            state, written = self._logs.get(key), False
             if state is None:  # first append since load or restart: read the log's end
-                state = await in_thread(self._open_log, name, key)
-            handle, size = self._write(key, state, records)
-            if self.fsync:
-                await self._fsync_append(key, state, handle)
-            state.size = size
-            state.last_rev = records[-1].rev
+                state, written = await in_thread(self._open_log, name, key, records)
+            if not written:  # (a new document's log is made with its first records)
+                handle, size = self._write(key, state, records)
+                if self.fsync:
+                    await self._fsync_append(key, state, handle)
+                state.size = size
+                state.last_rev = records[-1].rev
         if self._open_handles > self.max_open_logs:
             self._close_idle_handles()
 
@@ -372,13 +373,19 @@ class FileStore:
 
     # -- append --
 
-    def _open_log(self, name: str, key: str) -> _OpenLog:
-        """The document's current log (created if it has none), read to its end."""
-        if not (self.docs_dir / key).is_dir():
-            self._create(name, key)
-        stored = self._load(name, key)
-        assert stored is not None
-        return self._logs[key]
+    def _open_log(self, name: str, key: str, records: Sequence[Record]) -> tuple[_OpenLog, bool]:
+        """The document's current log, read to its end, and whether it holds `records`: a
+        new document's log is made with them (no fsync of its own for its first append)."""
+        if (self.docs_dir / key).is_dir():
+            stored = self._load(name, key)
+            assert stored is not None
+            return self._logs[key], False
+        check_next_revs(0, records)
+        data = encode_log(records)
+        self._create(name, key, data)
+        self._remember(key, _OpenLog(log_path(self.docs_dir / key, 0), records[-1].rev, len(data)))
+        self._handle(key, self._logs[key])  # opened for the next appends, as a write does
+        return self._logs[key], True
 
     def _write(self, key: str, state: _OpenLog, records: Sequence[Record]) -> tuple[BinaryIO, int]:
         """Write `records` at the log's end (not yet synced): its handle and new size. A
@@ -416,22 +423,13 @@ class FileStore:
             )
         self._forget(key)
 
-    def _create(self, name: str, key: str) -> None:
-        """Make the document's directory with its name and an empty log, all at once:
-        everything is written in a temp directory that is then renamed into place."""
+    def _create(self, name: str, key: str, log_data: bytes) -> None:
+        """Make the document's directory with its name and its log, all at once."""
         if not self.docs_dir.is_dir():
             self.docs_dir.mkdir(parents=True, exist_ok=True)
             sync_dir(self.data_dir, self.fsync)
-        temp = self.docs_dir / f".new-{uuid.uuid4().hex}"
-        temp.mkdir()
-        try:
-            write_new_file(temp / NAME_FILE, name.encode("utf-8"), self.fsync)
-            write_new_file(log_path(temp, 0), encode_log(), self.fsync)
-            os.rename(temp, self.docs_dir / key)
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
-        sync_dir(self.docs_dir, self.fsync)
+        files = {NAME_FILE: name.encode("utf-8"), log_path(Path(), 0).name: log_data}
+        write_new_directory(self.docs_dir / key, files, self.fsync)
 
     # -- compact --
 

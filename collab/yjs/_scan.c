@@ -1,6 +1,6 @@
 /* `collab.yjs.scan.quick_check` in C: the same verdicts on the same bytes, ~10x faster.
  *
- * quick_check(data, state, known_highs) -> (ends, highs, refs) or None
+ * quick_check(data, state, known_highs) -> (ends, highs, refs, nested) or None
  *
  * Reads a Yjs update (v1) as `collab.yjs.scan` does in Python and returns the fields of its
  * `Summary` when the update is a well-formed text update that passes every check, None when
@@ -73,6 +73,7 @@ typedef struct {
     int cached;
     Vec groups, probes, waits, highs; /* Group, Probe, Wait, uint64_t */
     unsigned refs;                    /* bit per content ref seen */
+    int nested;                       /* an item names its parent item by ID */
 } Scan;
 
 /* A varUint as lib0 reads it: at most 8 bytes, at most 2**53 - 1, over-long forms accepted. */
@@ -215,6 +216,7 @@ static int parent(Scan *s, Group *g, uint64_t clock, unsigned char info) {
     } else {
         uint64_t dep = read_uint(s), k = read_uint(s);
         if (s->fallback) return 0;
+        s->nested = 1;
         if (dep == g->client) {
             if (k >= clock) s->fallback = 1;
         } else {
@@ -617,7 +619,7 @@ static PyObject *answer(Scan *s) {
         Py_XDECREF(list);
         if (failed) goto fail;
     }
-    return Py_BuildValue("(NNN)", ends, highs, refs);
+    return Py_BuildValue("(NNNO)", ends, highs, refs, s->nested ? Py_True : Py_False);
 fail:
     Py_XDECREF(ends);
     Py_XDECREF(highs);
@@ -655,7 +657,7 @@ out:
 
 static PyMethodDef methods[] = {
     {"quick_check", quick_check, METH_VARARGS,
-     "quick_check(data, state, known_highs) -> (ends, highs, refs) or None"},
+     "quick_check(data, state, known_highs) -> (ends, highs, refs, nested) or None"},
     {NULL, NULL, 0, NULL},
 };
 

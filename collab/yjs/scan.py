@@ -51,6 +51,9 @@ class Summary(NamedTuple):
     """Client -> clocks of the UTF-16 high surrogates in its string content."""
     refs: frozenset[int]
     """The content refs of its structs."""
+    nested: bool = False
+    """Whether an item names its parent item by ID (a child of a nested type): only pycrdt
+    knows whether that item is a type it may hold children (it refuses the update if not)."""
 
 
 def summarize(update: Update) -> Summary:
@@ -62,7 +65,8 @@ def summarize(update: Update) -> Summary:
             ends[s.client] = max(ends.get(s.client, 0), s.clock + s.length)
         if s.highs:
             highs.setdefault(s.client, []).extend(s.highs)
-    return Summary(ends, highs, frozenset(s.ref for s in update.structs))
+    nested = any(s.parent is not None for s in update.structs)
+    return Summary(ends, highs, frozenset(s.ref for s in update.structs), nested)
 
 
 def _uint(data: bytes, pos: int) -> tuple[int, int]:
@@ -117,7 +121,7 @@ def python_quick_check(
         _integrates(walked, state)
     except (_Fallback, IndexError, ValueError):  # ValueError: read_var_uint's ProtocolError
         return None
-    return Summary(walked.ends, walked.highs, walked.refs)
+    return Summary(walked.ends, walked.highs, walked.refs, walked.nested)
 
 
 class _Walked(NamedTuple):
@@ -137,6 +141,8 @@ class _Walked(NamedTuple):
     """Client -> clocks of the high surrogates in its strings (clients with none left out)."""
     refs: frozenset[int]
     """The content refs seen."""
+    nested: bool
+    """Whether an item names its parent item by ID."""
 
 
 class _Walk:
@@ -153,13 +159,15 @@ class _Walk:
         # of their UTF-16 units.
         self.astral: dict[int, tuple[list[int], list[int], list[bytes]]] = {}
         self.refs: set[int] = set()
+        self.nested = False
 
     def run(self) -> _Walked:
         pos = self._deletes(self._structs())
         if pos != len(self.data):
             raise _Fallback
         highs = self._highs()
-        return _Walked(self.starts, self.ends, self.waits, self.probes, highs, frozenset(self.refs))
+        refs = frozenset(self.refs)
+        return _Walked(self.starts, self.ends, self.waits, self.probes, highs, refs, self.nested)
 
     def _structs(self) -> int:
         data, state, starts, ends = self.data, self.state, self.starts, self.ends
@@ -290,6 +298,7 @@ class _Walk:
             dep, pos = _uint(data, pos)
             k, pos = _uint(data, pos)
             self._dep(client, clock, dep, k, waits)
+            self.nested = True
         if info & 0x20:
             raise _Fallback  # a map key: not text
         return pos
