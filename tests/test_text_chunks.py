@@ -63,9 +63,12 @@ def test_a_chain_of_ops_gives_what_apply_gives_on_a_str(
     for _ in range(data.draw(st.integers(1, 8))):
         op = data.draw(op_on(text))
         assert op_to_utf8_steps(chunks, op) == op_to_utf8_steps(text, op)
-        text = apply(text, op)
+        copy = chunks.copy() if data.draw(st.booleans()) else None
+        old, text = text, apply(text, op)
         chunks.apply(op)
         check_invariants(chunks, text)
+        if copy is not None:  # a copy is left as it was
+            check_invariants(copy, old)
 
 
 @given(texts, sizes, st.data())
