@@ -150,7 +150,8 @@ class Document:
 
     @property
     def mirror(self) -> str:
-        """The shared text as a Python str (code points): a pass over the whole text."""
+        """The shared text as a Python str (code points): joined from the pieces when it
+        changed since it was last asked for (a pass over the whole text)."""
         return str(self._mirror) if self._mirror is not None else str(self.text)
 
     @property
