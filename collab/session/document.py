@@ -30,6 +30,7 @@ from collab.session.revision import ChangeRefused, Revision
 from collab.storage.contract import Record
 from collab.text import ops as textops
 from collab.text import positions
+from collab.text.chunks import TextChunks, deltas_to_op
 from collab.wire import ErrorCode, parse_text_origin
 from collab.yjs import protocol
 from collab.yjs.checks import Summary, SurrogateIndex, check_update
@@ -103,7 +104,7 @@ class Document:
         self._base_message = b""
         self._base_size = 0
         self._logged: list[tuple[int, bytes]] = []  # (rev, update) logged since the base
-        self._mirror: str | None = None  # the text as a Python str, while tracking
+        self._mirror: TextChunks | None = None  # the text in pieces, while tracking
         self._text_subscription: Any = None
         self._captured_update: bytes | None = None
         self._captured_deltas: list[list[dict[str, Any]]] = []
@@ -149,8 +150,14 @@ class Document:
 
     @property
     def mirror(self) -> str:
-        """The shared text as a Python str (code points)."""
-        return self._mirror if self._mirror is not None else str(self.text)
+        """The shared text as a Python str (code points): joined from the pieces when it
+        changed since it was last asked for (a pass over the whole text)."""
+        return str(self._mirror) if self._mirror is not None else str(self.text)
+
+    @property
+    def text_length(self) -> int:
+        """The shared text's length in code points (without building it while tracking)."""
+        return len(self._mirror) if self._mirror is not None else len(str(self.text))
 
     @property
     def tracking_text(self) -> bool:
@@ -199,7 +206,7 @@ class Document:
         """
         on = on or self.always_track_text
         if on and self._mirror is None:
-            self._mirror = str(self.text)
+            self._mirror = TextChunks(str(self.text))
             self.history.clear()
             self._text_subscription = self.text.observe(weakly(self._on_text_event))
         elif not on and self._mirror is not None:
@@ -271,7 +278,7 @@ class Document:
 
         None when the op changes nothing. Raises `ChangeRefused` when it does not fit.
         """
-        text = self.mirror
+        text: TextChunks | str = self._mirror if self._mirror is not None else str(self.text)
         if textops.base_length(op) != len(text):
             raise ChangeRefused(
                 ErrorCode.BAD_OP,
@@ -413,7 +420,7 @@ class Document:
         revision = Revision(record.rev, op, record.origin, record.user, client, seq)
         if self._mirror is not None:
             self.history.append(revision)
-            self._mirror = textops.apply(self._mirror, op)
+            self._mirror.apply(op)
         self.rev = record.rev
         self.state_bytes += len(record.update)
         self._logged.append((record.rev, record.update))
@@ -447,10 +454,10 @@ class Document:
         self._take_captured()
         if tracking:
             rebuilt = str(self._text)
-            if rebuilt != self._mirror:  # never expected: the history no longer applies
+            if rebuilt != str(self._mirror):  # never expected: the history no longer applies
                 log.error("text mirror differed from the log; history of ops restarted")
                 self.history.clear()
-            self._mirror = rebuilt
+            self._mirror = TextChunks(rebuilt)
             self._text_subscription = self._text.observe(weakly(self._on_text_event))
 
     def _op_from_deltas(self, deltas: list[list[dict[str, Any]]]) -> textops.Op:
@@ -458,16 +465,7 @@ class Document:
 
         An empty op when the text is not tracked (no text peers: nobody needs it).
         """
-        if self._mirror is None:
-            return []
-        text = self._mirror
-        if len(deltas) == 1:
-            return positions.delta_to_op(text, deltas[0])
-        op: textops.Op = [len(text)] if text else []
-        for delta in deltas:
-            step = positions.delta_to_op(textops.apply(text, op), delta)
-            op = textops.compose(op, step)
-        return textops.normalize(op)
+        return [] if self._mirror is None else deltas_to_op(self._mirror, deltas)
 
     def _delete_set(self) -> bytes:
         """The document's whole delete set, encoded (a diff against its own state)."""

@@ -185,7 +185,7 @@ class Roster:
             if missed is None:  # the client sends a fresh one, at its current revision
                 raise MessageError(ErrorCode.TOO_OLD, f"presence at rev {message.rev} is too old")
             ops = [revision.op for revision in missed]
-            selection = presence.transform_selection(selection, ops, len(self.document.mirror))
+            selection = presence.transform_selection(selection, ops, self.document.text_length)
         peer.presence["selection"] = selection
         self.announce(peer)
 

@@ -8,17 +8,64 @@ Only this module converts between them. A position that falls inside a character
 the halves of a surrogate pair, or inside a multi-byte UTF-8 sequence) raises `OpError`:
 it is always a bug somewhere, and rounding it would hide the bug and diverge replicas. For
 ASCII text, which ``str.isascii()`` tells in O(1), the units agree and no work is done.
+
+`delta_to_op` and `op_to_utf8_steps` take a ``str`` or a text that walks itself
+(`Measured`: `collab.text.chunks.TextChunks`, which adds up its pieces' lengths and asks
+this module only about positions inside one piece).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal, TypeAlias
+from typing import Literal, Protocol, TypeAlias
 
 from collab.text.ops import Builder, Op, OpError, require_base
 
 Step: TypeAlias = tuple[Literal["insert"], int, str] | tuple[Literal["delete"], int, int]
 """One edit of a pycrdt ``Text``: ``("insert", byte, s)`` or ``("delete", start, end)``."""
+
+
+class Walker(Protocol):
+    """Consecutive spans of a text, from its start, converted between units."""
+
+    def utf8_len(self, n: int) -> int:
+        """The UTF-8 bytes of the next `n` code points; the walk moves past them."""
+        ...
+
+    def utf8_span(self, nbytes: int) -> int:
+        """The code points the next `nbytes` bytes hold (`OpError` inside a character or
+        past the end); the walk moves past them."""
+        ...
+
+
+class Measured(Protocol):
+    """A text that is not one ``str`` but knows its lengths and walks itself."""
+
+    def __len__(self) -> int: ...
+
+    def isascii(self) -> bool: ...
+
+    def walker(self) -> Walker: ...
+
+
+class _StrWalker:
+    """`Walker` over a ``str``: each span is sliced and encoded (O(span))."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.pos = text, 0
+
+    def utf8_len(self, n: int) -> int:
+        self.pos += n
+        return utf8_len(self.text, self.pos - n, n)
+
+    def utf8_span(self, nbytes: int) -> int:
+        n = utf8_span(self.text, self.pos, nbytes)
+        self.pos += n
+        return n
+
+
+def _walker(text: str | Measured) -> Walker:
+    return _StrWalker(text) if isinstance(text, str) else text.walker()
 
 
 def _check_range(index: int, length: int, unit: str) -> None:
@@ -62,10 +109,10 @@ def utf8_to_cp(text: str, b: int) -> int:
     if text.isascii() or b < 0:
         _check_range(b, len(text), "UTF-8")
         return b
-    return _utf8_span(text, 0, b)
+    return utf8_span(text, 0, b)
 
 
-def _utf8_span(text: str, start: int, nbytes: int) -> int:
+def utf8_span(text: str, start: int, nbytes: int) -> int:
     """How many code points, from code point `start`, make `nbytes` UTF-8 bytes."""
     # n bytes never hold more than n code points: encode just that slice.
     chunk = text[start : start + nbytes].encode("utf-8")
@@ -82,12 +129,12 @@ def _where(start: int, nbytes: int) -> str:
     return f"UTF-8 position {nbytes} bytes after code point {start}"
 
 
-def _utf8_len(text: str, start: int, n: int) -> int:
+def utf8_len(text: str, start: int, n: int) -> int:
     """UTF-8 length of `n` code points of `text` from code point `start`."""
     return len(text[start : start + n].encode("utf-8"))
 
 
-def delta_to_op(old_text: str, delta: Iterable[Mapping[str, object]]) -> Op:
+def delta_to_op(old_text: str | Measured, delta: Iterable[Mapping[str, object]]) -> Op:
     """The code point op of a pycrdt ``TextEvent.delta`` on `old_text` (the text before).
 
     Delta retains and deletes count UTF-8 bytes of the old text; ``attributes`` (formatting)
@@ -95,6 +142,7 @@ def delta_to_op(old_text: str, delta: Iterable[Mapping[str, object]]) -> Op:
     `OpError`: the shared text is plain text.
     """
     ascii_text = old_text.isascii()
+    walker = _walker(old_text)
     out = Builder()
     pos = 0  # code points of old_text consumed
     for index, part in enumerate(delta):
@@ -113,14 +161,14 @@ def delta_to_op(old_text: str, delta: Iterable[Mapping[str, object]]) -> Op:
             if pos + n > len(old_text):
                 raise OpError(f"delta part {index} runs past the end of the text")
         else:
-            n = _utf8_span(old_text, pos, nbytes)
+            n = walker.utf8_span(nbytes)
         (out.retain if kind == "retain" else out.delete)(n)
         pos += n
     out.retain(len(old_text) - pos)
     return out.op
 
 
-def op_to_utf8_steps(old_text: str, op: Sequence[int | str]) -> list[Step]:
+def op_to_utf8_steps(old_text: str | Measured, op: Sequence[int | str]) -> list[Step]:
     """The edits that apply code point `op` to a pycrdt ``Text`` holding `old_text`.
 
     Apply the steps in order, in one transaction: each step's byte offsets are in the text
@@ -128,8 +176,8 @@ def op_to_utf8_steps(old_text: str, op: Sequence[int | str]) -> list[Step]:
     """
     require_base(op, len(old_text))
     ascii_text = old_text.isascii()
+    walker = _walker(old_text)
     steps: list[Step] = []
-    cp = 0  # code points of old_text consumed
     byte = 0  # offset in the live text
     last = len(op) - 1
     for index, component in enumerate(op):
@@ -140,10 +188,9 @@ def op_to_utf8_steps(old_text: str, op: Sequence[int | str]) -> list[Step]:
         n = abs(component)
         if component > 0 and index == last:
             break  # a trailing retain needs no conversion
-        size = n if ascii_text else _utf8_len(old_text, cp, n)
+        size = n if ascii_text else walker.utf8_len(n)
         if component > 0:
             byte += size
         else:
             steps.append(("delete", byte, byte + size))
-        cp += n
     return steps
