@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from collab.text.chunks import TextChunks, deltas_to_op
 from collab.wire import ErrorCode, parse_text_origin
 from collab.yjs import protocol
 from collab.yjs.checks import Summary, SurrogateIndex, check_update
-from collab.yjs.crdt import InvalidUpdateError, apply_update
+from collab.yjs.crdt import InvalidUpdateError, apply_update, weakly
 from collab.yjs.items import TextItems
 from collab.yjs.update import (
     NON_TEXT_CONTENT,
@@ -50,24 +49,6 @@ log = logging.getLogger(__name__)
 
 EMPTY_UPDATE = b"\x00\x00"
 KEPT_FROM = 1024 * 1024  # bytes of state from which a new peer gets what is kept encoded
-
-
-def weakly(method: Callable[..., None]) -> Callable[..., None]:
-    """A callback that does not keep its object alive.
-
-    pycrdt holds observer callbacks on the Rust side, where Python's garbage collector
-    cannot see the cycle document -> Text -> callback -> document: a bound method there
-    kept every Document (and its pycrdt doc) alive forever after the session was dropped
-    (found by bench/fuzz.py: ~16 KB per session, 744 MB over 250,000 inputs).
-    """
-    ref = weakref.WeakMethod(method)
-
-    def call(*args: Any) -> None:
-        target = ref()
-        if target is not None:
-            target(*args)
-
-    return call
 
 
 @dataclass(frozen=True)
@@ -153,6 +134,12 @@ class Document:
         """The shared text as a Python str (code points): joined from the pieces when it
         changed since it was last asked for (a pass over the whole text)."""
         return str(self._mirror) if self._mirror is not None else str(self.text)
+
+    @property
+    def text_now(self) -> TextChunks | str:
+        """The text as it is now, for a message that goes out later: while it is followed,
+        a copy of its pieces (no join of the whole text), else a str."""
+        return self._mirror.copy() if self._mirror is not None else str(self.text)
 
     @property
     def text_length(self) -> int:

@@ -401,7 +401,7 @@ class Session:
             welcome["reset"] = OLD_GENERATION  # its copy is not this document's: start over
             hello = Hello(hello.secret, None, hello.user)
         missed = None if hello.rev is None else self.document.revisions_since(hello.rev)
-        text = self.mirror if missed is None else None  # sent last, in parts when long
+        text = self.document.text_now if missed is None else None  # last, in parts if long
         if missed is not None:
             welcome["ops"] = [revision.as_message() for revision in missed]
         welcome["acked"] = self.acks.acked(client, hello.rev)

@@ -18,7 +18,7 @@ place that knows the units; this module only adds up whole pieces' lengths.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import accumulate, pairwise
 from operator import attrgetter
 
@@ -115,6 +115,11 @@ class TextChunks:
         other._groups = [group.copy() for group in self._groups]
         other._joined = self._joined
         return other
+
+    def pieces(self) -> Iterator[str]:
+        """The text's pieces in order (joined, they are `str(self)`)."""
+        for group in self._groups:
+            yield from group.pieces
 
     def walker(self) -> Walker:
         """A walk from the start of the text (`collab.text.positions.Walker`)."""
