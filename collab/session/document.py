@@ -111,8 +111,7 @@ class Document:
         self.client_id: int = self._doc.client_id
         self._text = self._doc.get(settings.text_name, type=Text)
         self._lanes = Lanes(settings.text_name)  # Yjs writers' appends waiting for pycrdt
-        # Where edits would split a character: built from the state on the first Yjs
-        # update (documents that only text clients edit never pay for decoding it).
+        # Where edits would split a character: the loader's, else built at the first Yjs update.
         self._surrogates: SurrogateIndex | None = None if stored else SurrogateIndex()
         self._clocks: dict[int, int] | None = None  # the state vector, kept up to date
         self._items: TextItems | None = None  # the text's item ids, while carets need them
@@ -322,6 +321,10 @@ class Document:
         if self._surrogates is not None:
             self._surrogates.add(record.update, known)
         return self._add(record, self._op_from_deltas(deltas))
+
+    def use_surrogates(self, index: SurrogateIndex) -> None:
+        """Before any change: the index of what it was loaded from (`of_stored`, off the loop)."""
+        self._surrogates = index
 
     def _surrogate_index(self) -> SurrogateIndex:
         if self._surrogates is None:
