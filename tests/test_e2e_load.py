@@ -42,13 +42,14 @@ def yjs_url(server: ServerProcess) -> str:
 async def write_log(server: ServerProcess, records: int, chunk: str = "") -> str:
     """`records` Yjs updates (each a record), then the text the server has (so durable:
     `--fsync always`)."""
-    async with await YClient.connect(yjs_url(server)) as writer:
+    async with (
+        await YClient.connect(yjs_url(server)) as writer,
+        httpx.AsyncClient(base_url=server.http_url, trust_env=False) as http,
+    ):
         await writer.synced()
         for n in range(records):
             writer.append(f"<{n}>{PIECES[n % len(PIECES)]}{chunk}")
-        await writer.until(lambda: f"<{records - 1}>" in writer.text, 30, "own edits")
-    async with httpx.AsyncClient(base_url=server.http_url, trust_env=False) as http:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while f"<{records - 1}>" not in (text := await server_text(http, NAME)):
             assert time.monotonic() < deadline, "the edits never reached the server"
             await asyncio.sleep(0.02)
@@ -113,7 +114,8 @@ async def test_a_long_log_is_folded_before_loading_and_comes_back_exactly(
     server.kill()  # a crash: the log is left as it is (an unload would compact it)
 
     server.start()
-    assert same(await yjs_view(server), view)  # loaded: the log was folded first
+    views = await asyncio.gather(yjs_view(server), yjs_view(server))  # one load for both
+    assert same(views[0], view) and same(views[1], view)  # loaded: the log was folded first
     assert FOLDED in server.log() and NOT_FOLDED not in server.log(), server.log()
     if store == "file":  # the fold is a compaction: a new segment at the last revision
         directory = server.data_dir / "docs" / storage_key(NAME)
@@ -143,6 +145,16 @@ async def test_a_worker_killed_during_the_fold_costs_nothing(
     loading = asyncio.create_task(yjs_view(server))  # the first peer: its load folds first
     pids: list[int] = []
     await until(lambda: pids.extend(worker_pids(server.process.pid)) or pids, 30, "the fold")  # type: ignore[union-attr]
+    os.kill(pids[0], signal.SIGSTOP)  # the fold stands still: the other documents go on
+    async with (
+        await YClient.connect(f"{server.ws_url}/yjs/other") as one,
+        await YClient.connect(f"{server.ws_url}/yjs/other") as two,
+    ):
+        await one.synced()
+        await two.synced()
+        one.append("👍🏽 中文\r\n")
+        await two.wait_text("👍🏽 中文\r\n")
+    assert not loading.done()  # its own first peer waits for its load
     os.kill(pids[0], signal.SIGKILL)
     assert same(await loading, view)  # loaded from the log as it is
     assert NOT_FOLDED in server.log() and FOLDED not in server.log(), server.log()
