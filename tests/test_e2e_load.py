@@ -22,7 +22,7 @@ from test_compaction_worker import until, worker_pids
 from test_e2e_exactly_once import TYPED, Line, lose_the_ack, server_text
 
 from collab.access.names import storage_key
-from collab.hub.loading import FOLD_RECORDS
+from collab.hub.loading import FOLD_FROM, RECORD_COST
 from collab.storage.fingerprint import fingerprint
 from collab.text.client import TextClient
 from collab.yjs import protocol
@@ -33,6 +33,7 @@ PIECES = ["👩‍👩‍👧 ", "中文 ", "e\u0301 ", "👍🏽\r\n", "🇫�
 NO_COMPACTION = ("--compact-log-records", "1000000", "--compact-log-bytes", str(2**40))
 FOLDED = "folded into a snapshot"
 NOT_FOLDED = "could not be folded"
+RECORDS = int(FOLD_FROM / RECORD_COST) + 50  # small records: enough to be folded
 
 
 def yjs_url(server: ServerProcess) -> str:
@@ -103,7 +104,7 @@ async def test_a_long_log_is_folded_before_loading_and_comes_back_exactly(
     if store == "postgres":
         args += ["--store", request.getfixturevalue("postgres_url")]
     server = start_server(*args)
-    await write_log(server, FOLD_RECORDS + 20)
+    await write_log(server, RECORDS)
     client = TextClient()
     async with httpx.AsyncClient(base_url=server.http_url, trust_env=False) as http:
         seq = await lose_the_ack(f"{server.ws_url}/ot/{url_name(NAME)}", client, http, NAME)
@@ -136,7 +137,7 @@ async def test_a_worker_killed_during_the_fold_costs_nothing(
 ) -> None:
     server = start_server(*NO_COMPACTION, "--fsync", "always")
     # Big records extending one writer's run: the worker takes long enough to be caught.
-    text = await write_log(server, FOLD_RECORDS + 20, "🇫🇷 中文 e\u0301\r\n" * 3_000)
+    text = await write_log(server, 120, "🇫🇷 中文 e\u0301\r\n" * 3_000)
     view = await yjs_view(server)
     server.kill()  # a crash: the log is left as it is (an unload would compact it)
 

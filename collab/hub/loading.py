@@ -4,23 +4,24 @@ pycrdt holds the GIL while it applies an update, and a record that extends one w
 long run costs what the run already holds (Yrs recounts it at each merge): 64 MiB stored
 as 1,025 records of 64 KB took 26 s to load on the loop that every document shares. So:
 
-- **A long log is folded first** (`load_stored`): when the log since the snapshot holds
-  `FOLD_RECORDS` records or `FOLD_BYTES` bytes, the store's compaction worker
-  (`SnapshotBuilder.compact_at`: a child process that reads the store itself, builds,
-  checks and writes the snapshot, as every compaction does) folds it into a snapshot at the
-  last stored revision, and what the store then holds is loaded: the snapshot's runs are one
-  item each, one pycrdt apply. The snapshot carries the ack table the records rebuild
-  (`AckTable.from_stored`), as a compaction's does. The log stays the truth until the
-  snapshot is durable; a fold that fails (a worker killed or out of memory, a full disk) is
-  logged and the log is loaded as it is, on the loop, as before.
+- **A long log is folded first** (`load_stored`): when replaying the log since the
+  snapshot could hold the loop for more than `FOLD_FROM` (`replay_cost`), the store's
+  compaction worker (`SnapshotBuilder.compact_at`: a child process that reads the store
+  itself, builds, checks and writes the snapshot, as every compaction does) folds it into
+  a snapshot at the last stored revision, and what the store then holds is loaded: the
+  snapshot's runs are one item each, one pycrdt apply. The snapshot carries the ack table
+  the records rebuild (`AckTable.from_stored`), as a compaction's does. The log stays the
+  truth until the snapshot is durable; a fold that fails (a worker killed or out of
+  memory, a full disk) is logged and the log is loaded as it is, on the loop, as before.
 - **The surrogate index is built off the loop** (`open_session`): from the stored bytes,
-  in a thread, while the loop applies the state (`SurrogateIndex.of_stored`: its walk in C
-  releases the GIL), not from the whole state by the full decoder at the first Yjs update.
+  in a thread (`SurrogateIndex.of_stored`: its walk in C releases the GIL), not from the
+  whole state by the full decoder at the first Yjs update (~1.5-2 s at 64 MiB).
 
-Left on the loop: pycrdt's one apply of the snapshot (~130 ms at 64 MiB of emoji-heavy
-text; it holds the GIL whichever thread calls it) and the records under the thresholds.
+Left on the loop, in one piece: pycrdt's one apply of the snapshot (~130-160 ms at 64 MiB
+of emoji-heavy text; it holds the GIL whichever thread calls it), the snapshot framed as
+the sync update new peers get (a 64 MiB copy, ~55 ms), and a log cheaper than `FOLD_FROM`.
 Only the document's own first peers wait for the fold (the hub's loading state); the
-others' documents go on.
+other documents go on.
 """
 
 from __future__ import annotations
@@ -38,17 +39,31 @@ from collab.yjs.checks import SurrogateIndex
 
 log = logging.getLogger(__name__)
 
-FOLD_RECORDS = 100
-"""Records since the snapshot from which a load folds them first: ~60-100 us each on the
-loop (pycrdt's apply and the session's bookkeeping), so about what a loop turn may take."""
-FOLD_BYTES = 64 * 1024
-"""Bytes of log since the snapshot from which a load folds them first: one record that
-extends a long run of a big document already costs the loop that run's length."""
+FOLD_FROM = 0.010
+"""Seconds of replay on the loop (as `replay_cost` bounds it) from which a load folds first."""
+RECORD_COST = 25e-6
+"""Seconds a small record costs the loop at load: pycrdt's apply and the session's
+bookkeeping (measured 6 us, 20-23 us with the text followed as ops)."""
+RUN_COST = 1e-9
+"""Seconds per byte of the run a record extends: Yrs recounts the run at each merge
+(measured ~0.8 ns a byte: 64 MiB as 1,025 records of 64 KB took 26 s)."""
+
+
+def replay_cost(stored: StoredDocument) -> float:
+    """An upper bound of the seconds that applying `stored`'s log costs the loop: each
+    record at most extends a run as long as the whole document."""
+    size = len(stored.snapshot or b"") + stored.log_bytes
+    return len(stored.records) * (RECORD_COST + size * RUN_COST)
 
 
 def worth_folding(stored: StoredDocument) -> bool:
-    """Whether replaying `stored`'s log on the loop would cost more than a loop turn."""
-    return len(stored.records) >= FOLD_RECORDS or stored.log_bytes >= FOLD_BYTES
+    """Whether replaying `stored`'s log could cost the loop more than a turn should take.
+
+    A fold costs a worker process (a few hundred ms for the document's first peers, and
+    the snapshot written); a log is there at load only after a crash or a compaction that
+    failed, since an unload compacts (or, with PostgreSQL, when another process edits it).
+    """
+    return replay_cost(stored) >= FOLD_FROM
 
 
 async def load_stored(store: Store, name: str, settings: Settings) -> StoredDocument | None:
@@ -62,7 +77,7 @@ async def load_stored(store: Store, name: str, settings: Settings) -> StoredDocu
     meta = (await asyncio.to_thread(AckTable.from_stored, stored, limit)).encode()
     try:
         await store.compact_at(name, stored.rev, meta, settings.compaction_memory_bytes)
-    except CompactionError as error:
+    except Exception as error:  # a compaction changes nothing unless it completes
         log.warning(
             "%s: the log since rev %d (%d records) could not be folded before loading, "
             "so it is applied as it is: %s",
@@ -70,6 +85,7 @@ async def load_stored(store: Store, name: str, settings: Settings) -> StoredDocu
             stored.snapshot_rev,
             len(stored.records),
             error,
+            exc_info=not isinstance(error, CompactionError),
         )
         return stored
     log.info(
