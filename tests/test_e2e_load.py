@@ -22,7 +22,8 @@ from test_compaction_worker import until, worker_pids
 from test_e2e_exactly_once import TYPED, Line, lose_the_ack, server_text
 
 from collab.access.names import storage_key
-from collab.hub.loading import FOLD_FROM, RECORD_COST
+from collab.hub.loading import FOLD_FROM, RECORD_COST, replay_cost, worth_folding
+from collab.storage.contract import Record, StoredDocument
 from collab.storage.fingerprint import fingerprint
 from collab.text.client import TextClient
 from collab.yjs import protocol
@@ -167,3 +168,15 @@ async def test_a_worker_killed_during_the_fold_costs_nothing(
     server.start()
     assert same(await yjs_view(server), view)
     assert FOLDED in server.log(), server.log()
+
+
+def test_only_a_log_that_could_hold_the_loop_is_folded() -> None:
+    """A few small records load on the loop (a worker would only delay the first peer);
+    many, or one on a big document (it may extend a run that long), are folded."""
+    small = Record(1, 0.0, "yjs:1", None, b"\x01" * 40)
+    few = StoredDocument(b"\x00\x00", 0, [small] * 20, 800)
+    assert replay_cost(few) < FOLD_FROM and not worth_folding(few)
+    many = StoredDocument(b"\x00\x00", 0, [small] * RECORDS, 40 * RECORDS)
+    assert worth_folding(many)
+    one_on_big = StoredDocument(b"\x00" * (16 * 2**20), 1, [small], 40)
+    assert worth_folding(one_on_big)
