@@ -18,11 +18,14 @@ import pytest
 from conftest import ServerProcess
 from hostile_updates import item
 from pyclient import YClient, url_name
+from pycrdt import Doc, Text
 from test_compaction_worker import until, worker_pids
 from test_e2e_exactly_once import TYPED, Line, lose_the_ack, server_text
 
 from collab.access.names import storage_key
+from collab.config import Settings
 from collab.hub.loading import FOLD_FROM, RECORD_COST, replay_cost, worth_folding
+from collab.session import Session
 from collab.storage.contract import Record, StoredDocument
 from collab.storage.fingerprint import fingerprint
 from collab.text.client import TextClient
@@ -180,3 +183,26 @@ def test_only_a_log_that_could_hold_the_loop_is_folded() -> None:
     assert worth_folding(many)
     one_on_big = StoredDocument(b"\x00" * (16 * 2**20), 1, [small], 40)
     assert worth_folding(one_on_big)
+
+
+def test_a_session_loaded_without_the_loader_still_refuses_splits_of_stored_pairs() -> None:
+    """An embedder's `Session` built straight from what is stored builds the index at the
+    first Yjs update (from the kept bytes, by the C walk): pairs of the snapshot and of the
+    logged records are covered."""
+    writer = Doc(client_id=5)
+    text = writer.get("text", type=Text)
+    text.insert(0, "a😀b 中文 e\u0301\r\n")  # 😀's high half at clock 1
+    snapshot = writer.get_update()
+    before = writer.get_state()
+    text.insert(len(text), "👍🏽")  # in a record: 👍 at clocks 12-13, 🏽 at 14-15
+    record = Record(2, 0.0, "yjs:1", None, writer.get_update(before))
+    stored = StoredDocument(snapshot, 1, [record], len(record.update))
+    for high in [(5, 1), (5, 12), (5, 14)]:
+        session = Session(NAME, Settings(), stored, track_text=False)
+        session.connect_yjs("y")
+        session.take_output()
+        session.receive("y", protocol.encode_sync_update(item(7, 0, "X", origin=high) + b"\x00"))
+        closes = session.take_output().closes
+        reason = f"update refused: item 7:0 inserts after high surrogate {high[0]}:{high[1]}"
+        assert closes == [("y", 1002, reason)], high
+        assert session.rev == 2

@@ -327,9 +327,9 @@ class Document:
         self._surrogates = index
 
     def _surrogate_index(self) -> SurrogateIndex:
-        if self._surrogates is None:
-            self._surrogates = SurrogateIndex()
-            self._surrogates.add(self.doc.get_update())
+        if self._surrogates is None:  # the C walk over what is kept, not the full decoder
+            logged = [update for _, update in self._logged]
+            self._surrogates = SurrogateIndex.of_stored(self._base(), logged)
         return self._surrogates
 
     def state_vector(self) -> dict[int, int]:
