@@ -17,9 +17,10 @@ as 1,025 records of 64 KB took 26 s to load on the loop that every document shar
   in a thread (`SurrogateIndex.of_stored`: its walk in C releases the GIL), not from the
   whole state by the full decoder at the first Yjs update (~1.5-2 s at 64 MiB).
 
-Left on the loop, in one piece: pycrdt's one apply of the snapshot (~130-160 ms at 64 MiB
-of emoji-heavy text; it holds the GIL whichever thread calls it), the snapshot framed as
-the sync update new peers get (a 64 MiB copy, ~55 ms), and a log cheaper than `FOLD_FROM`.
+The snapshot is framed as the sync update new peers get in a thread too (a copy of the
+whole state: ~55 ms at 64 MiB). Left on the loop, in one piece: pycrdt's one apply of the
+snapshot (~130-160 ms at 64 MiB of emoji-heavy text; it holds the GIL whichever thread
+calls it), and a log cheaper than `FOLD_FROM`.
 Only the document's own first peers wait for the fold (the hub's loading state); the
 other documents go on.
 """
@@ -29,8 +30,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 
 from collab.config import Settings
+from collab.hub.compactor import framed_off_loop
 from collab.session import Session
 from collab.session.acks import AckTable
 from collab.storage.contract import SnapshotBuilder, Store, StoredDocument
@@ -101,9 +104,12 @@ async def load_stored(store: Store, name: str, settings: Settings) -> StoredDocu
 async def open_session(
     name: str, settings: Settings, stored: StoredDocument | None, track_text: bool
 ) -> Session:
-    """The session of what was stored, its surrogate index built in a thread meanwhile."""
+    """The session of what was stored: its snapshot framed (a big one, in a thread) and its
+    surrogate index built (in a thread, meanwhile) off the loop."""
     if stored is None:
         return Session(name, settings, None, track_text=track_text)
+    if stored.snapshot and stored.snapshot_message is None:  # not a copy on the loop
+        stored = replace(stored, snapshot_message=await framed_off_loop(stored.snapshot))
     updates = [record.update for record in stored.records]
     index = asyncio.get_running_loop().run_in_executor(
         None, SurrogateIndex.of_stored, stored.snapshot, updates

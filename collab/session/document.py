@@ -123,7 +123,7 @@ class Document:
     def _load(self, stored: StoredDocument) -> None:
         if stored.snapshot:
             self.doc.apply_update(stored.snapshot)
-            self._set_base(stored.snapshot)
+            self._set_base(stored.snapshot, stored.snapshot_message)
             self.state_bytes = len(stored.snapshot)
         self.rev = self.base_rev = stored.snapshot_rev
         self.track_text(self.always_track_text)  # the history starts after the snapshot
