@@ -10,12 +10,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from array import array
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from hostile_updates import uint
-from test_update_scan import PIECES, full_check, history
+from test_update_scan import PIECES, full_check, history, python_string_highs
 
 from collab.yjs.checks import SurrogateIndex
 from collab.yjs.scan import Summary, python_quick_check
@@ -98,10 +99,16 @@ EDGE_CASES: list[tuple[bytes, dict[int, int], dict[int, set[int] | frozenset[int
 def c_and_python(
     native: ModuleType, data: bytes, state: dict[int, int], highs: dict[int, set[int]]
 ) -> Summary | None:
-    """The C scan's answer, asserted to be the Python one's and accepted by the full checks."""
+    """The C scan's answer, asserted to be the Python one's and accepted by the full checks;
+    the same with the highs as a loaded state's sorted bytes; `string_highs` likewise."""
     answer = native.quick_check(data, state, highs)
     fast = None if answer is None else Summary(*answer)
     assert fast == python_quick_check(data, state, highs), (data.hex(), state, highs)
+    if all(0 <= clock < 2**53 for clocks in highs.values() for clock in clocks):
+        loaded = {c: array("Q", sorted(clocks)).tobytes() for c, clocks in highs.items()}
+        again = native.quick_check(data, state, {}, loaded)
+        assert (None if again is None else Summary(*again)) == fast, (data.hex(), state, highs)
+    assert native.string_highs(data) == python_string_highs(data), data.hex()
     if fast is not None:
         index = SurrogateIndex()
         index.add(
@@ -218,13 +225,17 @@ def test_the_c_scan_neither_leaks_nor_steals_references() -> None:
     native = pytest.importorskip("collab.yjs._scan")
     clock, highs = 10**6 + 4, {10**6 + 1, 10**6 + 3}  # not cached small ints
     items = group(9, 0, string("x", 0x84, uint(7) + uint(10**6 + 1)), string("y"))
-    before = sys.getrefcount(clock), sys.getrefcount(highs)
+    loaded = array("Q", sorted(highs)).tobytes()
+    before = sys.getrefcount(clock), sys.getrefcount(highs), sys.getrefcount(loaded)
     for _ in range(1000):
         assert native.quick_check(EMOJI, {7: clock}, {7: highs}) is not None
         assert native.quick_check(update(items), {7: clock}, {7: highs}) is None
+        assert native.quick_check(update(items), {7: clock}, {}, {7: loaded}) is None
         with pytest.raises(TypeError):
             native.quick_check(update(items), {7: clock, 9: None}, {7: highs})
-    assert (sys.getrefcount(clock), sys.getrefcount(highs)) == before
+        assert native.string_highs(EMOJI) is not None
+        assert native.string_highs(EMOJI[:-1]) is None
+    assert (sys.getrefcount(clock), sys.getrefcount(highs), sys.getrefcount(loaded)) == before
 
 
 def _sanitizer_libraries() -> list[str]:

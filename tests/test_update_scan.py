@@ -5,6 +5,7 @@ implementations, C (collab/yjs/_scan.c) and Python, give the same answer on ever
 from __future__ import annotations
 
 import random
+from array import array
 
 from conftest import require
 from hostile_updates import item, only_deletes, uint
@@ -20,7 +21,7 @@ from collab.yjs.checks import (
     cut_inside_pair,
     missing_dependencies,
 )
-from collab.yjs.scan import python_quick_check, quick_check, summarize
+from collab.yjs.scan import as_clocks, python_quick_check, quick_check, string_highs, summarize
 from collab.yjs.update import UpdateFormatError, decode_state_vector, decode_update
 
 PIECES = ["a", "Z", " ", "é", "e\u0301", "中文", "😀", "👍🏽", "🇫🇷", "👨‍👩‍👧", "\r\n", "𝄞x", ""]
@@ -42,14 +43,26 @@ def full_check(
 
 def agree(update: bytes, state: dict[int, int], index: SurrogateIndex) -> Summary | None:
     """The fast path's answer, asserted to be the full checks' when it gives one, and the
-    same from its C and Python implementations."""
+    same from its C and Python implementations, with the index's clocks in sets or as a
+    loaded state's sorted bytes."""
     fast = quick_check(update, state, index.highs)
     assert python_quick_check(update, state, index.highs) == fast, (update.hex(), state)
+    loaded = as_loaded(index)
+    assert quick_check(update, state, {}, loaded.loaded) == fast, (update.hex(), state)
+    assert python_quick_check(update, state, {}, loaded.loaded) == fast, (update.hex(), state)
     summary, problem = full_check(update, state, index)
+    assert full_check(update, state, loaded) == (summary, problem)
     if fast is not None:
         assert problem is None, (update.hex(), state, problem)
         assert fast == summary
     return fast
+
+
+def as_loaded(index: SurrogateIndex) -> SurrogateIndex:
+    """The same clocks as a loaded state's: sorted, in bytes (`SurrogateIndex.of_stored`)."""
+    loaded = SurrogateIndex()
+    loaded._loaded = {c: array("Q", sorted(h)).tobytes() for c, h in index.highs.items() if h}
+    return loaded
 
 
 def edit(doc: Doc, rnd: random.Random) -> None:
@@ -187,6 +200,9 @@ def test_crafted_refusals_are_left_to_the_full_checks() -> None:
         if full_check(update, known, index)[1] is not None:
             assert quick_check(update, known, index.highs) is None, update.hex()
             assert python_quick_check(update, known, index.highs) is None, update.hex()
+            loaded = as_loaded(index).loaded
+            assert quick_check(update, known, {}, loaded) is None, update.hex()
+            assert python_quick_check(update, known, {}, loaded) is None, update.hex()
     cut = Doc(client_id=9)
     cut.get("text", type=Text).insert(0, "😀😀")
     whole = cut.get_update()
@@ -275,3 +291,66 @@ def test_clocks_past_32_bits_are_refused_by_every_check() -> None:
     state = {7: 2**32 - 2}
     assert quick_check(at_the_limit, state, {}) == python_quick_check(at_the_limit, state, {})
     assert full_check(at_the_limit, state, SurrogateIndex())[1] is None
+
+
+def python_string_highs(data: bytes) -> tuple[dict[int, int], dict[int, bytes]] | None:
+    native, scan._native_string_highs = scan._native_string_highs, None
+    try:
+        return string_highs(data)
+    finally:
+        scan._native_string_highs = native
+
+
+def summary_highs(data: bytes) -> tuple[dict[int, int], dict[int, list[int]]]:
+    summary = summarize(decode_update(data))
+    return summary.ends, summary.highs
+
+
+@SETTINGS
+@given(st.integers(0, 10**9), st.booleans())
+def test_string_highs_reads_states_and_updates_as_the_full_decoder(
+    seed: int, small_ids: bool
+) -> None:
+    """C and Python agree, and give the full decoder's ends and (sorted) highs."""
+    server, seen = history(seed, small_ids)
+    for data in [server.get_update()] + [update for _, update, _ in seen]:
+        walked = string_highs(data)
+        assert walked == python_string_highs(data), data.hex()
+        assert walked is not None, data.hex()  # text, deletions: never the full decoder
+        ends, highs = walked
+        assert (ends, {c: as_clocks(h).tolist() for c, h in highs.items()}) == summary_highs(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_string_highs_agree_on_any_bytes(data: bytes) -> None:
+    walked = string_highs(data)
+    assert walked == python_string_highs(data)
+    if walked is not None:  # what it reads, the full decoder reads the same
+        ends, highs = walked
+        assert (ends, {c: as_clocks(h).tolist() for c, h in highs.items()}) == summary_highs(data)
+
+
+@SETTINGS
+@given(st.integers(0, 10**9), st.booleans(), st.data())
+def test_an_index_of_what_is_stored_holds_what_add_would_have(
+    seed: int, small_ids: bool, data: st.DataObject
+) -> None:
+    """A snapshot then the updates logged since: `of_stored` knows the same clocks as an
+    index fed the snapshot and then each update with the state before it."""
+    _, seen = history(seed, small_ids)
+    applied = [(state, update) for state, update, done in seen if done]
+    cut = data.draw(st.integers(0, len(applied)))
+    snapshot = Doc()
+    for _, update in applied[:cut]:
+        snapshot.apply_update(update)
+    state = snapshot.get_update()
+    fed = index_of(state)
+    for before, update in applied[cut:]:
+        fed.add(update, decode_state_vector(before))
+    stored = SurrogateIndex.of_stored(state, [update for _, update in applied[cut:]])
+    clocks = {c: set(h) for c, h in stored.highs.items()}
+    for client, highs in stored.loaded.items():
+        clocks.setdefault(client, set()).update(as_clocks(highs).tolist())
+    assert clocks == {c: h for c, h in fed.highs.items() if h}
+    assert len(stored) == len(fed)

@@ -21,10 +21,11 @@ from collab.hub.accounting import LogSize
 from collab.hub.changes import ChangeFeed
 from collab.hub.failures import FATAL
 from collab.hub.lifecycle import DELETED, RESTORED, DocumentNotFoundError
+from collab.hub.loading import load_stored, open_session
 from collab.hub.runner import DocumentRunner
 from collab.hub.webhooks import Webhooks
 from collab.replay.recording import Recorder
-from collab.session import Output, Session
+from collab.session import Output
 from collab.storage import generations
 from collab.storage.contract import (
     DocumentInfo,
@@ -157,14 +158,14 @@ class Hub:
             del self._loading[name]
 
     async def _start(self, name: str, create: bool) -> DocumentRunner:
-        stored = await self.store.load(name)
+        stored = await load_stored(self.store, name, self.settings)  # a long log folded first
         initial = None
         if stored is None and self.on_load is not None:
             initial = await call_hook(self.on_load, name)
         if stored is None and initial is None and not create:
             raise DocumentNotFoundError(name)
         # Follow the text as ops only while text peers need them, unless on_change does.
-        session = Session(name, self.settings, stored, track_text=self._feed is not None)
+        session = await open_session(name, self.settings, stored, self._feed is not None)
         session.generation = await generations.load(self.store, name)
         if initial:
             session.apply_update(initial, origin=OriginPrefix.IMPORT.value)

@@ -93,8 +93,7 @@ class Document:
         self.client_id: int = self._doc.client_id
         self._text = self._doc.get(settings.text_name, type=Text)
         self._lanes = Lanes(settings.text_name)  # Yjs writers' appends waiting for pycrdt
-        # Where edits would split a character: built from the state on the first Yjs
-        # update (documents that only text clients edit never pay for decoding it).
+        # Where edits would split a character: the loader's, else built at the first Yjs update.
         self._surrogates: SurrogateIndex | None = None if stored else SurrogateIndex()
         self._clocks: dict[int, int] | None = None  # the state vector, kept up to date
         self._items: TextItems | None = None  # the text's item ids, while carets need them
@@ -106,7 +105,7 @@ class Document:
     def _load(self, stored: StoredDocument) -> None:
         if stored.snapshot:
             self.doc.apply_update(stored.snapshot)
-            self._set_base(stored.snapshot)
+            self._set_base(stored.snapshot, stored.snapshot_message)
             self.state_bytes = len(stored.snapshot)
         self.rev = self.base_rev = stored.snapshot_rev
         self.track_text(self.always_track_text)  # the history starts after the snapshot
@@ -320,10 +319,14 @@ class Document:
             self._surrogates.add(record.update, known)
         return self._add(record, self._op_from_deltas(deltas))
 
+    def use_surrogates(self, index: SurrogateIndex) -> None:
+        """Before any change: the index of what it was loaded from (`of_stored`, off the loop)."""
+        self._surrogates = index
+
     def _surrogate_index(self) -> SurrogateIndex:
-        if self._surrogates is None:
-            self._surrogates = SurrogateIndex()
-            self._surrogates.add(self.doc.get_update())
+        if self._surrogates is None:  # the C walk over what is kept, not the full decoder
+            logged = [update for _, update in self._logged]
+            self._surrogates = SurrogateIndex.of_stored(self._base(), logged)
         return self._surrogates
 
     def state_vector(self) -> dict[int, int]:

@@ -50,6 +50,9 @@ class StoredDocument:
     records: list[Record]  # every record after snapshot_rev, in order
     log_bytes: int  # size of the current log segment's records (drives compaction)
     snapshot_meta: bytes = b""  # the `Snapshot.meta` of the snapshot (b"" without one)
+    # Not the store's: the snapshot framed as the sync update new peers of a big document
+    # get, when the hub's loader framed it off the event loop (a copy of the whole state).
+    snapshot_message: bytes | None = None
 
     @property
     def rev(self) -> int:

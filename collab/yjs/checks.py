@@ -22,9 +22,9 @@ caller checking both decodes once (`check_update` does exactly that). Malformed 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from collab.yjs.scan import Summary, quick_check, summarize
+from collab.yjs.scan import Summary, as_clocks, in_clocks, quick_check, string_highs, summarize
 from collab.yjs.update import GC, ID, SKIP, Struct, Update, UpdateFormatError, decode_update
 
 __all__ = [
@@ -137,9 +137,11 @@ def _cannot_integrate(update: Update, state: Mapping[int, int]) -> str | None:
 class SurrogateIndex:
     """Where UTF-16 high surrogates sit, per Yjs client, to refuse edits between the halves.
 
-    Feed it every update the server accepts (`add`) and, once at load, the full state
-    (``doc.get_update()``). It keeps one clock per astral character in string content, so
-    memory grows with the number of astral characters ever added, not with the text.
+    Feed it every update the server accepts (`add`), after what it was loaded from: the
+    full state (``doc.get_update()``), or what is stored (`of_stored`: the snapshot's clocks
+    kept as 8 bytes each, the others in sets). It keeps one clock per astral character in
+    string content, so memory grows with the number of astral characters ever added, not
+    with the text.
 
     Covered: an item whose origin is a high-surrogate clock or whose right origin is the
     low-surrogate clock just after one (an insert between the halves, whatever the item's
@@ -150,19 +152,60 @@ class SurrogateIndex:
     that were never `add`-ed.
     """
 
-    __slots__ = ("_highs",)
+    __slots__ = ("_highs", "_loaded")
 
     def __init__(self) -> None:
         self._highs: dict[int, set[int]] = {}
+        self._loaded: dict[int, bytes] = {}  # a loaded state's, as `string_highs` gives them
+
+    @classmethod
+    def of_stored(cls, state: bytes | None, updates: Sequence[bytes] = ()) -> SurrogateIndex:
+        """The index of a stored document: its snapshot's `state`, then the `updates` logged
+        since, as `add` would have been fed them.
+
+        For a loader's thread: the state's walk (in C) runs with the GIL released, and its
+        clocks are kept as it gives them (8 bytes each, sorted, no object per clock), so a
+        64 MiB state costs the event loop neither the full decoder nor a set of millions.
+        """
+        index = cls()
+        known: dict[int, int] = {}
+        if state:
+            walked = string_highs(state)
+            if walked is None:  # not text only: the full decoder, as before
+                summary = summarize(_decoded(state))
+                index.add(summary)
+                known.update(summary.ends)
+            else:
+                known.update(walked[0])
+                index._loaded = {client: highs for client, highs in walked[1].items() if highs}
+        for update in updates:
+            walked = string_highs(update)
+            if walked is None:
+                summary = summarize(_decoded(update))
+                ends, highs = summary.ends, summary.highs
+            else:
+                ends = walked[0]
+                highs = {client: as_clocks(clocks).tolist() for client, clocks in walked[1].items()}
+            index.add(Summary(ends, highs, frozenset()), known)
+            for client, end in ends.items():
+                known[client] = max(end, known.get(client, 0))
+        return index
 
     @property
     def highs(self) -> Mapping[int, set[int]]:
-        """Client -> clocks of its high surrogates (read only)."""
+        """Client -> clocks of its high surrogates (read only), besides the `loaded` ones."""
         return self._highs
+
+    @property
+    def loaded(self) -> Mapping[int, bytes]:
+        """Client -> clocks of its high surrogates in the state the index was loaded from
+        (`of_stored`), as `collab.yjs.scan.string_highs` gives them (read only)."""
+        return self._loaded
 
     def __len__(self) -> int:
         """Number of high surrogates remembered."""
-        return sum(map(len, self._highs.values()))
+        loaded = sum(len(clocks) // 8 for clocks in self._loaded.values())
+        return loaded + sum(map(len, self._highs.values()))
 
     def add(self, update: bytes | Update | Summary, known: Mapping[int, int] | None = None) -> None:
         """Remember the high surrogates of `update`'s strings.
@@ -181,14 +224,18 @@ class SurrogateIndex:
     def splits_pair(self, update: bytes | Update) -> str | None:
         """Why `update` would split a surrogate pair, or None."""
         update = _decoded(update)
-        highs = self._highs
+        highs, loaded = self._highs, self._loaded
         own: dict[int, set[int]] = {}
         for s in update.structs:
             if s.highs:
                 own.setdefault(s.client, set()).update(s.highs)
 
         def is_high(client: int, clock: int) -> bool:
-            return clock in highs.get(client, ()) or clock in own.get(client, ())
+            return (
+                clock in highs.get(client, ())
+                or clock in own.get(client, ())
+                or in_clocks(loaded.get(client), (clock,))
+            )
 
         for s in update.structs:
             if s.ref == GC or s.ref == SKIP:
@@ -232,7 +279,7 @@ def check_update(
     the bytes are not an update. Pass the summary to ``surrogates.add(summary, state)``
     once the document has accepted the update.
     """
-    summary = quick_check(update, state, surrogates.highs)
+    summary = quick_check(update, state, surrogates.highs, surrogates.loaded)
     if summary is not None:
         return summary, None
     decoded = decode_update(update)

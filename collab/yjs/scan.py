@@ -24,7 +24,9 @@ update refused only at its end is read twice (~90 ms for 500 KB instead of ~70).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
 from itertools import chain, compress
 from typing import NamedTuple, TypeVar
 
@@ -33,8 +35,9 @@ from collab.yjs.update import DELETED, GC, MAX_CLOCK, SKIP, STRING, Update
 
 try:  # built from collab/yjs/_scan.c by `pip install` when a C compiler is at hand
     from collab.yjs._scan import quick_check as _native_quick_check
+    from collab.yjs._scan import string_highs as _native_string_highs
 except ImportError:  # the Python scan: the same answers, ~9x slower on a big update
-    _native_quick_check = None
+    _native_quick_check = _native_string_highs = None
 
 _V = TypeVar("_V")
 
@@ -93,17 +96,71 @@ class _Fallback(Exception):
 
 
 def quick_check(
-    data: bytes, state: Mapping[int, int], known_highs: Mapping[int, set[int]]
+    data: bytes,
+    state: Mapping[int, int],
+    known_highs: Mapping[int, set[int]],
+    loaded_highs: Mapping[int, bytes] | None = None,
 ) -> Summary | None:
     """The update's `Summary` if it is well formed and passes every check; None when the
     full decoder and checks must decide (they may still accept it).
 
-    `state` is the document's state vector, `known_highs` the `SurrogateIndex`'s clocks.
+    `state` is the document's state vector, `known_highs` the `SurrogateIndex`'s clocks,
+    `loaded_highs` more of them as `string_highs` gives them (sorted clocks in bytes).
     """
     if _native_quick_check is None:
-        return python_quick_check(data, state, known_highs)
-    answer = _native_quick_check(data, _dict(state), _dict(known_highs))
+        return python_quick_check(data, state, known_highs, loaded_highs)
+    if not loaded_highs:
+        answer = _native_quick_check(data, _dict(state), _dict(known_highs))
+    else:
+        answer = _native_quick_check(data, _dict(state), _dict(known_highs), _dict(loaded_highs))
     return None if answer is None else Summary(*answer)
+
+
+def string_highs(data: bytes) -> tuple[dict[int, int], dict[int, bytes]] | None:
+    """The end clock of each client's structs, and the clocks of the high surrogates in
+    its strings as bytes (sorted native unsigned 64-bit integers: `as_clocks` reads them),
+    of a whole state or of any update of strings, deletions and GC ranges with one group
+    per client; nothing is checked. None when the full decoder must read it.
+
+    8 bytes a surrogate pair, where a set of ints takes ~60; in C the walk runs with the
+    GIL released, so a loader's thread walks a big state beside the event loop.
+    """
+    if _native_string_highs is not None:
+        return _native_string_highs(bytes(data))  # type: ignore[no-any-return]
+    try:
+        walked = _Walk(data, _EVERYTHING_KNOWN).run()
+    except (_Fallback, IndexError, ValueError):
+        return None
+    return walked.ends, {c: array("Q", clocks).tobytes() for c, clocks in walked.highs.items()}
+
+
+def as_clocks(highs: bytes) -> memoryview:
+    """`string_highs`'s clocks of one client as a sorted sequence of ints, not copied."""
+    return memoryview(highs).cast("Q")
+
+
+def in_clocks(highs: bytes | None, clocks: Iterable[int]) -> bool:
+    """Whether any of `clocks` is among `highs` (`string_highs`'s bytes of one client)."""
+    if not highs:
+        return False
+    sorted_clocks = as_clocks(highs)
+    count = len(sorted_clocks)
+    for clock in clocks:
+        at = bisect_left(sorted_clocks, clock)
+        if clock >= 0 and at < count and sorted_clocks[at] == clock:
+            return True
+    return False
+
+
+class _EverythingKnown(dict[int, int]):
+    """A state vector in which every clock is known: `_Walk` then checks no gap and
+    collects no wait (`string_highs`: nothing is checked)."""
+
+    def get(self, key: int, default: object = None) -> int:  # type: ignore[override]
+        return MAX_CLOCK + 1
+
+
+_EVERYTHING_KNOWN = _EverythingKnown()
 
 
 def _dict(mapping: Mapping[int, _V]) -> dict[int, _V]:
@@ -111,13 +168,16 @@ def _dict(mapping: Mapping[int, _V]) -> dict[int, _V]:
 
 
 def python_quick_check(
-    data: bytes, state: Mapping[int, int], known_highs: Mapping[int, set[int]]
+    data: bytes,
+    state: Mapping[int, int],
+    known_highs: Mapping[int, set[int]],
+    loaded_highs: Mapping[int, bytes] | None = None,
 ) -> Summary | None:
     """`quick_check` in Python: the reference the C one is tested against, and the fallback
     where it was not built."""
     try:
         walked = _Walk(data, state).run()
-        _no_split_pairs(walked, state, known_highs)
+        _no_split_pairs(walked, state, known_highs, loaded_highs or {})
         _integrates(walked, state)
     except (_Fallback, IndexError, ValueError):  # ValueError: read_var_uint's ProtocolError
         return None
@@ -340,7 +400,10 @@ class _Walk:
 
 
 def _no_split_pairs(
-    walked: _Walked, state: Mapping[int, int], known_highs: Mapping[int, set[int]]
+    walked: _Walked,
+    state: Mapping[int, int],
+    known_highs: Mapping[int, set[int]],
+    loaded_highs: Mapping[int, bytes],
 ) -> None:
     """No item or deletion starts or ends between the halves of a pair, and no string is
     cut inside one of its own pairs at the known clock (its high half is just below it: the
@@ -352,6 +415,8 @@ def _no_split_pairs(
     for client, probes in walked.probes.items():
         known = known_highs.get(client)
         if known and not known.isdisjoint(probes):
+            raise _Fallback
+        if in_clocks(loaded_highs.get(client), probes):
             raise _Fallback
         if client in mine and not mine[client].isdisjoint(probes):
             raise _Fallback
