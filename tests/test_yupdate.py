@@ -84,8 +84,8 @@ def _apply_op(doc: Doc, kind: str, where: int, size: int, piece: str, value: Any
         del text[byte_offset(current, start) : byte_offset(current, end)]
     elif kind == "fmt":
         text.insert(byte_offset(current, at), piece, {"bold": True, "n": size})
-        if current:
-            text.format(0, byte_offset(current, min(size, len(current))), {"italic": value})
+        current = str(text)  # offsets in the text as it is now: never inside a character
+        text.format(0, byte_offset(current, min(size, len(current))), {"italic": value})
     elif kind == "embed":
         rich = doc.get("rich", type=Text)  # embeds count in positions but not in str()
         rich.insert_embed(0, {"img": piece, "v": value}, {"w": size})
