@@ -539,6 +539,9 @@ def print_timeline(
     worst = [max((d for t, d in lags if a <= t < a + second), default=0) for a in steps]
     others = [machine.others_ms(a, a + second) for a in steps]
     print(f"{target} p99 per second:", " ".join(f"{p99(a, a + second):.0f}" for a in steps))
+    began = time.time() - (time.monotonic() - steps[0] / 1e6)  # to line up the server's log
+    print(f"{target} phase 1 began at {time.strftime('%H:%M:%S', time.gmtime(began))}"
+          f".{int(began % 1 * 1000):03d} UTC")  # fmt: skip
     print(f"{target} generator's worst lag, ms:", " ".join(f"{w / 1000:.0f}" for w in worst))
     for i, core in enumerate(("server's", "generator's")):
         shares = " ".join("-" if o is None else f"{max(0.0, o[i]):.0f}" for o in others)
