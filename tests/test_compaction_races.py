@@ -246,3 +246,35 @@ async def test_appends_go_on_while_a_compaction_copies_what_was_appended_meanwhi
     assert [r.rev for r in stored.records] == [3, 4, 5]
     assert text_of(stored) == "".join(CHUNKS[:5])
     await reopened.close()
+
+
+async def test_a_record_damaged_before_the_commit_point_fails_the_switch_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What was appended while the new log's first part was copied is checked when it is
+    copied in turn: a record damaged on disk meanwhile fails the compaction, and neither
+    the new log's temp file nor the snapshot is left behind."""
+    store = FileStore(tmp_path, fsync=False)
+    writer = Writer()
+    await written(store, "doc", writer, CHUNKS[:3])
+    copying, release = threading.Event(), threading.Event()
+    real_start = NextLog.start
+
+    def start_then_wait(self: NextLog, *args: Any) -> None:
+        real_start(self, *args)
+        copying.set()
+        assert release.wait(5)
+
+    monkeypatch.setattr(NextLog, "start", start_then_wait)
+    compaction = asyncio.create_task(store.compact("doc", writer.snapshot()))
+    await wait_for_thread_event(copying, "the new log's first part")
+    await store.append("doc", [writer.record(CHUNKS[3])])
+    directory = next((tmp_path / "docs").iterdir())
+    with open(directory / "log-000000000000.ylog", "r+b") as log:
+        log.seek(-3, os.SEEK_END)
+        log.write(b"\xff\xff\xff")
+    release.set()
+    with pytest.raises(CompactionError):
+        await asyncio.wait_for(compaction, 5)
+    assert sorted(p.name for p in directory.iterdir()) == ["log-000000000000.ylog", "name"]
+    await store.close()
