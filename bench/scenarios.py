@@ -536,6 +536,7 @@ def print_timeline(
     """Per second of both phases: healthy peers' p99, how late the generator's loop ran at
     worst, and the CPU other processes took on the server's and the generator's cores."""
     second = 1_000_000
+    steps = range(steps.start, steps.stop - second // 2, second)  # no last sliver of a second
     worst = [max((d for t, d in lags if a <= t < a + second), default=0) for a in steps]
     others = [machine.others_ms(a, a + second) for a in steps]
     print(f"{target} p99 per second:", " ".join(f"{p99(a, a + second):.0f}" for a in steps))
