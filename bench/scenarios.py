@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import re
 import shutil
 import signal
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +57,7 @@ from fanout import (
     percentile,
     varbytes,
 )
-from targets import HOCUSPOCUS_TARGETS, Server, load_average, pin
+from targets import HOCUSPOCUS_TARGETS, TICKS, Server, load_average, pin
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -314,6 +316,7 @@ class Writer:
         self.ident = ident
         self.ws = ws
         self.encoder = EditEncoder(1000 + ident)
+        self.seq = 0  # edits sent
         self.seen: dict[tuple[int, int], int] = {}  # (sender, seq) -> receive time (us)
 
 
@@ -362,11 +365,10 @@ async def slow_peer(server: Server, args: argparse.Namespace) -> SlowPeerResult:
     async def write(writer: Writer, until: float) -> None:
         interval = 1 / args.rate
         due = time.monotonic() + interval * (writer.ident / args.writers)
-        seq = len([k for k in sent if k[0] == writer.ident])
         while due < until:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            seq += 1
-            now = int(time.monotonic() * 1e6)
+            writer.seq += 1
+            seq, now = writer.seq, int(time.monotonic() * 1e6)
             sent[(writer.ident, seq)] = now
             edit = writer.encoder.message(f"#{writer.ident}.{seq}.{now};{payload}")
             with contextlib.suppress(ConnectionClosed):
@@ -375,6 +377,10 @@ async def slow_peer(server: Server, args: argparse.Namespace) -> SlowPeerResult:
 
     readers = [asyncio.create_task(read(w)) for w in writers]
     slow_reader = asyncio.create_task(read_slow(slow))
+    lags: list[tuple[int, int]] = []  # (time, how late the generator woke up), in us
+    lag_probe = asyncio.create_task(generator_lag(lags))
+    machine = MachineSampler(server, args.server_cpu, args.client_cpu)
+    sampler = asyncio.create_task(machine.run())
 
     def p99(since: int, until: int) -> float:
         latencies: list[float] = []
@@ -387,6 +393,12 @@ async def slow_peer(server: Server, args: argparse.Namespace) -> SlowPeerResult:
         latencies.sort()
         return percentile(latencies, 0.99) / 1000
 
+    # The generator's own collector would stop every reader for 10-30 ms once the times
+    # kept (hundreds of thousands) are many: a latency the server did not cause. Off while
+    # measuring (what it would free is a few cycles; the times are kept anyway).
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     # Warm-up (not measured), then phase 1: everyone reads (the control for latency, RSS).
     await asyncio.gather(*(write(w, time.monotonic() + 2.0) for w in writers))
     t0 = int(time.monotonic() * 1e6)
@@ -400,13 +412,13 @@ async def slow_peer(server: Server, args: argparse.Namespace) -> SlowPeerResult:
     rss_c = server.rss_kib()
     t2 = int(time.monotonic() * 1e6)
     await asyncio.sleep(1.0)  # stragglers to healthy peers
+    lag_probe.cancel()
+    sampler.cancel()
+    gc.enable()
+    gc.unfreeze()
     before, during = p99(t0, t1), p99(t1, t2)
     if args.timeline:  # p99 of each second, from the start of phase 1
-        steps = range(t0, t2, 1_000_000)
-        print(
-            f"{server.target} p99 per second:",
-            " ".join(f"{p99(a, a + 1_000_000):.0f}" for a in steps),
-        )
+        print_timeline(server.target, range(t0, t2, 1_000_000), p99, lags, machine)
     # The slow peer reads again; if the server closed it, it reconnects and resyncs.
     stalled.set()
     outcome = "?"
@@ -440,6 +452,101 @@ async def slow_peer(server: Server, args: argparse.Namespace) -> SlowPeerResult:
         closed,
         load_average(),
     )
+
+
+async def generator_lag(lags: list[tuple[int, int]], interval: float = 0.002) -> None:
+    """How late the load generator's own loop wakes up (time, lateness in µs): while the
+    generator is held, what it receives is timed late, whatever the server did."""
+    while True:
+        due = time.monotonic() + interval
+        await asyncio.sleep(interval)
+        lags.append((int(due * 1e6), int((time.monotonic() - due) * 1e6)))
+
+
+class MachineSampler:
+    """Every quarter second: how busy the server's and the generator's cores were, and how
+    much of it was the server (its process tree) and the generator. The rest is other jobs
+    on the machine, which a latency measured in that second also holds."""
+
+    def __init__(self, server: Server, server_cpu: int | None, client_cpu: int | None) -> None:
+        self.server = server
+        self.cores = (server_cpu, client_cpu)
+        self.samples: list[tuple[int, int, int, float, float]] = []
+
+    async def run(self, interval: float = 0.25) -> None:
+        if None in self.cores:
+            return
+        while True:
+            server_core, client_core = core_ticks(self.cores)
+            now, own = int(time.monotonic() * 1e6), time.process_time()
+            self.samples.append((now, server_core, client_core, tree_cpu(self.server.pid), own))
+            await asyncio.sleep(interval)
+
+    def others_ms(self, since: int, until: int) -> tuple[float, float] | None:
+        """CPU ms other processes took on (the server's, the generator's) core per second,
+        between the last sample before `since` and the first after `until`."""
+        before = [s for s in self.samples if s[0] <= since]
+        after = [s for s in self.samples if s[0] >= until]
+        if not before or not after:
+            return None
+        (t, a0, a1, s0, g0), (u, b0, b1, s1, g1) = before[-1], after[0]
+        tick, scale = 1000 / TICKS, 1e6 / (u - t)
+        return (
+            ((b0 - a0) * tick - (s1 - s0) * 1000) * scale,
+            ((b1 - a1) * tick - (g1 - g0) * 1000) * scale,
+        )
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of `pid` and its descendants, the living ones found through /proc's
+    `children` files (a scan of all of /proc would cost the generator ~2 ms), the ended
+    ones in `pid`'s own count of its children's time."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{current}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            ended = int(fields[13]) + int(fields[14]) if current == pid else 0
+            total += (int(fields[11]) + int(fields[12]) + ended) / TICKS
+            for children in Path(f"/proc/{current}/task").glob("*/children"):
+                todo += [int(child) for child in children.read_text().split()]
+    return total
+
+
+def core_ticks(cores: tuple[int | None, ...]) -> list[int]:
+    """Busy clock ticks of each core so far (user, nice, system, irq, softirq, steal)."""
+    busy = {}
+    with open("/proc/stat") as stat:
+        for line in stat:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit():
+                values = [int(f) for f in fields]
+                busy[int(name[3:])] = sum(values[0:3]) + sum(values[5:8])
+    return [busy[core] for core in cores if core is not None]
+
+
+def print_timeline(
+    target: str,
+    steps: range,
+    p99: Callable[[int, int], float],
+    lags: list[tuple[int, int]],
+    machine: MachineSampler,
+) -> None:
+    """Per second of both phases: healthy peers' p99, how late the generator's loop ran at
+    worst, and the CPU other processes took on the server's and the generator's cores."""
+    second = 1_000_000
+    steps = range(steps.start, steps.stop - second // 2, second)  # no last sliver of a second
+    worst = [max((d for t, d in lags if a <= t < a + second), default=0) for a in steps]
+    others = [machine.others_ms(a, a + second) for a in steps]
+    print(f"{target} p99 per second:", " ".join(f"{p99(a, a + second):.0f}" for a in steps))
+    began = time.time() - (time.monotonic() - steps[0] / 1e6)  # to line up the server's log
+    print(f"{target} phase 1 began at {time.strftime('%H:%M:%S', time.gmtime(began))}"
+          f".{int(began % 1 * 1000):03d} UTC")  # fmt: skip
+    print(f"{target} generator's worst lag, ms:", " ".join(f"{w / 1000:.0f}" for w in worst))
+    for i, core in enumerate(("server's", "generator's")):
+        shares = " ".join("-" if o is None else f"{max(0.0, o[i]):.0f}" for o in others)
+        print(f"{target} others' CPU ms on the {core} core:", shares)
 
 
 # --- the report ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ acknowledged record, once.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ from typing import Any
 import pytest
 from records import Writer, hold_fsyncs, hold_snapshot_checks, text_of
 
-from collab.storage import files, snapshots
+from collab.storage import snapshots
 from collab.storage.errors import CompactionError
 from collab.storage.files import FileStore
+from collab.storage.next_log import NextLog
 
 CHUNKS = ["👩‍👩‍👧", " 中文", "e\u0301", "\r\n", " 👍🏽🇫🇷", "!"]
 
@@ -31,28 +33,22 @@ async def written(store: FileStore, name: str, writer: Writer, chunks: list[str]
 
 
 def hold_log_switch(
-    store: FileStore, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> tuple[threading.Event, threading.Event, threading.Event]:
-    """Make the new segment's log write (the commit point) wait: entered, release, done."""
+    """Make the new segment's commit point (its log finished and renamed into place, under
+    the document's lock) wait: entered, release, done."""
     entered, release, done = threading.Event(), threading.Event(), threading.Event()
-    in_module = hasattr(files, "write_new_file")  # later: collab.storage.durable's
-    real = files.write_new_file if in_module else store._write_new_file  # type: ignore[attr-defined]
+    real = NextLog.finish
 
-    def held(path: Path, data: bytes, *rest: Any) -> None:
-        if not path.name.startswith("log-"):
-            real(path, data, *rest)
-            return
+    def held(self: NextLog, *args: Any) -> None:
         entered.set()
         assert release.wait(5)
         try:
-            real(path, data, *rest)
+            real(self, *args)
         finally:
             done.set()
 
-    if in_module:
-        monkeypatch.setattr(files, "write_new_file", held)
-    else:
-        monkeypatch.setattr(store, "_write_new_file", held)
+    monkeypatch.setattr(NextLog, "finish", held)
     return entered, release, done
 
 
@@ -66,7 +62,7 @@ async def test_a_compaction_cancelled_while_its_segment_switches_leaves_a_loadab
     store = FileStore(tmp_path, fsync=True)
     writer = Writer()
     await written(store, "doc 😀", writer, CHUNKS[:4])
-    entered, release, done = hold_log_switch(store, monkeypatch)
+    entered, release, done = hold_log_switch(monkeypatch)
     compaction = asyncio.create_task(store.compact("doc 😀", writer.snapshot()))
     await wait_for_thread_event(entered, "the segment switch")
     compaction.cancel()
@@ -91,7 +87,7 @@ async def test_appends_are_held_until_a_cancelled_segment_switch_finishes(
     store = FileStore(tmp_path, fsync=False)
     writer = Writer()
     await written(store, "doc", writer, CHUNKS[:4])
-    entered, release, done = hold_log_switch(store, monkeypatch)
+    entered, release, done = hold_log_switch(monkeypatch)
     compaction = asyncio.create_task(store.compact("doc", writer.snapshot()))
     await wait_for_thread_event(entered, "the segment switch")
     compaction.cancel()
@@ -208,4 +204,77 @@ async def test_an_fsync_cancelled_twice_still_holds_the_document_until_it_return
     assert held
     with pytest.raises(asyncio.CancelledError):
         await append
+    await store.close()
+
+
+async def test_appends_go_on_while_a_compaction_copies_what_was_appended_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new segment's log gets every record after the snapshot: on a busy document,
+    seconds of appends (3 MB in bench/scenarios.py's slow-peer run). Copied and synced
+    under the document's lock, they held every append for 8-19 ms. An append made while
+    that copy is synced must go through, and land in the new segment."""
+    store = FileStore(tmp_path, fsync=True)
+    writer = Writer()
+    await written(store, "doc 😀", writer, CHUNKS[:2])
+    snapshot = writer.snapshot()
+    await written(store, "doc 😀", writer, CHUNKS[2:4])  # after the snapshot: copied
+    copying, appended = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def first_new_log_sync_held(fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if ".tmp-" in name and "-log-" in name and not copying.is_set():
+            copying.set()
+            appended.wait(5)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", first_new_log_sync_held)
+    compaction = asyncio.create_task(store.compact("doc 😀", snapshot))
+    await wait_for_thread_event(copying, "the new log's sync")
+    late = asyncio.create_task(store.append("doc 😀", [writer.record(CHUNKS[4])]))
+    await asyncio.wait([late], timeout=2)  # main: held behind the copy
+    went_on = late.done()
+    appended.set()
+    await asyncio.wait_for(asyncio.gather(compaction, late), 5)
+    assert went_on, "the append waited for the compaction's copy"
+    await store.close()
+
+    reopened = FileStore(tmp_path, fsync=True)
+    stored = await reopened.load("doc 😀")
+    assert stored is not None and stored.snapshot_rev == 2
+    assert [r.rev for r in stored.records] == [3, 4, 5]
+    assert text_of(stored) == "".join(CHUNKS[:5])
+    await reopened.close()
+
+
+async def test_a_record_damaged_before_the_commit_point_fails_the_switch_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What was appended while the new log's first part was copied is checked when it is
+    copied in turn: a record damaged on disk meanwhile fails the compaction, and neither
+    the new log's temp file nor the snapshot is left behind."""
+    store = FileStore(tmp_path, fsync=False)
+    writer = Writer()
+    await written(store, "doc", writer, CHUNKS[:3])
+    copying, release = threading.Event(), threading.Event()
+    real_start = NextLog.start
+
+    def start_then_wait(self: NextLog, *args: Any) -> None:
+        real_start(self, *args)
+        copying.set()
+        assert release.wait(5)
+
+    monkeypatch.setattr(NextLog, "start", start_then_wait)
+    compaction = asyncio.create_task(store.compact("doc", writer.snapshot()))
+    await wait_for_thread_event(copying, "the new log's first part")
+    await store.append("doc", [writer.record(CHUNKS[3])])
+    directory = next((tmp_path / "docs").iterdir())
+    with open(directory / "log-000000000000.ylog", "r+b") as log:
+        log.seek(-3, os.SEEK_END)
+        log.write(b"\xff\xff\xff")
+    release.set()
+    with pytest.raises(CompactionError):
+        await asyncio.wait_for(compaction, 5)
+    assert sorted(p.name for p in directory.iterdir()) == ["log-000000000000.ylog", "name"]
     await store.close()

@@ -12,6 +12,7 @@ fingerprint     whether two Yjs states hold the same document (compaction's chec
 memory          `MemoryStore`
 files           `FileStore`: locks, open handles, group commit, recovery, compaction
 snapshots       a compaction's snapshot built from what is stored, checked and written
+next_log        a compaction's new log, copied while appends go on, committed under the lock
 worker          one task in a child process of its own (compaction off the event loop)
 postgres        `PostgresStore`: the shared store on PostgreSQL (commits, compaction, history)
 postgres_schema its tables, migrations and statements

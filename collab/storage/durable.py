@@ -39,13 +39,7 @@ def write_new_file(path: Path, data: bytes, fsync: bool = True) -> None:
     temp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
         with open(temp, "xb", buffering=0) as file:
-            view = memoryview(data)
-            for start in range(0, len(data), SYNC_STEP):
-                write_all(file, view[start : start + SYNC_STEP])
-                if fsync and start + SYNC_STEP < len(data):
-                    os.fdatasync(file.fileno())
-            if fsync:
-                os.fsync(file.fileno())
+            write_synced(file, data, fsync)
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -75,7 +69,19 @@ def write_new_directory(path: Path, files: Mapping[str, bytes], fsync: bool = Tr
     sync_dir(path.parent, fsync)
 
 
-def write_all(handle: BinaryIO, data: bytes) -> None:
+def write_synced(handle: BinaryIO, data: bytes | memoryview, fsync: bool = True) -> None:
+    """Write `data` at the end of an unbuffered file and sync it, `SYNC_STEP` bytes at a
+    time (see `write_new_file`)."""
+    view = memoryview(data)
+    for start in range(0, len(view), SYNC_STEP):
+        write_all(handle, view[start : start + SYNC_STEP])
+        if fsync and start + SYNC_STEP < len(view):
+            os.fdatasync(handle.fileno())
+    if fsync:
+        os.fsync(handle.fileno())
+
+
+def write_all(handle: BinaryIO, data: bytes | memoryview) -> None:
     """Write everything to an unbuffered file (a raw write may be partial)."""
     view = memoryview(data)
     while view:

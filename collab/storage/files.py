@@ -34,7 +34,7 @@ from collab.storage.contract import (
     last_rev,
 )
 from collab.storage.dirlock import DirectoryLock
-from collab.storage.durable import sync_dir, write_all, write_new_directory, write_new_file
+from collab.storage.durable import sync_dir, write_all, write_new_directory
 from collab.storage.errors import CompactionError, CorruptDocumentError
 from collab.storage.format import (
     DOCS_DIR,
@@ -51,6 +51,7 @@ from collab.storage.format import (
     snapshot_path,
 )
 from collab.storage.logs import SegmentRevisions, document_segments
+from collab.storage.next_log import NextLog
 from collab.storage.snapshots import (
     check_and_write_snapshot,
     remove_partial_snapshots,
@@ -187,8 +188,7 @@ class FileStore:
             if replaced is None:
                 return
             kept = stored.records[replaced:]
-            async with self._lock(key):
-                await in_thread(self._switch_segment, key, snapshot.rev, kept, log_file, read_size)
+            await self._switch_segment(key, snapshot.rev, kept, log_file, read_size)
 
     async def compact_at(
         self, name: str, rev: int, meta: bytes, memory_limit: int = 0
@@ -218,8 +218,7 @@ class FileStore:
             except WorkerError as error:
                 await in_thread(remove_partial_snapshots, directory, rev)
                 raise CompactionError(f"{name!r}: snapshot at rev {rev}: {error}") from None
-            async with self._lock(key):
-                await in_thread(self._switch_segment, key, rev, [], log_file, after)
+            await self._switch_segment(key, rev, [], log_file, after)
             return await in_thread(read_snapshot_file, snapshot_path(directory, rev), rev)
 
     async def list(self) -> list[DocumentInfo]:
@@ -433,34 +432,35 @@ class FileStore:
 
     # -- compact --
 
-    def _switch_segment(
-        self, key: str, rev: int, kept: list[Record], log_file: Path, read_size: int
+    async def _switch_segment(
+        self, key: str, rev: int, kept: list[Record], log_file: Path, offset: int
     ) -> None:
-        """Write the new segment's log (the commit point): the records after `rev` that
-        were read, and those appended since (after byte `read_size` of `log_file`). When
-        it fails before the commit point, the snapshot file (an orphan) goes."""
-        directory = self.docs_dir / key
+        """Start the segment at `rev` (its snapshot written) with `kept`, then `log_file` from
+        byte `offset` on, copied while appends go on (`NextLog`); failed, its snapshot goes."""
+        next_log = NextLog(self.docs_dir / key, rev)
+        state = self._logs.get(key)
+        synced = state.size if state is not None and state.path == log_file else offset
         try:
-            state = self._logs.get(key)
-            if state is None or state.path != log_file:
-                raise CompactionError(f"{log_file}: the log changed while the snapshot was checked")
-            appended = decode_log(log_file, read_size).records if state.size > read_size else []
-            records = kept + appended
-            check_next_revs(rev, records)  # and a torn record (no append runs) ends before
-            if state.last_rev != last_rev(rev, records):
-                raise CompactionError(f"{log_file}: records end before rev {state.last_rev}")
-            last = state.last_rev
-            self._forget(key)
-            log_data = encode_log(records)
-            write_new_file(log_path(directory, rev), log_data, self.fsync)  # the commit point
+            await in_thread(next_log.start, kept, log_file, offset, synced, self.fsync)
+            async with self._lock(key):
+                await in_thread(self._commit_segment, key, next_log, log_file)
         except BaseException:
-            if not log_path(directory, rev).exists():  # else committed: the snapshot is its
+            next_log.discard()
+            if not next_log.path.exists():  # else committed: the snapshot is its
                 with contextlib.suppress(OSError):
-                    snapshot_path(directory, rev).unlink()
+                    snapshot_path(next_log.directory, rev).unlink()
             raise
-        self._remember(key, _OpenLog(log_path(directory, rev), last, len(log_data)))
+
+    def _commit_segment(self, key: str, next_log: NextLog, log_file: Path) -> None:
+        """Under the document's lock: finish the new log (the commit point) and use it."""
+        state = self._logs.get(key)
+        if state is None or state.path != log_file:
+            raise CompactionError(f"{log_file}: the log changed while the snapshot was checked")
+        self._forget(key)
+        next_log.finish(log_file, state.size, state.last_rev, self.fsync)
+        self._remember(key, _OpenLog(next_log.path, next_log.last_rev, next_log.size))
         if not self.keep_history:
-            remove_segments_before(directory, rev, self.fsync)
+            remove_segments_before(next_log.directory, next_log.rev, self.fsync)
 
     # -- list, delete --
 
