@@ -308,6 +308,7 @@ class DocumentRunner:
         settle(edits, self._session.rev)
         snapshot = self._compactor.committed(output.records, self.context.settings)
         await self._send(output)
+        await asyncio.sleep(0)  # the apply left for after the send: a loop turn of its own
         self._session.document.settle()
         if snapshot is not None:
             self._compactor.start(snapshot)
