@@ -146,15 +146,9 @@ def test_what_is_read_is_what_integrating_each_update_at_once_gives(
     assert str(again.get("text", type=Text)) == str(ref_text)
 
 
-def test_appends_are_integrated_a_lane_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What makes an append cost the same at any length (measured by bench/append_cost.py:
-    0.02-0.04 ms an append at 1 to 16 MiB, against 0.03-0.27 ms for bare pycrdt): writers'
-    appends reach pycrdt a lane (64 KiB of one writer) at a time, never one by one."""
-    document, clocks, _ = long_document(16 * 1024)
-    edits = appends(clocks, 32)  # 19 x 32 appends of ~2 KB: ~1.2 MB
-    for update in edits[:WRITERS]:  # the first builds the surrogate index
-        document.apply_update(update, "yjs:1", None)
-    before = str(document.text)  # integrates what waits
+def spy_on_integration(monkeypatch: pytest.MonkeyPatch) -> tuple[list[bytes], list[int]]:
+    """What reaches pycrdt one update at a time, and how many updates each lane
+    integration takes (both lists fill as the document works)."""
     at_once: list[bytes] = []
     in_lanes: list[int] = []
     real_at_once, real_lane = document_module.apply_update, lanes._integrate
@@ -164,6 +158,19 @@ def test_appends_are_integrated_a_lane_at_a_time(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(
         lanes, "_integrate", lambda doc, us: in_lanes.append(len(us)) or real_lane(doc, us)
     )
+    return at_once, in_lanes
+
+
+def test_appends_are_integrated_a_lane_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What makes an append cost the same at any length (measured by bench/append_cost.py:
+    0.02-0.04 ms an append at 1 to 16 MiB, against 0.03-0.27 ms for bare pycrdt): writers'
+    appends reach pycrdt a lane (64 KiB of one writer) at a time, never one by one."""
+    document, clocks, _ = long_document(16 * 1024)
+    edits = appends(clocks, 32)  # 19 x 32 appends of ~2 KB: ~1.2 MB
+    for update in edits[:WRITERS]:  # the first builds the surrogate index
+        document.apply_update(update, "yjs:1", None)
+    before = str(document.text)  # integrates what waits
+    at_once, in_lanes = spy_on_integration(monkeypatch)
     for update in edits[WRITERS:]:
         assert document.apply_update(update, "yjs:1", None) is not None
     assert at_once == []
@@ -215,15 +222,7 @@ def test_an_upload_of_several_writers_waits_whole_until_settled(
     the batch is sent (`Document.settle`). Reading it then costs nothing more."""
     update, text = two_writers_update(100)
     document = Document(Settings(), track_text=False)
-    at_once: list[bytes] = []
-    in_lanes: list[int] = []
-    real_at_once, real_lane = document_module.apply_update, lanes._integrate
-    monkeypatch.setattr(
-        document_module, "apply_update", lambda doc, u: at_once.append(u) or real_at_once(doc, u)
-    )
-    monkeypatch.setattr(
-        lanes, "_integrate", lambda doc, us: in_lanes.append(len(us)) or real_lane(doc, us)
-    )
+    at_once, in_lanes = spy_on_integration(monkeypatch)
     committed = document.apply_update(update, "yjs:1", None)
     assert committed is not None and committed.record.update == update
     assert at_once == [] and in_lanes == []
