@@ -23,7 +23,7 @@ from itertools import accumulate, pairwise
 from operator import attrgetter
 
 from collab.text import positions
-from collab.text.ops import Op, OpError, compose, normalize, require_base
+from collab.text.ops import Op, OpError, apply, compose, normalize, require_base
 
 PIECE = 4096
 """Code points a piece is cut to; a piece grows to twice that before it is cut again."""
@@ -138,7 +138,7 @@ class TextChunks:
         edits = _edits(op)
         many = len(edits) > len(self._groups)  # pieces are more: a cheap first check
         if many and len(edits) > sum(len(group.pieces) for group in self._groups):
-            self._set(_apply_str(str(self), edits))
+            self._set(apply(str(self), op))
             return
         for start, deleted, inserted in reversed(edits):  # earlier positions stay put
             self._splice(start, deleted, inserted)
@@ -340,12 +340,3 @@ def _edits(op: Sequence[int | str]) -> list[Edit]:
     if deleted or inserted:
         edits.append((pos, deleted, inserted))
     return edits
-
-
-def _apply_str(text: str, edits: list[Edit]) -> str:
-    parts, pos = [], 0
-    for start, deleted, inserted in edits:
-        parts += (text[pos:start], inserted)
-        pos = start + deleted
-    parts.append(text[pos:])
-    return "".join(parts)
