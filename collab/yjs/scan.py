@@ -109,10 +109,7 @@ def quick_check(
     """
     if _native_quick_check is None:
         return python_quick_check(data, state, known_highs, loaded_highs)
-    if not loaded_highs:
-        answer = _native_quick_check(data, _dict(state), _dict(known_highs))
-    else:
-        answer = _native_quick_check(data, _dict(state), _dict(known_highs), _dict(loaded_highs))
+    answer = _native_quick_check(data, _dict(state), _dict(known_highs), _dict(loaded_highs or {}))
     return None if answer is None else Summary(*answer)
 
 
