@@ -634,6 +634,64 @@ out:
 
 /* ---- the answer ---- */
 
+/* A scan of `len` bytes at `data` (`state` NULL: `string_highs`'s walk). */
+static Scan new_scan(const unsigned char *data, size_t len, PyObject *state) {
+    Scan s = {.data = data, .len = len, .state = state};
+    s.groups.size = sizeof(Group);
+    s.probes.size = sizeof(Probe);
+    s.waits.size = sizeof(Wait);
+    s.highs.size = sizeof(uint64_t);
+    return s;
+}
+
+static void free_scan(Scan *s) {
+    free(s->groups.items);
+    free(s->probes.items);
+    free(s->waits.items);
+    free(s->highs.items);
+}
+
+/* A group's high clocks as a list of ints (`quick_check`'s `Summary.highs`). */
+static PyObject *highs_list(Scan *s, Group *g) {
+    PyObject *list = PyList_New((Py_ssize_t)(g->highs_to - g->highs_from));
+    for (size_t h = g->highs_from; list != NULL && h < g->highs_to; h++) {
+        PyObject *clock = PyLong_FromUnsignedLongLong(AT(s->highs, uint64_t, h));
+        if (clock == NULL) Py_CLEAR(list);
+        else PyList_SET_ITEM(list, (Py_ssize_t)(h - g->highs_from), clock);
+    }
+    return list;
+}
+
+/* A group's high clocks as one bytes object of native uint64s (`string_highs`). */
+static PyObject *highs_bytes(Scan *s, Group *g) {
+    const char *first = (const char *)&AT(s->highs, uint64_t, g->highs_from);
+    size_t size = (g->highs_to - g->highs_from) * sizeof(uint64_t);
+    return PyBytes_FromStringAndSize(first, (Py_ssize_t)size);
+}
+
+/* Each group's end clock into `ends`, and its high clocks (when it has any), as `as_highs`
+ * makes them, into `highs`; -1 on failure (an exception set). */
+static int ends_and_highs(Scan *s, PyObject *ends, PyObject *highs,
+                          PyObject *(*as_highs)(Scan *, Group *)) {
+    for (size_t i = 0; i < s->groups.len; i++) {
+        Group *g = &AT(s->groups, Group, i);
+        PyObject *client = PyLong_FromUnsignedLongLong(g->client);
+        PyObject *end = PyLong_FromUnsignedLongLong(g->end);
+        PyObject *clocks = NULL;
+        int failed = client == NULL || end == NULL || PyDict_SetItem(ends, client, end);
+        if (!failed && g->highs_to > g->highs_from) {
+            clocks = as_highs(s, g);
+            failed = clocks == NULL || PyDict_SetItem(highs, client, clocks);
+        }
+        Py_XDECREF(client);
+        Py_XDECREF(end);
+        Py_XDECREF(clocks);
+        if (failed) return -1;
+    }
+    return 0;
+}
+
+/* `quick_check`'s answer: (ends, highs, refs, nested). */
 static PyObject *answer(Scan *s) {
     PyObject *ends = PyDict_New(), *highs = PyDict_New(), *refs = PyFrozenSet_New(NULL);
     if (ends == NULL || highs == NULL || refs == NULL) goto fail;
@@ -646,27 +704,7 @@ static PyObject *answer(Scan *s) {
         }
         Py_DECREF(value);
     }
-    for (size_t i = 0; i < s->groups.len; i++) {
-        Group *g = &AT(s->groups, Group, i);
-        PyObject *client = PyLong_FromUnsignedLongLong(g->client);
-        PyObject *end = PyLong_FromUnsignedLongLong(g->end);
-        PyObject *list = NULL;
-        int failed = client == NULL || end == NULL || PyDict_SetItem(ends, client, end);
-        if (!failed && g->highs_to > g->highs_from) {
-            list = PyList_New((Py_ssize_t)(g->highs_to - g->highs_from));
-            failed = list == NULL;
-            for (size_t h = g->highs_from; !failed && h < g->highs_to; h++) {
-                PyObject *clock = PyLong_FromUnsignedLongLong(AT(s->highs, uint64_t, h));
-                failed = clock == NULL;
-                if (clock) PyList_SET_ITEM(list, (Py_ssize_t)(h - g->highs_from), clock);
-            }
-            failed = failed || PyDict_SetItem(highs, client, list);
-        }
-        Py_XDECREF(client);
-        Py_XDECREF(end);
-        Py_XDECREF(list);
-        if (failed) goto fail;
-    }
+    if (ends_and_highs(s, ends, highs, highs_list)) goto fail;
     return Py_BuildValue("(NNNO)", ends, highs, refs, s->nested ? Py_True : Py_False);
 fail:
     Py_XDECREF(ends);
@@ -682,11 +720,7 @@ static PyObject *quick_check(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*O!O!|O!:quick_check", &buffer, &PyDict_Type, &state,
                           &PyDict_Type, &known_highs, &PyDict_Type, &loaded_highs))
         return NULL;
-    Scan s = {.data = buffer.buf, .len = (size_t)buffer.len, .state = state};
-    s.groups.size = sizeof(Group);
-    s.probes.size = sizeof(Probe);
-    s.waits.size = sizeof(Wait);
-    s.highs.size = sizeof(uint64_t);
+    Scan s = new_scan(buffer.buf, (size_t)buffer.len, state);
     PyObject *result = NULL;
     if (walk(&s)) goto out;
     if (!s.fallback) {
@@ -696,10 +730,7 @@ static PyObject *quick_check(PyObject *module, PyObject *args) {
     result = s.fallback ? Py_NewRef(Py_None) : answer(&s);
 out:
     if (result == NULL && !PyErr_Occurred()) PyErr_NoMemory();
-    free(s.groups.items);
-    free(s.probes.items);
-    free(s.waits.items);
-    free(s.highs.items);
+    free_scan(&s);
     PyBuffer_Release(&buffer);
     return result;
 }
@@ -707,29 +738,12 @@ out:
 /* `string_highs`'s answer: (ends, highs), each group's high clocks as one bytes object. */
 static PyObject *highs_answer(Scan *s) {
     PyObject *ends = PyDict_New(), *highs = PyDict_New();
-    if (ends == NULL || highs == NULL) goto fail;
-    for (size_t i = 0; i < s->groups.len; i++) {
-        Group *g = &AT(s->groups, Group, i);
-        PyObject *client = PyLong_FromUnsignedLongLong(g->client);
-        PyObject *end = PyLong_FromUnsignedLongLong(g->end);
-        PyObject *clocks = NULL;
-        int failed = client == NULL || end == NULL || PyDict_SetItem(ends, client, end);
-        if (!failed && g->highs_to > g->highs_from) {
-            const char *first = (const char *)&AT(s->highs, uint64_t, g->highs_from);
-            size_t size = (g->highs_to - g->highs_from) * sizeof(uint64_t);
-            clocks = PyBytes_FromStringAndSize(first, (Py_ssize_t)size);
-            failed = clocks == NULL || PyDict_SetItem(highs, client, clocks);
-        }
-        Py_XDECREF(client);
-        Py_XDECREF(end);
-        Py_XDECREF(clocks);
-        if (failed) goto fail;
+    if (ends == NULL || highs == NULL || ends_and_highs(s, ends, highs, highs_bytes)) {
+        Py_XDECREF(ends);
+        Py_XDECREF(highs);
+        return NULL;
     }
     return Py_BuildValue("(NN)", ends, highs);
-fail:
-    Py_XDECREF(ends);
-    Py_XDECREF(highs);
-    return NULL;
 }
 
 /* The walk alone, no checks (`s.state` NULL: no Python object is touched, so the GIL is
@@ -739,12 +753,8 @@ static PyObject *string_highs(PyObject *module, PyObject *args) {
     (void)module;
     PyObject *data; /* bytes, immutable: safe to read without the GIL (the call holds it) */
     if (!PyArg_ParseTuple(args, "S:string_highs", &data)) return NULL;
-    Scan s = {.data = (const unsigned char *)PyBytes_AS_STRING(data),
-              .len = (size_t)PyBytes_GET_SIZE(data), .state = NULL};
-    s.groups.size = sizeof(Group);
-    s.probes.size = sizeof(Probe);
-    s.waits.size = sizeof(Wait);
-    s.highs.size = sizeof(uint64_t);
+    Scan s = new_scan((const unsigned char *)PyBytes_AS_STRING(data),
+                      (size_t)PyBytes_GET_SIZE(data), NULL);
     int failed;
     Py_BEGIN_ALLOW_THREADS
     failed = walk(&s);
@@ -752,10 +762,7 @@ static PyObject *string_highs(PyObject *module, PyObject *args) {
     PyObject *result = NULL;
     if (!failed) result = s.fallback ? Py_NewRef(Py_None) : highs_answer(&s);
     if (result == NULL && !PyErr_Occurred()) PyErr_NoMemory();
-    free(s.groups.items);
-    free(s.probes.items);
-    free(s.waits.items);
-    free(s.highs.items);
+    free_scan(&s);
     return result;
 }
 
