@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import json
 import socket
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pyclient import YClient
 from raw_ws import client_frame, raw_websocket
+from websockets.asyncio.client import connect
 
 from collab.metrics import Metrics
 from collab.server.frames import fragment_frame, server_frame
@@ -73,7 +75,7 @@ async def test_each_part_is_sent_on_a_loop_turn_of_its_own() -> None:
     turns = 0
     at_part: list[int] = []
 
-    async def send_fragment(data: str, first: bool, last: bool) -> None:
+    async def send_fragment(data: bytes, first: bool, last: bool) -> None:
         at_part.append(turns)
 
     async def other_document() -> None:
@@ -193,3 +195,19 @@ async def test_a_short_welcome_is_still_one_frame(server: ServerProcess) -> None
         sock.close()
     assert frames == 1
     assert json.loads(welcome)["text"] == "hi 😀\r\n"
+
+
+async def test_a_long_welcome_is_whole_through_a_compressed_connection(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """With --ws-compression, websockets compresses the fragments of the one message."""
+    server = start_server("--fsync", "never", "--ws-compression", "true")
+    text = long_text()
+    await seed(server, "deflated", text)
+    async with connect(f"{server.ws_url}/ot/deflated", max_size=None) as ws:
+        assert ws.protocol.extensions, "permessage-deflate was negotiated"
+        secret = "d" * 32
+        await ws.send(json.dumps({"type": "hello", "secret": secret, "user": {"name": "Zoë"}}))
+        welcome = json.loads(await asyncio.wait_for(ws.recv(), 30))
+    assert welcome["type"] == "welcome"
+    assert welcome["text"] == text

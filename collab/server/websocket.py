@@ -170,8 +170,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self._raw_transport.write(b"".join(conn.data_to_send()))
         return True
 
-    async def send_fragment(self, data: str, first: bool, last: bool) -> None:
-        """Write one fragment of a text message (`collab.server.frames.fragment_frame`),
+    async def send_fragment(self, data: bytes, first: bool, last: bool) -> None:
+        """Write one fragment of a text message, its UTF-8 `data` (`fragment_frame`),
         after waiting until the socket's buffer is under its high-water mark. Between the
         first and the last, `send_now` writes nothing (a data frame may not come between
         fragments; a ping's pong or a close may). Raises ConnectionError once the
@@ -183,10 +183,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         conn = self.conn
         if conn.extensions:  # compressed: websockets frames it
             send = conn.send_text if first else conn.send_continuation
-            send(data.encode(), fin=last)
+            send(data, fin=last)
             self._raw_transport.write(b"".join(conn.data_to_send()))
         else:
-            self._raw_transport.write(fragment_frame(data.encode(), first, last))
+            self._raw_transport.write(fragment_frame(data, first, last))
         self._fragmenting = not last
 
     def receive_directly(

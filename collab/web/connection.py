@@ -27,8 +27,8 @@ SEND_EXTENSION = "collab.send"
 awaiting (`collab serve` sets it, see `collab.server.websocket.WebSocketProtocol`):
 ``scope["extensions"][SEND_EXTENSION]["send_now"](data) -> bool`` (False: not written, the
 socket's buffer is full or it is closing), ``["buffered"]() -> int`` (bytes written and
-not yet taken by the peer) and ``await ["send_fragment"](text, first, last)`` (one fragment
-of a text message)."""
+not yet taken by the peer) and ``await ["send_fragment"](utf8, first, last)`` (one fragment
+of a text message, its UTF-8 bytes)."""
 
 
 class Unavailable(Exception):
@@ -91,8 +91,9 @@ class StarletteConnection:
             await self.send(message.whole())
             return
         for index, (part, last) in enumerate(message):
-            await self._send_fragment(part, index == 0, last)
-            self.sent_bytes.inc(wire_length(part))
+            payload = part.encode()
+            await self._send_fragment(payload, index == 0, last)
+            self.sent_bytes.inc(len(payload))
             await asyncio.sleep(0)  # a part per turn: a socket that takes all never waits
         self.sent_messages.inc()
 
