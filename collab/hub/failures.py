@@ -115,7 +115,7 @@ class Supervisor:
         self.context.reload(self.name)
 
 
-def settle(edits: list[asyncio.Future[int]], outcome: int | Exception) -> None:
+def settle_edits(edits: list[asyncio.Future[int]], outcome: int | Exception) -> None:
     """Tell server edits how their batch ended: the revision, or why it was not saved."""
     for done in edits:
         if done.done():

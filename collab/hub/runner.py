@@ -28,7 +28,7 @@ from collab.access.limits import ThrottledLog
 from collab.hub.accounting import LogSize
 from collab.hub.channel import Connection, PeerChannel
 from collab.hub.compactor import Compactor
-from collab.hub.failures import FATAL, Supervisor, settle
+from collab.hub.failures import FATAL, Supervisor, settle_edits
 from collab.hub.lifecycle import RESTORED
 from collab.hub.server_changes import ServerChanges
 from collab.hub.ticks import TickTimer
@@ -303,9 +303,9 @@ class DocumentRunner:
         output = await self._commit_batch()
         edits, self._edits = self._edits[:count], self._edits[count:]
         if output is None:
-            settle(edits, RuntimeError("the document could not be saved"))
+            settle_edits(edits, RuntimeError("the document could not be saved"))
             return False
-        settle(edits, self._session.rev)
+        settle_edits(edits, self._session.rev)
         snapshot = self._compactor.committed(output.records, self.context.settings)
         await self._send(output)
         await asyncio.sleep(0)  # the apply left for after the send: a loop turn of its own
@@ -417,7 +417,7 @@ class DocumentRunner:
             channel.close(CloseCode.INTERNAL, reason)
         self._inbox.clear()
         edits, self._edits = self._edits, []
-        settle(edits, RuntimeError("the document could not be saved"))
+        settle_edits(edits, RuntimeError("the document could not be saved"))
         self.context.forget(self)
 
     async def compact(self) -> bool:
@@ -484,7 +484,7 @@ class DocumentRunner:
         async with self._delivering:
             self._inbox.clear()
             edits, self._edits = self._edits, []
-            settle(edits, RuntimeError(reason))
+            settle_edits(edits, RuntimeError(reason))
             for channel in list(self._channels.values()):
                 channel.close(code, reason)
             self.context.forget(self)
