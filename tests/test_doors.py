@@ -50,9 +50,10 @@ async def serving(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[Collab
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "the app did not start"
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(20):  # it starts, or the test fails (never hangs)
+        while not server.started:
+            assert not task.done(), "the app did not start"
+            await asyncio.sleep(0.01)
     try:
         yield engine, f"127.0.0.1:{port}"
     finally:
@@ -137,8 +138,9 @@ async def test_a_door_under_a_root_path_goes_through_starlette(
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(engine.lifespan())
         task = asyncio.create_task(engine.app()(scope, receive, send))
-        while not sent:
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(10):  # the app answers, or the test fails
+            while not sent:
+                await asyncio.sleep(0.01)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
