@@ -11,10 +11,12 @@ import functools
 import gc
 import logging
 import os
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import v1_snapshot
@@ -837,3 +839,39 @@ async def test_a_new_documents_first_records_are_written_with_its_directory(
     monkeypatch.setattr(os, "fsync", real_fsync)
     await file_store.append("e\u0301 failed", Editor().edit(PIECES))
     assert (await file_store.load("e\u0301 failed")) is not None
+
+
+async def test_a_big_append_is_written_off_the_loop_and_a_failed_one_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write of more than `WRITE_ON_LOOP` bytes runs in a thread (it can wait tens of ms
+    behind another file's fsync); a small one stays on the loop. A big write that fails is
+    cut as any failed append: nothing stored, the same revision can be written again."""
+    store = FileStore(tmp_path, fsync=True)
+    writer = Writer()
+    on_loop: list[bool] = []
+    failing = [False]
+    real_write_all = durable.write_all
+
+    def write_all(handle: Any, data: Any) -> None:
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        if failing[0]:
+            raise OSError(28, "No space left on device")
+        real_write_all(handle, data)
+
+    monkeypatch.setattr(durable, "write_all", write_all)
+    await store.append("doc", [writer.record("👩‍👩‍👧 ")])  # makes the document, in a thread
+    on_loop.clear()
+    await store.append("doc", [writer.record("中e\u0301\r\n")])
+    await store.append("doc", [writer.record("😀" * durable.WRITE_ON_LOOP)])
+    assert on_loop == [True, False]
+    failing[0] = True
+    big = writer.record("🇫🇷" * durable.WRITE_ON_LOOP)
+    with pytest.raises(OSError):
+        await store.append("doc", [big])
+    failing[0] = False
+    stored = await store.load("doc")
+    assert stored is not None and [r.rev for r in stored.records] == [1, 2, 3]
+    await store.append("doc", [big])
+    assert text_of(await store.load("doc")) == str(writer.text)  # type: ignore[arg-type]
+    await store.close()

@@ -34,7 +34,7 @@ from collab.storage.contract import (
     last_rev,
 )
 from collab.storage.dirlock import DirectoryLock
-from collab.storage.durable import sync_dir, write_all, write_new_directory
+from collab.storage.durable import append_bytes, sync_dir, write_new_directory
 from collab.storage.errors import CompactionError, CorruptDocumentError
 from collab.storage.format import (
     DOCS_DIR,
@@ -149,7 +149,7 @@ class FileStore:
             if state is None:  # first append since load or restart: read the log's end
                 state, written = await in_thread(self._open_log, name, key, records)
             if not written:  # (a new document's log is made with its first records)
-                handle, size = self._write(key, state, records)
+                handle, size = await self._write(key, state, records)
                 if self.fsync:
                     await self._fsync_append(key, state, handle)
                 state.size = size
@@ -386,14 +386,15 @@ class FileStore:
         self._handle(key, self._logs[key])  # opened for the next appends, as a write does
         return self._logs[key], True
 
-    def _write(self, key: str, state: _OpenLog, records: Sequence[Record]) -> tuple[BinaryIO, int]:
-        """Write `records` at the log's end (not yet synced): its handle and new size. A
-        write of a few hundred bytes lands in the page cache, so it runs on the loop."""
+    async def _write(
+        self, key: str, state: _OpenLog, records: Sequence[Record]
+    ) -> tuple[BinaryIO, int]:
+        """Write `records` at the log's end (not yet synced): its handle and new size."""
         check_next_revs(state.last_rev, records)
         data = encode_records(records)
         handle = self._handle(key, state)
         try:
-            write_all(handle, data)
+            await append_bytes(handle, data)
         except BaseException:
             self._undo_append(key, state)
             raise
