@@ -95,6 +95,9 @@ class SlowPeer(StalledPeer):
         for part, _ in message:  # each part as the peer takes it, as fragments go
             await self.send(part)
 
+    async def send_big(self, data: bytes) -> None:
+        await self.send(data)
+
 
 async def test_a_kept_answer_goes_part_by_part_and_only_what_queues_beside_it_counts() -> None:
     """A kept answer of any length (the snapshot, 40 logged updates: 8x the limit) does not

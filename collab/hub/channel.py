@@ -17,6 +17,8 @@ from collab.wire import CloseCode
 log = logging.getLogger(__name__)
 
 Outgoing = bytes | str | KeptAnswer | LongMessage
+BIG_MESSAGE = 1 << 20
+"""Bytes from which a message goes out by `Connection.send_big` (fragments, a turn each)."""
 
 
 class Connection(Protocol):
@@ -41,6 +43,10 @@ class Connection(Protocol):
 
     async def send_long(self, message: LongMessage) -> None:
         """Send one long text message, encoded part by part (only text peers get one)."""
+        ...
+
+    async def send_big(self, data: bytes) -> None:
+        """Send one big binary message (a part of a `KeptAnswer`), in fragments if it can."""
         ...
 
 
@@ -210,7 +216,10 @@ class PeerChannel:
                     continue
                 self._sending = len(data)
                 try:
-                    await self.connection.send(data)
+                    if isinstance(data, bytes) and len(data) > BIG_MESSAGE:
+                        await self.connection.send_big(data)
+                    else:
+                        await self.connection.send(data)
                 finally:
                     self._sending = 0
         except asyncio.CancelledError:

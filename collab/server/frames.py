@@ -22,10 +22,11 @@ def server_frame(data: bytes | str) -> bytes:
     return _frame(FIN_TEXT, data.encode())  # type: ignore[union-attr]
 
 
-def fragment_frame(payload: bytes, first: bool, last: bool) -> bytes:
-    """One fragment of a text message (RFC 6455 section 5.4): the first is a text frame,
-    the others continuation frames; only the last has FIN set."""
-    return _frame((FIN if last else 0) | (TEXT if first else CONTINUATION), payload)
+def fragment_frame(payload: bytes, first: bool, last: bool, binary: bool = False) -> bytes:
+    """One fragment of a text (or binary) message (RFC 6455 section 5.4): the first is a
+    text (binary) frame, the others continuation frames; only the last has FIN set."""
+    opcode = (BINARY if binary else TEXT) if first else CONTINUATION
+    return _frame((FIN if last else 0) | opcode, payload)
 
 
 def _frame(first: int, payload: bytes) -> bytes:

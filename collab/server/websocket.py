@@ -170,23 +170,26 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self._raw_transport.write(b"".join(conn.data_to_send()))
         return True
 
-    async def send_fragment(self, data: bytes, first: bool, last: bool) -> None:
-        """Write one fragment of a text message, its UTF-8 `data` (`fragment_frame`),
-        after waiting until the socket's buffer is under its high-water mark. Between the
-        first and the last, `send_now` writes nothing (a data frame may not come between
-        fragments; a ping's pong or a close may). Raises ConnectionError once the
-        connection is closing."""
+    async def send_fragment(
+        self, data: bytes, first: bool, last: bool, binary: bool = False
+    ) -> None:
+        """Write one fragment of a text message, its UTF-8 `data`, or of a binary message
+        (`binary`: `fragment_frame`), after waiting until the socket's buffer is under its
+        high-water mark. Between the first and the last, `send_now` writes nothing (a data
+        frame may not come between fragments; a ping's pong or a close may). Raises
+        ConnectionError once the connection is closing."""
         if not self.writable.is_set():
             await self.writable.wait()
         if self.close_sent or self.disconnected or self._raw_transport.is_closing():
             raise ConnectionError("the WebSocket is closing")
         conn = self.conn
         if conn.extensions:  # compressed: websockets frames it
-            send = conn.send_text if first else conn.send_continuation
+            opening = conn.send_binary if binary else conn.send_text
+            send = opening if first else conn.send_continuation
             send(data, fin=last)
             self._raw_transport.write(b"".join(conn.data_to_send()))
         else:
-            self._raw_transport.write(fragment_frame(data, first, last))
+            self._raw_transport.write(fragment_frame(data, first, last, binary))
         self._fragmenting = not last
 
     def receive_directly(
