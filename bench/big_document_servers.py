@@ -15,7 +15,8 @@ until it has read its welcome, the whole text), `upload500` (a 500 KB document u
 one update, sync step 2 style, 5 times to new documents, the median reported, from two
 clients typing with emoji: the time until an observer receives it). Printed per
 server: each phase's time, the control's p99 and worst latency in it, the server's RSS
-growth, and for collab the event loop's worst lag (/metrics, a histogram bucket bound).
+growth, and for collab the event loop's worst lag in each phase (/metrics, the bound of the
+highest histogram bucket that gained a sample in the phase).
 Compare rows of one run: the machine may be shared (the load average is printed).
 
 Targets (`--only`, repeatable): `pycrdt` (pycrdt-websocket, no store), `node`
@@ -209,35 +210,62 @@ async def upload_once(server: Server, update: bytes, doc: str) -> float:
     return took
 
 
-def worst_loop_lag(server: Server) -> str:
-    """The upper bound of the highest non-empty bucket of collab's loop-lag histogram."""
+def loop_lag_buckets(server: Server) -> list[tuple[float, float]]:
+    """collab's loop-lag histogram: (upper bound, cumulative count); [] when there is none."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics") as response:
             text = response.read().decode()
     except OSError:
-        return "-"
-    buckets = re.findall(r'collab_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)', text)
-    if not buckets:
+        return []
+    found = re.findall(r'collab_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)', text)
+    return [(float(bound), float(count)) for bound, count in found]
+
+
+def worst_lag(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> str:
+    """The upper bound of the highest bucket that gained a sample between two readings."""
+    if not after:
         return "n/a"
-    total = float(buckets[-1][1])
-    for bound, count in buckets:
-        if float(count) >= total:
-            return f"<= {float(bound) * 1000:g} ms"
+    counts = dict(before)
+    gained = [(bound, count - counts.get(bound, 0.0)) for bound, count in after]
+    total = gained[-1][1]
+    for bound, count in gained:
+        if count >= total:
+            return f"<= {bound * 1000:g} ms"
     return "-"
+
+
+class LagByPhase:
+    """The loop's worst lag in each phase, from readings of /metrics at phase boundaries."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.worst: dict[str, str] = {}
+        self._phase = ""
+        self._at: list[tuple[float, float]] = []
+
+    async def enter(self, phase: str) -> None:
+        reading = await asyncio.to_thread(loop_lag_buckets, self.server)
+        if self._phase:
+            self.worst[self._phase] = worst_lag(self._at, reading)
+        self._phase, self._at = phase, reading
 
 
 async def measure(server: Server, args: argparse.Namespace, update: bytes) -> None:
     control = Control()
     controlling = asyncio.create_task(control.run(server))
     rss = server.rss_kib()
+    lags = LagByPhase(server)
+    await lags.enter("idle")
     await asyncio.sleep(2)
     times: dict[str, str] = {}
+    await lags.enter("upload")
     control.phase = "upload"
     print("  upload...", flush=True)
     start = time.perf_counter()
     writer, size, encoder = await upload(server, args.mib)
     times["upload"] = f"{time.perf_counter() - start:7.1f} s"
     if server.handshakes:
+        await lags.enter("joiners")
         control.phase = "joiners"
         print("  joiners...", flush=True)
         stop = asyncio.Event()
@@ -246,25 +274,30 @@ async def measure(server: Server, args: argparse.Namespace, update: bytes) -> No
         stop.set()
         await editing
     if server.target not in ("baseline", "pycrdt", "node"):
+        await lags.enter("history")
         control.phase = "history"
         print("  history...", flush=True)
         times["history"] = f"{await asyncio.to_thread(history_seconds, server):7.2f} s"
+        await lags.enter("text")
         control.phase = "text"
         print("  text peers...", flush=True)
         times["text"] = f"{await text_joiners(server):7.2f} s"
+    await lags.enter("upload500")
     control.phase = "upload500"
     print("  upload500...", flush=True)
     times["upload500"] = f"{await upload500(server, update) * 1000:7.1f} ms"
+    await lags.enter("end")
     control.phase = "end"
     control.stop.set()
     await controlling
     await writer.close()  # type: ignore[attr-defined]
     growth = (server.rss_kib() - rss) / 1024
-    print(f"  RSS growth {growth:.0f} MiB; loop lag worst {worst_loop_lag(server)}")
-    print(f"  {'phase':<10} {'time':>10}   control p99 / worst (ms)")
+    print(f"  RSS growth {growth:.0f} MiB")
+    print(f"  {'phase':<10} {'time':>10}   control p99 / worst (ms)   loop lag (collab)")
     for phase in ("idle", "upload", "joiners", "history", "text", "upload500"):
         if phase == "idle" or phase in times:
-            print(f"  {phase:<10} {times.get(phase, ''):>10}   {control.row(phase)}")
+            lag = lags.worst.get(phase, "n/a")
+            print(f"  {phase:<10} {times.get(phase, ''):>10}   {control.row(phase)}   {lag:>12}")
 
 
 def main() -> None:
