@@ -59,6 +59,15 @@ class Settings:
     max_document_bytes: int = field(
         default=64 * MiB, metadata={"help": "largest document state accepted"}
     )
+    detach_from_bytes: int = field(
+        default=4 * MiB,
+        metadata={
+            "help": "a document this big (bytes of state) that no text client follows keeps "
+            "no CRDT in memory: Yjs text updates are checked, logged and relayed without "
+            "it, and it is rebuilt when a reader needs it (pycrdt's calls on a big text "
+            "hold the event loop tens of ms); 0: never"
+        },
+    )
     max_op_components: int = field(
         default=500,
         metadata={"help": "most components in one text operation (error bad-op)"},

@@ -5,14 +5,18 @@ y-websocket provider, pycrdt) end synced with the whole text."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ServerProcess
+from conftest import ServerProcess, both_edges
 from pyclient import YClient
 from pycrdt import Doc, Text
+from raw_ws import client_frame, raw_websocket
+from test_welcome import read_frame
+from websockets.asyncio.client import connect
 from yjs_node import NodeYjs
 
 from collab.config import Settings
@@ -285,7 +289,7 @@ def test_the_snapshot_is_framed_once_not_once_per_batch_of_joiners() -> None:
     session.take_output()
     session.receive("c", protocol.encode_sync_step1(b"\x00"))
     data, synced = sent(session)
-    assert data is session.document.kept_updates()[0]  # nothing logged since: then synced
+    assert data is session.document.kept.base_message  # nothing logged since: then synced
     assert isinstance(protocol.decode(synced), protocol.SyncStep2)
     peer = Doc()
     peer.apply_update(protocol.decode(data).update)
@@ -341,3 +345,71 @@ async def test_a_peer_joining_a_big_document_with_a_long_log_gets_it_kept_and_pa
         assert first_step2 > 200  # the snapshot, then each logged update, then synced
         assert steps[first_step2].update == b"\x00\x00"
         await joiner.close()
+
+
+def read_binary_message(sock: socket.socket) -> tuple[bytes, int]:
+    """One binary message off a raw socket (its fragments joined) and its frame count."""
+    frames: list[bytes] = []
+    while True:
+        first, payload = read_frame(sock)
+        if first & 0x0F in (0x9, 0xA):  # a ping or pong between fragments: allowed
+            continue
+        assert first & 0x0F == (0x2 if not frames else 0x0), hex(first)
+        frames.append(payload)
+        if first & 0x80:
+            return b"".join(frames), len(frames)
+
+
+@both_edges
+async def test_a_big_snapshot_reaches_a_joiner_in_fragments_of_one_message(
+    start_server: Callable[..., ServerProcess], edge: str
+) -> None:
+    """What is kept of a big document (here a detached one's logged 1.6 MB upload) reaches a
+    new peer as fragments of one binary message, a loop turn each (one frame through a
+    server without the fragment extension); the peer holds exactly the text."""
+    server = start_server("--fsync", "never", "--detach-from-bytes", "1")
+    text = PIECE * 40
+    async with await YClient.connect(f"{server.ws_url}/yjs/frames") as writer:
+        await writer.synced()
+        writer.append(text)
+        async with await YClient.connect(f"{server.ws_url}/yjs/frames") as reader:
+            await reader.wait_text(text, timeout=30)
+    sock = raw_websocket(server.port, "/yjs/frames")
+    joiner = Doc()
+    most_frames = 0
+    try:
+        sock.sendall(client_frame(protocol.encode_sync_step1(b"\x00")))
+        deadline = time.monotonic() + 30
+        while str(joiner.get("text", type=Text)) != text:
+            assert time.monotonic() < deadline, "the joiner never got the text"
+            data, frames = read_binary_message(sock)
+            most_frames = max(most_frames, frames)
+            message = protocol.decode(data)
+            if isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
+                joiner.apply_update(message.update)
+    finally:
+        sock.close()
+    assert most_frames == 1 if edge == "public" else most_frames > 1
+
+
+async def test_a_big_snapshot_is_whole_through_a_compressed_connection(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """With --ws-compression, websockets compresses the fragments of the one message."""
+    server = start_server(
+        "--fsync", "never", "--detach-from-bytes", "1", "--ws-compression", "true"
+    )
+    text = PIECE * 40
+    async with await YClient.connect(f"{server.ws_url}/yjs/deflated") as writer:
+        await writer.synced()
+        writer.append(text)
+        async with await YClient.connect(f"{server.ws_url}/yjs/deflated") as reader:
+            await reader.wait_text(text, timeout=30)
+    joiner = Doc()
+    async with connect(f"{server.ws_url}/yjs/deflated", max_size=None) as ws:
+        assert ws.protocol.extensions, "permessage-deflate was negotiated"
+        await ws.send(protocol.encode_sync_step1(b"\x00"))
+        while str(joiner.get("text", type=Text)) != text:
+            message = protocol.decode(await asyncio.wait_for(ws.recv(), 30))
+            if isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
+                joiner.apply_update(message.update)

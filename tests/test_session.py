@@ -335,17 +335,17 @@ def test_text_is_followed_as_ops_only_while_text_peers_need_it() -> None:
     pump(session, {"y": y})
     y.edit(0, "yjs only 😀")
     pump(session, {"y": y})
-    assert not session.tracking_text and session.mirror == "yjs only 😀"
+    assert not session.document.tracking_text and session.mirror == "yjs only 😀"
     t = TextPeer(session, "t", "c", rev=0)  # from before the ops were followed
     peers = {"y": y, "t": t}
     pump(session, peers)
-    assert session.tracking_text
+    assert session.document.tracking_text
     assert t.of_type("welcome")[0]["text"] == "yjs only 😀"
     y.edit(0, "中")
     pump(session, peers)
     assert t.of_type("op")[0]["op"] == ["中", 10]
     session.disconnect("t")
-    assert not session.tracking_text and session.mirror == "中yjs only 😀"
+    assert not session.document.tracking_text and session.mirror == "中yjs only 😀"
 
 
 def test_one_batch_is_one_message_for_every_peer(session: Session) -> None:

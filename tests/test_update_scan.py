@@ -293,7 +293,7 @@ def test_clocks_past_32_bits_are_refused_by_every_check() -> None:
     assert full_check(at_the_limit, state, SurrogateIndex())[1] is None
 
 
-def python_string_highs(data: bytes) -> tuple[dict[int, int], dict[int, bytes]] | None:
+def python_string_highs(data: bytes) -> tuple[dict[int, int], dict[int, bytes], int] | None:
     native, scan._native_string_highs = scan._native_string_highs, None
     try:
         return string_highs(data)
@@ -317,8 +317,9 @@ def test_string_highs_reads_states_and_updates_as_the_full_decoder(
         walked = string_highs(data)
         assert walked == python_string_highs(data), data.hex()
         assert walked is not None, data.hex()  # text, deletions: never the full decoder
-        ends, highs = walked
+        ends, highs, deletes_at = walked
         assert (ends, {c: as_clocks(h).tolist() for c, h in highs.items()}) == summary_highs(data)
+        assert deletes_at == decode_update(data).deletes_at
 
 
 @settings(max_examples=300, deadline=None)
@@ -327,8 +328,9 @@ def test_string_highs_agree_on_any_bytes(data: bytes) -> None:
     walked = string_highs(data)
     assert walked == python_string_highs(data)
     if walked is not None:  # what it reads, the full decoder reads the same
-        ends, highs = walked
+        ends, highs, deletes_at = walked
         assert (ends, {c: as_clocks(h).tolist() for c, h in highs.items()}) == summary_highs(data)
+        assert deletes_at == decode_update(data).deletes_at
 
 
 @SETTINGS

@@ -21,7 +21,7 @@ from typing import Any
 from collab.config import Settings
 from collab.hub.accounting import LogSize
 from collab.session import Session
-from collab.session.document import KEPT_FROM
+from collab.session.kept import KEPT_FROM
 from collab.storage.contract import Record, Snapshot, SnapshotBuilder
 from collab.storage.errors import CompactionError
 from collab.yjs import protocol
@@ -40,6 +40,7 @@ class Due:
     rev: int
     meta: bytes
     state: bytes | None = None
+    clocks: dict[int, int] | None = None  # the state vector at `rev`
 
 
 async def framed_off_loop(state: bytes) -> bytes | None:
@@ -88,7 +89,8 @@ class Compactor:
 
     def snapshot(self) -> Due:
         session = self.session
-        return Due(session.rev, session.snapshot_meta, None if self.builds else session.state)
+        state = None if self.builds else session.state
+        return Due(session.rev, session.snapshot_meta, state, dict(session.document.state_vector()))
 
     def start(self, due: Due) -> None:
         """Compact at `due` beside the batches. The log counts again from it; if the write
@@ -126,7 +128,7 @@ class Compactor:
             if self.metrics is not None:
                 self.metrics.compacted(time.perf_counter() - started, len(snapshot.state))
             framed = await framed_off_loop(snapshot.state)
-            self.session.compacted(snapshot.rev, snapshot.state, framed)
+            self.session.compacted(snapshot.rev, snapshot.state, framed, clocks=due.clocks)
         return True
 
     async def _compact(self, due: Due) -> Snapshot | None:

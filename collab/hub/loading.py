@@ -38,7 +38,7 @@ from collab.session import Session
 from collab.session.acks import AckTable
 from collab.storage.contract import SnapshotBuilder, Store, StoredDocument
 from collab.storage.errors import CompactionError
-from collab.yjs.checks import SurrogateIndex
+from collab.yjs.checks import StoredWalk, walk_stored
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +111,15 @@ async def open_session(
     if stored.snapshot and stored.snapshot_message is None:  # not a copy on the loop
         stored = replace(stored, snapshot_message=await framed_off_loop(stored.snapshot))
     updates = [record.update for record in stored.records]
-    index = asyncio.get_running_loop().run_in_executor(
-        None, SurrogateIndex.of_stored, stored.snapshot, updates
+    walk = asyncio.get_running_loop().run_in_executor(
+        None, walk_stored, stored.snapshot, updates
     )  # started now: it runs while the session applies the state below
     try:
         session = Session(name, settings, stored, track_text=track_text)
     finally:
-        built = await asyncio.gather(index, return_exceptions=True)
-    if isinstance(built[0], SurrogateIndex):
-        session.document.use_surrogates(built[0])
+        walked = await asyncio.gather(walk, return_exceptions=True)
+    if isinstance(walked[0], StoredWalk):
+        session.document.use_walk(walked[0])
     else:  # never expected: pycrdt took the state; the first update builds the index
-        log.error("%s: surrogate index not built at load: %r", name, built[0])
+        log.error("%s: surrogate index not built at load: %r", name, walked[0])
     return session

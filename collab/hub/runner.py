@@ -488,7 +488,7 @@ class DocumentRunner:
             for channel in list(self._channels.values()):
                 channel.close(code, reason)
             self.context.forget(self)
-            return self._session.document.doc.get_state()
+            return self._session.document.encoded_state_vector()
 
     def stop(self) -> None:
         """Leave the hub: the pump stops and waiters for the unload go on."""

@@ -4,36 +4,37 @@ Every change, whatever its source, goes through here and becomes one revision wi
 `Record` (what the log stores) and its `Revision` (what text clients see).
 
 **Memory never holds what the log does not.** The document keeps the state it was loaded
-or last compacted from and the updates logged since. A change that fails halfway (pycrdt
-raised or panicked, or the shared text took content the text protocol cannot carry, such
-as an embed) is undone by rebuilding the pycrdt document from them, so what the peers, the
-log and a replay see never drift apart.
+or last compacted from and the updates logged since (`collab.session.kept`). A change that
+fails halfway (pycrdt raised or panicked, or the shared text took content the text protocol
+cannot carry, such as an embed) is undone by rebuilding the pycrdt document from them, so
+what the peers, the log and a replay see never drift apart. A big document that only Yjs
+peers edit keeps no pycrdt document at all (detached: `collab.session.replica`).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc, Text, TextEvent, TransactionEvent
 
 from collab.access.storable import storable
 from collab.config import Settings
-from collab.session.lanes import Lanes
-from collab.session.revision import ChangeRefused, Revision
+from collab.session.kept import Clocks, KeptLog
+from collab.session.lanes import integrates_later
+from collab.session.replica import Replica
+from collab.session.revision import ChangeRefused, Committed, Revision, revisions_after
 from collab.storage.contract import Record
 from collab.text import ops as textops
 from collab.text import positions
 from collab.text.chunks import TextChunks, deltas_to_op
 from collab.wire import ErrorCode, parse_text_origin
-from collab.yjs import protocol
-from collab.yjs.checks import Summary, SurrogateIndex, check_update
+from collab.yjs.checks import StoredWalk, Summary, SurrogateIndex, check_update
 from collab.yjs.crdt import InvalidUpdateError, apply_update, weakly
+from collab.yjs.deletes import DeleteSet
 from collab.yjs.items import TextItems
 from collab.yjs.update import (
     NON_TEXT_CONTENT,
@@ -48,15 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EMPTY_UPDATE = b"\x00\x00"
-KEPT_FROM = 1024 * 1024  # bytes of state from which a new peer gets what is kept encoded
-
-
-@dataclass(frozen=True)
-class Committed:
-    """A change that became a revision: the record to log, the op text clients see."""
-
-    record: Record
-    revision: Revision
 
 
 class Document:
@@ -77,22 +69,15 @@ class Document:
         self.clock = clock or time.time
         self.always_track_text = track_text
         self.rev = 0
-        self.base_rev = 0  # the revision of the state the log starts from
-        self.state_bytes = 0  # size of the stored state: snapshot + updates since
         self.history: deque[Revision] = deque(maxlen=max(1, settings.history_in_memory))
-        # The state the log starts from (the snapshot), kept framed as the sync update a
-        # peer of a big document is sent as it is (no copy per answer), and its size.
-        self._base_message = b""
-        self._base_size = 0
-        self._logged: list[tuple[int, bytes]] = []  # (rev, update) logged since the base
+        self.kept = KeptLog()  # the snapshot and the updates logged since: the truth
         self._mirror: TextChunks | None = None  # the text in pieces, while tracking
         self._text_subscription: Any = None
         self._captured_update: bytes | None = None
         self._captured_deltas: list[list[dict[str, Any]]] = []
-        self._doc = Doc(client_id=client_id)  # `doc`: with every waiting update integrated
-        self.client_id: int = self._doc.client_id
-        self._text = self._doc.get(settings.text_name, type=Text)
-        self._lanes = Lanes(settings.text_name)  # Yjs writers' appends waiting for pycrdt
+        self._replica = Replica(settings.text_name, self.kept, client_id)
+        self.client_id: int = self._replica.client_id
+        self._may_detach = True  # until an update only pycrdt checks came (`detach`)
         # Where edits would split a character: the loader's, else built at the first Yjs update.
         self._surrogates: SurrogateIndex | None = None if stored else SurrogateIndex()
         self._clocks: dict[int, int] | None = None  # the state vector, kept up to date
@@ -103,30 +88,78 @@ class Document:
             self.track_text(track_text)
 
     def _load(self, stored: StoredDocument) -> None:
+        self.kept.set_base(stored.snapshot_rev, stored.snapshot or b"", stored.snapshot_message)
+        self.rev = stored.snapshot_rev
+        size = len(stored.snapshot or b"") + stored.log_bytes
+        if not self.always_track_text and self._detaches_at(size):
+            self._replica.detach(DeleteSet())  # `use_walk` brings what it knows
+            for record in stored.records:
+                self._add(record, [])
+            return
         if stored.snapshot:
             self.doc.apply_update(stored.snapshot)
-            self._set_base(stored.snapshot, stored.snapshot_message)
-            self.state_bytes = len(stored.snapshot)
-        self.rev = self.base_rev = stored.snapshot_rev
         self.track_text(self.always_track_text)  # the history starts after the snapshot
         for record in stored.records:
             self.doc.apply_update(record.update)
             _, deltas = self._take_captured()
             self._add(record, self._op_from_deltas(deltas))
 
+    # ------------------------------------------------------------------ detached
+
+    @property
+    def base_rev(self) -> int:
+        """The revision of the state the log starts from."""
+        return self.kept.base_rev
+
+    @property
+    def state_bytes(self) -> int:
+        """Size of the stored state: the snapshot and the updates logged since."""
+        return self.kept.bytes
+
+    @property
+    def detached(self) -> bool:
+        """Whether the document keeps no pycrdt document now (`collab.session.replica`)."""
+        return self._replica.detached
+
+    @property
+    def deleted(self) -> DeleteSet | None:
+        """While detached, what the document deleted (`collab.yjs.deletes`)."""
+        return self._replica.deleted
+
+    def _detaches_at(self, size: int) -> bool:
+        limit = self.settings.detach_from_bytes
+        return self._may_detach and limit > 0 and size >= limit
+
+    def detach(self) -> None:
+        """Drop the pycrdt document when the document is big and nothing needs it: no text
+        peer follows the text, and every update so far could be checked without it."""
+        if self.detached or self._mirror is not None or not self._detaches_at(self.state_bytes):
+            return
+        self.state_vector()  # kept from now on (the lanes' updates are in it)
+        self._replica.detach()
+        self._items = None
+
+    def use_walk(self, walked: StoredWalk) -> None:
+        """Before any change: what the loader found in the stored bytes (`walk_stored`, off
+        the loop): the surrogate index, and while detached the clocks and deletions."""
+        self._surrogates = walked.surrogates
+        self.kept.base_clocks = walked.base_clocks
+        if self.detached:
+            self._clocks = walked.clocks
+            self._replica.detach(walked.deletes)
+
     # ------------------------------------------------------------------ reading
 
     @property
     def doc(self) -> Doc:
-        """The pycrdt document, every accepted update integrated (`collab.session.lanes`)."""
-        self._lanes.integrate(self._doc)
-        return self._doc
+        """The pycrdt document, every accepted update integrated (`collab.session.lanes`);
+        rebuilt first if detached (`collab.session.replica`)."""
+        return self._replica.doc
 
     @property
     def text(self) -> Text:
         """The shared text, every accepted update integrated."""
-        self._lanes.integrate(self._doc)
-        return self._text
+        return self._replica.text
 
     @property
     def mirror(self) -> str:
@@ -165,17 +198,8 @@ class Document:
         return self._items
 
     def revisions_since(self, rev: int) -> list[Revision] | None:
-        """The revisions after `rev`, or None when they are no longer in memory.
-
-        Taken from the newest end: a client is usually zero or a few revisions behind,
-        and the history holds thousands.
-        """
-        first = self.history[0].rev if self.history else self.rev + 1
-        if rev < first - 1 or rev > self.rev:
-            return None
-        missed = list(itertools.islice(reversed(self.history), self.rev - rev))
-        missed.reverse()
-        return missed
+        """The revisions after `rev`, or None when they are no longer in memory."""
+        return revisions_after(self.history, self.rev, rev)
 
     # ------------------------------------------------------------------ following the text
 
@@ -200,6 +224,7 @@ class Document:
             self._mirror, self._text_subscription = None, None
             self.history.clear()
             self._items = None
+            self.detach()
 
     # ------------------------------------------------------------------ changes
 
@@ -216,13 +241,17 @@ class Document:
         self._check_size(len(update))
         known = self.state_vector()
         decoded = self._check_update(update, known)
+        if not integrates_later(decoded):
+            self._may_detach = False  # what pycrdt alone checks came: it stays
+        elif self.detached:
+            return self._take_detached(update, decoded, known, origin, user)
         # No new items: only new deletions can change anything (a reconnecting peer's
         # step 2 re-sends what is known: no revision, nothing relayed).
         nothing_new = not _adds_items(decoded, known)
         deleted_before = self._delete_set() if nothing_new else b""
         # Yjs text, while no text peer follows it, may wait in its writer's lane or whole.
         waits = not nothing_new and self._mirror is None
-        if waits and self._lanes.wait(self._doc, update, decoded, known):
+        if waits and self._replica.wait(update, decoded, known):
             op: textops.Op = []
         else:
             op = self._integrate(update, decoded, origin)
@@ -232,11 +261,13 @@ class Document:
             return None
         # Stored and relayed as it came (as the reference server relays it), waiting or not.
         record = self._record(origin, user, update)
-        return Committed(record, self._add(record, op))
+        committed = Committed(record, self._add(record, op))
+        self.detach()
+        return committed
 
     def settle(self) -> None:
         """Integrate an update that waits whole, once its batch is sent (`Lanes.settle`)."""
-        self._lanes.settle(self._doc)
+        self._replica.settle()
 
     def _integrate(self, update: bytes, decoded: Summary, origin: str) -> textops.Op:
         """Integrate a checked update now: its op for text peers. Raises `ChangeRefused`
@@ -312,6 +343,8 @@ class Document:
         if record.rev != self.rev + 1:
             raise ValueError(f"revision {record.rev} does not follow {self.rev}")
         known = self.state_vector()
+        if self.detached and (taken := self._committed_detached(record, known)):
+            return taken
         self._clocks = None
         apply_update(self.doc, record.update)
         _, deltas = self._take_captured()
@@ -319,14 +352,30 @@ class Document:
             self._surrogates.add(record.update, known)
         return self._add(record, self._op_from_deltas(deltas))
 
-    def use_surrogates(self, index: SurrogateIndex) -> None:
-        """Before any change: the index of what it was loaded from (`of_stored`, off the loop)."""
-        self._surrogates = index
+    def _take_detached(
+        self, update: bytes, decoded: Summary, known: dict[int, int], origin: str, user: str | None
+    ) -> Committed | None:
+        """`apply_update` of a checked text update while detached: no pycrdt at all."""
+        if not self._replica.take(update, decoded, _adds_items(decoded, known)):
+            return None
+        self._surrogate_index().add(decoded, known)
+        _advance(known, decoded)
+        record = self._record(origin, user, update)
+        return Committed(record, self._add(record, []))
+
+    def _committed_detached(self, record: Record, known: dict[int, int]) -> Revision | None:
+        """`apply_committed` while detached, when the update needs no pycrdt to be taken."""
+        decoded, problem = check_update(record.update, known, self._surrogate_index())
+        if problem is not None or not integrates_later(decoded):
+            return None
+        self._replica.take(record.update, decoded, adds_items=True)
+        self._surrogate_index().add(decoded, known)
+        _advance(known, decoded)
+        return self._add(record, [])
 
     def _surrogate_index(self) -> SurrogateIndex:
         if self._surrogates is None:  # the C walk over what is kept, not the full decoder
-            logged = [update for _, update in self._logged]
-            self._surrogates = SurrogateIndex.of_stored(self._base(), logged)
+            self._surrogates = SurrogateIndex.of_stored(self.kept.base(), self.kept.updates())
         return self._surrogates
 
     def state_vector(self) -> dict[int, int]:
@@ -341,44 +390,13 @@ class Document:
         that waits in a lane is integrated for it."""
         return encode_state_vector(self.state_vector())
 
-    def clocks_lacking(self, state_vector: bytes) -> int | None:
-        """How many clocks a peer with `state_vector` lacks of this document (summed over
-        clients); None when the state vector cannot be read."""
-        try:
-            theirs = decode_state_vector(state_vector)
-        except UpdateFormatError:
-            return None
-        return sum(max(0, end - theirs.get(c, 0)) for c, end in self.state_vector().items())
-
-    def kept_updates(self) -> tuple[bytes, list[bytes]] | None:
-        """The whole document as it is kept encoded: the state the log starts from, framed
-        as a sync update message, and the updates logged since. None when encoding it afresh
-        is the better answer: a small state (under `KEPT_FROM` bytes, encoded in well under a
-        millisecond)."""
-        if self._base_size < KEPT_FROM:
-            return None
-        return self._base_message, [update for _, update in self._logged]
-
-    def compacted(self, rev: int, state: bytes, framed: bytes | None = None) -> None:
+    def compacted(
+        self, rev: int, state: bytes, framed: bytes | None = None, clocks: Clocks | None = None
+    ) -> None:
         """A snapshot of `state` at `rev` was written: the log now starts there. `framed`:
-        `state` already framed as a sync update (by the caller, off the event loop)."""
-        self._set_base(state, framed)
-        self.base_rev = rev
-        self._logged = [(r, update) for r, update in self._logged if r > rev]
-        self.state_bytes = len(state) + sum(len(update) for _, update in self._logged)
-
-    def _set_base(self, state: bytes, framed: bytes | None = None) -> None:
-        """Framed once, when a snapshot is loaded or written (one copy), not once per batch
-        of peers it is sent to."""
-        if framed is None:
-            framed = protocol.encode_sync_update(state) if state else b""
-        self._base_message, self._base_size = framed, len(state)
-
-    def _base(self) -> bytes:
-        """The state the log starts from, out of its framing (a copy: pycrdt takes bytes)."""
-        if not self._base_size:
-            return b""
-        return self._base_message[len(self._base_message) - self._base_size :]
+        `state` already framed as a sync update (by the caller, off the event loop);
+        `clocks`: its state vector (a detached document answers peers with it)."""
+        self.kept.set_base(rev, state, framed, clocks)
 
     # ------------------------------------------------------------------ internals
 
@@ -412,8 +430,7 @@ class Document:
             self.history.append(revision)
             self._mirror.apply(op)
         self.rev = record.rev
-        self.state_bytes += len(record.update)
-        self._logged.append((record.rev, record.update))
+        self.kept.append(record.rev, record.update)
         if self._items is not None:
             try:
                 self._items.apply(record.update)
@@ -432,23 +449,17 @@ class Document:
         self._items = None
         tracking = self._mirror is not None
         if tracking:
-            self._text.unobserve(self._text_subscription)
+            self.text.unobserve(self._text_subscription)
         self._clocks = None
-        self._lanes.drop()  # they are logged: the rebuild integrates them
-        self._doc = Doc(client_id=self.client_id)
-        self._text = self._doc.get(self.settings.text_name, type=Text)
-        if self._base_size:
-            self._doc.apply_update(self._base())
-        for _, update in self._logged:
-            self._doc.apply_update(update)
+        self._replica.rebuild()  # the lanes' updates are logged: it integrates them
         self._take_captured()
         if tracking:
-            rebuilt = str(self._text)
+            rebuilt = str(self.text)
             if rebuilt != str(self._mirror):  # never expected: the history no longer applies
                 log.error("text mirror differed from the log; history of ops restarted")
                 self.history.clear()
             self._mirror = TextChunks(rebuilt)
-            self._text_subscription = self._text.observe(weakly(self._on_text_event))
+            self._text_subscription = self.text.observe(weakly(self._on_text_event))
 
     def _op_from_deltas(self, deltas: list[list[dict[str, Any]]]) -> textops.Op:
         """The code-point op of one transaction's text events (the mirror is the old text).

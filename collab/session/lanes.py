@@ -35,6 +35,7 @@ from pycrdt import Doc
 
 from collab.yjs.checks import Summary
 from collab.yjs.crdt import InvalidUpdateError, apply_update
+from collab.yjs.fuse import fused
 from collab.yjs.protocol import read_var_uint
 from collab.yjs.update import DELETED, STRING
 
@@ -45,6 +46,13 @@ LANE_BYTES = 64 * 1024
 WAITING_BYTES = 1024 * 1024
 """All lanes together: past it, the fullest lane is integrated."""
 _TEXT_REFS = frozenset((STRING, DELETED))
+
+
+def integrates_later(summary: Summary) -> bool:
+    """Whether the checks settled everything pycrdt could refuse of an accepted update, so
+    that it may reach pycrdt later, or never (the module's docstring): text and deletions,
+    no item naming its parent item by ID."""
+    return not summary.nested and summary.refs <= _TEXT_REFS
 
 
 class Lanes:
@@ -67,7 +75,7 @@ class Lanes:
         self.settle(doc)  # nothing waits after a whole update
         client = self._writer(update, summary, known)
         if client is None:
-            if summary.nested or not summary.refs <= _TEXT_REFS:
+            if not integrates_later(summary):
                 return False
             self._whole = update
             return True
@@ -136,7 +144,7 @@ def _integrate(doc: Doc, updates: list[bytes]) -> None:
     the checks are for). Should it refuse one, that is logged, and the others go in.
     """
     with doc.transaction():
-        for update in updates:
+        for update in fused(updates):
             try:
                 apply_update(doc, update)
             except InvalidUpdateError as error:

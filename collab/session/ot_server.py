@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collab.session.acks import AckTable
-from collab.session.document import Committed, Document
-from collab.session.revision import ChangeRefused, Revision
+from collab.session.document import Document
+from collab.session.revision import ChangeRefused, Committed, Revision
 from collab.session.text_messages import More
 from collab.text import ops as textops
 from collab.wire import ErrorCode, text_origin

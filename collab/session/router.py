@@ -27,11 +27,12 @@ from collab.config import Settings
 from collab.session import presence
 from collab.session.acks import AckTable
 from collab.session.awareness import AwarenessTable
-from collab.session.document import Committed, Document
+from collab.session.document import Document
+from collab.session.kept import Clocks
 from collab.session.ot_server import OTServer
 from collab.session.outbox import Message, Outbox
 from collab.session.peers import Peer, PeerId, PeerKind, PeerState
-from collab.session.revision import ChangeRefused, Revision
+from collab.session.revision import ChangeRefused, Committed, Revision
 from collab.session.roster import Outlets, Roster
 from collab.session.sync_answers import EMPTY_STATE_VECTOR, SyncAnswers
 from collab.session.text_messages import (
@@ -126,10 +127,6 @@ class Session:
     def history(self) -> deque[Revision]:
         """The revisions kept in memory for text clients to catch up (oldest first)."""
         return self.document.history
-
-    @property
-    def tracking_text(self) -> bool:
-        return self.document.tracking_text
 
     @property
     def awareness(self) -> AwarenessTable:
@@ -267,10 +264,12 @@ class Session:
         self.outbox.send_update(self._yjs_peers, record.update, None)
         self._broadcast_revision(revision, exclude=None)
 
-    def compacted(self, rev: int, state: bytes, framed: bytes | None = None) -> None:
+    def compacted(
+        self, rev: int, state: bytes, framed: bytes | None = None, clocks: Clocks | None = None
+    ) -> None:
         """The driver wrote a snapshot of `state` at `rev`: the log now starts there.
-        `framed`: `state` framed as a sync update, if the driver did it off the loop."""
-        self.document.compacted(rev, state, framed)
+        `framed`: `state` framed off the loop, `clocks`: its state vector (`Document`)."""
+        self.document.compacted(rev, state, framed, clocks)
 
     # ------------------------------------------------------------------ server-side edits
 

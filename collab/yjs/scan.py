@@ -57,6 +57,8 @@ class Summary(NamedTuple):
     nested: bool = False
     """Whether an item names its parent item by ID (a child of a nested type): only pycrdt
     knows whether that item is a type it may hold children (it refuses the update if not)."""
+    deletes_at: int = -1
+    """Where the update's delete set starts in its bytes (`collab.yjs.deletes`; -1: not known)."""
 
 
 def summarize(update: Update) -> Summary:
@@ -69,7 +71,8 @@ def summarize(update: Update) -> Summary:
         if s.highs:
             highs.setdefault(s.client, []).extend(s.highs)
     nested = any(s.parent is not None for s in update.structs)
-    return Summary(ends, highs, frozenset(s.ref for s in update.structs), nested)
+    refs = frozenset(s.ref for s in update.structs)
+    return Summary(ends, highs, refs, nested, update.deletes_at)
 
 
 def _uint(data: bytes, pos: int) -> tuple[int, int]:
@@ -113,11 +116,12 @@ def quick_check(
     return None if answer is None else Summary(*answer)
 
 
-def string_highs(data: bytes) -> tuple[dict[int, int], dict[int, bytes]] | None:
-    """The end clock of each client's structs, and the clocks of the high surrogates in
-    its strings as bytes (sorted native unsigned 64-bit integers: `as_clocks` reads them),
-    of a whole state or of any update of strings, deletions and GC ranges with one group
-    per client; nothing is checked. None when the full decoder must read it.
+def string_highs(data: bytes) -> tuple[dict[int, int], dict[int, bytes], int] | None:
+    """The end clock of each client's structs, the clocks of the high surrogates in its
+    strings as bytes (sorted native unsigned 64-bit integers: `as_clocks` reads them), and
+    where the delete set starts, of a whole state or of any update of strings, deletions and
+    GC ranges with one group per client; nothing is checked. None when the full decoder
+    must read it.
 
     8 bytes a surrogate pair, where a set of ints takes ~60; in C the walk runs with the
     GIL released, so a loader's thread walks a big state beside the event loop.
@@ -128,7 +132,8 @@ def string_highs(data: bytes) -> tuple[dict[int, int], dict[int, bytes]] | None:
         walked = _Walk(data, _EVERYTHING_KNOWN).run()
     except (_Fallback, IndexError, ValueError):
         return None
-    return walked.ends, {c: array("Q", clocks).tobytes() for c, clocks in walked.highs.items()}
+    highs = {c: array("Q", clocks).tobytes() for c, clocks in walked.highs.items()}
+    return walked.ends, highs, walked.deletes_at
 
 
 def as_clocks(highs: bytes) -> memoryview:
@@ -178,7 +183,7 @@ def python_quick_check(
         _integrates(walked, state)
     except (_Fallback, IndexError, ValueError):  # ValueError: read_var_uint's ProtocolError
         return None
-    return Summary(walked.ends, walked.highs, walked.refs, walked.nested)
+    return Summary(walked.ends, walked.highs, walked.refs, walked.nested, walked.deletes_at)
 
 
 class _Walked(NamedTuple):
@@ -200,6 +205,8 @@ class _Walked(NamedTuple):
     """The content refs seen."""
     nested: bool
     """Whether an item names its parent item by ID."""
+    deletes_at: int
+    """Where the delete set starts."""
 
 
 class _Walk:
@@ -219,12 +226,14 @@ class _Walk:
         self.nested = False
 
     def run(self) -> _Walked:
-        pos = self._deletes(self._structs())
-        if pos != len(self.data):
+        deletes_at = self._structs()
+        if self._deletes(deletes_at) != len(self.data):
             raise _Fallback
         highs = self._highs()
         refs = frozenset(self.refs)
-        return _Walked(self.starts, self.ends, self.waits, self.probes, highs, refs, self.nested)
+        return _Walked(
+            self.starts, self.ends, self.waits, self.probes, highs, refs, self.nested, deletes_at
+        )
 
     def _structs(self) -> int:
         data, state, starts, ends = self.data, self.state, self.starts, self.ends

@@ -98,6 +98,8 @@ class Update(NamedTuple):
     structs: list[Struct]
     deletes: list[tuple[int, int, int]]
     """(client, clock, length) ranges of the delete set."""
+    deletes_at: int = -1
+    """Where the delete set starts in the bytes decoded (-1: not decoded from bytes)."""
 
     def refs(self) -> set[int]:
         """The content refs the update's structs carry."""
@@ -200,12 +202,13 @@ def decode_update(data: bytes | bytearray | memoryview) -> Update:
     reader = _Input(bytes(data))
     try:
         structs = _read_structs(reader)
+        deletes_at = reader.pos
         deletes = _read_deletes(reader)
     except ProtocolError as error:
         raise UpdateFormatError(str(error)) from None
     if reader.left():
         raise UpdateFormatError(f"{reader.left()} bytes after the delete set")
-    return Update(structs, deletes)
+    return Update(structs, deletes, deletes_at)
 
 
 def decode_state_vector(data: bytes | bytearray | memoryview) -> dict[int, int]:

@@ -1,0 +1,104 @@
+"""Which clocks a document has deleted, kept beside it without pycrdt.
+
+A reconnecting Yjs peer's sync step 2 re-sends its whole delete set with the items the
+server lacks (often none). Such an update changes nothing unless it deletes something the
+document still holds, and then only it must become a revision. pycrdt answers that by
+encoding the document's delete set before and after applying it; a document that keeps no
+pycrdt document (`collab.session.document`, detached) asks this set instead.
+
+The set is fed the delete set of every update the document accepts: a range in it is
+deleted for good (Yjs never undeletes a clock). It may lack deletions the document holds
+(items sent as deleted content, deletions from before it was started): then a re-sent
+deletion is taken for a new one and logged once more, which changes nothing for anyone. It
+never holds a clock the document has not deleted, so it never hides a real change.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
+
+from collab.yjs.protocol import read_var_uint, write_var_uint
+from collab.yjs.scan import Summary
+from collab.yjs.update import decode_update
+
+Range = tuple[int, int, int]
+"""(client, first clock, length)."""
+
+
+class DeleteSet:
+    """Per client, its deleted clocks as sorted, disjoint, non-adjacent ranges."""
+
+    __slots__ = ("_encoded", "_ends", "_starts")
+
+    def __init__(self) -> None:
+        self._starts: dict[int, list[int]] = {}
+        self._ends: dict[int, list[int]] = {}  # exclusive
+        self._encoded: bytes | None = None  # `as_update`, until the next `add`
+
+    def __len__(self) -> int:
+        """The number of ranges kept."""
+        return sum(map(len, self._starts.values()))
+
+    def add(self, ranges: Iterable[Range]) -> None:
+        """Remember `ranges` as deleted (merged with the ranges they touch)."""
+        for client, clock, length in ranges:
+            if length > 0:
+                self._add(client, clock, clock + length)
+                self._encoded = None
+
+    def _add(self, client: int, start: int, end: int) -> None:
+        starts = self._starts.setdefault(client, [])
+        ends = self._ends.setdefault(client, [])
+        first = bisect_left(ends, start)  # the first range ending at or after `start`
+        last = bisect_right(starts, end)  # past the last range starting at or before `end`
+        if first < last:
+            start = min(start, starts[first])
+            end = max(end, ends[last - 1])
+        starts[first:last] = [start]
+        ends[first:last] = [end]
+
+    def covers(self, ranges: Iterable[Range]) -> bool:
+        """Whether every clock of `ranges` is known deleted."""
+        for client, clock, length in ranges:
+            if length <= 0:
+                continue
+            starts = self._starts.get(client)
+            if not starts:
+                return False
+            at = bisect_right(starts, clock) - 1
+            if at < 0 or self._ends[client][at] < clock + length:
+                return False
+        return True
+
+    def as_update(self) -> bytes:
+        """The set as a Yjs update of deletions alone (kept until the next `add`)."""
+        if self._encoded is None:
+            parts = [b"\x00", write_var_uint(len(self._starts))]
+            for client, starts in self._starts.items():
+                parts += (write_var_uint(client), write_var_uint(len(starts)))
+                for start, end in zip(starts, self._ends[client], strict=True):
+                    parts += (write_var_uint(start), write_var_uint(end - start))
+            self._encoded = b"".join(parts)
+        return self._encoded
+
+
+def delete_ranges(update: bytes, summary: Summary) -> list[Range]:
+    """The ranges of `update`'s delete set (`summary`: what its check gave)."""
+    if summary.deletes_at < 0:
+        return decode_update(update).deletes
+    return read_delete_set(update, summary.deletes_at)
+
+
+def read_delete_set(data: bytes, pos: int) -> list[Range]:
+    """The delete set encoded at `data[pos:]` (the bytes were checked already)."""
+    ranges: list[Range] = []
+    clients, pos = read_var_uint(data, pos)
+    for _ in range(clients):
+        client, pos = read_var_uint(data, pos)
+        count, pos = read_var_uint(data, pos)
+        for _ in range(count):
+            clock, pos = read_var_uint(data, pos)
+            length, pos = read_var_uint(data, pos)
+            ranges.append((client, clock, length))
+    return ranges

@@ -1,0 +1,264 @@
+"""A big document that no text peer follows keeps no pycrdt document (issue 19).
+
+`collab.session.replica`: from `--detach-from-bytes` such a document's Yjs text updates are
+checked, logged and relayed without pycrdt, so pycrdt's costs on a big text (a writer
+continuing its own long run: ~40 ms an append at 64 MiB) never reach the event loop. What
+it answers must be what an attached document answers: the same revisions (none for a peer
+re-sending what is known), the same refusals, the same state vector, and, once a reader
+rebuilds pycrdt, the same text.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+from pycrdt import Doc, Map, Text, merge_updates
+from test_lanes import PIECES, append_update, random_edit
+
+from collab.config import Settings
+from collab.hub.loading import open_session
+from collab.session.document import Document
+from collab.session.revision import ChangeRefused
+from collab.session.sync_answers import KeptAnswer, SyncAnswers
+from collab.storage.contract import Record, StoredDocument
+from collab.yjs import protocol
+from collab.yjs.checks import walk_stored
+from collab.yjs.deletes import DeleteSet, read_delete_set
+from collab.yjs.protocol import write_var_uint
+from collab.yjs.update import decode_state_vector
+
+DETACHED = Settings(detach_from_bytes=1)
+ATTACHED = Settings(detach_from_bytes=0)
+
+
+def writers(count: int) -> list[Doc]:
+    docs = [Doc(client_id=200 + i) for i in range(count)]
+    for doc in docs:
+        doc.get("text", type=Text)
+    return docs
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_detached_document_answers_as_an_attached_one(seed: int) -> None:
+    """Writers that see each other late, mixed uploads, and peers coming back with their
+    whole delete set: each update makes a revision in both documents or in neither; the
+    state vectors agree; the detached one never builds pycrdt until its text is read, and
+    then holds exactly the attached one's text."""
+    rng = random.Random(seed)
+    detached, attached = Document(DETACHED, track_text=False), Document(ATTACHED, track_text=False)
+    docs = writers(3)
+    sent: list[list[bytes]] = [[] for _ in docs]  # each transaction's update, as Yjs sends
+    for doc, out in zip(docs, sent, strict=True):
+        doc.observe(lambda event, out=out: out.append(event.update))
+    log: list[bytes] = []
+    seen = [0] * len(docs)
+    for step in range(250):
+        i = rng.randrange(len(docs))
+        writer = docs[i]
+        if rng.random() < 0.3:  # it hears what the server relayed since
+            for update in log[seen[i] :]:
+                writer.apply_update(update)
+            seen[i] = len(log)
+            sent[i].clear()  # what it heard is not its own to send
+        if rng.random() < 0.15:  # it comes back: its sync step 2 against the server's state
+            update = writer.get_update(detached.encoded_state_vector())
+        else:
+            random_edit(rng, writer)
+            update = sent[i].pop()
+            if rng.random() < 0.1:  # another writer's edit in the same message
+                other = (i + 1) % len(docs)
+                random_edit(rng, docs[other])
+                update = merge_updates(update, sent[other].pop())
+        outcomes = [_outcome(document, update) for document in (detached, attached)]
+        assert outcomes[0] == outcomes[1], (seed, step)
+        if outcomes[0] == "revision":
+            log.append(update)
+        assert detached.state_vector() == attached.state_vector()
+        assert detached.detached or detached.rev == 0  # from its first revision on
+    assert detached.rev == attached.rev
+    assert detached.mirror == attached.mirror  # the rebuild: the text is the same
+    assert not detached.detached
+
+
+def _outcome(document: Document, update: bytes) -> str:
+    try:
+        committed = document.apply_update(update, "yjs:x", None)
+    except ChangeRefused as refused:
+        return f"refused {refused.code}"
+    return "nothing" if committed is None else "revision"
+
+
+def test_a_deletion_already_known_makes_no_revision_and_a_new_one_does() -> None:
+    document = Document(DETACHED, track_text=False)
+    (writer,) = writers(1)
+    text = writer.get("text", type=Text)
+    text += "👩‍👩‍👧 中文 e\u0301\r\n🇫🇷 end"
+    assert document.apply_update(writer.get_update(), "yjs:a", None) is not None
+    before = writer.get_state()
+    del text[0 : len("👩‍👩‍👧".encode())]
+    deletion = writer.get_update(before)
+    assert document.apply_update(deletion, "yjs:a", None) is not None
+    assert document.detached
+    # The same peer back with everything: the server's state vector is its own.
+    again = writer.get_update(document.encoded_state_vector())
+    assert document.apply_update(again, "yjs:a", None) is None
+    assert document.apply_update(deletion, "yjs:a", None) is None
+    before = writer.get_state()
+    del text[0:1]
+    assert document.apply_update(writer.get_update(before), "yjs:a", None) is not None
+    assert document.mirror == str(text)
+
+
+def test_an_update_only_pycrdt_checks_attaches_the_document_for_good() -> None:
+    document = Document(DETACHED, track_text=False)
+    (writer,) = writers(1)
+    writer.get("text", type=Text).insert(0, "中文😀")
+    assert document.apply_update(writer.get_update(), "yjs:a", None) is not None
+    assert document.detached
+    before = writer.get_state()
+    writer.get("meta", type=Map)["title"] = "e\u0301"
+    assert document.apply_update(writer.get_update(before), "yjs:a", None) is not None
+    assert not document.detached
+    before = writer.get_state()
+    writer.get("text", type=Text).insert(0, "\r\n")
+    assert document.apply_update(writer.get_update(before), "yjs:a", None) is not None
+    assert not document.detached  # it stays: what pycrdt alone checks may come again
+    assert document.mirror == "\r\n中文😀"
+
+
+def test_a_text_peer_attaches_and_its_leaving_detaches() -> None:
+    document = Document(DETACHED, track_text=False)
+    client, clock = 77, 0
+    for piece in PIECES:
+        assert document.apply_update(append_update(client, clock, piece), "yjs:a", None)
+        clock += len(piece.encode("utf-16-le")) // 2
+    assert document.detached
+    document.track_text(True)
+    assert not document.detached
+    assert document.mirror == "".join(PIECES)
+    committed = document.apply_op(["✍️", len("".join(PIECES))], "ot:ada", None)
+    assert committed is not None
+    document.track_text(False)
+    assert document.detached
+    assert document.apply_update(append_update(client, clock, "🇫🇷"), "yjs:a", None)
+    assert document.mirror == "✍️" + "".join(PIECES) + "🇫🇷"
+
+
+def test_what_a_detached_document_refuses_is_what_an_attached_one_refuses() -> None:
+    """A split surrogate pair, an item depending on an unknown one: refused, nothing kept."""
+    document = Document(DETACHED, track_text=False)
+    assert document.apply_update(append_update(5, 0, "a😀"), "yjs:a", None)
+    assert document.detached
+    rev, vector = document.rev, dict(document.state_vector())
+    for hostile in (append_update(5, 2, "x"), append_update(6, 9, "y")):
+        with pytest.raises(ChangeRefused):
+            document.apply_update(hostile, "yjs:b", None)
+    assert (document.rev, document.state_vector()) == (rev, vector)
+    assert document.mirror == "a😀"
+
+
+def test_committed_records_of_another_process_are_taken_while_detached() -> None:
+    document = Document(DETACHED, track_text=False)
+    document.apply_update(append_update(5, 0, "中"), "yjs:a", None)
+    document.apply_committed(Record(2, 0.0, "yjs:b", None, append_update(5, 1, "文😀")))
+    assert document.detached and document.rev == 2
+    assert document.mirror == "中文😀"
+
+
+def item_after(client: int, origin: tuple[int, int], text: str) -> bytes:
+    """`client`'s first item, of `text`, right after the item `origin`."""
+    content = text.encode()
+    head = b"\x01\x01" + write_var_uint(client) + b"\x00"
+    item = b"\x84" + write_var_uint(origin[0]) + write_var_uint(origin[1])
+    return head + item + write_var_uint(len(content)) + content + b"\x00"
+
+
+async def test_a_big_document_is_loaded_detached_with_what_its_bytes_say() -> None:
+    """Loaded through the hub's loader: no pycrdt document is built; the state vector, the
+    deletions and the surrogate pairs come from the stored bytes' walk."""
+    (writer,) = writers(1)
+    text = writer.get("text", type=Text)
+    line = "👍🏽 中文 e\u0301\r\n"  # 12 UTF-16 units
+    text += line * 50
+    del text[0 : len("👍🏽 ".encode())]
+    snapshot = writer.get_update()
+    before = writer.get_state()
+    text += "🇫🇷"
+    record = Record(2, 0.0, "yjs:a", None, writer.get_update(before))
+    stored = StoredDocument(snapshot, 1, [record], len(record.update))
+    session = await open_session("big", DETACHED, stored, track_text=False)
+    document = session.document
+    assert document.detached
+    assert document.state_vector() == decode_state_vector(writer.get_state())
+    # The writer back with everything, its deletion included: nothing new.
+    assert document.apply_update(writer.get_update(b"\x00"), "yjs:a", None) is None
+    with pytest.raises(ChangeRefused):  # between the halves of the second line's 👍
+        document.apply_update(item_after(9, (writer.client_id, 12), "x"), "yjs:b", None)
+    assert document.apply_update(item_after(9, (writer.client_id, 13), "x"), "yjs:b", None)
+    assert document.detached
+    assert document.mirror == str(text)[:8] + "x" + str(text)[8:]  # 中文 é\r\n👍x🏽
+
+
+def test_the_walk_of_stored_bytes_finds_their_deletions() -> None:
+    (writer,) = writers(1)
+    text = writer.get("text", type=Text)
+    text += "abc😀中文"
+    del text[1:2]
+    state = writer.get_update()
+    walked = walk_stored(state)
+    expected = DeleteSet()
+    expected.add(read_delete_set(writer.get_update(writer.get_state()), 1))
+    assert walked.deletes.covers(read_delete_set(writer.get_update(writer.get_state()), 1))
+    assert len(walked.deletes) == len(expected) == 1
+
+
+def answer_parts(document: Document, state_vector: bytes) -> list[bytes]:
+    """What a peer with `state_vector` is sent, each message as it arrives."""
+    (answer,) = SyncAnswers(document).answer(state_vector)
+    assert isinstance(answer, KeptAnswer)
+    return list(answer)
+
+
+def apply_messages(doc: Doc, messages: list[bytes]) -> None:
+    for data in messages:
+        message = protocol.decode(data)
+        if isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
+            doc.apply_update(message.update)
+
+
+def test_a_peer_coming_back_gets_the_deletions_and_the_log_not_the_whole_document() -> None:
+    """Deletions made while it was away before the compaction (in the base's delete set
+    only) and after it, inserts after it: all reach it, and the base is not sent again. A
+    peer that lacks part of the base gets all that is kept."""
+    document = Document(DETACHED, track_text=False)
+    (writer,) = writers(1)
+    text = writer.get("text", type=Text)
+
+    sent: list[bytes] = []  # as a Yjs client sends them: each transaction's own update
+    writer.observe(lambda event: sent.append(event.update))
+
+    def edit(change: Callable[[], None]) -> None:
+        change()
+        assert document.apply_update(sent.pop(), "yjs:w", None) is not None
+
+    edit(lambda: text.insert(0, "👩‍👩‍👧 中文 e\u0301\r\n🇫🇷 " * 200))
+    lacking = Doc()  # a peer that leaves now: it lacks the last part of the base
+    lacking.apply_update(writer.get_update())
+    edit(lambda: text.insert(len(str(text).encode()), "🇫🇷 tail"))
+    away = Doc()  # a peer that leaves now: it holds all the base but its deletion
+    away.apply_update(writer.get_update())
+    edit(lambda: text.__delitem__(slice(0, len("👩‍👩‍👧 ".encode()))))
+    document.compacted(document.rev, writer.get_update(), None, dict(document.state_vector()))
+    edit(lambda: text.insert(0, "après 😀"))
+    edit(lambda: text.__delitem__(slice(len("après 😀".encode()), len("après 😀中".encode()))))
+    assert document.detached
+    parts = answer_parts(document, away.get_state())
+    assert sum(map(len, parts)) < document.kept.base_size  # not the whole document
+    apply_messages(away, parts)
+    assert str(away.get("text", type=Text)) == str(text)
+    parts = answer_parts(document, lacking.get_state())
+    assert parts[0] == document.kept.base_message
+    apply_messages(lacking, parts)
+    assert str(lacking.get("text", type=Text)) == str(text)
