@@ -1,0 +1,156 @@
+"""Red team of detached documents (issue 19, `collab.session.replica`).
+
+A detached document keeps no pycrdt document; a reader that needs one rebuilds it from the
+kept log, a cost on the loop (~150 ms at 64 MiB). What a stranger may do again and again
+must not make the server pay that cost again and again, and what the document keeps
+beside it (`collab.yjs.deletes`) must cost what a message holds, not its square.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+from pycrdt import Doc, Map
+from test_lanes import append_update
+
+from collab.config import Settings
+from collab.session import Session, replica
+from collab.storage.contract import Record
+from collab.yjs.deletes import DeleteSet
+
+DETACHED = Settings(detach_from_bytes=1)
+
+
+class Rebuilds:
+    """Counts the pycrdt rebuilds of detached documents, and holds the clock they read."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        self.now = 1000.0
+        rebuild = replica.Replica.rebuild
+
+        def counted(this: replica.Replica) -> None:
+            self.count += 1
+            rebuild(this)
+            self.now += 0.15  # what a rebuild of a 64 MiB document costs
+
+        monkeypatch.setattr(replica.Replica, "rebuild", counted)
+        monkeypatch.setattr(replica, "perf_counter", lambda: self.now, raising=False)
+
+
+def _written_session() -> tuple[Session, int]:
+    """A detached session with some Yjs text, and the writer's next clock."""
+    session = Session("big", DETACHED, track_text=False)
+    clock = 0
+    for piece in ("👩‍👩‍👧 中文 ", "e\u0301\r\n", "🇫🇷 end"):
+        assert session.document.apply_update(append_update(42, clock, piece), "yjs:a", None)
+        clock += len(piece.encode("utf-16-le")) // 2
+    assert session.document.detached
+    return session, clock
+
+
+def test_a_text_peer_joining_and_leaving_again_and_again_rebuilds_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read-only text peer (a stranger with a link) connects and leaves in a loop while a
+    writer types: each join needed pycrdt, and each Yjs edit after its leaving detached the
+    document again, so each join paid a whole rebuild on the loop. Now a document that was
+    rebuilt stays attached until that cost is small beside the time since."""
+    rebuilds = Rebuilds(monkeypatch)
+    session, clock = _written_session()
+    for i in range(5):
+        peer = ("text-peer", i)
+        session.connect_text(peer, "stranger", readonly=True)
+        session.disconnect(peer)
+        assert session.document.apply_update(append_update(42, clock, "✍️"), "yjs:a", None)
+        clock += 2
+    assert rebuilds.count == 1
+    rebuilds.now += 60.0  # a minute later, the next edit detaches it again
+    assert session.document.apply_update(append_update(42, clock, "é"), "yjs:a", None)
+    assert session.document.detached
+    assert session.document.mirror == "👩‍👩‍👧 中文 e\u0301\r\n🇫🇷 end" + "✍️" * 5 + "é"
+
+
+def test_an_http_reader_between_edits_rebuilds_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GET /state (or the text) of a detached document rebuilds it; the next Yjs edit
+    detached it again, so a reader polling a document that is being edited paid a rebuild
+    per poll."""
+    rebuilds = Rebuilds(monkeypatch)
+    session, clock = _written_session()
+    for _ in range(5):
+        assert session.state  # what the HTTP door reads
+        assert session.document.apply_update(append_update(42, clock, "中"), "yjs:a", None)
+        clock += 1
+    assert rebuilds.count == 1
+
+
+def _map_update(doc: Doc, key: str) -> bytes:
+    before = doc.get_state()
+    doc.get("meta", type=Map)[key] = "e\u0301"
+    return doc.get_update(before)
+
+
+def test_records_of_other_content_from_another_process_attach_for_good(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With PostgreSQL and Redis, another process commits a map update (which attaches the
+    document for good there); this one applied it through a rebuilt pycrdt document but
+    let its next local text edit detach again, so every such record rebuilt it again."""
+    rebuilds = Rebuilds(monkeypatch)
+    session, clock = _written_session()
+    document = session.document
+    other = Doc(client_id=9)
+    for i in range(3):
+        record = Record(document.rev + 1, 0.0, "yjs:b", None, _map_update(other, f"k{i}"))
+        document.apply_committed(record)
+        rebuilds.now += 60.0  # however long after
+        assert document.apply_update(append_update(42, clock, "x"), "yjs:a", None)
+        clock += 1
+    assert rebuilds.count == 1
+    assert not document.detached
+    assert document.mirror.endswith("xxx")
+
+
+def _random_ranges(rng: random.Random, count: int) -> list[tuple[int, int, int]]:
+    return [
+        (rng.choice((1, 2)), rng.randrange(200), rng.choice((0, 1, 1, 2, 5, 30)))
+        for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_delete_set_holds_exactly_the_clocks_added(seed: int) -> None:
+    """Overlapping, adjacent, zero-length, repeated and unordered ranges, in batches."""
+    rng = random.Random(seed)
+    deletes, clocks = DeleteSet(), set()
+    for _ in range(rng.randrange(1, 12)):
+        batch = _random_ranges(rng, rng.randrange(0, 40))
+        deletes.add(batch)
+        clocks |= {(c, k) for c, start, length in batch for k in range(start, start + length)}
+        for client, start, length in _random_ranges(rng, 60):
+            wanted = all((client, k) in clocks for k in range(start, start + length))
+            assert deletes.covers([(client, start, length)]) == wanted
+    runs = sum(
+        1 for client, k in clocks if (client, k - 1) not in clocks
+    )  # maximal runs: ranges are merged with the ranges they touch
+    assert len(deletes) == runs
+
+
+def test_a_message_of_many_ranges_costs_what_it_holds() -> None:
+    """A stranger's 8 MiB message may hold ~2 million deletion ranges, in any order. Added
+    one at a time, each range in front of the ones kept moved them all: 200,000 ranges in
+    descending order took ~6 s on the loop (2 million: ~10 minutes)."""
+    ranges = [(7, 2 * i, 1) for i in range(200_000)]
+    ranges.reverse()
+    deletes = DeleteSet()
+    started = time.perf_counter()
+    deletes.add(ranges)
+    deletes.add([(7, 2 * i + 400_000, 1) for i in range(200_000)][::-1])
+    deletes.add([(7, 2 * i + 1, 1) for i in range(0, 200_000, 2)])  # inside what is kept
+    elapsed = time.perf_counter() - started
+    assert len(deletes) == 100_000 + 200_000
+    assert deletes.covers([(7, 0, 3), (7, 4, 3), (7, 400_000, 1), (7, 799_998, 1)])
+    assert not deletes.covers([(7, 3, 1)])
+    assert elapsed < 2.0, f"{elapsed:.1f} s"
