@@ -24,6 +24,8 @@ from collab.yjs.update import decode_update
 
 Range = tuple[int, int, int]
 """(client, first clock, length)."""
+FEW = 16
+"""Ranges of one client in one message merged one at a time; more are merged in one pass."""
 
 
 class DeleteSet:
@@ -41,22 +43,26 @@ class DeleteSet:
         return sum(map(len, self._starts.values()))
 
     def add(self, ranges: Iterable[Range]) -> None:
-        """Remember `ranges` as deleted (merged with the ranges they touch)."""
+        """Remember `ranges` as deleted (merged with the ranges they touch).
+
+        A message may hold millions of ranges in any order: past `FEW` of a client they are
+        sorted, then spliced into its lists in one pass (slices copied), not inserted one at
+        a time, which shifted the lists once per range (the square of the count)."""
+        added: dict[int, list[tuple[int, int]]] = {}
         for client, clock, length in ranges:
             if length > 0:
-                self._add(client, clock, clock + length)
-                self._encoded = None
-
-    def _add(self, client: int, start: int, end: int) -> None:
-        starts = self._starts.setdefault(client, [])
-        ends = self._ends.setdefault(client, [])
-        first = bisect_left(ends, start)  # the first range ending at or after `start`
-        last = bisect_right(starts, end)  # past the last range starting at or before `end`
-        if first < last:
-            start = min(start, starts[first])
-            end = max(end, ends[last - 1])
-        starts[first:last] = [start]
-        ends[first:last] = [end]
+                added.setdefault(client, []).append((clock, clock + length))
+        if added:
+            self._encoded = None
+        for client, spans in added.items():
+            starts = self._starts.setdefault(client, [])
+            ends = self._ends.setdefault(client, [])
+            if len(spans) <= FEW:
+                for start, end in spans:
+                    _insert(starts, ends, start, end)
+            else:
+                spans.sort()
+                self._starts[client], self._ends[client] = _merged(starts, ends, spans)
 
     def covers(self, ranges: Iterable[Range]) -> bool:
         """Whether every clock of `ranges` is known deleted."""
@@ -81,6 +87,43 @@ class DeleteSet:
                     parts += (write_var_uint(start), write_var_uint(end - start))
             self._encoded = b"".join(parts)
         return self._encoded
+
+
+def _insert(starts: list[int], ends: list[int], start: int, end: int) -> None:
+    """Merge one range into the lists in place (the ranges after it shift once)."""
+    first = bisect_left(ends, start)  # the first range ending at or after `start`
+    last = bisect_right(starts, end)  # past the last range starting at or before `end`
+    if first < last:
+        start = min(start, starts[first])
+        end = max(end, ends[last - 1])
+    starts[first:last] = [start]
+    ends[first:last] = [end]
+
+
+def _merged(
+    starts: list[int], ends: list[int], spans: list[tuple[int, int]]
+) -> tuple[list[int], list[int]]:
+    """The sorted, disjoint, non-adjacent ranges of `starts`/`ends` and sorted `spans`:
+    a bisection per span, the kept ranges between spans copied as slices."""
+    new_starts: list[int] = []
+    new_ends: list[int] = []
+    kept = 0  # the first kept range not yet copied or merged
+    for start, end in spans:
+        first = bisect_left(ends, start, kept)  # the first kept range ending at or after start
+        last = bisect_right(starts, end, first)  # past the last one starting at or before end
+        new_starts += starts[kept:first]
+        new_ends += ends[kept:first]
+        if first < last:
+            start, end = min(start, starts[first]), max(end, ends[last - 1])
+        if new_ends and start <= new_ends[-1]:  # touches the range written last
+            new_ends[-1] = max(new_ends[-1], end)
+        else:
+            new_starts.append(start)
+            new_ends.append(end)
+        kept = last
+    new_starts += starts[kept:]
+    new_ends += ends[kept:]
+    return new_starts, new_ends
 
 
 def delete_ranges(update: bytes, summary: Summary) -> list[Range]:
