@@ -367,6 +367,7 @@ class Document:
         """`apply_committed` while detached, when the update needs no pycrdt to be taken."""
         decoded, problem = check_update(record.update, known, self._surrogate_index())
         if problem is not None or not integrates_later(decoded):
+            self._may_detach = False  # as where it was made: what pycrdt alone checks came
             return None
         self._replica.take(record.update, decoded, adds_items=True)
         self._surrogate_index().add(decoded, known)
