@@ -19,6 +19,7 @@ from test_lanes import PIECES, append_update, random_edit
 
 from collab.config import Settings
 from collab.hub.loading import open_session
+from collab.session import replica
 from collab.session.document import Document
 from collab.session.revision import ChangeRefused
 from collab.session.sync_answers import KeptAnswer, SyncAnswers
@@ -128,7 +129,14 @@ def test_an_update_only_pycrdt_checks_attaches_the_document_for_good() -> None:
     assert document.mirror == "\r\n中文😀"
 
 
-def test_a_text_peer_attaches_and_its_leaving_detaches() -> None:
+def test_a_text_peer_attaches_and_its_leaving_detaches(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+
+    def clock() -> float:  # each reading 10 ms later: a rebuild costs that
+        now[0] += 0.01
+        return now[0]
+
+    monkeypatch.setattr(replica, "perf_counter", clock)
     document = Document(DETACHED, track_text=False)
     client, clock = 77, 0
     for piece in PIECES:
@@ -141,8 +149,10 @@ def test_a_text_peer_attaches_and_its_leaving_detaches() -> None:
     committed = document.apply_op(["✍️", len("".join(PIECES))], "ot:ada", None)
     assert committed is not None
     document.track_text(False)
-    assert document.detached
+    assert not document.detached  # rebuilt a moment ago: it may be needed again at once
+    now[0] += 1.0  # once the rebuild is paid back (`REBUILD_SHARE`), the next edit detaches
     assert document.apply_update(append_update(client, clock, "🇫🇷"), "yjs:a", None)
+    assert document.detached
     assert document.mirror == "✍️" + "".join(PIECES) + "🇫🇷"
 
 

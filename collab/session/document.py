@@ -128,7 +128,8 @@ class Document:
 
     def _detaches_at(self, size: int) -> bool:
         limit = self.settings.detach_from_bytes
-        return self._may_detach and limit > 0 and size >= limit
+        # `may_detach`: not rebuilt a moment ago (a reader may come back at once).
+        return self._may_detach and self._replica.may_detach and 0 < limit <= size
 
     def detach(self) -> None:
         """Drop the pycrdt document when the document is big and nothing needs it: no text

@@ -22,8 +22,8 @@ and the document stays attached while that reader needs it.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
+from time import perf_counter
 
 from pycrdt import Doc, Text
 
@@ -35,6 +35,12 @@ from collab.yjs.fuse import fused
 from collab.yjs.scan import Summary
 
 log = logging.getLogger(__name__)
+
+REBUILD_SHARE = 0.02
+"""At most this share of the time goes to rebuilds: a rebuilt document may detach again
+only once the time since its rebuild is the rebuild's cost over this (~7 s at 64 MiB), so
+a reader that comes back again and again (a text peer joining and leaving, a poll of the
+text) does not rebuild it each time."""
 
 
 class Replica:
@@ -48,6 +54,7 @@ class Replica:
         self.client_id: int = self._doc.client_id
         self._text: Text = self._doc.get(text_name, type=Text)
         self._deleted: DeleteSet | None = None  # while detached: what the document deleted
+        self._attached_until = 0.0  # perf_counter() before which it may not detach again
 
     @property
     def detached(self) -> bool:
@@ -79,6 +86,11 @@ class Replica:
         """`Lanes.settle`, when attached."""
         if self._doc is not None:
             self.lanes.settle(self._doc)
+
+    @property
+    def may_detach(self) -> bool:
+        """Whether the last rebuild is paid back (`REBUILD_SHARE`)."""
+        return perf_counter() >= self._attached_until
 
     def detach(self, deleted: DeleteSet | None = None) -> None:
         """Drop the pycrdt document (what waits in lanes is kept: a rebuild integrates it).
@@ -120,9 +132,11 @@ class Replica:
 
     def _attached(self) -> Doc:
         if self._doc is None:
-            started = time.perf_counter()
+            started = perf_counter()
             self.rebuild()
-            elapsed = (time.perf_counter() - started) * 1000
-            log.info("a reader needed the pycrdt document: rebuilt in %.0f ms", elapsed)
+            now = perf_counter()
+            elapsed = now - started
+            self._attached_until = now + elapsed / REBUILD_SHARE
+            log.info("a reader needed the pycrdt document: rebuilt in %.0f ms", elapsed * 1000)
         assert self._doc is not None
         return self._doc
