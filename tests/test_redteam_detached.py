@@ -17,8 +17,10 @@ from test_lanes import append_update
 
 from collab.config import Settings
 from collab.session import Session, replica
+from collab.session.document import Document
 from collab.storage.contract import Record
 from collab.yjs.deletes import DeleteSet
+from collab.yjs.protocol import write_var_uint
 
 DETACHED = Settings(detach_from_bytes=1)
 
@@ -154,3 +156,51 @@ def test_a_message_of_many_ranges_costs_what_it_holds() -> None:
     assert deletes.covers([(7, 0, 3), (7, 4, 3), (7, 400_000, 1), (7, 799_998, 1)])
     assert not deletes.covers([(7, 3, 1)])
     assert elapsed < 2.0, f"{elapsed:.1f} s"
+
+
+def _deletions(client: int, ranges: list[tuple[int, int]]) -> bytes:
+    """An update of no structs whose delete set is `ranges` of `client`, as given."""
+    body = [b"\x00\x01", write_var_uint(client), write_var_uint(len(ranges))]
+    for clock, length in ranges:
+        body += [write_var_uint(clock), write_var_uint(length)]
+    return b"".join(body)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pycrdt splits a long string item at each deletion by copying it: ~0.27 ms a "
+    "range in a 4 MiB item, ~4 ms in a 64 MiB one (attached: on apply; detached: on the "
+    "rebuild). A fix needs pycrdt off the loop or a bound on deletions inside long items.",
+)
+def test_scattered_deletions_in_a_long_item_cost_the_rebuild_what_they_hold() -> None:
+    """A paste of 1 MiB (one item) and one message deleting 16,000 characters here and
+    there (64 KB, what a "replace all" makes): taken in a few ms while detached, but the
+    rebuild a text peer or reader needs then holds the loop ~0.5 s (4 s at 4 MiB)."""
+    document = Document(DETACHED, track_text=False)
+    size, count = 1 << 20, 16_000
+    assert document.apply_update(append_update(7, 0, "x" * size), "yjs:a", None)
+    message = _deletions(7, [(i * (size // count), 1) for i in range(count)])
+    assert document.apply_update(message, "yjs:a", None)
+    assert document.detached
+    started = time.perf_counter()
+    assert document.text_length == size - count
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.1, f"rebuilt in {elapsed * 1000:.0f} ms"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="while detached a message's delete set is read and looked up in Python, ~1 us a "
+    "range: an 8 MiB message of ~1.5 million ranges holds the loop ~1.7 s each time it is "
+    "sent, even when nothing in it is new (pycrdt, attached, ~0.3 s). A fix: the C scan "
+    "reads the ranges and answers `covers` (the kept ranges as arrays it can bisect).",
+)
+def test_a_re_sent_delete_set_of_many_ranges_costs_little() -> None:
+    document = Document(DETACHED, track_text=False)
+    assert document.apply_update(append_update(7, 0, "x" * (1 << 21)), "yjs:a", None)
+    message = _deletions(7, [(2 * i, 1) for i in range(500_000)])
+    assert document.apply_update(message, "yjs:a", None)
+    started = time.perf_counter()
+    assert document.apply_update(message, "yjs:a", None) is None  # nothing new
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.1, f"{elapsed * 1000:.0f} ms"
