@@ -128,7 +128,6 @@ class Document:
 
     def _detaches_at(self, size: int) -> bool:
         limit = self.settings.detach_from_bytes
-        # `may_detach`: not rebuilt a moment ago (a reader may come back at once).
         return self._may_detach and self._replica.may_detach and 0 < limit <= size
 
     def detach(self) -> None:
@@ -242,9 +241,7 @@ class Document:
         self._check_size(len(update))
         known = self.state_vector()
         decoded = self._check_update(update, known)
-        if not integrates_later(decoded):
-            self._may_detach = False  # what pycrdt alone checks came: it stays
-        elif self.detached:
+        if self.detached and integrates_later(decoded):
             return self._take_detached(update, decoded, known, origin, user)
         # No new items: only new deletions can change anything (a reconnecting peer's
         # step 2 re-sends what is known: no revision, nothing relayed).
@@ -256,6 +253,8 @@ class Document:
             op: textops.Op = []
         else:
             op = self._integrate(update, decoded, origin)
+        if not integrates_later(decoded):  # taken, and only pycrdt could check it: it stays
+            self._may_detach = False
         self._surrogate_index().add(decoded, known)
         _advance(known, decoded)
         if nothing_new and self._delete_set() == deleted_before:
