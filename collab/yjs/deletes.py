@@ -46,8 +46,8 @@ class DeleteSet:
         """Remember `ranges` as deleted (merged with the ranges they touch).
 
         A message may hold millions of ranges in any order: past `FEW` of a client they are
-        sorted, then spliced into its lists in one pass (slices copied), not inserted one at
-        a time, which shifted the lists once per range (the square of the count)."""
+        sorted, then merged into its lists in one pass (`_merge`), not inserted one at a
+        time, which shifted the lists once per range (the square of the count)."""
         added: dict[int, list[tuple[int, int]]] = {}
         for client, clock, length in ranges:
             if length > 0:
@@ -62,7 +62,7 @@ class DeleteSet:
                     _insert(starts, ends, start, end)
             else:
                 spans.sort()
-                self._starts[client], self._ends[client] = _merged(starts, ends, spans)
+                _merge(starts, ends, spans)
 
     def covers(self, ranges: Iterable[Range]) -> bool:
         """Whether every clock of `ranges` is known deleted."""
@@ -100,17 +100,17 @@ def _insert(starts: list[int], ends: list[int], start: int, end: int) -> None:
     ends[first:last] = [end]
 
 
-def _merged(
-    starts: list[int], ends: list[int], spans: list[tuple[int, int]]
-) -> tuple[list[int], list[int]]:
-    """The sorted, disjoint, non-adjacent ranges of `starts`/`ends` and sorted `spans`:
-    a bisection per span, the kept ranges between spans copied as slices."""
+def _merge(starts: list[int], ends: list[int], spans: list[tuple[int, int]]) -> None:
+    """Merge sorted `spans` into the lists in place: a bisection per span; only the window
+    of kept ranges the spans reach is rebuilt, and the ranges after it shift once."""
+    low = bisect_left(ends, spans[0][0])
+    high = bisect_right(starts, spans[-1][1], low)
     new_starts: list[int] = []
     new_ends: list[int] = []
-    kept = 0  # the first kept range not yet copied or merged
+    kept = low  # the first kept range not yet copied or merged
     for start, end in spans:
-        first = bisect_left(ends, start, kept)  # the first kept range ending at or after start
-        last = bisect_right(starts, end, first)  # past the last one starting at or before end
+        first = bisect_left(ends, start, kept, high)  # the first kept one ending at or after start
+        last = bisect_right(starts, end, first, high)  # past the last starting at or before end
         new_starts += starts[kept:first]
         new_ends += ends[kept:first]
         if first < last:
@@ -121,9 +121,10 @@ def _merged(
             new_starts.append(start)
             new_ends.append(end)
         kept = last
-    new_starts += starts[kept:]
-    new_ends += ends[kept:]
-    return new_starts, new_ends
+    new_starts += starts[kept:high]
+    new_ends += ends[kept:high]
+    starts[low:high] = new_starts
+    ends[low:high] = new_ends
 
 
 def delete_ranges(update: bytes, summary: Summary) -> list[Range]:
