@@ -8,8 +8,10 @@ beside it (`collab.yjs.deletes`) must cost what a message holds, not its square.
 
 from __future__ import annotations
 
+import gc
 import random
 import time
+import weakref
 
 import pytest
 from pycrdt import Doc, Map
@@ -86,6 +88,21 @@ def test_an_http_reader_between_edits_rebuilds_once(monkeypatch: pytest.MonkeyPa
         assert session.document.apply_update(append_update(42, clock, "中"), "yjs:a", None)
         clock += 1
     assert rebuilds.count == 1
+
+
+def test_a_detached_document_keeps_no_pycrdt_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Detaching dropped the document but kept its shared text, and a pycrdt type holds its
+    document: the whole CRDT stayed in memory beside the kept log while detached."""
+    rebuilds = Rebuilds(monkeypatch)
+    session, clock = _written_session()
+    document = session.document
+    assert document.text_length  # a reader: rebuilt
+    built = weakref.ref(document.doc)
+    rebuilds.now += 60.0
+    assert document.apply_update(append_update(42, clock, "中"), "yjs:a", None)
+    assert document.detached
+    gc.collect()
+    assert built() is None
 
 
 def _map_update(doc: Doc, key: str) -> bytes:

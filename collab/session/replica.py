@@ -52,7 +52,7 @@ class Replica:
         self.lanes = Lanes(text_name)  # Yjs writers' appends waiting for pycrdt
         self._doc: Doc | None = Doc(client_id=client_id)  # None: detached
         self.client_id: int = self._doc.client_id
-        self._text: Text = self._doc.get(text_name, type=Text)
+        self._text: Text | None = self._doc.get(text_name, type=Text)  # holds the document
         self._deleted: DeleteSet | None = None  # while detached: what the document deleted
         self._attached_until = 0.0  # perf_counter() before which it may not detach again
 
@@ -76,6 +76,7 @@ class Replica:
     def text(self) -> Text:
         """The shared text of `doc` (rebuilt if detached, every update integrated)."""
         self.lanes.integrate(self._attached())
+        assert self._text is not None
         return self._text
 
     def wait(self, update: bytes, summary: Summary, known: Mapping[int, int]) -> bool:
@@ -100,7 +101,7 @@ class Replica:
             if self._doc is not None:
                 deleted.add(read_delete_set(self._doc.get_update(self._doc.get_state()), 1))
         self.lanes.drop()
-        self._doc, self._deleted = None, deleted
+        self._doc, self._text, self._deleted = None, None, deleted
 
     def take(self, update: bytes, summary: Summary, adds_items: bool) -> bool:
         """While detached, a checked `update` (`integrates_later`) that reaches no pycrdt:
