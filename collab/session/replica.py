@@ -30,7 +30,7 @@ from pycrdt import Doc, Text
 from collab.session.kept import KeptLog
 from collab.session.lanes import Lanes
 from collab.yjs.crdt import InvalidUpdateError, apply_update
-from collab.yjs.deletes import DeleteSet, delete_ranges, read_delete_set
+from collab.yjs.deletes import DeleteSet, read_delete_set, unknown_deletes
 from collab.yjs.fuse import fused
 from collab.yjs.scan import Summary
 
@@ -108,10 +108,10 @@ class Replica:
         its deletions are remembered. False when it changes nothing (no new items, and it
         deletes only what was deleted)."""
         assert self._deleted is not None
-        deletes = delete_ranges(update, summary)
-        if not adds_items and self._deleted.covers(deletes):
+        unknown = unknown_deletes(self._deleted, update, summary)
+        if not adds_items and not unknown:
             return False
-        self._deleted.add(deletes)
+        self._deleted.add(unknown)  # what it covers already adds nothing
         return True
 
     def rebuild(self) -> None:

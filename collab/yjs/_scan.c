@@ -770,6 +770,95 @@ static PyObject *string_highs(PyObject *module, PyObject *args) {
     return result;
 }
 
+/* list[at] as an unsigned integer; -1 (an error set) if it is not one. */
+static int clock_at(PyObject *list, Py_ssize_t at, uint64_t *out) {
+    *out = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(list, at));
+    return (*out == (uint64_t)-1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* Whether [clock, end) lies inside one of the sorted ranges `starts`/`ends` (lists of
+ * ints): 1 yes, 0 no, -1 on an error. */
+static int range_kept(PyObject *starts, PyObject *ends, uint64_t clock, uint64_t end) {
+    Py_ssize_t low = 0, high = PyList_GET_SIZE(starts);
+    if (PyList_GET_SIZE(ends) != high) {
+        PyErr_SetString(PyExc_ValueError, "starts and ends differ in length");
+        return -1;
+    }
+    while (low < high) { /* bisect_right(starts, clock) */
+        Py_ssize_t mid = low + (high - low) / 2;
+        uint64_t start;
+        if (clock_at(starts, mid, &start)) return -1;
+        if (clock < start) high = mid;
+        else low = mid + 1;
+    }
+    if (low == 0) return 0;
+    uint64_t kept_end;
+    if (clock_at(ends, low - 1, &kept_end)) return -1;
+    return kept_end >= end;
+}
+
+/* The ranges of the delete set encoded at data[pos:] that the kept ranges do not cover
+ * (`collab.yjs.deletes.unknown_deletes`), as (client, clock, length) tuples: no Python
+ * object is made for a range already known. */
+static PyObject *deletes_unknown(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *data, *starts_of, *ends_of;
+    Py_ssize_t at;
+    if (!PyArg_ParseTuple(args, "SnO!O!:deletes_unknown", &data, &at, &PyDict_Type, &starts_of,
+                          &PyDict_Type, &ends_of))
+        return NULL;
+    size_t size = (size_t)PyBytes_GET_SIZE(data);
+    if (at < 0 || (size_t)at > size) {
+        PyErr_SetString(PyExc_ValueError, "no delete set there");
+        return NULL;
+    }
+    PyObject *unknown = PyList_New(0);
+    if (unknown == NULL) return NULL;
+    Scan s = new_scan((const unsigned char *)PyBytes_AS_STRING(data), size, NULL);
+    s.pos = (size_t)at;
+    int failed = 0;
+    uint64_t clients = read_count(&s, 2);
+    for (uint64_t c = 0; c < clients && !failed && !s.fallback; c++) {
+        uint64_t client = read_uint(&s), n = read_count(&s, 2);
+        PyObject *starts = NULL, *ends = NULL;
+        PyObject *key = PyLong_FromUnsignedLongLong(client);
+        if (key == NULL) break;
+        starts = PyDict_GetItemWithError(starts_of, key);
+        if (starts != NULL) ends = PyDict_GetItemWithError(ends_of, key);
+        Py_DECREF(key);
+        if (PyErr_Occurred()) break;
+        if ((starts && !PyList_Check(starts)) || (ends && !PyList_Check(ends))) {
+            PyErr_SetString(PyExc_TypeError, "ranges must be lists");
+            break;
+        }
+        for (uint64_t i = 0; i < n && !s.fallback; i++) {
+            uint64_t clock = read_uint(&s), length = read_uint(&s);
+            if (s.fallback || length == 0) continue;
+            int kept = (starts && ends) ? range_kept(starts, ends, clock, clock + length) : 0;
+            if (kept < 0) {
+                failed = 1;
+                break;
+            }
+            if (kept) continue;
+            PyObject *range = Py_BuildValue("(KKK)", (unsigned long long)client,
+                                            (unsigned long long)clock, (unsigned long long)length);
+            if (range == NULL || PyList_Append(unknown, range)) {
+                Py_XDECREF(range);
+                failed = 1;
+                break;
+            }
+            Py_DECREF(range);
+        }
+    }
+    free_scan(&s);
+    if (!PyErr_Occurred() && s.fallback) PyErr_SetString(PyExc_ValueError, "malformed delete set");
+    if (PyErr_Occurred()) {
+        Py_DECREF(unknown);
+        return NULL;
+    }
+    return unknown;
+}
+
 static PyMethodDef methods[] = {
     {"quick_check", quick_check, METH_VARARGS,
      "quick_check(data, state, known_highs, loaded_highs=None)"
@@ -777,6 +866,9 @@ static PyMethodDef methods[] = {
     {"string_highs", string_highs, METH_VARARGS,
      "string_highs(data) -> (ends, highs, deletes_at) or None, with the GIL released for the "
      "walk"},
+    {"deletes_unknown", deletes_unknown, METH_VARARGS,
+     "deletes_unknown(data, pos, starts, ends) -> the (client, clock, length) ranges of the "
+     "delete set at data[pos:] outside the kept ranges (client -> sorted starts, ends)"},
     {NULL, NULL, 0, NULL},
 };
 
