@@ -25,7 +25,7 @@ import heapq
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from collab.yjs.deletes import DeleteSet, read_delete_set
+from collab.yjs.deletes import DeleteSet, unknown_deletes_at
 from collab.yjs.scan import Summary, as_clocks, in_clocks, quick_check, string_highs, summarize
 from collab.yjs.update import GC, ID, SKIP, Struct, Update, UpdateFormatError, decode_update
 
@@ -262,7 +262,7 @@ def walk_stored(state: bytes | None, updates: Sequence[bytes] = ()) -> StoredWal
         else:
             known.update(walked[0])
             index._loaded = {client: highs for client, highs in walked[1].items() if highs}
-            deletes.add(read_delete_set(state, walked[2]))
+            deletes.add(unknown_deletes_at(deletes, state, walked[2]))
     base_clocks = dict(known)
     for update in updates:
         walked = string_highs(update)
@@ -274,7 +274,7 @@ def walk_stored(state: bytes | None, updates: Sequence[bytes] = ()) -> StoredWal
         else:
             ends = walked[0]
             highs = {client: as_clocks(clocks).tolist() for client, clocks in walked[1].items()}
-            deletes.add(read_delete_set(update, walked[2]))
+            deletes.add(unknown_deletes_at(deletes, update, walked[2]))
         index.add(Summary(ends, highs, frozenset()), known)
         for client, end in ends.items():
             known[client] = max(end, known.get(client, 0))

@@ -145,16 +145,17 @@ def unknown_deletes(deleted: DeleteSet, update: bytes, summary: Summary) -> list
     ranges in one message again and again, one new among them: in C the ranges are looked
     up where they lie in the bytes, and only those not known become Python objects (in
     Python: ~1 us a range)."""
-    if summary.deletes_at < 0 or _native_deletes_unknown is None:
-        return [r for r in delete_ranges(update, summary) if r[2] > 0 and not deleted.covers([r])]
-    return _native_deletes_unknown(update, summary.deletes_at, *deleted.ranges)  # type: ignore[no-any-return]
-
-
-def delete_ranges(update: bytes, summary: Summary) -> list[Range]:
-    """The ranges of `update`'s delete set (`summary`: what its check gave)."""
     if summary.deletes_at < 0:
-        return decode_update(update).deletes
-    return read_delete_set(update, summary.deletes_at)
+        return [r for r in decode_update(update).deletes if r[2] > 0 and not deleted.covers([r])]
+    return unknown_deletes_at(deleted, update, summary.deletes_at)
+
+
+def unknown_deletes_at(deleted: DeleteSet, data: bytes, pos: int) -> list[Range]:
+    """`unknown_deletes` of the delete set encoded at `data[pos:]` (checked already)."""
+    if _native_deletes_unknown is None:
+        ranges = read_delete_set(data, pos)
+        return [r for r in ranges if r[2] > 0 and not deleted.covers([r])]
+    return _native_deletes_unknown(data, pos, *deleted.ranges)  # type: ignore[no-any-return]
 
 
 def read_delete_set(data: bytes, pos: int) -> list[Range]:
