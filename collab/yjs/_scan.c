@@ -859,6 +859,65 @@ static PyObject *deletes_unknown(PyObject *module, PyObject *args) {
     return unknown;
 }
 
+/* Append `value` as a varUint to out[*used] (room for 10 bytes checked by the caller). */
+static void put_uint(unsigned char *out, size_t *used, uint64_t value) {
+    while (value >= 0x80) {
+        out[(*used)++] = (unsigned char)(value & 0x7F) | 0x80;
+        value >>= 7;
+    }
+    out[(*used)++] = (unsigned char)value;
+}
+
+/* `collab.yjs.deletes.DeleteSet.as_update`: the ranges (client -> sorted lists of starts,
+ * and of exclusive ends) as a Yjs update of deletions alone, in the dicts' order. */
+static PyObject *encode_deletes(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *starts_of, *ends_of;
+    if (!PyArg_ParseTuple(args, "O!O!:encode_deletes", &PyDict_Type, &starts_of, &PyDict_Type,
+                          &ends_of))
+        return NULL;
+    size_t room = 12, used = 0; /* 10 bytes a varUint, 2 a range at least: grown as needed */
+    PyObject *key, *starts;
+    Py_ssize_t at = 0;
+    while (PyDict_Next(starts_of, &at, &key, &starts)) {
+        if (!PyList_Check(starts)) {
+            PyErr_SetString(PyExc_TypeError, "ranges must be lists");
+            return NULL;
+        }
+        room += 20 + 20 * (size_t)PyList_GET_SIZE(starts);
+    }
+    unsigned char *out = malloc(room);
+    if (out == NULL) return PyErr_NoMemory();
+    out[used++] = 0; /* no structs */
+    put_uint(out, &used, (uint64_t)PyDict_GET_SIZE(starts_of));
+    at = 0;
+    while (PyDict_Next(starts_of, &at, &key, &starts)) {
+        PyObject *ends = PyDict_GetItemWithError(ends_of, key);
+        uint64_t client = PyLong_AsUnsignedLongLong(key);
+        if ((client == (uint64_t)-1 && PyErr_Occurred()) || ends == NULL || !PyList_Check(ends) ||
+            PyList_GET_SIZE(ends) != PyList_GET_SIZE(starts)) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "starts and ends differ");
+            free(out);
+            return NULL;
+        }
+        Py_ssize_t count = PyList_GET_SIZE(starts);
+        put_uint(out, &used, client);
+        put_uint(out, &used, (uint64_t)count);
+        for (Py_ssize_t i = 0; i < count; i++) {
+            uint64_t start, end;
+            if (clock_at(starts, i, &start) || clock_at(ends, i, &end)) {
+                free(out);
+                return NULL;
+            }
+            put_uint(out, &used, start);
+            put_uint(out, &used, end - start);
+        }
+    }
+    PyObject *encoded = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)used);
+    free(out);
+    return encoded;
+}
+
 static PyMethodDef methods[] = {
     {"quick_check", quick_check, METH_VARARGS,
      "quick_check(data, state, known_highs, loaded_highs=None)"
@@ -866,6 +925,8 @@ static PyMethodDef methods[] = {
     {"string_highs", string_highs, METH_VARARGS,
      "string_highs(data) -> (ends, highs, deletes_at) or None, with the GIL released for the "
      "walk"},
+    {"encode_deletes", encode_deletes, METH_VARARGS,
+     "encode_deletes(starts, ends) -> a Yjs update of the ranges' deletions alone"},
     {"deletes_unknown", deletes_unknown, METH_VARARGS,
      "deletes_unknown(data, pos, starts, ends) -> the (client, clock, length) ranges of the "
      "delete set at data[pos:] outside the kept ranges (client -> sorted starts, ends)"},

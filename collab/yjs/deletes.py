@@ -24,8 +24,9 @@ from collab.yjs.update import decode_update
 
 try:  # built from collab/yjs/_scan.c (`collab.yjs.scan`)
     from collab.yjs._scan import deletes_unknown as _native_deletes_unknown
-except ImportError:  # the Python lookup: the same answers, a Python object per range
-    _native_deletes_unknown = None
+    from collab.yjs._scan import encode_deletes as _native_encode_deletes
+except ImportError:  # in Python: the same answers, a Python object per range
+    _native_deletes_unknown = _native_encode_deletes = None
 
 Range = tuple[int, int, int]
 """(client, first clock, length)."""
@@ -88,7 +89,11 @@ class DeleteSet:
         return True
 
     def as_update(self) -> bytes:
-        """The set as a Yjs update of deletions alone (kept until the next `add`)."""
+        """The set as a Yjs update of deletions alone (kept until the next `add`): a peer
+        coming back after an edit is sent it, so in C (~1 us a range in Python: 300,000
+        ranges held the loop ~300 ms at each reconnect after an edit)."""
+        if self._encoded is None and _native_encode_deletes is not None:
+            self._encoded = _native_encode_deletes(self._starts, self._ends)
         if self._encoded is None:
             parts = [b"\x00", write_var_uint(len(self._starts))]
             for client, starts in self._starts.items():
