@@ -23,6 +23,7 @@ from collab.config import Settings
 from collab.replay.history import (
     DocumentHistory,
     HistoryCache,
+    NotReplayedError,
     StoreHistoryCache,
     iso_time,
     parse_time,
@@ -106,6 +107,31 @@ async def test_metadata_and_paging_newest_first(tmp_path: Path) -> None:
     assert (info.origin, info.user, info.time) == ("server:test", "ada", 1_700_000_001.0)
     assert info.size > 0
     assert info.as_json()["time"] == "2023-11-14T22:13:21.000Z"
+
+
+async def test_an_index_past_replay_below_keeps_the_metadata_only(tmp_path: Path) -> None:
+    """A document that grows past `replay_below` is no longer replayed in the server: the
+    index answers pages, times and sizes as before, and its texts are asked elsewhere."""
+    writer = Writer(tmp_path)
+    for piece in PIECES[:3]:
+        await writer.write(writer.session.mirror + piece)
+    store_cache = StoreHistoryCache(writer.store, replay_below=200)
+    small = await store_cache.get(writer.name)
+    assert small.replays and small.text_at(3) == writer.texts[3]
+    whole = writer.history()  # no limit: replays whatever the size
+    await writer.write(writer.session.mirror + "中文 é\r\n" * 20)  # past 200 bytes
+    await writer.write(writer.session.mirror + "👍🏽")
+    grown = await store_cache.get(writer.name)
+    assert grown is small and not grown.replays
+    whole.refresh()
+    assert grown.page(limit=10) == whole.page(limit=10)
+    assert grown.rev_at_time(writer.now) == whole.rev_at_time(writer.now) == 5
+    with pytest.raises(NotReplayedError):
+        grown.text_at(2)
+    with pytest.raises(NotReplayedError):
+        grown.change(5)
+    told_big = await StoreHistoryCache(writer.store, replay_below=10**9).get(writer.name, False)
+    assert not told_big.replays and told_big.page(limit=10) == whole.page(limit=10)
 
 
 async def test_refresh_follows_new_revisions_and_compactions(tmp_path: Path) -> None:
