@@ -51,8 +51,11 @@ async def write_revisions(server: ServerProcess, count: int) -> str:
                 if n % 2:
                     yjs.append(f"<{n}>{piece}")
                     rev = await _next(ot, "op")  # committed: the text peer was sent it
+                elif n % 4 == 2:  # a deletion too: 3 code points after the first 2
+                    op = [2, -3, len(yjs.text) - 5, f"[{n}]{piece}"]
                 else:
                     op = [len(yjs.text), f"[{n}]{piece}"] if yjs.text else [f"[{n}]{piece}"]
+                if not n % 2:
                     await ot.send(json.dumps({"type": "op", "seq": n + 1, "rev": rev, "op": op}))
                     rev = await _next(ot, "ack")
                     await yjs.until(lambda n=n: f"[{n}]" in yjs.text, 10, "the text op")
