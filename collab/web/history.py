@@ -211,7 +211,8 @@ class HistoryRoutes:
         if isinstance(error, RevisionNotFoundError):
             return error_response(404, str(error))
         log.error("%s: a worker process could not build the text: %s", name, error)
-        return error_response(500, f"the text could not be built: {error}")
+        reason = str(error).split(" (/", 1)[0]  # not where in the server's files it raised
+        return error_response(500, f"the text could not be built: {reason}")
 
     async def _history(self, runner: DocumentRunner) -> DocumentHistory | Response:
         """The document's history index, up to date with the store (indexed in a thread).
