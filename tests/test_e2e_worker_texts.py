@@ -137,6 +137,35 @@ async def test_a_text_of_megabytes_is_sent_from_the_workers_file(
     assert (first.status_code, first.text) == (200, chunk)
 
 
+async def test_a_service_op_made_on_a_workers_text_and_revision_lands_right(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """`X-Collab-Rev` of a text a worker built is the revision of that very text: an op a
+    service makes against it, after another peer's edit, is transformed past that edit
+    (a text peer follows the document, so its revisions keep their ops)."""
+    server = start_server("--fsync", "never", *IN_WORKER)
+    final = await write_revisions(server, 3)
+    async with (
+        httpx.AsyncClient(base_url=server.http_url, trust_env=False, timeout=60) as http,
+        connect(f"{server.ws_url}/ot/{url_name(NAME)}", **connect_options()) as follower,
+        await YClient.connect(f"{server.ws_url}/yjs/{url_name(NAME)}") as yjs,
+    ):
+        await follower.send(json.dumps({"type": "hello", "secret": secret_for("f1")}))
+        assert await _next(follower, "welcome") == 3
+        await yjs.synced()
+        seen = await http.get(f"{base()}/text")
+        assert (seen.status_code, seen.text, seen.headers["x-collab-rev"]) == (200, final, "3")
+        yjs.insert(0, "🇫🇷 first ")  # revision 4, which the service has not seen
+        assert await _next(follower, "op") == 4
+        op = {"secret": secret_for("svc"), "seq": 1, "rev": 3, "op": [len(final), " 中文\r\n"]}
+        answer = await http.post(f"{base()}/ops", json=op)
+        assert (answer.status_code, answer.json()["rev"]) == (200, 5), answer.text
+        expected = "🇫🇷 first " + final + " 中文\r\n"
+        await yjs.wait_text(expected)
+        now = await http.get(f"{base()}/text")
+        assert (now.text, now.headers["x-collab-rev"]) == (expected, "5")
+
+
 async def ask_and_catch_worker(
     server: ServerProcess, http: httpx.AsyncClient, path: str
 ) -> tuple[asyncio.Task[httpx.Response], int]:
