@@ -7,8 +7,8 @@ document"). A thread does not help, so past `--text-worker-bytes` the HTTP reade
 current text, the text at a revision, one revision's change) have it built by a child
 process (`collab.storage.worker`, as compaction does): it opens the store read-only
 (`backends.reader_for`), rebuilds the document from the newest snapshot at or before the
-revision and the records after it, and writes the answer's body (UTF-8) to a file the
-server made. The server sends that file as it is, a chunk at a time: no 64 MiB `str` or
+revision and the records after it (merged into one update first, `rebuilt`), and writes
+the answer's body (UTF-8) to a file the server made. The server sends that file as it is, a chunk at a time: no 64 MiB `str` or
 `bytes` is built in the server (copying 64 MiB alone holds the GIL ~30 ms).
 
 The current text is the text at the store's last revision, which `X-Collab-Rev` names: every
