@@ -10,8 +10,9 @@ another peer receives it, through every phase. The phases: `upload` (one peer wr
 big document in 256 KB updates; collab compacts it as it grows, every --compact-log-bytes),
 `joiners` (20 new peers join it at once while its writer goes on editing every 50 ms; the
 time until every joiner holds it all), `history` (collab: `GET text?at=1`, the document at
-an old revision), `text` (collab: 5 text peers join it at once through the OT door, each
-until it has read its welcome, the whole text), `upload500` (a 500 KB document uploaded as
+an old revision), `current` (collab: `GET text`, the text now), `text` (collab: 5 text
+peers join it at once through the OT door, each until it has read its welcome, the whole
+text), `upload500` (a 500 KB document uploaded as
 one update, sync step 2 style, 5 times to new documents, the median reported, from two
 clients typing with emoji: the time until an observer receives it). Printed per
 server: each phase's time, the control's p99 and worst latency in it, the server's RSS
@@ -154,9 +155,10 @@ async def keep_editing(writer: object, encoder: EditEncoder, stop: asyncio.Event
         await asyncio.sleep(0.05)
 
 
-def history_seconds(server: Server) -> float:
+def history_seconds(server: Server, query: str = "?at=1") -> float:
+    """`GET text?at=1` (the document at an old revision), or with `query` "" the text now."""
     start = time.perf_counter()
-    url = f"http://127.0.0.1:{server.port}/api/docs/big/text?at=1"
+    url = f"http://127.0.0.1:{server.port}/api/docs/big/text{query}"
     with urllib.request.urlopen(url, timeout=600) as response:
         response.read()
     return time.perf_counter() - start
@@ -278,6 +280,10 @@ async def measure(server: Server, args: argparse.Namespace, update: bytes) -> No
         control.phase = "history"
         print("  history...", flush=True)
         times["history"] = f"{await asyncio.to_thread(history_seconds, server):7.2f} s"
+        await lags.enter("current")
+        control.phase = "current"
+        print("  current text...", flush=True)
+        times["current"] = f"{await asyncio.to_thread(history_seconds, server, ''):7.2f} s"
         await lags.enter("text")
         control.phase = "text"
         print("  text peers...", flush=True)
@@ -294,7 +300,7 @@ async def measure(server: Server, args: argparse.Namespace, update: bytes) -> No
     growth = (server.rss_kib() - rss) / 1024
     print(f"  RSS growth {growth:.0f} MiB")
     print(f"  {'phase':<10} {'time':>10}   control p99 / worst (ms)   loop lag (collab)")
-    for phase in ("idle", "upload", "joiners", "history", "text", "upload500"):
+    for phase in ("idle", "upload", "joiners", "history", "current", "text", "upload500"):
         if phase == "idle" or phase in times:
             lag = lags.worst.get(phase, "n/a")
             print(f"  {phase:<10} {times.get(phase, ''):>10}   {control.row(phase)}   {lag:>12}")

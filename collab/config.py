@@ -283,6 +283,15 @@ class Settings:
         default=2,
         metadata={"help": "history requests served at once; more get HTTP 503 (CPU bound)"},
     )
+    text_worker_bytes: int = field(
+        default=2 * MiB,
+        metadata={
+            "help": "a document this big (bytes of state) has its text for HTTP (current, "
+            "at a revision, one revision's change) built by a worker process that reads "
+            "the store: pycrdt's calls on a big text hold the event loop, the worker costs "
+            "~70 ms of latency; counted as history requests. 0: never"
+        },
+    )
     max_big_responses: int = field(
         default=8,
         metadata={

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import random
@@ -23,6 +24,7 @@ from collab.config import Settings
 from collab.replay.history import (
     DocumentHistory,
     HistoryCache,
+    NotReplayedError,
     StoreHistoryCache,
     iso_time,
     parse_time,
@@ -106,6 +108,31 @@ async def test_metadata_and_paging_newest_first(tmp_path: Path) -> None:
     assert (info.origin, info.user, info.time) == ("server:test", "ada", 1_700_000_001.0)
     assert info.size > 0
     assert info.as_json()["time"] == "2023-11-14T22:13:21.000Z"
+
+
+async def test_an_index_past_replay_below_keeps_the_metadata_only(tmp_path: Path) -> None:
+    """A document that grows past `replay_below` is no longer replayed in the server: the
+    index answers pages, times and sizes as before, and its texts are asked elsewhere."""
+    writer = Writer(tmp_path)
+    for piece in PIECES[:3]:
+        await writer.write(writer.session.mirror + piece)
+    store_cache = StoreHistoryCache(writer.store, replay_below=200)
+    small = await store_cache.get(writer.name)
+    assert small.replays and small.text_at(3) == writer.texts[3]
+    whole = writer.history()  # no limit: replays whatever the size
+    await writer.write(writer.session.mirror + "中文 é\r\n" * 20)  # past 200 bytes
+    await writer.write(writer.session.mirror + "👍🏽")
+    grown = await store_cache.get(writer.name)
+    assert grown is small and not grown.replays
+    whole.refresh()
+    assert grown.page(limit=10) == whole.page(limit=10)
+    assert grown.rev_at_time(writer.now) == whole.rev_at_time(writer.now) == 5
+    with pytest.raises(NotReplayedError):
+        grown.text_at(2)
+    with pytest.raises(NotReplayedError):
+        grown.change(5)
+    told_big = await StoreHistoryCache(writer.store, replay_below=10**9).get(writer.name, False)
+    assert not told_big.replays and told_big.page(limit=10) == whole.page(limit=10)
 
 
 async def test_refresh_follows_new_revisions_and_compactions(tmp_path: Path) -> None:
@@ -463,3 +490,46 @@ async def test_one_revision_counts_against_max_history_requests(start_server: An
             await asyncio.wait_for(committed(), 10)
             response = await http.get("/api/docs/capped/history/1")
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, 10**6), st.sampled_from(PIECES), st.booleans()),
+        min_size=1,
+        max_size=30,
+    ),
+    compact_every=st.integers(2, 40),
+)
+async def test_a_workers_text_is_the_text_at_every_revision(
+    tmp_path_factory: pytest.TempPathFactory,
+    edits: list[tuple[int, str, bool]],
+    compact_every: int,
+) -> None:
+    """What a worker process builds (its function, called here in a thread): the snapshot
+    before the revision and the records after it, merged into one update, give the text
+    and the change the index gives, across compactions, with deletions."""
+    from collab.replay.worker_texts import LAST, write_change, write_text
+
+    writer = Writer(tmp_path_factory.mktemp("worker"))
+    for count, (where, piece, delete) in enumerate(edits, start=1):
+        text = writer.session.mirror
+        pos = where % (len(text) + 1)
+        new = text[:pos] + text[pos + 2 :] if delete and text else text[:pos] + piece + text[pos:]
+        await writer.write(new if new != text else text + piece)
+        if count % compact_every == 0:
+            await writer.compact()
+    opener = functools.partial(FileStore, writer.data_dir, fsync=False, exclusive=False)
+    out = tmp_path_factory.mktemp("out") / "body"
+    history = writer.history()
+    for rev, text in [*writer.texts.items(), (LAST, writer.session.mirror)]:
+        built = await asyncio.to_thread(write_text, opener, writer.name, "text", rev, str(out))
+        assert built.missing is None and out.read_bytes().decode() == text
+        assert built.rev == (writer.session.rev if rev == LAST else rev)
+        if 0 < rev <= writer.session.rev:
+            await asyncio.to_thread(write_change, opener, writer.name, "text", rev, str(out))
+            assert json.loads(out.read_bytes().decode()) == history.change(rev).as_json()
+    gone = await asyncio.to_thread(write_text, opener, writer.name, "text", 10**6, str(out))
+    assert gone.missing == f"no revision {10**6}: the latest is {writer.session.rev}"

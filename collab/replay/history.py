@@ -13,7 +13,13 @@ full copy per 1,000 revisions). The text at revision R costs one checkpoint load
 the updates since, never a replay from the start; a forward step from the last revision
 asked for applies only the updates in between.
 New revisions are read from where the index stopped (`refresh`), so the index grows
-with the document.
+with the document. A document of `replay_below` bytes or more is not replayed at all (each
+pycrdt call on a long text holds the GIL tens of ms, in a thread too): its index keeps the
+metadata only, and its texts are built by a worker process (`worker_texts.py`).
+
+Applying the records between two checkpoints in one transaction is slower, not faster:
+replaying 64 MiB written in 256 KB records took 39 s that way against 8.5 s one transaction
+per record (bench/README.md, "HTTP readers of a big document").
 
 Why checkpoints of Yjs state rather than text + code-point ops: applying a stored update
 to a bare `Doc` costs ~10 µs, while deriving its op (text events, as `Session` does) costs
@@ -27,6 +33,7 @@ import bisect
 import datetime
 import math
 import os
+import sys
 import tempfile
 import threading
 import weakref
@@ -43,6 +50,10 @@ from collab.text import ops as textops
 from collab.text.positions import delta_to_op
 
 CHECKPOINT_INTERVAL = 1000
+
+
+class NotReplayedError(LookupError):
+    """The index keeps only metadata: its document grew past `replay_below` bytes."""
 
 
 @dataclass(frozen=True)
@@ -107,11 +118,18 @@ class DocumentHistory:
         reader: LogReader | None = None,  # None: fed with `begin` and `add` instead
         text_name: str = "text",
         interval: int = CHECKPOINT_INTERVAL,
+        replay_below: int | None = None,
     ) -> None:
+        """`replay_below`: bytes of state (the last checkpoint's and the updates' since)
+        from which the index stops replaying (None: never stops; 0: never replays)."""
         self.reader = reader
         self.text_name = text_name
         self.interval = interval
+        self.replay_below = replay_below
+        self.replays = replay_below != 0  # False: metadata only (`text_at` raises)
         self.base_rev = 0
+        self._begun = False
+        self._update_bytes = 0  # every indexed update's size, added up
         self._lock = threading.RLock()
         self._times = array("d")
         self._max_times = array("d")  # running maximum: clocks may step back
@@ -140,7 +158,7 @@ class DocumentHistory:
     @property
     def exists(self) -> bool:
         """Whether the document has any history at all (after a `refresh`)."""
-        return self._tail is not None
+        return self._begun
 
     def refresh(self) -> int:
         """Index the revisions added since the last call (from the reader); returns how many."""
@@ -149,7 +167,7 @@ class DocumentHistory:
             records = self.reader.read_new()
             if self.reader.base_rev is None:
                 return 0  # no such document (yet)
-            if self._tail is None:
+            if not self._begun:
                 self.begin(self.reader.base_rev, self.reader.base_state)
             self.add(records)
             return len(records)
@@ -158,8 +176,12 @@ class DocumentHistory:
         """Start the index at `base_rev`, the oldest revision whose state is kept."""
         with self._lock:
             self.base_rev = base_rev
-            self._tail = DocReplay(self.text_name, base_state, base_rev)
-            self._save_checkpoint(base_rev, self._tail.state())
+            self._begun = True
+            if self.replays and len(base_state or b"") >= (self.replay_below or sys.maxsize):
+                self._stop_replaying()
+            if self.replays:
+                self._tail = DocReplay(self.text_name, base_state, base_rev)
+                self._save_checkpoint(base_rev, self._tail.state())
 
     def add(self, records: list[Record]) -> None:
         """Index the records that follow `last_rev` (after `begin`)."""
@@ -171,23 +193,44 @@ class DocumentHistory:
                 self._add(record)
 
     def _add(self, record: Record) -> None:
-        assert self._tail is not None
-        self._tail.apply(record.update, record.rev)
         previous = self._max_times[-1] if self._max_times else record.time
         self._times.append(record.time)
         self._max_times.append(max(previous, record.time))
         self._origins.append(self._interned.setdefault(record.origin, record.origin))
         user = record.user
         self._users.append(None if user is None else self._interned.setdefault(user, user))
-        self._updates += record.update
-        self._update_ends.append(len(self._updates))
-        self._bytes_since_checkpoint += len(record.update)
+        self._update_bytes += len(record.update)
+        self._update_ends.append(self._update_bytes)
+        if self.replays:
+            self._replay(record)
+
+    def _replay(self, record: Record) -> None:
+        """Move the tail on by `record`, keep its update, write a checkpoint when due;
+        past `replay_below`, stop replaying instead."""
         last = self._checkpoint_revs[-1]
+        self._bytes_since_checkpoint += len(record.update)
+        size = self._checkpoints[last][1] + self._bytes_since_checkpoint
+        if self.replay_below is not None and size >= self.replay_below:
+            self._stop_replaying()
+            return
+        assert self._tail is not None
+        self._tail.apply(record.update, record.rev)
+        self._updates += record.update
         if (
             record.rev - last >= self.interval
             and self._bytes_since_checkpoint >= self._checkpoints[last][1]
         ):
             self._save_checkpoint(record.rev, self._tail.state())
+
+    def _stop_replaying(self) -> None:
+        """The document grew too big to replay here: keep only the metadata (its texts
+        are built elsewhere: `collab.replay.worker_texts`)."""
+        self.replays = False
+        self._tail = self._cursor = None
+        self._updates = bytearray()
+        self._checkpoints.clear()
+        self._checkpoint_revs.clear()
+        self.close()
 
     def _save_checkpoint(self, rev: int, state: bytes) -> None:
         file = self._checkpoint_file
@@ -203,6 +246,7 @@ class DocumentHistory:
         return os.pread(self._checkpoint_file.fileno(), length, offset)
 
     def _update(self, rev: int) -> bytes:
+        """A replayed index keeps every update since its base in `_updates`."""
         index = rev - self.base_rev - 1
         start = self._update_ends[index - 1] if index else 0
         return bytes(self._updates[start : self._update_ends[index]])
@@ -212,6 +256,8 @@ class DocumentHistory:
     def _check_rev(self, rev: int) -> None:
         if not self.exists:
             raise RevisionNotFoundError("the document has no history")
+        if not self.replays:
+            raise NotReplayedError(f"the text is too big to replay here ({self.replay_below} B)")
         if rev > self.last_rev:
             raise RevisionNotFoundError(f"no revision {rev}: the latest is {self.last_rev}")
         if rev < self.base_rev:
@@ -250,7 +296,7 @@ class DocumentHistory:
                 cursor.apply(self._update(rev), rev)
             finally:
                 cursor.text.unobserve(subscription)
-            return RevisionChange(info, before, _op_of(before, deltas, str(cursor.text)))
+            return RevisionChange(info, before, op_of(before, deltas, str(cursor.text)))
 
     def rev_at_time(self, unix: float) -> int:
         """The last revision made at or before `unix` (the base revision if none was)."""
@@ -275,7 +321,7 @@ class DocumentHistory:
             return [self.info(rev) for rev in range(top, bottom, -1)]
 
 
-def _op_of(before: str, deltas: list[list[dict[str, Any]]], after: str) -> textops.Op:
+def op_of(before: str, deltas: list[list[dict[str, Any]]], after: str) -> textops.Op:
     """The text events of one update as one op on `before` (a diff if they do not fit)."""
     op: textops.Op = [len(before)] if before else []
     text = before
@@ -341,23 +387,28 @@ class StoreHistoryCache:
     """One `DocumentHistory` per document, read from a `RevisionHistory` store (the server's).
 
     Records are fetched with the store's async API, `batch` at a time, and indexed in a
-    worker thread; the most recently used `max_documents` indexes are kept.
+    worker thread; the most recently used `max_documents` indexes are kept. An index
+    replays its document (pycrdt) only while it is smaller than `replay_below` bytes (None:
+    always); past it, it keeps the metadata only.
     """
 
     store: RevisionHistory
     text_name: str = "text"
     max_documents: int = 8
     batch: int = 10_000
+    replay_below: int | None = None
     _histories: dict[str, DocumentHistory] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one refresh at a time
 
-    async def get(self, name: str) -> DocumentHistory:
-        """The index of `name`, brought up to date with the store."""
+    async def get(self, name: str, replay: bool = True) -> DocumentHistory:
+        """The index of `name`, brought up to date with the store. A new one made with
+        `replay` False (the caller knows the document is big) keeps only metadata."""
         for _ in range(3):
             history = self._histories.pop(name, None)
             fresh = history is None
             if history is None:
-                history = DocumentHistory(None, self.text_name)
+                below = self.replay_below if replay else 0
+                history = DocumentHistory(None, self.text_name, replay_below=below)
             self._histories[name] = history  # most recent last
             _evict(self._histories, self.max_documents)
             try:
@@ -377,13 +428,19 @@ class StoreHistoryCache:
             start = await self.store.history_start(name)
             if start is None:
                 return  # no such document (yet)
-            snapshot = await self.store.snapshot_at_or_before(name, start) if start else None
-            if start and (snapshot is None or snapshot.rev != start):
-                raise RevisionsGoneError(f"{name!r}: the snapshot at rev {start} is gone")
-            await asyncio.to_thread(history.begin, start, snapshot.state if snapshot else None)
+            if not history.replays:  # only metadata: the state is not needed
+                history.begin(start, None)
+            else:
+                await self._begin(name, history, start)
         while True:
             records = await self.store.history_records(name, history.last_rev, self.batch)
             if records:
                 await asyncio.to_thread(history.add, records)
             if len(records) < self.batch:
                 return
+
+    async def _begin(self, name: str, history: DocumentHistory, start: int) -> None:
+        snapshot = await self.store.snapshot_at_or_before(name, start) if start else None
+        if start and (snapshot is None or snapshot.rev != start):
+            raise RevisionsGoneError(f"{name!r}: the snapshot at rev {start} is gone")
+        await asyncio.to_thread(history.begin, start, snapshot.state if snapshot else None)

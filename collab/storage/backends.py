@@ -3,10 +3,14 @@ and Redis for several processes serving the same documents."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
 from collab.access.live import RevocationSource
 from collab.bus.contract import Bus
 from collab.config import Settings
-from collab.storage.contract import SharedStore, Store
+from collab.storage.contract import HistoryStore, RevisionHistory, SharedStore, Store
 from collab.storage.files import FileStore
 
 DATABASE_SCHEMES = ("postgresql://", "postgres://")
@@ -39,6 +43,21 @@ def revocations_for(store: Store) -> RevocationSource | None:
     dsn = getattr(store, "dsn", None)
     if isinstance(dsn, str) and is_database_url(dsn):
         return revocations.PostgresRevocations(dsn)
+    return None
+
+
+def reader_for(store: Store) -> Callable[[], RevisionHistory] | None:
+    """How a worker process opens the same store to read it (picklable; never writes):
+    None for a store another process cannot read (the memory store). Asked by what the
+    store has, so a wrapper that passes its attributes on (`metrics.MeteredStore`) works."""
+    data_dir = getattr(store, "data_dir", None)
+    if isinstance(store, HistoryStore) and isinstance(data_dir, Path):
+        return functools.partial(FileStore, data_dir, fsync=False, exclusive=False)
+    dsn = getattr(store, "dsn", None)
+    if isinstance(dsn, str) and is_database_url(dsn):
+        from collab.storage.postgres import PostgresStore
+
+        return functools.partial(PostgresStore, dsn, min_size=1, max_size=1)
     return None
 
 

@@ -401,7 +401,9 @@ class WebApp:
         if isinstance(runner, Response):
             return runner
         if "at" in request.query_params or "time" in request.query_params:
-            return await self.history.text_at(request, runner.name)
+            return await self.history.text_at(request, runner)
+        if self.history.built_elsewhere(runner):
+            return await self.history.current_text(request, runner)
         headers = {"X-Collab-Rev": str(runner.rev)}  # what a service's op is made against
         return self.respond(
             runner.text.encode(), "text/plain; charset=utf-8", request, headers=headers

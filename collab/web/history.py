@@ -2,23 +2,35 @@
 
 A part the `WebApp` holds (app.py mounts its routes). History reads what a
 `RevisionHistory` store keeps; it is CPU-bound (replaying updates), so only
-`max_history_requests` requests run at once.
+`max_history_requests` requests run at once. A document of `--text-worker-bytes` or more
+is not replayed in the server at all: its index keeps only metadata, and its texts (also
+the current one, `current_text`) are built by a worker process (`replay.worker_texts`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from collab.replay.history import DocumentHistory, StoreHistoryCache, parse_time
+from collab.replay.history import (
+    DocumentHistory,
+    NotReplayedError,
+    StoreHistoryCache,
+    parse_time,
+)
+from collab.replay.worker_texts import WorkerTexts
+from collab.storage.backends import reader_for
 from collab.storage.contract import RevisionsGoneError, StoreUnavailableError
 from collab.storage.errors import FileFormatError
 from collab.storage.logs import RevisionNotFoundError
+from collab.storage.worker import WorkerError
+from collab.web.big import FileBody
 
 if TYPE_CHECKING:
     from collab.config import Settings
@@ -36,7 +48,7 @@ class Respond(Protocol):
     """A response that may be big: capped and sent within a deadline (`web.big`)."""
 
     def __call__(
-        self, body: bytes, media_type: str, request: Request, **options: Any
+        self, body: bytes | FileBody, media_type: str, request: Request, **options: Any
     ) -> Response: ...
 
 
@@ -55,17 +67,32 @@ class HistoryRoutes:
         existing: Existing,
         respond: Respond,
     ) -> None:
-        """`histories`: None when the store keeps no old revisions (history answers 501)."""
+        """`histories`: None when the store keeps no old revisions (history answers 501).
+        Texts are built by worker processes when one can read the store (`reader_for`)."""
         self.settings = settings
         self.histories = histories
         self.refuse = refuse
         self.existing = existing
         self.respond = respond
+        self.texts: WorkerTexts | None = None
+        opener = reader_for(histories.store) if histories is not None else None
+        if opener is not None and settings.text_worker_bytes > 0:
+            self.texts = WorkerTexts(opener, settings.text_name)
+            histories.replay_below = settings.text_worker_bytes  # type: ignore[union-attr]
         self.requests = 0  # history requests running now
 
-    async def text_at(self, request: Request, name: str) -> Response:
+    def built_elsewhere(self, runner: DocumentRunner) -> bool:
+        """Whether the document's texts are built by a worker process (it is big)."""
+        return self.texts is not None and runner.size_bytes >= self.settings.text_worker_bytes
+
+    async def text_at(self, request: Request, runner: DocumentRunner) -> Response:
         """The text as it was (``?at=REV`` or ``?time=ISO-8601``), counted as history."""
-        return await self._expensive(request, self._text_at(request, name))
+        return await self._expensive(request, self._text_at(request, runner))
+
+    async def current_text(self, request: Request, runner: DocumentRunner) -> Response:
+        """A big document's text at the store's last revision (`X-Collab-Rev`), built by
+        a worker process; counted as history (a process per request)."""
+        return await self._expensive(request, self._from_worker(request, runner.name, None))
 
     async def _expensive(self, request: Request, work: Coroutine[Any, Any, Response]) -> Response:
         """Serve CPU-bound work (history) only `max_history_requests` at a time; 503 beyond."""
@@ -98,7 +125,7 @@ class HistoryRoutes:
             before_rev = None if before is None else int(before)
         except ValueError:
             return error_response(400, "limit and before must be integers")
-        history = await self._history(runner.name)
+        history = await self._history(runner)
         if isinstance(history, Response):
             return history
         page = await asyncio.to_thread(history.page, before_rev, limit)
@@ -118,20 +145,30 @@ class HistoryRoutes:
         runner = await self.existing(request)
         if isinstance(runner, Response):
             return runner
-        return await self._expensive(request, self._revision(request, runner.name))
+        return await self._expensive(request, self._revision(request, runner))
 
-    async def _revision(self, request: Request, name: str) -> Response:
-        history = await self._history(name)
+    async def _revision(self, request: Request, runner: DocumentRunner) -> Response:
+        history = await self._history(runner)
         if isinstance(history, Response):
             return history
+        rev = request.path_params["rev"]
         try:
-            change = await asyncio.to_thread(history.change, request.path_params["rev"])
+            history.info(rev)
+            if history.replays:
+                return JSONResponse((await asyncio.to_thread(history.change, rev)).as_json())
         except RevisionNotFoundError as error:
             return error_response(404, str(error))
-        return JSONResponse(change.as_json())
+        except NotReplayedError:
+            pass  # it grew past the limit meanwhile
+        assert self.texts is not None  # an index stops replaying only when there are workers
+        try:
+            body = await self.texts.change(runner.name, rev)
+        except (RevisionNotFoundError, WorkerError) as error:
+            return self._not_built(runner.name, error)
+        return self.respond(FileBody(body, _length(body)), "application/json", request)
 
-    async def _text_at(self, request: Request, name: str) -> Response:
-        history = await self._history(name)
+    async def _text_at(self, request: Request, runner: DocumentRunner) -> Response:
+        history = await self._history(runner)
         if isinstance(history, Response):
             return history
         try:
@@ -145,16 +182,46 @@ class HistoryRoutes:
             return error_response(404, f"no revision {rev}: the latest is {history.last_rev}")
         if rev < history.base_rev:
             return error_response(410, f"revisions before {history.base_rev} are no longer kept")
-        text = await asyncio.to_thread(history.text_at, rev)
-        headers = {"X-Collab-Rev": str(rev)}
-        return self.respond(text.encode(), "text/plain; charset=utf-8", request, headers=headers)
+        if history.replays:
+            try:
+                text = await asyncio.to_thread(history.text_at, rev)
+            except NotReplayedError:
+                pass  # it grew past the limit meanwhile
+            else:
+                headers = {"X-Collab-Rev": str(rev)}
+                body = text.encode()
+                return self.respond(body, "text/plain; charset=utf-8", request, headers=headers)
+        return await self._from_worker(request, runner.name, rev)
 
-    async def _history(self, name: str) -> DocumentHistory | Response:
-        """The document's history index, up to date with the store (indexed in a thread)."""
+    async def _from_worker(self, request: Request, name: str, rev: int | None) -> Response:
+        """The text at `rev` (None: the store's last revision) built by a worker process,
+        sent from the file it wrote."""
+        assert self.texts is not None
+        try:
+            built, body = await self.texts.text(name, rev)
+        except (RevisionNotFoundError, WorkerError) as error:
+            return self._not_built(name, error)
+        headers = {"X-Collab-Rev": str(built)}
+        text = FileBody(body, _length(body))
+        return self.respond(text, "text/plain; charset=utf-8", request, headers=headers)
+
+    def _not_built(self, name: str, error: RevisionNotFoundError | WorkerError) -> Response:
+        """404 for a revision the store no longer has (compacted away meanwhile); 500 with
+        the reason when the worker failed or died (the next request starts another)."""
+        if isinstance(error, RevisionNotFoundError):
+            return error_response(404, str(error))
+        log.error("%s: a worker process could not build the text: %s", name, error)
+        reason = str(error).split(" (/", 1)[0]  # not where in the server's files it raised
+        return error_response(500, f"the text could not be built: {reason}")
+
+    async def _history(self, runner: DocumentRunner) -> DocumentHistory | Response:
+        """The document's history index, up to date with the store (indexed in a thread).
+        A new index of a big document keeps only the metadata."""
         if self.histories is None:
             return error_response(501, "history needs a store that keeps old revisions")
+        name = runner.name
         try:
-            history = await self.histories.get(name)
+            history = await self.histories.get(name, replay=not self.built_elsewhere(runner))
         except (FileFormatError, RevisionsGoneError) as error:
             log.error("%s: history cannot be read: %s", name, error)
             return error_response(500, "history cannot be read: damaged in the store")
@@ -164,3 +231,7 @@ class HistoryRoutes:
         if not history.exists:
             return error_response(404, "no history: the document has not been saved yet")
         return history
+
+
+def _length(file: IO[bytes]) -> int:
+    return os.fstat(file.fileno()).st_size
