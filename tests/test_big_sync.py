@@ -5,7 +5,6 @@ y-websocket provider, pycrdt) end synced with the whole text."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ from conftest import ServerProcess, both_edges
 from pyclient import YClient
 from pycrdt import Doc, Text
 from raw_ws import client_frame, raw_websocket
-from test_welcome import read_frame
+from test_welcome import read_fragments, seed
 from websockets.asyncio.client import connect
 from yjs_node import NodeYjs
 
@@ -347,19 +346,6 @@ async def test_a_peer_joining_a_big_document_with_a_long_log_gets_it_kept_and_pa
         await joiner.close()
 
 
-def read_binary_message(sock: socket.socket) -> tuple[bytes, int]:
-    """One binary message off a raw socket (its fragments joined) and its frame count."""
-    frames: list[bytes] = []
-    while True:
-        first, payload = read_frame(sock)
-        if first & 0x0F in (0x9, 0xA):  # a ping or pong between fragments: allowed
-            continue
-        assert first & 0x0F == (0x2 if not frames else 0x0), hex(first)
-        frames.append(payload)
-        if first & 0x80:
-            return b"".join(frames), len(frames)
-
-
 @both_edges
 async def test_a_big_snapshot_reaches_a_joiner_in_fragments_of_one_message(
     start_server: Callable[..., ServerProcess], edge: str
@@ -369,11 +355,7 @@ async def test_a_big_snapshot_reaches_a_joiner_in_fragments_of_one_message(
     server without the fragment extension); the peer holds exactly the text."""
     server = start_server("--fsync", "never", "--detach-from-bytes", "1")
     text = PIECE * 40
-    async with await YClient.connect(f"{server.ws_url}/yjs/frames") as writer:
-        await writer.synced()
-        writer.append(text)
-        async with await YClient.connect(f"{server.ws_url}/yjs/frames") as reader:
-            await reader.wait_text(text, timeout=30)
+    await seed(server, "frames", text)
     sock = raw_websocket(server.port, "/yjs/frames")
     joiner = Doc()
     most_frames = 0
@@ -382,7 +364,7 @@ async def test_a_big_snapshot_reaches_a_joiner_in_fragments_of_one_message(
         deadline = time.monotonic() + 30
         while str(joiner.get("text", type=Text)) != text:
             assert time.monotonic() < deadline, "the joiner never got the text"
-            data, frames = read_binary_message(sock)
+            data, frames = read_fragments(sock, 0x2)
             most_frames = max(most_frames, frames)
             message = protocol.decode(data)
             if isinstance(message, protocol.SyncStep2 | protocol.SyncUpdate):
@@ -400,11 +382,7 @@ async def test_a_big_snapshot_is_whole_through_a_compressed_connection(
         "--fsync", "never", "--detach-from-bytes", "1", "--ws-compression", "true"
     )
     text = PIECE * 40
-    async with await YClient.connect(f"{server.ws_url}/yjs/deflated") as writer:
-        await writer.synced()
-        writer.append(text)
-        async with await YClient.connect(f"{server.ws_url}/yjs/deflated") as reader:
-            await reader.wait_text(text, timeout=30)
+    await seed(server, "deflated", text)
     joiner = Doc()
     async with connect(f"{server.ws_url}/yjs/deflated", max_size=None) as ws:
         assert ws.protocol.extensions, "permessage-deflate was negotiated"

@@ -72,7 +72,7 @@ def test_a_detached_document_answers_as_an_attached_one(seed: int) -> None:
                 other = (i + 1) % len(docs)
                 random_edit(rng, docs[other])
                 update = merge_updates(update, sent[other].pop())
-        outcomes = [_outcome(document, update) for document in (detached, attached)]
+        outcomes = [outcome(document, update) for document in (detached, attached)]
         assert outcomes[0] == outcomes[1], (seed, step)
         if outcomes[0] == "revision":
             log.append(update)
@@ -83,7 +83,8 @@ def test_a_detached_document_answers_as_an_attached_one(seed: int) -> None:
     assert not detached.detached
 
 
-def _outcome(document: Document, update: bytes) -> str:
+def outcome(document: Document, update: bytes) -> str:
+    """What `apply_update` made of `update`: a revision, nothing, or a refusal (its code)."""
     try:
         committed = document.apply_update(update, "yjs:x", None)
     except ChangeRefused as refused:

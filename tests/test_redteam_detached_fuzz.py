@@ -14,26 +14,18 @@ import random
 import pytest
 from hostile_updates import EITHER, REFUSED, other_root
 from pycrdt import Doc, Text
+from test_detached import outcome
 from test_lanes import random_edit
 
 from collab.config import Settings
 from collab.hub.loading import open_session
 from collab.session import replica
 from collab.session.document import Document
-from collab.session.revision import ChangeRefused
 from collab.storage.contract import Record, StoredDocument
 
 STRANGERS = REFUSED + [made for made in EITHER if made is not other_root]  # that one attaches
 DETACHED = Settings(detach_from_bytes=1)
 ATTACHED = Settings(detach_from_bytes=0)
-
-
-def _outcome(document: Document, update: bytes) -> str:
-    try:
-        committed = document.apply_update(update, "yjs:x", None)
-    except ChangeRefused as refused:
-        return f"refused {refused.code}"
-    return "nothing" if committed is None else "revision"
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -64,7 +56,7 @@ async def test_hostile_updates_leave_a_detached_document_as_an_attached_one(
             before = writer.get_state()
             random_edit(rng, writer)
             kind, update = "edit", writer.get_update(before)
-        outcomes = [_outcome(document, update) for document in (detached, attached)]
+        outcomes = [outcome(document, update) for document in (detached, attached)]
         assert outcomes[0] == outcomes[1], (seed, step, kind)
         if outcomes[0] == "revision":
             records.append(Record(len(records) + 1, 0.0, "yjs:x", None, update))

@@ -115,17 +115,23 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
     return bytes(data)
 
 
-def read_message(sock: socket.socket) -> tuple[str, int]:
-    """One text message (its fragments joined) and how many frames it came in."""
+def read_fragments(sock: socket.socket, opcode: int) -> tuple[bytes, int]:
+    """One message of `opcode` (its fragments joined) and how many frames it came in."""
     frames: list[bytes] = []
     while True:
         first, payload = read_frame(sock)
         if first & 0x0F in (0x9, 0xA):  # a ping or pong between fragments: allowed
             continue
-        assert first & 0x0F == (0x1 if not frames else 0x0), hex(first)
+        assert first & 0x0F == (opcode if not frames else 0x0), hex(first)
         frames.append(payload)
         if first & 0x80:
-            return b"".join(frames).decode(), len(frames)
+            return b"".join(frames), len(frames)
+
+
+def read_message(sock: socket.socket) -> tuple[str, int]:
+    """One text message (its fragments joined) and how many frames it came in."""
+    data, frames = read_fragments(sock, 0x1)
+    return data.decode(), frames
 
 
 def long_text() -> str:
