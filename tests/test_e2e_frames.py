@@ -27,7 +27,8 @@ CLOSE = 0x8
 
 
 def frames_of(data: bytes) -> list[tuple[int, bytes]]:
-    """The server's frames (unmasked) in what it sent after the 101, as (opcode, payload)."""
+    """The server's whole frames (unmasked) in what it sent after the 101, as (opcode,
+    payload); a frame cut at the end of `data` is left out (read on)."""
     frames, i = [], 0
     while i + 2 <= len(data):
         opcode, n = data[i] & 0x0F, data[i + 1] & 0x7F
@@ -36,6 +37,8 @@ def frames_of(data: bytes) -> list[tuple[int, bytes]]:
             n, i = int.from_bytes(data[i : i + 2], "big"), i + 2
         elif n == 127:
             n, i = int.from_bytes(data[i : i + 8], "big"), i + 8
+        if i + n > len(data):
+            break  # the rest of this frame has not arrived yet
         frames.append((opcode, data[i : i + n]))
         i += n
     return frames
