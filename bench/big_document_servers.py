@@ -260,37 +260,31 @@ async def measure(server: Server, args: argparse.Namespace, update: bytes) -> No
     await lags.enter("idle")
     await asyncio.sleep(2)
     times: dict[str, str] = {}
-    await lags.enter("upload")
-    control.phase = "upload"
-    print("  upload...", flush=True)
+
+    async def phase(name: str, label: str) -> None:
+        await lags.enter(name)
+        control.phase = name
+        print(f"  {label}...", flush=True)
+
+    await phase("upload", "upload")
     start = time.perf_counter()
     writer, size, encoder = await upload(server, args.mib)
     times["upload"] = f"{time.perf_counter() - start:7.1f} s"
     if server.handshakes:
-        await lags.enter("joiners")
-        control.phase = "joiners"
-        print("  joiners...", flush=True)
+        await phase("joiners", "joiners")
         stop = asyncio.Event()
         editing = asyncio.create_task(keep_editing(writer, encoder, stop))
         times["joiners"] = f"{await joiners(server, size):7.1f} s"
         stop.set()
         await editing
     if server.target not in ("baseline", "pycrdt", "node"):
-        await lags.enter("history")
-        control.phase = "history"
-        print("  history...", flush=True)
+        await phase("history", "history")
         times["history"] = f"{await asyncio.to_thread(history_seconds, server):7.2f} s"
-        await lags.enter("current")
-        control.phase = "current"
-        print("  current text...", flush=True)
+        await phase("current", "current text")
         times["current"] = f"{await asyncio.to_thread(history_seconds, server, ''):7.2f} s"
-        await lags.enter("text")
-        control.phase = "text"
-        print("  text peers...", flush=True)
+        await phase("text", "text peers")
         times["text"] = f"{await text_joiners(server):7.2f} s"
-    await lags.enter("upload500")
-    control.phase = "upload500"
-    print("  upload500...", flush=True)
+    await phase("upload500", "upload500")
     times["upload500"] = f"{await upload500(server, update) * 1000:7.1f} ms"
     await lags.enter("end")
     control.phase = "end"

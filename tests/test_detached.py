@@ -273,3 +273,12 @@ def test_a_peer_coming_back_gets_the_deletions_and_the_log_not_the_whole_documen
     assert parts[0] == document.kept.base_message
     apply_messages(lacking, parts)
     assert str(lacking.get("text", type=Text)) == str(text)
+
+
+def test_a_state_vector_that_cannot_be_read_is_refused_while_detached() -> None:
+    document = Document(DETACHED, track_text=False)
+    assert document.apply_update(append_update(5, 0, "中文😀"), "yjs:a", None)
+    assert document.detached
+    with pytest.raises(ChangeRefused):
+        SyncAnswers(document).answer(b"\x05\xff")  # five entries announced, none there
+    assert answer_parts(document, b"\x00")  # an empty one is still answered

@@ -136,6 +136,18 @@ async def test_a_long_log_is_folded_before_loading_and_comes_back_exactly(
     assert same(await yjs_view(server), view)
 
 
+async def another_document_goes_on(server: ServerProcess) -> None:
+    """Two peers of another document converge (while some work of the server stands still)."""
+    async with (
+        await YClient.connect(f"{server.ws_url}/yjs/other") as one,
+        await YClient.connect(f"{server.ws_url}/yjs/other") as two,
+    ):
+        await one.synced()
+        await two.synced()
+        one.append("👍🏽 中文 e\u0301\r\n")
+        await two.wait_text("👍🏽 中文 e\u0301\r\n")
+
+
 async def test_a_worker_killed_during_the_fold_costs_nothing(
     start_server: Callable[..., ServerProcess],
 ) -> None:
@@ -151,14 +163,7 @@ async def test_a_worker_killed_during_the_fold_costs_nothing(
     pids: list[int] = []
     await until(lambda: pids.extend(worker_pids(server.process.pid)) or pids, 30, "the fold")  # type: ignore[union-attr]
     os.kill(pids[0], signal.SIGSTOP)  # the fold stands still: the other documents go on
-    async with (
-        await YClient.connect(f"{server.ws_url}/yjs/other") as one,
-        await YClient.connect(f"{server.ws_url}/yjs/other") as two,
-    ):
-        await one.synced()
-        await two.synced()
-        one.append("👍🏽 中文\r\n")
-        await two.wait_text("👍🏽 中文\r\n")
+    await another_document_goes_on(server)
     assert not loading.done()  # its own first peer waits for its load
     os.kill(pids[0], signal.SIGKILL)
     assert same(await loading, view)  # loaded from the log as it is

@@ -22,6 +22,7 @@ from conftest import ServerProcess
 from ot_ids import secret_for
 from pyclient import YClient, connect_options, url_name
 from test_compaction_worker import worker_pids
+from test_e2e_load import another_document_goes_on
 from test_history import Writer
 from websockets.asyncio.client import connect
 
@@ -195,14 +196,7 @@ async def test_the_loop_goes_on_while_a_worker_builds_and_a_killed_one_is_a_500(
     final = await write_revisions(server, 4)
     async with httpx.AsyncClient(base_url=server.http_url, trust_env=False, timeout=60) as http:
         asking, worker = await ask_and_catch_worker(server, http, f"{base()}/text")
-        async with (
-            await YClient.connect(f"{server.ws_url}/yjs/other") as one,
-            await YClient.connect(f"{server.ws_url}/yjs/other") as two,
-        ):
-            await one.synced()
-            await two.synced()
-            one.append("👍🏽 中文 e\u0301\r\n")
-            await two.wait_text("👍🏽 中文 e\u0301\r\n")
+        await another_document_goes_on(server)
         assert (await http.get("/healthz")).status_code == 200
         assert not asking.done()
         os.kill(worker, signal.SIGKILL)

@@ -77,7 +77,7 @@ class Document:
         self._captured_deltas: list[list[dict[str, Any]]] = []
         self._replica = Replica(settings.text_name, self.kept, client_id)
         self.client_id: int = self._replica.client_id
-        self._may_detach = True  # until an update only pycrdt checks came (`detach`)
+        self._text_only = True  # every update taken could be checked without pycrdt (`detach`)
         # Where edits would split a character: the loader's, else built at the first Yjs update.
         self._surrogates: SurrogateIndex | None = None if stored else SurrogateIndex()
         self._clocks: dict[int, int] | None = None  # the state vector, kept up to date
@@ -128,7 +128,7 @@ class Document:
 
     def _detaches_at(self, size: int) -> bool:
         limit = self.settings.detach_from_bytes
-        return self._may_detach and self._replica.may_detach and 0 < limit <= size
+        return self._text_only and self._replica.may_detach and 0 < limit <= size
 
     def detach(self) -> None:
         """Drop the pycrdt document when the document is big and nothing needs it: no text
@@ -254,7 +254,7 @@ class Document:
         else:
             op = self._integrate(update, decoded, origin)
         if not integrates_later(decoded):  # taken, and only pycrdt could check it: it stays
-            self._may_detach = False
+            self._text_only = False
         self._surrogate_index().add(decoded, known)
         _advance(known, decoded)
         if nothing_new and self._delete_set() == deleted_before:
@@ -367,7 +367,7 @@ class Document:
         """`apply_committed` while detached, when the update needs no pycrdt to be taken."""
         decoded, problem = check_update(record.update, known, self._surrogate_index())
         if problem is not None or not integrates_later(decoded):
-            self._may_detach = False  # as where it was made: what pycrdt alone checks came
+            self._text_only = False  # as where it was made: what pycrdt alone checks came
             return None
         self._replica.take(record.update, decoded, adds_items=True)
         self._surrogate_index().add(decoded, known)

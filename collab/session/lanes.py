@@ -35,6 +35,7 @@ from pycrdt import Doc
 
 from collab.yjs.checks import Summary
 from collab.yjs.crdt import InvalidUpdateError, apply_update
+from collab.yjs.deletes import delete_set_at
 from collab.yjs.fuse import fused
 from collab.yjs.protocol import read_var_uint
 from collab.yjs.update import DELETED, STRING
@@ -184,12 +185,7 @@ def _refers_to(update: bytes, text_name: bytes) -> dict[int, int] | None:
         length, pos = read_var_uint(update, pos)  # string bytes, or deleted clocks
         if info & 0x1F == STRING:
             pos += length
-    clients, pos = read_var_uint(update, pos)
-    for _ in range(clients):
-        other, pos = read_var_uint(update, pos)
-        ranges, pos = read_var_uint(update, pos)
-        for _ in range(ranges):
-            clock, pos = read_var_uint(update, pos)
-            length, pos = read_var_uint(update, pos)
-            refers[other] = max(refers.get(other, 0), clock + length)
+    deletes, pos = delete_set_at(update, pos)
+    for other, clock, length in deletes:
+        refers[other] = max(refers.get(other, 0), clock + length)
     return refers if pos == len(update) else None

@@ -87,12 +87,12 @@ class SyncAnswers:
         if cached is not None and cached[0] == rev and cached[1] == state_vector:
             return [cached[2]]
         kept, detached = self.document.kept, self.document.detached
-        if (kept.base_size >= KEPT_FROM or detached) and (
-            state_vector == EMPTY_STATE_VECTOR or self._lacks_much(state_vector)
-        ):
-            return [KeptAnswer(kept.base_message, kept.updates())]  # the base framed once
-        if detached:  # no pycrdt document to make a diff with
-            return [self._catch_up(state_vector)]
+        if kept.base_size >= KEPT_FROM or detached:
+            theirs = _read(state_vector)
+            if state_vector == EMPTY_STATE_VECTOR or self._lacks_much(theirs):
+                return [KeptAnswer(kept.base_message, kept.updates())]  # the base framed once
+            if detached:  # no pycrdt document to make a diff with
+                return [self._catch_up(theirs)]
         try:
             update = self.document.doc.get_update(state_vector)
         except Exception:
@@ -103,27 +103,22 @@ class SyncAnswers:
         self._step2 = (rev, bytes(state_vector), message)
         return [message]
 
-    def _catch_up(self, state_vector: bytes) -> KeptAnswer:
+    def _catch_up(self, theirs: dict[int, int] | None) -> KeptAnswer:
         """A detached document's answer to a peer that lacks little: when it holds all of
         the base (a peer coming back), the document's deletions then the updates logged
         since (whatever it lacks is in them); else all that is kept."""
-        try:
-            theirs = decode_state_vector(state_vector)
-        except UpdateFormatError:
-            why = "invalid state vector in sync step 1"
-            raise ChangeRefused(ErrorCode.BAD_MESSAGE, why) from None
+        if theirs is None:
+            raise ChangeRefused(ErrorCode.BAD_MESSAGE, "invalid state vector in sync step 1")
         kept, deleted = self.document.kept, self.document.deleted
         base = kept.base_clocks
         if base is None or deleted is None or any(theirs.get(c, 0) < e for c, e in base.items()):
             return KeptAnswer(kept.base_message, kept.updates())
         return KeptAnswer(b"", [deleted.as_update(), *kept.updates()])
 
-    def _lacks_much(self, state_vector: bytes) -> bool:
-        """Whether a peer with `state_vector` lacks `KEPT_FROM_LACKING` clocks or more
-        (summed over clients); False when the state vector cannot be read."""
-        try:
-            theirs = decode_state_vector(state_vector)
-        except UpdateFormatError:
+    def _lacks_much(self, theirs: dict[int, int] | None) -> bool:
+        """Whether a peer with the state vector `theirs` lacks `KEPT_FROM_LACKING` clocks or
+        more (summed over clients); False when its state vector could not be read."""
+        if theirs is None:
             return False
         ours = self.document.state_vector()
         return sum(max(0, end - theirs.get(c, 0)) for c, end in ours.items()) >= KEPT_FROM_LACKING
@@ -131,3 +126,11 @@ class SyncAnswers:
     def batch_ended(self) -> None:
         """The batch's output was taken: its copies of the document go."""
         self._step2 = None
+
+
+def _read(state_vector: bytes) -> dict[int, int] | None:
+    """A peer's state vector, decoded; None when it cannot be read."""
+    try:
+        return decode_state_vector(state_vector)
+    except UpdateFormatError:
+        return None

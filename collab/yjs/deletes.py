@@ -165,6 +165,12 @@ def unknown_deletes_at(deleted: DeleteSet, data: bytes, pos: int) -> list[Range]
 
 def read_delete_set(data: bytes, pos: int) -> list[Range]:
     """The delete set encoded at `data[pos:]` (the bytes were checked already)."""
+    return delete_set_at(data, pos)[0]
+
+
+def delete_set_at(data: bytes, pos: int) -> tuple[list[Range], int]:
+    """The delete set encoded at `data[pos:]`, and the position after it; raises
+    IndexError or ValueError (read_var_uint's ProtocolError) where the bytes end early."""
     ranges: list[Range] = []
     clients, pos = read_var_uint(data, pos)
     for _ in range(clients):
@@ -174,4 +180,4 @@ def read_delete_set(data: bytes, pos: int) -> list[Range]:
             clock, pos = read_var_uint(data, pos)
             length, pos = read_var_uint(data, pos)
             ranges.append((client, clock, length))
-    return ranges
+    return ranges, pos
