@@ -8,7 +8,10 @@ current text, the text at a revision, one revision's change) have it built by a 
 process (`collab.storage.worker`, as compaction does): it opens the store read-only
 (`backends.reader_for`), rebuilds the document from the newest snapshot at or before the
 revision and the records after it (merged into one update first, `rebuilt`), and writes
-the answer's body (UTF-8) to a file the server made. The server sends that file as it is,
+the answer's body (UTF-8) to a file the server made. The whole state over HTTP is built
+the same way (`state`): a big document that only Yjs peers edit keeps no pycrdt document
+in the server (`collab.session.replica`), and its state built there would rebuild one on
+the loop (~150 ms at 64 MiB) and keep it for seconds. The server sends that file as it is,
 a chunk at a time: no 64 MiB `str` or `bytes` is built in the server (copying 64 MiB alone
 holds the GIL ~30 ms).
 
@@ -66,6 +69,11 @@ class WorkerTexts:
         `WorkerError` when the worker failed or died."""
         return await self._build(write_text, name, LAST if rev is None else rev)
 
+    async def state(self, name: str) -> tuple[int, IO[bytes]]:
+        """The whole document at the store's last revision as one Yjs update (what a new
+        Yjs client applies), and that revision (see `text`)."""
+        return await self._build(write_state, name, LAST)
+
     async def change(self, name: str, rev: int) -> IO[bytes]:
         """Revision `rev`'s change as the JSON of `RevisionChange.as_json` (see `text`)."""
         _, body = await self._build(write_change, name, rev)
@@ -100,6 +108,18 @@ def write_text(opener: Opener, name: str, text_name: str, rev: int, path: str) -
     replay, _ = found
     with open(path, "wb") as out:
         out.write(str(replay.text).encode())
+    return Built(replay.rev)
+
+
+def write_state(opener: Opener, name: str, text_name: str, rev: int, path: str) -> Built:
+    """The worker's side of `WorkerTexts.state`: the document at `rev` (or `LAST`) as one
+    Yjs update to `path`, encoded by pycrdt as the server's own document would be."""
+    found = _replayed(opener, name, text_name, rev)
+    if isinstance(found, Built):
+        return found
+    replay, _ = found
+    with open(path, "wb") as out:
+        out.write(replay.state())
     return Built(replay.rev)
 
 

@@ -413,7 +413,10 @@ class WebApp:
         runner = await self._existing(request)
         if isinstance(runner, Response):
             return runner
-        return self.respond(runner.state, "application/octet-stream", request)
+        if self.history.built_elsewhere(runner):
+            return await self.history.current_state(request, runner)
+        headers = {"X-Collab-Rev": str(runner.rev)}
+        return self.respond(runner.state, "application/octet-stream", request, headers=headers)
 
     def respond(self, body: bytes, media_type: str, request: Request, **options: Any) -> Response:
         """A response that may be big: capped and sent within a deadline (`web_big`)."""

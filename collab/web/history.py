@@ -4,7 +4,8 @@ A part the `WebApp` holds (app.py mounts its routes). History reads what a
 `RevisionHistory` store keeps; it is CPU-bound (replaying updates), so only
 `max_history_requests` requests run at once. A document of `--text-worker-bytes` or more
 is not replayed in the server at all: its index keeps only metadata, and its texts (also
-the current one, `current_text`) are built by a worker process (`replay.worker_texts`).
+the current one, `current_text`) and its whole state (`current_state`) are built by a
+worker process (`replay.worker_texts`).
 """
 
 from __future__ import annotations
@@ -93,6 +94,12 @@ class HistoryRoutes:
         """A big document's text at the store's last revision (`X-Collab-Rev`), built by
         a worker process; counted as history (a process per request)."""
         return await self._expensive(request, self._from_worker(request, runner.name, None))
+
+    async def current_state(self, request: Request, runner: DocumentRunner) -> Response:
+        """A big document's whole state (one Yjs update) at the store's last revision
+        (`X-Collab-Rev`), built by a worker process: the server's own pycrdt document is
+        left alone (a detached one is not rebuilt). Counted as history."""
+        return await self._expensive(request, self._state_from_worker(request, runner.name))
 
     async def _expensive(self, request: Request, work: Coroutine[Any, Any, Response]) -> Response:
         """Serve CPU-bound work (history) only `max_history_requests` at a time; 503 beyond."""
@@ -205,14 +212,26 @@ class HistoryRoutes:
         text = FileBody(body, _length(body))
         return self.respond(text, "text/plain; charset=utf-8", request, headers=headers)
 
-    def _not_built(self, name: str, error: RevisionNotFoundError | WorkerError) -> Response:
+    async def _state_from_worker(self, request: Request, name: str) -> Response:
+        assert self.texts is not None
+        try:
+            built, body = await self.texts.state(name)
+        except (RevisionNotFoundError, WorkerError) as error:
+            return self._not_built(name, error, "state")
+        headers = {"X-Collab-Rev": str(built)}
+        state = FileBody(body, _length(body))
+        return self.respond(state, "application/octet-stream", request, headers=headers)
+
+    def _not_built(
+        self, name: str, error: RevisionNotFoundError | WorkerError, what: str = "text"
+    ) -> Response:
         """404 for a revision the store no longer has (compacted away meanwhile); 500 with
         the reason when the worker failed or died (the next request starts another)."""
         if isinstance(error, RevisionNotFoundError):
             return error_response(404, str(error))
-        log.error("%s: a worker process could not build the text: %s", name, error)
+        log.error("%s: a worker process could not build the %s: %s", name, what, error)
         reason = str(error).split(" (/", 1)[0]  # not where in the server's files it raised
-        return error_response(500, f"the text could not be built: {reason}")
+        return error_response(500, f"the {what} could not be built: {reason}")
 
     async def _history(self, runner: DocumentRunner) -> DocumentHistory | Response:
         """The document's history index, up to date with the store (indexed in a thread).
