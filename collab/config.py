@@ -293,6 +293,13 @@ class Settings:
             "0: never"
         },
     )
+    text_worker_timeout: float = field(
+        default=120.0,
+        metadata={
+            "help": "seconds such a worker process may take; one that takes longer (hung, "
+            "starved) is killed and its request answers HTTP 500"
+        },
+    )
     max_big_responses: int = field(
         default=8,
         metadata={

@@ -24,6 +24,7 @@ import pytest
 from conftest import ServerProcess, run_node_script
 from pyclient import YClient, state_vector, url_name
 from pycrdt import Doc, Text
+from test_compaction_worker import worker_pids
 from test_e2e_lanes import settled
 from test_e2e_load import another_document_goes_on
 from test_e2e_worker_texts import ask_and_catch_worker
@@ -158,3 +159,25 @@ async def test_a_small_document_s_state_is_built_in_the_server(
         assert answer.status_code == 200
         assert text_of(answer.content) == expected
         assert int(answer.headers["x-collab-rev"]) == await last_rev(http)
+
+
+async def test_a_worker_that_hangs_is_killed_and_its_request_is_a_500(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """A worker held still past --text-worker-timeout is killed: its request answers 500
+    with the reason (a hung worker would hold a history slot for good), the next is served."""
+    server = start_server(*BIG, "--text-worker-timeout", "1")
+    expected = await write_yjs(server, 5)
+    assert server.process is not None
+    async with httpx.AsyncClient(base_url=server.http_url, trust_env=False, timeout=60) as http:
+        asking, worker = await ask_and_catch_worker(server, http, UPDATE)
+        answer = await asyncio.wait_for(asking, 30)
+        assert answer.status_code == 500
+        assert answer.json()["error"] == (
+            "the state could not be built: the worker process took more than 1 s"
+        )
+        assert worker not in worker_pids(server.process.pid)  # killed, and waited for
+        again = await http.get(UPDATE)
+        assert (again.status_code, text_of(again.content)) == (200, expected)
+        text = await http.get(f"/api/docs/{url_name(NAME)}/text")
+        assert (text.status_code, text.text) == (200, expected)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
@@ -43,6 +43,7 @@ Refuse = Callable[[str, str, HTTPConnection], None]
 """Count and log a refusal: (reason, what, connection)."""
 Existing = Callable[[Request], Awaitable["DocumentRunner | Response"]]
 """The request's document, checked (name, access) and loaded, or the error response."""
+T = TypeVar("T")
 
 
 class Respond(Protocol):
@@ -169,7 +170,7 @@ class HistoryRoutes:
             pass  # it grew past the limit meanwhile
         assert self.texts is not None  # an index stops replaying only when there are workers
         try:
-            body = await self.texts.change(runner.name, rev)
+            body = await self._built(self.texts.change(runner.name, rev))
         except (RevisionNotFoundError, WorkerError) as error:
             return self._not_built(runner.name, error)
         return self.respond(FileBody(body, _length(body)), "application/json", request)
@@ -205,7 +206,7 @@ class HistoryRoutes:
         sent from the file it wrote."""
         assert self.texts is not None
         try:
-            built, body = await self.texts.text(name, rev)
+            built, body = await self._built(self.texts.text(name, rev))
         except (RevisionNotFoundError, WorkerError) as error:
             return self._not_built(name, error)
         headers = {"X-Collab-Rev": str(built)}
@@ -215,12 +216,22 @@ class HistoryRoutes:
     async def _state_from_worker(self, request: Request, name: str) -> Response:
         assert self.texts is not None
         try:
-            built, body = await self.texts.state(name)
+            built, body = await self._built(self.texts.state(name))
         except (RevisionNotFoundError, WorkerError) as error:
             return self._not_built(name, error, "state")
         headers = {"X-Collab-Rev": str(built)}
         state = FileBody(body, _length(body))
         return self.respond(state, "application/octet-stream", request, headers=headers)
+
+    async def _built(self, build: Awaitable[T]) -> T:
+        """A worker's build within `--text-worker-timeout`: one that takes longer is killed
+        (`run_in_process` on cancel), so that a hung worker holds no history slot for good."""
+        timeout = self.settings.text_worker_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await build
+        except TimeoutError:
+            raise WorkerError(f"the worker process took more than {timeout:g} s") from None
 
     def _not_built(
         self, name: str, error: RevisionNotFoundError | WorkerError, what: str = "text"
