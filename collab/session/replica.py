@@ -14,9 +14,11 @@ that no text peer follows, and whose updates so far are all text the checks sett
 are kept beside it (`collab.yjs.deletes`: a peer re-sending them changes nothing), and its
 memory is what the log holds (`collab.session.kept`), not the CRDT on top.
 
-A reader that needs pycrdt (a text peer, the text or the state over HTTP, a server edit,
-an update of other content) rebuilds it from what is kept: one cost, on the loop, logged,
-and the document stays attached while that reader needs it.
+A reader that needs pycrdt (a text peer, the text or the state over HTTP below
+`--text-worker-bytes`, a server edit, an update of other content) rebuilds it from what is
+kept: one cost, on the loop, logged, and the document stays attached while that reader
+needs it. (Past `--text-worker-bytes`, HTTP's text and state come from a worker process
+that reads the store: `collab.replay.worker_texts`.)
 """
 
 from __future__ import annotations
