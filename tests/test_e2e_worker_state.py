@@ -181,3 +181,20 @@ async def test_a_worker_that_hangs_is_killed_and_its_request_is_a_500(
         assert (again.status_code, text_of(again.content)) == (200, expected)
         text = await http.get(f"/api/docs/{url_name(NAME)}/text")
         assert (text.status_code, text.text) == (200, expected)
+
+
+async def test_a_detached_document_below_text_worker_bytes_is_read_by_a_worker_too(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """--text-worker-bytes above --detach-from-bytes: a detached document between the two
+    is not rebuilt in the server for HTTP either (its text and state come from a worker)."""
+    server = start_server("--text-worker-bytes", "100000000", "--detach-from-bytes", "1")
+    expected = await write_yjs(server, 6)
+    async with httpx.AsyncClient(base_url=server.http_url, trust_env=False, timeout=60) as http:
+        state = await http.get(UPDATE)
+        text = await http.get(f"/api/docs/{url_name(NAME)}/text")
+        rev = await last_rev(http)
+    assert (state.status_code, text_of(state.content)) == (200, expected)
+    assert (text.status_code, text.text) == (200, expected)
+    assert int(state.headers["x-collab-rev"]) == int(text.headers["x-collab-rev"]) == rev
+    assert REBUILT not in server.log()

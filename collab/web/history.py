@@ -77,15 +77,16 @@ class HistoryRoutes:
         self.existing = existing
         self.respond = respond
         self.texts: WorkerTexts | None = None
+        self.worker_from = worker_from(settings)
         opener = reader_for(histories.store) if histories is not None else None
         if opener is not None and settings.text_worker_bytes > 0:
             self.texts = WorkerTexts(opener, settings.text_name)
-            histories.replay_below = settings.text_worker_bytes  # type: ignore[union-attr]
+            histories.replay_below = self.worker_from  # type: ignore[union-attr]
         self.requests = 0  # history requests running now
 
     def built_elsewhere(self, runner: DocumentRunner) -> bool:
         """Whether the document's texts are built by a worker process (it is big)."""
-        return self.texts is not None and runner.size_bytes >= self.settings.text_worker_bytes
+        return self.texts is not None and runner.size_bytes >= self.worker_from
 
     async def text_at(self, request: Request, runner: DocumentRunner) -> Response:
         """The text as it was (``?at=REV`` or ``?time=ISO-8601``), counted as history."""
@@ -261,6 +262,14 @@ class HistoryRoutes:
         if not history.exists:
             return error_response(404, "no history: the document has not been saved yet")
         return history
+
+
+def worker_from(settings: Settings) -> int:
+    """The size (bytes of state) from which a document's texts and state are built by a
+    worker: `--text-worker-bytes`, or `--detach-from-bytes` when smaller (a detached
+    document keeps no pycrdt document: reading it in the server would rebuild one)."""
+    detach, texts = settings.detach_from_bytes, settings.text_worker_bytes
+    return min(texts, detach) if detach > 0 else texts
 
 
 def _length(file: IO[bytes]) -> int:
