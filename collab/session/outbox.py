@@ -1,4 +1,5 @@
-"""The outbox: messages for peers, kept until the driver takes them, updates merged.
+"""The outbox: messages for peers, kept until the driver takes them, updates merged; and
+the `Output` the driver takes from a session (records, messages, closes).
 
 Yjs updates queued for one peer in a row go out as one merged update message, and every
 peer of a batch gets the very same message object (merged and encoded once). Only small
@@ -9,7 +10,7 @@ ones are merged (`MERGE_BYTES`): pycrdt's merge holds the GIL, and merging a bat
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
 from pycrdt import merge_updates
@@ -17,8 +18,10 @@ from pycrdt import merge_updates
 from collab.yjs import protocol
 
 if TYPE_CHECKING:
+    from collab.session.revision import Revision
     from collab.session.sync_answers import KeptAnswer
     from collab.session.welcome import LongMessage
+    from collab.storage.contract import Record
 
 MERGE_BYTES = 64 * 1024
 """A run of updates merged into one message holds at most this many bytes (or one update)."""
@@ -97,3 +100,17 @@ def _merged_message(item: _Updates, cache: dict[object, bytes]) -> bytes:
         update = updates[0] if len(updates) == 1 else merge_updates(*updates)
         message = cache[key] = protocol.encode_sync_update(update)
     return message
+
+
+@dataclass
+class Output:
+    """What the driver must do, in this order: persist, send, close."""
+
+    records: list[Record] = field(default_factory=list)
+    revisions: list[Revision] = field(default_factory=list)  # the records as text changes
+    messages: list[tuple[PeerId, Message]] = field(default_factory=list)
+    closes: list[tuple[PeerId, int, str]] = field(default_factory=list)
+    awareness: list[bytes] = field(default_factory=list)  # for the other processes (bus)
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.messages or self.closes or self.awareness)
