@@ -162,6 +162,22 @@ async def test_over_real_sockets_text_clients_are_turned_away_from_a_big_documen
             response = await http.post(f"/api/docs/{name}/ops", json=op)
             assert response.status_code == 413
             assert "too big for text clients" in response.json()["error"]
+            headers = {"content-type": "text/plain; charset=utf-8"}
+            replace = await http.put(f"/api/docs/{name}?replace=1", content="👍🏽", headers=headers)
+            assert replace.status_code == 413 and "too big for text clients" in replace.text
+            small = "small 中文"
+            assert (
+                await http.put(f"/api/docs/{small}", content="e\u0301", headers=headers)
+            ).is_success
+            big_text = (PASTE * 14).encode()  # replacing a small text with a big one: the same
+            replace = await http.put(
+                f"/api/docs/{small}?replace=1", content=big_text, headers=headers
+            )
+            assert replace.status_code == 413 and "too big for text clients" in replace.text
+            replace = await http.put(
+                f"/api/docs/{small}?replace=1", content="😀\r\n", headers=headers
+            )
+            assert replace.status_code == 200, replace.text
         writer.insert(0, "👍🏽")  # the Yjs peers go on
         async with await YClient.connect(f"{server.ws_url}/yjs/{name}") as reader:
             await reader.wait_text("👍🏽" + PASTE * 14 + UNICODE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collab.config import MiB
+from collab.config import MiB, Settings
 from collab.session.acks import AckTable
 from collab.session.document import Document
 from collab.session.revision import ChangeRefused, Committed, Revision
@@ -34,8 +34,12 @@ def too_big_for_text(document: Document, added: int = 0) -> str | None:
     text each call costs with its size (measured: a join ~7 ms at 2 MiB, ~14 at 4, ~30 at
     8; an append ~3 ms at 2 MiB, ~13 at 8): past `text_door_max_bytes` a document is for
     Yjs clients, which never need it."""
-    limit = document.settings.text_door_max_bytes
-    size = document.state_bytes + added
+    return too_big_a_text(document.settings, document.state_bytes + added)
+
+
+def too_big_a_text(settings: Settings, size: int) -> str | None:
+    """`too_big_for_text` of a document of `size` bytes."""
+    limit = settings.text_door_max_bytes
     if not limit or size <= limit:
         return None
     sizes = f"{size / MiB:.1f} MiB > {limit / MiB:g} MiB"
