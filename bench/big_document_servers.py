@@ -12,12 +12,13 @@ big document in 256 KB updates; collab compacts it as it grows, every --compact-
 time until every joiner holds it all), `history` (collab: `GET text?at=1`, the document at
 an old revision), `current` (collab: `GET text`, the text now), `text` (collab: 5 text
 peers join it at once through the OT door, each until it has read its welcome, the whole
-text), `upload500` (a 500 KB document uploaded as
-one update, sync step 2 style, 5 times to new documents, the median reported, from two
-clients typing with emoji: the time until an observer receives it). Printed per
-server: each phase's time, the control's p99 and worst latency in it, the server's RSS
-growth, and for collab the event loop's worst lag in each phase (/metrics, the bound of the
-highest histogram bucket that gained a sample in the phase).
+text, or was turned away: past --text-door-max-bytes, 2 MiB, a document is for Yjs
+clients; this script's `--text-door-max-bytes 0` measures the welcome), `upload500` (a
+500 KB document uploaded as one update, sync step 2 style, 5 times to new documents, the
+median reported, from two clients typing with emoji: the time until an observer receives
+it). Printed per server: each phase's time, the control's p99 and worst latency in it,
+the server's RSS growth, and for collab the event loop's worst lag in each phase
+(/metrics, the bound of the highest histogram bucket that gained a sample in the phase).
 Compare rows of one run: the machine may be shared (the load average is printed).
 
 Targets (`--only`, repeatable): `pycrdt` (pycrdt-websocket, no store), `node`
@@ -47,8 +48,12 @@ from scenarios import handshake, ws_connect
 from targets import DEFAULT_COLLAB, Server, load_average, missing, pin
 from update_checks import build
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
+from collab.wire import CloseCode
 from collab.yjs import protocol
+
+TOO_BIG = CloseCode.TOO_BIG
 
 MiB = 1024 * 1024
 MARK = re.compile(rb"#C(\d+);")
@@ -167,22 +172,31 @@ def history_seconds(server: Server, query: str = "?at=1") -> float:
 WELCOME = b'{"type": "welcome"'
 
 
-async def text_joiners(server: Server, count: int = 5) -> float:
+async def text_joiners(server: Server, count: int = 5) -> str:
     """`count` text peers join the big document at once; the time until each has read its
-    welcome (the whole text: one message, in fragments from `collab serve`)."""
+    welcome (the whole text: one message, in fragments from `collab serve`), or was turned
+    away (1009: past --text-door-max-bytes, the document is for Yjs clients)."""
+    refused = 0
 
     async def join(i: int) -> None:
+        nonlocal refused
         url = f"ws://127.0.0.1:{server.port}/ot/big"
         async with connect(url, max_size=None, compression=None, open_timeout=60) as ws:
             secret = f"bench-text-peer-{i}-0123456789"
-            await ws.send(json.dumps({"type": "hello", "secret": secret, "user": {}}))
-            # Not parsed nor decoded: this process also times the control document.
-            while not (await asyncio.wait_for(ws.recv(decode=False), 600)).startswith(WELCOME):
-                pass
+            try:
+                await ws.send(json.dumps({"type": "hello", "secret": secret, "user": {}}))
+                # Not parsed nor decoded: this process also times the control document.
+                while not (await asyncio.wait_for(ws.recv(decode=False), 600)).startswith(WELCOME):
+                    pass
+            except ConnectionClosed as closed:
+                if closed.rcvd is None or closed.rcvd.code != TOO_BIG:
+                    raise
+                refused += 1
 
     start = time.perf_counter()
     await asyncio.gather(*(join(i) for i in range(count)))
-    return time.perf_counter() - start
+    took = f"{time.perf_counter() - start:7.2f} s"
+    return f"{took} ({refused} refused)" if refused else took
 
 
 UPLOADS = 5
@@ -283,7 +297,7 @@ async def measure(server: Server, args: argparse.Namespace, update: bytes) -> No
         await phase("current", "current text")
         times["current"] = f"{await asyncio.to_thread(history_seconds, server, ''):7.2f} s"
         await phase("text", "text peers")
-        times["text"] = f"{await text_joiners(server):7.2f} s"
+        times["text"] = await text_joiners(server)
     await phase("upload500", "upload500")
     times["upload500"] = f"{await upload500(server, update) * 1000:7.1f} ms"
     await lags.enter("end")
@@ -306,6 +320,7 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=TARGETS)
     parser.add_argument("--main", type=Path, help="also collab from this checkout (before)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per server")
+    parser.add_argument("--text-door-max-bytes", help="collab's, when not its default")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     args = parser.parse_args()
@@ -321,6 +336,8 @@ def main() -> None:
         command = f"env PYTHONPATH={shlex.quote(str(args.main))} {python}"
         rows.append(("fast", {"collab_command": command, "label": "-main"}))
     extra = ["--max-document-bytes", str(2 * args.mib * MiB + 4 * MiB), "--log-level", "warning"]
+    if args.text_door_max_bytes is not None:
+        extra += ["--text-door-max-bytes", args.text_door_max_bytes]
     with tempfile.TemporaryDirectory(prefix="collab-big-") as workdir:
         for target, options in rows:
             if (why := missing(target)) is not None:

@@ -54,6 +54,12 @@ export function explainClose(code, reason) {
       next: `It is not usable (${why}): go back to the list and choose another.`,
     };
   }
+  if (code === CloseCode.TOO_BIG && reason.startsWith("document too big for text clients")) {
+    return {
+      title: "This document is too big for this page",
+      next: "Open it with an editor that speaks Yjs (CodeMirror, TipTap…). The text here can still be copied.",
+    };
+  }
   if (code === CloseCode.SUPERSEDED) {
     return {
       title: "Disconnected: opened in another tab or window",

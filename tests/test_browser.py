@@ -16,8 +16,10 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import REPO, ServerProcess, free_port, node_available, require, wait_until
+from pycrdt import Doc, Text
 
 pytestmark = pytest.mark.browser
 
@@ -628,3 +630,24 @@ def test_ot_core_laws_in_the_page(server: ServerProcess, open_page) -> None:
     }"""
     )
     assert failures == []
+
+
+def test_a_document_grown_too_big_for_the_page_says_so(server: ServerProcess, open_page) -> None:
+    """A Yjs client pastes past `--text-door-max-bytes` (2 MiB): the page is closed with
+    1009, says why and what to use instead, does not reconnect, and keeps its text."""
+    page = open_page(server.http_url, "grown 中文")
+    page.keyboard.type("mine 😀")
+    page.wait_for_function(SAVED)
+    paste = Doc()
+    paste.get("text", type=Text).insert(0, "👨‍👩‍👧 中文 e\u0301\r\n" * 90_000)  # ~2.3 MB
+    response = httpx.post(
+        f"{server.http_url}/api/docs/{url_name('grown 中文')}/update",
+        content=paste.get_update(),
+        headers={"content-type": "application/octet-stream"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    page.wait_for_function("window.collab.client.state === 'error'")
+    assert page.text_content("#status") == "This document is too big for this page"
+    assert page.evaluate("window.collab.client.socket.timer") is None  # no reconnect
+    assert "mine 😀" in value(page)

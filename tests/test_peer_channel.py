@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from collab.hub.channel import PeerChannel
+from collab.hub.channel import TURN_BYTES, PeerChannel
 from collab.session.sync_answers import SYNCED, KeptAnswer
 from collab.session.welcome import LongMessage
 from collab.yjs import protocol
@@ -183,3 +183,33 @@ async def test_an_overflow_during_a_long_message_keeps_what_was_queued_after_it(
     assert json.loads("".join(peer.written[:3])) == {"text": "😀" * 3000}
     assert peer.written[3:] == ["after the overflow"]
     channel.abandon()
+
+
+class EagerPeer(StalledPeer):
+    """A connection whose socket takes everything at once (loopback, a fast reader): `send`
+    never waits, so only the channel can let the loop run in between."""
+
+    def send_now(self, data: bytes | str) -> bool:
+        return False  # queued: the channel's task sends it
+
+    async def send(self, data: bytes | str) -> None:
+        self.written.append(data)
+
+
+async def test_a_peer_that_takes_everything_lets_the_loop_run_between_turns() -> None:
+    """20 joiners each sent a big document's logged updates back to back held the loop
+    40 ms a turn: a draining channel lets it run after `TURN_BYTES`."""
+    peer = EagerPeer()
+    channel = PeerChannel("p", peer, 1 << 30, lambda c: None)
+    for i in range(8):
+        channel.send(f"{i} 😀中e\u0301\r\n".encode() * (TURN_BYTES // 40))  # ~0.35 turn each
+    seen: list[int] = []  # messages written each time another task ran
+
+    async def another_task() -> None:
+        while len(peer.written) < 8:
+            seen.append(len(peer.written))
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(another_task(), 5)
+    assert sorted(set(seen)) == [3, 6]  # a turn ends past TURN_BYTES: after 3 messages
+    assert [bytes(m)[:1] for m in peer.written] == [str(i).encode() for i in range(8)]

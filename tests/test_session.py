@@ -11,6 +11,7 @@ from pycrdt import Doc, Text
 
 from collab.config import Settings
 from collab.session import Session
+from collab.session.outbox import MERGE_BYTES
 from collab.storage.contract import StoredDocument
 from collab.text import ops as textops
 from collab.text import positions
@@ -106,6 +107,22 @@ def test_updates_to_one_peer_in_one_batch_are_merged(session: Session) -> None:
     pump(session, {"a": a, "b": b})
     assert len(b.inbox) == 1
     assert str(b.text) == "xxxxx"
+
+
+def test_big_updates_in_one_batch_are_relayed_unmerged() -> None:
+    """Merging holds the GIL (pycrdt) and saves nothing on big updates: a run of them goes
+    out one message each (up to `MERGE_BYTES` merged), and the peer ends with the text."""
+    session = Session("doc", Settings(max_document_bytes=1 << 20))
+    a, b = YPeer(session, "a"), YPeer(session, "b")
+    pump(session, {"a": a, "b": b})
+    b.inbox.clear()
+    piece = "😀👩‍👩‍👧中e\u0301\r\n" * (MERGE_BYTES // 40)  # ~27 bytes a round: ~43 KB
+    for _ in range(3):
+        a.edit(len(str(a.text)), piece)
+    a.edit(len(str(a.text)), "x")
+    pump(session, {"a": a, "b": b})
+    assert len(b.inbox) == 3  # the first alone, the second alone, the third with "x"
+    assert str(b.text) == piece * 3 + "x" == session.mirror
 
 
 def test_known_deletions_make_no_revision(session: Session) -> None:

@@ -25,7 +25,7 @@ from records import Writer, hold_fsyncs, hold_snapshot_checks, text_of
 
 from collab.access.names import storage_key
 from collab.config import Settings
-from collab.storage import durable, threads
+from collab.storage import durable, files, threads
 from collab.storage.contract import (
     DocumentInfo,
     HistoryStore,
@@ -844,27 +844,35 @@ async def test_a_new_documents_first_records_are_written_with_its_directory(
 async def test_a_big_append_is_written_off_the_loop_and_a_failed_one_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A write of more than `WRITE_ON_LOOP` bytes runs in a thread (it can wait tens of ms
+    """An append of more than `WRITE_ON_LOOP` bytes is encoded and written in a thread (the
+    records' CRCs and copies held the loop 12-26 ms a batch; the write can wait tens of ms
     behind another file's fsync); a small one stays on the loop. A big write that fails is
     cut as any failed append: nothing stored, the same revision can be written again."""
     store = FileStore(tmp_path, fsync=True)
     writer = Writer()
-    on_loop: list[bool] = []
+    on_loop: list[tuple[str, bool]] = []
     failing = [False]
-    real_write_all = durable.write_all
+    real_write_all, real_encode = durable.write_all, files.encode_records
 
     def write_all(handle: Any, data: Any) -> None:
-        on_loop.append(threading.current_thread() is threading.main_thread())
+        on_loop.append(("write", threading.current_thread() is threading.main_thread()))
         if failing[0]:
             raise OSError(28, "No space left on device")
         real_write_all(handle, data)
 
+    def encode_records(records: Any) -> bytes:
+        on_loop.append(("encode", threading.current_thread() is threading.main_thread()))
+        return real_encode(records)
+
     monkeypatch.setattr(durable, "write_all", write_all)
+    monkeypatch.setattr(files, "encode_records", encode_records)
     await store.append("doc", [writer.record("👩‍👩‍👧 ")])  # makes the document, in a thread
     on_loop.clear()
     await store.append("doc", [writer.record("中e\u0301\r\n")])
+    assert on_loop == [("encode", True), ("write", True)]
+    on_loop.clear()
     await store.append("doc", [writer.record("😀" * durable.WRITE_ON_LOOP)])
-    assert on_loop == [True, False]
+    assert on_loop == [("encode", False), ("write", False)]
     failing[0] = True
     big = writer.record("🇫🇷" * durable.WRITE_ON_LOOP)
     with pytest.raises(OSError):

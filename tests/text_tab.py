@@ -4,6 +4,7 @@ server, and every message it was sent."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -32,11 +33,24 @@ class Tab:
     @classmethod
     async def rejoin(cls, url: str, client: TextClient) -> Tab:
         """Connect with `client` (again: its op in flight is sent again, same seq)."""
-        ws = await connect(url, proxy=None, compression=None)
-        tab = cls(ws, client)
-        await tab.send([tab.client.hello()])
+        tab = await cls.say_hello(url, client)
         await tab.until(lambda: tab.client.joined, "a welcome")
         return tab
+
+    @classmethod
+    async def say_hello(cls, url: str, client: TextClient) -> Tab:
+        """Connect and say hello, not waiting for the welcome (the server may refuse)."""
+        ws = await connect(url, proxy=None, compression=None)
+        tab = cls(ws, client)
+        with contextlib.suppress(ConnectionClosed):  # closed at once: `closed_by_server`
+            await tab.send([tab.client.hello()])
+        return tab
+
+    async def closed_by_server(self, timeout: float = 10) -> tuple[int, str]:
+        """The close code and reason, once the server closed the connection."""
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        assert self.closed is not None
+        return self.closed
 
     async def _read(self) -> None:
         try:

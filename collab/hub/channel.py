@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 Outgoing = bytes | str | KeptAnswer | LongMessage
 BIG_MESSAGE = 1 << 20
 """Bytes from which a message goes out by `Connection.send_big` (fragments, a turn each)."""
+TURN_BYTES = 256 * 1024
+"""A draining peer's task lets the loop run after sending this many bytes: a socket that
+takes everything (loopback, a fast reader) never makes `send` wait, and 20 peers each sent
+a big document's logged updates back to back held the loop 40 ms a turn."""
 
 
 class Connection(Protocol):
@@ -207,6 +211,7 @@ class PeerChannel:
     async def _drain(self) -> None:
         """Send the queue, waiting on the peer; end when it is empty."""
         try:
+            this_turn = 0  # bytes sent since the loop last ran something else
             while self.queue:
                 data = self._next()
                 if data is None:
@@ -222,6 +227,10 @@ class PeerChannel:
                         await self.connection.send(data)
                 finally:
                     self._sending = 0
+                this_turn += len(data)
+                if this_turn >= TURN_BYTES:
+                    this_turn = 0
+                    await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
         except (ValueError, TypeError) as error:  # a message no encoder takes: a bug

@@ -13,7 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from collab.session import Session
+from collab.session.ot_server import inserted_bytes, refuse_if_too_big, too_big_a_text
+from collab.session.revision import ChangeRefused
 from collab.text import ops as textops
+from collab.wire import ErrorCode
 
 if TYPE_CHECKING:
     from collab.replay.recording import Recorder
@@ -46,6 +49,7 @@ class ServerChanges:
         textops.check(op)
 
         def edited(session: Session) -> None:
+            refuse_if_too_big(session.document, inserted_bytes(op))
             session.edit_text(op, origin=origin, user=user)
             if self._recorder is not None:
                 self._recorder.edit(session.name, op, origin, user)
@@ -53,8 +57,14 @@ class ServerChanges:
         return await self._change(edited)
 
     async def set_text(self, text: str, origin: str, user: str | None) -> int:
-        """Make the text equal to `text` with the smallest single change (see `edit`)."""
+        """Make the text equal to `text` with the smallest single change (see `edit`). Both
+        texts are compared on the loop, and pycrdt's text changed there: refused when
+        either is too big for text clients (`too_big_for_text`)."""
         await self._flush()
+        document = self._session.document
+        size = max(document.state_bytes, len(text.encode()))
+        if (why := too_big_a_text(document.settings, size)) is not None:
+            raise ChangeRefused(ErrorCode.TOO_LARGE, why)
         return await self.edit(textops.diff(self._session.mirror, text), origin, user)
 
     async def submit(self, client: str, message: OpMessage, user: str | None) -> int:

@@ -217,6 +217,7 @@ class Replayer:
         self._peers.clear()
         if self.settings is None:
             known = {k: v for k, v in event.meta.items() if k in REPLAY_SETTINGS}
+            known.setdefault("text_door_max_bytes", 0)  # recorded before there was a limit
             self._run_settings = Settings().replace(**known)
 
     def _connect(self, event: Event, document: _Document | None) -> _Document:

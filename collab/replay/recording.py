@@ -50,7 +50,7 @@ KINDS = {1: "start", 2: "connect", 3: "binary", 4: "text", 5: "disconnect", 6: "
 KIND_CODES = {kind: code for code, kind in KINDS.items()}
 
 # Settings that change what a session does with the same input: kept in the start frame.
-REPLAY_SETTINGS = ("text_name", "max_document_bytes", "history_in_memory")
+REPLAY_SETTINGS = ("text_name", "max_document_bytes", "history_in_memory", "text_door_max_bytes")
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@
 - `router`: the `Session` itself.
 """
 
+from collab.session.outbox import Output
 from collab.session.peers import PeerId, PeerKind
 from collab.session.revision import ChangeRefused, Revision
-from collab.session.router import Output, Session
+from collab.session.router import Session
 
 __all__ = ["ChangeRefused", "Output", "PeerId", "PeerKind", "Revision", "Session"]

@@ -158,8 +158,7 @@ class Document:
 
     @property
     def text(self) -> Text:
-        """The shared text, every accepted update integrated."""
-        return self._replica.text
+        return self._replica.text  # every accepted update integrated
 
     @property
     def mirror(self) -> str:
@@ -203,10 +202,11 @@ class Document:
 
     # ------------------------------------------------------------------ following the text
 
-    def follow_text(self) -> None:
-        """Follow the text as ops from now on, whoever is connected (services' ops)."""
-        self.always_track_text = True
-        self.track_text(True)
+    def follow_text(self, on: bool = True) -> None:
+        """Follow the text as ops from now on, whoever is connected (services' ops); `on`
+        False: stop now (too big for text clients: the session closes them)."""
+        self.always_track_text = on
+        self.track_text(on)
 
     def track_text(self, on: bool) -> None:
         """Start or stop following the text as code-point ops (history for text peers).

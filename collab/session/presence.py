@@ -63,6 +63,15 @@ def move_selections(selections: list[Selection], op: textops.Op) -> list[Selecti
     return [[[next(moved), next(moved)] for _ in selection] for selection in selections]
 
 
+def move_shown(shown: list[dict[str, Any]], op: textops.Op) -> None:
+    """Move the selection of every text client's shown presence through one canonical op."""
+    moving = [entry for entry in shown if entry["selection"]]
+    if moving:
+        moved = move_selections([entry["selection"] for entry in moving], op)
+        for entry, selection in zip(moving, moved, strict=True):
+            entry["selection"] = selection
+
+
 def text_presence(client: str, user: dict[str, str], selection: Selection | None) -> dict[str, Any]:
     return {
         "type": "presence",

@@ -20,7 +20,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from collab.config import Settings
@@ -29,18 +28,13 @@ from collab.session.acks import AckTable
 from collab.session.awareness import AwarenessTable
 from collab.session.document import Document
 from collab.session.kept import Clocks
-from collab.session.ot_server import OTServer
-from collab.session.outbox import Message, Outbox
+from collab.session.ot_server import OTServer, refuse_if_too_big, too_big_for_text
+from collab.session.outbox import Message, Outbox, Output
 from collab.session.peers import Peer, PeerId, PeerKind, PeerState
 from collab.session.revision import ChangeRefused, Committed, Revision
 from collab.session.roster import Outlets, Roster
 from collab.session.sync_answers import EMPTY_STATE_VECTOR, SyncAnswers
-from collab.session.text_messages import (
-    Hello,
-    MessageError,
-    OpMessage,
-    parse,
-)
+from collab.session.text_messages import Hello, MessageError, OpMessage, parse
 from collab.session.welcome import welcome_message
 from collab.storage.contract import Record
 from collab.storage.generations import OLD_GENERATION, OLD_YJS_COPY, Generation
@@ -57,20 +51,6 @@ ACKED_UNKNOWN = (
     "the server no longer remembers this client's ops (more text clients edited since your "
     "revision than it keeps): do not send your in-flight op again, take this text"
 )
-
-
-@dataclass
-class Output:
-    """What the driver must do, in this order: persist, send, close."""
-
-    records: list[Record] = field(default_factory=list)
-    revisions: list[Revision] = field(default_factory=list)  # the records as text changes
-    messages: list[tuple[PeerId, Message]] = field(default_factory=list)
-    closes: list[tuple[PeerId, int, str]] = field(default_factory=list)
-    awareness: list[bytes] = field(default_factory=list)  # for the other processes (bus)
-
-    def __bool__(self) -> bool:
-        return bool(self.records or self.messages or self.closes or self.awareness)
 
 
 class Session:
@@ -162,10 +142,13 @@ class Session:
     def connect_text(
         self, peer_id: PeerId, user: str | None = None, readonly: bool = False
     ) -> None:
-        """A text-operation peer connected; it says hello next."""
+        """A text-operation peer connected; it says hello next (or is closed: too big)."""
         self.peers[peer_id] = Peer(peer_id, PeerKind.TEXT, user, readonly)
         self._text_peers += 1
-        self.document.track_text(True)
+        if (why := too_big_for_text(self.document)) is not None:
+            self.close_peer(peer_id, CloseCode.TOO_BIG, why)
+        else:
+            self.document.track_text(True)
 
     def disconnect(self, peer_id: PeerId) -> None:
         """A peer left: forget it and tell the others its awareness/presence is gone."""
@@ -177,7 +160,8 @@ class Session:
             self._yjs_peers.remove(peer_id)
         else:
             self._text_peers -= 1
-            self.document.track_text(any(p.kind is PeerKind.TEXT for p in self.peers.values()))
+            following = (p.kind is PeerKind.TEXT and not p.closing for p in self.peers.values())
+            self.document.track_text(any(following))
         self.roster.left(peer)
 
     def receive(self, peer_id: PeerId, data: bytes | str) -> None:
@@ -433,6 +417,7 @@ class Session:
 
     def submit_op(self, client: str, message: OpMessage, user: str | None = None) -> int:
         """A text op without a connection (HTTP), transformed and acked like a client's."""
+        refuse_if_too_big(self.document)
         self.document.follow_text()  # from now on, so that the next ops may be late
         submitted = self.ot.submit(client, message.seq, message.rev, message.op, user, False)
         if submitted.committed is not None:
@@ -452,6 +437,15 @@ class Session:
         self.outbox.send_update(self._yjs_peers, record.update, sender)
         author = self._peer_of(revision.client)
         self._broadcast_revision(revision, exclude=author)
+        if self.document.tracking_text and (why := too_big_for_text(self.document)):
+            self._close_text_door(why)
+
+    def _close_text_door(self, why: str) -> None:
+        """Too big for text clients now (`too_big_for_text`): close them, stop following."""
+        for peer in self.peers.values():
+            if peer.kind is PeerKind.TEXT and not peer.closing:
+                self.close_peer(peer.id, CloseCode.TOO_BIG, why)
+        self.document.follow_text(False)
 
     def _broadcast_revision(self, revision: Revision, exclude: PeerId | None) -> None:
         if not self._text_peers:  # only Yjs peers: they had the update (the hot path)
@@ -462,13 +456,7 @@ class Session:
                 message = message or json.dumps(revision.as_message(), ensure_ascii=False)
                 self._send(peer.id, message)
         # Every caret moves through the revision in one pass over its op.
-        moving = [p.presence for p in self.peers.values() if p.presence and p.presence["selection"]]
-        if moving:
-            selections = [shown["selection"] for shown in moving]
-            for shown, moved in zip(
-                moving, presence.move_selections(selections, revision.op), strict=True
-            ):
-                shown["selection"] = moved
+        presence.move_shown([p.presence for p in self.peers.values() if p.presence], revision.op)
 
     def _broadcast_text(self, message: dict[str, Any], exclude: PeerId | None = None) -> None:
         encoded = None

@@ -19,6 +19,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -391,14 +392,14 @@ class FileStore:
     ) -> tuple[BinaryIO, int]:
         """Write `records` at the log's end (not yet synced): its handle and new size."""
         check_next_revs(state.last_rev, records)
-        data = encode_records(records)
         handle = self._handle(key, state)
+        size = sum(len(record.update) for record in records)
         try:
-            await append_bytes(handle, data)
+            written = await append_bytes(handle, partial(encode_records, records), size)
         except BaseException:
             self._undo_append(key, state)
             raise
-        return handle, state.size + len(data)
+        return handle, state.size + written
 
     def _handle(self, key: str, state: _OpenLog) -> BinaryIO:
         """The open log file of a document (kept open between appends)."""

@@ -62,6 +62,16 @@ MIN_BODY = _BODY_HEAD.size + 2 * _U16.size
 
 def encode_record(record: Record) -> bytes:
     """The on-disk bytes of one record: frame header, then body."""
+    return b"".join(_record_parts(record))
+
+
+def encode_records(records: Iterable[Record]) -> bytes:
+    """Several records back to back, as one append writes them (each update copied once)."""
+    return b"".join(part for record in records for part in _record_parts(record))
+
+
+def _record_parts(record: Record) -> list[bytes]:
+    """One record's frame header and body, in parts (the update is not copied)."""
     origin = record.origin.encode("utf-8")
     if len(origin) > 0xFFFF:
         raise ValueError(f"origin too long ({len(origin)} bytes, at most 65535)")
@@ -75,12 +85,13 @@ def encode_record(record: Record) -> bytes:
             raise ValueError(f"user too long ({len(user)} bytes, at most 65534)")
         parts += [_U16.pack(len(user)), user]
     parts.append(record.update)
-    return frame(b"".join(parts))
-
-
-def encode_records(records: Iterable[Record]) -> bytes:
-    """Several records back to back, as one append writes them."""
-    return b"".join(encode_record(record) for record in records)
+    length, crc = 0, 0
+    for part in parts:
+        length += len(part)
+        crc = zlib.crc32(part, crc)
+    if length > 0xFFFFFFFF:
+        raise ValueError("frame too large (4 GiB)")
+    return [FRAME.pack(length, crc), *parts]
 
 
 def decode_body(body: bytes | memoryview) -> Record:

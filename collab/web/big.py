@@ -79,8 +79,8 @@ class _CappedResponse(Response):
         try:
             await self._capped(scope, receive, send)
         finally:
-            if self.file is not None:
-                self.file.file.close()
+            if self.file is not None:  # its last close frees the file's blocks: ~17 ms at 64 MiB
+                await asyncio.to_thread(self.file.file.close)
 
     async def _capped(self, scope: Any, receive: Any, send: Any) -> None:
         owner = self.owner
@@ -105,6 +105,7 @@ class _CappedResponse(Response):
         await send({**start, "headers": self.raw_headers})
         for chunk in self._chunks():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await asyncio.sleep(0)  # a chunk per turn: a socket that takes all never waits
         await send({"type": "http.response.body", "body": b""})
 
     def _chunks(self) -> Iterator[bytes]:

@@ -147,7 +147,8 @@ class Collab:
         is on disk and sent to every peer (Yjs peers get an update, text peers an op).
 
         Raises `textops.OpError` for an op that is not well formed, `ChangeRefused` for
-        one that does not fit the text or the document's size limit.
+        one that does not fit the text or the document's size limit, or on a document too
+        big for text operations (`--text-door-max-bytes`).
         """
         runner = await self.hub.open(self.hub.validate(name))
         return await runner.changes.edit(op, f"server:{origin}", user)
