@@ -19,7 +19,8 @@ from test_lanes import PIECES, append_update, random_edit
 
 from collab.config import Settings
 from collab.hub.loading import open_session
-from collab.session import replica
+from collab.session import kept as kept_module
+from collab.session import replica, sync_answers
 from collab.session.document import Document
 from collab.session.revision import ChangeRefused
 from collab.session.sync_answers import KeptAnswer, SyncAnswers
@@ -282,3 +283,61 @@ def test_a_state_vector_that_cannot_be_read_is_refused_while_detached() -> None:
     with pytest.raises(ChangeRefused):
         SyncAnswers(document).answer(b"\x05\xff")  # five entries announced, none there
     assert answer_parts(document, b"\x00")  # an empty one is still answered
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_peers_holding_any_part_of_the_log_end_with_the_text_from_its_runs(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers that see each other late; logged updates merged in short runs (and some
+    updates big enough to go alone); compactions at revisions inside a run: a new peer, and
+    peers holding the document as it was at any revision (all of the base or not), end with
+    exactly the text from what they are sent (the catch-up answer, or all that is kept)."""
+    monkeypatch.setattr(kept_module, "RUN_UPDATES", 5)
+    monkeypatch.setattr(kept_module, "SMALL_UPDATE", 400)
+    monkeypatch.setattr(kept_module, "RUN_BYTES", 1200)
+    rng = random.Random(seed)
+    if seed % 2:  # every peer that holds something "lacks much": all that is kept
+        monkeypatch.setattr(sync_answers, "KEPT_FROM_LACKING", 0)
+    document = Document(DETACHED, track_text=False)
+    docs = writers(3)
+    sent: list[list[bytes]] = [[] for _ in docs]
+    for doc, out in zip(docs, sent, strict=True):
+        doc.observe(lambda event, out=out: out.append(event.update))
+    reference = Doc()
+    states = [reference.get_update()]  # the document at each revision
+    seen = [0] * len(docs)
+    for _ in range(200):
+        i = rng.randrange(len(docs))
+        if rng.random() < 0.3:  # it hears what the server relayed since
+            for state in states[seen[i] + 1 :]:
+                docs[i].apply_update(state)
+            seen[i] = len(states) - 1
+            sent[i].clear()
+        random_edit(rng, docs[i])
+        update = sent[i].pop()
+        if document.apply_update(update, "yjs:w", None) is None:
+            continue
+        reference.apply_update(update)
+        states.append(reference.get_update())
+        if rng.random() < 0.1:  # a new peer now: the last run merged, and kept
+            joiner = Doc()
+            apply_messages(joiner, answer_parts(document, b"\x00"))
+            assert str(joiner.get("text", type=Text)) == str(reference.get("text", type=Text))
+            assert joiner.get_state() == reference.get_state()
+        if rng.random() < 0.05:  # a compaction of a revision a little behind
+            rev = rng.randrange(max(document.base_rev, document.rev - 8), document.rev + 1)
+            clocks = decode_state_vector(doc_of(states[rev]).get_state())
+            document.compacted(rev, states[rev], None, clocks)
+    assert document.detached
+    expected = str(reference.get("text", type=Text))
+    for rev in [0, *rng.sample(range(1, len(states)), 12)]:
+        peer = doc_of(states[rev]) if rev else Doc()
+        apply_messages(peer, answer_parts(document, peer.get_state() if rev else b"\x00"))
+        assert str(peer.get("text", type=Text)) == expected, (seed, rev)
+
+
+def doc_of(state: bytes) -> Doc:
+    doc = Doc()
+    doc.apply_update(state)
+    return doc

@@ -5,14 +5,16 @@ document. A peer of a big document that lacks much of it (a new one, one that co
 from far behind, one resynced after its queue overflowed) gets it as it is already kept
 encoded, never encoded on the event loop (~4 ms a MB, and pycrdt slicing a big item to
 start a diff inside it costs as much): the snapshot as a sync update, the updates logged
-since, in order, then an empty step 2 (the client is synced when it has everything; what
-it had already, Yjs and Yrs skip). Each message can be applied as it arrives: a client
-that got the logged updates before the snapshot would have to keep them pending, and Yrs
-(pycrdt 0.14) loses such pending updates when the peer already held part of the document
+since, in order, a message per run of them (`collab.session.kept`: small updates merged),
+then an empty step 2 (the client is synced when it has everything; what it had already,
+Yjs and Yrs skip). Each message can be applied as it arrives: a client that got the logged
+updates before the snapshot would have to keep them pending, and Yrs (pycrdt 0.14) loses
+such pending updates when the peer already held part of the document
 (`tests/test_big_sync.py`). That answer is a `KeptAnswer`, sent part by part as the peer
 takes them, whatever the length of the log: its bytes are the document's own (kept anyway,
-each logged update framed only when its turn comes), so the peer's queue limit counts only
-what queues behind it (`collab.hub.channel.PeerChannel`). No copy is kept past its batch.
+each run framed, or merged, only when its turn comes), so the peer's queue limit counts
+only what queues behind it (`collab.hub.channel.PeerChannel`). No copy of a big update is
+kept past its batch.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from itertools import chain
 
 from collab.access.limits import TokenBucket
 from collab.session.document import Document
-from collab.session.kept import KEPT_FROM
+from collab.session.kept import KEPT_FROM, Run
 from collab.session.peers import Peer
 from collab.session.revision import ChangeRefused
 from collab.wire import ErrorCode
@@ -43,16 +45,17 @@ short of a 16 MiB pasted text), not what the peer lacks."""
 
 
 class KeptAnswer:
-    """The snapshot as kept, then each update logged since (framed as its turn comes), then
-    `SYNCED`: one message to the session's driver, sent part by part."""
+    """`first` (the snapshot as kept, or a detached document's deletions), then each run
+    of the updates logged since (one message each, made as its turn comes), then `SYNCED`:
+    one message to the session's driver, sent part by part."""
 
     __slots__ = ("_parts", "size")
 
-    def __init__(self, base: bytes, updates: list[bytes]) -> None:
-        framed = map(protocol.encode_sync_update, updates)
-        first = (base,) if base else ()  # no snapshot yet (a small detached document)
-        self._parts: Iterator[bytes] = chain(first, framed, (SYNCED,))
-        self.size = len(base) + sum(map(len, updates)) + len(SYNCED)  # about: for logs
+    def __init__(self, first: bytes, runs: list[Run]) -> None:
+        framed = (run.message() for run in runs)
+        head = (first,) if first else ()  # no snapshot yet (a small detached document)
+        self._parts: Iterator[bytes] = chain(head, framed, (SYNCED,))
+        self.size = len(first) + sum(run.bytes for run in runs) + len(SYNCED)  # about
 
     def __iter__(self) -> Iterator[bytes]:
         """The parts not sent yet (each once)."""
@@ -90,7 +93,7 @@ class SyncAnswers:
         if kept.base_size >= KEPT_FROM or detached:
             theirs = _read(state_vector)
             if state_vector == EMPTY_STATE_VECTOR or self._lacks_much(theirs):
-                return [KeptAnswer(kept.base_message, kept.updates())]  # the base framed once
+                return [KeptAnswer(kept.base_message, kept.runs())]  # the base framed once
             if detached:  # no pycrdt document to make a diff with
                 return [self._catch_up(theirs)]
         try:
@@ -112,8 +115,8 @@ class SyncAnswers:
         kept, deleted = self.document.kept, self.document.deleted
         base = kept.base_clocks
         if base is None or deleted is None or any(theirs.get(c, 0) < e for c, e in base.items()):
-            return KeptAnswer(kept.base_message, kept.updates())
-        return KeptAnswer(b"", [deleted.as_update(), *kept.updates()])
+            return KeptAnswer(kept.base_message, kept.runs())
+        return KeptAnswer(protocol.encode_sync_update(deleted.as_update()), kept.runs())
 
     def _lacks_much(self, theirs: dict[int, int] | None) -> bool:
         """Whether a peer with the state vector `theirs` lacks `KEPT_FROM_LACKING` clocks or
