@@ -288,8 +288,9 @@ class Settings:
         metadata={
             "help": "a document this big (bytes of state) has its text for HTTP (current, "
             "at a revision, one revision's change) built by a worker process that reads "
-            "the store: pycrdt's calls on a big text hold the event loop, the worker costs "
-            "~70 ms of latency; counted as history requests. 0: never"
+            "the store, and its length for the document list counted there: pycrdt's "
+            "calls on a big text hold the event loop, the worker costs ~70 ms of latency; "
+            "counted as history requests. 0: never"
         },
     )
     max_big_responses: int = field(
