@@ -292,13 +292,12 @@ def test_peers_holding_any_part_of_the_log_end_with_the_text_from_its_runs(
     """Writers that see each other late; logged updates merged in short runs (and some
     updates big enough to go alone); compactions at revisions inside a run: a new peer, and
     peers holding the document as it was at any revision (all of the base or not), end with
-    exactly the text from what they are sent (the catch-up answer, or all that is kept)."""
+    exactly the text from what they are sent (the catch-up answer when they hold all of the
+    base, else all that is kept)."""
     monkeypatch.setattr(kept_module, "RUN_UPDATES", 5)
     monkeypatch.setattr(kept_module, "SMALL_UPDATE", 400)
     monkeypatch.setattr(kept_module, "RUN_BYTES", 1200)
     rng = random.Random(seed)
-    if seed % 2:  # every peer that holds something "lacks much": all that is kept
-        monkeypatch.setattr(sync_answers, "KEPT_FROM_LACKING", 0)
     document = Document(DETACHED, track_text=False)
     docs = writers(3)
     sent: list[list[bytes]] = [[] for _ in docs]
@@ -341,3 +340,50 @@ def doc_of(state: bytes) -> Doc:
     doc = Doc()
     doc.apply_update(state)
     return doc
+
+
+def test_a_peer_coming_back_is_sent_only_the_runs_it_lacks_items_of(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A log of 8 appends of 64 KB (a run each) then 600 typed updates (runs of 256): a peer
+    that left after the 7th append and one that left after the 500th keystroke are sent
+    the deletions and the runs from theirs on, not the whole log; both end with the text.
+    Runs not read yet are read only within a part's budget: with none, all are sent."""
+    document = Document(DETACHED, track_text=False)
+    (writer,) = writers(1)
+    text = writer.get("text", type=Text)
+    sent: list[bytes] = []
+    writer.observe(lambda event: sent.append(event.update))
+    copies = {}
+    for i in range(8):
+        text.insert(len(text), f"<{i} 👩‍👩‍👧 中文 e\u0301\r\n🇫🇷>" * 2_000)  # len: bytes
+        assert document.apply_update(sent.pop(), "yjs:w", None) is not None
+        if i == 6:
+            copies[f"append {i}"] = writer.get_update()
+    for i in range(600):
+        text.insert(len(text), "中😀e\u0301\r\n"[i % 5])
+        if i == 300:
+            del text[0:10]  # a deletion among them: its range is in what is sent first
+        for update in sent:
+            assert document.apply_update(update, "yjs:w", None) is not None
+        sent.clear()
+        if i in (499, 599):
+            copies[f"key {i}"] = writer.get_update()
+    assert document.detached and len(document.kept.runs()) == 8 + 3
+
+    def runs_sent(left: str) -> int:
+        """The runs sent to a peer that left at `left` (which then holds the text)."""
+        peer = doc_of(copies[left])
+        parts = answer_parts(document, peer.get_state())
+        apply_messages(peer, parts)
+        assert str(peer.get("text", type=Text)) == str(text), left
+        return len(parts) - 2  # the deletions first, synced last
+
+    monkeypatch.setattr(sync_answers, "SKIP_BUDGET", 0.0)
+    assert runs_sent("key 599") == 11  # none read: all sent
+    monkeypatch.setattr(sync_answers, "SKIP_BUDGET", 60.0)
+    assert runs_sent("append 6") == 1 + 3
+    assert runs_sent("key 499") == 2
+    assert runs_sent("key 599") == 0
+    monkeypatch.setattr(sync_answers, "SKIP_BUDGET", 0.0)
+    assert runs_sent("key 599") == 0  # once read, known for good

@@ -20,6 +20,7 @@ from __future__ import annotations
 from pycrdt import merge_updates
 
 from collab.yjs import protocol
+from collab.yjs.scan import string_highs
 
 KEPT_FROM = 1024 * 1024  # bytes of state from which a new peer gets what is kept encoded
 Clocks = dict[int, int]  # a state vector: client -> its next clock
@@ -32,7 +33,7 @@ RUN_BYTES = 128 * 1024
 class Run:
     """Updates logged one after the other that a peer is sent as one message."""
 
-    __slots__ = ("_merged", "_message", "bytes", "revs", "updates")
+    __slots__ = ("_ends", "_merged", "_message", "_scanned", "bytes", "revs", "updates")
 
     def __init__(self, rev: int, update: bytes) -> None:
         self.revs = [rev]
@@ -40,6 +41,8 @@ class Run:
         self.bytes = len(update)
         self._message = b""  # the merged updates framed, once there are several
         self._merged = 0  # how many updates `_message` holds
+        self._ends: Clocks | None = {}  # each client's end clock in the updates scanned
+        self._scanned = 0  # how many updates `_ends` covers
 
     def takes(self, update: bytes) -> bool:
         """Whether `update`, logged next, joins this run."""
@@ -54,6 +57,24 @@ class Run:
         self.revs.append(rev)
         self.updates.append(update)
         self.bytes += len(update)
+
+    def held_by(self, theirs: Clocks, scan: bool = True) -> bool:
+        """Whether a peer with the state vector `theirs` holds every item of the run (not
+        its deletions: a state vector does not say). Each update is read once, in C, when
+        `scan` allows (~0.2 ms for 256 KB, or for 256 typed updates); False when some of
+        the run is not read (yet, or at all)."""
+        while scan and self._ends is not None and self._scanned < len(self.updates):
+            walked = string_highs(self.updates[self._scanned])
+            if walked is None:  # not read: the run is sent
+                self._ends = None
+                break
+            for client, end in walked[0].items():
+                self._ends[client] = max(end, self._ends.get(client, 0))
+            self._scanned += 1
+        ends = self._ends
+        if ends is None or self._scanned < len(self.updates):
+            return False
+        return all(theirs.get(client, 0) >= end for client, end in ends.items())
 
     def message(self) -> bytes:
         """The run as one sync update message: one update framed (a copy not kept: it
