@@ -22,6 +22,7 @@ from collab.hub.loading import open_session
 from collab.session import kept as kept_module
 from collab.session import replica, sync_answers
 from collab.session.document import Document
+from collab.session.kept import KeptLog
 from collab.session.revision import ChangeRefused
 from collab.session.sync_answers import KeptAnswer, SyncAnswers
 from collab.storage.contract import Record, StoredDocument
@@ -387,3 +388,17 @@ def test_a_peer_coming_back_is_sent_only_the_runs_it_lacks_items_of(
     assert runs_sent("key 599") == 0
     monkeypatch.setattr(sync_answers, "SKIP_BUDGET", 0.0)
     assert runs_sent("key 599") == 0  # once read, known for good
+
+
+def test_a_run_pycrdt_cannot_merge_goes_one_update_a_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Never expected (each logged update was taken): then sent as they are, and logged."""
+    kept = KeptLog()
+    updates = [f"<{i} 中文 😀>".encode() for i in range(3)]  # not Yjs updates
+    for rev, update in enumerate(updates, 1):
+        kept.append(rev, update)
+    (run,) = kept.runs()
+    decoded = [protocol.decode(message) for message in run.messages()]
+    assert [message.update for message in decoded] == updates  # type: ignore[union-attr]
+    assert "revs 1-3 not merged" in caplog.text

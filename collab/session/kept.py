@@ -17,10 +17,14 @@ that.
 
 from __future__ import annotations
 
+import logging
+
 from pycrdt import merge_updates
 
 from collab.yjs import protocol
 from collab.yjs.scan import string_highs
+
+log = logging.getLogger(__name__)
 
 KEPT_FROM = 1024 * 1024  # bytes of state from which a new peer gets what is kept encoded
 Clocks = dict[int, int]  # a state vector: client -> its next clock
@@ -76,15 +80,21 @@ class Run:
             return False
         return all(theirs.get(client, 0) >= end for client, end in ends.items())
 
-    def message(self) -> bytes:
+    def messages(self) -> list[bytes]:
         """The run as one sync update message: one update framed (a copy not kept: it
-        may be big), several merged and framed once (again if the run grew since)."""
+        may be big), several merged and framed once (again if the run grew since); one
+        message per update if pycrdt cannot merge them (never expected: each was taken)."""
         if len(self.updates) == 1:
-            return protocol.encode_sync_update(self.updates[0])
+            return [protocol.encode_sync_update(self.updates[0])]
         if self._merged != len(self.updates):
-            self._message = protocol.encode_sync_update(merge_updates(*self.updates))
+            try:
+                merged = merge_updates(*self.updates)
+            except ValueError as error:
+                log.error("revs %d-%d not merged: %s", self.revs[0], self.revs[-1], error)
+                return [protocol.encode_sync_update(update) for update in self.updates]
+            self._message = protocol.encode_sync_update(merged)
             self._merged = len(self.updates)
-        return self._message
+        return [self._message]
 
 
 class KeptLog:

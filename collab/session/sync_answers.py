@@ -58,7 +58,7 @@ class KeptAnswer:
 
     def __init__(self, first: bytes, runs: list[Run], theirs: Clocks | None = None) -> None:
         if theirs is None:
-            framed: Iterator[bytes] = (run.message() for run in runs)
+            framed: Iterator[bytes] = (m for run in runs for m in run.messages())
         else:
             framed = _lacked(runs, theirs)
         head = (first,) if first else ()  # no snapshot yet (a small detached document)
@@ -79,8 +79,9 @@ def _lacked(runs: list[Run], theirs: Clocks) -> Iterator[bytes]:
     for run in runs:
         if run.held_by(theirs, scan=time.perf_counter() - started < SKIP_BUDGET):
             continue
-        yield run.message()
-        started = time.perf_counter()  # the next part
+        for message in run.messages():
+            yield message
+            started = time.perf_counter()  # the next part
 
 
 class SyncAnswers:
