@@ -298,9 +298,10 @@ class Settings:
         metadata={
             "help": "a document this big (bytes of state) has its text for HTTP (current, "
             "at a revision, one revision's change) and its whole state (/update) built by "
-            "a worker process that reads the store: pycrdt's calls on a big text hold the "
-            "event loop, the worker costs ~70 ms of latency; counted as history requests; "
-            "from --detach-from-bytes when that is smaller. 0: never"
+            "a worker process that reads the store, and its length for the document list "
+            "counted there: pycrdt's calls on a big text hold the event loop, the worker "
+            "costs ~70 ms of latency; counted as history requests; from "
+            "--detach-from-bytes when that is smaller. 0: never"
         },
     )
     text_worker_timeout: float = field(

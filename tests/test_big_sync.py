@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import ServerProcess, both_edges
 from pyclient import YClient
-from pycrdt import Doc, Text
+from pycrdt import Doc, Text, merge_updates
 from raw_ws import client_frame, raw_websocket
 from test_welcome import read_fragments, seed
 from websockets.asyncio.client import connect
@@ -20,6 +20,7 @@ from yjs_node import NodeYjs
 
 from collab.config import Settings
 from collab.session import Session
+from collab.session.kept import RUN_UPDATES, SMALL_UPDATE
 from collab.session.sync_answers import KeptAnswer
 from collab.storage.contract import Record, StoredDocument
 from collab.yjs import protocol
@@ -74,12 +75,16 @@ def test_a_new_peer_of_a_big_document_gets_the_kept_snapshot_and_updates() -> No
 
 
 def assert_kept_answer(messages: list[protocol.Message], stored: StoredDocument) -> None:
-    """The snapshot as kept (nothing encoded), the logged updates in order, then a step 2
-    that says the peer has everything."""
-    kinds = [protocol.SyncUpdate] * (1 + len(stored.records)) + [protocol.SyncStep2]
+    """The snapshot as kept (nothing encoded), the logged updates in order (small ones
+    merged, `RUN_UPDATES` to a message), then a step 2 that says the peer has everything."""
+    updates = [r.update for r in stored.records]
+    assert all(len(update) < SMALL_UPDATE for update in updates)
+    runs = [updates[i : i + RUN_UPDATES] for i in range(0, len(updates), RUN_UPDATES)]
+    kinds = [protocol.SyncUpdate] * (1 + len(runs)) + [protocol.SyncStep2]
     assert [type(m) for m in messages] == kinds
     assert messages[0].update == stored.snapshot
-    assert [m.update for m in messages[1:-1]] == [r.update for r in stored.records]
+    merged = [run[0] if len(run) == 1 else merge_updates(*run) for run in runs]
+    assert [m.update for m in messages[1:-1]] == merged
     assert messages[-1].update == b"\x00\x00"  # the empty update
 
 
@@ -341,7 +346,8 @@ async def test_a_peer_joining_a_big_document_with_a_long_log_gets_it_kept_and_pa
         steps = [m for m in steps if isinstance(m, protocol.SyncUpdate | protocol.SyncStep2)]
         assert isinstance(steps[0], protocol.SyncUpdate) and len(steps[0].update) > 1_000_000
         first_step2 = next(i for i, m in enumerate(steps) if isinstance(m, protocol.SyncStep2))
-        assert first_step2 > 200  # the snapshot, then each logged update, then synced
+        # The snapshot, then the logged updates (in runs: `collab.session.kept`), then synced.
+        assert first_step2 >= 2 and all(len(m.update) < 1_000_000 for m in steps[1:first_step2])
         assert steps[first_step2].update == b"\x00\x00"
         await joiner.close()
 

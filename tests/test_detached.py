@@ -19,8 +19,10 @@ from test_lanes import PIECES, append_update, random_edit
 
 from collab.config import Settings
 from collab.hub.loading import open_session
-from collab.session import replica
+from collab.session import kept as kept_module
+from collab.session import replica, sync_answers
 from collab.session.document import Document
+from collab.session.kept import KeptLog
 from collab.session.revision import ChangeRefused
 from collab.session.sync_answers import KeptAnswer, SyncAnswers
 from collab.storage.contract import Record, StoredDocument
@@ -282,3 +284,121 @@ def test_a_state_vector_that_cannot_be_read_is_refused_while_detached() -> None:
     with pytest.raises(ChangeRefused):
         SyncAnswers(document).answer(b"\x05\xff")  # five entries announced, none there
     assert answer_parts(document, b"\x00")  # an empty one is still answered
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_peers_holding_any_part_of_the_log_end_with_the_text_from_its_runs(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers that see each other late; logged updates merged in short runs (and some
+    updates big enough to go alone); compactions at revisions inside a run: a new peer, and
+    peers holding the document as it was at any revision (all of the base or not), end with
+    exactly the text from what they are sent (the catch-up answer when they hold all of the
+    base, else all that is kept)."""
+    monkeypatch.setattr(kept_module, "RUN_UPDATES", 5)
+    monkeypatch.setattr(kept_module, "SMALL_UPDATE", 400)
+    monkeypatch.setattr(kept_module, "RUN_BYTES", 1200)
+    rng = random.Random(seed)
+    document = Document(DETACHED, track_text=False)
+    docs = writers(3)
+    sent: list[list[bytes]] = [[] for _ in docs]
+    for doc, out in zip(docs, sent, strict=True):
+        doc.observe(lambda event, out=out: out.append(event.update))
+    reference = Doc()
+    states = [reference.get_update()]  # the document at each revision
+    seen = [0] * len(docs)
+    for _ in range(200):
+        i = rng.randrange(len(docs))
+        if rng.random() < 0.3:  # it hears what the server relayed since
+            for state in states[seen[i] + 1 :]:
+                docs[i].apply_update(state)
+            seen[i] = len(states) - 1
+            sent[i].clear()
+        random_edit(rng, docs[i])
+        update = sent[i].pop()
+        if document.apply_update(update, "yjs:w", None) is None:
+            continue
+        reference.apply_update(update)
+        states.append(reference.get_update())
+        if rng.random() < 0.1:  # a new peer now: the last run merged, and kept
+            joiner = Doc()
+            apply_messages(joiner, answer_parts(document, b"\x00"))
+            assert str(joiner.get("text", type=Text)) == str(reference.get("text", type=Text))
+            assert joiner.get_state() == reference.get_state()
+        if rng.random() < 0.05:  # a compaction of a revision a little behind
+            rev = rng.randrange(max(document.base_rev, document.rev - 8), document.rev + 1)
+            clocks = decode_state_vector(doc_of(states[rev]).get_state())
+            document.compacted(rev, states[rev], None, clocks)
+    assert document.detached
+    expected = str(reference.get("text", type=Text))
+    for rev in [0, *rng.sample(range(1, len(states)), 12)]:
+        peer = doc_of(states[rev]) if rev else Doc()
+        apply_messages(peer, answer_parts(document, peer.get_state() if rev else b"\x00"))
+        assert str(peer.get("text", type=Text)) == expected, (seed, rev)
+
+
+def doc_of(state: bytes) -> Doc:
+    doc = Doc()
+    doc.apply_update(state)
+    return doc
+
+
+def test_a_peer_coming_back_is_sent_only_the_runs_it_lacks_items_of(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A log of 8 appends of 64 KB (a run each) then 600 typed updates (runs of 256): a peer
+    that left after the 7th append and one that left after the 500th keystroke are sent
+    the deletions and the runs from theirs on, not the whole log; both end with the text.
+    Runs not read yet are read only within a part's budget: with none, all are sent."""
+    document = Document(DETACHED, track_text=False)
+    (writer,) = writers(1)
+    text = writer.get("text", type=Text)
+    sent: list[bytes] = []
+    writer.observe(lambda event: sent.append(event.update))
+    copies = {}
+    for i in range(8):
+        text.insert(len(text), f"<{i} 👩‍👩‍👧 中文 e\u0301\r\n🇫🇷>" * 2_000)  # len: bytes
+        assert document.apply_update(sent.pop(), "yjs:w", None) is not None
+        if i == 6:
+            copies[f"append {i}"] = writer.get_update()
+    for i in range(600):
+        text.insert(len(text), "中😀e\u0301\r\n"[i % 5])
+        if i == 300:
+            del text[0:10]  # a deletion among them: its range is in what is sent first
+        for update in sent:
+            assert document.apply_update(update, "yjs:w", None) is not None
+        sent.clear()
+        if i in (499, 599):
+            copies[f"key {i}"] = writer.get_update()
+    assert document.detached and len(document.kept.runs()) == 8 + 3
+
+    def runs_sent(left: str) -> int:
+        """The runs sent to a peer that left at `left` (which then holds the text)."""
+        peer = doc_of(copies[left])
+        parts = answer_parts(document, peer.get_state())
+        apply_messages(peer, parts)
+        assert str(peer.get("text", type=Text)) == str(text), left
+        return len(parts) - 2  # the deletions first, synced last
+
+    monkeypatch.setattr(sync_answers, "SKIP_BUDGET", 0.0)
+    assert runs_sent("key 599") == 11  # none read: all sent
+    monkeypatch.setattr(sync_answers, "SKIP_BUDGET", 60.0)
+    assert runs_sent("append 6") == 1 + 3
+    assert runs_sent("key 499") == 2
+    assert runs_sent("key 599") == 0
+    monkeypatch.setattr(sync_answers, "SKIP_BUDGET", 0.0)
+    assert runs_sent("key 599") == 0  # once read, known for good
+
+
+def test_a_run_pycrdt_cannot_merge_goes_one_update_a_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Never expected (each logged update was taken): then sent as they are, and logged."""
+    kept = KeptLog()
+    updates = [f"<{i} 中文 😀>".encode() for i in range(3)]  # not Yjs updates
+    for rev, update in enumerate(updates, 1):
+        kept.append(rev, update)
+    (run,) = kept.runs()
+    decoded = [protocol.decode(message) for message in run.messages()]
+    assert [message.update for message in decoded] == updates  # type: ignore[union-attr]
+    assert "revs 1-3 not merged" in caplog.text

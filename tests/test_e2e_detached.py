@@ -20,6 +20,7 @@ from conftest import ServerProcess
 from pyclient import YClient
 from test_e2e_lanes import PIECES, settled
 from text_tab import Tab
+from yjs_node import NodeYjs
 
 from collab.replay.verify import verify
 from collab.storage.files import FileStore
@@ -148,3 +149,64 @@ def test_a_peer_coming_back_to_a_detached_document_is_not_sent_it_all_again(
         await back.close()
 
     asyncio.run(comes_back())
+
+
+KEYS = ["👩‍👩‍👧", "中", "e\u0301", "\r\n", "🇫🇷", "a", " ", "😀", "文", "👍🏽"]
+
+
+async def typed(writer: YClient, count: int) -> None:
+    """`count` updates, one a keystroke (now and then a deletion), each its own message."""
+    for i in range(count):
+        if i % 97 == 96:
+            writer.delete(len(writer.text) // 2, 1)
+        else:
+            writer.append(KEYS[i % len(KEYS)])
+        if i % 64 == 0:
+            await asyncio.sleep(0)  # let the writer's task send what is queued
+
+
+def update_messages(client: YClient) -> int:
+    """The messages of document content `client` received (step 2s and updates)."""
+    kinds = (protocol.SyncStep2, protocol.SyncUpdate)
+    return sum(isinstance(protocol.decode(frame), kinds) for frame in client.received)
+
+
+def test_a_joining_peer_of_a_long_detached_log_gets_it_in_few_messages(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """3,000 updates typed a keystroke at a time, logged by a detached document (no
+    snapshot): a new Yjs peer and a peer coming back with half of them each end with exactly
+    the text, sent in a few messages (one per logged update before: 3,000 transactions in
+    the peer's editor; the one coming back is not sent the runs it holds); so does a
+    y-websocket provider under Node."""
+    fast = ("--max-messages-per-second", "100000", "--message-burst", "100000")
+    server = start_server("--detach-from-bytes", "1", "--fsync", "never", *fast)
+    url = f"{server.ws_url}/yjs/typed"
+
+    async def run() -> str:
+        async with await YClient.connect(url) as writer, await YClient.connect(url) as witness:
+            await writer.synced()
+            await typed(writer, 1500)
+            half = writer.doc.get_update()
+            await typed(writer, 1500)
+            await witness.wait_text(writer.text, timeout=30)  # all logged: durable, then relayed
+            async with await YClient.connect(url) as joiner:
+                await joiner.wait_text(writer.text)
+                assert update_messages(joiner) <= 20, update_messages(joiner)
+                assert not joiner.errors
+            back = await YClient.connect(url, handshake=False)
+            back._remote = True  # its old copy is not news for the server
+            back.doc.apply_update(half)
+            back._remote = False
+            back.send_raw(protocol.encode_sync_step1(back.doc.get_state()))
+            await back.wait_text(writer.text)
+            assert update_messages(back) <= 20, update_messages(back)  # (~9: what it lacks)
+            assert not back.errors
+            await back.close()
+            return writer.text
+
+    expected = asyncio.run(run())
+    with NodeYjs() as node:  # Yjs applies what Yrs merged
+        assert node.peer(server.ws_url, "typed").text() == expected
+    assert server.stop() == 0
+    assert server.log().count("a reader needed the pycrdt document: rebuilt") == 0

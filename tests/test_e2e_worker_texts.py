@@ -240,3 +240,41 @@ async def test_a_worker_that_fails_is_a_500_and_the_other_texts_are_served(
         current = await http.get(f"{base()}/text")
         assert (current.status_code, current.text) == (200, writer.texts[5])
     assert "could not build the text" in server.log()
+
+
+async def compactions_done(server: ServerProcess) -> None:
+    """Wait (30 s at most) until the document has a snapshot and no worker process runs."""
+    assert server.process is not None
+    directory = server.data_dir / "docs" / storage_key(NAME)
+    deadline = asyncio.get_running_loop().time() + 30
+    while not list(directory.glob("snapshot-*")) or worker_pids(server.process.pid):
+        assert asyncio.get_running_loop().time() < deadline, "compactions still running"
+        await asyncio.sleep(0.02)
+
+
+async def test_the_list_counts_a_big_documents_text_in_a_worker(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """The document list's summary of a big document is counted by a worker process: held
+    still (SIGSTOP), another document's peers converge meanwhile and the list waits; let
+    go, the list holds exactly what the in-server count gives (code points of emoji, ZWJ,
+    CJK, combining marks and \\r\\n; the last edit after the last snapshot)."""
+    args = ["--fsync", "never", "--compact-log-records", "3"]
+    server = start_server(*args, *IN_WORKER)
+    final = await write_revisions(server, 7)
+    await compactions_done(server)  # the workers caught below are then the list's
+    async with httpx.AsyncClient(base_url=server.http_url, trust_env=False, timeout=60) as http:
+        asking, worker = await ask_and_catch_worker(server, http, "/api/docs")
+        await another_document_goes_on(server)
+        assert not asking.done()
+        os.kill(worker, signal.SIGCONT)
+        from_worker = {d["name"]: d for d in (await asking).json()["documents"]}
+    assert from_worker[NAME]["text_chars"] == len(final)
+    assert from_worker[NAME]["last_edit"] is not None  # revisions after the snapshot
+    server.kill()  # (a stop would compact what is loaded)
+    server.args = [*args, *IN_SERVER]
+    server.start()
+    async with httpx.AsyncClient(base_url=server.http_url, trust_env=False, timeout=60) as http:
+        in_server = {d["name"]: d for d in (await http.get("/api/docs")).json()["documents"]}
+    for field in ("rev", "text_chars", "last_edit"):
+        assert from_worker[NAME][field] == in_server[NAME][field], field

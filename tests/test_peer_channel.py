@@ -7,6 +7,7 @@ import asyncio
 import json
 
 from collab.hub.channel import TURN_BYTES, PeerChannel
+from collab.session.kept import Run
 from collab.session.sync_answers import SYNCED, KeptAnswer
 from collab.session.welcome import LongMessage
 from collab.yjs import protocol
@@ -105,7 +106,8 @@ async def test_a_kept_answer_goes_part_by_part_and_only_what_queues_beside_it_co
     peer = SlowPeer()
     channel, overflows = channel_to(peer)
     updates = [f"<{i} 中文 😀>".encode() * 20 for i in range(40)]  # ~200 bytes each
-    channel.send(KeptAnswer(protocol.encode_sync_update(b"S" * 3000), updates))
+    runs = [Run(rev, update) for rev, update in enumerate(updates, 2)]  # one update each
+    channel.send(KeptAnswer(protocol.encode_sync_update(b"S" * 3000), runs))
     live = [b"live update 1" * 30, b"live update 2" * 30]  # 390 bytes each
     for message in live:
         channel.send(message)
@@ -127,7 +129,8 @@ async def test_a_kept_answer_goes_part_by_part_and_only_what_queues_beside_it_co
 async def test_an_overflow_beside_a_kept_answer_drops_the_rest_of_it() -> None:
     peer = SlowPeer()
     channel, overflows = channel_to(peer)
-    channel.send(KeptAnswer(protocol.encode_sync_update(b"S" * 3000), [b"u" * 100] * 50))
+    runs = [Run(rev, b"u" * 100) for rev in range(2, 52)]
+    channel.send(KeptAnswer(protocol.encode_sync_update(b"S" * 3000), runs))
     peer.take.set()
     await asyncio.wait_for(until_taken(peer), 5)  # the snapshot went
     channel.send(b"a" * 600)

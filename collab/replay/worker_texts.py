@@ -48,6 +48,15 @@ ATTEMPTS = 3  # a compaction that drops old segments may race the reading
 
 
 @dataclass(frozen=True)
+class Counted:
+    """What the worker counted of a document's text (for the document list)."""
+
+    rev: int
+    chars: int  # code points, as Python counts them
+    last_edit: float | None  # the time of the last revision after the snapshot (None: none)
+
+
+@dataclass(frozen=True)
 class Built:
     """What the worker wrote: the revision it is at; `missing` says why nothing was (the
     revision is not kept, no such document)."""
@@ -78,6 +87,12 @@ class WorkerTexts:
         """Revision `rev`'s change as the JSON of `RevisionChange.as_json` (see `text`)."""
         _, body = await self._build(write_change, name, rev)
         return body
+
+    async def count(self, name: str) -> Counted | None:
+        """The text's length at the store's last revision, and that revision's time
+        (None: no such document). Raises `WorkerError` when the worker failed or died."""
+        counted = await run_in_process(count_text, self.opener, name, self.text_name)
+        return counted if isinstance(counted, Counted) else None
 
     async def _build(
         self, build: Callable[..., Built], name: str, rev: int
@@ -123,6 +138,16 @@ def write_state(opener: Opener, name: str, text_name: str, rev: int, path: str) 
     return Built(replay.rev)
 
 
+def count_text(opener: Opener, name: str, text_name: str) -> Counted | Built:
+    """The worker's side of `WorkerTexts.count`: the text's code points at the last
+    revision (the 64 MiB `str` is built here, not in the server)."""
+    found = _replayed(opener, name, text_name, LAST)
+    if isinstance(found, Built):
+        return found
+    replay, record = found
+    return Counted(replay.rev, len(str(replay.text)), record.time if record else None)
+
+
 def write_change(opener: Opener, name: str, text_name: str, rev: int, path: str) -> Built:
     """The worker's side of `WorkerTexts.change`: revision `rev`'s change, as JSON."""
     if rev < 1:
@@ -147,8 +172,9 @@ def write_change(opener: Opener, name: str, text_name: str, rev: int, path: str)
 def _replayed(
     opener: Opener, name: str, text_name: str, rev: int, before: bool = False
 ) -> tuple[DocReplay, Record | None] | Built:
-    """The document at `rev` (with `before`: at `rev` - 1, and revision `rev`'s record),
-    from the newest snapshot at or before it; a `Built` saying what is missing if not."""
+    """The document at `rev` (with `before`: at `rev` - 1) and revision `rev`'s record
+    (None when `rev` is the snapshot's), from the newest snapshot at or before it; a `Built`
+    saying what is missing if not."""
 
     async def read() -> tuple[DocReplay, Record | None] | Built:
         store = opener()
@@ -186,7 +212,7 @@ async def _read(
     if rev != LAST and (len(records) < rev - base_rev):
         last = records[-1].rev if records else base_rev
         raise RevisionNotFoundError(f"no revision {rev}: the latest is {last}")
-    record = records.pop() if before else None
+    record = records.pop() if before else (records[-1] if records else None)
     return rebuilt(text_name, base, base_rev, records), record
 
 

@@ -87,7 +87,6 @@ class WebApp:
         self._created: dict[str, float] = {}  # names counted as new in the last minute
         self.big_responses = BigResponses(settings.max_big_responses, settings.send_timeout)
         self.page_headers = security.page_headers(settings.frame_ancestors)
-        self.summaries = DocumentSummaries(hub.load_stored, settings.text_name)
         self.throttle = LogThrottle(5.0)
         self.hocuspocus = HocuspocusDoor(self, on_stateless)
         # History reads the revisions and snapshots a store keeps: only such stores have it.
@@ -97,6 +96,10 @@ class WebApp:
             self.histories = StoreHistoryCache(store, settings.text_name)
         self.history = HistoryRoutes(
             settings, self.histories, self.refuse, self._existing, self.respond
+        )
+        texts, worker_from = self.history.texts, settings.text_worker_bytes
+        self.summaries = DocumentSummaries(
+            hub.load_stored, settings.text_name, texts=texts, worker_from=worker_from
         )
         self.lifecycle = LifecycleRoutes(hub, settings, self.access, self.refuse, self._count_new)
 
@@ -388,7 +391,7 @@ class WebApp:
         if not entry["rev"]:
             return
         try:
-            summary = await self.summaries.get(entry["name"], entry["rev"])
+            summary = await self.summaries.get(entry["name"], entry["rev"], entry["size_bytes"])
         except Exception as error:  # a damaged document is listed, without a summary
             log.warning("%s: no summary for the list: %r", entry["name"], error)
             return
