@@ -39,7 +39,13 @@ from collab.access.names import storage_key
 from collab.storage.contract import Record
 from collab.storage.durable import sync_dir, write_new_file
 from collab.storage.errors import CorruptDocumentError
-from collab.storage.format import check_contiguous, decode_log, list_segments, read_snapshot_file
+from collab.storage.format import (
+    check_contiguous,
+    decode_log,
+    list_segments,
+    read_rest,
+    read_snapshot_file,
+)
 from collab.yjs.update import decode_update
 
 FORMAT = "collab-backup/1"
@@ -194,7 +200,8 @@ def _read_entry(src: Path, entry: Any) -> BackedUp:
     if src.resolve() not in path.parents:
         raise BackupError(f"{src / MANIFEST}: {name!r}: its file is outside the backup")
     try:
-        state = path.read_bytes()
+        with open(path, "rb") as file:
+            state = read_rest(file)  # a big one without holding the GIL
     except OSError as error:
         raise BackupError(f"{path}: {name!r}: cannot be read: {error}") from None
     if len(state) != size or hashlib.sha256(state).hexdigest() != digest:

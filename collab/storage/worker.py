@@ -10,6 +10,8 @@ inherits none of the server's threads, sockets or locks, and never re-runs the p
 that embeds collab (as multiprocessing's spawn and forkserver do with `__main__`). The
 task goes in on its stdin and the answer comes back on its stdout, both pickled; a pipe the
 server holds open tells the child when the server is gone (kill -9), and it stops at once.
+A big bytes answer (a 64 MiB state) is written to a file the server made instead: read
+back with its size known, the GIL is released, where unpickling it held the GIL ~45 ms.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+from collab.storage.durable import write_all
+from collab.storage.format import read_rest
 
 T = TypeVar("T")
 
@@ -32,6 +38,8 @@ _EXIT_ORPHANED = 70
 # Background work: on a core it shares with the server (taskset, a busy machine), the
 # scheduler lets the event loop run first whenever it has something to do.
 NICENESS = 10
+BIG_ANSWER = 1 << 20
+"""Bytes from which a bytes answer comes back through the answer file, not the pipe."""
 _CHILD = "import sys; sys.path.insert(0, sys.argv[1]); import collab.storage.worker as w; w.serve()"
 
 
@@ -70,32 +78,36 @@ async def run_in_process(func: Callable[..., T], *args: Any, memory_limit: int =
 
 def _run(request: bytes, alive: int, children: list[subprocess.Popen[bytes]]) -> tuple[str, Any]:
     """Start the child, send the task, wait for the answer: ("ok", result) or ("error", why)."""
-    child = _start(alive)
-    children.append(child)
-    try:
-        out, err = child.communicate(request)
-    except BrokenPipeError:  # it died before reading its task
-        out, err = b"", b""
-        child.wait()
-    if child.returncode == 0 and out:
-        answer: tuple[str, Any] = pickle.loads(out)
-        return answer
+    with tempfile.TemporaryFile() as answer_file:  # no name: nothing is left behind
+        child = _start(alive, answer_file.fileno())
+        children.append(child)
+        try:
+            out, err = child.communicate(request)
+        except BrokenPipeError:  # it died before reading its task
+            out, err = b"", b""
+            child.wait()
+        if child.returncode == 0 and out:
+            answer: tuple[str, Any] = pickle.loads(out)
+            if answer[0] == "in-file":  # written through the same open file: at its end
+                answer_file.seek(0)
+                return "ok", read_rest(answer_file)
+            return answer
     code = child.returncode
     how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
     last = err.decode(errors="replace").strip().splitlines()[-1:]
     return "error", f"the worker process died ({how}){': ' + last[0] if last else ''}"
 
 
-def _start(alive: int) -> subprocess.Popen[bytes]:
+def _start(alive: int, answer_file: int) -> subprocess.Popen[bytes]:
     """The child, importing this very copy of collab (whatever the caller's sys.path or
     working directory): `python -P` leaves the directory out, `_CHILD` puts ours first."""
     root = str(Path(__file__).resolve().parents[2])
     return subprocess.Popen(
-        [sys.executable, "-P", "-c", _CHILD, root, str(alive)],
+        [sys.executable, "-P", "-c", _CHILD, root, str(alive), str(answer_file)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        pass_fds=(alive,),
+        pass_fds=(alive, answer_file),
     )
 
 
@@ -111,6 +123,10 @@ def serve() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
         answer: tuple[str, Any] = ("ok", func(*args))
+        if isinstance(answer[1], bytes) and len(answer[1]) >= BIG_ANSWER:
+            with open(int(sys.argv[3]), "wb", buffering=0, closefd=False) as out:
+                write_all(out, answer[1])
+            answer = ("in-file", None)
     except BaseException as error:  # pycrdt panics are BaseExceptions
         where = traceback.extract_tb(error.__traceback__)[-1:]
         at = f" ({where[0].filename}:{where[0].lineno})" if where else ""
