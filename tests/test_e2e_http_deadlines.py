@@ -127,8 +127,9 @@ def status_of(sock: socket.socket) -> int:
 async def test_big_responses_are_capped_under_a_stock_asgi_server() -> None:
     """Embedded under uvicorn's own protocols: the cap and the send deadline hold (the
     unfinished response makes uvicorn close the connection)."""
-    engine = Collab(store=MemoryStore(), settings=Settings(max_big_responses=1, send_timeout=1))
-    await engine.set_text("big", "中文 ✍️\r\n" * (MiB // 2))  # ~4.5 MiB of UTF-8 text
+    settings = Settings(max_big_responses=1, send_timeout=1, text_door_max_bytes=0)
+    engine = Collab(store=MemoryStore(), settings=settings)
+    await engine.set_text("big", "中文 ✍️\r\n" * (MiB // 2))  # ~4.5 MiB: past the text door's 2
     async for base in serve_app(engine.app()):
         port = int(base.rsplit(":", 1)[1])
         stalled = await asyncio.to_thread(small_receiver, port)

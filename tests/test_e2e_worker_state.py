@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import signal
 from collections.abc import Callable
 
 import httpx
@@ -26,8 +24,7 @@ from pyclient import YClient, state_vector, url_name
 from pycrdt import Doc, Text
 from test_compaction_worker import worker_pids
 from test_e2e_lanes import settled
-from test_e2e_load import another_document_goes_on
-from test_e2e_worker_texts import ask_and_catch_worker
+from test_e2e_worker_texts import ask_and_catch_worker, held_then_killed
 
 NAME = "big/state 📦 中文"
 PIECES = ["👩‍👩‍👧 ", "中文 ", "e\u0301 ", "👍🏽\r\n", "🇫🇷 ", "plain "]
@@ -129,12 +126,7 @@ async def test_the_loop_goes_on_while_a_worker_builds_the_state_and_a_killed_one
     server = start_server(*BIG)
     expected = await write_yjs(server, 8)
     async with httpx.AsyncClient(base_url=server.http_url, trust_env=False, timeout=60) as http:
-        asking, worker = await ask_and_catch_worker(server, http, UPDATE)
-        await another_document_goes_on(server)
-        assert (await http.get("/healthz")).status_code == 200
-        assert not asking.done()
-        os.kill(worker, signal.SIGKILL)
-        answer = await asking
+        answer = await held_then_killed(server, http, UPDATE)
         assert answer.status_code == 500
         assert answer.json()["error"] == (
             "the state could not be built: the worker process died (killed by signal 9)"

@@ -167,6 +167,19 @@ async def test_a_service_op_made_on_a_workers_text_and_revision_lands_right(
         assert (now.text, now.headers["x-collab-rev"]) == (expected, "5")
 
 
+async def held_then_killed(
+    server: ServerProcess, http: httpx.AsyncClient, url: str
+) -> httpx.Response:
+    """Ask for `url` and hold its worker still (SIGSTOP): another document's peers converge
+    and /healthz answers meanwhile, the request waits; then kill it: the answer."""
+    asking, worker = await ask_and_catch_worker(server, http, url)
+    await another_document_goes_on(server)
+    assert (await http.get("/healthz")).status_code == 200
+    assert not asking.done()
+    os.kill(worker, signal.SIGKILL)
+    return await asking
+
+
 async def ask_and_catch_worker(
     server: ServerProcess, http: httpx.AsyncClient, path: str
 ) -> tuple[asyncio.Task[httpx.Response], int]:
@@ -195,12 +208,7 @@ async def test_the_loop_goes_on_while_a_worker_builds_and_a_killed_one_is_a_500(
     server = start_server("--fsync", "never", *IN_WORKER)
     final = await write_revisions(server, 4)
     async with httpx.AsyncClient(base_url=server.http_url, trust_env=False, timeout=60) as http:
-        asking, worker = await ask_and_catch_worker(server, http, f"{base()}/text")
-        await another_document_goes_on(server)
-        assert (await http.get("/healthz")).status_code == 200
-        assert not asking.done()
-        os.kill(worker, signal.SIGKILL)
-        answer = await asking
+        answer = await held_then_killed(server, http, f"{base()}/text")
         assert answer.status_code == 500
         assert answer.json()["error"] == (
             "the text could not be built: the worker process died (killed by signal 9)"
