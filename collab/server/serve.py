@@ -20,7 +20,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import uvicorn
@@ -84,6 +86,7 @@ def serve_fast(settings: Settings, engine: Any) -> None:
     class Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
             quiet_accept_errors(asyncio.get_running_loop())
+            background_threads(asyncio.get_running_loop())
             await super().startup(sockets)
             tune_collector()
 
@@ -106,6 +109,31 @@ def serve_fast(settings: Settings, engine: Any) -> None:
     server = Server(config)
     log.info("collab listening on http://%s:%d, %s", settings.host, settings.port, where(settings))
     server.run()
+
+
+BACKGROUND_NICENESS = 10
+"""How much lower the CPU priority of the loop's worker threads is than the process's."""
+
+
+def background_threads(loop: asyncio.AbstractEventLoop) -> None:
+    """The loop's default executor (`asyncio.to_thread`: the store's reads, big appends,
+    loads, a compaction's next log) with threads of a lower CPU priority (Linux: each
+    thread's own nice value).
+
+    Their work runs mostly without the GIL (CRCs, reads), beside the loop: on a core they
+    share with it (taskset, a busy machine) the scheduler split it between them, and the
+    loop, busy sending a big document to 20 joiners, waited in its writes (the bench's
+    control p99 17.6-21.6 ms in four runs; 12.6-14.2 in three with the threads lower)."""
+    if sys.platform != "linux":
+        return
+
+    def lower() -> None:
+        thread = threading.get_native_id()
+        nice = os.getpriority(os.PRIO_PROCESS, thread) + BACKGROUND_NICENESS
+        os.setpriority(os.PRIO_PROCESS, thread, min(nice, 19))
+
+    executor = ThreadPoolExecutor(thread_name_prefix="collab-background", initializer=lower)
+    loop.set_default_executor(executor)
 
 
 YOUNG_COLLECTION_EVERY = 7000
@@ -264,6 +292,7 @@ def worker_app() -> Any:
     install_caps(settings, engine)
     with contextlib.suppress(RuntimeError):  # uvicorn calls the factory in its loop
         quiet_accept_errors(asyncio.get_running_loop())
+        background_threads(asyncio.get_running_loop())
     app = engine.app()
     tune_collector()
     return app
