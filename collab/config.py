@@ -287,10 +287,10 @@ class Settings:
         default=2 * MiB,
         metadata={
             "help": "the biggest document (bytes of state) text clients (the built-in page, "
-            "JSON ops over WebSocket or HTTP) may open or edit: their work runs pycrdt's "
-            "text on the event loop, which costs with the text's size (a join ~7 ms at "
-            "2 MiB, ~30 ms at 8); bigger documents are for Yjs clients (close 1009, HTTP "
-            "413). 0: no limit"
+            "JSON ops over WebSocket or HTTP) may open; those there go on up to twice it. "
+            "Their work runs pycrdt's text on the event loop, which costs with the text's "
+            "size (a join ~7 ms at 2 MiB, ~30 ms at 8); bigger documents are for Yjs "
+            "clients (close 1009, HTTP 413). 0: no limit"
         },
     )
     text_worker_bytes: int = field(

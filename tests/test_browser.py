@@ -633,13 +633,14 @@ def test_ot_core_laws_in_the_page(server: ServerProcess, open_page) -> None:
 
 
 def test_a_document_grown_too_big_for_the_page_says_so(server: ServerProcess, open_page) -> None:
-    """A Yjs client pastes past `--text-door-max-bytes` (2 MiB): the page is closed with
-    1009, says why and what to use instead, does not reconnect, and keeps its text."""
+    """A Yjs client pastes past twice `--text-door-max-bytes` (2 MiB: a page there goes on
+    up to 4): the page is closed with 1009, says why and what to use instead, does not
+    reconnect, and keeps its text."""
     page = open_page(server.http_url, "grown 中文")
     page.keyboard.type("mine 😀")
     page.wait_for_function(SAVED)
     paste = Doc()
-    paste.get("text", type=Text).insert(0, "👨‍👩‍👧 中文 e\u0301\r\n" * 90_000)  # ~2.3 MB
+    paste.get("text", type=Text).insert(0, "👨‍👩‍👧 中文 e\u0301\r\n" * 150_000)  # 4.4 MiB
     response = httpx.post(
         f"{server.http_url}/api/docs/{url_name('grown 中文')}/update",
         content=paste.get_update(),

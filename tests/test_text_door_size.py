@@ -32,7 +32,7 @@ from collab.wire import CloseCode, ErrorCode
 from collab.yjs import protocol
 
 LIMIT = 4096
-PASTE = UNICODE * 120  # ~5 KB: emoji, ZWJ, CJK, combining marks, \r\n
+PASTE = UNICODE * 120  # 7.3 KB (past LIMIT, within twice it): emoji, ZWJ, CJK, combining marks
 
 
 def session_of(limit: int = LIMIT) -> Session:
@@ -70,13 +70,13 @@ def test_text_clients_are_closed_when_a_yjs_peer_takes_the_document_past_the_lim
     writer.edit(0, "👨‍👩‍👧 ")
     pump(session, peers)
     assert session.document.tracking_text and reader.of_type("op")
-    writer.edit(0, PASTE)
+    writer.edit(0, PASTE * 2)  # past twice the limit
     pump(session, peers)
     code, reason = reader.closed  # type: ignore[attr-defined]
     assert code == CloseCode.TOO_BIG and "too big for text clients" in reason
     assert not session.document.tracking_text
     assert session.document.detached  # nothing follows the text: pycrdt is dropped
-    assert str(other.text) == PASTE + "👨‍👩‍👧 "
+    assert str(other.text) == PASTE * 2 + "👨‍👩‍👧 "
 
 
 def test_a_text_op_that_would_pass_the_limit_is_refused_and_changes_nothing() -> None:
@@ -86,7 +86,7 @@ def test_a_text_op_that_would_pass_the_limit_is_refused_and_changes_nothing() ->
     peers = {"w": writer, "t": author}
     pump(session, peers)
     rev = session.rev
-    author.send({"type": "op", "seq": 1, "rev": rev, "op": [PASTE]})
+    author.send({"type": "op", "seq": 1, "rev": rev, "op": [PASTE * 2]})
     pump(session, peers)
     (error,) = author.of_type("error")
     assert error["code"] == ErrorCode.TOO_LARGE and error["seq"] == 1
@@ -97,6 +97,27 @@ def test_a_text_op_that_would_pass_the_limit_is_refused_and_changes_nothing() ->
     assert [ack["seq"] for ack in author.of_type("ack")] == [2]
     assert str(writer.text) == "e\u0301 😀\r\n"
     assert not hasattr(author, "closed")  # still connected
+
+
+def test_text_clients_there_go_on_up_to_twice_the_limit_and_new_ones_do_not_join() -> None:
+    """The log grows with every edit until the next compaction: a document near the limit
+    does not turn its writers away mid-sentence, but a new one does not join it."""
+    session = session_of()
+    writer = YPeer(session, "w")
+    author = TextPeer(session, "t", "author")
+    peers: dict[str, object] = {"w": writer, "t": author}
+    pump(session, peers)
+    writer.edit(0, PASTE)  # past the limit, within twice it
+    pump(session, peers)
+    assert session.document.state_bytes > LIMIT
+    author.send({"type": "op", "seq": 1, "rev": session.rev, "op": [len(PASTE), "中e\u0301"]})
+    pump(session, peers)
+    assert [ack["seq"] for ack in author.of_type("ack")] == [1]
+    assert str(writer.text) == PASTE + "中e\u0301"
+    late = peers["l"] = TextPeer(session, "l", "late")
+    pump(session, peers)
+    assert late.closed[0] == CloseCode.TOO_BIG  # type: ignore[attr-defined]
+    assert not hasattr(author, "closed")
 
 
 def test_a_services_op_on_a_document_too_big_is_refused_without_following_its_text() -> None:
@@ -122,10 +143,10 @@ def test_a_followed_text_is_no_longer_followed_once_the_document_is_too_big() ->
     session.submit_op("service", OpMessage(1, session.rev, [2, " 😀"]))
     pump(session, {"w": writer})
     assert session.document.tracking_text
-    writer.edit(0, PASTE)
+    writer.edit(0, PASTE * 2)
     pump(session, {"w": writer})
     assert not session.document.tracking_text and session.document.detached
-    assert str(writer.text) == PASTE + "中文 😀"
+    assert str(writer.text) == PASTE * 2 + "中文 😀"
 
 
 def test_no_limit_when_it_is_zero() -> None:
@@ -152,7 +173,7 @@ async def test_over_real_sockets_text_clients_are_turned_away_from_a_big_documen
         tab = await Tab.join(f"{server.ws_url}/ot/{name}", "early")
         writer.insert(0, UNICODE)
         await tab.until(lambda: tab.client.text == UNICODE, "the first edit")
-        writer.insert(0, PASTE * 14)  # ~70 KB: past the limit
+        writer.insert(0, PASTE * 20)  # 146 KB: past twice the limit
         code, reason = await tab.closed_by_server()
         assert code == CloseCode.TOO_BIG and "too big for text clients" in reason
         late = await Tab.say_hello(f"{server.ws_url}/ot/{name}", TextClient("late-0123456789"))
@@ -180,7 +201,7 @@ async def test_over_real_sockets_text_clients_are_turned_away_from_a_big_documen
             assert replace.status_code == 200, replace.text
         writer.insert(0, "👍🏽")  # the Yjs peers go on
         async with await YClient.connect(f"{server.ws_url}/yjs/{name}") as reader:
-            await reader.wait_text("👍🏽" + PASTE * 14 + UNICODE)
+            await reader.wait_text("👍🏽" + PASTE * 20 + UNICODE)
 
 
 def test_a_recording_replays_with_the_limit_it_was_made_with(tmp_path: Path) -> None:

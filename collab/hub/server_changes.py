@@ -49,7 +49,8 @@ class ServerChanges:
         textops.check(op)
 
         def edited(session: Session) -> None:
-            refuse_if_too_big(session.document, inserted_bytes(op))
+            document = session.document  # an op on a text not followed takes it whole
+            refuse_if_too_big(document, inserted_bytes(op), joining=not document.tracking_text)
             session.edit_text(op, origin=origin, user=user)
             if self._recorder is not None:
                 self._recorder.edit(session.name, op, origin, user)

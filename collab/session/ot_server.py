@@ -28,27 +28,32 @@ inserts (an item's header, ids, a delete-set entry; about 36 bytes measured): th
 change's size is estimated high, so that a change checked whole is never refused halfway."""
 
 
-def too_big_for_text(document: Document, added: int = 0) -> str | None:
+def too_big_for_text(document: Document, added: int = 0, joining: bool = False) -> str | None:
     """Why text clients may not open or edit `document` once it holds `added` bytes more
     (None: they may). What they need runs pycrdt's text on the event loop, and on a long
     text each call costs with its size (measured: a join ~7 ms at 2 MiB, ~14 at 4, ~30 at
-    8; an append ~3 ms at 2 MiB, ~13 at 8): past `text_door_max_bytes` a document is for
-    Yjs clients, which never need it."""
-    return too_big_a_text(document.settings, document.state_bytes + added)
+    8; an append ~3 ms at 2 MiB, ~6.5 at 4, ~13 at 8): past `text_door_max_bytes` a
+    document is for Yjs clients, which never need it.
+
+    `joining` (the text taken whole: a client's join, an edit of a text not followed yet)
+    is held to the limit; the text clients already there go on up to twice it: the log
+    grows with every edit until the next compaction, and a document near the limit must
+    not turn its writers away mid-sentence."""
+    return too_big_a_text(document.settings, document.state_bytes + added, joining)
 
 
-def too_big_a_text(settings: Settings, size: int) -> str | None:
+def too_big_a_text(settings: Settings, size: int, joining: bool = True) -> str | None:
     """`too_big_for_text` of a document of `size` bytes."""
-    limit = settings.text_door_max_bytes
+    limit = settings.text_door_max_bytes * (1 if joining else 2)
     if not limit or size <= limit:
         return None
     sizes = f"{size / MiB:.1f} MiB > {limit / MiB:g} MiB"
     return f"document too big for text clients ({sizes}): use a Yjs editor"
 
 
-def refuse_if_too_big(document: Document, added: int = 0) -> None:
+def refuse_if_too_big(document: Document, added: int = 0, joining: bool = False) -> None:
     """Raise `ChangeRefused` (too large) when `too_big_for_text` says why."""
-    if (why := too_big_for_text(document, added)) is not None:
+    if (why := too_big_for_text(document, added, joining)) is not None:
         raise ChangeRefused(ErrorCode.TOO_LARGE, why)
 
 

@@ -145,7 +145,7 @@ class Session:
         """A text-operation peer connected; it says hello next (or is closed: too big)."""
         self.peers[peer_id] = Peer(peer_id, PeerKind.TEXT, user, readonly)
         self._text_peers += 1
-        if (why := too_big_for_text(self.document)) is not None:
+        if (why := too_big_for_text(self.document, joining=True)) is not None:
             self.close_peer(peer_id, CloseCode.TOO_BIG, why)
         else:
             self.document.track_text(True)
@@ -417,7 +417,7 @@ class Session:
 
     def submit_op(self, client: str, message: OpMessage, user: str | None = None) -> int:
         """A text op without a connection (HTTP), transformed and acked like a client's."""
-        refuse_if_too_big(self.document)
+        refuse_if_too_big(self.document, joining=not self.document.tracking_text)
         self.document.follow_text()  # from now on, so that the next ops may be late
         submitted = self.ot.submit(client, message.seq, message.rev, message.op, user, False)
         if submitted.committed is not None:
