@@ -22,6 +22,7 @@ from test_session import UNICODE, TextPeer, YPeer, pump
 from text_tab import Tab
 
 from collab.config import Settings
+from collab.replay import recording
 from collab.replay.rebuild import replay_recording
 from collab.replay.recording import Recorder
 from collab.session import Session
@@ -231,3 +232,36 @@ def test_a_recording_replays_with_the_limit_it_was_made_with(tmp_path: Path) -> 
     replayed = replay_recording(path)["d"]
     assert replayed.rev == session.rev == 1
     assert replayed.state == session.state
+
+
+def test_a_recording_made_before_the_limit_replays_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recording whose start does not name the limit was made when there was none: a
+    text client's op on a 2.3 MiB document replays as it was applied then."""
+    monkeypatch.setattr(
+        recording, "REPLAY_SETTINGS", ("text_name", "max_document_bytes", "history_in_memory")
+    )
+    path = tmp_path / "old.rec"
+    settings = Settings(text_door_max_bytes=0)
+    recorder = Recorder(path, settings)
+    session = Session("d", settings, track_text=False)
+    doc = Doc()
+    big = PASTE * 330  # 2.3 MiB: past today's default limit
+    doc.get("text", type=Text).insert(0, big)
+
+    def receive(peer_id: int, message: bytes | str) -> None:
+        recorder("d", peer_id, message)
+        session.receive(peer_id, message)
+
+    recorder.connect(session, 1, "yjs", None, False)
+    session.connect_yjs(1)
+    receive(1, protocol.encode_sync_update(doc.get_update()))
+    recorder.connect(session, 2, "text", None, False)  # joins the 2.3 MiB document
+    session.connect_text(2)
+    receive(2, json.dumps({"type": "hello", "secret": "t-0123456789abcdef"}))
+    receive(2, json.dumps({"type": "op", "seq": 1, "rev": 1, "op": [len(big), "x"]}))
+    recorder.close()
+    assert session.rev == 2
+    replayed = replay_recording(path)["d"]
+    assert replayed.rev == 2 and replayed.mirror == big + "x"
