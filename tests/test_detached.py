@@ -402,3 +402,33 @@ def test_a_run_pycrdt_cannot_merge_goes_one_update_a_message(
     decoded = [protocol.decode(message) for message in run.messages()]
     assert [message.update for message in decoded] == updates  # type: ignore[union-attr]
     assert "revs 1-3 not merged" in caplog.text
+
+
+def test_a_maps_key_set_beside_a_long_text_does_not_read_the_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Content other than text may put an embed in the shared text: the check read the
+    whole text (`str` and its UTF-8, ~0.5 s at 64 MiB) for every such update, a map's key
+    set beside it too. Now only for an update that changed the text (its events say so);
+    an embed is still refused and leaves nothing."""
+    document = Document(ATTACHED, track_text=False)
+    writer = Doc(client_id=77)
+    text, meta = writer.get("text", type=Text), writer.get("meta", type=Map)
+    text.insert(0, "".join(PIECES) * 200)
+    assert document.apply_update(writer.get_update(), "yjs:a", None)
+    reads: list[int] = []
+    monkeypatch.setattr(Text, "__str__", lambda self: reads.append(1) or "")
+    for value in ("e\u0301 😀", "中文 👨‍👩‍👧\r\n"):
+        before = writer.get_state()
+        meta["title"] = value
+        assert document.apply_update(writer.get_update(before), "yjs:a", None)
+    assert reads == []
+    monkeypatch.undo()
+    rev, state = document.rev, document.state
+    before = writer.get_state()
+    text.insert(3, "x")
+    text.insert_embed(5, {"image": "😀.png"})
+    with pytest.raises(ChangeRefused, match="only text, not embeds"):
+        document.apply_update(writer.get_update(before), "yjs:a", None)
+    assert (document.rev, document.state) == (rev, state)
+    assert str(document.text) == "".join(PIECES) * 200

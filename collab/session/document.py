@@ -270,14 +270,20 @@ class Document:
         self._replica.settle()
 
     def _integrate(self, update: bytes, decoded: Summary, origin: str) -> textops.Op:
-        """Integrate a checked update now: its op for text peers. Raises `ChangeRefused`
-        when pycrdt refuses it or it brings what the text cannot carry (then undone)."""
+        """Integrate a checked update now: its op for text peers. Raises `ChangeRefused` when
+        pycrdt refuses it or it puts an embed in the text (undone; read whole only if changed)."""
+        watch = self._mirror is None and bool(NON_TEXT_CONTENT.intersection(decoded.refs))
         try:
-            apply_update(self.doc, update)
-            _, deltas = self._take_captured()
-            op = self._op_from_deltas(deltas)
-            if not self.tracking_text and NON_TEXT_CONTENT.intersection(decoded.refs):
-                self._check_plain_text()
+            changed: list[object] = []  # the text's events (pycrdt's deltas miss embeds)
+            events = self.text.observe(changed.append) if watch else None
+            try:
+                apply_update(self.doc, update)
+            finally:
+                if events is not None:
+                    self.text.unobserve(events)
+            op = self._op_from_deltas(self._take_captured()[1])
+            if changed and len(self.text) != len(str(self.text).encode()):
+                raise textops.OpError("the shared text may hold only text, not embeds")
         except (InvalidUpdateError, textops.OpError) as error:
             self._undo(f"{origin}: {error}")
             raise ChangeRefused(ErrorCode.BAD_MESSAGE, f"update refused: {error}") from None
@@ -414,12 +420,6 @@ class Document:
         if problem is not None:
             raise ChangeRefused(ErrorCode.BAD_MESSAGE, f"update refused: {problem}")
         return decoded
-
-    def _check_plain_text(self) -> None:
-        """The shared text holds only characters: an embed (counted by pycrdt, left out of
-        its str) would put every text client's positions off by one."""
-        if self._mirror is None and len(self.text) != len(str(self.text).encode()):
-            raise textops.OpError("the shared text may hold only text, not embeds")
 
     def _add(
         self, record: Record, op: textops.Op, client: str | None = None, seq: int | None = None
