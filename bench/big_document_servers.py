@@ -13,7 +13,8 @@ time until every joiner holds it all), `history` (collab: `GET text?at=1`, the d
 an old revision), `current` (collab: `GET text`, the text now), `text` (collab: 5 text
 peers join it at once through the OT door, each until it has read its welcome, the whole
 text, or was turned away: past --text-door-max-bytes, 2 MiB, a document is for Yjs
-clients; this script's `--text-door-max-bytes 0` measures the welcome), `upload500` (a
+clients; this script's `--text-door-max-bytes 0` measures the welcome), `map` (collab: a
+service sets a `Y.Map`'s key beside the big text, `POST .../update`), `upload500` (a
 500 KB document uploaded as one update, sync step 2 style, 5 times to new documents, the
 median reported, from two clients typing with emoji: the time until an observer receives
 it). Printed per server: each phase's time, the control's p99 and worst latency in it,
@@ -44,6 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fanout import SYNC_STEP1_EMPTY, SYNC_STEP2_EMPTY, EditEncoder, percentile
+from pycrdt import Doc, Map
 from scenarios import handshake, ws_connect
 from targets import DEFAULT_COLLAB, Server, load_average, missing, pin
 from update_checks import build
@@ -165,6 +167,22 @@ def history_seconds(server: Server, query: str = "?at=1") -> float:
     start = time.perf_counter()
     url = f"http://127.0.0.1:{server.port}/api/docs/big/text{query}"
     with urllib.request.urlopen(url, timeout=600) as response:
+        response.read()
+    return time.perf_counter() - start
+
+
+def map_seconds(server: Server) -> float:
+    """A service sets a key of a `Y.Map` beside the big text (`POST .../update`, a Yjs
+    update of content other than text): the time until it is committed."""
+    doc = Doc()
+    doc.get("meta", type=Map)["title"] = "a big document 📄 中文"
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/api/docs/big/update",
+        data=doc.get_update(),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    start = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=600) as response:
         response.read()
     return time.perf_counter() - start
 
@@ -298,6 +316,8 @@ async def measure(server: Server, args: argparse.Namespace, update: bytes) -> No
         times["current"] = f"{await asyncio.to_thread(history_seconds, server, ''):7.2f} s"
         await phase("text", "text peers")
         times["text"] = await text_joiners(server)
+        await phase("map", "a map key set")
+        times["map"] = f"{await asyncio.to_thread(map_seconds, server) * 1000:7.1f} ms"
     await phase("upload500", "upload500")
     times["upload500"] = f"{await upload500(server, update) * 1000:7.1f} ms"
     await lags.enter("end")
@@ -308,7 +328,7 @@ async def measure(server: Server, args: argparse.Namespace, update: bytes) -> No
     growth = (server.rss_kib() - rss) / 1024
     print(f"  RSS growth {growth:.0f} MiB")
     print(f"  {'phase':<10} {'time':>10}   control p99 / worst (ms)   loop lag (collab)")
-    for phase in ("idle", "upload", "joiners", "history", "current", "text", "upload500"):
+    for phase in ("idle", "upload", "joiners", "history", "current", "text", "map", "upload500"):
         if phase == "idle" or phase in times:
             lag = lags.worst.get(phase, "n/a")
             print(f"  {phase:<10} {times.get(phase, ''):>10}   {control.row(phase)}   {lag:>12}")
