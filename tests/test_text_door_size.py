@@ -265,3 +265,26 @@ def test_a_recording_made_before_the_limit_replays_without_it(
     assert session.rev == 2
     replayed = replay_recording(path)["d"]
     assert replayed.rev == 2 and replayed.mirror == big + "x"
+
+
+def test_text_clients_of_another_process_are_closed_when_its_document_passes_the_limit() -> None:
+    """Scaled out: a Yjs peer of process A takes the document past twice the limit. Process
+    B takes A's revisions as committed: its text clients are closed and it stops following
+    the text, as A's are (else each of A's revisions costs B pycrdt's text on the loop)."""
+    a, b = session_of(), session_of()
+    writer = YPeer(a, "w")
+    reader = TextPeer(b, "t", "reader")
+    pump(a, {"w": writer})
+    pump(b, {"t": reader})
+    writer.edit(0, "👨‍👩‍👧 ")
+    for record in pump(a, {"w": writer}):
+        b.apply_committed(record)
+    pump(b, {"t": reader})
+    assert b.document.tracking_text and reader.of_type("op")
+    writer.edit(0, PASTE * 2)  # past twice the limit
+    for record in pump(a, {"w": writer}):
+        b.apply_committed(record)
+    pump(b, {"t": reader})
+    code, reason = reader.closed  # type: ignore[attr-defined]
+    assert code == CloseCode.TOO_BIG and "too big for text clients" in reason
+    assert not b.document.tracking_text and b.mirror == PASTE * 2 + "👨‍👩‍👧 "
