@@ -62,7 +62,7 @@ class Change:
     origin: str
     user: str | None
     update: bytes  # the Yjs update
-    op: textops.Op  # the change to the shared text, in code points
+    op: textops.Op  # the change to the shared text, in code points ([] past the text door)
 
 
 # authenticate(connection, document_name) -> Access | None (None: default access)

@@ -11,6 +11,7 @@ too large, and nothing of the document changes for its Yjs peers.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ import pytest
 from conftest import ServerProcess
 from pyclient import YClient
 from pycrdt import Doc, Text
+from redis_server import RedisServer
 from test_session import UNICODE, TextPeer, YPeer, pump
 from text_tab import Tab
 
@@ -205,6 +207,24 @@ async def test_over_real_sockets_text_clients_are_turned_away_from_a_big_documen
             await reader.wait_text("👍🏽" + PASTE * 20 + UNICODE)
 
 
+async def test_over_a_shared_store_the_other_process_turns_its_text_clients_away(
+    start_server: Callable[..., ServerProcess], postgres_url: str, redis_server: RedisServer
+) -> None:
+    """Two processes (PostgreSQL, Redis): a Yjs peer of one takes the document past twice
+    the limit; the text client of the other is closed with the reason, as a local one is."""
+    args = ["--store", postgres_url, "--bus", redis_server.url]
+    args += ["--text-door-max-bytes", str(64 * 1024)]
+    here, there = start_server(*args), start_server(*args)
+    name = "shared big 中文"
+    async with await YClient.connect(f"{here.ws_url}/yjs/{name}") as writer:
+        tab = await Tab.join(f"{there.ws_url}/ot/{name}", "there")
+        writer.insert(0, UNICODE)
+        await tab.until(lambda: tab.client.text == UNICODE, "the first edit, over the bus")
+        writer.insert(0, PASTE * 20)  # 146 KB: past twice the limit
+        code, reason = await tab.closed_by_server()
+        assert code == CloseCode.TOO_BIG and "too big for text clients" in reason
+
+
 def test_a_recording_replays_with_the_limit_it_was_made_with(tmp_path: Path) -> None:
     """The limit shapes what happens (a text client turned away, its op never applied):
     a recording keeps it, so its replay makes the very same revisions."""
@@ -265,3 +285,26 @@ def test_a_recording_made_before_the_limit_replays_without_it(
     assert session.rev == 2
     replayed = replay_recording(path)["d"]
     assert replayed.rev == 2 and replayed.mirror == big + "x"
+
+
+def test_text_clients_of_another_process_are_closed_when_its_document_passes_the_limit() -> None:
+    """Scaled out: a Yjs peer of process A takes the document past twice the limit. Process
+    B takes A's revisions as committed: its text clients are closed and it stops following
+    the text, as A's are (else each of A's revisions costs B pycrdt's text on the loop)."""
+    a, b = session_of(), session_of()
+    writer = YPeer(a, "w")
+    reader = TextPeer(b, "t", "reader")
+    pump(a, {"w": writer})
+    pump(b, {"t": reader})
+    writer.edit(0, "👨‍👩‍👧 ")
+    for record in pump(a, {"w": writer}):
+        b.apply_committed(record)
+    pump(b, {"t": reader})
+    assert b.document.tracking_text and reader.of_type("op")
+    writer.edit(0, PASTE * 2)  # past twice the limit
+    for record in pump(a, {"w": writer}):
+        b.apply_committed(record)
+    pump(b, {"t": reader})
+    code, reason = reader.closed  # type: ignore[attr-defined]
+    assert code == CloseCode.TOO_BIG and "too big for text clients" in reason
+    assert not b.document.tracking_text and b.mirror == PASTE * 2 + "👨‍👩‍👧 "

@@ -272,9 +272,9 @@ class Document:
     def _integrate(self, update: bytes, decoded: Summary, origin: str) -> textops.Op:
         """Integrate a checked update now: its op for text peers. Raises `ChangeRefused` when
         pycrdt refuses it or it puts an embed in the text (undone; read whole only if changed)."""
-        watch = self._mirror is None and bool(NON_TEXT_CONTENT.intersection(decoded.refs))
+        watch = bool(NON_TEXT_CONTENT.intersection(decoded.refs))
         try:
-            changed: list[object] = []  # the text's events (pycrdt's deltas miss embeds)
+            changed: list[object] = []  # the text's events, followed or not (deltas misread embeds)
             events = self.text.observe(changed.append) if watch else None
             try:
                 apply_update(self.doc, update)

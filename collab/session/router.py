@@ -247,6 +247,7 @@ class Session:
         self.ot.observe(revision)
         self.outbox.send_update(self._yjs_peers, record.update, None)
         self._broadcast_revision(revision, exclude=None)
+        self._close_text_door_if_too_big()
 
     def compacted(
         self, rev: int, state: bytes, framed: bytes | None = None, clocks: Clocks | None = None
@@ -437,11 +438,13 @@ class Session:
         self.outbox.send_update(self._yjs_peers, record.update, sender)
         author = self._peer_of(revision.client)
         self._broadcast_revision(revision, exclude=author)
-        if self.document.tracking_text and (why := too_big_for_text(self.document)):
-            self._close_text_door(why)
+        self._close_text_door_if_too_big()
 
-    def _close_text_door(self, why: str) -> None:
-        """Too big for text clients now (`too_big_for_text`): close them, stop following."""
+    def _close_text_door_if_too_big(self) -> None:
+        """Too big for text clients now (`too_big_for_text`), whichever process made the
+        change: close them, stop following."""
+        if not self.document.tracking_text or not (why := too_big_for_text(self.document)):
+            return
         for peer in self.peers.values():
             if peer.kind is PeerKind.TEXT and not peer.closing:
                 self.close_peer(peer.id, CloseCode.TOO_BIG, why)
