@@ -132,7 +132,10 @@ def test_a_services_op_on_a_document_too_big_is_refused_without_following_its_te
     with pytest.raises(ChangeRefused) as refused:
         session.submit_op("service", OpMessage(1, session.rev, [1, "x"]))
     assert refused.value.code is ErrorCode.TOO_LARGE
+    with pytest.raises(ChangeRefused, match="too big for text clients"):
+        session.edit_text([1, "😀"])  # server code's own edit, driven by hand
     assert not session.document.tracking_text and session.document.detached
+    assert str(writer.text) == PASTE
 
 
 def test_a_followed_text_is_no_longer_followed_once_the_document_is_too_big() -> None:

@@ -13,10 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from collab.session import Session
-from collab.session.ot_server import inserted_bytes, refuse_if_too_big, too_big_a_text
-from collab.session.revision import ChangeRefused
+from collab.session.ot_server import refuse_if_too_big
 from collab.text import ops as textops
-from collab.wire import ErrorCode
 
 if TYPE_CHECKING:
     from collab.replay.recording import Recorder
@@ -49,8 +47,6 @@ class ServerChanges:
         textops.check(op)
 
         def edited(session: Session) -> None:
-            document = session.document  # an op on a text not followed takes it whole
-            refuse_if_too_big(document, inserted_bytes(op), joining=not document.tracking_text)
             session.edit_text(op, origin=origin, user=user)
             if self._recorder is not None:
                 self._recorder.edit(session.name, op, origin, user)
@@ -63,9 +59,8 @@ class ServerChanges:
         either is too big for text clients (`too_big_for_text`)."""
         await self._flush()
         document = self._session.document
-        size = max(document.state_bytes, len(text.encode()))
-        if (why := too_big_a_text(document.settings, size)) is not None:
-            raise ChangeRefused(ErrorCode.TOO_LARGE, why)
+        growth = max(0, len(text.encode()) - document.state_bytes)  # the bigger of the two
+        refuse_if_too_big(document, growth, joining=True)
         return await self.edit(textops.diff(self._session.mirror, text), origin, user)
 
     async def submit(self, client: str, message: OpMessage, user: str | None) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collab.config import MiB, Settings
+from collab.config import MiB
 from collab.session.acks import AckTable
 from collab.session.document import Document
 from collab.session.revision import ChangeRefused, Committed, Revision
@@ -39,12 +39,8 @@ def too_big_for_text(document: Document, added: int = 0, joining: bool = False) 
     is held to the limit; the text clients already there go on up to twice it: the log
     grows with every edit until the next compaction, and a document near the limit must
     not turn its writers away mid-sentence."""
-    return too_big_a_text(document.settings, document.state_bytes + added, joining)
-
-
-def too_big_a_text(settings: Settings, size: int, joining: bool = True) -> str | None:
-    """`too_big_for_text` of a document of `size` bytes."""
-    limit = settings.text_door_max_bytes * (1 if joining else 2)
+    limit = document.settings.text_door_max_bytes * (1 if joining else 2)
+    size = document.state_bytes + added
     if not limit or size <= limit:
         return None
     sizes = f"{size / MiB:.1f} MiB > {limit / MiB:g} MiB"

@@ -28,7 +28,12 @@ from collab.session.acks import AckTable
 from collab.session.awareness import AwarenessTable
 from collab.session.document import Document
 from collab.session.kept import Clocks
-from collab.session.ot_server import OTServer, refuse_if_too_big, too_big_for_text
+from collab.session.ot_server import (
+    OTServer,
+    inserted_bytes,
+    refuse_if_too_big,
+    too_big_for_text,
+)
 from collab.session.outbox import Message, Outbox, Output
 from collab.session.peers import Peer, PeerId, PeerKind, PeerState
 from collab.session.revision import ChangeRefused, Committed, Revision
@@ -263,10 +268,12 @@ class Session:
     ) -> Revision | None:
         """Apply a code-point op made by server code to the current text.
 
-        Raises `ChangeRefused` when the op does not fit the text, `textops.OpError` when
-        it is not a well-formed op.
+        Raises `ChangeRefused` when the op does not fit the text or the document is too big
+        for text operations (`too_big_for_text`; an op on a text not followed takes it
+        whole), `textops.OpError` when it is not a well-formed op.
         """
         textops.check(op)
+        refuse_if_too_big(self.document, inserted_bytes(op), not self.document.tracking_text)
         committed = self.document.apply_op(op, origin, user)
         if committed is None:
             return None
