@@ -286,3 +286,25 @@ async def test_the_list_counts_a_big_documents_text_in_a_worker(
         in_server = {d["name"]: d for d in (await http.get("/api/docs")).json()["documents"]}
     for field in ("rev", "text_chars", "last_edit"):
         assert from_worker[NAME][field] == in_server[NAME][field], field
+
+
+async def test_a_list_worker_that_hangs_is_killed_and_the_list_answers(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """The list's count worker is held to --text-worker-timeout as the texts' are: held
+    still, it is killed and the list answers without that document's count (a hung one
+    held the list's one worker slot, so every later listing, for good); the next listing
+    counts it."""
+    args = ["--fsync", "never", "--compact-log-records", "3", "--text-worker-timeout", "1"]
+    server = start_server(*args, *IN_WORKER)
+    final = await write_revisions(server, 7)
+    await compactions_done(server)
+    assert server.process is not None
+    async with httpx.AsyncClient(base_url=server.http_url, trust_env=False, timeout=60) as http:
+        asking, worker = await ask_and_catch_worker(server, http, "/api/docs")
+        listed = {d["name"]: d for d in (await asyncio.wait_for(asking, 30)).json()["documents"]}
+        assert listed[NAME]["text_chars"] == 0  # not counted this time
+        assert worker not in worker_pids(server.process.pid)  # killed, and waited for
+        again = {d["name"]: d for d in (await http.get("/api/docs")).json()["documents"]}
+        assert again[NAME]["text_chars"] == len(final)
+    assert "the worker process took more than 1 s" in server.log()

@@ -29,7 +29,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from pycrdt import merge_updates
 
@@ -37,9 +37,10 @@ from collab.replay.history import RevisionChange, RevisionInfo, op_of
 from collab.replay.rebuild import DocReplay
 from collab.storage.contract import Record, RevisionHistory, RevisionsGoneError
 from collab.storage.logs import RevisionNotFoundError
-from collab.storage.worker import run_in_process
+from collab.storage.worker import WorkerError, run_in_process
 from collab.yjs.fuse import fused
 
+T = TypeVar("T")
 Opener = Callable[[], RevisionHistory]
 """Opens the store read-only in the worker (picklable: `backends.reader_for`)."""
 
@@ -66,11 +67,14 @@ class Built:
 
 
 class WorkerTexts:
-    """Runs the builds in worker processes for the web app (one process per request)."""
+    """Runs the builds in worker processes for the web app (one process per request). One
+    that takes longer than `timeout` seconds is killed (`run_in_process` on cancel) and
+    raises `WorkerError`: a hung worker holds no history slot, nor the list, for good."""
 
-    def __init__(self, opener: Opener, text_name: str = "text") -> None:
+    def __init__(self, opener: Opener, text_name: str = "text", timeout: float = 120.0) -> None:
         self.opener = opener
         self.text_name = text_name
+        self.timeout = timeout
 
     async def text(self, name: str, rev: int | None = None) -> tuple[int, IO[bytes]]:
         """The text at `rev` (None: the store's last revision) and that revision, as an
@@ -91,8 +95,15 @@ class WorkerTexts:
     async def count(self, name: str) -> Counted | None:
         """The text's length at the store's last revision, and that revision's time
         (None: no such document). Raises `WorkerError` when the worker failed or died."""
-        counted = await run_in_process(count_text, self.opener, name, self.text_name)
+        counted = await self._run(count_text, self.opener, name, self.text_name)
         return counted if isinstance(counted, Counted) else None
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await run_in_process(func, *args)
+        except TimeoutError:
+            raise WorkerError(f"the worker process took more than {self.timeout:g} s") from None
 
     async def _build(
         self, build: Callable[..., Built], name: str, rev: int
@@ -100,7 +111,7 @@ class WorkerTexts:
         fd, path = tempfile.mkstemp(prefix="collab-text-")
         body = os.fdopen(fd, "rb")
         try:
-            built = await run_in_process(build, self.opener, name, self.text_name, rev, path)
+            built = await self._run(build, self.opener, name, self.text_name, rev, path)
         except BaseException:
             body.close()
             raise

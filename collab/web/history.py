@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
@@ -43,7 +43,6 @@ Refuse = Callable[[str, str, HTTPConnection], None]
 """Count and log a refusal: (reason, what, connection)."""
 Existing = Callable[[Request], Awaitable["DocumentRunner | Response"]]
 """The request's document, checked (name, access) and loaded, or the error response."""
-T = TypeVar("T")
 
 
 class Respond(Protocol):
@@ -80,7 +79,7 @@ class HistoryRoutes:
         self.worker_from = worker_from(settings)
         opener = reader_for(histories.store) if histories is not None else None
         if opener is not None and settings.text_worker_bytes > 0:
-            self.texts = WorkerTexts(opener, settings.text_name)
+            self.texts = WorkerTexts(opener, settings.text_name, settings.text_worker_timeout)
             histories.replay_below = self.worker_from  # type: ignore[union-attr]
         self.requests = 0  # history requests running now
 
@@ -171,7 +170,7 @@ class HistoryRoutes:
             pass  # it grew past the limit meanwhile
         assert self.texts is not None  # an index stops replaying only when there are workers
         try:
-            body = await self._built(self.texts.change(runner.name, rev))
+            body = await self.texts.change(runner.name, rev)
         except (RevisionNotFoundError, WorkerError) as error:
             return self._not_built(runner.name, error)
         return self.respond(FileBody(body, _length(body)), "application/json", request)
@@ -206,33 +205,29 @@ class HistoryRoutes:
         """The text at `rev` (None: the store's last revision) built by a worker process,
         sent from the file it wrote."""
         assert self.texts is not None
-        try:
-            built, body = await self._built(self.texts.text(name, rev))
-        except (RevisionNotFoundError, WorkerError) as error:
-            return self._not_built(name, error)
-        headers = {"X-Collab-Rev": str(built)}
-        text = FileBody(body, _length(body))
-        return self.respond(text, "text/plain; charset=utf-8", request, headers=headers)
+        build = self.texts.text(name, rev)
+        return await self._send_built(request, name, build, "text", "text/plain; charset=utf-8")
 
     async def _state_from_worker(self, request: Request, name: str) -> Response:
         assert self.texts is not None
-        try:
-            built, body = await self._built(self.texts.state(name))
-        except (RevisionNotFoundError, WorkerError) as error:
-            return self._not_built(name, error, "state")
-        headers = {"X-Collab-Rev": str(built)}
-        state = FileBody(body, _length(body))
-        return self.respond(state, "application/octet-stream", request, headers=headers)
+        build = self.texts.state(name)
+        return await self._send_built(request, name, build, "state", "application/octet-stream")
 
-    async def _built(self, build: Awaitable[T]) -> T:
-        """A worker's build within `--text-worker-timeout`: one that takes longer is killed
-        (`run_in_process` on cancel), so that a hung worker holds no history slot for good."""
-        timeout = self.settings.text_worker_timeout
+    async def _send_built(
+        self,
+        request: Request,
+        name: str,
+        build: Awaitable[tuple[int, IO[bytes]]],
+        what: str,
+        media_type: str,
+    ) -> Response:
+        """What a worker built (the text or the state), with the revision it is at."""
         try:
-            async with asyncio.timeout(timeout):
-                return await build
-        except TimeoutError:
-            raise WorkerError(f"the worker process took more than {timeout:g} s") from None
+            built, body = await build
+        except (RevisionNotFoundError, WorkerError) as error:
+            return self._not_built(name, error, what)
+        headers = {"X-Collab-Rev": str(built)}
+        return self.respond(FileBody(body, _length(body)), media_type, request, headers=headers)
 
     def _not_built(
         self, name: str, error: RevisionNotFoundError | WorkerError, what: str = "text"
