@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 from pycrdt import Doc, Map, Text, merge_updates
-from test_lanes import PIECES, append_update, random_edit
+from test_lanes import PIECES, append_update, hear_relayed, random_edit
 
 from collab.config import Settings
 from collab.hub.loading import open_session
@@ -60,10 +60,8 @@ def test_a_detached_document_answers_as_an_attached_one(seed: int) -> None:
     for step in range(250):
         i = rng.randrange(len(docs))
         writer = docs[i]
-        if rng.random() < 0.3:  # it hears what the server relayed since
-            for update in log[seen[i] :]:
-                writer.apply_update(update)
-            seen[i] = len(log)
+        if rng.random() < 0.3:
+            hear_relayed(writer, log, seen, i)
             sent[i].clear()  # what it heard is not its own to send
         if rng.random() < 0.15:  # it comes back: its sync step 2 against the server's state
             update = writer.get_update(detached.encoded_state_vector())

@@ -31,6 +31,13 @@ WRITERS = 19
 PIECE = "👩‍👩‍👧 中文 e\u0301\r\n🇫🇷 "  # emoji, ZWJ, CJK, combining mark, CRLF, a flag
 
 
+def hear_relayed(writer: Doc, log: list[bytes], seen: list[int], i: int) -> None:
+    """Writer `i` applies what the server relayed since it last did (`seen[i]` of `log`)."""
+    for update in log[seen[i] :]:
+        writer.apply_update(update)
+    seen[i] = len(log)
+
+
 def append_update(client: int, clock: int, text: str) -> bytes:
     """`client`'s item of `text` right after its own item ending at `clock` (an append to
     its run), or at the start of the text when `clock` is 0."""
@@ -113,10 +120,8 @@ def test_what_is_read_is_what_integrating_each_update_at_once_gives(
     for _ in range(300):
         i = rng.randrange(len(writers))
         writer = writers[i]
-        if rng.random() < 0.3:  # it hears what the server relayed since
-            for update in log[seen[i] :]:
-                writer.apply_update(update)
-            seen[i] = len(log)
+        if rng.random() < 0.3:
+            hear_relayed(writer, log, seen, i)
         before = writer.get_state()
         random_edit(rng, writer)
         update = writer.get_update(before)

@@ -166,6 +166,17 @@ def test_no_limit_when_it_is_zero() -> None:
     assert welcome["text"] == PASTE
 
 
+async def pasted_past_twice_the_limit(writer: YClient, text_url: str) -> None:
+    """A text client at `text_url` follows `writer`'s first edit; then `writer` pastes past
+    twice the limit (64 KiB): the text client is closed with 1009 and the reason."""
+    tab = await Tab.join(text_url, "early")
+    writer.insert(0, UNICODE)
+    await tab.until(lambda: tab.client.text == UNICODE, "the first edit")
+    writer.insert(0, PASTE * 20)  # 146 KB
+    code, reason = await tab.closed_by_server()
+    assert code == CloseCode.TOO_BIG and "too big for text clients" in reason
+
+
 @pytest.fixture
 def server(start_server) -> ServerProcess:
     return start_server("--text-door-max-bytes", str(64 * 1024))
@@ -176,12 +187,7 @@ async def test_over_real_sockets_text_clients_are_turned_away_from_a_big_documen
 ) -> None:
     name = "big 中文"
     async with await YClient.connect(f"{server.ws_url}/yjs/{name}") as writer:
-        tab = await Tab.join(f"{server.ws_url}/ot/{name}", "early")
-        writer.insert(0, UNICODE)
-        await tab.until(lambda: tab.client.text == UNICODE, "the first edit")
-        writer.insert(0, PASTE * 20)  # 146 KB: past twice the limit
-        code, reason = await tab.closed_by_server()
-        assert code == CloseCode.TOO_BIG and "too big for text clients" in reason
+        await pasted_past_twice_the_limit(writer, f"{server.ws_url}/ot/{name}")
         late = await Tab.say_hello(f"{server.ws_url}/ot/{name}", TextClient("late-0123456789"))
         assert (await late.closed_by_server())[0] == CloseCode.TOO_BIG
         async with httpx.AsyncClient(base_url=server.http_url, trust_env=False) as http:
@@ -220,12 +226,7 @@ async def test_over_a_shared_store_the_other_process_turns_its_text_clients_away
     here, there = start_server(*args), start_server(*args)
     name = "shared big 中文"
     async with await YClient.connect(f"{here.ws_url}/yjs/{name}") as writer:
-        tab = await Tab.join(f"{there.ws_url}/ot/{name}", "there")
-        writer.insert(0, UNICODE)
-        await tab.until(lambda: tab.client.text == UNICODE, "the first edit, over the bus")
-        writer.insert(0, PASTE * 20)  # 146 KB: past twice the limit
-        code, reason = await tab.closed_by_server()
-        assert code == CloseCode.TOO_BIG and "too big for text clients" in reason
+        await pasted_past_twice_the_limit(writer, f"{there.ws_url}/ot/{name}")
 
 
 def test_a_recording_replays_with_the_limit_it_was_made_with(tmp_path: Path) -> None:
